@@ -1,0 +1,112 @@
+/* cmd-writer entry point: configuration, the HTTP service, the transactional
+ * producer; exits non-zero when Kafka fences this instance. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <event2/thread.h>
+#include <sodium.h>
+
+#include "vp_config.h"
+#include "vp_log.h"
+#include "writer.h"
+
+static WrConfig cfg;
+
+static const VpConfigItem config_items[] = {
+	VP_CF_STR("host", "VETPMS_WRITER_HOST", &cfg.host, "127.0.0.1", "listen address"),
+	VP_CF_INT("port", "VETPMS_WRITER_PORT", &cfg.port, "8080", 0, 65535, "listen port"),
+	VP_CF_STR("brokers", "VETPMS_KAFKA_BROKERS", &cfg.brokers, "127.0.0.1:59092",
+		  "Kafka bootstrap servers"),
+	VP_CF_STR("topic", "VETPMS_TOPIC", &cfg.topic, "vetpms.events", "events topic"),
+	VP_CF_STR("kafka-props", "VETPMS_KAFKA_PROPS", &cfg.kafka_props, "",
+		  "extra librdkafka properties a=b,c=d"),
+	VP_CF_INT("instance", "VETPMS_WRITER_INSTANCE", &cfg.instance, "0", 0, 1023,
+		  "this writer's index i (owns partitions p with p % n == i)"),
+	VP_CF_INT("instances", "VETPMS_WRITER_INSTANCES", &cfg.instances, "1", 1, 1024,
+		  "number of writer instances n"),
+	VP_CF_STR("log-level", "VETPMS_LOG_LEVEL", &cfg.log_level, "info",
+		  "debug, info, warn, error"),
+};
+#define N_CONFIG_ITEMS (sizeof(config_items) / sizeof(config_items[0]))
+
+static bool check_ready(void *arg, char *why, size_t why_cap)
+{
+	return wr_appender_ready(arg, why, why_cap);
+}
+
+/* A fenced producer must stop serving at once: another writer owns the id now. */
+static void on_watchdog(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	VpService *service = arg;
+	WrAppender *appender = service->ready_arg;
+	if (wr_appender_fatal(appender)) {
+		vp_log_error(NULL, "fenced", "the producer is fenced or failed fatally; exiting");
+		vp_service_stop(service);
+	}
+}
+
+static int load_config(int argc, char **argv)
+{
+	char why[512];
+	int rc = vp_config_load(config_items, N_CONFIG_ITEMS, argc, argv,
+				"usage: cmd-writer [options]", NULL, why, sizeof(why));
+	if (rc < 0)
+		fprintf(stderr, "cmd-writer: %s\n", why);
+	if (rc == 0 && cfg.instance >= cfg.instances) {
+		fprintf(stderr, "cmd-writer: --instance must be below --instances\n");
+		rc = -1;
+	}
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	VpService service = {0};
+	WrAppender *appender = NULL;
+	struct event *watchdog = NULL;
+	char why[512];
+	VpError err;
+	int exit_code = 1;
+
+	int loaded = load_config(argc, argv);
+	if (loaded != 0)
+		return loaded > 0 ? 0 : 2;
+	vp_log_init("cmd-writer", vp_log_level_parse(cfg.log_level) < 0
+					  ? VP_LOG_INFO
+					  : (VpLogLevel)vp_log_level_parse(cfg.log_level));
+	if (sodium_init() < 0 || evthread_use_pthreads() < 0) {
+		vp_log_error(NULL, "startup", "libsodium or libevent threads failed to initialise");
+		goto done;
+	}
+	vp_error_clear(&err);
+	appender = wr_appender_new(&cfg, why, sizeof(why));
+	if (!appender) {
+		vp_log_error(NULL, "startup", "kafka producer: %s", why);
+		goto done;
+	}
+	if (vp_service_open(&service, cfg.host, (int)cfg.port, true, &err) < 0) {
+		vp_log_error(NULL, "startup", "http: %s", err.message);
+		goto done;
+	}
+	service.ready = check_ready;
+	service.ready_arg = appender;
+	watchdog = event_new(service.base, -1, EV_PERSIST, on_watchdog, &service);
+	struct timeval every = {0, 200000};
+	if (!watchdog || event_add(watchdog, &every) < 0 || wr_appender_start(appender) < 0) {
+		vp_log_error(NULL, "startup", "cannot start the producer thread");
+		goto done;
+	}
+	vp_log_info(NULL, "listening", "http://%s:%d instance %ld of %ld", cfg.host,
+		    vp_service_port(&service), cfg.instance, cfg.instances);
+	if (vp_service_run(&service) == 0)
+		exit_code = wr_appender_fatal(appender) ? 3 : 0;
+	vp_log_info(NULL, "stopped", "exit code %d", exit_code);
+done:
+	if (watchdog)
+		event_free(watchdog);
+	vp_service_close(&service);
+	wr_appender_free(appender);
+	vp_config_free(config_items, N_CONFIG_ITEMS);
+	return exit_code;
+}

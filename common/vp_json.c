@@ -1,0 +1,475 @@
+/* Strict JSON parsing and table-driven validation of command bodies (see
+ * vp_json.h). cJSON itself accepts raw control characters in strings, passes
+ * invalid UTF-8 through and truncates strings at an embedded NUL, so
+ * vp_json_parse screens the raw text for those before cJSON sees it. */
+#include "vp_json.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vp_buf.h"
+#include "vp_time.h"
+#include "vp_uuid.h"
+
+#define PATH_MAX_LEN 192
+
+/* Length of the well-formed UTF-8 sequence (RFC 3629) at s, 0 if there is none. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+	unsigned char lo = 0x80, hi = 0xBF;
+	size_t len;
+
+	if (n == 0)
+		return 0;
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xC2 && s[0] <= 0xDF)
+		len = 2;
+	else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+		len = 3;
+	else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+		len = 4;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	if (s[0] == 0xE0)
+		lo = 0xA0; /* overlong */
+	else if (s[0] == 0xED)
+		hi = 0x9F; /* surrogates */
+	else if (s[0] == 0xF0)
+		lo = 0x90; /* overlong */
+	else if (s[0] == 0xF4)
+		hi = 0x8F; /* above U+10FFFF */
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xBF)
+			return 0;
+	return len;
+}
+
+/* Offset of the first byte that is not part of well-formed UTF-8, or len. */
+static size_t utf8_invalid_at(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < len) {
+		size_t n = utf8_seq_len(p + i, len - i);
+		if (n == 0)
+			return i;
+		i += n;
+	}
+	return len;
+}
+
+bool vp_json_utf8_valid(const char *s, size_t len)
+{
+	return utf8_invalid_at(s, len) == len;
+}
+
+static bool is_json_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static int parse_error(VpError *err, const char *issue, size_t at)
+{
+	vp_error_add_detail(err, "body", "%s at byte %zu", issue, at);
+	return vp_error_set(err, 400, VP_ERR_VALIDATION, "malformed JSON body");
+}
+
+/* Refuses what cJSON would let through: NUL bytes, \u0000 escapes and raw control
+ * characters inside strings. Returns the offending offset, or len. */
+static size_t screen_strings(const char *text, size_t len, const char **issue)
+{
+	bool in_string = false;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)text[i];
+		if (c == '\0') {
+			*issue = "NUL byte";
+			return i;
+		}
+		if (!in_string) {
+			if (c == '"')
+				in_string = true;
+			continue;
+		}
+		if (c == '"') {
+			in_string = false;
+		} else if (c < 0x20) {
+			*issue = "control character in string";
+			return i;
+		} else if (c == '\\' && i + 1 < len) {
+			if (text[i + 1] == 'u' && i + 5 < len &&
+			    memcmp(text + i + 2, "0000", 4) == 0) {
+				*issue = "\\u0000 in string";
+				return i;
+			}
+			i++; /* the escaped character, whatever it is */
+		}
+	}
+	return len;
+}
+
+int vp_json_parse(const char *text, size_t len, cJSON **out, VpError *err)
+{
+	const char *issue = NULL;
+	const char *end = NULL;
+	cJSON *parsed;
+	size_t at;
+
+	*out = NULL;
+	at = 0;
+	while (at < len && is_json_space(text[at]))
+		at++;
+	if (at == len)
+		return parse_error(err, "empty JSON text", at);
+	at = utf8_invalid_at(text, len);
+	if (at < len)
+		return parse_error(err, "invalid UTF-8", at);
+	at = screen_strings(text, len, &issue);
+	if (at < len)
+		return parse_error(err, issue, at);
+
+	parsed = cJSON_ParseWithLengthOpts(text, len, &end, false);
+	if (!parsed) {
+		/* cJSON reports the failing position through end (thread-safe,
+		 * unlike cJSON_GetErrorPtr). */
+		at = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
+		return parse_error(err, "invalid JSON", at);
+	}
+	at = (size_t)(end - text);
+	while (at < len && is_json_space(text[at]))
+		at++;
+	if (at < len) {
+		cJSON_Delete(parsed);
+		return parse_error(err, "unexpected data after the JSON value", at);
+	}
+	*out = parsed;
+	return 0;
+}
+
+/* Field paths longer than the buffer are cut; vp_error cuts them further anyway. */
+static void path_format(char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void path_format(char *out, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(out, cap, fmt, ap);
+	va_end(ap);
+}
+
+/* "blocks[2]" + "start" -> "blocks[2].start"; a top-level name stays as it is. */
+static void join_path(char *out, size_t cap, const char *parent, const char *name)
+{
+	if (parent[0])
+		path_format(out, cap, "%s.%s", parent, name);
+	else
+		path_format(out, cap, "%s", name);
+}
+
+static void add_enum_detail(VpError *err, const char *path, const char *const *values)
+{
+	VpBuf list;
+
+	/* Room for the prefix in VpErrorDetail.issue; values that do not fit are
+	 * replaced by "..." (VpBuf keeps its content when an append fails). */
+	vp_buf_init(&list, sizeof(err->details[0].issue) - sizeof("must be one of: ...") - 1);
+	for (size_t i = 0; values[i]; i++) {
+		if (vp_buf_printf(&list, "%s%s", i ? ", " : "", values[i]) < 0)
+			break;
+	}
+	vp_error_add_detail(err, path, "must be one of: %s%s", vp_buf_str(&list),
+			    list.oom ? "..." : "");
+	vp_buf_free(&list);
+}
+
+static bool check_object(const cJSON *obj, const VpJsonField *fields, size_t n, bool allow_unknown,
+			 const char *path, VpError *err);
+
+static bool check_string(const cJSON *item, const VpJsonField *f, const char *path, VpError *err)
+{
+	const char *s;
+	size_t len;
+
+	if (!cJSON_IsString(item) || !item->valuestring) {
+		vp_error_add_detail(err, path, "must be a string");
+		return false;
+	}
+	s = item->valuestring;
+	len = strlen(s);
+	if (!vp_json_utf8_valid(s, len)) {
+		vp_error_add_detail(err, path, "must be valid UTF-8");
+		return false;
+	}
+	if (f->max_len && len > f->max_len) {
+		vp_error_add_detail(err, path, "must be at most %zu characters", f->max_len);
+		return false;
+	}
+	if (len < f->min_len) {
+		if (f->min_len == 1)
+			vp_error_add_detail(err, path, "must not be empty");
+		else
+			vp_error_add_detail(err, path, "must be at least %zu characters",
+					    f->min_len);
+		return false;
+	}
+	if (f->enum_values) {
+		for (size_t i = 0; f->enum_values[i]; i++)
+			if (strcmp(s, f->enum_values[i]) == 0)
+				return true;
+		add_enum_detail(err, path, f->enum_values);
+		return false;
+	}
+	return true;
+}
+
+static bool check_range(double d, const VpJsonField *f, const char *path, VpError *err)
+{
+	if (f->min < f->max && (d < (double)f->min || d > (double)f->max)) {
+		vp_error_add_detail(err, path, "must be between %lld and %lld", f->min, f->max);
+		return false;
+	}
+	return true;
+}
+
+static bool check_array(const cJSON *item, const VpJsonField *f, const char *path, VpError *err)
+{
+	char item_path[PATH_MAX_LEN];
+	const cJSON *element;
+	size_t count;
+	size_t index = 0;
+	bool good = true;
+
+	if (!cJSON_IsArray(item)) {
+		vp_error_add_detail(err, path, "must be an array");
+		return false;
+	}
+	count = (size_t)cJSON_GetArraySize(item);
+	if (f->max_len && count > f->max_len) {
+		vp_error_add_detail(err, path, "must have at most %zu items", f->max_len);
+		return false;
+	}
+	if (count < f->min_len) {
+		if (f->min_len == 1)
+			vp_error_add_detail(err, path, "must not be empty");
+		else
+			vp_error_add_detail(err, path, "must have at least %zu items", f->min_len);
+		return false;
+	}
+	if (!f->fields)
+		return true;
+	cJSON_ArrayForEach(element, item)
+	{
+		path_format(item_path, sizeof(item_path), "%s[%zu]", path, index++);
+		if (!check_object(element, f->fields, f->n_fields, f->allow_unknown, item_path,
+				  err))
+			good = false;
+	}
+	return good;
+}
+
+static bool check_value(const cJSON *item, const VpJsonField *f, const char *path, VpError *err)
+{
+	const char *s = cJSON_IsString(item) ? item->valuestring : NULL;
+	size_t len = s ? strlen(s) : 0;
+	VpUuid uuid;
+	int32_t days;
+	int64_t us;
+	double d;
+
+	switch (f->type) {
+	case VP_JSON_STRING:
+		return check_string(item, f, path, err);
+	case VP_JSON_INT:
+		d = cJSON_IsNumber(item) ? item->valuedouble : NAN;
+		if (!isfinite(d) || d != floor(d) || fabs(d) > (double)VP_JSON_MAX_SAFE_INT) {
+			vp_error_add_detail(err, path, "must be an integer");
+			return false;
+		}
+		return check_range(d, f, path, err);
+	case VP_JSON_NUMBER:
+		d = cJSON_IsNumber(item) ? item->valuedouble : NAN;
+		if (!isfinite(d)) {
+			vp_error_add_detail(err, path, "must be a number");
+			return false;
+		}
+		return check_range(d, f, path, err);
+	case VP_JSON_BOOL:
+		if (!cJSON_IsBool(item)) {
+			vp_error_add_detail(err, path, "must be a boolean");
+			return false;
+		}
+		return true;
+	case VP_JSON_OBJECT:
+		if (!cJSON_IsObject(item)) {
+			vp_error_add_detail(err, path, "must be an object");
+			return false;
+		}
+		if (!f->fields)
+			return true;
+		return check_object(item, f->fields, f->n_fields, f->allow_unknown, path, err);
+	case VP_JSON_ARRAY:
+		return check_array(item, f, path, err);
+	case VP_JSON_UUID:
+		if (!s || vp_uuid_parse(s, len, &uuid) < 0) {
+			vp_error_add_detail(err, path, "must be a UUID");
+			return false;
+		}
+		return true;
+	case VP_JSON_DATE:
+		if (!s || vp_date_parse(s, len, &days) < 0) {
+			vp_error_add_detail(err, path, "must be a date YYYY-MM-DD");
+			return false;
+		}
+		return true;
+	case VP_JSON_TIME:
+		if (!s || vp_time_parse_rfc3339(s, len, &us) < 0) {
+			vp_error_add_detail(err, path, "must be an RFC 3339 time with offset");
+			return false;
+		}
+		return true;
+	}
+	vp_error_add_detail(err, path, "has an unsupported type in the field table");
+	return false;
+}
+
+static bool is_known(const char *key, const VpJsonField *fields, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(key, fields[i].name) == 0)
+			return true;
+	return false;
+}
+
+/* Members named `name`: cJSON keeps duplicate keys and lookups see the first, so
+ * a repeated key could smuggle a second value past the check. */
+static int count_members(const cJSON *obj, const char *name)
+{
+	const cJSON *child;
+	int count = 0;
+
+	cJSON_ArrayForEach(child, obj)
+	{
+		if (child->string && strcmp(child->string, name) == 0)
+			count++;
+	}
+	return count;
+}
+
+static bool check_object(const cJSON *obj, const VpJsonField *fields, size_t n, bool allow_unknown,
+			 const char *path, VpError *err)
+{
+	char child_path[PATH_MAX_LEN];
+	const cJSON *child;
+	bool good = true;
+
+	if (!cJSON_IsObject(obj)) {
+		vp_error_add_detail(err, path[0] ? path : "body", "must be an object");
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const VpJsonField *f = &fields[i];
+		const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, f->name);
+
+		join_path(child_path, sizeof(child_path), path, f->name);
+		if (item && count_members(obj, f->name) > 1) {
+			vp_error_add_detail(err, child_path, "must not be repeated");
+			good = false;
+			continue;
+		}
+		if (!item || cJSON_IsNull(item)) {
+			if (f->required) {
+				vp_error_add_detail(err, child_path, "is required");
+				good = false;
+			}
+			continue;
+		}
+		if (!check_value(item, f, child_path, err))
+			good = false;
+	}
+	if (allow_unknown)
+		return good;
+	cJSON_ArrayForEach(child, obj)
+	{
+		const char *key = child->string ? child->string : "";
+		if (is_known(key, fields, n))
+			continue;
+		join_path(child_path, sizeof(child_path), path, key);
+		vp_error_add_detail(err, child_path, "is not a known field");
+		good = false;
+	}
+	return good;
+}
+
+int vp_json_check(const cJSON *obj, const VpJsonField *fields, size_t n, bool allow_unknown,
+		  VpError *err)
+{
+	return check_object(obj, fields, n, allow_unknown, "", err) ? 0 : -1;
+}
+
+const char *vp_json_str(const cJSON *obj, const char *name)
+{
+	const cJSON *item;
+
+	if (!cJSON_IsObject(obj))
+		return NULL;
+	item = cJSON_GetObjectItemCaseSensitive(obj, name);
+	return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+bool vp_json_int(const cJSON *obj, const char *name, long long *out)
+{
+	const cJSON *item;
+	double d;
+
+	if (!cJSON_IsObject(obj))
+		return false;
+	item = cJSON_GetObjectItemCaseSensitive(obj, name);
+	if (!cJSON_IsNumber(item))
+		return false;
+	d = item->valuedouble;
+	if (!isfinite(d) || d != floor(d) || fabs(d) > (double)VP_JSON_MAX_SAFE_INT)
+		return false;
+	*out = (long long)d;
+	return true;
+}
+
+bool vp_json_bool(const cJSON *obj, const char *name, bool *out)
+{
+	const cJSON *item;
+
+	if (!cJSON_IsObject(obj))
+		return false;
+	item = cJSON_GetObjectItemCaseSensitive(obj, name);
+	if (!cJSON_IsBool(item))
+		return false;
+	*out = cJSON_IsTrue(item);
+	return true;
+}
+
+bool vp_json_number(const cJSON *obj, const char *name, double *out)
+{
+	const cJSON *item;
+
+	if (!cJSON_IsObject(obj))
+		return false;
+	item = cJSON_GetObjectItemCaseSensitive(obj, name);
+	if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble))
+		return false;
+	*out = item->valuedouble;
+	return true;
+}
+
+char *vp_json_print(const cJSON *j)
+{
+	return j ? cJSON_PrintUnformatted(j) : NULL;
+}

@@ -1,0 +1,71 @@
+/* cJSON helpers for command bodies: a strict parser (UTF-8, no NUL, no trailing
+ * data), a declarative field table checked in one pass that reports every bad
+ * field into a VpError, and getters that never trust a value's type. */
+#ifndef VP_JSON_H
+#define VP_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <cjson/cJSON.h>
+
+#include "vp_error.h"
+
+/* Integers travel as JSON numbers (doubles): only ±2^53 are exact. */
+#define VP_JSON_MAX_SAFE_INT 9007199254740992LL
+
+typedef enum {
+	VP_JSON_STRING, /* UTF-8 text, no NUL, at most max_len bytes, optional enum */
+	VP_JSON_INT,	/* integral number within ±2^53, and [min, max] when min < max */
+	VP_JSON_BOOL,
+	VP_JSON_NUMBER, /* any finite number, and [min, max] when min < max */
+	VP_JSON_OBJECT, /* checked against `fields` when set */
+	VP_JSON_ARRAY,	/* at most max_len items when set; each item an object checked
+			   against `fields` when set */
+	VP_JSON_UUID,	/* canonical 8-4-4-4-12 text */
+	VP_JSON_DATE,	/* YYYY-MM-DD */
+	VP_JSON_TIME,	/* RFC 3339 with offset */
+} VpJsonType;
+
+typedef struct VpJsonField {
+	const char *name;
+	VpJsonType type;
+	bool required;	    /* null counts as missing; for optional fields as absent */
+	size_t max_len;	    /* STRING: bytes (0 = no limit); ARRAY: items (0 = no limit) */
+	long long min, max; /* INT and NUMBER, when min < max */
+	const char *const *enum_values;	  /* STRING: NULL-terminated allowed values */
+	size_t min_len;			  /* STRING: bytes, 1 = must not be empty; ARRAY: items */
+	const struct VpJsonField *fields; /* OBJECT, or ARRAY of objects: their table */
+	size_t n_fields;
+	bool allow_unknown; /* nested table: tolerate keys it does not name */
+} VpJsonField;
+
+/* Strict parse of len bytes (no NUL needed): valid UTF-8 throughout, no NUL byte
+ * nor \u0000 escape, no raw control character inside strings, nothing but white
+ * space after the value. 0 with *out owned by the caller, or -1 with err set to
+ * 400 VALIDATION_ERROR and a {"body", issue at byte N} detail. */
+int vp_json_parse(const char *text, size_t len, cJSON **out, VpError *err);
+
+/* Checks obj against fields[0..n): adds one detail per bad field (issues are
+ * "is required", "must be a string", "must be at most N characters", "must be one
+ * of: a, b", "must be an integer", "must be between X and Y", "must be a UUID",
+ * "must be a date YYYY-MM-DD", "must be an RFC 3339 time with offset", "is not a
+ * known field", ...); nested fields are named "weight.unit", "blocks[2].start".
+ * Returns 0 when every field is good, -1 when it added details. It does not set
+ * the status: add cross-field checks, then call vp_error_finish_validation. */
+int vp_json_check(const cJSON *obj, const VpJsonField *fields, size_t n, bool allow_unknown,
+		  VpError *err);
+
+/* Well-formed UTF-8 (RFC 3629: no overlongs, surrogates or > U+10FFFF). NUL bytes
+ * are valid UTF-8; callers that refuse them check separately. */
+bool vp_json_utf8_valid(const char *s, size_t len);
+
+/* Getters: absent, null and wrong-typed members all read as "not there". */
+const char *vp_json_str(const cJSON *obj, const char *name);
+bool vp_json_int(const cJSON *obj, const char *name, long long *out); /* integral, ±2^53 */
+bool vp_json_bool(const cJSON *obj, const char *name, bool *out);
+bool vp_json_number(const cJSON *obj, const char *name, double *out); /* finite */
+
+/* Unformatted text of j, malloc'd (free()); NULL on out of memory or NULL j. */
+char *vp_json_print(const cJSON *j);
+
+#endif

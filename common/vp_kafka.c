@@ -1,0 +1,125 @@
+/* librdkafka helpers (see vp_kafka.h). */
+#include "vp_kafka.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int vp_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *why,
+		      size_t why_cap)
+{
+	char errstr[512];
+	if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+		snprintf(why, why_cap, "kafka option %s=%s: %s", name, value, errstr);
+		return -1;
+	}
+	return 0;
+}
+
+/* Applies "a=b,c=d"; values may not contain commas (none of the tuning knobs do). */
+static int apply_extra(rd_kafka_conf_t *conf, const char *extra, char *why, size_t why_cap)
+{
+	int rc = -1;
+	char *copy = strdup(extra);
+	if (!copy) {
+		snprintf(why, why_cap, "out of memory");
+		return -1;
+	}
+	char *cursor = copy;
+	while (cursor && *cursor) {
+		char *next = strchr(cursor, ',');
+		if (next)
+			*next++ = '\0';
+		char *eq = strchr(cursor, '=');
+		if (!eq || eq == cursor) {
+			snprintf(why, why_cap, "kafka option '%s' is not name=value", cursor);
+			goto done;
+		}
+		*eq = '\0';
+		if (vp_kafka_conf_set(conf, cursor, eq + 1, why, why_cap) < 0)
+			goto done;
+		cursor = next;
+	}
+	rc = 0;
+done:
+	free(copy);
+	return rc;
+}
+
+rd_kafka_conf_t *vp_kafka_conf_new(const char *brokers, const char *client_id, const char *extra,
+				   char *why, size_t why_cap)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	if (!conf) {
+		snprintf(why, why_cap, "out of memory");
+		return NULL;
+	}
+	if (vp_kafka_conf_set(conf, "bootstrap.servers", brokers, why, why_cap) < 0 ||
+	    vp_kafka_conf_set(conf, "client.id", client_id, why, why_cap) < 0 ||
+	    vp_kafka_conf_set(conf, "socket.nagle.disable", "true", why, why_cap) < 0 ||
+	    (extra && *extra && apply_extra(conf, extra, why, why_cap) < 0)) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	return conf;
+}
+
+int32_t vp_kafka_murmur2(const void *key, size_t len)
+{
+	const uint32_t seed = 0x9747b28cu;
+	const uint32_t m = 0x5bd1e995u;
+	const int r = 24;
+	const unsigned char *data = key;
+	uint32_t h = seed ^ (uint32_t)len;
+	size_t n4 = len / 4;
+
+	for (size_t i = 0; i < n4; i++) {
+		/* Java reads each 4-byte block little-endian. */
+		uint32_t k = (uint32_t)data[i * 4] | (uint32_t)data[i * 4 + 1] << 8 |
+			     (uint32_t)data[i * 4 + 2] << 16 | (uint32_t)data[i * 4 + 3] << 24;
+		k *= m;
+		k ^= k >> r;
+		k *= m;
+		h *= m;
+		h ^= k;
+	}
+	const unsigned char *tail = data + n4 * 4;
+	switch (len & 3) {
+	case 3:
+		h ^= (uint32_t)tail[2] << 16;
+		/* fall through */
+	case 2:
+		h ^= (uint32_t)tail[1] << 8;
+		/* fall through */
+	case 1:
+		h ^= tail[0];
+		h *= m;
+	}
+	h ^= h >> 13;
+	h *= m;
+	h ^= h >> 15;
+	return (int32_t)h;
+}
+
+int vp_kafka_partition_for_key(const char *key, size_t len, int partition_cnt)
+{
+	if (partition_cnt <= 0)
+		return -1;
+	uint32_t positive = (uint32_t)vp_kafka_murmur2(key, len) & 0x7fffffffu;
+	return (int)(positive % (uint32_t)partition_cnt);
+}
+
+int vp_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms, int *partition_cnt)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	if (partition_cnt)
+		*partition_cnt = 0;
+	if (rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return -1;
+	int ok = md->broker_cnt > 0 ? 0 : -1;
+	for (int i = 0; topic && partition_cnt && i < md->topic_cnt; i++)
+		if (!strcmp(md->topics[i].topic, topic) && !md->topics[i].err)
+			*partition_cnt = md->topics[i].partition_cnt;
+	rd_kafka_metadata_destroy(md);
+	return ok;
+}

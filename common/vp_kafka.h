@@ -1,0 +1,34 @@
+/* librdkafka helpers shared by the daemons and vetctl: one place that sets the
+ * client options every VetPMS client must have, the partitioner that decides
+ * which writer owns a tenant, and a readiness probe. */
+#ifndef VP_KAFKA_H
+#define VP_KAFKA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <librdkafka/rdkafka.h>
+
+#define VP_TOPIC_EVENTS_DEFAULT "vetpms.events"
+#define VP_TOPIC_DLQ_DEFAULT    "vetpms.events.dlq"
+
+/* A conf with bootstrap.servers, client.id, socket.nagle.disable=true (Debian's
+ * librdkafka 2.0.2 against Kafka 3.9 otherwise waits on Nagle for small
+ * requests) and the `extra` properties: "a=b,c=d" (VETPMS_KAFKA_PROPS), for
+ * tuning without a rebuild. NULL with why filled on a bad property. */
+rd_kafka_conf_t *vp_kafka_conf_new(const char *brokers, const char *client_id, const char *extra,
+				   char *why, size_t why_cap);
+int vp_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *why,
+		      size_t why_cap);
+
+/* Java's murmur2 (Utils.murmur2), as used by the Java client's default
+ * partitioner and librdkafka's `murmur2_random`. */
+int32_t vp_kafka_murmur2(const void *key, size_t len);
+/* Partition of a record key: (murmur2(key) & 0x7fffffff) % partition_cnt. */
+int vp_kafka_partition_for_key(const char *key, size_t len, int partition_cnt);
+
+/* 0 when the cluster answered a metadata request within timeout_ms; else -1.
+ * *partition_cnt (may be NULL) receives the partition count of `topic` (0 when
+ * the topic does not exist; topic may be NULL). Blocking: never on a loop. */
+int vp_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms, int *partition_cnt);
+
+#endif

@@ -1,0 +1,22 @@
+/* libpq helpers for blocking use (projector, migrations, tools). The reader's
+ * non-blocking connections live in query-reader/pgpool.c. Values always travel
+ * as parameters; these helpers take no SQL built from input. */
+#ifndef VP_PG_H
+#define VP_PG_H
+
+#include <stddef.h>
+#include <libpq-fe.h>
+
+/* Connects (blocking); NULL with why filled. application_name is set. */
+PGconn *vp_pg_connect(const char *dsn, const char *application_name, char *why, size_t why_cap);
+
+/* Runs SQL with optional text parameters; 0 when the result is COMMAND_OK or
+ * TUPLES_OK, else -1 with the server's message in why. *out (may be NULL)
+ * receives the result, which the caller PQclear()s. */
+int vp_pg_exec(PGconn *conn, const char *sql, int n_params, const char *const *params,
+	       PGresult **out, char *why, size_t why_cap);
+
+/* True when the connection answers `SELECT 1`. */
+int vp_pg_ping(PGconn *conn);
+
+#endif

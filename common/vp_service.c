@@ -1,0 +1,138 @@
+/* Shared daemon HTTP skeleton (see vp_service.h). */
+#include "vp_service.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vp_log.h"
+#include "vp_metrics.h"
+
+static void reply_health(VpHttpRequest *r)
+{
+	static const char body[] = "{\"status\":\"ok\"}";
+	vp_http_reply_json(r, 200, body, sizeof(body) - 1);
+}
+
+static void reply_ready(VpService *s, VpHttpRequest *r)
+{
+	static const char body[] = "{\"status\":\"ready\"}";
+	char why[256] = "not ready";
+	if (!s->ready || s->ready(s->ready_arg, why, sizeof(why))) {
+		vp_http_reply_json(r, 200, body, sizeof(body) - 1);
+		return;
+	}
+	VpError err;
+	vp_error_clear(&err);
+	vp_error_set(&err, 503, VP_ERR_UNAVAILABLE, "not ready: %s", why);
+	vp_http_reply_error(r, &err);
+}
+
+static void reply_metrics(VpHttpRequest *r)
+{
+	size_t len = 0;
+	char *text = vp_metrics_render(&len);
+	if (!text) {
+		VpError err;
+		vp_error_clear(&err);
+		vp_error_set(&err, 500, VP_ERR_INTERNAL, "out of memory");
+		vp_http_reply_error(r, &err);
+		return;
+	}
+	vp_http_reply_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+	free(text);
+}
+
+/* The built-in endpoints answer GET (and HEAD); true when path was one of them. */
+static bool handle_builtin(VpService *s, VpHttpRequest *r)
+{
+	bool health = !strcmp(r->path, "/healthz");
+	bool ready = !strcmp(r->path, "/readyz");
+	bool metrics = !strcmp(r->path, "/metrics");
+	if (!health && !ready && !metrics)
+		return false;
+	VpError err;
+	vp_error_clear(&err);
+	if (vp_http_require_method(r, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, &err) < 0)
+		vp_http_reply_error(r, &err);
+	else if (health)
+		reply_health(r);
+	else if (ready)
+		reply_ready(s, r);
+	else
+		reply_metrics(r);
+	return true;
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	VpService *s = arg;
+	VpHttpRequest r;
+	VpError err;
+	vp_error_clear(&err);
+	if (vp_http_request_init(&r, req, &err) < 0) {
+		vp_http_reply_error(&r, &err);
+	} else if (!handle_builtin(s, &r) && !(s->route && s->route(&r, s->route_arg))) {
+		vp_error_set(&err, 404, VP_ERR_NOT_FOUND, "no route for %s", r.path);
+		vp_http_reply_error(&r, &err);
+	}
+	vp_http_request_release(&r);
+}
+
+static void on_signal(evutil_socket_t sig, short events, void *arg)
+{
+	(void)events;
+	VpService *s = arg;
+	vp_log_info(NULL, "signal", "received signal %d, stopping", (int)sig);
+	event_base_loopexit(s->base, NULL);
+}
+
+int vp_service_open(VpService *s, const char *host, int port, bool handle_signals,
+		    VpError *err)
+{
+	vp_http_metrics_init();
+	s->base = event_base_new();
+	if (!s->base)
+		return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot create event loop");
+	s->http = vp_http_listen(s->base, host, port, &s->bound, err);
+	if (!s->http)
+		return -1;
+	evhttp_set_gencb(s->http, on_request, s);
+	if (!handle_signals)
+		return 0;
+	s->sig_term = evsignal_new(s->base, SIGTERM, on_signal, s);
+	s->sig_int = evsignal_new(s->base, SIGINT, on_signal, s);
+	if (!s->sig_term || !s->sig_int || evsignal_add(s->sig_term, NULL) < 0 ||
+	    evsignal_add(s->sig_int, NULL) < 0)
+		return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot install signal handlers");
+	return 0;
+}
+
+int vp_service_run(VpService *s)
+{
+	return event_base_dispatch(s->base) < 0 ? -1 : 0;
+}
+
+void vp_service_stop(VpService *s)
+{
+	if (s->base)
+		event_base_loopexit(s->base, NULL);
+}
+
+int vp_service_port(const VpService *s)
+{
+	return s->bound ? vp_http_bound_port(s->bound) : -1;
+}
+
+void vp_service_close(VpService *s)
+{
+	if (s->sig_term)
+		event_free(s->sig_term);
+	if (s->sig_int)
+		event_free(s->sig_int);
+	if (s->http)
+		evhttp_free(s->http);
+	if (s->base)
+		event_base_free(s->base);
+	memset(s, 0, sizeof(*s));
+}

@@ -1,0 +1,322 @@
+/* Non-blocking libpq on libevent, after pgbouncer's test/asynctest.c:
+ * PQconnectStart/PQconnectPoll for the handshake, then PQsendQueryParams,
+ * PQflush while it returns 1 (wait for EV_WRITE), PQconsumeInput on EV_READ and
+ * PQisBusy/PQgetResult until the query's results are drained. Nothing here
+ * blocks the loop. A failed connection is retried after RETRY_MS. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "reader.h"
+#include "vp_log.h"
+
+#define MAX_PARAMS   16
+#define MAX_QUEUED   10000
+#define RETRY_MS     1000
+
+typedef struct PgQuery {
+	char *sql;
+	int n_params;
+	char *params[MAX_PARAMS];
+	RdPgCallback cb;
+	void *arg;
+	struct PgQuery *next;
+} PgQuery;
+
+typedef enum { CONN_DOWN, CONN_CONNECTING, CONN_IDLE, CONN_BUSY } ConnState;
+
+typedef struct PgConn {
+	RdPgPool *pool;
+	PGconn *conn;
+	ConnState state;
+	struct event *io;
+	struct event *retry;
+	PgQuery *current;
+	PGresult *last_result;
+	char error[256];
+} PgConn;
+
+struct RdPgPool {
+	struct event_base *base;
+	char *dsn;
+	int size;
+	PgConn *conns;
+	PgQuery *queue_head;
+	PgQuery *queue_tail;
+	int queued;
+};
+
+static void conn_start(PgConn *c);
+static void conn_dispatch(PgConn *c);
+
+static void query_free(PgQuery *q)
+{
+	if (!q)
+		return;
+	free(q->sql);
+	for (int i = 0; i < q->n_params; i++)
+		free(q->params[i]);
+	free(q);
+}
+
+/* (Re)arms the socket event for what libpq waits on. The socket can change
+ * during a handshake, so the event is rebuilt each time. */
+static void conn_wait(PgConn *c, short what, event_callback_fn fn)
+{
+	if (c->io)
+		event_free(c->io);
+	c->io = event_new(c->pool->base, PQsocket(c->conn), what, fn, c);
+	if (!c->io || event_add(c->io, NULL) < 0)
+		vp_log_error(NULL, "pgpool", "cannot arm the socket event");
+}
+
+static void finish_query(PgConn *c, const char *error)
+{
+	PgQuery *q = c->current;
+	c->current = NULL;
+	if (q) {
+		q->cb(error ? NULL : c->last_result, error, q->arg);
+		query_free(q);
+	}
+	PQclear(c->last_result);
+	c->last_result = NULL;
+}
+
+static void on_retry(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	conn_start(arg);
+}
+
+/* Drops the connection, fails its query, schedules a reconnect. */
+static void conn_broken(PgConn *c, const char *why)
+{
+	snprintf(c->error, sizeof(c->error), "%s", why);
+	c->error[strcspn(c->error, "\n")] = '\0';
+	vp_log_warn(NULL, "pg_connection", "%s", c->error);
+	if (c->io) {
+		event_free(c->io);
+		c->io = NULL;
+	}
+	PQfinish(c->conn);
+	c->conn = NULL;
+	c->state = CONN_DOWN;
+	finish_query(c, "database connection lost");
+	struct timeval later = {RETRY_MS / 1000, (RETRY_MS % 1000) * 1000};
+	evtimer_add(c->retry, &later);
+}
+
+static void on_query_io(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	PgConn *c = arg;
+	if (events & EV_WRITE) {
+		int flushed = PQflush(c->conn);
+		if (flushed < 0) {
+			conn_broken(c, PQerrorMessage(c->conn));
+			return;
+		}
+		if (flushed == 1) {
+			conn_wait(c, EV_READ | EV_WRITE, on_query_io);
+			return;
+		}
+	}
+	if ((events & EV_READ) && !PQconsumeInput(c->conn)) {
+		conn_broken(c, PQerrorMessage(c->conn));
+		return;
+	}
+	while (!PQisBusy(c->conn)) {
+		PGresult *res = PQgetResult(c->conn);
+		if (!res) {
+			ExecStatusType st = PQresultStatus(c->last_result);
+			bool ok = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
+			char error[256];
+			snprintf(error, sizeof(error), "%s",
+				 c->last_result ? PQresultErrorMessage(c->last_result) : "no result");
+			error[strcspn(error, "\n")] = '\0';
+			finish_query(c, ok ? NULL : error);
+			c->state = CONN_IDLE;
+			conn_dispatch(c);
+			return;
+		}
+		PQclear(c->last_result);
+		c->last_result = res;
+	}
+	conn_wait(c, EV_READ, on_query_io);
+}
+
+/* An idle connection still watches its socket: a server that goes away is
+ * noticed at once instead of on the next query. */
+static void on_idle_io(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	PgConn *c = arg;
+	if (!PQconsumeInput(c->conn)) {
+		conn_broken(c, PQerrorMessage(c->conn));
+		return;
+	}
+	conn_wait(c, EV_READ, on_idle_io);
+}
+
+/* Takes the next queued query onto an idle connection, or watches it idle. */
+static void conn_dispatch(PgConn *c)
+{
+	RdPgPool *pool = c->pool;
+	PgQuery *q = pool->queue_head;
+	if (c->state != CONN_IDLE)
+		return;
+	if (!q) {
+		conn_wait(c, EV_READ, on_idle_io);
+		return;
+	}
+	pool->queue_head = q->next;
+	if (!pool->queue_head)
+		pool->queue_tail = NULL;
+	pool->queued--;
+	c->current = q;
+	c->state = CONN_BUSY;
+	if (!PQsendQueryParams(c->conn, q->sql, q->n_params, NULL, (const char *const *)q->params,
+			       NULL, NULL, 0)) {
+		conn_broken(c, PQerrorMessage(c->conn));
+		return;
+	}
+	int flushed = PQflush(c->conn);
+	if (flushed < 0)
+		conn_broken(c, PQerrorMessage(c->conn));
+	else
+		conn_wait(c, flushed ? EV_READ | EV_WRITE : EV_READ, on_query_io);
+}
+
+static void on_connect_io(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	PgConn *c = arg;
+	switch (PQconnectPoll(c->conn)) {
+	case PGRES_POLLING_READING:
+		conn_wait(c, EV_READ, on_connect_io);
+		return;
+	case PGRES_POLLING_WRITING:
+		conn_wait(c, EV_WRITE, on_connect_io);
+		return;
+	case PGRES_POLLING_OK:
+		if (PQsetnonblocking(c->conn, 1) < 0) {
+			conn_broken(c, PQerrorMessage(c->conn));
+			return;
+		}
+		c->state = CONN_IDLE;
+		conn_dispatch(c);
+		return;
+	default:
+		conn_broken(c, PQerrorMessage(c->conn));
+	}
+}
+
+static void conn_start(PgConn *c)
+{
+	c->conn = PQconnectStart(c->pool->dsn);
+	if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {
+		conn_broken(c, c->conn ? PQerrorMessage(c->conn) : "out of memory");
+		return;
+	}
+	c->state = CONN_CONNECTING;
+	conn_wait(c, EV_WRITE, on_connect_io);
+}
+
+RdPgPool *rd_pgpool_new(struct event_base *base, const char *dsn, int size)
+{
+	RdPgPool *pool = calloc(1, sizeof(*pool));
+	if (!pool)
+		return NULL;
+	pool->base = base;
+	pool->size = size;
+	pool->dsn = strdup(dsn);
+	pool->conns = calloc((size_t)size, sizeof(PgConn));
+	if (!pool->dsn || !pool->conns)
+		return rd_pgpool_free(pool);
+	for (int i = 0; i < size; i++) {
+		PgConn *c = &pool->conns[i];
+		c->pool = pool;
+		c->retry = evtimer_new(base, on_retry, c);
+		if (!c->retry)
+			return rd_pgpool_free(pool);
+		conn_start(c);
+	}
+	return pool;
+}
+
+static PgQuery *query_new(const char *sql, int n_params, const char *const *params,
+			  RdPgCallback cb, void *arg)
+{
+	PgQuery *q = calloc(1, sizeof(*q));
+	if (!q || n_params > MAX_PARAMS)
+		goto fail;
+	q->sql = strdup(sql);
+	if (!q->sql)
+		goto fail;
+	for (; q->n_params < n_params; q->n_params++) {
+		const char *p = params[q->n_params];
+		q->params[q->n_params] = p ? strdup(p) : NULL;
+		if (p && !q->params[q->n_params])
+			goto fail;
+	}
+	q->cb = cb;
+	q->arg = arg;
+	return q;
+fail:
+	query_free(q);
+	return NULL;
+}
+
+int rd_pgpool_query(RdPgPool *pool, const char *sql, int n_params, const char *const *params,
+		    RdPgCallback cb, void *arg)
+{
+	if (pool->queued >= MAX_QUEUED)
+		return -1;
+	PgQuery *q = query_new(sql, n_params, params, cb, arg);
+	if (!q)
+		return -1;
+	if (pool->queue_tail)
+		pool->queue_tail->next = q;
+	else
+		pool->queue_head = q;
+	pool->queue_tail = q;
+	pool->queued++;
+	for (int i = 0; i < pool->size && pool->queue_head; i++)
+		conn_dispatch(&pool->conns[i]);
+	return 0;
+}
+
+int rd_pgpool_healthy(const RdPgPool *pool)
+{
+	int healthy = 0;
+	for (int i = 0; i < pool->size; i++)
+		healthy += pool->conns[i].state == CONN_IDLE || pool->conns[i].state == CONN_BUSY;
+	return healthy;
+}
+
+RdPgPool *rd_pgpool_free(RdPgPool *pool)
+{
+	if (!pool)
+		return NULL;
+	for (int i = 0; pool->conns && i < pool->size; i++) {
+		PgConn *c = &pool->conns[i];
+		if (c->io)
+			event_free(c->io);
+		if (c->retry)
+			event_free(c->retry);
+		finish_query(c, "shutting down");
+		PQfinish(c->conn);
+	}
+	while (pool->queue_head) {
+		PgQuery *q = pool->queue_head;
+		pool->queue_head = q->next;
+		q->cb(NULL, "shutting down", q->arg);
+		query_free(q);
+	}
+	free(pool->conns);
+	free(pool->dsn);
+	free(pool);
+	return NULL;
+}

@@ -1,0 +1,204 @@
+"""An isolated VetPMS stack for the end-to-end tests: its own temp folder, free
+ports, a private PostgreSQL cluster and a real Kafka broker started through the
+project's own scripts, plus helpers to start, signal and stop the daemons.
+Nothing here touches the `make run` stack (var/, ports 8080-8082)."""
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import requests
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SANITIZER_MARK = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:")
+BIN_DIR = os.environ.get("VETPMS_BIN_DIR", os.path.join(ROOT, "bin"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daemon:
+    """One daemon process with its own log file and base URL."""
+
+    def __init__(self, name, proc, port, log_path):
+        self.name, self.proc, self.port, self.log_path = name, proc, port, log_path
+        self.url = f"http://127.0.0.1:{port}"
+
+    def get(self, path, **kw):
+        return requests.get(self.url + path, timeout=10, **kw)
+
+    def request(self, method, path, **kw):
+        return requests.request(method, self.url + path, timeout=10, **kw)
+
+    def wait_healthy(self, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if self.get("/healthz").status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name} not healthy in {timeout}s:\n{self.log_tail()}")
+
+    def wait_ready(self, timeout=60):
+        self.wait_healthy(timeout)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.get("/readyz").status_code == 200:
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name} not ready in {timeout}s:\n{self.log_tail()}")
+
+    def log_lines(self):
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read().splitlines()
+
+    def log_tail(self, n=30):
+        return "\n".join(self.log_lines()[-n:])
+
+    def terminate(self, timeout=20):
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.name} ignored SIGTERM for {timeout}s")
+        return self.proc.returncode
+
+    def kill9(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Stack:
+    def __init__(self):
+        # Not pytest's tmp_path: its 0700 parents keep the `postgres` user out.
+        self.dir = tempfile.mkdtemp(prefix="vetpms-e2e-")
+        os.chmod(self.dir, 0o755)
+        self.ports = {k: free_port() for k in
+                      ("pg", "kafka", "controller", "writer", "reader", "projector")}
+        self.partitions = 6
+        self.jwt_secret = base64.urlsafe_b64encode(os.urandom(30)).decode().rstrip("=")
+        self.env = dict(os.environ)
+        self.env.update({
+            "VETPMS_VAR_DIR": self.dir,
+            "VETPMS_BIN_DIR": BIN_DIR,
+            "VETPMS_PG_PORT": str(self.ports["pg"]),
+            "VETPMS_KAFKA_PORT": str(self.ports["kafka"]),
+            "VETPMS_KAFKA_CONTROLLER_PORT": str(self.ports["controller"]),
+            "VETPMS_KAFKA_BROKERS": f"127.0.0.1:{self.ports['kafka']}",
+            "VETPMS_PARTITIONS": str(self.partitions),
+            "VETPMS_JWT_HS256_SECRET": self.jwt_secret,
+            "VETPMS_LOG_LEVEL": "debug",
+        })
+        self.brokers = self.env["VETPMS_KAFKA_BROKERS"]
+        self.daemons = []
+        self.kafka_ready_seconds = None
+
+    # --- infrastructure -------------------------------------------------
+    def script(self, *args, check=True):
+        r = subprocess.run([os.path.join(ROOT, "scripts", args[0]), *args[1:]],
+                           env=self.env, cwd=ROOT, text=True, capture_output=True)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({r.returncode}):\n{r.stderr}")
+        return r
+
+    def start(self):
+        self.script("pg.sh", "start")
+        t0 = time.time()
+        self.script("kafka.sh", "start")
+        self.kafka_ready_seconds = time.time() - t0
+        self.vetctl("topics", "create", "--partitions", str(self.partitions))
+        return self
+
+    def stop(self):
+        """Stops everything; returns the sanitizer reports found in daemon logs
+        (an ASan/UBSan build writes them to stderr, which is the log)."""
+        for d in self.daemons:
+            try:
+                d.terminate(timeout=10)
+            except AssertionError:
+                pass
+        reports = [f"{d.name} ({os.path.basename(d.log_path)}): {line}"
+                   for d in self.daemons for line in d.log_lines()
+                   if SANITIZER_MARK.search(line)]
+        self.daemons = []
+        self.script("kafka.sh", "stop", check=False)
+        self.script("pg.sh", "stop", check=False)
+        if os.environ.get("VETPMS_KEEP_E2E_DIR") != "1":
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return reports
+
+    def vetctl(self, *args, check=True):
+        r = subprocess.run([os.path.join(BIN_DIR, "vetctl"), *args], env=self.env,
+                           text=True, capture_output=True, timeout=120)
+        if check and r.returncode != 0:
+            raise AssertionError(f"vetctl {' '.join(args)} failed ({r.returncode}):\n{r.stderr}")
+        return r
+
+    def secret(self, name):
+        with open(os.path.join(self.dir, "secrets", name)) as f:
+            return f.read().strip()
+
+    def dsn(self, role):
+        pw = self.secret(f"pg_{role}_password")
+        return (f"host=127.0.0.1 port={self.ports['pg']} dbname=vetpms "
+                f"user=vetpms_{role} password={pw}")
+
+    def superuser_dsn(self):
+        return f"host={self.dir}/pg port={self.ports['pg']} dbname=vetpms user=postgres"
+
+    # --- daemons --------------------------------------------------------
+    def start_daemon(self, name, port=None, args=(), env=None):
+        key = {"cmd-writer": "writer", "query-reader": "reader", "projector": "projector"}[name]
+        port = port or self.ports[key]
+        e = dict(self.env)
+        e.update({
+            f"VETPMS_{key.upper()}_PORT": str(port),
+            "VETPMS_PROJECTOR_DSN": self.dsn("projector"),
+            "VETPMS_READER_DSN": self.dsn("reader"),
+        })
+        e.update(env or {})
+        log_path = os.path.join(self.dir, f"{name}-{port}-{len(self.daemons)}.log")
+        log = open(log_path, "ab")
+        proc = subprocess.Popen([os.path.join(BIN_DIR, name), *args], env=e, cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        d = Daemon(name, proc, port, log_path)
+        self.daemons.append(d)
+        return d
+
+    def token(self, roles, tenant=None, sub="e2e-user", ttl=3600):
+        args = ["token", "--role", ",".join([roles] if isinstance(roles, str) else roles),
+                "--sub", sub, "--ttl-s", str(ttl)]
+        if tenant:
+            args += ["--tenant", tenant]
+        return self.vetctl(*args).stdout.strip()
+
+
+def new_tenant_id():
+    return str(uuid.uuid4())
+
+
+def parse_log_line(line):
+    return json.loads(line)

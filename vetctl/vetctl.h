@@ -1,0 +1,10 @@
+/* vetctl: the ops CLI. One file per subcommand; each takes the arguments after
+ * its name and returns the process exit code. */
+#ifndef VETCTL_H
+#define VETCTL_H
+
+int vc_cmd_kafka(int argc, char **argv);
+int vc_cmd_topics(int argc, char **argv);
+int vc_cmd_token(int argc, char **argv);
+
+#endif

@@ -1,5 +1,6 @@
 /* librdkafka helpers (see vp_kafka.h). */
 #include "vp_kafka.h"
+#include "vp_log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,15 @@ done:
 	return rc;
 }
 
+/* librdkafka's own messages join the structured log instead of raw stderr. */
+static void log_to_vp(const rd_kafka_t *rk, int level, const char *facility, const char *message)
+{
+	(void)rk;
+	VpLogLevel ours = level <= 3 ? VP_LOG_ERROR : level == 4 ? VP_LOG_WARN
+					: level <= 6 ? VP_LOG_INFO : VP_LOG_DEBUG;
+	vp_log_write(ours, NULL, "librdkafka", "%s: %s", facility, message);
+}
+
 rd_kafka_conf_t *vp_kafka_conf_new(const char *brokers, const char *client_id, const char *extra,
 				   char *why, size_t why_cap)
 {
@@ -54,6 +64,7 @@ rd_kafka_conf_t *vp_kafka_conf_new(const char *brokers, const char *client_id, c
 		snprintf(why, why_cap, "out of memory");
 		return NULL;
 	}
+	rd_kafka_conf_set_log_cb(conf, log_to_vp);
 	if (vp_kafka_conf_set(conf, "bootstrap.servers", brokers, why, why_cap) < 0 ||
 	    vp_kafka_conf_set(conf, "client.id", client_id, why, why_cap) < 0 ||
 	    vp_kafka_conf_set(conf, "socket.nagle.disable", "true", why, why_cap) < 0 ||

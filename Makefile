@@ -66,6 +66,12 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# Writer unit tests link the writer's modules (all but main.o) too.
+WRITER_MODULES = $(filter-out %/main.o,$(cmd-writer_OBJ))
+$(BUILD)/tests/test_wr_%: tests/unit/test_wr_%.c $(WRITER_MODULES) $(COMMON_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Icmd-writer $(LDFLAGS) -o $@ $< $(WRITER_MODULES) $(COMMON_LIB) $(LIBS) -lcmocka
+
 $(BUILD)/tests/%: tests/unit/%.c $(COMMON_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_LIB) $(LIBS) -lcmocka

@@ -1,29 +1,53 @@
-/* The transactional Kafka producer of cmd-writer. Owns the rd_kafka_t; a side
- * thread does the blocking init_transactions so the HTTP loop answers /healthz
- * and a 503 /readyz meanwhile. transactional.id = vetpms-writer-<instance>: a
- * second process with the same instance fences the first (zombie fencing). */
+/* The transactional producer and group commit of cmd-writer.
+ *
+ * The loop thread decides commands and submits one WrAppend per event; the
+ * appender thread takes everything submitted since its last commit as one
+ * Kafka transaction (group commit: commands decided while a commit is in flight
+ * ride together in the next one), commits, and hands the list back to the loop
+ * which answers the HTTP requests. The answer leaves only after the commit, so
+ * an acknowledged command is in the log.
+ *
+ * A failed commit fails its batch and everything decided after it (those
+ * decisions saw the failed events): the appender bumps the model generation,
+ * fails items of older generations, rebuilds the model from the log and gives
+ * it to the loop, which swaps it in. A fatal error (fenced by a newer writer
+ * with our transactional.id) stops the daemon. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <event2/event.h>
 
 #include "vp_kafka.h"
 #include "vp_log.h"
+#include "vp_metrics.h"
+#include "vp_time.h"
 #include "writer.h"
 
 struct WrAppender {
+	const WrConfig *cfg;
 	rd_kafka_t *producer;
-	char topic[256];
-	pthread_t init_thread;
-	bool init_started;
+	rd_kafka_topic_t *topic;
+	int partition_cnt;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	WrAppend *queue_head, *queue_tail; /* submitted, not yet taken */
+	WrAppend *done_head, *done_tail;   /* finished, not yet given to the loop */
+	WrState *rebuilt_state;            /* a model waiting for the loop */
+	uint64_t generation;               /* current model generation */
+	struct event *done_event;
+	WrAppendDone done_cb;
+	WrRebuilt rebuilt_cb;
+	void *cb_arg;
 	atomic_bool ready;
 	atomic_bool fatal;
 	atomic_bool stopping;
-	int partition_cnt;
 	char not_ready_why[256];
-	pthread_mutex_t lock; /* guards not_ready_why */
+	VpMetric *m_commits, *m_commit_failures, *m_events, *m_batch_us;
 };
 
 static void set_not_ready(WrAppender *a, const char *why)
@@ -31,9 +55,18 @@ static void set_not_ready(WrAppender *a, const char *why)
 	pthread_mutex_lock(&a->lock);
 	snprintf(a->not_ready_why, sizeof(a->not_ready_why), "%s", why);
 	pthread_mutex_unlock(&a->lock);
+	atomic_store(&a->ready, false);
 }
 
-/* librdkafka calls this from its own threads: record and let the flow react. */
+void wr_append_free(WrAppend *item)
+{
+	if (item) {
+		free(item->value);
+		free(item);
+	}
+}
+
+/* librdkafka's threads call these: record, let the flow react. */
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	WrAppender *a = opaque;
@@ -41,96 +74,341 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		rd_kafka_fatal_error(rk, fatal_reason, sizeof(fatal_reason));
 		vp_log_error(NULL, "kafka_fatal", "%s", fatal_reason);
+		set_not_ready(a, "producer fenced or failed fatally");
 		atomic_store(&a->fatal, true);
-		atomic_store(&a->ready, false);
-		set_not_ready(a, "producer fenced or fatal error");
 		return;
 	}
 	vp_log_warn(NULL, "kafka_error", "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err),
 		    reason);
 }
 
-WrAppender *wr_appender_new(const WrConfig *cfg, char *why, size_t why_cap)
+/* Delivery reports arrive on the appender thread, inside commit_transaction. */
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	WrAppend *item = m->_private;
+	item->error = m->err;
+	item->offset = m->offset;
+}
+
+/* Moves list onto the done queue and wakes the loop. */
+static void hand_back(WrAppender *a, WrAppend *list)
+{
+	if (!list)
+		return;
+	WrAppend *tail = list;
+	while (tail->next)
+		tail = tail->next;
+	pthread_mutex_lock(&a->lock);
+	if (a->done_tail)
+		a->done_tail->next = list;
+	else
+		a->done_head = list;
+	a->done_tail = tail;
+	pthread_mutex_unlock(&a->lock);
+	event_active(a->done_event, EV_READ, 0);
+}
+
+static void fail_all(WrAppend *list, int error)
+{
+	for (WrAppend *it = list; it; it = it->next)
+		if (!it->error)
+			it->error = error;
+}
+
+/* On the loop thread: answers finished items, swaps in a rebuilt model. */
+static void on_done(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	WrAppender *a = arg;
+	pthread_mutex_lock(&a->lock);
+	WrAppend *list = a->done_head;
+	WrState *rebuilt = a->rebuilt_state;
+	uint64_t generation = a->generation;
+	a->done_head = a->done_tail = NULL;
+	a->rebuilt_state = NULL;
+	pthread_mutex_unlock(&a->lock);
+	if (list)
+		a->done_cb(list, a->cb_arg);
+	if (rebuilt) {
+		a->rebuilt_cb(rebuilt, generation, a->cb_arg);
+		atomic_store(&a->ready, true);
+	}
+}
+
+static int produce_one(WrAppender *a, WrAppend *item)
+{
+	char *hash = item->request_hash;
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+		a->producer, RD_KAFKA_V_RKT(a->topic), RD_KAFKA_V_PARTITION(item->partition),
+		RD_KAFKA_V_KEY(item->tenant_id, strlen(item->tenant_id)),
+		RD_KAFKA_V_VALUE(item->value, strlen(item->value)),
+		RD_KAFKA_V_HEADER("type", item->type, -1), RD_KAFKA_V_HEADER("v", "1", 1),
+		RD_KAFKA_V_HEADER("command-hash", hash, -1), RD_KAFKA_V_OPAQUE(item),
+		RD_KAFKA_V_END);
+	if (err)
+		item->error = err;
+	return err ? -1 : 0;
+}
+
+/* One transaction for the whole batch. 0 when committed. */
+static int commit_batch(WrAppender *a, WrAppend *batch)
+{
+	rd_kafka_error_t *error = rd_kafka_begin_transaction(a->producer);
+	if (error)
+		goto failed;
+	for (WrAppend *it = batch; it; it = it->next)
+		if (produce_one(a, it) < 0) {
+			vp_log_warn(NULL, "produce", "%s", rd_kafka_err2str(it->error));
+			error = rd_kafka_abort_transaction(a->producer, 30000);
+			fail_all(batch, RD_KAFKA_RESP_ERR__FAIL);
+			goto failed;
+		}
+	error = rd_kafka_commit_transaction(a->producer, 30000);
+	if (!error)
+		return 0;
+	vp_log_warn(NULL, "commit_failed", "%s", rd_kafka_error_string(error));
+	fail_all(batch, rd_kafka_error_code(error) ? rd_kafka_error_code(error)
+						   : RD_KAFKA_RESP_ERR__FAIL);
+	if (rd_kafka_error_txn_requires_abort(error)) {
+		rd_kafka_error_destroy(error);
+		error = rd_kafka_abort_transaction(a->producer, 30000);
+	}
+failed:
+	fail_all(batch, RD_KAFKA_RESP_ERR__FAIL);
+	if (error) {
+		vp_log_error(NULL, "transaction", "%s", rd_kafka_error_string(error));
+		if (rd_kafka_error_is_fatal(error) || !rd_kafka_error_is_retriable(error))
+			atomic_store(&a->fatal, true);
+		rd_kafka_error_destroy(error);
+	}
+	return -1;
+}
+
+/* Takes up to max_batch items of the current generation; older ones are
+ * returned through `stale` to be failed. */
+static WrAppend *take_batch(WrAppender *a, WrAppend **stale)
+{
+	WrAppend *batch = NULL, **batch_tail = &batch;
+	long taken = 0;
+	*stale = NULL;
+	pthread_mutex_lock(&a->lock);
+	while (!a->queue_head && !atomic_load(&a->stopping))
+		pthread_cond_wait(&a->wake, &a->lock);
+	while (a->queue_head && taken < a->cfg->max_batch) {
+		WrAppend *it = a->queue_head;
+		a->queue_head = it->next;
+		it->next = NULL;
+		if (it->generation != a->generation) {
+			it->error = RD_KAFKA_RESP_ERR__FAIL;
+			it->next = *stale;
+			*stale = it;
+			continue;
+		}
+		*batch_tail = it;
+		batch_tail = &it->next;
+		taken++;
+	}
+	if (!a->queue_head)
+		a->queue_tail = NULL;
+	pthread_mutex_unlock(&a->lock);
+	return batch;
+}
+
+/* Rebuilds the model after a failed commit; retries until it succeeds. */
+static void rebuild_after_failure(WrAppender *a)
+{
+	char why[256];
+	pthread_mutex_lock(&a->lock);
+	a->generation++;
+	pthread_mutex_unlock(&a->lock);
+	set_not_ready(a, "rebuilding the write model after a failed commit");
+	while (!atomic_load(&a->stopping) && !atomic_load(&a->fatal)) {
+		WrState *state = calloc(1, sizeof(*state));
+		if (state && wr_rebuild(a->cfg, a->partition_cnt, &a->stopping, state, why, sizeof(why)) == 0) {
+			pthread_mutex_lock(&a->lock);
+			a->rebuilt_state = state;
+			pthread_mutex_unlock(&a->lock);
+			event_active(a->done_event, EV_READ, 0);
+			return;
+		}
+		vp_log_error(NULL, "rebuild", "%s", why);
+		if (state) {
+			wr_state_clear(state);
+			free(state);
+		}
+		sleep(1);
+	}
+}
+
+static void commit_loop(WrAppender *a)
+{
+	while (!atomic_load(&a->stopping)) {
+		WrAppend *stale = NULL;
+		WrAppend *batch = take_batch(a, &stale);
+		hand_back(a, stale);
+		if (!batch)
+			continue;
+		int64_t started = vp_time_mono_us();
+		int n = 0;
+		for (WrAppend *it = batch; it; it = it->next)
+			n++;
+		int rc = atomic_load(&a->fatal) ? -1 : commit_batch(a, batch);
+		if (rc == 0) {
+			vp_metric_add(a->m_commits, 1);
+			vp_metric_add(a->m_events, n);
+			vp_metric_observe_us(a->m_batch_us, vp_time_mono_us() - started);
+		} else {
+			fail_all(batch, RD_KAFKA_RESP_ERR__FAIL);
+			vp_metric_add(a->m_commit_failures, 1);
+		}
+		hand_back(a, batch);
+		if (rc < 0 && !atomic_load(&a->fatal))
+			rebuild_after_failure(a);
+	}
+}
+
+/* init_transactions (retried while retriable), then the first rebuild. */
+static int prepare(WrAppender *a)
+{
+	char why[256];
+	while (!atomic_load(&a->stopping)) {
+		/* short waits, retried: a stop request is noticed within 2 s */
+		rd_kafka_error_t *error = rd_kafka_init_transactions(a->producer, 2000);
+		if (!error)
+			break;
+		set_not_ready(a, rd_kafka_error_string(error));
+		vp_log_warn(NULL, "init_transactions", "%s", rd_kafka_error_string(error));
+		bool fatal = rd_kafka_error_is_fatal(error);
+		rd_kafka_error_destroy(error);
+		if (fatal) {
+			atomic_store(&a->fatal, true);
+			return -1;
+		}
+		usleep(200000);
+	}
+	while (!atomic_load(&a->stopping)) {
+		int partitions = 0;
+		if (vp_kafka_probe(a->producer, a->cfg->topic, 5000, &partitions) == 0 &&
+		    partitions > 0) {
+			a->partition_cnt = partitions;
+			break;
+		}
+		set_not_ready(a, "events topic not found");
+		sleep(1);
+	}
+	set_not_ready(a, "rebuilding the write model");
+	while (!atomic_load(&a->stopping)) {
+		WrState *state = calloc(1, sizeof(*state));
+		int64_t started = vp_time_mono_us();
+		if (state && wr_rebuild(a->cfg, a->partition_cnt, &a->stopping, state, why, sizeof(why)) == 0) {
+			vp_log_info(NULL, "write_model_ready", "%d partitions, rebuilt in %lld ms",
+				    a->partition_cnt, (long long)(vp_time_mono_us() - started) / 1000);
+			pthread_mutex_lock(&a->lock);
+			a->rebuilt_state = state;
+			pthread_mutex_unlock(&a->lock);
+			event_active(a->done_event, EV_READ, 0);
+			return 0;
+		}
+		vp_log_error(NULL, "rebuild", "%s", why);
+		if (state) {
+			wr_state_clear(state);
+			free(state);
+		}
+		sleep(1);
+	}
+	return -1;
+}
+
+static void *appender_main(void *arg)
+{
+	WrAppender *a = arg;
+	if (prepare(a) == 0)
+		commit_loop(a);
+	return NULL;
+}
+
+static rd_kafka_t *producer_new(WrAppender *a, const WrConfig *cfg, char *why, size_t why_cap)
 {
 	char transactional_id[64];
+	snprintf(transactional_id, sizeof(transactional_id), "vetpms-writer-%ld", cfg->instance);
+	rd_kafka_conf_t *conf =
+		vp_kafka_conf_new(cfg->brokers, "vetpms-cmd-writer", cfg->kafka_props, why, why_cap);
+	if (!conf)
+		return NULL;
+	if (vp_kafka_conf_set(conf, "transactional.id", transactional_id, why, why_cap) < 0 ||
+	    vp_kafka_conf_set(conf, "acks", "all", why, why_cap) < 0 ||
+	    vp_kafka_conf_set(conf, "enable.idempotence", "true", why, why_cap) < 0 ||
+	    vp_kafka_conf_set(conf, "linger.ms", "0", why, why_cap) < 0) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_conf_set_error_cb(conf, on_error);
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	rd_kafka_conf_set_opaque(conf, a);
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, why_cap);
+	if (!rk)
+		rd_kafka_conf_destroy(conf);
+	return rk;
+}
+
+WrAppender *wr_appender_new(const WrConfig *cfg, struct event_base *base, WrAppendDone done,
+			    WrRebuilt rebuilt, void *arg, char *why, size_t why_cap)
+{
 	WrAppender *a = calloc(1, sizeof(*a));
 	if (!a) {
 		snprintf(why, why_cap, "out of memory");
 		return NULL;
 	}
+	a->cfg = cfg;
+	a->done_cb = done;
+	a->rebuilt_cb = rebuilt;
+	a->cb_arg = arg;
 	pthread_mutex_init(&a->lock, NULL);
-	snprintf(a->topic, sizeof(a->topic), "%s", cfg->topic);
+	pthread_cond_init(&a->wake, NULL);
 	snprintf(a->not_ready_why, sizeof(a->not_ready_why), "initialising the producer");
-	snprintf(transactional_id, sizeof(transactional_id), "vetpms-writer-%ld", cfg->instance);
-	rd_kafka_conf_t *conf =
-		vp_kafka_conf_new(cfg->brokers, "vetpms-cmd-writer", cfg->kafka_props, why, why_cap);
-	if (!conf)
-		goto fail;
-	if (vp_kafka_conf_set(conf, "transactional.id", transactional_id, why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "acks", "all", why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "enable.idempotence", "true", why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "partitioner", "murmur2_random", why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "linger.ms", "0", why, why_cap) < 0) {
-		rd_kafka_conf_destroy(conf);
-		goto fail;
-	}
-	rd_kafka_conf_set_error_cb(conf, on_error);
-	rd_kafka_conf_set_opaque(conf, a);
-	a->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, why_cap);
-	if (!a->producer) {
-		rd_kafka_conf_destroy(conf);
-		goto fail;
-	}
+	a->m_commits = vp_metrics_counter("vetpms_writer_commits_total", NULL,
+					  "Kafka transactions committed");
+	a->m_commit_failures = vp_metrics_counter("vetpms_writer_commit_failures_total", NULL,
+						  "Kafka transactions that failed");
+	a->m_events = vp_metrics_counter("vetpms_writer_events_appended_total", NULL,
+					 "events appended in committed transactions");
+	a->m_batch_us = vp_metrics_histogram("vetpms_writer_commit_duration_seconds", NULL,
+					     "time to append and commit one group");
+	a->done_event = event_new(base, -1, 0, on_done, a);
+	a->producer = a->done_event ? producer_new(a, cfg, why, why_cap) : NULL;
+	a->topic = a->producer ? rd_kafka_topic_new(a->producer, cfg->topic, NULL) : NULL;
+	if (!a->topic)
+		return wr_appender_free(a);
 	return a;
-fail:
-	wr_appender_free(a);
-	return NULL;
-}
-
-/* Retries init_transactions on retriable errors; a fatal one stops the writer. */
-static void *init_thread_main(void *arg)
-{
-	WrAppender *a = arg;
-	while (!atomic_load(&a->stopping)) {
-		rd_kafka_error_t *error = rd_kafka_init_transactions(a->producer, 10000);
-		if (!error)
-			break;
-		vp_log_warn(NULL, "init_transactions", "%s", rd_kafka_error_string(error));
-		set_not_ready(a, rd_kafka_error_string(error));
-		bool fatal = rd_kafka_error_is_fatal(error);
-		rd_kafka_error_destroy(error);
-		if (fatal) {
-			atomic_store(&a->fatal, true);
-			return NULL;
-		}
-		sleep(1);
-	}
-	while (!atomic_load(&a->stopping)) {
-		int partitions = 0;
-		if (vp_kafka_probe(a->producer, a->topic, 5000, &partitions) == 0 && partitions > 0) {
-			a->partition_cnt = partitions;
-			vp_log_info(NULL, "producer_ready", "transactions initialised; topic %s has %d "
-				    "partitions", a->topic, partitions);
-			atomic_store(&a->ready, true);
-			return NULL;
-		}
-		set_not_ready(a, "events topic not found");
-		sleep(1);
-	}
-	return NULL;
 }
 
 int wr_appender_start(WrAppender *a)
 {
-	if (pthread_create(&a->init_thread, NULL, init_thread_main, a) != 0)
+	if (pthread_create(&a->thread, NULL, appender_main, a) != 0)
 		return -1;
-	a->init_started = true;
+	a->started = true;
 	return 0;
+}
+
+void wr_appender_submit(WrAppender *a, WrAppend *item)
+{
+	item->next = NULL;
+	pthread_mutex_lock(&a->lock);
+	if (a->queue_tail)
+		a->queue_tail->next = item;
+	else
+		a->queue_head = item;
+	a->queue_tail = item;
+	pthread_cond_signal(&a->wake);
+	pthread_mutex_unlock(&a->lock);
 }
 
 bool wr_appender_ready(WrAppender *a, char *why, size_t why_cap)
 {
-	if (atomic_load(&a->ready))
+	if (atomic_load(&a->ready) && !atomic_load(&a->fatal))
 		return true;
 	pthread_mutex_lock(&a->lock);
 	snprintf(why, why_cap, "%s", a->not_ready_why);
@@ -143,17 +421,43 @@ bool wr_appender_fatal(WrAppender *a)
 	return atomic_load(&a->fatal);
 }
 
+int wr_appender_partition_count(WrAppender *a)
+{
+	return a->partition_cnt;
+}
+
+static void free_list(WrAppend *list)
+{
+	while (list) {
+		WrAppend *next = list->next;
+		wr_append_free(list);
+		list = next;
+	}
+}
+
 WrAppender *wr_appender_free(WrAppender *a)
 {
 	if (!a)
 		return NULL;
 	atomic_store(&a->stopping, true);
-	if (a->init_started)
-		pthread_join(a->init_thread, NULL);
-	if (a->producer) {
-		rd_kafka_flush(a->producer, 5000);
-		rd_kafka_destroy(a->producer);
+	pthread_mutex_lock(&a->lock);
+	pthread_cond_broadcast(&a->wake);
+	pthread_mutex_unlock(&a->lock);
+	if (a->started)
+		pthread_join(a->thread, NULL);
+	free_list(a->queue_head);
+	free_list(a->done_head);
+	if (a->rebuilt_state) {
+		wr_state_clear(a->rebuilt_state);
+		free(a->rebuilt_state);
 	}
+	if (a->topic)
+		rd_kafka_topic_destroy(a->topic);
+	if (a->producer)
+		rd_kafka_destroy(a->producer);
+	if (a->done_event)
+		event_free(a->done_event);
+	pthread_cond_destroy(&a->wake);
 	pthread_mutex_destroy(&a->lock);
 	free(a);
 	return NULL;

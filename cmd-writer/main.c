@@ -23,15 +23,19 @@ static const VpConfigItem config_items[] = {
 		  "this writer's index i (owns partitions p with p % n == i)"),
 	VP_CF_INT("instances", "VETPMS_WRITER_INSTANCES", &cfg.instances, "1", 1, 1024,
 		  "number of writer instances n"),
+	VP_CF_STR("jwt-hs256-secret", "VETPMS_JWT_HS256_SECRET", &cfg.jwt_secret, "",
+		  "HS256 secret (16-256 bytes); or the Ed25519 key below"),
+	VP_CF_STR("jwt-ed25519-public-key", "VETPMS_JWT_ED25519_PUBLIC_KEY",
+		  &cfg.jwt_ed25519_public_key, "", "EdDSA public key, base64 (instead of HS256)"),
+	VP_CF_STR("jwt-issuer", "VETPMS_JWT_ISSUER", &cfg.jwt_issuer, "", "required iss, if set"),
+	VP_CF_STR("jwt-audience", "VETPMS_JWT_AUDIENCE", &cfg.jwt_audience, "",
+		  "required aud, if set"),
+	VP_CF_INT("max-batch", "VETPMS_WRITER_MAX_BATCH", &cfg.max_batch, "1000", 1, 100000,
+		  "most events in one transaction (group commit)"),
 	VP_CF_STR("log-level", "VETPMS_LOG_LEVEL", &cfg.log_level, "info",
 		  "debug, info, warn, error"),
 };
 #define N_CONFIG_ITEMS (sizeof(config_items) / sizeof(config_items[0]))
-
-static bool check_ready(void *arg, char *why, size_t why_cap)
-{
-	return wr_appender_ready(arg, why, why_cap);
-}
 
 /* A fenced producer must stop serving at once: another writer owns the id now. */
 static void on_watchdog(evutil_socket_t fd, short events, void *arg)
@@ -39,8 +43,7 @@ static void on_watchdog(evutil_socket_t fd, short events, void *arg)
 	(void)fd;
 	(void)events;
 	VpService *service = arg;
-	WrAppender *appender = service->ready_arg;
-	if (wr_appender_fatal(appender)) {
+	if (wr_api_fatal(service->ready_arg)) {
 		vp_log_error(NULL, "fenced", "the producer is fenced or failed fatally; exiting");
 		vp_service_stop(service);
 	}
@@ -63,7 +66,7 @@ static int load_config(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	VpService service = {0};
-	WrAppender *appender = NULL;
+	WrApi *api = NULL;
 	struct event *watchdog = NULL;
 	char why[512];
 	VpError err;
@@ -80,33 +83,36 @@ int main(int argc, char **argv)
 		goto done;
 	}
 	vp_error_clear(&err);
-	appender = wr_appender_new(&cfg, why, sizeof(why));
-	if (!appender) {
-		vp_log_error(NULL, "startup", "kafka producer: %s", why);
-		goto done;
-	}
 	if (vp_service_open(&service, cfg.host, (int)cfg.port, true, &err) < 0) {
 		vp_log_error(NULL, "startup", "http: %s", err.message);
 		goto done;
 	}
-	service.ready = check_ready;
-	service.ready_arg = appender;
+	api = wr_api_new(&cfg, &service, why, sizeof(why));
+	if (!api) {
+		vp_log_error(NULL, "startup", "%s", why);
+		exit_code = 2;
+		goto done;
+	}
+	service.ready = wr_api_ready;
+	service.ready_arg = api;
+	service.route = wr_api_route;
+	service.route_arg = api;
 	watchdog = event_new(service.base, -1, EV_PERSIST, on_watchdog, &service);
 	struct timeval every = {0, 200000};
-	if (!watchdog || event_add(watchdog, &every) < 0 || wr_appender_start(appender) < 0) {
-		vp_log_error(NULL, "startup", "cannot start the producer thread");
+	if (!watchdog || event_add(watchdog, &every) < 0) {
+		vp_log_error(NULL, "startup", "cannot start the watchdog");
 		goto done;
 	}
 	vp_log_info(NULL, "listening", "http://%s:%d instance %ld of %ld", cfg.host,
 		    vp_service_port(&service), cfg.instance, cfg.instances);
 	if (vp_service_run(&service) == 0)
-		exit_code = wr_appender_fatal(appender) ? 3 : 0;
+		exit_code = wr_api_fatal(api) ? 3 : 0;
 	vp_log_info(NULL, "stopped", "exit code %d", exit_code);
 done:
 	if (watchdog)
 		event_free(watchdog);
+	wr_api_free(api);
 	vp_service_close(&service);
-	wr_appender_free(appender);
 	vp_config_free(config_items, N_CONFIG_ITEMS);
 	return exit_code;
 }

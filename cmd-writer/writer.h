@@ -4,9 +4,13 @@
 #ifndef WRITER_H
 #define WRITER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "state.h"
+#include "vp_jwt.h"
 #include "vp_service.h"
 
 typedef struct WrConfig {
@@ -17,19 +21,63 @@ typedef struct WrConfig {
 	char *kafka_props;
 	long instance;
 	long instances;
+	char *jwt_secret;
+	char *jwt_ed25519_public_key;
+	char *jwt_issuer;
+	char *jwt_audience;
+	long max_batch;
 	char *log_level;
 } WrConfig;
 
+/* One event on its way to the log, with what is needed to answer for it. */
+typedef struct WrAppend {
+	char tenant_id[37];
+	int partition;
+	char *value;             /* envelope JSON, owned */
+	char type[48];
+	char request_hash[65];
+	char command_id[256];
+	uint64_t generation;     /* write-model generation it was decided on */
+	/* filled by the appender */
+	int64_t offset;
+	int error;               /* 0 ok, else a librdkafka error code */
+	void *owner;             /* the HTTP request waiting for it */
+	struct WrAppend *next;
+} WrAppend;
+
 typedef struct WrAppender WrAppender;
 
-/* appender.c: the transactional producer. Start returns at once; a side thread
- * runs init_transactions (which fences older writers with our transactional.id)
- * and checks the topic, then marks the appender ready. */
-WrAppender *wr_appender_new(const WrConfig *cfg, char *why, size_t why_cap);
+/* Called on the loop thread with a finished list (success or failure each). */
+typedef void (*WrAppendDone)(WrAppend *done_list, void *arg);
+/* Called on the loop thread with a freshly rebuilt model after a failed commit. */
+typedef void (*WrRebuilt)(WrState *state, uint64_t generation, void *arg);
+
+/* appender.c: the transactional producer and the group commit. A side thread
+ * runs init_transactions (fencing older writers with our transactional.id),
+ * rebuilds the write model from the owned partitions, then commits whatever
+ * the loop submitted since the previous commit as one transaction. */
+WrAppender *wr_appender_new(const WrConfig *cfg, struct event_base *base, WrAppendDone done,
+			    WrRebuilt rebuilt, void *arg, char *why, size_t why_cap);
 int wr_appender_start(WrAppender *a);
+void wr_appender_submit(WrAppender *a, WrAppend *item);
 bool wr_appender_ready(WrAppender *a, char *why, size_t why_cap);
-/* Non-zero once the producer hit a fatal error (fenced): the daemon must exit. */
 bool wr_appender_fatal(WrAppender *a);
+int wr_appender_partition_count(WrAppender *a);
 WrAppender *wr_appender_free(WrAppender *a);
+void wr_append_free(WrAppend *item);
+
+/* rebuild.c: reads the owned partitions from the beginning to their end
+ * (read_committed) into state. */
+int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stopping,
+	       WrState *state, char *why, size_t why_cap);
+bool wr_owns_partition(const WrConfig *cfg, int partition);
+
+/* http_api.c: the command routes. */
+typedef struct WrApi WrApi;
+WrApi *wr_api_new(const WrConfig *cfg, VpService *service, char *why, size_t why_cap);
+WrApi *wr_api_free(WrApi *api);
+bool wr_api_route(VpHttpRequest *r, void *arg);
+bool wr_api_ready(void *arg, char *why, size_t why_cap);
+bool wr_api_fatal(WrApi *api);
 
 #endif

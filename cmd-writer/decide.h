@@ -1,0 +1,65 @@
+/* Commands: each aggregate's decide_<aggregate>.c holds one table of its
+ * commands (route, roles, field rules) and the decide functions that turn a
+ * valid command plus the write model into one event, or refuse it. */
+#ifndef WR_DECIDE_H
+#define WR_DECIDE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <event2/http.h>
+#include <cjson/cJSON.h>
+
+#include "state.h"
+#include "vp_error.h"
+#include "vp_json.h"
+
+typedef struct WrDecision {
+	/* in */
+	const WrState *state;
+	const WrTenant *tenant;  /* NULL only for ProvisionTenant */
+	const char *tenant_id;
+	const char *target_id;   /* {id} of the path, or the new aggregate's id */
+	const cJSON *body;
+	int64_t if_match;        /* -1 when no If-Match */
+	int64_t now_us;
+	/* out */
+	const char *aggregate;   /* "patient" */
+	const char *type;        /* "PatientRegistered" */
+	int64_t seq;             /* aggregate version after the event */
+	cJSON *data;             /* owned by the caller once decide returns 0 */
+} WrDecision;
+
+typedef struct WrCommand {
+	const char *name;
+	enum evhttp_cmd_type method;
+	const char *pattern;       /* "/v1/patients/{id}/weights" */
+	unsigned roles;            /* VP_ROLE_* mask */
+	const VpJsonField *fields;
+	size_t n_fields;
+	bool creates;              /* 201 with Location = location_prefix + id */
+	const char *location_prefix;
+	/* Rules beyond the field table (may be NULL); adds details for fields that
+	 * are present; runs even when the table found errors so every bad field is
+	 * reported at once. */
+	void (*validate)(const cJSON *body, int64_t now_us, VpError *err);
+	/* Runs on a valid body only: decides against the write model. */
+	int (*decide)(WrDecision *d, VpError *err);
+} WrCommand;
+
+extern const WrCommand wr_tenant_commands[];
+extern const size_t wr_n_tenant_commands;
+extern const WrCommand wr_staff_commands[];
+extern const size_t wr_n_staff_commands;
+extern const WrCommand wr_client_commands[];
+extern const size_t wr_n_client_commands;
+extern const WrCommand wr_patient_commands[];
+extern const size_t wr_n_patient_commands;
+
+/* Shared by the decide files. */
+int wr_check_version(const WrDecision *d, int64_t current, VpError *err);
+/* Copies body[name] into data (null when absent), strings trimmed of nothing:
+ * values are stored as sent. */
+void wr_copy_field(cJSON *data, const cJSON *body, const char *name);
+int wr_not_found(VpError *err, const char *what, const char *id);
+
+#endif

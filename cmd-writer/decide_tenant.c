@@ -1,0 +1,70 @@
+/* ProvisionTenant: a clinic joins the platform. Timezones are checked against
+ * the system zoneinfo database; currencies are ISO 4217 shaped codes. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "decide.h"
+#include "vp_jwt.h"
+
+/* An IANA name: letters, digits, '_', '-', '+', '/' segments, no "..", present
+ * as a regular file under /usr/share/zoneinfo. */
+static bool timezone_exists(const char *tz)
+{
+	char path[160];
+	struct stat st;
+	if (!*tz || strstr(tz, "..") || tz[0] == '/' || strlen(tz) > 64)
+		return false;
+	for (const char *c = tz; *c; c++)
+		if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+/", *c))
+			return false;
+	snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", tz);
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static bool currency_shaped(const char *c)
+{
+	return strlen(c) == 3 && c[0] >= 'A' && c[0] <= 'Z' && c[1] >= 'A' && c[1] <= 'Z' &&
+	       c[2] >= 'A' && c[2] <= 'Z';
+}
+
+static void validate_provision(const cJSON *body, int64_t now_us, VpError *err)
+{
+	(void)now_us;
+	const char *tz = vp_json_str(body, "timezone");
+	const char *currency = vp_json_str(body, "currency");
+	if (tz && !timezone_exists(tz))
+		vp_error_add_detail(err, "timezone", "must be an IANA timezone such as Europe/London");
+	if (currency && !currency_shaped(currency))
+		vp_error_add_detail(err, "currency", "must be an ISO 4217 code (3 upper-case letters)");
+}
+
+static int decide_provision(WrDecision *d, VpError *err)
+{
+	if (d->tenant)
+		return vp_error_set(err, 409, "ALREADY_EXISTS", "tenant %s already exists",
+				    d->tenant_id);
+	d->aggregate = "tenant";
+	d->type = "TenantProvisioned";
+	d->seq = 1;
+	d->data = cJSON_CreateObject();
+	wr_copy_field(d->data, d->body, "name");
+	wr_copy_field(d->data, d->body, "timezone");
+	wr_copy_field(d->data, d->body, "currency");
+	return 0;
+}
+
+static const VpJsonField provision_fields[] = {
+	{.name = "name", .type = VP_JSON_STRING, .required = true, .max_len = 200, .min_len = 1},
+	{.name = "timezone", .type = VP_JSON_STRING, .required = true, .max_len = 64},
+	{.name = "currency", .type = VP_JSON_STRING, .required = true, .max_len = 3},
+	{.name = "id", .type = VP_JSON_UUID},
+	{.name = "command_id", .type = VP_JSON_STRING, .max_len = 255, .min_len = 1},
+};
+
+const WrCommand wr_tenant_commands[] = {
+	{"ProvisionTenant", EVHTTP_REQ_POST, "/v1/tenants", VP_ROLE_PLATFORM_ADMIN, provision_fields,
+	 sizeof(provision_fields) / sizeof(provision_fields[0]), true, "/v1/tenants/",
+	 validate_provision, decide_provision},
+};
+const size_t wr_n_tenant_commands = sizeof(wr_tenant_commands) / sizeof(wr_tenant_commands[0]);

@@ -1,0 +1,542 @@
+/* cmd-writer's request path: route → authenticate (JWT) → authorise (role) →
+ * parse and validate every field → tenant ownership (421) → idempotency →
+ * decide against the write model → apply the event to the model and hand it to
+ * the appender → answer once the transaction is committed. Everything here
+ * runs on the loop thread, which is the single writer of the model: two
+ * commands for one tenant are decided one after the other, never at once. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <event2/http.h>
+#include <sodium.h>
+
+#include "decide.h"
+#include "vp_event.h"
+#include "vp_kafka.h"
+#include "vp_log.h"
+#include "vp_time.h"
+#include "vp_uuid.h"
+#include "writer.h"
+
+#define MAX_KEY_LEN 255
+
+/* A request waiting for its commit. The evhttp request dies with its
+ * connection: the close callback marks it orphaned so nobody answers into
+ * freed memory. */
+typedef struct WrPending {
+	VpHttpRequest http;
+	WrApi *api;
+	bool orphaned;
+	bool creates;
+	char location[128];
+	char aggregate_id[37];
+	char tenant_id[37];
+	char command_id[MAX_KEY_LEN + 1];
+	int64_t version;
+	LIST_ENTRY(WrPending) link;
+} WrPending;
+
+struct WrApi {
+	const WrConfig *cfg;
+	WrAppender *appender;
+	WrState *state; /* NULL until the first rebuild */
+	uint64_t generation;
+	VpJwtVerifier verifier;
+	LIST_HEAD(, WrPending) pending;
+};
+
+static const struct {
+	const WrCommand *table;
+	const size_t *n;
+} command_tables[] = {
+	{wr_tenant_commands, &wr_n_tenant_commands},
+	{wr_staff_commands, &wr_n_staff_commands},
+	{wr_client_commands, &wr_n_client_commands},
+	{wr_patient_commands, &wr_n_patient_commands},
+};
+
+/* The command for r's path and method; *path_known when the path exists with
+ * another method (405). */
+static const WrCommand *find_command(VpHttpRequest *r, bool *path_known, unsigned *allowed)
+{
+	*path_known = false;
+	*allowed = 0;
+	const WrCommand *found = NULL;
+	for (size_t t = 0; t < sizeof(command_tables) / sizeof(command_tables[0]); t++) {
+		for (size_t i = 0; i < *command_tables[t].n; i++) {
+			const WrCommand *c = &command_tables[t].table[i];
+			if (!vp_http_route_match(r, c->pattern))
+				continue;
+			*path_known = true;
+			*allowed |= c->method;
+			if (c->method == r->method && !found)
+				found = c;
+		}
+	}
+	if (found)
+		vp_http_route_match(r, found->pattern); /* its captures, not the last tried */
+	return found;
+}
+
+static int authenticate(WrApi *api, VpHttpRequest *r, VpClaims *claims, VpError *err)
+{
+	const char *header = vp_http_header(r, "Authorization");
+	char why[128];
+	if (!header || strncmp(header, "Bearer ", 7) != 0)
+		return vp_error_set(err, 401, VP_ERR_UNAUTHENTICATED, "a Bearer token is required");
+	const char *token = header + 7;
+	if (vp_jwt_verify(&api->verifier, token, strlen(token), vp_time_now_us() / 1000000, claims,
+			  why, sizeof(why)) < 0)
+		return vp_error_set(err, 401, VP_ERR_UNAUTHENTICATED, "invalid token: %s", why);
+	return 0;
+}
+
+/* If-Match: "N" (or N, or W/"N"); -1 when absent. */
+static int parse_if_match(VpHttpRequest *r, int64_t *out, VpError *err)
+{
+	const char *h = vp_http_header(r, "If-Match");
+	*out = -1;
+	if (!h)
+		return 0;
+	if (!strncmp(h, "W/", 2))
+		h += 2;
+	size_t len = strlen(h);
+	if (len >= 2 && h[0] == '"' && h[len - 1] == '"') {
+		h++;
+		len -= 2;
+	}
+	int64_t v = 0;
+	if (len == 0 || len > 12)
+		goto bad;
+	for (size_t i = 0; i < len; i++) {
+		if (h[i] < '0' || h[i] > '9')
+			goto bad;
+		v = v * 10 + (h[i] - '0');
+	}
+	*out = v;
+	return 0;
+bad:
+	vp_error_add_detail(err, "If-Match", "must be a version such as \"3\"");
+	return -1;
+}
+
+/* SHA-256 over method, path and the canonical body: the same command sent
+ * twice with one key hashes the same; any other body does not. */
+static void request_hash(const VpHttpRequest *r, const cJSON *body, char out[65])
+{
+	unsigned char digest[crypto_hash_sha256_BYTES];
+	crypto_hash_sha256_state st;
+	char method[8];
+	char *canonical = cJSON_PrintUnformatted(body);
+	snprintf(method, sizeof(method), "%d ", (int)r->method);
+	crypto_hash_sha256_init(&st);
+	crypto_hash_sha256_update(&st, (const unsigned char *)method, strlen(method));
+	crypto_hash_sha256_update(&st, (const unsigned char *)r->path, strlen(r->path) + 1);
+	if (canonical)
+		crypto_hash_sha256_update(&st, (const unsigned char *)canonical, strlen(canonical));
+	crypto_hash_sha256_final(&st, digest);
+	sodium_bin2hex(out, 65, digest, sizeof(digest));
+	free(canonical);
+}
+
+static void reply_result(VpHttpRequest *r, int status, const char *aggregate_id, int64_t version,
+			 const char *type, const char *position, const char *location,
+			 bool replayed)
+{
+	char etag[32];
+	char *body = NULL;
+	cJSON *json = cJSON_CreateObject();
+	cJSON *events = cJSON_AddArrayToObject(json, "events");
+	cJSON_AddStringToObject(json, "id", aggregate_id);
+	cJSON_AddNumberToObject(json, "version", (double)version);
+	cJSON_AddItemToArray(events, cJSON_CreateString(type));
+	cJSON_AddStringToObject(json, "position", position);
+	body = cJSON_PrintUnformatted(json);
+	cJSON_Delete(json);
+	snprintf(etag, sizeof(etag), "\"%lld\"", (long long)version);
+	vp_http_add_header(r, "ETag", etag);
+	vp_http_add_header(r, "X-Consistency-Token", position);
+	if (location && *location)
+		vp_http_add_header(r, "Location", location);
+	if (replayed)
+		vp_http_add_header(r, "Idempotent-Replayed", "true");
+	if (!body) {
+		VpError err;
+		vp_error_clear(&err);
+		vp_error_set(&err, 500, VP_ERR_INTERNAL, "out of memory");
+		vp_http_reply_error(r, &err);
+		return;
+	}
+	vp_http_reply_json(r, status, body, strlen(body));
+	free(body);
+}
+
+/* 0: go on; 1: answered from the idempotency store; -1: err set. */
+static int check_idempotency(const WrTenant *t, VpHttpRequest *r, const WrCommand *cmd,
+			     const char *key, const char *hash, VpError *err)
+{
+	const WrIdem *k = t ? wr_map_get(&t->idem, key) : NULL;
+	char location[128] = "";
+	if (!k)
+		return 0;
+	if (strcmp(k->request_hash, hash) != 0)
+		return vp_error_set(err, 409, "IDEMPOTENCY_KEY_REUSED",
+				    "this Idempotency-Key was used for another command");
+	if (k->pending)
+		return vp_error_set(err, 503, VP_ERR_UNAVAILABLE,
+				    "the command with this key is still being appended");
+	if (cmd->creates)
+		snprintf(location, sizeof(location), "%s%s", cmd->location_prefix, k->aggregate_id);
+	reply_result(r, k->status, k->aggregate_id, k->version, k->event_type, k->position,
+		     location, true);
+	return 1;
+}
+
+static bool owned_tenant(WrApi *api, const char *tenant_id)
+{
+	int n = wr_appender_partition_count(api->appender);
+	int p = vp_kafka_partition_for_key(tenant_id, strlen(tenant_id), n);
+	return p >= 0 && wr_owns_partition(api->cfg, p);
+}
+
+/* A new tenant id this instance owns, so the creating writer can serve it. */
+static void new_owned_tenant_id(WrApi *api, char out[37])
+{
+	VpUuid u;
+	for (int attempt = 0; attempt < 100000; attempt++) {
+		vp_uuid_v7(&u);
+		vp_uuid_format(&u, out);
+		if (owned_tenant(api, out))
+			return;
+	}
+}
+
+/* The command's tenant and target aggregate ids. */
+static int resolve_ids(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, const VpClaims *claims,
+		       const cJSON *body, char tenant_id[37], char target_id[37], VpError *err)
+{
+	const char *given = vp_json_str(body, "id");
+	VpUuid u;
+	bool provisioning = !strcmp(cmd->name, "ProvisionTenant");
+	if (given && vp_uuid_parse(given, strlen(given), &u) == 0)
+		vp_uuid_format(&u, target_id);
+	else if (provisioning)
+		new_owned_tenant_id(api, target_id);
+	else if (cmd->creates) {
+		vp_uuid_v7(&u);
+		vp_uuid_format(&u, target_id);
+	} else {
+		/* {id} of the path: a malformed one cannot name anything */
+		if (vp_uuid_parse(r->params[0], strlen(r->params[0]), &u) < 0)
+			return wr_not_found(err, "resource", r->params[0]);
+		vp_uuid_format(&u, target_id);
+	}
+	if (provisioning) {
+		snprintf(tenant_id, 37, "%s", target_id);
+		return 0;
+	}
+	if (!claims->has_tid)
+		return vp_error_set(err, 403, VP_ERR_FORBIDDEN, "the token names no tenant");
+	snprintf(tenant_id, 37, "%s", claims->tid);
+	return 0;
+}
+
+static void on_connection_close(struct evhttp_connection *conn, void *arg)
+{
+	(void)conn;
+	WrPending *p = arg;
+	p->orphaned = true;
+}
+
+static WrPending *pending_new(WrApi *api, VpHttpRequest *r)
+{
+	WrPending *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->api = api;
+	p->http = *r;
+	TAILQ_INIT(&p->http.query); /* the original's query list stays the original's */
+	p->http.query_parsed = false;
+	LIST_INSERT_HEAD(&api->pending, p, link);
+	struct evhttp_connection *conn = evhttp_request_get_connection(r->req);
+	if (conn)
+		evhttp_connection_set_closecb(conn, on_connection_close, p);
+	return p;
+}
+
+static void pending_free(WrPending *p)
+{
+	if (!p->orphaned) {
+		struct evhttp_connection *conn = evhttp_request_get_connection(p->http.req);
+		if (conn)
+			evhttp_connection_set_closecb(conn, NULL, NULL);
+	}
+	LIST_REMOVE(p, link);
+	free(p);
+}
+
+/* Builds the event, applies it to the model and queues it for the log. */
+static int append_decision(WrApi *api, VpHttpRequest *r, const WrCommand *cmd,
+			   const VpClaims *claims, WrDecision *d, const char *command_id,
+			   const char *hash, VpError *err)
+{
+	VpEvent ev = {0};
+	VpUuid id;
+	char why[256];
+	vp_uuid_v7(&id);
+	vp_uuid_format(&id, ev.id);
+	snprintf(ev.type, sizeof(ev.type), "%s", d->type);
+	ev.v = 1;
+	snprintf(ev.tenant_id, sizeof(ev.tenant_id), "%s", d->tenant_id);
+	snprintf(ev.aggregate, sizeof(ev.aggregate), "%s", d->aggregate);
+	snprintf(ev.aggregate_id, sizeof(ev.aggregate_id), "%s", d->target_id);
+	ev.seq = d->seq;
+	snprintf(ev.command_id, sizeof(ev.command_id), "%s", command_id);
+	snprintf(ev.actor, sizeof(ev.actor), "%s", claims->sub);
+	ev.at_us = d->now_us;
+	ev.data = d->data;
+	d->data = NULL;
+	WrAppend *item = calloc(1, sizeof(*item));
+	WrPending *p = item ? pending_new(api, r) : NULL;
+	if (item)
+		item->value = vp_event_encode(&ev);
+	if (!item || !p || !item->value ||
+	    wr_state_apply(api->state, &ev, hash, "", true, why, sizeof(why)) < 0) {
+		vp_event_release(&ev);
+		wr_append_free(item);
+		if (p)
+			pending_free(p);
+		return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot record the event");
+	}
+	snprintf(item->tenant_id, sizeof(item->tenant_id), "%s", ev.tenant_id);
+	item->partition = vp_kafka_partition_for_key(ev.tenant_id, strlen(ev.tenant_id),
+						     wr_appender_partition_count(api->appender));
+	snprintf(item->type, sizeof(item->type), "%s", ev.type);
+	snprintf(item->request_hash, sizeof(item->request_hash), "%s", hash);
+	snprintf(item->command_id, sizeof(item->command_id), "%s", command_id);
+	item->generation = api->generation;
+	item->owner = p;
+	p->creates = cmd->creates;
+	if (cmd->creates)
+		snprintf(p->location, sizeof(p->location), "%s%s", cmd->location_prefix,
+			 d->target_id);
+	snprintf(p->aggregate_id, sizeof(p->aggregate_id), "%s", d->target_id);
+	snprintf(p->tenant_id, sizeof(p->tenant_id), "%s", d->tenant_id);
+	snprintf(p->command_id, sizeof(p->command_id), "%s", command_id);
+	p->version = ev.seq;
+	vp_event_release(&ev);
+	wr_appender_submit(api->appender, item);
+	return 0;
+}
+
+/* The command id: Idempotency-Key, else the body's command_id, else fresh. */
+static int command_key(VpHttpRequest *r, const cJSON *body, char out[MAX_KEY_LEN + 1],
+		       bool *client_chosen, VpError *err)
+{
+	const char *key = vp_http_header(r, "Idempotency-Key");
+	if (!key)
+		key = vp_json_str(body, "command_id");
+	*client_chosen = key != NULL;
+	if (!key) {
+		VpUuid u;
+		vp_uuid_v7(&u);
+		vp_uuid_format(&u, out);
+		return 0;
+	}
+	size_t len = strlen(key);
+	if (len == 0 || len > MAX_KEY_LEN)
+		return vp_error_set(err, 400, VP_ERR_VALIDATION,
+				    "Idempotency-Key must be 1-%d characters", MAX_KEY_LEN);
+	snprintf(out, MAX_KEY_LEN + 1, "%s", key);
+	return 0;
+}
+
+static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, VpError *err)
+{
+	VpClaims claims;
+	cJSON *body = NULL;
+	char tenant_id[37], target_id[37], hash[65], key[MAX_KEY_LEN + 1];
+	bool client_key;
+	int rc = -1;
+	WrDecision d = {.if_match = -1, .now_us = vp_time_now_us()};
+
+	if (authenticate(api, r, &claims, err) < 0)
+		goto done;
+	if (!(claims.roles & cmd->roles)) {
+		vp_error_set(err, 403, VP_ERR_FORBIDDEN, "%s needs another role", cmd->name);
+		goto done;
+	}
+	if (vp_http_read_json_or_empty(r, &body, err) < 0)
+		goto done;
+	vp_json_check(body, cmd->fields, cmd->n_fields, false, err);
+	if (cmd->validate)
+		cmd->validate(body, d.now_us, err);
+	parse_if_match(r, &d.if_match, err);
+	if (vp_error_finish_validation(err) || command_key(r, body, key, &client_key, err) < 0 ||
+	    resolve_ids(api, r, cmd, &claims, body, tenant_id, target_id, err) < 0)
+		goto done;
+	if (!api->state) {
+		vp_error_set(err, 503, VP_ERR_UNAVAILABLE, "the write model is being rebuilt");
+		goto done;
+	}
+	if (!owned_tenant(api, tenant_id)) {
+		vp_error_set(err, 421, VP_ERR_MISDIRECTED,
+			     "tenant %s belongs to another writer instance", tenant_id);
+		goto done;
+	}
+	d.state = api->state;
+	d.tenant = wr_state_tenant(api->state, tenant_id);
+	d.tenant_id = tenant_id;
+	d.target_id = target_id;
+	d.body = body;
+	if (!d.tenant && strcmp(cmd->name, "ProvisionTenant") != 0) {
+		vp_error_set(err, 404, VP_ERR_NOT_FOUND, "tenant %s is not provisioned", tenant_id);
+		goto done;
+	}
+	request_hash(r, body, hash);
+	if (client_key) {
+		rc = check_idempotency(d.tenant, r, cmd, key, hash, err);
+		if (rc != 0)
+			goto done;
+		rc = -1;
+	}
+	if (cmd->decide(&d, err) < 0 ||
+	    append_decision(api, r, cmd, &claims, &d, key, hash, err) < 0)
+		goto done;
+	rc = 1; /* answered later, after the commit */
+done:
+	cJSON_Delete(d.data);
+	cJSON_Delete(body);
+	return rc;
+}
+
+bool wr_api_route(VpHttpRequest *r, void *arg)
+{
+	WrApi *api = arg;
+	bool path_known;
+	unsigned allowed;
+	VpError err;
+	vp_error_clear(&err);
+	const WrCommand *cmd = find_command(r, &path_known, &allowed);
+	if (!path_known)
+		return false;
+	if (!cmd) {
+		vp_http_require_method(r, allowed, &err);
+		vp_http_reply_error(r, &err);
+		return true;
+	}
+	if (handle_command(api, r, cmd, &err) < 0)
+		vp_http_reply_error(r, &err);
+	return true;
+}
+
+/* Appender callback: the commit's outcome for each event, on the loop. */
+static void on_appended(WrAppend *list, void *arg)
+{
+	WrApi *api = arg;
+	while (list) {
+		WrAppend *item = list;
+		WrPending *p = item->owner;
+		char position[32];
+		list = item->next;
+		snprintf(position, sizeof(position), "%d:%lld", item->partition,
+			 (long long)item->offset);
+		if (!item->error && api->state && item->generation == api->generation)
+			wr_state_idem_done(api->state, item->tenant_id, item->command_id, position);
+		if (p && !p->orphaned) {
+			if (!item->error) {
+				reply_result(&p->http, p->creates ? 201 : 200, p->aggregate_id,
+					     p->version, item->type, position, p->location, false);
+			} else {
+				VpError err;
+				vp_error_clear(&err);
+				vp_error_set(&err, 503, VP_ERR_UNAVAILABLE,
+					     "the event could not be appended; nothing was written");
+				vp_http_reply_error(&p->http, &err);
+			}
+		}
+		if (p)
+			pending_free(p);
+		wr_append_free(item);
+	}
+}
+
+/* Appender callback: a model rebuilt from the log replaces ours. */
+static void on_rebuilt(WrState *state, uint64_t generation, void *arg)
+{
+	WrApi *api = arg;
+	if (api->state) {
+		wr_state_clear(api->state);
+		free(api->state);
+	}
+	api->state = state;
+	api->generation = generation;
+}
+
+static int setup_verifier(WrApi *api, char *why, size_t why_cap)
+{
+	const WrConfig *cfg = api->cfg;
+	bool hs = *cfg->jwt_secret, ed = *cfg->jwt_ed25519_public_key;
+	if (hs == ed) {
+		snprintf(why, why_cap, "set exactly one of VETPMS_JWT_HS256_SECRET and "
+				       "VETPMS_JWT_ED25519_PUBLIC_KEY");
+		return -1;
+	}
+	int rc = hs ? vp_jwt_key_from_hs256_secret(&api->verifier.key, cfg->jwt_secret)
+		    : vp_jwt_key_from_ed25519_public_b64(&api->verifier.key,
+							  cfg->jwt_ed25519_public_key);
+	if (rc < 0) {
+		snprintf(why, why_cap, hs ? "the HS256 secret must be 16-256 bytes"
+					  : "the Ed25519 public key must be 32 bytes of base64");
+		return -1;
+	}
+	api->verifier.issuer = *cfg->jwt_issuer ? cfg->jwt_issuer : NULL;
+	api->verifier.audience = *cfg->jwt_audience ? cfg->jwt_audience : NULL;
+	api->verifier.leeway_s = 30;
+	return 0;
+}
+
+WrApi *wr_api_new(const WrConfig *cfg, VpService *service, char *why, size_t why_cap)
+{
+	WrApi *api = calloc(1, sizeof(*api));
+	if (!api) {
+		snprintf(why, why_cap, "out of memory");
+		return NULL;
+	}
+	api->cfg = cfg;
+	LIST_INIT(&api->pending);
+	if (setup_verifier(api, why, why_cap) < 0)
+		return wr_api_free(api);
+	api->appender = wr_appender_new(cfg, service->base, on_appended, on_rebuilt, api, why,
+					why_cap);
+	if (!api->appender || wr_appender_start(api->appender) < 0)
+		return wr_api_free(api);
+	return api;
+}
+
+bool wr_api_ready(void *arg, char *why, size_t why_cap)
+{
+	WrApi *api = arg;
+	return wr_appender_ready(api->appender, why, why_cap);
+}
+
+bool wr_api_fatal(WrApi *api)
+{
+	return wr_appender_fatal(api->appender);
+}
+
+WrApi *wr_api_free(WrApi *api)
+{
+	if (!api)
+		return NULL;
+	wr_appender_free(api->appender);
+	while (!LIST_EMPTY(&api->pending))
+		pending_free(LIST_FIRST(&api->pending));
+	if (api->state) {
+		wr_state_clear(api->state);
+		free(api->state);
+	}
+	free(api);
+	return NULL;
+}

@@ -1,0 +1,72 @@
+/* The write model: per tenant, only what decisions need (existence, status,
+ * versions, the microchips of living patients, idempotency keys). One evolve
+ * function applies an event both when a command is decided and when the model
+ * is rebuilt from the log, so the two can never disagree. Loop thread only. */
+#ifndef WR_STATE_H
+#define WR_STATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "strmap.h"
+#include "vp_event.h"
+
+typedef struct WrStaff {
+	int64_t version;
+	bool active;
+	char role[16];
+} WrStaff;
+
+typedef struct WrClient {
+	int64_t version;
+	bool active;
+} WrClient;
+
+typedef struct WrPatient {
+	int64_t version;
+	bool alive;
+	char client_id[37];
+	char microchip[16];
+} WrPatient;
+
+/* The first answer of a command, kept to replay it for the same key. */
+typedef struct WrIdem {
+	char request_hash[65];
+	char aggregate_id[37];
+	char event_type[48];
+	int64_t version;
+	int status;        /* 201 or 200 */
+	char position[32]; /* "P:O", empty while the append is in flight */
+	bool pending;
+} WrIdem;
+
+typedef struct WrTenant {
+	char id[37];
+	int64_t version;
+	char timezone[64];
+	WrMap staff;      /* id -> WrStaff */
+	WrMap clients;    /* id -> WrClient */
+	WrMap patients;   /* id -> WrPatient */
+	WrMap microchips; /* microchip of a living patient -> WrPatient */
+	WrMap idem;       /* command id -> WrIdem */
+} WrTenant;
+
+typedef struct WrState {
+	WrMap tenants; /* id -> WrTenant */
+} WrState;
+
+void wr_state_init(WrState *s);
+void wr_state_clear(WrState *s);
+WrTenant *wr_state_tenant(const WrState *s, const char *tenant_id);
+
+/* Applies one event. `request_hash` (may be empty) and `position` ("P:O", may
+ * be empty while pending) feed the idempotency entry of ev->command_id.
+ * -1 when the event contradicts the model (a bug or a corrupt log). */
+int wr_state_apply(WrState *s, const VpEvent *ev, const char *request_hash, const char *position,
+		   bool pending, char *why, size_t why_cap);
+
+/* Marks the command's entry appended at position. */
+void wr_state_idem_done(WrState *s, const char *tenant_id, const char *command_id,
+			const char *position);
+
+#endif

@@ -1,0 +1,37 @@
+"""Reads the events topic the way a read_committed consumer sees it, for tests
+that check what is (and is not) in the log."""
+
+import json
+
+from confluent_kafka import Consumer, TopicPartition
+
+TOPIC = "vetpms.events"
+
+
+def read_all(brokers, topic=TOPIC, partitions=6, timeout=30):
+    """Every committed record of the topic as (partition, offset, headers, value)."""
+    c = Consumer({"bootstrap.servers": brokers, "group.id": "e2e-reader",
+                  "isolation.level": "read_committed", "enable.auto.commit": False,
+                  "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    records, at_end = [], set()
+    try:
+        import time
+        deadline = time.time() + timeout
+        while len(at_end) < partitions and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == -191:  # _PARTITION_EOF
+                    at_end.add(m.partition())
+                continue
+            at_end.discard(m.partition())
+            records.append((m.partition(), m.offset(), dict(m.headers() or []), m.value()))
+    finally:
+        c.close()
+    return records
+
+
+def events(brokers, **kw):
+    return [json.loads(v) for (_p, _o, _h, v) in read_all(brokers, **kw)]

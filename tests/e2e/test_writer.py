@@ -1,0 +1,387 @@
+"""cmd-writer end to end on the real Kafka of the test stack: every command in
+scope, every refusal, auth, idempotency, optimistic concurrency, ownership,
+durability across kill -9, fencing, and the events' JSON Schemas."""
+
+import base64
+import collections
+import json
+import os
+import time
+import uuid
+
+import jsonschema
+import pytest
+import requests
+
+from kafka_log import events as log_events
+from stack import ROOT, free_port
+
+
+class Client:
+    """The writer's HTTP API with a token."""
+
+    def __init__(self, url, token):
+        self.url, self.token = url, token
+
+    def call(self, method, path, body=None, headers=None, raw=None):
+        h = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        h.update(headers or {})
+        if raw is not None:
+            return requests.request(method, self.url + path, data=raw, headers=h, timeout=30)
+        return requests.request(method, self.url + path, json=body, headers=h, timeout=30)
+
+    def post(self, path, body=None, **kw):
+        return self.call("POST", path, body, **kw)
+
+
+@pytest.fixture(scope="module")
+def writer(stack):
+    w = stack.start_daemon("cmd-writer", port=free_port())
+    w.wait_ready(90)
+    yield w
+    w.terminate()
+
+
+def provision(stack, url, **fields):
+    body = {"name": "Happy Paws", "timezone": "Europe/London", "currency": "GBP"}
+    body.update(fields)
+    r = Client(url, stack.token("platform-admin")).post("/v1/tenants", body)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+@pytest.fixture(scope="module")
+def clinic(stack, writer):
+    """A provisioned tenant and clients for each role."""
+    tid = provision(stack, writer.url)
+    roles = ("admin", "vet", "nurse", "reception", "analyst", "ops")
+    api = {role: Client(writer.url, stack.token(role, tenant=tid, sub=f"u-{role}"))
+           for role in roles}
+    return tid, api
+
+
+def new_client(api, **kw):
+    body = {"first_name": "Ann", "last_name": "Lee"}
+    body.update(kw)
+    r = api["reception"].post("/v1/clients", body)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def new_patient(api, client_id, **kw):
+    body = {"client_id": client_id, "name": "Rex", "species": "canine", "sex": "male"}
+    body.update(kw)
+    r = api["vet"].post("/v1/patients", body)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def error_code(r):
+    return r.json()["error"]["code"]
+
+
+# --- tenants -------------------------------------------------------------
+
+def test_provision_tenant_answers_created_with_position(stack, writer):
+    r = Client(writer.url, stack.token("platform-admin")).post(
+        "/v1/tenants", {"name": "Vale Vets", "timezone": "America/New_York", "currency": "USD"})
+    assert r.status_code == 201
+    body = r.json()
+    assert body["version"] == 1 and body["events"] == ["TenantProvisioned"]
+    assert r.headers["ETag"] == '"1"'
+    assert r.headers["Location"] == f"/v1/tenants/{body['id']}"
+    p, o = body["position"].split(":")
+    assert r.headers["X-Consistency-Token"] == body["position"]
+    assert 0 <= int(p) < stack.partitions and int(o) >= 0
+
+
+def test_provision_refusals(stack, writer):
+    pa = Client(writer.url, stack.token("platform-admin"))
+    r = pa.post("/v1/tenants", {"name": "X", "timezone": "Mars/Olympus", "currency": "gbp"})
+    assert r.status_code == 400
+    fields = {d["field"] for d in r.json()["error"]["details"]}
+    assert fields == {"timezone", "currency"}
+    r = pa.post("/v1/tenants", {"name": "X", "timezone": "../../etc/passwd", "currency": "GBP"})
+    assert r.status_code == 400
+    tid = provision(stack, writer.url)
+    r = pa.post("/v1/tenants", {"id": tid, "name": "X", "timezone": "UTC", "currency": "EUR"})
+    assert r.status_code == 409 and error_code(r) == "ALREADY_EXISTS"
+    admin = Client(writer.url, stack.token("admin", tenant=tid))
+    r = admin.post("/v1/tenants", {"name": "X", "timezone": "UTC", "currency": "EUR"})
+    assert r.status_code == 403 and error_code(r) == "FORBIDDEN"
+
+
+def test_commands_for_an_unprovisioned_tenant_are_404(stack, writer):
+    ghost = Client(writer.url, stack.token("admin", tenant=str(uuid.uuid4())))
+    r = ghost.post("/v1/clients", {"first_name": "A", "last_name": "B"})
+    # 404 when this writer owns the tenant's partition (one instance owns all)
+    assert r.status_code == 404 and error_code(r) == "NOT_FOUND"
+
+
+# --- auth ----------------------------------------------------------------
+
+def b64(obj):
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+def test_every_auth_failure(stack, writer, clinic):
+    tid, api = clinic
+    body = {"first_name": "A", "last_name": "B"}
+    anon = Client(writer.url, None)
+    assert anon.post("/v1/clients", body).status_code == 401
+    expired = Client(writer.url, stack.token("admin", tenant=tid, ttl=-120))
+    assert error_code(expired.post("/v1/clients", body)) == "UNAUTHENTICATED"
+    good = stack.token("admin", tenant=tid)
+    h, p, s = good.split(".")
+    flipped = s[:-2] + ("A" if s[-2] != "A" else "B") + s[-1]
+    assert Client(writer.url, f"{h}.{p}.{flipped}").post("/v1/clients", body).status_code == 401
+    none_token = b64({"alg": "none", "typ": "JWT"}) + "." + p + "."
+    assert Client(writer.url, none_token).post("/v1/clients", body).status_code == 401
+    r = anon.post("/v1/clients", body, headers={"Authorization": "Basic abc"})
+    assert r.status_code == 401
+    r = api["vet"].post("/v1/clients", body)  # vets do not register clients
+    assert r.status_code == 403 and error_code(r) == "FORBIDDEN"
+    r = Client(writer.url, stack.token("platform-admin")).post("/v1/clients", body)
+    assert r.status_code == 403
+
+
+# --- staff ----------------------------------------------------------------
+
+def test_staff_register_and_deactivate(clinic):
+    _tid, api = clinic
+    r = api["admin"].post("/v1/staff", {"name": "Dr Who", "role": "veterinarian",
+                                        "email": "who@example.org", "license_number": "V-1"})
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    assert r.headers["Location"] == f"/v1/staff/{sid}"
+    r = api["admin"].post(f"/v1/staff/{sid}/deactivate", {"reason": "left"})
+    assert r.status_code == 200 and r.json()["version"] == 2
+    r = api["admin"].post(f"/v1/staff/{sid}/deactivate", {})
+    assert r.status_code == 409 and error_code(r) == "INVALID_STATE"
+    r = api["admin"].post("/v1/staff", {"name": "X", "role": "wizard"})
+    assert r.status_code == 400
+    r = api["admin"].post(f"/v1/staff/{uuid.uuid4()}/deactivate", {})
+    assert r.status_code == 404
+
+
+# --- clients -----------------------------------------------------------------
+
+def test_client_lifecycle_and_if_match(clinic):
+    _tid, api = clinic
+    cid = new_client(api, email="ann@example.org")
+    r = api["reception"].call("PATCH", f"/v1/clients/{cid}", {"phone": "+44 1234"},
+                              headers={"If-Match": '"7"'})
+    assert r.status_code == 412 and error_code(r) == "VERSION_MISMATCH"
+    r = api["reception"].call("PATCH", f"/v1/clients/{cid}", {"phone": "+44 1234"},
+                              headers={"If-Match": '"1"'})
+    assert r.status_code == 200 and r.json()["version"] == 2
+    assert r.headers["ETag"] == '"2"'
+    r = api["reception"].call("PATCH", f"/v1/clients/{cid}", {})
+    assert r.status_code == 400
+    r = api["reception"].call("PATCH", f"/v1/clients/{cid}", {"phone": 5},
+                              headers={"If-Match": "abc"})
+    assert {d["field"] for d in r.json()["error"]["details"]} == {"phone", "If-Match"}
+    r = api["admin"].post(f"/v1/clients/{cid}/deactivate", {"reason": "moved"})
+    assert r.status_code == 200 and r.json()["version"] == 3
+    r = api["reception"].call("PATCH", f"/v1/clients/{cid}", {"phone": "1"})
+    assert r.status_code == 409 and error_code(r) == "INVALID_STATE"
+    r = api["vet"].post("/v1/patients", {"client_id": cid, "name": "Rex", "species": "canine",
+                                         "sex": "male"})
+    assert r.status_code == 409  # an inactive client gets no new patient
+
+
+def test_shape_validation_reports_every_bad_field(clinic):
+    _tid, api = clinic
+    r = api["vet"].post("/v1/patients", {"client_id": "nope", "name": 5, "species": "dragon",
+                                         "sex": "?", "microchip": "12", "date_of_birth": "2999-01-01",
+                                         "weight": {"value": -1, "unit": "st"}, "extra": True})
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["code"] == "VALIDATION_ERROR"
+    fields = {d["field"] for d in err["details"]}
+    assert fields == {"client_id", "name", "species", "sex", "microchip", "date_of_birth",
+                      "weight.value", "weight.unit", "extra"}
+
+
+def test_http_level_refusals(clinic, writer):
+    _tid, api = clinic
+    r = api["admin"].post("/v1/clients", raw="{not json",
+                          headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and error_code(r) == "VALIDATION_ERROR"
+    r = api["admin"].post("/v1/clients", raw="first_name=A", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415 and error_code(r) == "UNSUPPORTED_MEDIA_TYPE"
+    big = json.dumps({"first_name": "A", "last_name": "B", "address": "x" * 70000})
+    r = api["admin"].post("/v1/clients", raw=big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and error_code(r) == "PAYLOAD_TOO_LARGE"
+    r = api["admin"].call("GET", "/v1/clients")
+    assert r.status_code == 405 and "POST" in r.headers["Allow"]
+    r = api["admin"].post("/v1/no-such-command", {})
+    assert r.status_code == 404
+
+
+# --- patients -------------------------------------------------------------------
+
+def test_patient_commands_happy_path(clinic):
+    _tid, api = clinic
+    cid = new_client(api)
+    other = new_client(api, first_name="Bo")
+    pid = new_patient(api, cid, microchip="985112345678901", date_of_birth="2020-05-01",
+                      weight={"value": 22, "unit": "lb"}, neutered=True, breed="Collie")
+    v = 1
+    for path, body, role in [
+        ("weights", {"value": 10.2, "unit": "kg", "measured_at": "2026-01-02T10:00:00+01:00"}, "nurse"),
+        ("allergies", {"allergen": "penicillin", "reaction": "hives", "severity": "moderate"}, "vet"),
+        ("conditions", {"name": "arthritis", "diagnosed_on": "2025-03-01", "notes": "mild"}, "vet"),
+        ("transfer", {"client_id": other}, "reception"),
+        ("deceased", {"date": "2026-01-03"}, "vet"),
+    ]:
+        r = api[role].post(f"/v1/patients/{pid}/{path}", body)
+        v += 1
+        assert r.status_code == 200, (path, r.text)
+        assert r.json()["version"] == v
+    r = api["nurse"].post(f"/v1/patients/{pid}/weights", {"value": 1, "unit": "kg"})
+    assert r.status_code == 409 and error_code(r) == "PATIENT_INACTIVE"
+    # a deceased patient's microchip can be given to a living one
+    new_patient(api, cid, microchip="985112345678901")
+
+
+def test_patient_refusals(stack, writer, clinic):
+    tid, api = clinic
+    cid = new_client(api)
+    new_patient(api, cid, microchip="avid12345")
+    r = api["vet"].post("/v1/patients", {"client_id": cid, "name": "B", "species": "feline",
+                                         "sex": "female", "microchip": "AVID12345"})
+    assert r.status_code == 409 and error_code(r) == "DUPLICATE_MICROCHIP"
+    r = api["vet"].post("/v1/patients", {"client_id": str(uuid.uuid4()), "name": "B",
+                                         "species": "feline", "sex": "female"})
+    assert r.status_code == 404
+    pid = new_patient(api, cid)
+    r = api["reception"].post(f"/v1/patients/{pid}/transfer", {"client_id": cid})
+    assert r.status_code == 409 and error_code(r) == "INVALID_STATE"
+    r = api["nurse"].post(f"/v1/patients/{pid}/conditions", {"name": "x"})
+    assert r.status_code == 403  # conditions are for vets
+    r = api["nurse"].post(f"/v1/patients/{pid}/weights", {"value": 0, "unit": "g"})
+    assert r.status_code == 400
+    r = api["nurse"].post(f"/v1/patients/not-a-uuid/weights", {"value": 1, "unit": "g"})
+    assert r.status_code == 404
+    # another tenant's patient is 404, not 403
+    other = provision(stack, writer.url)
+    stranger = Client(writer.url, stack.token("vet", tenant=other))
+    r = stranger.post(f"/v1/patients/{pid}/allergies", {"allergen": "x"})
+    assert r.status_code == 404 and error_code(r) == "NOT_FOUND"
+
+
+def test_sql_looking_input_is_stored_verbatim(stack, clinic):
+    _tid, api = clinic
+    evil = "Robert'); DROP TABLE read.clients; --"
+    cid = new_client(api, last_name=evil)
+    stored = [e for e in log_events(stack.brokers) if e["aggregate_id"] == cid]
+    assert stored[0]["data"]["last_name"] == evil
+
+
+# --- idempotency -------------------------------------------------------------------
+
+def count_commands(stack, command_id):
+    return sum(1 for e in log_events(stack.brokers) if e["command_id"] == command_id)
+
+
+def test_idempotent_replay_and_key_reuse(stack, clinic):
+    _tid, api = clinic
+    key = f"key-{uuid.uuid4()}"
+    body = {"first_name": "Idem", "last_name": "Potent"}
+    first = api["reception"].post("/v1/clients", body, headers={"Idempotency-Key": key})
+    again = api["reception"].post("/v1/clients", body, headers={"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Location"] == first.headers["Location"]
+    assert count_commands(stack, key) == 1
+    other = api["reception"].post("/v1/clients", {"first_name": "X", "last_name": "Y"},
+                                  headers={"Idempotency-Key": key})
+    assert other.status_code == 409 and error_code(other) == "IDEMPOTENCY_KEY_REUSED"
+    r = api["reception"].post("/v1/clients", body, headers={"Idempotency-Key": "k" * 256})
+    assert r.status_code == 400
+
+
+# --- durability, restarts, fencing ----------------------------------------------------
+
+def test_kill9_keeps_microchips_and_idempotency_keys(stack):
+    w = stack.start_daemon("cmd-writer", port=free_port())
+    w.wait_ready(90)
+    tid = provision(stack, w.url)
+    api = {r: Client(w.url, stack.token(r, tenant=tid)) for r in ("reception", "vet")}
+    cid = new_client(api)
+    new_patient(api, cid, microchip="941000012345678")
+    key = f"crash-{uuid.uuid4()}"
+    first = api["reception"].post("/v1/clients", {"first_name": "K", "last_name": "Ey"},
+                                  headers={"Idempotency-Key": key})
+    assert first.status_code == 201
+    w.kill9()
+    w2 = stack.start_daemon("cmd-writer", port=free_port())
+    w2.wait_ready(90)
+    api = {r: Client(w2.url, stack.token(r, tenant=tid)) for r in ("reception", "vet")}
+    r = api["vet"].post("/v1/patients", {"client_id": cid, "name": "Dup", "species": "canine",
+                                         "sex": "male", "microchip": "941000012345678"})
+    assert r.status_code == 409 and error_code(r) == "DUPLICATE_MICROCHIP"
+    again = api["reception"].post("/v1/clients", {"first_name": "K", "last_name": "Ey"},
+                                  headers={"Idempotency-Key": key})
+    assert again.status_code == 201 and again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert w2.terminate() == 0
+
+
+def test_second_writer_with_same_instance_fences_the_first(stack):
+    first = stack.start_daemon("cmd-writer", port=free_port())
+    first.wait_ready(90)
+    tid = provision(stack, first.url)
+    api1 = Client(first.url, stack.token("reception", tenant=tid))
+    assert api1.post("/v1/clients", {"first_name": "Before", "last_name": "Fence"}).status_code == 201
+    second = stack.start_daemon("cmd-writer", port=free_port())
+    second.wait_ready(90)
+    key = f"fence-{uuid.uuid4()}"
+    r = api1.post("/v1/clients", {"first_name": "Zombie", "last_name": "Write"},
+                  headers={"Idempotency-Key": key})
+    assert r.status_code == 503  # the zombie cannot append
+    assert first.proc.wait(30) == 3  # and stops
+    api2 = Client(second.url, stack.token("reception", tenant=tid))
+    r = api2.post("/v1/clients", {"first_name": "Zombie", "last_name": "Write"},
+                  headers={"Idempotency-Key": key})
+    assert r.status_code == 201 and "Idempotent-Replayed" not in r.headers
+    assert count_commands(stack, key) == 1
+    assert second.terminate() == 0
+
+
+def test_ownership_misdirected_and_owned_tenant_ids(stack):
+    w = stack.start_daemon("cmd-writer", port=free_port(),
+                           args=["--instance", "1", "--instances", "2"])
+    w.wait_ready(90)
+    pa = Client(w.url, stack.token("platform-admin"))
+    from_kafka = __import__("kafka_partition").partition
+    for _ in range(5):
+        r = pa.post("/v1/tenants", {"name": "Odd", "timezone": "UTC", "currency": "EUR"})
+        assert r.status_code == 201
+        assert from_kafka(r.json()["id"], stack.partitions) % 2 == 1
+    foreign = next(t for t in (str(uuid.uuid4()) for _ in range(100))
+                   if from_kafka(t, stack.partitions) % 2 == 0)
+    r = pa.post("/v1/tenants", {"id": foreign, "name": "Even", "timezone": "UTC", "currency": "EUR"})
+    assert r.status_code == 421 and error_code(r) == "MISDIRECTED"
+    assert w.terminate() == 0
+
+
+# --- the log itself ------------------------------------------------------------------
+
+def test_every_event_in_the_log_matches_its_json_schema(stack, clinic):
+    schemas = {}
+    seen = collections.Counter()
+    for e in log_events(stack.brokers):
+        path = os.path.join(ROOT, "schema", "events", f"{e['type']}.v{e['v']}.json")
+        if path not in schemas:
+            with open(path) as f:
+                schemas[path] = json.load(f)
+        jsonschema.validate(e, schemas[path])
+        seen[e["type"]] += 1
+    expected = {"TenantProvisioned", "StaffRegistered", "StaffDeactivated", "ClientRegistered",
+                "ClientContactUpdated", "ClientDeactivated", "PatientRegistered",
+                "WeightRecorded", "AllergyAdded", "ChronicConditionAdded",
+                "PatientTransferred", "PatientDied"}
+    assert expected <= set(seen), seen

@@ -1,5 +1,5 @@
 /* vetctl — ops CLI for VetPMS: Kafka readiness, topic creation through the Admin
- * API, dev tokens. Exit codes: 0 ok, 1 failure, 2 usage. */
+ * API, dev tokens, reading the event log. Exit codes: 0 ok, 1 failure, 2 usage. */
 #include <stdio.h>
 #include <string.h>
 #include <sodium.h>
@@ -11,6 +11,7 @@ static const char usage[] =
 	"  kafka ready   [--brokers B] [--timeout-ms N]      exit 0 once a metadata request is answered\n"
 	"  topics create [--brokers B] [--partitions N] [--replication-factor R] [--min-insync-replicas M]\n"
 	"  token         --role R[,R...] [--tenant UUID] [--sub S] [--ttl-s N]   mint a dev JWT (HS256)\n"
+	"  events tail   [--tenant T] [--aggregate A] [--follow]   print the log's envelopes\n"
 	"each command takes --help; options also come from VETPMS_* variables (see README)\n";
 
 int main(int argc, char **argv)
@@ -29,6 +30,8 @@ int main(int argc, char **argv)
 		return vc_cmd_topics(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "token"))
 		return vc_cmd_token(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "events"))
+		return vc_cmd_events(argc - 1, argv + 1);
 	fprintf(stderr, "vetctl: unknown command '%s'\n%s", argv[1], usage);
 	return 2;
 }

@@ -6,5 +6,6 @@
 int vc_cmd_kafka(int argc, char **argv);
 int vc_cmd_topics(int argc, char **argv);
 int vc_cmd_token(int argc, char **argv);
+int vc_cmd_events(int argc, char **argv);
 
 #endif

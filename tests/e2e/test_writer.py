@@ -385,3 +385,16 @@ def test_every_event_in_the_log_matches_its_json_schema(stack, clinic):
                 "WeightRecorded", "AllergyAdded", "ChronicConditionAdded",
                 "PatientTransferred", "PatientDied"}
     assert expected <= set(seen), seen
+
+
+def test_vetctl_events_tail_filters_by_tenant_and_aggregate(stack, clinic):
+    tid, api = clinic
+    cid = new_client(api, first_name="Tail")
+    api["reception"].call("PATCH", f"/v1/clients/{cid}", {"email": "t@example.org"})
+    out = stack.vetctl("events", "tail", "--aggregate", cid).stdout.splitlines()
+    got = [json.loads(line) for line in out]
+    assert [e["type"] for e in got] == ["ClientRegistered", "ClientContactUpdated"]
+    assert [e["seq"] for e in got] == [1, 2]
+    mine = [json.loads(line) for line in stack.vetctl("events", "tail", "--tenant", tid).stdout.splitlines()]
+    assert mine and all(e["tenant_id"] == tid for e in mine)
+    assert {e["aggregate_id"] for e in got} <= {e["aggregate_id"] for e in mine}

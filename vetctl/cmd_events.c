@@ -1,0 +1,134 @@
+/* vetctl events tail: prints the envelopes of vetpms.events as a read_committed
+ * consumer sees them, one JSON object per line, optionally only one tenant's or
+ * one aggregate's; stops at the end of the log unless --follow. */
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vetctl.h"
+#include "vp_config.h"
+#include "vp_event.h"
+#include "vp_kafka.h"
+
+typedef struct TailOptions {
+	char *brokers;
+	char *topic;
+	char *tenant;
+	char *aggregate;
+	bool follow;
+} TailOptions;
+
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static rd_kafka_t *tail_consumer(const TailOptions *o, char *why, size_t why_cap)
+{
+	rd_kafka_conf_t *conf = vp_kafka_conf_new(o->brokers, "vetctl", NULL, why, why_cap);
+	if (!conf)
+		return NULL;
+	if (vp_kafka_conf_set(conf, "group.id", "vetctl-tail", why, why_cap) < 0 ||
+	    vp_kafka_conf_set(conf, "isolation.level", "read_committed", why, why_cap) < 0 ||
+	    vp_kafka_conf_set(conf, "enable.auto.commit", "false", why, why_cap) < 0 ||
+	    vp_kafka_conf_set(conf, "enable.partition.eof", "true", why, why_cap) < 0 ||
+	    vp_kafka_conf_set(conf, "log_level", "3", why, why_cap) < 0) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, why_cap);
+	if (!rk)
+		rd_kafka_conf_destroy(conf);
+	return rk;
+}
+
+/* Prints the record when it passes the filters; undecodable records are shown
+ * as such on stderr (they are the projector's dead letters). */
+static void print_record(const TailOptions *o, const rd_kafka_message_t *m)
+{
+	VpEvent ev;
+	char why[256];
+	if (vp_event_decode(m->payload, m->len, &ev, why, sizeof(why)) < 0) {
+		fprintf(stderr, "partition %d offset %lld: not an event: %s\n", m->partition,
+			(long long)m->offset, why);
+		return;
+	}
+	bool show = (!*o->tenant || !strcmp(o->tenant, ev.tenant_id)) &&
+		    (!*o->aggregate || !strcmp(o->aggregate, ev.aggregate_id));
+	vp_event_release(&ev);
+	if (show)
+		printf("%.*s\n", (int)m->len, (const char *)m->payload);
+}
+
+static int tail(const TailOptions *o, rd_kafka_t *rk)
+{
+	int partitions = 0, at_end = 0;
+	if (vp_kafka_probe(rk, o->topic, 10000, &partitions) < 0 || partitions == 0) {
+		fprintf(stderr, "vetctl: topic %s not found at %s\n", o->topic, o->brokers);
+		return 1;
+	}
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partitions);
+	for (int p = 0; p < partitions; p++)
+		rd_kafka_topic_partition_list_add(parts, o->topic, p)->offset =
+			RD_KAFKA_OFFSET_BEGINNING;
+	rd_kafka_assign(rk, parts);
+	rd_kafka_topic_partition_list_destroy(parts);
+	while (!interrupted && (o->follow || at_end < partitions)) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
+		if (!m)
+			continue;
+		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			at_end++;
+		else if (m->err)
+			fprintf(stderr, "vetctl: %s\n", rd_kafka_message_errstr(m));
+		else
+			print_record(o, m);
+		rd_kafka_message_destroy(m);
+		fflush(stdout);
+	}
+	return 0;
+}
+
+int vc_cmd_events(int argc, char **argv)
+{
+	TailOptions o = {0};
+	char why[512];
+	int rc = 1;
+	const VpConfigItem items[] = {
+		VP_CF_STR("brokers", "VETPMS_KAFKA_BROKERS", &o.brokers, "127.0.0.1:59092",
+			  "Kafka bootstrap servers"),
+		VP_CF_STR("topic", "VETPMS_TOPIC", &o.topic, VP_TOPIC_EVENTS_DEFAULT, "events topic"),
+		VP_CF_STR("tenant", NULL, &o.tenant, "", "only this tenant's events"),
+		VP_CF_STR("aggregate", NULL, &o.aggregate, "", "only this aggregate's events"),
+		VP_CF_BOOL("follow", NULL, &o.follow, "false", "keep waiting for new events"),
+	};
+	const size_t n = sizeof(items) / sizeof(items[0]);
+	if (argc < 2 || strcmp(argv[1], "tail") != 0) {
+		fprintf(stderr, "usage: vetctl events tail [--tenant T] [--aggregate A] [--follow]\n");
+		return 2;
+	}
+	int loaded = vp_config_load(items, n, argc - 1, argv + 1, "vetctl events tail", NULL, why,
+				    sizeof(why));
+	if (loaded != 0) {
+		if (loaded < 0)
+			fprintf(stderr, "vetctl: %s\n", why);
+		vp_config_free(items, n);
+		return loaded < 0 ? 2 : 0;
+	}
+	signal(SIGINT, on_interrupt);
+	signal(SIGTERM, on_interrupt);
+	rd_kafka_t *rk = tail_consumer(&o, why, sizeof(why));
+	if (!rk)
+		fprintf(stderr, "vetctl: %s\n", why);
+	else {
+		rc = tail(&o, rk);
+		rd_kafka_consumer_close(rk);
+		rd_kafka_destroy(rk);
+	}
+	vp_config_free(items, n);
+	return rc;
+}

@@ -52,11 +52,9 @@ start_daemon() {
 }
 
 tokens() {
-  local tenant_file="$VAR_DIR/dev_tenant_id" tenant role jwt
-  [ -s "$tenant_file" ] || cat /proc/sys/kernel/random/uuid > "$tenant_file"
-  tenant=$(cat "$tenant_file")
+  local tenant=$1 role jwt
   jwt=$(secret jwt_hs256_secret "${VETPMS_JWT_HS256_SECRET:-}")
-  echo "Dev tokens (HS256, 24 h; tenant $tenant):"
+  echo "Dev tokens (HS256, 24 h; demo clinic = tenant $tenant):"
   printf '  %-15s %s\n' platform-admin \
     "$(VETPMS_JWT_HS256_SECRET=$jwt "$BIN_DIR/vetctl" token --role platform-admin --sub dev-platform)"
   for role in admin vet nurse reception analyst ops; do
@@ -73,6 +71,9 @@ start() {
   start_daemon projector "$PROJECTOR_PORT"
   start_daemon query-reader "$READER_PORT"
   start_daemon cmd-writer "$WRITER_PORT"
+  wait_http "http://127.0.0.1:$WRITER_PORT/readyz" cmd-writer
+  local tenant
+  tenant=$("$ROOT/scripts/demo.sh")
   cat <<MSG
 
 VetPMS is running.
@@ -85,7 +86,7 @@ Try:  curl -s http://127.0.0.1:$WRITER_PORT/healthz
 Stop: make stop
 
 MSG
-  tokens
+  tokens "$tenant"
 }
 
 stop() {

@@ -143,22 +143,27 @@ done:
 char *vp_event_encode(const VpEvent *ev)
 {
 	char at[VP_TIME_RFC3339_MAX];
+	char v[24], seq[24];
 	char *text = NULL;
 	cJSON *root = cJSON_CreateObject();
 	cJSON *data = NULL;
 
 	if (!root || vp_time_format_rfc3339_us(ev->at_us, at, sizeof(at)) == 0)
 		goto done;
+	/* Integers as raw text: cJSON prints doubles with 15 significant digits
+	 * and would round a seq above 10^15. */
+	snprintf(v, sizeof(v), "%d", ev->v);
+	snprintf(seq, sizeof(seq), "%lld", (long long)ev->seq);
 	data = ev->data ? cJSON_Duplicate(ev->data, true) : cJSON_CreateObject();
 	if (!data)
 		goto done;
 	if (!cJSON_AddStringToObject(root, "id", ev->id) ||
 	    !cJSON_AddStringToObject(root, "type", ev->type) ||
-	    !cJSON_AddNumberToObject(root, "v", ev->v) ||
+	    !cJSON_AddRawToObject(root, "v", v) ||
 	    !cJSON_AddStringToObject(root, "tenant_id", ev->tenant_id) ||
 	    !cJSON_AddStringToObject(root, "aggregate", ev->aggregate) ||
 	    !cJSON_AddStringToObject(root, "aggregate_id", ev->aggregate_id) ||
-	    !cJSON_AddNumberToObject(root, "seq", (double)ev->seq) ||
+	    !cJSON_AddRawToObject(root, "seq", seq) ||
 	    !cJSON_AddStringToObject(root, "command_id", ev->command_id) ||
 	    !cJSON_AddStringToObject(root, "actor", ev->actor) ||
 	    !cJSON_AddStringToObject(root, "at", at))

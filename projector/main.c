@@ -1,6 +1,6 @@
 /* projector entry point: configuration, PostgreSQL connection and migrations,
- * the Kafka consumer, and the health/metrics HTTP service on a side thread. The
- * main thread runs the consume loop until SIGTERM. */
+ * and the health/metrics HTTP service on a side thread. The main thread runs the
+ * consume loop (consumer.c) until SIGTERM. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -36,6 +36,14 @@ static const VpConfigItem config_items[] = {
 	VP_CF_STR("schema", "VETPMS_READ_SCHEMA", &cfg.schema, "read", "read model schema"),
 	VP_CF_STR("migrations", "VETPMS_MIGRATIONS_DIR", &cfg.migrations_dir, "schema/migrations",
 		  "folder of NNN_name.sql migrations"),
+	VP_CF_STR("group", "VETPMS_PROJECTOR_GROUP", &cfg.group, "vetpms-projector",
+		  "Kafka consumer group"),
+	VP_CF_STR("dlq-topic", "VETPMS_DLQ_TOPIC", &cfg.dlq_topic, "vetpms.events.dlq",
+		  "dead-letter topic"),
+	VP_CF_INT("batch", "VETPMS_PROJECTOR_BATCH", &cfg.batch_max, "500", 1, 100000,
+		  "events per batch (one transaction)"),
+	VP_CF_INT("batch-ms", "VETPMS_PROJECTOR_BATCH_MS", &cfg.batch_ms, "50", 1, 60000,
+		  "longest wait to fill a batch, ms"),
 	VP_CF_STR("log-level", "VETPMS_LOG_LEVEL", &cfg.log_level, "info",
 		  "debug, info, warn, error"),
 };
@@ -80,50 +88,14 @@ static int start_service(VpService *service, pthread_t *thread)
 	return rc == 0 ? 0 : -1;
 }
 
-static rd_kafka_t *consumer_new(char *why, size_t why_cap)
+static void set_pg_ok(bool ok)
 {
-	rd_kafka_conf_t *conf =
-		vp_kafka_conf_new(cfg.brokers, "vetpms-projector", cfg.kafka_props, why, why_cap);
-	if (!conf)
-		return NULL;
-	if (vp_kafka_conf_set(conf, "group.id", "vetpms-projector", why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "isolation.level", "read_committed", why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "enable.auto.commit", "false", why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "enable.auto.offset.store", "false", why, why_cap) < 0) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, why_cap);
-	if (!rk)
-		rd_kafka_conf_destroy(conf);
-	return rk;
+	atomic_store(&pg_ok, ok);
 }
 
-/* Keeps one PostgreSQL connection, migrating on first contact; reconnects. */
-static PGconn *ensure_pg(PGconn *conn, bool *migrated)
+static void set_kafka_ok(bool ok)
 {
-	char why[512];
-	if (conn && vp_pg_ping(conn))
-		return conn;
-	if (conn)
-		PQfinish(conn);
-	conn = vp_pg_connect(cfg.dsn, "vetpms-projector", why, sizeof(why));
-	if (!conn) {
-		vp_log_warn(NULL, "pg_connect", "%s", why);
-		return NULL;
-	}
-	if (!*migrated) {
-		int applied = pj_migrate(conn, cfg.schema, cfg.migrations_dir, why, sizeof(why));
-		if (applied < 0) {
-			vp_log_error(NULL, "migrate", "%s", why);
-			PQfinish(conn);
-			return NULL;
-		}
-		vp_log_info(NULL, "migrate", "schema %s: %d migration(s) applied", cfg.schema,
-			    applied);
-		*migrated = true;
-	}
-	return conn;
+	atomic_store(&kafka_ok, ok);
 }
 
 static int load_config(int argc, char **argv)
@@ -141,10 +113,7 @@ int main(int argc, char **argv)
 	VpService service = {0};
 	pthread_t http_thread;
 	bool http_started = false;
-	rd_kafka_t *consumer = NULL;
-	PGconn *conn = NULL;
-	bool migrated = false;
-	char why[512];
+	const PjStatus status = {set_pg_ok, set_kafka_ok};
 	VpError err;
 	int exit_code = 1;
 
@@ -160,11 +129,6 @@ int main(int argc, char **argv)
 	if (sodium_init() < 0 || evthread_use_pthreads() < 0)
 		goto done;
 	vp_error_clear(&err);
-	consumer = consumer_new(why, sizeof(why));
-	if (!consumer) {
-		vp_log_error(NULL, "startup", "kafka consumer: %s", why);
-		goto done;
-	}
 	service.ready = check_ready;
 	if (vp_service_open(&service, cfg.host, (int)cfg.port, false, &err) < 0 ||
 	    start_service(&service, &http_thread) < 0) {
@@ -173,13 +137,8 @@ int main(int argc, char **argv)
 	}
 	http_started = true;
 	vp_log_info(NULL, "listening", "http://%s:%d", cfg.host, vp_service_port(&service));
-	while (!stop_requested) {
-		conn = ensure_pg(conn, &migrated);
-		atomic_store(&pg_ok, conn != NULL && migrated);
-		atomic_store(&kafka_ok, vp_kafka_probe(consumer, NULL, 2000, NULL) == 0);
-		for (int i = 0; i < 10 && !stop_requested; i++)
-			usleep(100000);
-	}
+	if (pj_consumer_run(&cfg, &stop_requested, &status) < 0)
+		goto done;
 	vp_log_info(NULL, "stopped", "signal received, clean stop");
 	exit_code = 0;
 done:
@@ -188,12 +147,6 @@ done:
 		pthread_join(http_thread, NULL);
 	}
 	vp_service_close(&service);
-	if (consumer) {
-		rd_kafka_consumer_close(consumer);
-		rd_kafka_destroy(consumer);
-	}
-	if (conn)
-		PQfinish(conn);
 	vp_config_free(config_items, N_CONFIG_ITEMS);
 	return exit_code;
 }

@@ -4,8 +4,14 @@
 #ifndef PROJECTOR_H
 #define PROJECTOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <signal.h>
 #include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "vp_event.h"
 
 typedef struct PjConfig {
 	char *host;
@@ -17,11 +23,111 @@ typedef struct PjConfig {
 	char *schema;
 	char *migrations_dir;
 	char *log_level;
+	char *group;
+	char *dlq_topic;
+	long batch_max;
+	long batch_ms;
 } PjConfig;
 
 /* migrate.c: applies schema/migrations/NNN_name.sql not yet recorded in
  * <schema>.schema_migrations, each in its own transaction, under an advisory
  * lock so two projectors never migrate at once. Returns the number applied or -1. */
 int pj_migrate(PGconn *conn, const char *schema, const char *dir, char *why, size_t why_cap);
+
+/* apply_events.c: the catalog of EVENTS.md, the event log, and dispatch to the
+ * apply_<read model>.c modules. Statements run on a connection whose
+ * search_path is the read schema; pj_apply_prepare prepares every one of them
+ * once per connection. */
+typedef enum {
+	PJ_APPLIED,   /* rows written (or only logged: no read model yet) */
+	PJ_DUPLICATE, /* the event id or position is already in event_log: skipped */
+	PJ_REJECTED,  /* dead letter: why says what is wrong; roll back to the savepoint */
+	PJ_FAILED,    /* PostgreSQL failed (not because of the event): retry the batch */
+} PjApplyResult;
+
+int pj_apply_prepare(PGconn *conn, char *why, size_t why_cap);
+PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, size_t raw_len,
+			     int32_t partition, int64_t offset, char *why, size_t why_cap);
+
+/* Shared by the apply modules: one prepared statement, text parameters (NULL
+ * = SQL NULL). Returns the affected row count, or PJ_EXEC_REJECTED (a data or
+ * integrity error caused by the event: SQLSTATE class 22/23) or PJ_EXEC_FAILED. */
+#define PJ_EXEC_REJECTED (-1)
+#define PJ_EXEC_FAILED   (-2)
+long pj_apply_exec(PGconn *conn, const char *stmt, int n_params, const char *const *params,
+		   char *why, size_t why_cap);
+
+/* The row-count rule of every handler: PJ_EXEC_* map to PJ_FAILED/PJ_REJECTED,
+ * 0 rows is a violated invariant (why = what), more is PJ_APPLIED. */
+PjApplyResult pj_apply_rows(long rows, char *why, size_t why_cap, const char *what);
+
+/* A statement a module prepares; NULL-terminated tables. */
+typedef struct PjStatement {
+	const char *name;
+	const char *sql;
+} PjStatement;
+
+/* Per read model: its statements and its handlers. A handler returns
+ * PJ_APPLIED, PJ_REJECTED (why filled) or PJ_FAILED. */
+typedef PjApplyResult (*PjApplyFn)(PGconn *conn, const VpEvent *ev, char *why, size_t why_cap);
+extern const PjStatement pj_directory_statements[];
+extern const PjStatement pj_patient_statements[];
+PjApplyResult pj_apply_tenant_provisioned(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
+PjApplyResult pj_apply_staff_registered(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
+PjApplyResult pj_apply_staff_deactivated(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
+PjApplyResult pj_apply_client_registered(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
+PjApplyResult pj_apply_client_contact_updated(PGconn *conn, const VpEvent *ev, char *why,
+					      size_t cap);
+PjApplyResult pj_apply_client_deactivated(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
+PjApplyResult pj_apply_patient_registered(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
+PjApplyResult pj_apply_weight_recorded(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
+PjApplyResult pj_apply_allergy_added(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
+PjApplyResult pj_apply_condition_added(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
+PjApplyResult pj_apply_patient_transferred(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
+PjApplyResult pj_apply_patient_died(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
+
+/* Parameter text of common envelope fields. */
+typedef struct PjEnvText {
+	char seq[24];
+	char at[32];
+} PjEnvText;
+void pj_env_text(const VpEvent *ev, PjEnvText *out);
+/* Text of an integral or boolean data member; NULL when absent or null. */
+const char *pj_data_int(const cJSON *data, const char *name, char *buf, size_t cap);
+const char *pj_data_bool(const cJSON *data, const char *name);
+
+/* offsets.c: read.projection_offsets. */
+#define PJ_NO_OFFSET (-1) /* no row: start from the beginning */
+int pj_offsets_load(PGconn *conn, const char *topic, int32_t partition, int64_t *next_offset,
+		    char *why, size_t why_cap);
+/* Moves a partition's next_offset from expected (PJ_NO_OFFSET: no row yet) to
+ * next, in the caller's transaction. 1 when moved, 0 when the stored value was
+ * not the expected one (another projector moved it: fenced), -1 on error. */
+int pj_offsets_advance(PGconn *conn, const char *topic, int32_t partition, int64_t expected,
+		       int64_t next, char *why, size_t why_cap);
+int pj_offsets_prepare(PGconn *conn, char *why, size_t why_cap);
+
+/* deadletter.c: the dead-letter row (in the batch transaction) and the DLQ
+ * record (produced before the commit, flushed by pj_deadletter_flush). */
+typedef struct PjDeadLetters PjDeadLetters;
+PjDeadLetters *pj_deadletter_new(const char *brokers, const char *kafka_props, const char *topic,
+				 char *why, size_t why_cap);
+PjDeadLetters *pj_deadletter_free(PjDeadLetters *dl);
+int pj_deadletter_prepare(PGconn *conn, char *why, size_t why_cap);
+int pj_deadletter_record(PjDeadLetters *dl, PGconn *conn, const rd_kafka_message_t *msg,
+			 const char *tenant_id, const char *error, char *why, size_t why_cap);
+/* Waits for every DLQ record produced so far; -1 when one failed. */
+int pj_deadletter_flush(PjDeadLetters *dl, int timeout_ms, char *why, size_t why_cap);
+
+/* consumer.c: librdkafka's log lines into our JSON log (any thread). */
+void pj_kafka_log(const rd_kafka_t *rk, int level, const char *facility, const char *message);
+
+/* consumer.c: the consume loop. Returns when *stop becomes true (0) or on a
+ * fatal error (-1). */
+typedef struct PjStatus {
+	void (*set_pg_ok)(bool ok);
+	void (*set_kafka_ok)(bool ok);
+} PjStatus;
+int pj_consumer_run(const PjConfig *cfg, volatile sig_atomic_t *stop, const PjStatus *status);
 
 #endif

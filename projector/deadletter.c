@@ -1,0 +1,147 @@
+/* Dead letters: an event the projector cannot apply becomes a row of
+ * dead_letters in the batch's own transaction and a copy on the DLQ topic with
+ * the error in its headers. The copy is produced before the commit and flushed;
+ * when the batch then fails and is retried, the copy is produced again, so the
+ * DLQ topic is at-least-once while the table is exactly-once. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "projector.h"
+#include "vp_kafka.h"
+
+struct PjDeadLetters {
+	rd_kafka_t *producer;
+	char *topic;
+	atomic_int failed; /* delivery reports with an error since the last flush */
+	char last_error[256];
+};
+
+static const PjStatement deadletter_statements[] = {
+	{"dead_letter_insert",
+	 "INSERT INTO dead_letters (partition, \"offset\", tenant_id, error, payload) "
+	 "VALUES ($1::integer, $2::bigint, $3::uuid, $4, $5::bytea) ON CONFLICT DO NOTHING"},
+	{NULL, NULL},
+};
+
+/* Runs on the thread that polls or flushes the producer (the main thread). */
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+	(void)rk;
+	PjDeadLetters *dl = opaque;
+	if (msg->err) {
+		atomic_fetch_add(&dl->failed, 1);
+		snprintf(dl->last_error, sizeof(dl->last_error), "%s", rd_kafka_err2str(msg->err));
+	}
+}
+
+PjDeadLetters *pj_deadletter_new(const char *brokers, const char *kafka_props, const char *topic,
+				 char *why, size_t why_cap)
+{
+	PjDeadLetters *dl = calloc(1, sizeof(*dl));
+	rd_kafka_conf_t *conf = NULL;
+	if (!dl || !(dl->topic = strdup(topic))) {
+		snprintf(why, why_cap, "out of memory");
+		goto fail;
+	}
+	conf = vp_kafka_conf_new(brokers, "vetpms-projector-dlq", kafka_props, why, why_cap);
+	if (!conf || vp_kafka_conf_set(conf, "enable.idempotence", "true", why, why_cap) < 0 ||
+	    vp_kafka_conf_set(conf, "linger.ms", "0", why, why_cap) < 0)
+		goto fail;
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	rd_kafka_conf_set_log_cb(conf, pj_kafka_log);
+	rd_kafka_conf_set_opaque(conf, dl);
+	dl->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, why_cap);
+	if (!dl->producer)
+		goto fail;
+	return dl;
+fail:
+	if (conf)
+		rd_kafka_conf_destroy(conf);
+	pj_deadletter_free(dl);
+	return NULL;
+}
+
+PjDeadLetters *pj_deadletter_free(PjDeadLetters *dl)
+{
+	if (!dl)
+		return NULL;
+	if (dl->producer) {
+		rd_kafka_flush(dl->producer, 5000);
+		rd_kafka_destroy(dl->producer);
+	}
+	free(dl->topic);
+	free(dl);
+	return NULL;
+}
+
+int pj_deadletter_prepare(PGconn *conn, char *why, size_t why_cap)
+{
+	const PjStatement *s = deadletter_statements;
+	PGresult *res = PQprepare(conn, s->name, s->sql, 0, NULL);
+	int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		snprintf(why, why_cap, "prepare %s: %s", s->name,
+			 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+	PQclear(res);
+	return ok ? 0 : -1;
+}
+
+int pj_deadletter_record(PjDeadLetters *dl, PGconn *conn, const rd_kafka_message_t *msg,
+			 const char *tenant_id, const char *error, char *why, size_t why_cap)
+{
+	char partition_text[16], offset_text[24];
+	snprintf(partition_text, sizeof(partition_text), "%d", (int)msg->partition);
+	snprintf(offset_text, sizeof(offset_text), "%lld", (long long)msg->offset);
+	const char *params[] = {partition_text, offset_text, tenant_id, error,
+				msg->payload ? (const char *)msg->payload : ""};
+	const int lengths[] = {0, 0, 0, 0, (int)msg->len};
+	const int formats[] = {0, 0, 0, 0, 1}; /* the payload as binary bytea */
+	PGresult *res = PQexecPrepared(conn, "dead_letter_insert", 5, params, lengths, formats, 0);
+	int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok) {
+		snprintf(why, why_cap, "dead letter: %s",
+			 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+		why[strcspn(why, "\n")] = '\0';
+	}
+	PQclear(res);
+	if (!ok)
+		return -1;
+
+	rd_kafka_resp_err_t err;
+	for (;;) {
+		err = rd_kafka_producev(
+			dl->producer, RD_KAFKA_V_TOPIC(dl->topic),
+			RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+			RD_KAFKA_V_KEY(msg->key, msg->key_len),
+			RD_KAFKA_V_VALUE(msg->payload, msg->len),
+			RD_KAFKA_V_HEADER("error", error, -1),
+			RD_KAFKA_V_HEADER("source-partition", partition_text, -1),
+			RD_KAFKA_V_HEADER("source-offset", offset_text, -1), RD_KAFKA_V_END);
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			break;
+		rd_kafka_poll(dl->producer, 100); /* backpressure: let deliveries drain */
+	}
+	if (err) {
+		snprintf(why, why_cap, "dead letter to %s: %s", dl->topic, rd_kafka_err2str(err));
+		return -1;
+	}
+	return 0;
+}
+
+int pj_deadletter_flush(PjDeadLetters *dl, int timeout_ms, char *why, size_t why_cap)
+{
+	rd_kafka_resp_err_t err = rd_kafka_flush(dl->producer, timeout_ms);
+	int failed = atomic_exchange(&dl->failed, 0);
+	if (err) {
+		snprintf(why, why_cap, "dead letter flush: %s", rd_kafka_err2str(err));
+		return -1;
+	}
+	if (failed) {
+		snprintf(why, why_cap, "%d dead letter(s) not delivered: %s", failed,
+			 dl->last_error);
+		return -1;
+	}
+	return 0;
+}

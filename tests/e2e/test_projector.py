@@ -1,0 +1,316 @@
+"""The projector against the real stack: every event type of schema/events lands
+in its read model, aborted Kafka transactions never do, bad records become dead
+letters (table, DLQ topic, metric) while the partition moves on, progress is
+NOTIFYed, and the read model is exactly-once across kill -9 (compared with a
+second projector that rebuilt the same topic into another schema)."""
+
+import re
+import time
+import uuid
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from psycopg import sql
+
+import events as ev
+from stack import free_port
+
+
+def wait_for(predicate, timeout=30, interval=0.05, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def query(stack, text, params=()):
+    with psycopg.connect(stack.superuser_dsn(), autocommit=True) as conn:
+        return conn.execute(text, params).fetchall()
+
+
+def log_count(stack, tenant, schema="read"):
+    q = sql.SQL("SELECT count(*) FROM {}.event_log WHERE tenant_id = %s").format(
+        sql.Identifier(schema))
+    with psycopg.connect(stack.superuser_dsn(), autocommit=True) as conn:
+        return conn.execute(q, (tenant,)).fetchone()[0]
+
+
+@pytest.fixture(scope="module")
+def projector(stack):
+    d = stack.start_daemon("projector", port=free_port())
+    d.wait_ready()
+    yield d
+    assert d.terminate() == 0
+
+
+@pytest.fixture(scope="module")
+def producer(stack):
+    p = ev.EventProducer(stack.brokers, transactional_id=f"e2e-projector-{uuid.uuid4()}")
+    yield p
+    p.close()
+
+
+def test_every_event_type_lands_in_its_read_model(stack, projector, producer):
+    t = ev.new_id()
+    staff, c1, c2, pat = ev.new_id(), ev.new_id(), ev.new_id(), ev.new_id()
+    envs = [
+        ev.tenant_provisioned(t, "Happy Paws"),
+        ev.envelope("StaffRegistered", t, "staff", staff, 1,
+                    {"name": "Dr Who", "role": "veterinarian", "email": "who@x.org",
+                     "license_number": "L-1"}),
+        ev.envelope("StaffDeactivated", t, "staff", staff, 2, {"reason": "left"}),
+        ev.client_registered(t, c1, "Ann", "Smith"),
+        ev.client_registered(t, c2, "Bob", "Jones"),
+        ev.envelope("ClientContactUpdated", t, "client", c1, 2,
+                    {"phone": "+33 9 99", "address": None}),
+        # registered (with its first weight) before the weighings below
+        dict(ev.patient_registered(t, pat, c1, "Rex", weight_g=12500),
+             at="2025-06-01T08:00:00.000000Z"),
+        ev.weight_recorded(t, pat, 2, 13000, "2026-01-02T10:00:00Z"),
+        ev.weight_recorded(t, pat, 3, 11000, "2025-12-01T10:00:00Z"),  # older: not latest
+        ev.envelope("AllergyAdded", t, "patient", pat, 4,
+                    {"allergen": "penicillin", "reaction": "hives", "severity": "severe"}),
+        ev.envelope("ChronicConditionAdded", t, "patient", pat, 5,
+                    {"name": "arthritis", "diagnosed_on": "2025-03-04", "notes": None}),
+        ev.envelope("PatientTransferred", t, "patient", pat, 6,
+                    {"from_client_id": c1, "to_client_id": c2}),
+        ev.envelope("PatientDied", t, "patient", pat, 7, {"date": "2026-02-03"}),
+        ev.envelope("ClientDeactivated", t, "client", c1, 3, {"reason": "moved"}),
+        ev.envelope("AppointmentNoShow", t, "appointment", ev.new_id(), 1, {}),  # log only
+    ]
+    producer.send_all(envs)
+    wait_for(lambda: log_count(stack, t) == len(envs), what="all events in event_log")
+
+    assert query(stack, "SELECT name, timezone, currency, version FROM read.tenants "
+                        "WHERE id = %s AND tenant_id = %s", (t, t)) == \
+        [("Happy Paws", "Europe/Paris", "EUR", 1)]
+    assert query(stack, "SELECT name, role, active, deactivated_reason, version FROM read.staff "
+                        "WHERE tenant_id = %s", (t,)) == \
+        [("Dr Who", "veterinarian", False, "left", 2)]
+    clients = query(stack, "SELECT id::text, first_name, email, phone, address, active, version "
+                           "FROM read.clients WHERE tenant_id = %s ORDER BY first_name", (t,))
+    assert clients == [(c1, "Ann", "Ann@example.org", "+33 9 99", None, False, 3),
+                       (c2, "Bob", "Bob@example.org", "+33 1 23", "1 rue X", True, 1)]
+    (row,) = query(stack, "SELECT client_id::text, client_first_name, client_last_name, name, "
+                          "species, neutered, date_of_birth::text, weight_kg::text, allergies, "
+                          "conditions, status, date_of_death::text, version "
+                          "FROM read.patients WHERE tenant_id = %s AND id = %s", (t, pat))
+    assert row == (c2, "Bob", "Jones", "Rex", "canine", True, "2020-05-01", "13.000",
+                   [{"allergen": "penicillin", "reaction": "hives", "severity": "severe"}],
+                   [{"name": "arthritis", "diagnosed_on": "2025-03-04", "notes": None}],
+                   "deceased", "2026-02-03", 7)
+    weights = query(stack, "SELECT weight_g FROM read.weights WHERE tenant_id = %s "
+                           "ORDER BY measured_at", (t,))
+    assert weights == [(12500,), (11000,), (13000,)]
+    assert query(stack, "SELECT allergen, severity FROM read.allergies WHERE tenant_id = %s",
+                 (t,)) == [("penicillin", "severe")]
+    assert query(stack, "SELECT name, diagnosed_on::text FROM read.conditions "
+                        "WHERE tenant_id = %s", (t,)) == [("arthritis", "2025-03-04")]
+    log = query(stack, "SELECT type, seq, envelope->>'id', partition, \"offset\" "
+                       "FROM read.event_log WHERE tenant_id = %s ORDER BY \"offset\"", (t,))
+    assert [r[0] for r in log] == [e["type"] for e in envs]
+    assert [r[2] for r in log] == [e["id"] for e in envs]
+    assert [(r[3], r[4]) for r in log] == producer.delivered[-len(envs):]
+    assert not query(stack, "SELECT 1 FROM read.dead_letters WHERE tenant_id = %s", (t,))
+
+
+def test_reader_sees_only_its_tenant_rows(stack, projector, producer):
+    t1, t2 = ev.new_id(), ev.new_id()
+    producer.send_all([ev.tenant_provisioned(t1), ev.client_registered(t1, ev.new_id()),
+                       ev.tenant_provisioned(t2), ev.client_registered(t2, ev.new_id())])
+    wait_for(lambda: log_count(stack, t1) == 2 and log_count(stack, t2) == 2, what="events")
+    with psycopg.connect(stack.dsn("reader"), autocommit=True) as reader:
+        reader.execute("SELECT set_config('vetpms.tenant_id', %s, false)", (t1,))
+        tenants = reader.execute("SELECT DISTINCT tenant_id::text FROM read.clients").fetchall()
+        assert tenants == [(t1,)]
+        assert reader.execute("SELECT count(*) FROM read.event_log").fetchone()[0] == 2
+        reader.execute("SELECT set_config('vetpms.tenant_id', '', false)")
+        assert reader.execute("SELECT count(*) FROM read.clients").fetchone()[0] == 0
+
+
+def test_aborted_transaction_never_appears(stack, projector, producer):
+    t = ev.new_id()
+    aborted_client, committed_client = ev.new_id(), ev.new_id()
+    producer.begin()
+    producer.send(ev.client_registered(t, aborted_client, "Ghost"))
+    producer.flush()  # really written to the log, then aborted
+    producer.abort()
+    producer.send_all([ev.client_registered(t, committed_client, "Real")])
+    wait_for(lambda: log_count(stack, t) == 1, what="committed event")
+    time.sleep(0.3)
+    assert query(stack, "SELECT id::text FROM read.clients WHERE tenant_id = %s", (t,)) == \
+        [(committed_client,)]
+    assert log_count(stack, t) == 1
+    assert not query(stack, "SELECT 1 FROM read.dead_letters WHERE tenant_id = %s", (t,))
+
+
+def metric(daemon, name):
+    m = re.search(rf"^{name} (\d+)$", daemon.get("/metrics").text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def test_bad_records_are_dead_lettered_and_the_partition_moves_on(stack, projector):
+    t = ev.new_id()
+    before = metric(projector, "vetpms_projector_dead_letters_total")
+    assert before is not None
+    raw = ev.EventProducer(stack.brokers)  # plain producer: records straight into the topic
+    unknown = ev.envelope("SomethingHappened", t, "client", ev.new_id(), 1, {"x": 1})
+    orphan = ev.patient_registered(t, ev.new_id(), ev.new_id())  # its client does not exist
+    wrong_type = ev.client_registered(t, ev.new_id())
+    wrong_type["data"]["first_name"] = 42
+    good_client = ev.new_id()
+    bad = [raw.send(raw=b"not json {", key=t.encode()), raw.send(unknown), raw.send(orphan),
+           raw.send(wrong_type)]
+    good = raw.send(ev.client_registered(t, good_client, "After"))
+    raw.flush()
+    partitions = {raw.delivered[i][0] for i in bad + [good]}
+    assert len(partitions) == 1  # same key, same partition
+    wait_for(lambda: log_count(stack, t) == 1, what="the good event after the bad ones")
+    assert query(stack, "SELECT first_name FROM read.clients WHERE id = %s", (good_client,)) == \
+        [("After",)]
+    rows = query(stack, "SELECT partition, \"offset\", tenant_id::text, error, payload "
+                        "FROM read.dead_letters WHERE tenant_id = %s ORDER BY \"offset\"", (t,))
+    assert [(r[0], r[1]) for r in rows] == [raw.delivered[i] for i in bad]
+    assert "not JSON" in rows[0][3] and bytes(rows[0][4]) == b"not json {"
+    assert "unknown event type SomethingHappened" in rows[1][3]
+    assert "client" in rows[2][3] and "not found" in rows[2][3]
+    assert "first_name" in rows[3][3]
+    assert all(r[2] == t for r in rows)
+    assert metric(projector, "vetpms_projector_dead_letters_total") >= before + 4
+
+    c = Consumer({"bootstrap.servers": stack.brokers, "group.id": f"e2e-dlq-{uuid.uuid4()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe(["vetpms.events.dlq"])
+    found = {}
+    deadline = time.time() + 20
+    wanted = {str(raw.delivered[i][1]) for i in bad}
+    while time.time() < deadline and not wanted <= set(found):
+        msg = c.poll(0.5)
+        if msg is None or msg.error() or msg.key() != t.encode():
+            continue
+        headers = dict(msg.headers() or [])
+        found[headers["source-offset"].decode()] = (headers, msg.value())
+    c.close()
+    assert wanted <= set(found), found
+    headers, value = found[str(raw.delivered[bad[0]][1])]
+    assert value == b"not json {"
+    assert headers["source-partition"].decode() == str(raw.delivered[bad[0]][0])
+    assert b"not JSON" in headers["error"]
+
+
+def test_progress_is_notified_with_the_next_offset(stack, projector, producer):
+    t = ev.new_id()
+    with psycopg.connect(stack.superuser_dsn(), autocommit=True) as listener:
+        listener.execute("LISTEN vetpms_progress")
+        producer.send_all([ev.tenant_provisioned(t)])
+        partition, offset = producer.delivered[-1]
+        expected = f"{partition}:{offset + 1}"
+        seen = []
+        listener.add_notify_handler(lambda n: seen.append((n.channel, n.payload)))
+        deadline = time.time() + 20
+        while time.time() < deadline and ("vetpms_progress", expected) not in seen:
+            listener.execute("SELECT 1")  # notifications arrive with any round trip
+            time.sleep(0.05)
+        assert ("vetpms_progress", expected) in seen, seen
+    stored = query(stack, "SELECT next_offset FROM read.projection_offsets "
+                          "WHERE topic = 'vetpms.events' AND partition = %s", (partition,))
+    assert stored[0][0] >= offset + 1
+
+
+EO_TOPIC = "vetpms.e2e.exactly-once"
+EO_TABLES = {
+    "tenants": "*", "staff": "*", "clients": "*", "patients": "*", "weights": "*",
+    "allergies": "*", "conditions": "*", "event_log": "*",
+    "dead_letters": "partition, \"offset\", tenant_id, error, payload",
+    "projection_offsets": "topic, partition, next_offset",
+}
+
+
+def eo_events(n_tenants=4, per_tenant=5000):
+    out = []
+    for _ in range(n_tenants):
+        t = ev.new_id()
+        out.append(ev.tenant_provisioned(t))
+        left = per_tenant - 1
+        k = 0
+        while left > 0:
+            c, p = ev.new_id(), ev.new_id()
+            batch = [ev.client_registered(t, c, f"F{k}", f"L{k}"),
+                     ev.patient_registered(t, p, c, f"P{k}", weight_g=1000 + k),
+                     ev.weight_recorded(t, p, 2, 2000 + k, ev.now_rfc3339())]
+            out.extend(batch[:left])
+            left -= len(batch[:left])
+            k += 1
+    return out
+
+
+def stored_offsets(stack, schema):
+    q = sql.SQL("SELECT partition, next_offset FROM {}.projection_offsets WHERE topic = %s"
+                ).format(sql.Identifier(schema))
+    try:
+        return dict(query(stack, q, (EO_TOPIC,)))
+    except psycopg.errors.UndefinedTable:
+        return {}
+
+
+def table_digest(stack, schema, table, columns):
+    q = sql.SQL("SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) "
+                "FROM (SELECT " + columns + " FROM {}.{}) x").format(
+        sql.Identifier(schema), sql.Identifier(table))
+    return query(stack, q)[0]
+
+
+def test_exactly_once_across_kill_9(stack, capsys):
+    admin = AdminClient({"bootstrap.servers": stack.brokers})
+    for f in admin.create_topics([NewTopic(EO_TOPIC, stack.partitions, 1)]).values():
+        f.result(30)
+    envs = eo_events()
+    assert len(envs) == 20000
+    producer = ev.EventProducer(stack.brokers, transactional_id=f"e2e-eo-{uuid.uuid4()}",
+                                topic=EO_TOPIC)
+    producer.send_all(envs, per_transaction=1000)
+    end = {}
+    for partition, offset in producer.delivered:
+        end[partition] = max(end.get(partition, 0), offset + 1)
+
+    env = {"VETPMS_TOPIC": EO_TOPIC, "VETPMS_READ_SCHEMA": "read_eo",
+           "VETPMS_PROJECTOR_GROUP": "e2e-eo",
+           "VETPMS_KAFKA_PROPS": "session.timeout.ms=6000,heartbeat.interval.ms=500"}
+    first = stack.start_daemon("projector", port=free_port(), env=env)
+    wait_for(lambda: sum(stored_offsets(stack, "read_eo").values()) > 1500, timeout=60,
+             interval=0.02, what="rows appearing")
+    first.kill9()
+    applied_at_kill = sum(stored_offsets(stack, "read_eo").values())
+    assert applied_at_kill < 20000, "projector finished before the kill: test proves nothing"
+
+    again = stack.start_daemon("projector", port=free_port(), env=env)
+    wait_for(lambda: stored_offsets(stack, "read_eo") == end, timeout=90, interval=0.2,
+             what="restarted projector at the end offsets")
+
+    check_env = dict(env, VETPMS_READ_SCHEMA="read_check", VETPMS_PROJECTOR_GROUP="e2e-check")
+    started = time.time()
+    check = stack.start_daemon("projector", port=free_port(), env=check_env)
+    wait_for(lambda: stored_offsets(stack, "read_check") == end, timeout=90, interval=0.1,
+             what="checking projector at the end offsets")
+    elapsed = time.time() - started
+    with capsys.disabled():
+        print(f"\nprojector: 20000 events applied from offset 0 in {elapsed:.2f}s "
+              f"({20000 / elapsed:.0f} events/s, including start-up and group join); "
+              f"kill -9 after ~{applied_at_kill} records")
+    assert again.terminate() == 0 and check.terminate() == 0
+
+    for table, columns in EO_TABLES.items():
+        live = table_digest(stack, "read_eo", table, columns)
+        rebuilt = table_digest(stack, "read_check", table, columns)
+        assert live == rebuilt, table
+    (n, distinct_ids, distinct_pos), = query(
+        stack, "SELECT count(*), count(DISTINCT event_id), count(DISTINCT (partition, \"offset\")) "
+               "FROM read_eo.event_log")
+    assert n == distinct_ids == distinct_pos == len(envs)
+    assert query(stack, "SELECT count(*) FROM read_eo.dead_letters") == [(0,)]
+    assert query(stack, "SELECT count(*) FROM read_eo.patients") == [(6664,)]  # 4 x 1666 triples

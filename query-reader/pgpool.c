@@ -1,21 +1,29 @@
 /* Non-blocking libpq on libevent, after pgbouncer's test/asynctest.c:
- * PQconnectStart/PQconnectPoll for the handshake, then PQsendQueryParams,
- * PQflush while it returns 1 (wait for EV_WRITE), PQconsumeInput on EV_READ and
- * PQisBusy/PQgetResult until the query's results are drained. Nothing here
- * blocks the loop. A failed connection is retried after RETRY_MS. */
+ * PQconnectStart/PQconnectPoll for the handshake, then pipeline mode: one
+ * query is [Parse of statements this connection has not prepared yet]
+ * [set_config of the tenant] Execute of the statement, Sync — one round trip,
+ * one implicit transaction. PQflush while it returns 1 (wait for EV_WRITE),
+ * PQconsumeInput on EV_READ and PQisBusy/PQgetResult until the Sync result.
+ * Nothing here blocks the loop. A failed connection is retried after RETRY_MS
+ * and prepares its statements again. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "reader.h"
 #include "vp_log.h"
 
-#define MAX_PARAMS   16
-#define MAX_QUEUED   10000
-#define RETRY_MS     1000
+#define MAX_PARAMS        16
+#define MAX_QUEUED        10000
+#define MAX_PREPARED      64
+#define RETRY_MS          1000
+
+/* The tenant for row-level security, local to the pipeline's transaction. */
+static const RdStatement set_tenant = {
+	"rd_set_tenant", "SELECT set_config('vetpms.tenant_id', $1::text, true)", 1};
 
 typedef struct PgQuery {
-	char *sql;
-	int n_params;
+	const RdStatement *stmt;
+	char tenant_id[37]; /* empty: no tenant */
 	char *params[MAX_PARAMS];
 	RdPgCallback cb;
 	void *arg;
@@ -31,7 +39,17 @@ typedef struct PgConn {
 	struct event *io;
 	struct event *retry;
 	PgQuery *current;
-	PGresult *last_result;
+	/* statements prepared on this connection */
+	const RdStatement *prepared[MAX_PREPARED];
+	int n_prepared;
+	/* the pipeline in flight: commands 0..n_preparing-1 are Parse steps, then
+	 * the tenant (when set), then the statement at main_index */
+	const RdStatement *preparing[2];
+	int n_preparing;
+	int main_index;
+	int command_index;
+	PGresult *main_result;
+	char query_error[256];
 	char error[256];
 } PgConn;
 
@@ -52,8 +70,7 @@ static void query_free(PgQuery *q)
 {
 	if (!q)
 		return;
-	free(q->sql);
-	for (int i = 0; i < q->n_params; i++)
+	for (int i = 0; i < MAX_PARAMS; i++)
 		free(q->params[i]);
 	free(q);
 }
@@ -74,11 +91,11 @@ static void finish_query(PgConn *c, const char *error)
 	PgQuery *q = c->current;
 	c->current = NULL;
 	if (q) {
-		q->cb(error ? NULL : c->last_result, error, q->arg);
+		q->cb(error ? NULL : c->main_result, error, q->arg);
 		query_free(q);
 	}
-	PQclear(c->last_result);
-	c->last_result = NULL;
+	PQclear(c->main_result);
+	c->main_result = NULL;
 }
 
 static void on_retry(evutil_socket_t fd, short events, void *arg)
@@ -101,9 +118,61 @@ static void conn_broken(PgConn *c, const char *why)
 	PQfinish(c->conn);
 	c->conn = NULL;
 	c->state = CONN_DOWN;
+	c->n_prepared = 0;
 	finish_query(c, "database connection lost");
 	struct timeval later = {RETRY_MS / 1000, (RETRY_MS % 1000) * 1000};
 	evtimer_add(c->retry, &later);
+}
+
+static bool is_prepared(const PgConn *c, const RdStatement *stmt)
+{
+	for (int i = 0; i < c->n_prepared; i++)
+		if (c->prepared[i] == stmt)
+			return true;
+	return false;
+}
+
+static void mark_prepared(PgConn *c, const RdStatement *stmt)
+{
+	if (!is_prepared(c, stmt) && c->n_prepared < MAX_PREPARED)
+		c->prepared[c->n_prepared++] = stmt;
+}
+
+static void note_error(PgConn *c, const PGresult *res)
+{
+	if (c->query_error[0])
+		return; /* the first error explains the rest (PIPELINE_ABORTED) */
+	const char *msg = PQresultErrorMessage(res);
+	snprintf(c->query_error, sizeof(c->query_error), "%s",
+		 msg && *msg ? msg : PQresStatus(PQresultStatus(res)));
+	c->query_error[strcspn(c->query_error, "\n")] = '\0';
+}
+
+/* One result of the pipeline; true once its Sync has arrived. */
+static bool take_result(PgConn *c, PGresult *res)
+{
+	ExecStatusType st = PQresultStatus(res);
+
+	switch (st) {
+	case PGRES_PIPELINE_SYNC:
+		PQclear(res);
+		return true;
+	case PGRES_COMMAND_OK:
+		if (c->command_index < c->n_preparing)
+			mark_prepared(c, c->preparing[c->command_index]);
+		break;
+	case PGRES_TUPLES_OK:
+		if (c->command_index == c->main_index) {
+			PQclear(c->main_result);
+			c->main_result = res;
+			return false;
+		}
+		break;
+	default:
+		note_error(c, res);
+	}
+	PQclear(res);
+	return false;
 }
 
 static void on_query_io(evutil_socket_t fd, short events, void *arg)
@@ -128,19 +197,21 @@ static void on_query_io(evutil_socket_t fd, short events, void *arg)
 	while (!PQisBusy(c->conn)) {
 		PGresult *res = PQgetResult(c->conn);
 		if (!res) {
-			ExecStatusType st = PQresultStatus(c->last_result);
-			bool ok = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
-			char error[256];
-			snprintf(error, sizeof(error), "%s",
-				 c->last_result ? PQresultErrorMessage(c->last_result) : "no result");
-			error[strcspn(error, "\n")] = '\0';
-			finish_query(c, ok ? NULL : error);
+			/* the end of one command's results in the pipeline */
+			c->command_index++;
+			if (c->command_index > c->main_index + 1) {
+				conn_broken(c, "pipeline out of step");
+				return;
+			}
+			continue;
+		}
+		if (take_result(c, res)) {
+			bool ok = !c->query_error[0] && c->main_result;
+			finish_query(c, ok ? NULL : c->query_error[0] ? c->query_error : "no result");
 			c->state = CONN_IDLE;
 			conn_dispatch(c);
 			return;
 		}
-		PQclear(c->last_result);
-		c->last_result = res;
 	}
 	conn_wait(c, EV_READ, on_query_io);
 }
@@ -157,6 +228,36 @@ static void on_idle_io(evutil_socket_t fd, short events, void *arg)
 		return;
 	}
 	conn_wait(c, EV_READ, on_idle_io);
+}
+
+static int send_prepare(PgConn *c, const RdStatement *stmt)
+{
+	if (is_prepared(c, stmt))
+		return 0;
+	if (!PQsendPrepare(c->conn, stmt->name, stmt->sql, stmt->n_params, NULL))
+		return -1;
+	c->preparing[c->n_preparing++] = stmt;
+	return 0;
+}
+
+/* Sends one query as a pipeline; -1 when libpq refused (connection broken). */
+static int send_pipeline(PgConn *c, const PgQuery *q)
+{
+	const char *tenant[] = {q->tenant_id};
+	bool with_tenant = q->tenant_id[0] != '\0';
+
+	c->n_preparing = 0;
+	c->command_index = 0;
+	c->query_error[0] = '\0';
+	if ((with_tenant && send_prepare(c, &set_tenant) < 0) || send_prepare(c, q->stmt) < 0)
+		return -1;
+	c->main_index = c->n_preparing + (with_tenant ? 1 : 0);
+	if (with_tenant && !PQsendQueryPrepared(c->conn, set_tenant.name, 1, tenant, NULL, NULL, 0))
+		return -1;
+	if (!PQsendQueryPrepared(c->conn, q->stmt->name, q->stmt->n_params,
+				 (const char *const *)q->params, NULL, NULL, 0))
+		return -1;
+	return PQpipelineSync(c->conn) ? 0 : -1;
 }
 
 /* Takes the next queued query onto an idle connection, or watches it idle. */
@@ -176,8 +277,7 @@ static void conn_dispatch(PgConn *c)
 	pool->queued--;
 	c->current = q;
 	c->state = CONN_BUSY;
-	if (!PQsendQueryParams(c->conn, q->sql, q->n_params, NULL, (const char *const *)q->params,
-			       NULL, NULL, 0)) {
+	if (send_pipeline(c, q) < 0) {
 		conn_broken(c, PQerrorMessage(c->conn));
 		return;
 	}
@@ -201,7 +301,7 @@ static void on_connect_io(evutil_socket_t fd, short events, void *arg)
 		conn_wait(c, EV_WRITE, on_connect_io);
 		return;
 	case PGRES_POLLING_OK:
-		if (PQsetnonblocking(c->conn, 1) < 0) {
+		if (PQsetnonblocking(c->conn, 1) < 0 || !PQenterPipelineMode(c->conn)) {
 			conn_broken(c, PQerrorMessage(c->conn));
 			return;
 		}
@@ -215,6 +315,7 @@ static void on_connect_io(evutil_socket_t fd, short events, void *arg)
 
 static void conn_start(PgConn *c)
 {
+	c->n_prepared = 0;
 	c->conn = PQconnectStart(c->pool->dsn);
 	if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {
 		conn_broken(c, c->conn ? PQerrorMessage(c->conn) : "out of memory");
@@ -246,19 +347,19 @@ RdPgPool *rd_pgpool_new(struct event_base *base, const char *dsn, int size)
 	return pool;
 }
 
-static PgQuery *query_new(const char *sql, int n_params, const char *const *params,
-			  RdPgCallback cb, void *arg)
+static PgQuery *query_new(const RdStatement *stmt, const char *tenant_id,
+			  const char *const *params, RdPgCallback cb, void *arg)
 {
 	PgQuery *q = calloc(1, sizeof(*q));
-	if (!q || n_params > MAX_PARAMS)
+	if (!q || stmt->n_params > MAX_PARAMS)
 		goto fail;
-	q->sql = strdup(sql);
-	if (!q->sql)
-		goto fail;
-	for (; q->n_params < n_params; q->n_params++) {
-		const char *p = params[q->n_params];
-		q->params[q->n_params] = p ? strdup(p) : NULL;
-		if (p && !q->params[q->n_params])
+	q->stmt = stmt;
+	if (tenant_id)
+		snprintf(q->tenant_id, sizeof(q->tenant_id), "%s", tenant_id);
+	for (int i = 0; i < stmt->n_params; i++) {
+		const char *p = params[i];
+		q->params[i] = p ? strdup(p) : NULL;
+		if (p && !q->params[i])
 			goto fail;
 	}
 	q->cb = cb;
@@ -269,12 +370,12 @@ fail:
 	return NULL;
 }
 
-int rd_pgpool_query(RdPgPool *pool, const char *sql, int n_params, const char *const *params,
-		    RdPgCallback cb, void *arg)
+int rd_pgpool_query(RdPgPool *pool, const RdStatement *stmt, const char *tenant_id,
+		    const char *const *params, RdPgCallback cb, void *arg)
 {
 	if (pool->queued >= MAX_QUEUED)
 		return -1;
-	PgQuery *q = query_new(sql, n_params, params, cb, arg);
+	PgQuery *q = query_new(stmt, tenant_id, params, cb, arg);
 	if (!q)
 		return -1;
 	if (pool->queue_tail)

@@ -1,12 +1,19 @@
 /* query-reader: answers queries over HTTP from the read model in PostgreSQL,
- * with non-blocking libpq connections driven by the same libevent loop. */
+ * with non-blocking libpq connections driven by the same libevent loop.
+ * One RdLoop per thread: its event_base, its evhttp, its pool and its LISTEN
+ * connection; nothing is shared between loops but read-only configuration. */
 #ifndef READER_H
 #define READER_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <event2/event.h>
 #include <libpq-fe.h>
+
+#include "vp_cursor.h"
+#include "vp_http.h"
+#include "vp_jwt.h"
 
 typedef struct RdConfig {
 	char *host;
@@ -14,21 +21,80 @@ typedef struct RdConfig {
 	char *dsn;
 	long pool_size;
 	char *log_level;
+	char *topic;
+	char *jwt_hs256_secret;
+	char *jwt_ed25519_public_key;
+	char *jwt_issuer;
+	char *jwt_audience;
+	char *cursor_secret;
+	long consistency_wait_ms;
 } RdConfig;
 
-/* pgpool.c: a small pool of non-blocking connections on one event_base.
- * Queries queue when every connection is busy; the callback runs on the loop
- * with the last result of the query (NULL and an error text on failure). The
- * callback must not keep `res`: it is cleared when the callback returns. */
+/* What every loop reads and nobody writes once serving. */
+typedef struct RdShared {
+	const RdConfig *cfg;
+	VpJwtVerifier verifier;
+	VpCursorKey cursor_key;
+} RdShared;
+
+/* A prepared statement: prepared once per connection (on first use), then
+ * executed with PQsendQueryPrepared. `name` is unique in the process. */
+typedef struct RdStatement {
+	const char *name;
+	const char *sql;
+	int n_params;
+} RdStatement;
+
+/* pgpool.c: a small pool of non-blocking connections on one event_base, in
+ * pipeline mode. A query with a tenant runs as one pipeline, one implicit
+ * transaction: set_config('vetpms.tenant_id', tenant, true), the statement,
+ * Sync; so row-level security sees the tenant, and the setting ends with the
+ * transaction. Queries queue when every connection is busy; the callback runs
+ * on the loop with the statement's result (NULL and an error text on failure)
+ * and must not keep `res`: it is cleared when the callback returns. Every
+ * accepted query gets exactly one callback, also at shutdown. */
 typedef struct RdPgPool RdPgPool;
 typedef void (*RdPgCallback)(const PGresult *res, const char *error, void *arg);
 
 RdPgPool *rd_pgpool_new(struct event_base *base, const char *dsn, int size);
-/* Parameters are copied. -1 when the queue is full (the caller answers 503). */
-int rd_pgpool_query(RdPgPool *pool, const char *sql, int n_params, const char *const *params,
-		    RdPgCallback cb, void *arg);
+/* tenant_id may be NULL (tables without RLS). Parameters are copied. -1 when
+ * the queue is full or memory runs out (the caller answers 503). */
+int rd_pgpool_query(RdPgPool *pool, const RdStatement *stmt, const char *tenant_id,
+		    const char *const *params, RdPgCallback cb, void *arg);
 /* Connections currently usable (connected, not broken). */
 int rd_pgpool_healthy(const RdPgPool *pool);
 RdPgPool *rd_pgpool_free(RdPgPool *pool);
+
+/* consistency.c: waits for the projector to reach a Kafka position. One LISTEN
+ * vetpms_progress connection per loop (payload "<partition>:<next_offset>"),
+ * plus one look at read.projection_offsets when a wait starts. */
+#define RD_MAX_PARTITIONS 4096
+typedef struct RdConsistency RdConsistency;
+typedef enum { RD_WAIT_REACHED, RD_WAIT_TIMEOUT, RD_WAIT_SHUTDOWN } RdWaitOutcome;
+typedef void (*RdReachedFn)(RdWaitOutcome outcome, void *arg);
+typedef struct RdWaiter RdWaiter;
+
+RdConsistency *rd_consistency_new(struct event_base *base, const char *dsn, const char *topic,
+				  RdPgPool *pool, long wait_ms);
+/* Parses "P:O" (decimal, P < RD_MAX_PARTITIONS). 0 or -1. */
+int rd_consistency_parse(const char *token, int *partition, int64_t *offset);
+/* Calls fn once, later (never from inside this call), when next_offset of the
+ * partition exceeds offset or the wait times out. NULL on out of memory. */
+RdWaiter *rd_consistency_wait(RdConsistency *cs, int partition, int64_t offset, RdReachedFn fn,
+			      void *arg);
+/* Ends every wait with RD_WAIT_SHUTDOWN. Free the pool first: its pending
+ * table checks call back into cs. */
+RdConsistency *rd_consistency_free(RdConsistency *cs);
+
+/* One loop (thread) of the daemon. */
+typedef struct RdLoop {
+	const RdShared *shared;
+	struct event_base *base;
+	RdPgPool *pool;
+	RdConsistency *consistency;
+} RdLoop;
+
+/* routes.c: the /v1 router given to vp_service (arg is the RdLoop). */
+bool rd_route(VpHttpRequest *r, void *arg);
 
 #endif

@@ -1,0 +1,68 @@
+/* The pieces the route files share: the heap request of an asynchronous query,
+ * the route table entry and the parameter binders. Statement parameter
+ * conventions: $1 is always the tenant; an item takes $2 = the path id; a list
+ * takes $2 = limit, $3/$4 = the keyset position (NULL on the first page) and
+ * its filters from $5, and answers one row (data, next k1, next k2[, parent
+ * exists]). */
+#ifndef ROUTES_H
+#define ROUTES_H
+
+#include "reader.h"
+
+#define RD_MAX_PARAMS 8
+
+/* Timestamps as RFC 3339 in UTC with Z, fraction only when not zero. */
+#define RD_RFC3339(x)                                                                        \
+	"(rtrim(rtrim(to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), "  \
+	"'0'), '.') || 'Z')"
+/* A search text as a LIKE pattern matching it anywhere, wildcards escaped. */
+#define RD_LIKE_ANYWHERE(p)                                                                  \
+	"('%' || replace(replace(replace(lower(" p "), '\\', '\\\\'), '%', '\\%'), '_', '\\_') " \
+	"|| '%')"
+
+typedef enum { RD_SHAPE_ITEM, RD_SHAPE_LIST } RdShape;
+
+typedef struct RdRequest RdRequest;
+
+typedef struct RdRoute {
+	const char *pattern;
+	unsigned roles; /* VP_ROLE_* bits allowed */
+	const RdStatement *stmt;
+	RdShape shape;
+	const char *cursor_kind; /* lists: first field of the cursor payload */
+	/* Extra parameters from the query string (id: the canonical path id or
+	 * NULL); bad input adds details to err; -1 only on out of memory. */
+	int (*bind)(RdRequest *rq, VpHttpRequest *r, const char *id, VpError *err);
+} RdRoute;
+
+struct RdRequest {
+	VpHttpRequest http; /* copied; owns the evhttp_request until the reply */
+	RdLoop *loop;
+	const RdRoute *route;
+	char tenant_id[37];
+	char *params[RD_MAX_PARAMS];
+	int limit;
+};
+
+/* Tables of the route files, each ending with an entry whose pattern is NULL. */
+extern const RdRoute rd_routes_clients[];
+extern const RdRoute rd_routes_patients[];
+extern const RdRoute rd_routes_staff[];
+extern const RdRoute rd_routes_events[];
+/* routes_table.c: all of them, NULL-terminated. */
+extern const RdRoute *const rd_route_groups[];
+
+#define RD_ROLES_CLINIC (VP_ROLE_ADMIN | VP_ROLE_RECEPTION | VP_ROLE_VET | VP_ROLE_NURSE)
+#define RD_ROLES_TENANT                                                                      \
+	(VP_ROLE_ADMIN | VP_ROLE_RECEPTION | VP_ROLE_VET | VP_ROLE_NURSE | VP_ROLE_ANALYST |    \
+	 VP_ROLE_OPS)
+
+int rd_param_set(RdRequest *rq, int index, const char *value);
+int rd_uuid_canonical(const char *s, char out[37]);
+int rd_bind_uuid_query(RdRequest *rq, VpHttpRequest *r, const char *name, int index,
+		       VpError *err);
+int rd_bind_text_query(RdRequest *rq, VpHttpRequest *r, const char *name, int index,
+		       size_t max_len, VpError *err);
+int rd_bind_search(RdRequest *rq, VpHttpRequest *r, int index, VpError *err);
+
+#endif

@@ -1,0 +1,54 @@
+/* GET /v1/clients (newest first, typo-tolerant search) and /v1/clients/{id}
+ * with its patients summary. Search: word similarity (pg_trgm `<%`, threshold
+ * pg_trgm.word_similarity_threshold, default 0.6) of the search text against
+ * any part of names, email and phone, or the text anywhere in them (LIKE with
+ * wildcards escaped); both use the trigram index. */
+#include "routes.h"
+
+#define CLIENT_JSON(c)                                                                       \
+	"'id', " c ".id, 'first_name', " c ".first_name, 'last_name', " c ".last_name, "       \
+	"'email', " c ".email, 'phone', " c ".phone, 'address', " c ".address, "                \
+	"'active', " c ".active, 'version', " c ".version, "                                    \
+	"'created_at', " RD_RFC3339(c ".created_at") ", "                                      \
+	"'updated_at', " RD_RFC3339(c ".updated_at")
+
+static const RdStatement clients_list = {
+	"rd_clients_list",
+	"WITH page AS ("
+	" SELECT c.*, row_number() OVER (ORDER BY c.created_at DESC, c.id DESC) AS rn"
+	" FROM (SELECT * FROM read.clients c"
+	"  WHERE c.tenant_id = $1::uuid"
+	"   AND ($3::timestamptz IS NULL OR (c.created_at, c.id) < ($3::timestamptz, $4::uuid))"
+	"   AND ($5::text IS NULL OR lower($5::text) <% c.search"
+	"        OR c.search LIKE " RD_LIKE_ANYWHERE("$5::text") ")"
+	"  ORDER BY c.created_at DESC, c.id DESC LIMIT $2::int + 1) c)"
+	" SELECT (SELECT coalesce(json_agg(json_build_object(" CLIENT_JSON("p") ") ORDER BY p.rn),"
+	"   '[]'::json) FROM page p WHERE p.rn <= $2::int)::text,"
+	"  k.k1, k.k2"
+	" FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT p.created_at::text AS k1, p.id::text AS k2"
+	"  FROM page p WHERE p.rn = $2::int AND EXISTS (SELECT 1 FROM page q WHERE q.rn > $2::int))"
+	"  k ON true",
+	5};
+
+static const RdStatement client_get = {
+	"rd_client_get",
+	"SELECT json_build_object(" CLIENT_JSON("c") ","
+	" 'patients', coalesce((SELECT json_agg(json_build_object('id', p.id, 'name', p.name,"
+	"   'species', p.species, 'status', p.status) ORDER BY p.created_at, p.id)"
+	"  FROM read.patients p WHERE p.tenant_id = c.tenant_id AND p.client_id = c.id),"
+	"  '[]'::json),"
+	" 'balance_cents', 0)::text"
+	" FROM read.clients c WHERE c.tenant_id = $1::uuid AND c.id = $2::uuid",
+	2};
+
+static int bind_list(RdRequest *rq, VpHttpRequest *r, const char *id, VpError *err)
+{
+	(void)id;
+	return rd_bind_search(rq, r, 4, err);
+}
+
+const RdRoute rd_routes_clients[] = {
+	{"/v1/clients", RD_ROLES_CLINIC, &clients_list, RD_SHAPE_LIST, "clients", bind_list},
+	{"/v1/clients/{id}", RD_ROLES_CLINIC, &client_get, RD_SHAPE_ITEM, NULL, NULL},
+	{NULL},
+};

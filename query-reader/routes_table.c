@@ -1,0 +1,6 @@
+/* Every route of the reader, in matching order. */
+#include "routes.h"
+
+const RdRoute *const rd_route_groups[] = {
+	rd_routes_clients, rd_routes_patients, rd_routes_staff, rd_routes_events, NULL,
+};

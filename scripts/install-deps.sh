@@ -10,7 +10,7 @@ packages=(
   openjdk-17-jre-headless maven
   python3 python3-pytest python3-requests python3-psycopg python3-confluent-kafka
   python3-jsonschema
-  curl procps
+  curl procps jq
 )
 
 missing=()

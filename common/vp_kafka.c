@@ -75,6 +75,22 @@ rd_kafka_conf_t *vp_kafka_conf_new(const char *brokers, const char *client_id, c
 	return conf;
 }
 
+rd_kafka_conf_t *vp_kafka_consumer_conf_new(const char *brokers, const char *client_id,
+					    const char *group, const char *extra, char *why,
+					    size_t why_cap)
+{
+	rd_kafka_conf_t *conf = vp_kafka_conf_new(brokers, client_id, extra, why, why_cap);
+	if (!conf)
+		return NULL;
+	if (vp_kafka_conf_set(conf, "group.id", group, why, why_cap) < 0 ||
+	    vp_kafka_conf_set(conf, "isolation.level", "read_committed", why, why_cap) < 0 ||
+	    vp_kafka_conf_set(conf, "enable.auto.commit", "false", why, why_cap) < 0) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	return conf;
+}
+
 int32_t vp_kafka_murmur2(const void *key, size_t len)
 {
 	const uint32_t seed = 0x9747b28cu;

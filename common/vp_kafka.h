@@ -17,6 +17,12 @@
  * tuning without a rebuild. NULL with why filled on a bad property. */
 rd_kafka_conf_t *vp_kafka_conf_new(const char *brokers, const char *client_id, const char *extra,
 				   char *why, size_t why_cap);
+/* The options every reader of the event log shares: `group`, read_committed
+ * (records of aborted transactions stay invisible) and no auto-commit (each
+ * reader keeps its own positions). NULL with why filled. */
+rd_kafka_conf_t *vp_kafka_consumer_conf_new(const char *brokers, const char *client_id,
+					    const char *group, const char *extra, char *why,
+					    size_t why_cap);
 int vp_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *why,
 		      size_t why_cap);
 

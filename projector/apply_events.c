@@ -132,7 +132,7 @@ static const PjStatement event_statements[] = {
 	{NULL, NULL},
 };
 
-static int prepare_table(PGconn *conn, const PjStatement *table, char *why, size_t why_cap)
+int pj_prepare_statements(PGconn *conn, const PjStatement *table, char *why, size_t why_cap)
 {
 	for (const PjStatement *s = table; s->name; s++) {
 		PGresult *res = PQprepare(conn, s->name, s->sql, 0, NULL);
@@ -149,9 +149,9 @@ static int prepare_table(PGconn *conn, const PjStatement *table, char *why, size
 
 int pj_apply_prepare(PGconn *conn, char *why, size_t why_cap)
 {
-	if (prepare_table(conn, event_statements, why, why_cap) < 0 ||
-	    prepare_table(conn, pj_directory_statements, why, why_cap) < 0 ||
-	    prepare_table(conn, pj_patient_statements, why, why_cap) < 0)
+	if (pj_prepare_statements(conn, event_statements, why, why_cap) < 0 ||
+	    pj_prepare_statements(conn, pj_directory_statements, why, why_cap) < 0 ||
+	    pj_prepare_statements(conn, pj_patient_statements, why, why_cap) < 0)
 		return -1;
 	return 0;
 }

@@ -396,31 +396,20 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	rd_kafka_assign(rk, NULL);
 }
 
-void pj_kafka_log(const rd_kafka_t *rk, int level, const char *facility, const char *message)
-{
-	(void)rk;
-	VpLogLevel ours = level <= 3 ? VP_LOG_ERROR : level == 4 ? VP_LOG_WARN
-				    : level <= 6 ? VP_LOG_INFO : VP_LOG_DEBUG;
-	vp_log_write(ours, NULL, "kafka", "%s: %s", facility, message);
-}
-
 static rd_kafka_t *consumer_new(Projector *p, char *why, size_t why_cap)
 {
 	const PjConfig *cfg = p->cfg;
-	rd_kafka_conf_t *conf = vp_kafka_conf_new(cfg->brokers, "vetpms-projector",
-						  cfg->kafka_props, why, why_cap);
+	rd_kafka_conf_t *conf = vp_kafka_consumer_conf_new(cfg->brokers, "vetpms-projector",
+							   cfg->group, cfg->kafka_props, why,
+							   why_cap);
 	if (!conf)
 		return NULL;
-	if (vp_kafka_conf_set(conf, "group.id", cfg->group, why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "isolation.level", "read_committed", why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "enable.auto.commit", "false", why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "enable.auto.offset.store", "false", why, why_cap) < 0 ||
+	if (vp_kafka_conf_set(conf, "enable.auto.offset.store", "false", why, why_cap) < 0 ||
 	    vp_kafka_conf_set(conf, "auto.offset.reset", "earliest", why, why_cap) < 0) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}
 	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-	rd_kafka_conf_set_log_cb(conf, pj_kafka_log);
 	rd_kafka_conf_set_opaque(conf, p);
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, why_cap);
 	if (!rk)

@@ -50,7 +50,6 @@ PjDeadLetters *pj_deadletter_new(const char *brokers, const char *kafka_props, c
 	    vp_kafka_conf_set(conf, "linger.ms", "0", why, why_cap) < 0)
 		goto fail;
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-	rd_kafka_conf_set_log_cb(conf, pj_kafka_log);
 	rd_kafka_conf_set_opaque(conf, dl);
 	dl->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, why_cap);
 	if (!dl->producer)

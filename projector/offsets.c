@@ -24,17 +24,7 @@ static const PjStatement offset_statements[] = {
 
 int pj_offsets_prepare(PGconn *conn, char *why, size_t why_cap)
 {
-	for (const PjStatement *s = offset_statements; s->name; s++) {
-		PGresult *res = PQprepare(conn, s->name, s->sql, 0, NULL);
-		int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-		if (!ok)
-			snprintf(why, why_cap, "prepare %s: %s", s->name,
-				 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
-		PQclear(res);
-		if (!ok)
-			return -1;
-	}
-	return 0;
+	return pj_prepare_statements(conn, offset_statements, why, why_cap);
 }
 
 int pj_offsets_load(PGconn *conn, const char *topic, int32_t partition, int64_t *next_offset,

@@ -70,6 +70,8 @@ typedef struct PjStatement {
 /* Per read model: its statements and its handlers. A handler returns
  * PJ_APPLIED, PJ_REJECTED (why filled) or PJ_FAILED. */
 typedef PjApplyResult (*PjApplyFn)(PGconn *conn, const VpEvent *ev, char *why, size_t why_cap);
+/* Prepares every statement of a NULL-terminated table on conn. */
+int pj_prepare_statements(PGconn *conn, const PjStatement *table, char *why, size_t why_cap);
 extern const PjStatement pj_directory_statements[];
 extern const PjStatement pj_patient_statements[];
 PjApplyResult pj_apply_tenant_provisioned(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
@@ -119,8 +121,6 @@ int pj_deadletter_record(PjDeadLetters *dl, PGconn *conn, const rd_kafka_message
 /* Waits for every DLQ record produced so far; -1 when one failed. */
 int pj_deadletter_flush(PjDeadLetters *dl, int timeout_ms, char *why, size_t why_cap);
 
-/* consumer.c: librdkafka's log lines into our JSON log (any thread). */
-void pj_kafka_log(const rd_kafka_t *rk, int level, const char *facility, const char *message);
 
 /* consumer.c: the consume loop. Returns when *stop becomes true (0) or on a
  * fatal error (-1). */

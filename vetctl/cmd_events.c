@@ -29,13 +29,11 @@ static void on_interrupt(int sig)
 
 static rd_kafka_t *tail_consumer(const TailOptions *o, char *why, size_t why_cap)
 {
-	rd_kafka_conf_t *conf = vp_kafka_conf_new(o->brokers, "vetctl", NULL, why, why_cap);
+	rd_kafka_conf_t *conf =
+		vp_kafka_consumer_conf_new(o->brokers, "vetctl", "vetctl-tail", NULL, why, why_cap);
 	if (!conf)
 		return NULL;
-	if (vp_kafka_conf_set(conf, "group.id", "vetctl-tail", why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "isolation.level", "read_committed", why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "enable.auto.commit", "false", why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "enable.partition.eof", "true", why, why_cap) < 0 ||
+	if (vp_kafka_conf_set(conf, "enable.partition.eof", "true", why, why_cap) < 0 ||
 	    vp_kafka_conf_set(conf, "log_level", "3", why, why_cap) < 0) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;

@@ -9,7 +9,7 @@ packages=(
   postgresql postgresql-contrib
   openjdk-17-jre-headless maven
   python3 python3-pytest python3-requests python3-psycopg python3-confluent-kafka
-  python3-jsonschema
+  python3-jsonschema python3-yaml
   curl procps jq
 )
 

@@ -1,9 +1,16 @@
 /* Shared daemon HTTP skeleton (see vp_service.h). */
 #include "vp_service.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <event2/listener.h>
+#include <event2/util.h>
 
 #include "vp_log.h"
 #include "vp_metrics.h"
@@ -87,6 +94,20 @@ static void on_signal(evutil_socket_t sig, short events, void *arg)
 	event_base_loopexit(s->base, NULL);
 }
 
+/* The request handler and, with handle_signals, SIGTERM/SIGINT on s->base. */
+static int finish_open(VpService *s, bool handle_signals, VpError *err)
+{
+	evhttp_set_gencb(s->http, on_request, s);
+	if (!handle_signals)
+		return 0;
+	s->sig_term = evsignal_new(s->base, SIGTERM, on_signal, s);
+	s->sig_int = evsignal_new(s->base, SIGINT, on_signal, s);
+	if (!s->sig_term || !s->sig_int || evsignal_add(s->sig_term, NULL) < 0 ||
+	    evsignal_add(s->sig_int, NULL) < 0)
+		return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot install signal handlers");
+	return 0;
+}
+
 int vp_service_open(VpService *s, const char *host, int port, bool handle_signals,
 		    VpError *err)
 {
@@ -97,15 +118,120 @@ int vp_service_open(VpService *s, const char *host, int port, bool handle_signal
 	s->http = vp_http_listen(s->base, host, port, &s->bound, err);
 	if (!s->http)
 		return -1;
-	evhttp_set_gencb(s->http, on_request, s);
-	if (!handle_signals)
-		return 0;
-	s->sig_term = evsignal_new(s->base, SIGTERM, on_signal, s);
-	s->sig_int = evsignal_new(s->base, SIGINT, on_signal, s);
-	if (!s->sig_term || !s->sig_int || evsignal_add(s->sig_term, NULL) < 0 ||
-	    evsignal_add(s->sig_int, NULL) < 0)
-		return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot install signal handlers");
-	return 0;
+	return finish_open(s, handle_signals, err);
+}
+
+/* Binds as libevent's evhttp_bind_socket_with_handle does (first address of
+ * a passive lookup, SO_REUSEADDR, SO_KEEPALIVE, backlog 128), so a daemon on
+ * a shared socket behaves like one on its own: a port in use still fails. */
+int vp_service_bind(const char *host, int port, bool reuse_port, VpError *err)
+{
+	struct evutil_addrinfo hints;
+	struct evutil_addrinfo *found = NULL;
+	char port_text[8];
+	int on = 1;
+	int fd = -1;
+
+	if (port < 0 || port > 65535) {
+		vp_error_set(err, 500, VP_ERR_INTERNAL, "port %d is out of range", port);
+		return -1;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_ADDRCONFIG;
+	snprintf(port_text, sizeof(port_text), "%d", port);
+	int rc = evutil_getaddrinfo(host, port_text, &hints, &found);
+	if (rc != 0) {
+		vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot resolve %s: %s", host ? host : "*",
+			     evutil_gai_strerror(rc));
+		goto done;
+	}
+	fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) < 0 ||
+	    (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0) ||
+	    bind(fd, found->ai_addr, found->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+		int saved = errno;
+		vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot listen on %s:%d: %s",
+			     host ? host : "*", port, strerror(saved));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+done:
+	if (found)
+		evutil_freeaddrinfo(found);
+	return fd;
+}
+
+/* The same evhttp settings as vp_http_listen (body and header caps, methods
+ * that reach the handler); keep the two in step. */
+static void configure_http(struct evhttp *http)
+{
+	evhttp_set_max_body_size(http, VP_HTTP_LIBEVENT_MAX_BODY);
+	evhttp_set_max_headers_size(http, VP_HTTP_MAX_HEADERS);
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
+					     EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+					     EVHTTP_REQ_OPTIONS);
+}
+
+/* evhttp's hook for each accepted connection, on the loop that accepted it.
+ * libevent's listener accepts until EAGAIN, so on a shared socket the loop
+ * that wakes first would take a whole burst of connections; paused after one
+ * until its next turn, it leaves the rest to the loops woken with it. NULL:
+ * evhttp makes its usual bufferevent. */
+static struct bufferevent *on_accepted(struct event_base *base, void *arg)
+{
+	(void)base;
+	VpService *s = arg;
+	struct timeval next_turn = {0, 0};
+	if (s->shared_listener && evtimer_add(s->accept_again, &next_turn) == 0)
+		evconnlistener_disable(s->shared_listener);
+	return NULL;
+}
+
+static void on_accept_again(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	VpService *s = arg;
+	if (s->shared_listener)
+		evconnlistener_enable(s->shared_listener);
+}
+
+/* What evhttp_accept_socket_with_handle does in libevent 2.1, unrolled so that
+ * who closes fd is certain on every failure: the evconnlistener closes it on
+ * free (LEV_OPT_CLOSE_ON_FREE, hence one dup per service on a shared socket);
+ * before it exists, we do. Backlog 0: the socket is already listening. */
+int vp_service_open_on_fd(VpService *s, int fd, bool handle_signals, VpError *err)
+{
+	struct evconnlistener *listener = NULL;
+
+	vp_http_metrics_init();
+	s->base = event_base_new();
+	s->http = s->base ? evhttp_new(s->base) : NULL;
+	s->accept_again = s->base ? evtimer_new(s->base, on_accept_again, s) : NULL;
+	if (s->http && s->accept_again)
+		listener = evconnlistener_new(s->base, NULL, NULL,
+					      LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
+						  LEV_OPT_CLOSE_ON_FREE,
+					      0, fd);
+	if (!listener) {
+		if (fd >= 0)
+			close(fd);
+		return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot create the HTTP loop");
+	}
+	configure_http(s->http);
+	s->bound = evhttp_bind_listener(s->http, listener);
+	if (!s->bound) {
+		evconnlistener_free(listener);
+		return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot accept on the socket");
+	}
+	s->shared_listener = listener;
+	evhttp_set_bevcb(s->http, on_accepted, s);
+	return finish_open(s, handle_signals, err);
 }
 
 int vp_service_run(VpService *s)
@@ -119,6 +245,22 @@ void vp_service_stop(VpService *s)
 		event_base_loopexit(s->base, NULL);
 }
 
+void vp_service_drain(VpService *s, int grace_ms)
+{
+	struct timeval grace = {grace_ms / 1000, (grace_ms % 1000) * 1000};
+	if (!s->base)
+		return;
+	if (s->accept_again)
+		event_del(s->accept_again);
+	s->shared_listener = NULL; /* freed with its bound socket */
+	if (s->http && s->bound) {
+		evhttp_del_accept_socket(s->http, s->bound);
+		s->bound = NULL;
+	}
+	event_base_loopexit(s->base, &grace);
+	event_base_dispatch(s->base);
+}
+
 int vp_service_port(const VpService *s)
 {
 	return s->bound ? vp_http_bound_port(s->bound) : -1;
@@ -130,6 +272,8 @@ void vp_service_close(VpService *s)
 		event_free(s->sig_term);
 	if (s->sig_int)
 		event_free(s->sig_int);
+	if (s->accept_again)
+		event_free(s->accept_again);
 	if (s->http)
 		evhttp_free(s->http);
 	if (s->base)

@@ -15,10 +15,14 @@ typedef bool (*VpReadyFn)(void *arg, char *why, size_t why_cap);
 /* Handles one request (must reply); return false for "no such route" (→ 404). */
 typedef bool (*VpRouteFn)(VpHttpRequest *r, void *arg);
 
+struct evconnlistener;
+
 typedef struct VpService {
 	struct event_base *base;
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
+	struct evconnlistener *shared_listener; /* vp_service_open_on_fd only */
+	struct event *accept_again;		/* re-enables it on the next turn */
 	struct event *sig_term;
 	struct event *sig_int;
 	VpReadyFn ready;
@@ -31,10 +35,26 @@ typedef struct VpService {
  * stop the loop (daemons that run the loop on a side thread pass false). */
 int vp_service_open(VpService *s, const char *host, int port, bool handle_signals,
 		    VpError *err);
+/* A non-blocking, close-on-exec TCP listening socket on host:port (port 0 = any
+ * free port), bound as vp_http_listen binds. With reuse_port (SO_REUSEPORT)
+ * several sockets can listen on one port and the kernel spreads connections
+ * between them: one per loop, each given to vp_service_open_on_fd. Returns the
+ * fd, or -1 with err set. */
+int vp_service_bind(const char *host, int port, bool reuse_port, VpError *err);
+/* Like vp_service_open, but accepts on an already listening socket. Takes fd in
+ * every case: vp_service_close (or a failure here) closes it. Each service
+ * takes one connection per turn of its loop. */
+int vp_service_open_on_fd(VpService *s, int fd, bool handle_signals, VpError *err);
 /* Runs the loop until stopped; returns 0 on a clean stop. */
 int vp_service_run(VpService *s);
 /* Thread-safe (needs evthread_use_pthreads() at start). */
 void vp_service_stop(VpService *s);
+/* After the loop has stopped: closes the listening socket, then runs the loop
+ * for up to grace_ms more so that replies already queued (the 503s of the
+ * requests a daemon ended at shutdown) reach their clients before
+ * vp_service_close drops the connections. Requests still arriving on open
+ * connections go to the handlers as usual, which should refuse them. */
+void vp_service_drain(VpService *s, int grace_ms);
 void vp_service_close(VpService *s);
 int vp_service_port(const VpService *s);
 

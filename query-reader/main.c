@@ -1,9 +1,17 @@
-/* query-reader entry point: configuration (JWT key, cursor key), the HTTP
- * service, the non-blocking PostgreSQL pool and the LISTEN connection of the
- * consistency waits on one event loop; readiness follows a periodic ping. */
+/* query-reader entry point: configuration (JWT key, cursor key), then
+ * VETPMS_READER_THREADS worker threads, each with its own event loop, HTTP
+ * service, non-blocking PostgreSQL pool and LISTEN connection for the
+ * consistency waits; readiness follows a periodic ping per loop. The main
+ * thread only binds the socket, waits for SIGTERM/SIGINT and joins. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <event2/thread.h>
 #include <sodium.h>
 
@@ -15,6 +23,8 @@
 
 #define PING_EVERY_US 1000000
 #define PING_STALE_US 3000000
+#define MAX_THREADS   64
+#define DRAIN_MS      100
 
 static RdConfig cfg;
 
@@ -42,6 +52,8 @@ static const VpConfigItem config_items[] = {
 		  "key of the pagination cursors (default: derived from the HS256 secret)"),
 	VP_CF_INT("consistency-wait-ms", "VETPMS_CONSISTENCY_WAIT_MS", &cfg.consistency_wait_ms,
 		  "2000", 0, 60000, "longest wait for a consistency token's position"),
+	VP_CF_INT("threads", "VETPMS_READER_THREADS", &cfg.threads, "2", 1, MAX_THREADS,
+		  "worker threads, each with its own event loop and pool"),
 };
 #define N_CONFIG_ITEMS (sizeof(config_items) / sizeof(config_items[0]))
 
@@ -125,6 +137,10 @@ static int setup_keys(RdShared *sh, char *why, size_t why_cap)
 static bool check_ready(void *arg, char *why, size_t why_cap)
 {
 	ReaderState *st = arg;
+	if (!st->pool) {
+		snprintf(why, why_cap, "shutting down");
+		return false;
+	}
 	if (rd_pgpool_healthy(st->pool) > 0 &&
 	    vp_time_mono_us() - st->last_ping_ok_us < PING_STALE_US)
 		return true;
@@ -133,11 +149,161 @@ static bool check_ready(void *arg, char *why, size_t why_cap)
 	return false;
 }
 
+/* One worker thread: everything it touches is its own, except `shared` and
+ * the configuration (read-only once serving), the metrics (atomics) and
+ * `ended`, which only wakes the main thread. */
+typedef struct RdWorker {
+	int index;
+	VpService service;
+	ReaderState state;
+	RdLoop loop;
+	pthread_t thread;
+	bool started;
+	int run_result;
+	struct event *ended; /* on the main loop: this worker's loop has ended */
+} RdWorker;
+
+/* Registry labels must outlive every render, so they are static. */
+static char thread_labels[MAX_THREADS][24];
+
+/* Builds a worker's loop on its dup of the listening socket (taken). Runs on
+ * the main thread before the worker starts; pthread_create publishes it. */
+static int worker_open(RdWorker *w, int fd, VpError *err)
+{
+	if (vp_service_open_on_fd(&w->service, fd, false, err) < 0)
+		return -1;
+	w->service.ready = check_ready;
+	w->service.ready_arg = &w->state;
+	w->state.pool = rd_pgpool_new(w->service.base, cfg.dsn, (int)cfg.pool_size);
+	w->state.ping_timer = event_new(w->service.base, -1, EV_PERSIST, on_ping_timer, &w->state);
+	w->loop.shared = &shared;
+	w->loop.base = w->service.base;
+	w->loop.pool = w->state.pool;
+	w->loop.consistency = w->state.pool
+				      ? rd_consistency_new(w->service.base, cfg.dsn, cfg.topic,
+							   w->state.pool, cfg.consistency_wait_ms)
+				      : NULL;
+	w->service.route = rd_route;
+	w->service.route_arg = &w->loop;
+	struct timeval every = {PING_EVERY_US / 1000000, PING_EVERY_US % 1000000};
+	if (!w->state.pool || !w->loop.consistency || !w->state.ping_timer ||
+	    event_add(w->state.ping_timer, &every) < 0)
+		return vp_error_set(err, 500, VP_ERR_INTERNAL, "out of memory");
+	on_ping_timer(-1, 0, &w->state);
+	return 0;
+}
+
+/* Frees the loop's own resources; on the worker thread once its loop has
+ * stopped, or on the main thread for a worker never started (or joined). */
+static void worker_release(RdWorker *w)
+{
+	if (w->state.ping_timer)
+		event_free(w->state.ping_timer);
+	w->state.ping_timer = NULL;
+	/* Pool first: its pending table checks call into the consistency waits;
+	 * both answer their pending requests (503) before evhttp_free. */
+	w->state.pool = rd_pgpool_free(w->state.pool);
+	w->loop.pool = NULL; /* rd_route answers 503 from now on */
+	w->loop.consistency = rd_consistency_free(w->loop.consistency);
+}
+
+static void worker_close(RdWorker *w)
+{
+	worker_release(w);
+	vp_service_close(&w->service);
+	if (w->ended)
+		event_free(w->ended);
+	memset(w, 0, sizeof(*w));
+}
+
+static void *worker_main(void *arg)
+{
+	RdWorker *w = arg;
+	w->run_result = vp_service_run(&w->service);
+	worker_release(w);
+	vp_service_drain(&w->service, DRAIN_MS); /* the 503s leave */
+	vp_log_debug(NULL, "thread_stopped", "thread %d", w->index);
+	/* Wakes the main loop (thread-safe: evthread_use_pthreads); after a stop
+	 * it asked for, nobody dispatches it any more and that is harmless. */
+	event_active(w->ended, EV_READ, 0);
+	return NULL;
+}
+
+/* Main thread only: a worker's loop ended before it was asked to (exit 1). */
+static bool worker_failed;
+
+static void on_worker_ended(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	RdWorker *w = arg;
+	worker_failed = true;
+	vp_log_error(NULL, "thread_ended", "the loop of thread %d ended on its own", w->index);
+	event_base_loopexit(event_get_base(w->ended), NULL);
+}
+
+static void on_main_signal(evutil_socket_t sig, short events, void *arg)
+{
+	(void)events;
+	vp_log_info(NULL, "signal", "received signal %d, stopping", (int)sig);
+	event_base_loopexit(arg, NULL);
+}
+
+/* The worker threads block SIGTERM and SIGINT (they inherit the mask), so the
+ * main thread's loop is the one that takes them. */
+static int start_workers(RdWorker *workers, int n)
+{
+	sigset_t block, saved;
+	int rc = 0;
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &block, &saved);
+	for (int i = 0; i < n && rc == 0; i++) {
+		rc = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
+		workers[i].started = rc == 0;
+	}
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	return rc == 0 ? 0 : -1;
+}
+
+/* Stops every started loop and joins; 0 when each stopped cleanly. */
+static int stop_workers(RdWorker *workers, int n)
+{
+	int result = 0;
+	for (int i = 0; i < n; i++)
+		if (workers[i].started)
+			vp_service_stop(&workers[i].service);
+	for (int i = 0; i < n; i++) {
+		if (!workers[i].started)
+			continue;
+		pthread_join(workers[i].thread, NULL);
+		workers[i].started = false;
+		if (workers[i].run_result != 0)
+			result = -1;
+	}
+	return result;
+}
+
+/* The port a bound socket got (for --port 0). */
+static int socket_port(int fd)
+{
+	struct sockaddr_storage addr;
+	socklen_t len = sizeof(addr);
+	if (getsockname(fd, (struct sockaddr *)&addr, &len) < 0)
+		return -1;
+	return ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
+						 : ((struct sockaddr_in *)&addr)->sin_port);
+}
+
 int main(int argc, char **argv)
 {
-	VpService service = {0};
-	ReaderState state = {0};
-	RdLoop loop = {0};
+	RdWorker *workers = NULL;
+	struct event_base *main_base = NULL;
+	struct event *sig_term = NULL;
+	struct event *sig_int = NULL;
+	int listen_fd = -1;
+	int n_workers = 0;
 	char why[512];
 	VpError err;
 	int exit_code = 1;
@@ -160,41 +326,80 @@ int main(int argc, char **argv)
 		exit_code = 2;
 		goto done;
 	}
-	if (vp_service_open(&service, cfg.host, (int)cfg.port, true, &err) < 0) {
+	/* One socket per loop on the same port (SO_REUSEPORT): the kernel spreads
+	 * connections between the loops by address hash, whatever the scheduler
+	 * does. A shared accept queue (one socket, a dup per loop) was tried first:
+	 * under load one loop could win every accept and the others idled. The
+	 * price: another process of the same user may also bind this port with
+	 * SO_REUSEPORT and share the traffic instead of failing (EADDRINUSE still
+	 * stops anything that does not set the option). */
+	listen_fd = vp_service_bind(cfg.host, (int)cfg.port, true, &err);
+	if (listen_fd < 0) {
 		vp_log_error(NULL, "startup", "http: %s", err.message);
 		goto done;
 	}
-	service.ready = check_ready;
-	service.ready_arg = &state;
-	state.pool = rd_pgpool_new(service.base, cfg.dsn, (int)cfg.pool_size);
-	state.ping_timer = event_new(service.base, -1, EV_PERSIST, on_ping_timer, &state);
-	loop.shared = &shared;
-	loop.base = service.base;
-	loop.pool = state.pool;
-	loop.consistency = state.pool ? rd_consistency_new(service.base, cfg.dsn, cfg.topic,
-							   state.pool, cfg.consistency_wait_ms)
-				      : NULL;
-	service.route = rd_route;
-	service.route_arg = &loop;
-	struct timeval every = {PING_EVERY_US / 1000000, PING_EVERY_US % 1000000};
-	if (!state.pool || !loop.consistency || !state.ping_timer ||
-	    event_add(state.ping_timer, &every) < 0) {
+	int bound_port = socket_port(listen_fd);
+	main_base = event_base_new();
+	workers = calloc((size_t)cfg.threads, sizeof(*workers));
+	if (!main_base || !workers) {
 		vp_log_error(NULL, "startup", "out of memory");
 		goto done;
 	}
-	on_ping_timer(-1, 0, &state);
-	vp_log_info(NULL, "listening", "http://%s:%d", cfg.host, vp_service_port(&service));
-	if (vp_service_run(&service) == 0)
+	for (n_workers = 0; n_workers < (int)cfg.threads; n_workers++) {
+		RdWorker *w = &workers[n_workers];
+		w->index = n_workers;
+		/* Registered once, here, before any thread runs. */
+		snprintf(thread_labels[n_workers], sizeof(thread_labels[n_workers]),
+			 "thread=\"%d\"", n_workers);
+		w->loop.requests = vp_metrics_counter("vetpms_reader_thread_requests_total",
+						      thread_labels[n_workers],
+						      "/v1 requests routed by each worker thread");
+		w->ended = event_new(main_base, -1, 0, on_worker_ended, w);
+		int fd = n_workers == 0 ? dup(listen_fd)
+					: vp_service_bind(cfg.host, bound_port, true, &err);
+		if (!w->ended || fd < 0) {
+			if (fd >= 0)
+				close(fd);
+			vp_log_error(NULL, "startup", "thread %d: out of resources", n_workers);
+			n_workers++;
+			goto done;
+		}
+		if (worker_open(w, fd, &err) < 0) {
+			vp_log_error(NULL, "startup", "thread %d: %s", n_workers, err.message);
+			n_workers++;
+			goto done;
+		}
+	}
+	sig_term = evsignal_new(main_base, SIGTERM, on_main_signal, main_base);
+	sig_int = evsignal_new(main_base, SIGINT, on_main_signal, main_base);
+	if (!sig_term || !sig_int || evsignal_add(sig_term, NULL) < 0 ||
+	    evsignal_add(sig_int, NULL) < 0) {
+		vp_log_error(NULL, "startup", "cannot install signal handlers");
+		goto done;
+	}
+	if (start_workers(workers, n_workers) < 0) {
+		vp_log_error(NULL, "startup", "cannot start the worker threads");
+		stop_workers(workers, n_workers);
+		goto done;
+	}
+	vp_log_info(NULL, "listening", "http://%s:%d (%d threads)", cfg.host,
+		    vp_service_port(&workers[0].service), n_workers);
+	int main_result = event_base_dispatch(main_base);
+	if (stop_workers(workers, n_workers) == 0 && main_result == 0 && !worker_failed)
 		exit_code = 0;
 	vp_log_info(NULL, "stopped", "exit code %d", exit_code);
 done:
-	if (state.ping_timer)
-		event_free(state.ping_timer);
-	/* Pool first: its pending table checks call into the consistency waits;
-	 * both answer their pending requests before evhttp_free. */
-	rd_pgpool_free(state.pool);
-	rd_consistency_free(loop.consistency);
-	vp_service_close(&service);
+	for (int i = 0; workers && i < n_workers; i++)
+		worker_close(&workers[i]);
+	free(workers);
+	if (listen_fd >= 0)
+		close(listen_fd);
+	if (sig_term)
+		event_free(sig_term);
+	if (sig_int)
+		event_free(sig_int);
+	if (main_base)
+		event_base_free(main_base);
 	vp_config_free(config_items, N_CONFIG_ITEMS);
 	return exit_code;
 }

@@ -14,6 +14,7 @@
 #include "vp_cursor.h"
 #include "vp_http.h"
 #include "vp_jwt.h"
+#include "vp_metrics.h"
 
 typedef struct RdConfig {
 	char *host;
@@ -28,6 +29,7 @@ typedef struct RdConfig {
 	char *jwt_audience;
 	char *cursor_secret;
 	long consistency_wait_ms;
+	long threads;
 } RdConfig;
 
 /* What every loop reads and nobody writes once serving. */
@@ -92,6 +94,7 @@ typedef struct RdLoop {
 	struct event_base *base;
 	RdPgPool *pool;
 	RdConsistency *consistency;
+	VpMetric *requests; /* vetpms_reader_thread_requests_total of this thread */
 } RdLoop;
 
 /* routes.c: the /v1 router given to vp_service (arg is the RdLoop). */

@@ -343,6 +343,7 @@ bool rd_route(VpHttpRequest *r, void *arg)
 	int64_t offset = 0;
 	bool wait = false;
 
+	vp_metric_add(loop->requests, 1);
 	for (const RdRoute *const *group = rd_route_groups; *group && !route; group++)
 		for (const RdRoute *candidate = *group; candidate->pattern && !route; candidate++)
 			if (vp_http_route_match(r, candidate->pattern))
@@ -350,6 +351,11 @@ bool rd_route(VpHttpRequest *r, void *arg)
 	if (!route)
 		return false;
 	vp_error_clear(&err);
+	if (!loop->pool) {
+		vp_error_set(&err, 503, VP_ERR_UNAVAILABLE, "shutting down");
+		vp_http_reply_error(r, &err);
+		return true;
+	}
 	RdRequest *rq = prepare(loop, route, r, &err, &partition, &offset, &wait);
 	if (!rq) {
 		if (err.status == 401)

@@ -9,10 +9,12 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import socket
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -438,6 +440,84 @@ def test_client_hanging_up_while_waiting_does_no_harm(stack, reader, tokens):
     time.sleep(WAIT_MS / 1000 + 0.5)  # and one that times out after its client left
     assert get(reader, "/v1/staff", tokens["admin"]).status_code == 200
     assert reader.proc.poll() is None
+
+
+# --- worker threads ---------------------------------------------------------
+
+def thread_requests(d):
+    text = d.get("/metrics").text
+    return {int(n): int(v) for n, v in
+            re.findall(r'^vetpms_reader_thread_requests_total\{thread="(\d+)"\} (\d+)$', text, re.M)}
+
+
+def test_worker_threads_share_the_port_and_all_serve(stack, reader, tokens):
+    d = stack.start_daemon("query-reader", port=free_port(), args=["--threads", "3"],
+                           env={"VETPMS_TOPIC": TOPIC, "VETPMS_CONSISTENCY_WAIT_MS": str(WAIT_MS)})
+    d.wait_ready()
+    assert thread_requests(d) == {0: 0, 1: 0, 2: 0}
+    expected = {f"/v1/patients/{BELLA}": lambda b: b["name"] == "Bella",
+                f"/v1/clients/{BELLA_CLIENT}": lambda b: b["first_name"] == "Anna",
+                "/v1/staff?limit=2": lambda b: len(b["data"]) == 2 and b["next_cursor"],
+                f"/v1/patients/{BELLA}/weights": lambda b: len(b["data"]) == 3}
+    paths = list(expected)
+    barrier = threading.Barrier(20)
+
+    def session(n):
+        # 20 keep-alive connections, all open before any sends a second request
+        answers = []
+        with requests.Session() as s:
+            s.headers["Authorization"] = f"Bearer {tokens['vet']}"
+            for i in range(10):
+                path = paths[(n + i) % len(paths)]
+                r = s.get(d.url + path, timeout=10)
+                answers.append((path, r.status_code, r.json()))
+                if i == 0:
+                    barrier.wait(10)
+        return answers
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = [a for batch in pool.map(session, range(20)) for a in batch]
+    assert len(answers) == 200
+    for path, status, body in answers:
+        assert status == 200 and expected[path](body), (path, status, body)
+    served = thread_requests(d)
+    assert sum(served.values()) == 200, served
+    # one listening socket, one dup per loop: every loop accepts connections
+    assert all(served[n] > 0 for n in range(3)), served
+    assert d.terminate() == 0
+    assert "(3 threads)" in next(line for line in d.log_lines() if '"listening"' in line)
+
+
+def test_pending_requests_of_every_thread_are_answered_at_sigterm(stack, reader, tokens):
+    d = stack.start_daemon("query-reader", port=free_port(), args=["--threads", "4"],
+                           env={"VETPMS_TOPIC": TOPIC, "VETPMS_CONSISTENCY_WAIT_MS": "20000"})
+    d.wait_ready()
+    conns = []
+    for _ in range(8):  # waits that cannot be reached, spread over the loops
+        s = socket.create_connection(("127.0.0.1", d.port))
+        s.sendall((f"GET /v1/staff?consistent_with=5:1000000 HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: Bearer {tokens['admin']}\r\n\r\n").encode())
+        conns.append(s)
+    deadline = time.time() + 5
+    while sum(thread_requests(d).values()) < 8 and time.time() < deadline:
+        time.sleep(0.05)
+    assert sum(thread_requests(d).values()) == 8
+    t0 = time.time()
+    assert d.terminate() == 0
+    assert time.time() - t0 < 5
+    for s in conns:  # each got its answer before the connection closed
+        s.settimeout(2)
+        head = s.recv(4096).decode(errors="replace")
+        s.close()
+        assert head.startswith("HTTP/1.1 503 ") and "Retry-After: 1" in head, head
+
+
+@pytest.mark.parametrize("threads", ["0", "65", "two"])
+def test_reader_refuses_a_bad_thread_count(stack, threads):
+    d = stack.start_daemon("query-reader", port=free_port(), args=["--threads", threads])
+    assert d.proc.wait(10) == 2
+    d = stack.start_daemon("query-reader", port=free_port(), env={"VETPMS_READER_THREADS": threads})
+    assert d.proc.wait(10) == 2
 
 
 # --- configuration ------------------------------------------------------------

@@ -159,6 +159,14 @@ int pj_apply_prepare(PGconn *conn, char *why, size_t why_cap)
 long pj_apply_exec(PGconn *conn, const char *stmt, int n_params, const char *const *params,
 		   char *why, size_t why_cap)
 {
+	if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF) {
+		/* Pipelined batch: queue it; the caller checks the result later. */
+		if (PQsendQueryPrepared(conn, stmt, n_params, params, NULL, NULL, 0) == 1)
+			return 1;
+		snprintf(why, why_cap, "%s: %s", stmt, PQerrorMessage(conn));
+		why[strcspn(why, "\n")] = '\0';
+		return PJ_EXEC_FAILED;
+	}
 	PGresult *res = PQexecPrepared(conn, stmt, n_params, params, NULL, NULL, 0);
 	ExecStatusType status = PQresultStatus(res);
 	long rows = PJ_EXEC_FAILED;

@@ -3,7 +3,11 @@
  * one transaction that also moves the partitions' next_offset and NOTIFYs the
  * progress, so the read model and its positions move together (exactly-once
  * effect across kill -9). On any PostgreSQL failure the batch is rolled back,
- * the connection remade, and the partitions re-sought to the stored offsets. */
+ * the connection remade, and the partitions re-sought to the stored offsets.
+ * A batch is first sent whole in one libpq pipeline (one round trip); only
+ * when something in it does not apply cleanly (a duplicate, a dead letter, a
+ * fenced position, an error) is it rolled back and applied again one statement
+ * at a time, with a savepoint per event. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,25 +269,12 @@ static int apply_record(Projector *p, const rd_kafka_message_t *msg, bool first,
 	return 0;
 }
 
-static BatchOutcome run_batch(Projector *p, int *n_applied, int *n_dead, char *why,
-			      size_t why_cap)
+/* The batch one statement at a time: a savepoint per event, so a dead letter
+ * rolls back only its own event. */
+static BatchOutcome apply_one_by_one(Projector *p, const int *touched, int n_touched,
+				     const int64_t *next_of, int *n_applied, int *n_dead,
+				     char *why, size_t why_cap)
 {
-	int touched[PJ_MAX_PARTITIONS];
-	int n_touched = 0;
-	static int64_t next_of[PJ_MAX_PARTITIONS];
-	static bool seen[PJ_MAX_PARTITIONS];
-
-	for (int i = 0; i < p->batch_len; i++) {
-		int32_t part = p->batch[i]->partition;
-		if (!seen[part]) {
-			seen[part] = true;
-			touched[n_touched++] = part;
-		}
-		next_of[part] = p->batch[i]->offset + 1;
-	}
-	for (int i = 0; i < n_touched; i++)
-		seen[touched[i]] = false;
-
 	if (simple(p, "BEGIN", why, why_cap) < 0)
 		return BATCH_FAILED;
 	/* Positions first: the row locks fence another projector for the whole
@@ -317,6 +308,151 @@ static BatchOutcome run_batch(Projector *p, int *n_applied, int *n_dead, char *w
 		return BATCH_FAILED;
 	if (simple(p, "COMMIT", why, why_cap) < 0)
 		return BATCH_FAILED;
+	return BATCH_COMMITTED;
+}
+
+typedef enum {
+	PIPE_OPEN,     /* every statement affected a row: the transaction awaits COMMIT */
+	PIPE_FALLBACK, /* something did not apply cleanly: rolled back, apply one by one */
+	PIPE_FAILED,   /* the connection failed */
+} PipeOutcome;
+
+/* Queues one record's statements; false when it cannot apply cleanly (it does
+ * not decode, is rejected before any SQL) or could not be sent. */
+static bool queue_record(Projector *p, const rd_kafka_message_t *msg)
+{
+	char reason[512] = "";
+	VpEvent ev;
+	if (vp_event_decode(msg->payload, msg->len, &ev, reason, sizeof(reason)) < 0)
+		return false;
+	PjApplyResult result = pj_apply_event(p->conn, &ev, msg->payload, msg->len,
+					      msg->partition, msg->offset, reason, sizeof(reason));
+	vp_event_release(&ev);
+	return result == PJ_APPLIED;
+}
+
+/* Reads every result up to the pipeline's Sync. *clean stays true when each
+ * one succeeded and none had a row count of 0 (a duplicate event, a violated
+ * invariant, a fenced position). -1 when the connection failed. */
+static int drain_pipeline(PGconn *conn, bool *clean, char *why, size_t why_cap)
+{
+	bool after_null = false;
+	*clean = true;
+	for (;;) {
+		PGresult *res = PQgetResult(conn);
+		if (!res) {
+			/* One NULL ends each statement's results; two in a row, or a
+			 * broken connection, mean the Sync will not come. */
+			if (after_null || PQstatus(conn) != CONNECTION_OK) {
+				snprintf(why, why_cap, "pipeline: %s", PQerrorMessage(conn));
+				why[strcspn(why, "\n")] = '\0';
+				return -1;
+			}
+			after_null = true;
+			continue;
+		}
+		after_null = false;
+		ExecStatusType status = PQresultStatus(res);
+		if (status == PGRES_PIPELINE_SYNC) {
+			PQclear(res);
+			return 0;
+		}
+		if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+			const char *affected = PQcmdTuples(res);
+			if (*affected && strtol(affected, NULL, 10) == 0)
+				*clean = false;
+		} else {
+			*clean = false;
+		}
+		PQclear(res);
+	}
+}
+
+/* The whole batch in one pipeline: BEGIN, the offset moves, each event's
+ * statements, the NOTIFYs, then one Sync. No savepoints: any event that does
+ * not apply cleanly sends the batch to apply_one_by_one. */
+static PipeOutcome apply_pipelined(Projector *p, const int *touched, int n_touched,
+				   const int64_t *next_of, int *n_applied, char *why,
+				   size_t why_cap)
+{
+	bool queued, clean;
+	if (PQenterPipelineMode(p->conn) != 1) {
+		snprintf(why, why_cap, "pipeline mode: %s", PQerrorMessage(p->conn));
+		return PIPE_FAILED;
+	}
+	queued = PQsendQueryParams(p->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1;
+	for (int i = 0; queued && i < n_touched; i++)
+		queued = pj_offsets_advance(p->conn, p->cfg->topic, touched[i],
+					    p->committed_next[touched[i]], next_of[touched[i]],
+					    why, why_cap) == 1;
+	for (int i = 0; queued && i < p->batch_len; i++) {
+		queued = queue_record(p, p->batch[i]);
+		if (queued)
+			(*n_applied)++;
+	}
+	for (int i = 0; queued && i < n_touched; i++) {
+		char payload[48];
+		snprintf(payload, sizeof(payload), "%d:%lld", touched[i],
+			 (long long)next_of[touched[i]]);
+		const char *params[] = {p->channel, payload};
+		queued = PQsendQueryParams(p->conn, "SELECT pg_notify($1, $2)", 2, NULL, params,
+					   NULL, NULL, 0) == 1;
+	}
+	if (PQpipelineSync(p->conn) != 1) {
+		snprintf(why, why_cap, "pipeline sync: %s", PQerrorMessage(p->conn));
+		return PIPE_FAILED;
+	}
+	if (drain_pipeline(p->conn, &clean, why, why_cap) < 0)
+		return PIPE_FAILED;
+	if (PQexitPipelineMode(p->conn) != 1) {
+		snprintf(why, why_cap, "pipeline exit: %s", PQerrorMessage(p->conn));
+		return PIPE_FAILED;
+	}
+	if (queued && clean)
+		return PIPE_OPEN;
+	*n_applied = 0;
+	if (simple(p, "ROLLBACK", why, why_cap) < 0)
+		return PIPE_FAILED;
+	vp_log_debug(NULL, "batch", "%d record(s): not clean in the pipeline, one by one",
+		     p->batch_len);
+	return PIPE_FALLBACK;
+}
+
+static BatchOutcome run_batch(Projector *p, int *n_applied, int *n_dead, char *why,
+			      size_t why_cap)
+{
+	int touched[PJ_MAX_PARTITIONS];
+	int n_touched = 0;
+	static int64_t next_of[PJ_MAX_PARTITIONS];
+	static bool seen[PJ_MAX_PARTITIONS];
+	BatchOutcome outcome = BATCH_COMMITTED;
+
+	for (int i = 0; i < p->batch_len; i++) {
+		int32_t part = p->batch[i]->partition;
+		if (!seen[part]) {
+			seen[part] = true;
+			touched[n_touched++] = part;
+		}
+		next_of[part] = p->batch[i]->offset + 1;
+	}
+	for (int i = 0; i < n_touched; i++)
+		seen[touched[i]] = false;
+
+	switch (apply_pipelined(p, touched, n_touched, next_of, n_applied, why, why_cap)) {
+	case PIPE_OPEN:
+		if (simple(p, "COMMIT", why, why_cap) < 0)
+			outcome = BATCH_FAILED;
+		break;
+	case PIPE_FALLBACK:
+		outcome = apply_one_by_one(p, touched, n_touched, next_of, n_applied, n_dead, why,
+					   why_cap);
+		break;
+	case PIPE_FAILED:
+		outcome = BATCH_FAILED;
+		break;
+	}
+	if (outcome != BATCH_COMMITTED)
+		return outcome;
 	for (int i = 0; i < n_touched; i++)
 		p->committed_next[touched[i]] = next_of[touched[i]];
 	return BATCH_COMMITTED;

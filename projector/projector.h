@@ -51,7 +51,10 @@ PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, s
 
 /* Shared by the apply modules: one prepared statement, text parameters (NULL
  * = SQL NULL). Returns the affected row count, or PJ_EXEC_REJECTED (a data or
- * integrity error caused by the event: SQLSTATE class 22/23) or PJ_EXEC_FAILED. */
+ * integrity error caused by the event: SQLSTATE class 22/23) or PJ_EXEC_FAILED.
+ * On a connection in pipeline mode the statement is only queued and 1 is
+ * returned (PJ_EXEC_FAILED if it could not be): the caller that entered the
+ * pipeline reads the results and checks that every statement affected a row. */
 #define PJ_EXEC_REJECTED (-1)
 #define PJ_EXEC_FAILED   (-2)
 long pj_apply_exec(PGconn *conn, const char *stmt, int n_params, const char *const *params,

@@ -22,16 +22,14 @@ bool wr_owns_partition(const WrConfig *cfg, int partition)
 
 static rd_kafka_t *reader_new(const WrConfig *cfg, char *why, size_t why_cap)
 {
-	rd_kafka_conf_t *conf =
-		vp_kafka_conf_new(cfg->brokers, "vetpms-cmd-writer-rebuild", cfg->kafka_props, why,
-				  why_cap);
+	/* The group is never joined: partitions are assigned explicitly and no
+	 * position is committed. */
+	rd_kafka_conf_t *conf = vp_kafka_consumer_conf_new(cfg->brokers, "vetpms-cmd-writer-rebuild",
+							   "vetpms-writer-rebuild", cfg->kafka_props,
+							   why, why_cap);
 	if (!conf)
 		return NULL;
-	/* No group: partitions are assigned explicitly, nothing is committed. */
-	if (vp_kafka_conf_set(conf, "group.id", "vetpms-writer-rebuild", why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "isolation.level", "read_committed", why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "enable.auto.commit", "false", why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "enable.partition.eof", "true", why, why_cap) < 0) {
+	if (vp_kafka_conf_set(conf, "enable.partition.eof", "true", why, why_cap) < 0) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}

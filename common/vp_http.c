@@ -512,6 +512,15 @@ void vp_http_reply_error(VpHttpRequest *r, const VpError *err)
 	send_reply(r, 500, "application/json", fallback, (size_t)len);
 }
 
+void vp_http_configure(struct evhttp *http)
+{
+	evhttp_set_max_body_size(http, VP_HTTP_LIBEVENT_MAX_BODY);
+	evhttp_set_max_headers_size(http, VP_HTTP_MAX_HEADERS);
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
+					     EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+					     EVHTTP_REQ_OPTIONS);
+}
+
 struct evhttp *vp_http_listen(struct event_base *base, const char *host, int port,
 			      struct evhttp_bound_socket **bound, VpError *err)
 {
@@ -529,11 +538,7 @@ struct evhttp *vp_http_listen(struct event_base *base, const char *host, int por
 		vp_error_set(err, 500, VP_ERR_INTERNAL, "evhttp_new failed");
 		goto fail;
 	}
-	evhttp_set_max_body_size(http, VP_HTTP_LIBEVENT_MAX_BODY);
-	evhttp_set_max_headers_size(http, VP_HTTP_MAX_HEADERS);
-	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
-					     EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
-					     EVHTTP_REQ_OPTIONS);
+	vp_http_configure(http);
 	socket_handle = evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port);
 	if (!socket_handle) {
 		int saved = errno;

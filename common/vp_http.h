@@ -88,6 +88,10 @@ struct evhttp *vp_http_listen(struct event_base *base, const char *host, int por
 			      struct evhttp_bound_socket **bound, VpError *err);
 int vp_http_bound_port(struct evhttp_bound_socket *bound);
 
+/* The settings every VetPMS evhttp gets: libevent's body and header caps and
+ * the methods that reach our handler (the rest get 405 from us). */
+void vp_http_configure(struct evhttp *http);
+
 /* Registers the HTTP metrics (answers by status class, latency histogram) so
  * /metrics shows them from the start; replies register them lazily too. */
 void vp_http_metrics_init(void); /* -1 on error */

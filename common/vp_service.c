@@ -166,17 +166,6 @@ done:
 	return fd;
 }
 
-/* The same evhttp settings as vp_http_listen (body and header caps, methods
- * that reach the handler); keep the two in step. */
-static void configure_http(struct evhttp *http)
-{
-	evhttp_set_max_body_size(http, VP_HTTP_LIBEVENT_MAX_BODY);
-	evhttp_set_max_headers_size(http, VP_HTTP_MAX_HEADERS);
-	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
-					     EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
-					     EVHTTP_REQ_OPTIONS);
-}
-
 /* evhttp's hook for each accepted connection, on the loop that accepted it.
  * libevent's listener accepts until EAGAIN, so on a shared socket the loop
  * that wakes first would take a whole burst of connections; paused after one
@@ -223,7 +212,7 @@ int vp_service_open_on_fd(VpService *s, int fd, bool handle_signals, VpError *er
 			close(fd);
 		return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot create the HTTP loop");
 	}
-	configure_http(s->http);
+	vp_http_configure(s->http);
 	s->bound = evhttp_bind_listener(s->http, listener);
 	if (!s->bound) {
 		evconnlistener_free(listener);

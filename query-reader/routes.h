@@ -15,11 +15,6 @@
 #define RD_RFC3339(x)                                                                        \
 	"(rtrim(rtrim(to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), "  \
 	"'0'), '.') || 'Z')"
-/* A search text as a LIKE pattern matching it anywhere, wildcards escaped. */
-#define RD_LIKE_ANYWHERE(p)                                                                  \
-	"('%' || replace(replace(replace(lower(" p "), '\\', '\\\\'), '%', '\\%'), '_', '\\_') " \
-	"|| '%')"
-
 typedef enum { RD_SHAPE_ITEM, RD_SHAPE_LIST } RdShape;
 
 typedef struct RdRequest RdRequest;

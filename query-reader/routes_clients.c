@@ -2,7 +2,8 @@
  * with its patients summary. Search: word similarity (pg_trgm `<%`, threshold
  * pg_trgm.word_similarity_threshold, default 0.6) of the search text against
  * any part of names, email and phone, or the text anywhere in them (LIKE with
- * wildcards escaped); both use the trigram index. */
+ * wildcards escaped); both use the trigram index, through read.client_page_ids
+ * (schema/migrations/004_search_functions.sql says why a function). */
 #include "routes.h"
 
 #define CLIENT_JSON(c)                                                                       \
@@ -15,13 +16,9 @@
 static const RdStatement clients_list = {
 	"rd_clients_list",
 	"WITH page AS ("
-	" SELECT c.*, row_number() OVER (ORDER BY c.created_at DESC, c.id DESC) AS rn"
-	" FROM (SELECT * FROM read.clients c"
-	"  WHERE c.tenant_id = $1::uuid"
-	"   AND ($3::timestamptz IS NULL OR (c.created_at, c.id) < ($3::timestamptz, $4::uuid))"
-	"   AND ($5::text IS NULL OR lower($5::text) <% c.search"
-	"        OR c.search LIKE " RD_LIKE_ANYWHERE("$5::text") ")"
-	"  ORDER BY c.created_at DESC, c.id DESC LIMIT $2::int + 1) c)"
+	" SELECT c.*, m.rn FROM read.client_page_ids($5::text, $3::timestamptz, $4::uuid,"
+	"   $2::int + 1) WITH ORDINALITY AS m(id, rn)"
+	"  JOIN read.clients c ON c.tenant_id = $1::uuid AND c.id = m.id)"
 	" SELECT (SELECT coalesce(json_agg(json_build_object(" CLIENT_JSON("p") ") ORDER BY p.rn),"
 	"   '[]'::json) FROM page p WHERE p.rn <= $2::int)::text,"
 	"  k.k1, k.k2"

@@ -374,6 +374,54 @@ def test_rls_is_active_for_the_reader_role(stack, reader):
         assert conn.execute("SELECT count(*) FROM read.clients").fetchone()[0] == 0
 
 
+def test_page_functions_keep_tenant_isolation(stack, reader):
+    """The list pages come from SECURITY DEFINER functions (they bypass RLS so
+    the trigram index can be used): they must filter by the transaction's
+    tenant themselves and match nothing without one."""
+    pages = {"patients": "SELECT id::text FROM read.patient_page_ids(%s, NULL, NULL, NULL, NULL, 200)",
+             "clients": "SELECT id::text FROM read.client_page_ids(%s, NULL, NULL, 200)"}
+    with psycopg.connect(stack.dsn("reader"), autocommit=True) as conn:
+        for table, sql in pages.items():
+            for q in (None, "smith", "a"):
+                assert conn.execute(sql, (q,)).fetchall() == [], (table, q)
+            with conn.transaction():
+                conn.execute("SELECT set_config('vetpms.tenant_id', %s, true)", (T2,))
+                ids = {r[0] for r in conn.execute(sql, (None,)).fetchall()}
+                owners = conn.execute(f"SELECT DISTINCT tenant_id::text FROM read.{table}"
+                                      " WHERE id = ANY(%s::uuid[])", (list(ids),)).fetchall()
+                assert owners in ([(T2,)], []), table
+                assert BELLA not in ids and BELLA_CLIENT not in ids
+
+
+def test_search_on_a_large_tenant_uses_the_trigram_index(stack, reader):
+    """Under RLS the reader could not use the trigram index (pg_trgm's
+    operators are not leakproof): the page function must. In one rolled-back
+    transaction: 20k patients of a scratch tenant, then the function's own
+    plan, sent to us by auto_explain, must name the index."""
+    tenant = uid()
+    plans = []
+    with psycopg.connect(stack.superuser_dsn()) as su:
+        su.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
+        su.execute("INSERT INTO read.patients (tenant_id, id, client_id, client_first_name,"
+                   " client_last_name, name, species, sex, version, created_at, updated_at)"
+                   " SELECT %s, gen_random_uuid(), gen_random_uuid(), 'Ann', 'Smith' || mod(i, 500),"
+                   " 'Rex' || i, 'canine', 'male', 1, now() - i * interval '1 s', now()"
+                   " FROM generate_series(1, 20000) i", (tenant,))
+        su.execute("ANALYZE read.patients")
+        su.execute("LOAD 'auto_explain'")
+        for setting in ("auto_explain.log_min_duration = 0",
+                        "auto_explain.log_nested_statements = on", "client_min_messages = log"):
+            su.execute("SET LOCAL " + setting)
+        su.execute("SET LOCAL ROLE vetpms_reader")
+        su.execute("SELECT set_config('vetpms.tenant_id', %s, true)", (tenant,))
+        rows = su.execute("SELECT id FROM read.patient_page_ids('wilsn42', NULL, NULL, NULL,"
+                          " NULL, 51)").fetchall()
+        su.rollback()
+    assert rows == []
+    inner = [p for p in plans if "FROM patients p" in p]
+    assert inner and "patients_search_trgm" in inner[0], inner[0] if inner else plans
+
+
 # --- consistency tokens -----------------------------------------------------
 
 def set_offset(stack, partition, next_offset, notify=True):

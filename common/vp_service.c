@@ -166,34 +166,10 @@ done:
 	return fd;
 }
 
-/* evhttp's hook for each accepted connection, on the loop that accepted it.
- * libevent's listener accepts until EAGAIN, so on a shared socket the loop
- * that wakes first would take a whole burst of connections; paused after one
- * until its next turn, it leaves the rest to the loops woken with it. NULL:
- * evhttp makes its usual bufferevent. */
-static struct bufferevent *on_accepted(struct event_base *base, void *arg)
-{
-	(void)base;
-	VpService *s = arg;
-	struct timeval next_turn = {0, 0};
-	if (s->shared_listener && evtimer_add(s->accept_again, &next_turn) == 0)
-		evconnlistener_disable(s->shared_listener);
-	return NULL;
-}
-
-static void on_accept_again(evutil_socket_t fd, short events, void *arg)
-{
-	(void)fd;
-	(void)events;
-	VpService *s = arg;
-	if (s->shared_listener)
-		evconnlistener_enable(s->shared_listener);
-}
-
 /* What evhttp_accept_socket_with_handle does in libevent 2.1, unrolled so that
  * who closes fd is certain on every failure: the evconnlistener closes it on
- * free (LEV_OPT_CLOSE_ON_FREE, hence one dup per service on a shared socket);
- * before it exists, we do. Backlog 0: the socket is already listening. */
+ * free (LEV_OPT_CLOSE_ON_FREE); before it exists, we do. Backlog 0: the
+ * socket is already listening. */
 int vp_service_open_on_fd(VpService *s, int fd, bool handle_signals, VpError *err)
 {
 	struct evconnlistener *listener = NULL;
@@ -201,8 +177,7 @@ int vp_service_open_on_fd(VpService *s, int fd, bool handle_signals, VpError *er
 	vp_http_metrics_init();
 	s->base = event_base_new();
 	s->http = s->base ? evhttp_new(s->base) : NULL;
-	s->accept_again = s->base ? evtimer_new(s->base, on_accept_again, s) : NULL;
-	if (s->http && s->accept_again)
+	if (s->http)
 		listener = evconnlistener_new(s->base, NULL, NULL,
 					      LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
 						  LEV_OPT_CLOSE_ON_FREE,
@@ -218,8 +193,6 @@ int vp_service_open_on_fd(VpService *s, int fd, bool handle_signals, VpError *er
 		evconnlistener_free(listener);
 		return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot accept on the socket");
 	}
-	s->shared_listener = listener;
-	evhttp_set_bevcb(s->http, on_accepted, s);
 	return finish_open(s, handle_signals, err);
 }
 
@@ -239,9 +212,6 @@ void vp_service_drain(VpService *s, int grace_ms)
 	struct timeval grace = {grace_ms / 1000, (grace_ms % 1000) * 1000};
 	if (!s->base)
 		return;
-	if (s->accept_again)
-		event_del(s->accept_again);
-	s->shared_listener = NULL; /* freed with its bound socket */
 	if (s->http && s->bound) {
 		evhttp_del_accept_socket(s->http, s->bound);
 		s->bound = NULL;
@@ -261,8 +231,6 @@ void vp_service_close(VpService *s)
 		event_free(s->sig_term);
 	if (s->sig_int)
 		event_free(s->sig_int);
-	if (s->accept_again)
-		event_free(s->accept_again);
 	if (s->http)
 		evhttp_free(s->http);
 	if (s->base)

@@ -15,14 +15,10 @@ typedef bool (*VpReadyFn)(void *arg, char *why, size_t why_cap);
 /* Handles one request (must reply); return false for "no such route" (→ 404). */
 typedef bool (*VpRouteFn)(VpHttpRequest *r, void *arg);
 
-struct evconnlistener;
-
 typedef struct VpService {
 	struct event_base *base;
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
-	struct evconnlistener *shared_listener; /* vp_service_open_on_fd only */
-	struct event *accept_again;		/* re-enables it on the next turn */
 	struct event *sig_term;
 	struct event *sig_int;
 	VpReadyFn ready;
@@ -41,9 +37,9 @@ int vp_service_open(VpService *s, const char *host, int port, bool handle_signal
  * between them: one per loop, each given to vp_service_open_on_fd. Returns the
  * fd, or -1 with err set. */
 int vp_service_bind(const char *host, int port, bool reuse_port, VpError *err);
-/* Like vp_service_open, but accepts on an already listening socket. Takes fd in
- * every case: vp_service_close (or a failure here) closes it. Each service
- * takes one connection per turn of its loop. */
+/* Like vp_service_open, but accepts on an already listening socket (one of the
+ * SO_REUSEPORT sockets above). Takes fd in every case: vp_service_close (or a
+ * failure here) closes it. */
 int vp_service_open_on_fd(VpService *s, int fd, bool handle_signals, VpError *err);
 /* Runs the loop until stopped; returns 0 on a clean stop. */
 int vp_service_run(VpService *s);

@@ -170,7 +170,8 @@ static void test_random_operations_match_brute_force(void **state)
 		size_t n = set.count;
 		WrInterval *copy = malloc((n + 1) * sizeof(*copy));
 		assert_non_null(copy);
-		memcpy(copy, set.items, n * sizeof(*copy));
+		if (n)
+			memcpy(copy, set.items, n * sizeof(*copy));
 		const WrInterval *skip = n && rand_r(&seed) % 2 ? &copy[rand_r(&seed) % n] : NULL;
 		assert_int_equal(wr_intervals_overlaps(&set, s, e, skip),
 				 brute_overlaps(copy, n, s, e, skip));

@@ -22,6 +22,8 @@ typedef struct WrDecision {
 	const cJSON *body;
 	int64_t if_match;        /* -1 when no If-Match */
 	int64_t now_us;
+	const char *actor;       /* the token's sub */
+	unsigned roles;          /* the token's VP_ROLE_* bits */
 	/* out */
 	const char *aggregate;   /* "patient" */
 	const char *type;        /* "PatientRegistered" */
@@ -54,6 +56,10 @@ extern const WrCommand wr_client_commands[];
 extern const size_t wr_n_client_commands;
 extern const WrCommand wr_patient_commands[];
 extern const size_t wr_n_patient_commands;
+extern const WrCommand wr_availability_commands[];
+extern const size_t wr_n_availability_commands;
+extern const WrCommand wr_appointment_commands[];
+extern const size_t wr_n_appointment_commands;
 
 /* Shared by the decide files. */
 int wr_check_version(const WrDecision *d, int64_t current, VpError *err);
@@ -61,5 +67,12 @@ int wr_check_version(const WrDecision *d, int64_t current, VpError *err);
  * values are stored as sent. */
 void wr_copy_field(cJSON *data, const cJSON *body, const char *name);
 int wr_not_found(VpError *err, const char *what, const char *id);
+/* The vet `id` of the tenant, existing (404), active (STAFF_INACTIVE) and a
+ * veterinarian (NOT_A_VETERINARIAN); NULL with err set otherwise. */
+const WrStaff *wr_active_vet(const WrDecision *d, const char *id, VpError *err);
+/* body[name] as an instant; the field table has checked it already. */
+int64_t wr_body_time(const cJSON *body, const char *name);
+/* data[name] = the instant as RFC 3339 UTC with Z. */
+void wr_add_time(cJSON *data, const char *name, int64_t us);
 
 #endif

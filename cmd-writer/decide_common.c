@@ -1,5 +1,8 @@
 /* Helpers shared by the decide_<aggregate>.c files. */
+#include <string.h>
+
 #include "decide.h"
+#include "vp_time.h"
 
 int wr_check_version(const WrDecision *d, int64_t current, VpError *err)
 {
@@ -20,4 +23,38 @@ void wr_copy_field(cJSON *data, const cJSON *body, const char *name)
 int wr_not_found(VpError *err, const char *what, const char *id)
 {
 	return vp_error_set(err, 404, VP_ERR_NOT_FOUND, "%s %s not found", what, id);
+}
+
+const WrStaff *wr_active_vet(const WrDecision *d, const char *id, VpError *err)
+{
+	const WrStaff *st = wr_map_get(&d->tenant->staff, id);
+	if (!st) {
+		wr_not_found(err, "staff", id);
+		return NULL;
+	}
+	if (!st->active) {
+		vp_error_set(err, 409, "STAFF_INACTIVE", "staff %s is inactive", id);
+		return NULL;
+	}
+	if (strcmp(st->role, "veterinarian") != 0) {
+		vp_error_set(err, 409, "NOT_A_VETERINARIAN", "staff %s is not a veterinarian", id);
+		return NULL;
+	}
+	return st;
+}
+
+int64_t wr_body_time(const cJSON *body, const char *name)
+{
+	const char *text = vp_json_str(body, name);
+	int64_t us = 0;
+	if (text)
+		vp_time_parse_rfc3339(text, strlen(text), &us);
+	return us;
+}
+
+void wr_add_time(cJSON *data, const char *name, int64_t us)
+{
+	char text[VP_TIME_RFC3339_MAX];
+	vp_time_format_rfc3339(us, text, sizeof(text));
+	cJSON_AddStringToObject(data, name, text);
 }

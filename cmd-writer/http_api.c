@@ -54,6 +54,8 @@ static const struct {
 	{wr_staff_commands, &wr_n_staff_commands},
 	{wr_client_commands, &wr_n_client_commands},
 	{wr_patient_commands, &wr_n_patient_commands},
+	{wr_availability_commands, &wr_n_availability_commands},
+	{wr_appointment_commands, &wr_n_appointment_commands},
 };
 
 /* The command for r's path and method; *path_known when the path exists with
@@ -390,6 +392,8 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 	d.tenant_id = tenant_id;
 	d.target_id = target_id;
 	d.body = body;
+	d.actor = claims.sub;
+	d.roles = claims.roles;
 	if (!d.tenant && strcmp(cmd->name, "ProvisionTenant") != 0) {
 		vp_error_set(err, 404, VP_ERR_NOT_FOUND, "tenant %s is not provisioned", tenant_id);
 		goto done;

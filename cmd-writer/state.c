@@ -6,14 +6,31 @@
 #include <string.h>
 
 #include "vp_json.h"
+#include "vp_time.h"
+
+static void free_staff(void *value)
+{
+	WrStaff *st = value;
+	wr_intervals_clear(&st->blocks);
+	wr_intervals_clear(&st->booked);
+	free(st);
+}
+
+static void free_patient(void *value)
+{
+	WrPatient *p = value;
+	wr_intervals_clear(&p->booked);
+	free(p);
+}
 
 static void free_tenant(void *value)
 {
 	WrTenant *t = value;
-	wr_map_clear(&t->staff, free);
+	wr_map_clear(&t->staff, free_staff);
 	wr_map_clear(&t->clients, free);
-	wr_map_clear(&t->patients, free);
 	wr_map_clear(&t->microchips, NULL); /* values are the patients' */
+	wr_map_clear(&t->patients, free_patient);
+	wr_map_clear(&t->appointments, free);
 	wr_map_clear(&t->idem, free);
 	free(t);
 }
@@ -74,6 +91,52 @@ static int apply_tenant(WrState *s, const VpEvent *ev, char *why, size_t why_cap
 	return 0;
 }
 
+/* An RFC 3339 member of an event's data; false when absent or malformed. */
+static bool data_time(const cJSON *data, const char *name, int64_t *out)
+{
+	const char *text = vp_json_str(data, name);
+	return text && vp_time_parse_rfc3339(text, strlen(text), out) == 0;
+}
+
+static int apply_published(WrStaff *st, const VpEvent *ev, char *why, size_t why_cap)
+{
+	const cJSON *blocks = cJSON_GetObjectItemCaseSensitive(ev->data, "blocks");
+	int n = cJSON_GetArraySize(blocks);
+	WrInterval *items = malloc((size_t)(n > 0 ? n : 1) * sizeof(*items));
+	int i = 0, rc = -1;
+	const cJSON *block;
+	if (!items)
+		return -1;
+	if (!cJSON_IsArray(blocks) || n == 0)
+		goto bad;
+	cJSON_ArrayForEach(block, blocks)
+	{
+		if (!data_time(block, "start", &items[i].start) ||
+		    !data_time(block, "end", &items[i].end))
+			goto bad;
+		i++;
+	}
+	rc = wr_intervals_insert_all(&st->blocks, items, (size_t)n);
+	if (rc == -1)
+		goto bad;
+	free(items);
+	return rc < 0 ? -1 : 0;
+bad:
+	snprintf(why, why_cap, "%s %s: bad or overlapping blocks", ev->type, ev->aggregate_id);
+	free(items);
+	return -1;
+}
+
+static int apply_withdrawn(WrStaff *st, const VpEvent *ev, char *why, size_t why_cap)
+{
+	int64_t start, end;
+	if (!data_time(ev->data, "start", &start) || !data_time(ev->data, "end", &end)) {
+		snprintf(why, why_cap, "%s %s: bad range", ev->type, ev->aggregate_id);
+		return -1;
+	}
+	return wr_intervals_subtract(&st->blocks, start, end) < 0 ? -1 : 0;
+}
+
 static int apply_staff(WrTenant *t, const VpEvent *ev, char *why, size_t why_cap)
 {
 	WrStaff *st = wr_map_get(&t->staff, ev->aggregate_id);
@@ -88,6 +151,12 @@ static int apply_staff(WrTenant *t, const VpEvent *ev, char *why, size_t why_cap
 		return -1;
 	} else if (!strcmp(ev->type, "StaffDeactivated")) {
 		st->active = false;
+	} else if (!strcmp(ev->type, "AvailabilityPublished")) {
+		if (apply_published(st, ev, why, why_cap) < 0)
+			return -1;
+	} else if (!strcmp(ev->type, "AvailabilityWithdrawn")) {
+		if (apply_withdrawn(st, ev, why, why_cap) < 0)
+			return -1;
 	}
 	st->version = ev->seq;
 	return 0;
@@ -140,6 +209,149 @@ static int apply_patient(WrTenant *t, const VpEvent *ev, char *why, size_t why_c
 	return oom ? -1 : 0;
 }
 
+bool wr_appointment_active(const WrAppointment *a)
+{
+	return a->status == WR_APPT_SCHEDULED || a->status == WR_APPT_CHECKED_IN ||
+	       a->status == WR_APPT_IN_PROGRESS;
+}
+
+/* The vet and patient an appointment books; false (why set) when either is
+ * unknown. */
+static bool parties(WrTenant *t, const char *vet_id, const char *patient_id, WrStaff **vet,
+		    WrPatient **patient, char *why, size_t why_cap)
+{
+	*vet = vet_id ? wr_map_get(&t->staff, vet_id) : NULL;
+	*patient = patient_id ? wr_map_get(&t->patients, patient_id) : NULL;
+	if (!*vet || !*patient) {
+		snprintf(why, why_cap, "appointment for unknown vet %s or patient %s",
+			 vet_id ? vet_id : "(none)", patient_id ? patient_id : "(none)");
+		return false;
+	}
+	return true;
+}
+
+/* Puts [start, end) into the vet's and the patient's bookings, all or nothing. */
+static int book(WrStaff *vet, WrPatient *patient, int64_t start, int64_t end, char *why,
+		size_t why_cap)
+{
+	if (wr_intervals_insert(&vet->booked, start, end) < 0) {
+		snprintf(why, why_cap, "the vet is already booked at that time");
+		return -1;
+	}
+	if (wr_intervals_insert(&patient->booked, start, end) < 0) {
+		wr_intervals_remove(&vet->booked, start, end);
+		snprintf(why, why_cap, "the patient is already booked at that time");
+		return -1;
+	}
+	return 0;
+}
+
+static void unbook(WrTenant *t, const WrAppointment *a)
+{
+	WrStaff *vet = wr_map_get(&t->staff, a->vet_id);
+	WrPatient *patient = wr_map_get(&t->patients, a->patient_id);
+	if (vet)
+		wr_intervals_remove(&vet->booked, a->start_us, a->end_us);
+	if (patient)
+		wr_intervals_remove(&patient->booked, a->start_us, a->end_us);
+}
+
+static int apply_scheduled(WrTenant *t, const VpEvent *ev, char *why, size_t why_cap)
+{
+	const char *vet_id = vp_json_str(ev->data, "vet_id");
+	const char *patient_id = vp_json_str(ev->data, "patient_id");
+	WrStaff *vet;
+	WrPatient *patient;
+	int64_t start, end;
+	if (wr_map_get(&t->appointments, ev->aggregate_id)) {
+		snprintf(why, why_cap, "appointment %s scheduled twice", ev->aggregate_id);
+		return -1;
+	}
+	if (!parties(t, vet_id, patient_id, &vet, &patient, why, why_cap))
+		return -1;
+	if (!data_time(ev->data, "start", &start) || !data_time(ev->data, "end", &end) ||
+	    book(vet, patient, start, end, why, why_cap) < 0)
+		return -1;
+	WrAppointment *a = insert_new(&t->appointments, ev->aggregate_id, sizeof(*a));
+	if (!a) {
+		wr_intervals_remove(&vet->booked, start, end);
+		wr_intervals_remove(&patient->booked, start, end);
+		return -1;
+	}
+	a->status = WR_APPT_SCHEDULED;
+	a->start_us = start;
+	a->end_us = end;
+	copy_str(a->vet_id, sizeof(a->vet_id), vet_id);
+	copy_str(a->patient_id, sizeof(a->patient_id), patient_id);
+	a->version = ev->seq;
+	return 0;
+}
+
+/* Moves the booking; on a refusal the old one stays. */
+static int apply_rescheduled(WrTenant *t, WrAppointment *a, const VpEvent *ev, char *why,
+			     size_t why_cap)
+{
+	const char *vet_id = vp_json_str(ev->data, "vet_id");
+	WrStaff *vet;
+	WrPatient *patient;
+	int64_t start, end;
+	if (!vet_id)
+		vet_id = a->vet_id;
+	if (!wr_appointment_active(a) ||
+	    !parties(t, vet_id, a->patient_id, &vet, &patient, why, why_cap))
+		return -1;
+	if (!data_time(ev->data, "start", &start) || !data_time(ev->data, "end", &end))
+		return -1;
+	unbook(t, a);
+	if (book(vet, patient, start, end, why, why_cap) < 0) {
+		WrStaff *old_vet = wr_map_get(&t->staff, a->vet_id);
+		if (old_vet)
+			book(old_vet, patient, a->start_us, a->end_us, why, why_cap);
+		return -1;
+	}
+	a->start_us = start;
+	a->end_us = end;
+	copy_str(a->vet_id, sizeof(a->vet_id), vet_id);
+	return 0;
+}
+
+static int apply_appointment(WrTenant *t, const VpEvent *ev, char *why, size_t why_cap)
+{
+	static const struct {
+		const char *type;
+		WrApptStatus status;
+	} moves[] = {
+	    {"AppointmentCheckedIn", WR_APPT_CHECKED_IN},
+	    {"AppointmentStarted", WR_APPT_IN_PROGRESS},
+	    {"AppointmentCompleted", WR_APPT_COMPLETED},
+	    {"AppointmentCanceled", WR_APPT_CANCELED},
+	    {"AppointmentNoShow", WR_APPT_NO_SHOW},
+	};
+	if (!strcmp(ev->type, "AppointmentScheduled"))
+		return apply_scheduled(t, ev, why, why_cap);
+	WrAppointment *a = wr_map_get(&t->appointments, ev->aggregate_id);
+	if (!a) {
+		snprintf(why, why_cap, "%s for unknown appointment %s", ev->type, ev->aggregate_id);
+		return -1;
+	}
+	if (!strcmp(ev->type, "AppointmentRescheduled")) {
+		if (apply_rescheduled(t, a, ev, why, why_cap) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < sizeof(moves) / sizeof(moves[0]); i++) {
+		if (strcmp(ev->type, moves[i].type) != 0)
+			continue;
+		WrAppointment next = *a;
+		next.status = moves[i].status;
+		/* a finished appointment frees its vet's and its patient's time */
+		if (wr_appointment_active(a) && !wr_appointment_active(&next))
+			unbook(t, a);
+		a->status = next.status;
+	}
+	a->version = ev->seq;
+	return 0;
+}
+
 static int apply_idem(WrTenant *t, const VpEvent *ev, const char *request_hash,
 		      const char *position, bool pending)
 {
@@ -177,6 +389,8 @@ int wr_state_apply(WrState *s, const VpEvent *ev, const char *request_hash, cons
 		rc = apply_client(t, ev, why, why_cap);
 	else if (!strcmp(ev->aggregate, "patient"))
 		rc = apply_patient(t, ev, why, why_cap);
+	else if (!strcmp(ev->aggregate, "appointment"))
+		rc = apply_appointment(t, ev, why, why_cap);
 	else
 		rc = 0; /* tenant done above; later aggregates do not touch this model */
 	if (rc < 0)

@@ -1,5 +1,7 @@
 /* The write model: per tenant, only what decisions need (existence, status,
- * versions, the microchips of living patients, idempotency keys). One evolve
+ * versions, the microchips of living patients, idempotency keys, and for
+ * scheduling: each appointment's status, vet, patient and interval, each vet's
+ * published blocks and active bookings, each patient's active bookings). One evolve
  * function applies an event both when a command is decided and when the model
  * is rebuilt from the log, so the two can never disagree. Loop thread only. */
 #ifndef WR_STATE_H
@@ -8,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "intervals.h"
 #include "strmap.h"
 #include "vp_event.h"
 
@@ -15,6 +18,8 @@ typedef struct WrStaff {
 	int64_t version;
 	bool active;
 	char role[16];
+	WrIntervals blocks; /* published availability */
+	WrIntervals booked; /* active appointments (scheduled, checked in, in progress) */
 } WrStaff;
 
 typedef struct WrClient {
@@ -27,7 +32,27 @@ typedef struct WrPatient {
 	bool alive;
 	char client_id[37];
 	char microchip[16];
+	WrIntervals booked; /* active appointments */
 } WrPatient;
+
+typedef enum WrApptStatus {
+	WR_APPT_SCHEDULED,
+	WR_APPT_CHECKED_IN,
+	WR_APPT_IN_PROGRESS,
+	WR_APPT_COMPLETED,
+	WR_APPT_CANCELED,
+	WR_APPT_NO_SHOW,
+} WrApptStatus;
+
+/* Active appointments (scheduled, checked in, in progress) hold their interval
+ * in their vet's and their patient's `booked` sets; the others hold none. */
+typedef struct WrAppointment {
+	int64_t version;
+	int64_t start_us, end_us;
+	WrApptStatus status;
+	char vet_id[37];
+	char patient_id[37];
+} WrAppointment;
 
 /* The first answer of a command, kept to replay it for the same key. */
 typedef struct WrIdem {
@@ -44,11 +69,12 @@ typedef struct WrTenant {
 	char id[37];
 	int64_t version;
 	char timezone[64];
-	WrMap staff;      /* id -> WrStaff */
-	WrMap clients;    /* id -> WrClient */
-	WrMap patients;   /* id -> WrPatient */
-	WrMap microchips; /* microchip of a living patient -> WrPatient */
-	WrMap idem;       /* command id -> WrIdem */
+	WrMap staff;        /* id -> WrStaff */
+	WrMap clients;      /* id -> WrClient */
+	WrMap patients;     /* id -> WrPatient */
+	WrMap microchips;   /* microchip of a living patient -> WrPatient */
+	WrMap appointments; /* id -> WrAppointment */
+	WrMap idem;         /* command id -> WrIdem */
 } WrTenant;
 
 typedef struct WrState {
@@ -64,6 +90,8 @@ WrTenant *wr_state_tenant(const WrState *s, const char *tenant_id);
  * -1 when the event contradicts the model (a bug or a corrupt log). */
 int wr_state_apply(WrState *s, const VpEvent *ev, const char *request_hash, const char *position,
 		   bool pending, char *why, size_t why_cap);
+
+bool wr_appointment_active(const WrAppointment *a);
 
 /* Marks the command's entry appended at position. */
 void wr_state_idem_done(WrState *s, const char *tenant_id, const char *command_id,

@@ -27,6 +27,7 @@ typedef struct PjConfig {
 	char *dlq_topic;
 	long batch_max;
 	long batch_ms;
+	long mv_refresh_ms;
 } PjConfig;
 
 /* migrate.c: applies schema/migrations/NNN_name.sql not yet recorded in
@@ -77,6 +78,7 @@ typedef PjApplyResult (*PjApplyFn)(PGconn *conn, const VpEvent *ev, char *why, s
 int pj_prepare_statements(PGconn *conn, const PjStatement *table, char *why, size_t why_cap);
 extern const PjStatement pj_directory_statements[];
 extern const PjStatement pj_patient_statements[];
+extern const PjStatement pj_scheduling_statements[];
 PjApplyResult pj_apply_tenant_provisioned(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
 PjApplyResult pj_apply_staff_registered(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
 PjApplyResult pj_apply_staff_deactivated(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
@@ -90,6 +92,22 @@ PjApplyResult pj_apply_allergy_added(PGconn *conn, const VpEvent *ev, char *why,
 PjApplyResult pj_apply_condition_added(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
 PjApplyResult pj_apply_patient_transferred(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
 PjApplyResult pj_apply_patient_died(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
+PjApplyResult pj_apply_availability_published(PGconn *conn, const VpEvent *ev, char *why,
+					      size_t cap);
+PjApplyResult pj_apply_availability_withdrawn(PGconn *conn, const VpEvent *ev, char *why,
+					      size_t cap);
+PjApplyResult pj_apply_appointment_scheduled(PGconn *conn, const VpEvent *ev, char *why,
+					     size_t cap);
+PjApplyResult pj_apply_appointment_rescheduled(PGconn *conn, const VpEvent *ev, char *why,
+					       size_t cap);
+PjApplyResult pj_apply_appointment_checked_in(PGconn *conn, const VpEvent *ev, char *why,
+					      size_t cap);
+PjApplyResult pj_apply_appointment_started(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
+PjApplyResult pj_apply_appointment_completed(PGconn *conn, const VpEvent *ev, char *why,
+					     size_t cap);
+PjApplyResult pj_apply_appointment_canceled(PGconn *conn, const VpEvent *ev, char *why,
+					    size_t cap);
+PjApplyResult pj_apply_appointment_no_show(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
 
 /* Parameter text of common envelope fields. */
 typedef struct PjEnvText {
@@ -124,6 +142,16 @@ int pj_deadletter_record(PjDeadLetters *dl, PGconn *conn, const rd_kafka_message
 /* Waits for every DLQ record produced so far; -1 when one failed. */
 int pj_deadletter_flush(PjDeadLetters *dl, int timeout_ms, char *why, size_t why_cap);
 
+
+/* views.c: the refresh thread of the analysts' materialized views. Marked
+ * dirty after a committed batch that applied an event feeding them (and once
+ * at start); refreshes at most every cfg->mv_refresh_ms, never when clean. */
+typedef struct PjViews PjViews;
+PjViews *pj_views_start(const PjConfig *cfg); /* NULL: out of memory or no thread */
+void pj_views_mark_dirty(PjViews *views);
+PjViews *pj_views_stop(PjViews *views);
+/* apply_events.c: whether an applied event changes what the views show. */
+bool pj_event_feeds_views(const VpEvent *ev);
 
 /* consumer.c: the consume loop. Returns when *stop becomes true (0) or on a
  * fatal error (-1). */

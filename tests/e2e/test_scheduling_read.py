@@ -104,9 +104,12 @@ class Clinic:
     def send(self, envs):
         self.producer.send_all(envs)
         self.sent += len(envs)
-        wait_for(lambda: query(self.stack, "SELECT count(*) FROM read.event_log "
-                                           "WHERE tenant_id = %s", (self.t,))[0][0] == self.sent,
-                 what="events in event_log")
+        # each event is either logged (applied) or a dead letter
+        wait_for(lambda: query(self.stack, "SELECT (SELECT count(*) FROM read.event_log "
+                                           "WHERE tenant_id = %s) + (SELECT count(*) FROM "
+                                           "read.dead_letters WHERE tenant_id = %s)",
+                               (self.t, self.t))[0][0] == self.sent,
+                 what="events applied or dead-lettered")
 
     # builders
     def publish(self, vet, *blocks):
@@ -546,3 +549,32 @@ def test_no_tenant_sees_another_tenants_scheduling_rows(stack, daemons, producer
                                 (c1.t,)).fetchone()[0] == 0
             assert conn.execute(f"SELECT count(*) FROM read.{table}").fetchone()[0] >= 1
             conn.execute("RESET vetpms.tenant_id")
+
+
+def test_bad_scheduling_events_are_dead_lettered_and_change_nothing(stack, daemons, producer):
+    _, reader = daemons
+    c = Clinic(stack, producer, reader)
+    d = "2027-09-07"
+    good = ev.new_id()
+    c.send([
+        c.publish(c.vet1, (day(d, "10:00"), day(d, "09:00"))),              # end before start
+        c.publish(c.vet1, (day(d, "00:00"), day("2027-09-08", "01:00"))),   # longer than 24 h
+        c.withdraw(ev.new_id(), day(d, "09:00"), day(d, "10:00")),          # unknown staff
+        c.schedule(ev.new_id(), ev.new_id(), c.vet1, day(d, "09:00"), day(d, "09:30")),
+        c.schedule(ev.new_id(), c.p1, c.vet1, day(d, "09:00"), day(d, "22:00")),  # > 12 h
+        c.appt_event("AppointmentCheckedIn", ev.new_id(), {"at": day(d, "09:00")}),
+        c.appt_event("AppointmentCompleted", ev.new_id(), {"notes": "no at"}),
+        c.schedule(good, c.p1, c.vet1, day(d, "09:00"), day(d, "09:30")),  # still applied after
+    ])
+    errors = [r[0] for r in query(stack, "SELECT error FROM read.dead_letters "
+                                         "WHERE tenant_id = %s ORDER BY \"offset\"", (c.t,))]
+    assert len(errors) == 7, errors
+    assert "end must be after start" in errors[0] and "data.at" in errors[6]
+    assert query(stack, "SELECT count(*) FROM read.availability_blocks WHERE tenant_id = %s",
+                 (c.t,)) == [(0,)]
+    assert query(stack, "SELECT id::text FROM read.appointments WHERE tenant_id = %s",
+                 (c.t,)) == [(good,)]
+    assert query(stack, "SELECT total FROM read.daily_appointment_stats WHERE tenant_id = %s",
+                 (c.t,)) == [(1,)]
+    assert query(stack, "SELECT version FROM read.staff WHERE tenant_id = %s AND id = %s",
+                 (c.t, c.vet1)) == [(1,)]

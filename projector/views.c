@@ -72,10 +72,18 @@ static int connect_views(PjViews *v, char *why, size_t why_cap)
 	if (!v->conn)
 		return -1;
 	if (vp_pg_exec(v->conn, "SELECT format('SET search_path = %I, public', $1::text)", 1,
-		       params, &res, why, why_cap) < 0)
+		       params, &res, why, why_cap) < 0) {
+		PQfinish(v->conn);
+		v->conn = NULL;
 		return -1;
+	}
 	int rc = vp_pg_exec(v->conn, PQgetvalue(res, 0, 0), 0, NULL, NULL, why, why_cap);
 	PQclear(res);
+	if (rc < 0) {
+		/* Never keep a connection without its search_path. */
+		PQfinish(v->conn);
+		v->conn = NULL;
+	}
 	return rc;
 }
 

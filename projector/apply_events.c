@@ -68,6 +68,26 @@ static const VpJsonField patient_transferred[] = {
 	TYPED("from_client_id", VP_JSON_UUID, true), TYPED("to_client_id", VP_JSON_UUID, true),
 };
 static const VpJsonField patient_died[] = {TYPED("date", VP_JSON_DATE, true)};
+static const VpJsonField interval[] = {
+	TYPED("start", VP_JSON_TIME, true), TYPED("end", VP_JSON_TIME, true),
+};
+static const VpJsonField availability_published[] = {
+	{.name = "blocks", .type = VP_JSON_ARRAY, .required = true, .min_len = 1, .max_len = 1000,
+	 .fields = interval, .n_fields = COUNT(interval)},
+};
+static const VpJsonField appointment_scheduled[] = {
+	TYPED("patient_id", VP_JSON_UUID, true), TYPED("vet_id", VP_JSON_UUID, true),
+	TYPED("start", VP_JSON_TIME, true),	 TYPED("end", VP_JSON_TIME, true),
+	STR1("type", 64),			 STR("reason", false, 2000),
+};
+static const VpJsonField appointment_rescheduled[] = {
+	TYPED("start", VP_JSON_TIME, true), TYPED("end", VP_JSON_TIME, true),
+	TYPED("vet_id", VP_JSON_UUID, true),
+};
+static const VpJsonField at_only[] = {TYPED("at", VP_JSON_TIME, true)};
+static const VpJsonField appointment_completed[] = {
+	TYPED("at", VP_JSON_TIME, true), STR("notes", false, 10000),
+};
 
 typedef struct CatalogEntry {
 	const char *type;
@@ -79,13 +99,15 @@ typedef struct CatalogEntry {
 
 #define APPLIED(t, agg, table, fn) {t, agg, table, COUNT(table), fn}
 #define LOGGED(t, agg)		    {t, agg, NULL, 0, NULL}
+#define APPLIED_NO_DATA(t, agg, fn) {t, agg, NULL, 0, fn}
 
 static const CatalogEntry catalog[] = {
 	APPLIED("TenantProvisioned", "tenant", tenant_provisioned, pj_apply_tenant_provisioned),
 	APPLIED("StaffRegistered", "staff", staff_registered, pj_apply_staff_registered),
 	APPLIED("StaffDeactivated", "staff", reason_only, pj_apply_staff_deactivated),
-	LOGGED("AvailabilityPublished", "staff"),
-	LOGGED("AvailabilityWithdrawn", "staff"),
+	APPLIED("AvailabilityPublished", "staff", availability_published,
+		pj_apply_availability_published),
+	APPLIED("AvailabilityWithdrawn", "staff", interval, pj_apply_availability_withdrawn),
 	APPLIED("ClientRegistered", "client", client_registered, pj_apply_client_registered),
 	APPLIED("ClientContactUpdated", "client", client_contact_updated,
 		pj_apply_client_contact_updated),
@@ -97,13 +119,16 @@ static const CatalogEntry catalog[] = {
 	APPLIED("PatientTransferred", "patient", patient_transferred,
 		pj_apply_patient_transferred),
 	APPLIED("PatientDied", "patient", patient_died, pj_apply_patient_died),
-	LOGGED("AppointmentScheduled", "appointment"),
-	LOGGED("AppointmentRescheduled", "appointment"),
-	LOGGED("AppointmentCheckedIn", "appointment"),
-	LOGGED("AppointmentStarted", "appointment"),
-	LOGGED("AppointmentCompleted", "appointment"),
-	LOGGED("AppointmentCanceled", "appointment"),
-	LOGGED("AppointmentNoShow", "appointment"),
+	APPLIED("AppointmentScheduled", "appointment", appointment_scheduled,
+		pj_apply_appointment_scheduled),
+	APPLIED("AppointmentRescheduled", "appointment", appointment_rescheduled,
+		pj_apply_appointment_rescheduled),
+	APPLIED("AppointmentCheckedIn", "appointment", at_only, pj_apply_appointment_checked_in),
+	APPLIED("AppointmentStarted", "appointment", at_only, pj_apply_appointment_started),
+	APPLIED("AppointmentCompleted", "appointment", appointment_completed,
+		pj_apply_appointment_completed),
+	APPLIED("AppointmentCanceled", "appointment", reason_only, pj_apply_appointment_canceled),
+	APPLIED_NO_DATA("AppointmentNoShow", "appointment", pj_apply_appointment_no_show),
 	LOGGED("MedicalRecordOpened", "medical_record"),
 	LOGGED("VitalsRecorded", "medical_record"),
 	LOGGED("SoapNoteWritten", "medical_record"),
@@ -151,7 +176,8 @@ int pj_apply_prepare(PGconn *conn, char *why, size_t why_cap)
 {
 	if (pj_prepare_statements(conn, event_statements, why, why_cap) < 0 ||
 	    pj_prepare_statements(conn, pj_directory_statements, why, why_cap) < 0 ||
-	    pj_prepare_statements(conn, pj_patient_statements, why, why_cap) < 0)
+	    pj_prepare_statements(conn, pj_patient_statements, why, why_cap) < 0 ||
+	    pj_prepare_statements(conn, pj_scheduling_statements, why, why_cap) < 0)
 		return -1;
 	return 0;
 }
@@ -293,6 +319,11 @@ PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, s
 	if (result != PJ_APPLIED || !entry->apply)
 		return result;
 	return entry->apply(conn, ev, why, why_cap);
+}
+
+bool pj_event_feeds_views(const VpEvent *ev)
+{
+	return !strcmp(ev->aggregate, "appointment");
 }
 
 PjApplyResult pj_apply_rows(long rows, char *why, size_t why_cap, const char *what)

@@ -48,11 +48,19 @@ const PjStatement pj_patient_statements[] = {
 	 "INSERT INTO conditions (tenant_id, patient_id, event_id, name, diagnosed_on, notes, "
 	 "recorded_at) SELECT tenant_id, id, $3::uuid, $4::text, $5::text::date, $6::text, "
 	 "$8::timestamptz FROM p"},
+	/* The patient's active appointments follow the new owner; finished ones
+	 * keep the owner they had. */
 	{"patient_transferred",
-	 "UPDATE patients p SET client_id = c.id, client_first_name = c.first_name, "
+	 "WITH p AS (UPDATE patients p SET client_id = c.id, client_first_name = c.first_name, "
 	 "client_last_name = c.last_name, version = $5::integer, updated_at = $6::timestamptz "
 	 "FROM clients c WHERE p.tenant_id = $1::uuid AND p.id = $2::uuid "
-	 "AND p.client_id = $3::uuid AND c.tenant_id = $1::uuid AND c.id = $4::uuid"},
+	 "AND p.client_id = $3::uuid AND c.tenant_id = $1::uuid AND c.id = $4::uuid "
+	 "RETURNING p.tenant_id, p.id, p.client_id, p.client_first_name, p.client_last_name), "
+	 "a AS (UPDATE appointments a SET client_id = p.client_id, "
+	 "client_first_name = p.client_first_name, client_last_name = p.client_last_name "
+	 "FROM p WHERE a.tenant_id = p.tenant_id AND a.patient_id = p.id "
+	 "AND a.status IN ('scheduled', 'checked_in', 'in_progress') RETURNING 1) "
+	 "SELECT 1 FROM p"},
 	{"patient_died",
 	 "UPDATE patients SET status = 'deceased', date_of_death = $3::date, "
 	 "version = $4::integer, updated_at = $5::timestamptz "

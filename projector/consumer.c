@@ -30,6 +30,8 @@ typedef struct Projector {
 	const PjStatus *status;
 	rd_kafka_t *consumer;
 	PjDeadLetters *dead_letters;
+	PjViews *views;
+	bool views_touched; /* the batch applied an event that feeds the views */
 	PGconn *conn;
 	bool migrated;
 	bool need_reseek; /* positions unknown (PostgreSQL lost): drop what is polled */
@@ -263,6 +265,8 @@ static int apply_record(Projector *p, const rd_kafka_message_t *msg, bool first,
 	} else {
 		result = pj_apply_event(p->conn, &ev, msg->payload, msg->len, msg->partition,
 					msg->offset, reason, sizeof(reason));
+		if (result == PJ_APPLIED && pj_event_feeds_views(&ev))
+			p->views_touched = true;
 		snprintf(key_tenant, sizeof(key_tenant), "%s", ev.tenant_id);
 		tenant = key_tenant;
 		vp_event_release(&ev);
@@ -348,6 +352,8 @@ static bool queue_record(Projector *p, const rd_kafka_message_t *msg)
 		return false;
 	PjApplyResult result = pj_apply_event(p->conn, &ev, msg->payload, msg->len,
 					      msg->partition, msg->offset, reason, sizeof(reason));
+	if (result == PJ_APPLIED && pj_event_feeds_views(&ev))
+		p->views_touched = true;
 	vp_event_release(&ev);
 	return result == PJ_APPLIED;
 }
@@ -458,6 +464,7 @@ static BatchOutcome run_batch(Projector *p, int *n_applied, int *n_dead, char *w
 	}
 	for (int i = 0; i < n_touched; i++)
 		seen[touched[i]] = false;
+	p->views_touched = false;
 
 	switch (apply_pipelined(p, touched, n_touched, next_of, n_applied, why, why_cap)) {
 	case PIPE_OPEN:
@@ -476,6 +483,8 @@ static BatchOutcome run_batch(Projector *p, int *n_applied, int *n_dead, char *w
 		return outcome;
 	for (int i = 0; i < n_touched; i++)
 		p->committed_next[touched[i]] = next_of[touched[i]];
+	if (p->views_touched)
+		pj_views_mark_dirty(p->views);
 	return BATCH_COMMITTED;
 }
 
@@ -678,6 +687,14 @@ int pj_consumer_run(const PjConfig *cfg, volatile sig_atomic_t *stop, const PjSt
 	 * partition is assigned. */
 	while (!*stop && ensure_pg(p) < 0)
 		sleep(1);
+	/* Migrated now: the views exist. One refresh at start catches up with
+	 * whatever a previous process applied but did not refresh. */
+	p->views = pj_views_start(cfg);
+	if (!p->views) {
+		vp_log_error(NULL, "startup", "materialized views thread");
+		goto done;
+	}
+	pj_views_mark_dirty(p->views);
 	rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
 	if (!topics) {
 		vp_log_error(NULL, "startup", "out of memory");
@@ -717,6 +734,7 @@ int pj_consumer_run(const PjConfig *cfg, volatile sig_atomic_t *stop, const PjSt
 	flush_batch(p);
 	rc = 0;
 done:
+	pj_views_stop(p->views);
 	drop_batch(p); /* messages must go before their handle */
 	if (p->consumer) {
 		rd_kafka_consumer_close(p->consumer);

@@ -27,6 +27,7 @@ typedef struct PjConfig {
 	char *dlq_topic;
 	long batch_max;
 	long batch_ms;
+	long mv_refresh_ms;
 	/* `projector rebuild`: the live schema to swap with once caught up
 	 * (schema is then <live>_next); NULL for the live projector. */
 	const char *swap_into;
@@ -80,6 +81,7 @@ typedef PjApplyResult (*PjApplyFn)(PGconn *conn, const VpEvent *ev, char *why, s
 int pj_prepare_statements(PGconn *conn, const PjStatement *table, char *why, size_t why_cap);
 extern const PjStatement pj_directory_statements[];
 extern const PjStatement pj_patient_statements[];
+extern const PjStatement pj_scheduling_statements[];
 PjApplyResult pj_apply_tenant_provisioned(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
 PjApplyResult pj_apply_staff_registered(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
 PjApplyResult pj_apply_staff_deactivated(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
@@ -93,6 +95,22 @@ PjApplyResult pj_apply_allergy_added(PGconn *conn, const VpEvent *ev, char *why,
 PjApplyResult pj_apply_condition_added(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
 PjApplyResult pj_apply_patient_transferred(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
 PjApplyResult pj_apply_patient_died(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
+PjApplyResult pj_apply_availability_published(PGconn *conn, const VpEvent *ev, char *why,
+					      size_t cap);
+PjApplyResult pj_apply_availability_withdrawn(PGconn *conn, const VpEvent *ev, char *why,
+					      size_t cap);
+PjApplyResult pj_apply_appointment_scheduled(PGconn *conn, const VpEvent *ev, char *why,
+					     size_t cap);
+PjApplyResult pj_apply_appointment_rescheduled(PGconn *conn, const VpEvent *ev, char *why,
+					       size_t cap);
+PjApplyResult pj_apply_appointment_checked_in(PGconn *conn, const VpEvent *ev, char *why,
+					      size_t cap);
+PjApplyResult pj_apply_appointment_started(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
+PjApplyResult pj_apply_appointment_completed(PGconn *conn, const VpEvent *ev, char *why,
+					     size_t cap);
+PjApplyResult pj_apply_appointment_canceled(PGconn *conn, const VpEvent *ev, char *why,
+					    size_t cap);
+PjApplyResult pj_apply_appointment_no_show(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
 
 /* Parameter text of common envelope fields. */
 typedef struct PjEnvText {
@@ -138,6 +156,16 @@ PjRebuild *pj_rebuild_new(const char *dsn, const char *live, const char *next,
 			  const char *topic, const char *channel);
 PjRebuild *pj_rebuild_free(PjRebuild *rb);
 int pj_rebuild_step(PjRebuild *rb, int64_t lag, char *why, size_t why_cap);
+
+/* views.c: the refresh thread of the analysts' materialized views. Marked
+ * dirty after a committed batch that applied an event feeding them (and once
+ * at start); refreshes at most every cfg->mv_refresh_ms, never when clean. */
+typedef struct PjViews PjViews;
+PjViews *pj_views_start(const PjConfig *cfg); /* NULL: out of memory or no thread */
+void pj_views_mark_dirty(PjViews *views);
+PjViews *pj_views_stop(PjViews *views);
+/* apply_events.c: whether an applied event changes what the views show. */
+bool pj_event_feeds_views(const VpEvent *ev);
 
 /* consumer.c: the consume loop. Returns when *stop becomes true (0), when a
  * rebuild has swapped its schema in (1), or on a fatal error (-1). */

@@ -315,7 +315,7 @@ static RdRequest *prepare(RdLoop *loop, const RdRoute *route, VpHttpRequest *r, 
 		goto oom;
 	if (route->shape == RD_SHAPE_LIST && bind_page(rq, r, err) < 0)
 		goto oom;
-	if (route->shape == RD_SHAPE_ITEM && rd_param_set(rq, 1, id) < 0)
+	if (route->shape == RD_SHAPE_ITEM && r->n_params > 0 && rd_param_set(rq, 1, id) < 0)
 		goto oom;
 	if (route->bind && route->bind(rq, r, r->n_params > 0 ? id : NULL, err) < 0)
 		goto oom;

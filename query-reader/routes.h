@@ -1,6 +1,7 @@
 /* The pieces the route files share: the heap request of an asynchronous query,
  * the route table entry and the parameter binders. Statement parameter
- * conventions: $1 is always the tenant; an item takes $2 = the path id; a list
+ * conventions: $1 is always the tenant; an item takes $2 = the path id (an item
+ * without one, a computed answer, binds its own from $2); a list
  * takes $2 = limit, $3/$4 = the keyset position (NULL on the first page) and
  * its filters from $5, and answers one row (data, next k1, next k2[, parent
  * exists]). */
@@ -9,7 +10,7 @@
 
 #include "reader.h"
 
-#define RD_MAX_PARAMS 8
+#define RD_MAX_PARAMS 10
 
 /* Timestamps as RFC 3339 in UTC with Z, fraction only when not zero. */
 #define RD_RFC3339(x)                                                                        \
@@ -44,6 +45,7 @@ extern const RdRoute rd_routes_clients[];
 extern const RdRoute rd_routes_patients[];
 extern const RdRoute rd_routes_staff[];
 extern const RdRoute rd_routes_events[];
+extern const RdRoute rd_routes_scheduling[];
 /* routes_table.c: all of them, NULL-terminated. */
 extern const RdRoute *const rd_route_groups[];
 

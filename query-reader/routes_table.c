@@ -2,5 +2,6 @@
 #include "routes.h"
 
 const RdRoute *const rd_route_groups[] = {
-	rd_routes_clients, rd_routes_patients, rd_routes_staff, rd_routes_events, NULL,
+	rd_routes_clients, rd_routes_patients, rd_routes_staff, rd_routes_events,
+	rd_routes_scheduling, NULL,
 };

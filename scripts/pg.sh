@@ -77,6 +77,8 @@ REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 CREATE SCHEMA IF NOT EXISTS read AUTHORIZATION vetpms_projector;
 -- The projector may create fresh schemas for blue/green rebuilds.
 GRANT CREATE ON DATABASE vetpms TO vetpms_projector;
+-- REFRESH MATERIALIZED VIEW CONCURRENTLY diffs through a temporary table.
+GRANT TEMPORARY ON DATABASE vetpms TO vetpms_projector;
 GRANT USAGE ON SCHEMA read TO vetpms_reader, vetpms_analyst;
 ALTER DEFAULT PRIVILEGES FOR ROLE vetpms_projector IN SCHEMA read
   GRANT SELECT ON TABLES TO vetpms_reader, vetpms_analyst;

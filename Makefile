@@ -3,7 +3,8 @@
 #   make run|stop   the local stack (PostgreSQL, Kafka, the three daemons)
 #   make test       unit tests, then end-to-end tests on their own isolated stack
 #   make asan test  the same, built with AddressSanitizer + UBSan into build/asan/
-#   make bench      benchmarks (own isolated stack; never part of make test)
+#   make bench      benchmarks (own isolated stack; never part of make test;
+#                   BENCH_ARGS="--quick" or "--only commands", see docs/bench.md)
 
 CC      ?= cc
 PKGS    := rdkafka libpq libevent libevent_pthreads libcjson libsodium
@@ -42,7 +43,7 @@ UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 PYTEST := /usr/bin/python3 -m pytest
 
-.PHONY: all asan deps test unit e2e run stop demo bench clean format distclean
+.PHONY: all asan deps test unit e2e run stop demo bench bench-tools clean format distclean
 all: $(PROGS)
 # `make asan` alone builds the sanitized binaries; `make asan test` tests them.
 asan:
@@ -100,10 +101,20 @@ run:
 stop:
 	@scripts/stack.sh stop
 
+# Benchmark tools (bench/*.c, one program each) with the daemons' flags.
+BENCH_SRC  := $(wildcard bench/*.c)
+BENCH_BINS := $(BENCH_SRC:bench/%.c=$(BIN)/bench/%)
+$(BIN)/bench/%: bench/%.c $(COMMON_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_LIB) $(LIBS)
+
+bench-tools: $(BENCH_BINS)
+
+# BENCH_ARGS: --quick (smoke run), --only <scenario> (see docs/bench.md).
 bench:
 	@$(MAKE) --no-print-directory deps
-	@$(MAKE) --no-print-directory all
-	@bench/run.sh
+	@$(MAKE) --no-print-directory all bench-tools
+	@/usr/bin/python3 bench/run.py $(BENCH_ARGS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -34,6 +34,8 @@ static const VpConfigItem config_items[] = {
 		  "most events in one transaction (group commit)"),
 	VP_CF_STR("log-level", "VETPMS_LOG_LEVEL", &cfg.log_level, "info",
 		  "debug, info, warn, error"),
+	VP_CF_BOOL("dry-run", "VETPMS_WRITER_DRY_RUN", &cfg.dry_run, "false",
+		   "benchmarks only: decide and answer but append nothing to Kafka"),
 };
 #define N_CONFIG_ITEMS (sizeof(config_items) / sizeof(config_items[0]))
 
@@ -105,6 +107,9 @@ int main(int argc, char **argv)
 	}
 	vp_log_info(NULL, "listening", "http://%s:%d instance %ld of %ld", cfg.host,
 		    vp_service_port(&service), cfg.instance, cfg.instances);
+	if (cfg.dry_run)
+		vp_log_warn(NULL, "dry_run", "dry run: commands are decided and answered, "
+					     "but nothing is appended to the log");
 	if (vp_service_run(&service) == 0)
 		exit_code = wr_api_fatal(api) ? 3 : 0;
 	vp_log_info(NULL, "stopped", "exit code %d", exit_code);

@@ -27,6 +27,9 @@ typedef struct WrConfig {
 	char *jwt_audience;
 	long max_batch;
 	char *log_level;
+	/* Benchmarks only: decide and answer, append nothing. No transactional.id,
+	 * so a dry-run writer never fences the real one; answers carry offset -1. */
+	bool dry_run;
 } WrConfig;
 
 /* One event on its way to the log, with what is needed to answer for it. */

@@ -1,0 +1,321 @@
+/* Pre-fills a topic for the projection benchmark: N realistic envelopes of the
+ * types the projector applies (EVENTS.md), spread over T tenants, each tenant's
+ * history consistent (a patient's owner exists, a transfer names the current
+ * owner, seq counts each aggregate's versions). Key = tenant_id, headers type
+ * and v, partition = murmur2(key) like the writer. No transactions: a pre-fill
+ * does not need them, and read_committed consumers read plain records.
+ *   gen_events BROKERS TOPIC N_EVENTS TENANTS [SEED]
+ * Prints one JSON object: events, bytes, seconds, and the count of each type. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <librdkafka/rdkafka.h>
+
+#include "vp_time.h"
+#include "vp_uuid.h"
+
+typedef struct GenId {
+	char id[37];
+	int seq;
+	int owner; /* patients: index of the owning client */
+} GenId;
+
+typedef struct GenList {
+	GenId *items;
+	size_t n, cap;
+} GenList;
+
+typedef struct GenTenant {
+	char id[37];
+	int staff_made;
+	GenList clients, patients, staff;
+} GenTenant;
+
+enum { T_TENANT, T_STAFF, T_CLIENT, T_CONTACT, T_PATIENT, T_WEIGHT, T_ALLERGY, T_CONDITION,
+       T_TRANSFER, N_TYPES };
+static const char *const type_names[N_TYPES] = {
+	"TenantProvisioned", "StaffRegistered",	      "ClientRegistered",
+	"ClientContactUpdated", "PatientRegistered",   "WeightRecorded",
+	"AllergyAdded",	     "ChronicConditionAdded", "PatientTransferred"};
+static const char *const aggregates[N_TYPES] = {"tenant",  "staff",   "client",
+						"client",  "patient", "patient",
+						"patient", "patient", "patient"};
+
+static const char *const first_names[] = {"Jane", "John", "Maria", "Ahmed", "Li", "Olga",
+					  "Pierre", "Aisha", "Tom", "Sofia", "Kenji", "Ana"};
+static const char *const last_names[] = {"Smith", "Garcia", "Muller", "Rossi", "Nowak",
+					 "Dubois", "Jensen", "Silva", "Kowalski", "Brown",
+					 "Tanaka", "Okafor", "Novak", "Larsen"};
+static const char *const pet_names[] = {"Bella", "Max", "Luna", "Charlie", "Lucy", "Cooper",
+					"Daisy", "Rocky", "Milo", "Coco", "Bailey", "Nala"};
+static const char *const species[] = {"canine", "feline", "canine", "feline", "rabbit", "avian",
+				      "equine", "rodent"};
+static const char *const breeds[] = {"Labrador", "Siamese", "Beagle", "Maine Coon", "Mixed",
+				     "Poodle", "Persian", "Terrier"};
+static const char *const allergens[] = {"penicillin", "chicken", "flea saliva", "pollen",
+					"beef", "latex"};
+static const char *const conditions[] = {"diabetes mellitus", "chronic kidney disease",
+					 "osteoarthritis", "hypothyroidism", "atopic dermatitis"};
+static const char *const severities[] = {"mild", "moderate", "severe"};
+static const char *const roles[] = {"veterinarian", "veterinarian", "veterinarian", "nurse",
+				    "nurse", "receptionist"};
+#define PICK(a) (a[next_rand() % (sizeof(a) / sizeof(a[0]))])
+
+static unsigned long long rand_state = 88172645463325252ULL;
+
+static unsigned long long next_rand(void)
+{
+	rand_state ^= rand_state << 13;
+	rand_state ^= rand_state >> 7;
+	rand_state ^= rand_state << 17;
+	return rand_state;
+}
+
+static GenId *list_add(GenList *l)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		GenId *items = realloc(l->items, cap * sizeof(*items));
+		if (!items)
+			return NULL;
+		l->items = items;
+		l->cap = cap;
+	}
+	GenId *g = &l->items[l->n++];
+	VpUuid u;
+	vp_uuid_v7(&u);
+	vp_uuid_format(&u, g->id);
+	g->seq = 0;
+	g->owner = 0;
+	return g;
+}
+
+/* The type of the next event of tenant t: its provisioning and staff first,
+ * then a mix that follows a clinic's life (many weights, fewer allergies). */
+static int choose_type(const GenTenant *t)
+{
+	if (!t->id[0])
+		return T_TENANT;
+	if (t->staff_made < 6)
+		return T_STAFF;
+	unsigned r = (unsigned)(next_rand() % 100);
+	if (r < 18 || t->clients.n < 2)
+		return T_CLIENT;
+	if (r < 40 || t->patients.n == 0)
+		return T_PATIENT;
+	if (r < 72)
+		return T_WEIGHT;
+	if (r < 80)
+		return T_ALLERGY;
+	if (r < 86)
+		return T_CONDITION;
+	if (r < 94)
+		return T_CONTACT;
+	if (r < 97)
+		return T_TRANSFER;
+	return T_STAFF;
+}
+
+/* Writes data for one event of tenant t; target receives the aggregate. */
+static int make_data(GenTenant *t, int type, char *data, size_t cap, GenId **target,
+		     const char *at)
+{
+	char date[16];
+	snprintf(date, sizeof(date), "20%02d-%02d-%02d", 10 + (int)(next_rand() % 14),
+		 1 + (int)(next_rand() % 12), 1 + (int)(next_rand() % 28));
+	switch (type) {
+	case T_STAFF: {
+		*target = list_add(&t->staff);
+		const char *role = t->staff_made < 6 ? roles[t->staff_made] : "nurse";
+		t->staff_made++;
+		return snprintf(data, cap,
+				"{\"name\":\"Dr %s %s\",\"role\":\"%s\",\"email\":\"staff%zu@clinic.example\","
+				"\"license_number\":\"LIC-%06u\"}",
+				PICK(first_names), PICK(last_names), role, t->staff.n,
+				(unsigned)(next_rand() % 1000000));
+	}
+	case T_CLIENT:
+		*target = list_add(&t->clients);
+		return snprintf(data, cap,
+				"{\"first_name\":\"%s\",\"last_name\":\"%s\",\"email\":\"c%zu@mail.example\","
+				"\"phone\":\"+44 20 7946 %04u\",\"address\":\"%u High Street, London\"}",
+				PICK(first_names), PICK(last_names), t->clients.n,
+				(unsigned)(next_rand() % 10000), (unsigned)(next_rand() % 300));
+	case T_CONTACT:
+		*target = &t->clients.items[next_rand() % t->clients.n];
+		return snprintf(data, cap, "{\"phone\":\"+44 20 7946 %04u\"}",
+				(unsigned)(next_rand() % 10000));
+	case T_PATIENT: {
+		int owner = (int)(next_rand() % t->clients.n);
+		*target = list_add(&t->patients);
+		(*target)->owner = owner;
+		char chip[32] = "null";
+		if (next_rand() % 2)
+			snprintf(chip, sizeof(chip), "\"9560%011zu\"", t->patients.n);
+		return snprintf(data, cap,
+				"{\"client_id\":\"%s\",\"name\":\"%s\",\"species\":\"%s\",\"breed\":\"%s\","
+				"\"sex\":\"%s\",\"neutered\":%s,\"date_of_birth\":\"%s\",\"microchip\":%s,"
+				"\"color\":\"brown\",\"weight_g\":%u}",
+				t->clients.items[owner].id, PICK(pet_names), PICK(species),
+				PICK(breeds), next_rand() % 2 ? "male" : "female",
+				next_rand() % 2 ? "true" : "false", date, chip,
+				500 + (unsigned)(next_rand() % 40000));
+	}
+	case T_WEIGHT:
+		*target = &t->patients.items[next_rand() % t->patients.n];
+		return snprintf(data, cap, "{\"weight_g\":%u,\"measured_at\":\"%s\"}",
+				500 + (unsigned)(next_rand() % 40000), at);
+	case T_ALLERGY:
+		*target = &t->patients.items[next_rand() % t->patients.n];
+		return snprintf(data, cap,
+				"{\"allergen\":\"%s\",\"reaction\":\"hives and itching\",\"severity\":\"%s\"}",
+				PICK(allergens), PICK(severities));
+	case T_CONDITION:
+		*target = &t->patients.items[next_rand() % t->patients.n];
+		return snprintf(data, cap,
+				"{\"name\":\"%s\",\"diagnosed_on\":\"%s\",\"notes\":\"monitor every 6 months\"}",
+				PICK(conditions), date);
+	case T_TRANSFER: {
+		GenId *p = &t->patients.items[next_rand() % t->patients.n];
+		int to = (int)(next_rand() % t->clients.n);
+		if (to == p->owner)
+			to = (to + 1) % (int)t->clients.n;
+		int from = p->owner;
+		p->owner = to;
+		*target = p;
+		return snprintf(data, cap, "{\"from_client_id\":\"%s\",\"to_client_id\":\"%s\"}",
+				t->clients.items[from].id, t->clients.items[to].id);
+	}
+	}
+	return -1;
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	(void)rk;
+	long *failed = opaque;
+	if (m->err)
+		(*failed)++;
+}
+
+static rd_kafka_t *producer_new(const char *brokers, long *failed)
+{
+	char errstr[256];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	const char *settings[][2] = {
+		{"bootstrap.servers", brokers}, {"client.id", "vetpms-bench-gen-events"},
+		{"partitioner", "murmur2_random"}, {"linger.ms", "20"},
+		{"batch.num.messages", "10000"}, {"queue.buffering.max.messages", "1000000"},
+		{"queue.buffering.max.kbytes", "1048576"}, {"acks", "all"},
+	};
+	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
+		if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], errstr,
+				      sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+			fprintf(stderr, "gen_events: %s\n", errstr);
+			rd_kafka_conf_destroy(conf);
+			return NULL;
+		}
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	rd_kafka_conf_set_opaque(conf, failed);
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (!rk) {
+		fprintf(stderr, "gen_events: %s\n", errstr);
+		rd_kafka_conf_destroy(conf);
+	}
+	return rk;
+}
+
+static int produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const char *key, const char *type,
+		   const char *value, size_t len)
+{
+	for (;;) {
+		rd_kafka_resp_err_t err = rd_kafka_producev(
+			rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, strlen(key)),
+			RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+			RD_KAFKA_V_HEADER("type", type, -1), RD_KAFKA_V_HEADER("v", "1", 1),
+			RD_KAFKA_V_END);
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			return err ? -1 : 0;
+		rd_kafka_poll(rk, 100); /* backpressure: wait for deliveries */
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 5) {
+		fprintf(stderr, "usage: gen_events BROKERS TOPIC N_EVENTS TENANTS [SEED]\n");
+		return 2;
+	}
+	long n_events = atol(argv[3]), n_tenants = atol(argv[4]);
+	if (argc > 5)
+		rand_state ^= strtoull(argv[5], NULL, 10) * 0x9E3779B97F4A7C15ULL;
+	if (n_events < 1 || n_tenants < 1 || n_tenants > 100000) {
+		fprintf(stderr, "gen_events: bad arguments\n");
+		return 2;
+	}
+	long failed = 0, counts[N_TYPES] = {0};
+	size_t bytes = 0;
+	GenTenant *tenants = calloc((size_t)n_tenants, sizeof(*tenants));
+	rd_kafka_t *rk = producer_new(argv[1], &failed);
+	if (!tenants || !rk)
+		return 1;
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, argv[2], NULL);
+	int64_t started = vp_time_mono_us();
+	int64_t at_us = vp_time_now_us() - 365LL * 86400 * 1000000; /* a year of history */
+	static char data[2048], envelope[4096];
+	for (long i = 0; i < n_events; i++) {
+		GenTenant *t = &tenants[i % n_tenants];
+		int type = choose_type(t);
+		char at[40], event_id[37], command_id[37];
+		GenId *target = NULL;
+		VpUuid u;
+		at_us += 1000 + (int64_t)(next_rand() % 30000);
+		vp_time_format_rfc3339_us(at_us, at, sizeof(at));
+		if (type == T_TENANT) {
+			vp_uuid_v7(&u);
+			vp_uuid_format(&u, t->id);
+			snprintf(data, sizeof(data),
+				 "{\"name\":\"Clinic %ld\",\"timezone\":\"Europe/London\",\"currency\":\"GBP\"}",
+				 i);
+		} else if (make_data(t, type, data, sizeof(data), &target, at) < 0 || !target) {
+			fprintf(stderr, "gen_events: out of memory\n");
+			return 1;
+		}
+		int seq = target ? ++target->seq : 1;
+		vp_uuid_v7(&u);
+		vp_uuid_format(&u, event_id);
+		vp_uuid_v7(&u);
+		vp_uuid_format(&u, command_id);
+		int len = snprintf(envelope, sizeof(envelope),
+				   "{\"id\":\"%s\",\"type\":\"%s\",\"v\":1,\"tenant_id\":\"%s\","
+				   "\"aggregate\":\"%s\",\"aggregate_id\":\"%s\",\"seq\":%d,"
+				   "\"command_id\":\"%s\",\"actor\":\"bench-user\",\"at\":\"%s\","
+				   "\"data\":%s}",
+				   event_id, type_names[type], t->id, aggregates[type],
+				   target ? target->id : t->id, seq, command_id, at, data);
+		if (len < 0 || (size_t)len >= sizeof(envelope) ||
+		    produce(rk, rkt, t->id, type_names[type], envelope, (size_t)len) < 0) {
+			fprintf(stderr, "gen_events: cannot produce event %ld\n", i);
+			return 1;
+		}
+		counts[type]++;
+		bytes += (size_t)len;
+		rd_kafka_poll(rk, 0);
+	}
+	rd_kafka_flush(rk, 120000);
+	double seconds = (double)(vp_time_mono_us() - started) / 1e6;
+	printf("{\"events\":%ld,\"bytes\":%zu,\"seconds\":%.3f,\"failed\":%ld,\"types\":{", n_events,
+	       bytes, seconds, failed);
+	for (int k = 0; k < N_TYPES; k++)
+		printf("%s\"%s\":%ld", k ? "," : "", type_names[k], counts[k]);
+	printf("}}\n");
+	rd_kafka_topic_destroy(rkt);
+	rd_kafka_destroy(rk);
+	for (long k = 0; k < n_tenants; k++) {
+		free(tenants[k].clients.items);
+		free(tenants[k].patients.items);
+		free(tenants[k].staff.items);
+	}
+	free(tenants);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,721 @@
+#!/usr/bin/python3
+"""make bench: each scenario of docs/bench.md against its ceiling, on a private
+stack (Kafka + PostgreSQL on free ports in a temp folder, the e2e suite's
+tests/e2e/stack.py), then one table on stdout and var/bench/results.json.
+
+  bench/run.py                     every scenario (about 10 minutes)
+  bench/run.py --quick             a small smoke run of every scenario
+  bench/run.py --only queries      one scenario (commands, http, queries, lag,
+                                   projection; repeatable)
+
+CPU-seconds come from /proc/<pid>/stat (utime + stime, children reaped by the
+postmaster included) sampled before and after each run, per process; the load
+generator's own CPU is reported with the others so a reader can judge it."""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import psycopg
+import requests
+from confluent_kafka import Consumer, TopicPartition
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+from stack import BIN_DIR, Stack, free_port  # noqa: E402
+
+TOOLS = os.path.join(BIN_DIR, "bench")
+LUA = os.path.join(ROOT, "bench", "lua")
+TICK = os.sysconf("SC_CLK_TCK")
+SCENARIOS = ("commands", "http", "queries", "lag", "projection")
+# pgbench cannot bind a NULL parameter (it sends the text "NULL"); this stays a
+# parameter (same generic/custom plan choice as the reader's) that is NULL.
+NULL = "nullif(:none::text, '-')"
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# --- CPU accounting ----------------------------------------------------------
+def proc_cpu(pid, with_children=False):
+    """utime + stime (and reaped children's) of pid in seconds; 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if with_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / TICK
+
+
+def children_of(ppid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == ppid:
+                    out.append(int(d))
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+class Cpu:
+    """CPU seconds of named processes between start() and stop()."""
+
+    def __init__(self, bench, names):
+        self.bench, self.names = bench, names
+
+    def sample(self):
+        s = {}
+        for name in self.names:
+            if name == "postgres":
+                pm = self.bench.postmaster_pid()
+                s[name] = proc_cpu(pm, True) + sum(proc_cpu(c) for c in children_of(pm))
+            elif name == "kafka":
+                s[name] = proc_cpu(self.bench.kafka_pid())
+            else:
+                d = self.bench.daemons.get(name)
+                s[name] = proc_cpu(d.proc.pid) if d else 0.0
+        return s
+
+    def start(self):
+        self.before = self.sample()
+        return self
+
+    def stop(self):
+        after = self.sample()
+        return {k: after[k] - self.before[k] for k in self.names}
+
+
+def run_tool(args, env=None, timeout=900):
+    """Runs a load generator or ceiling; returns (stdout, its CPU seconds)."""
+    proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.time() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{args[0]} timed out")
+        time.sleep(0.05)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:3])}… exited {proc.returncode}: {err[-2000:]}")
+    return out, usage.ru_utime + usage.ru_stime
+
+
+def per_k(cpu, ops):
+    return {k: round(v / ops * 1000, 4) if ops else None for k, v in cpu.items()}
+
+
+# --- the bench ---------------------------------------------------------------
+class Bench:
+    def __init__(self, quick):
+        self.quick = quick
+        self.seconds = 4 if quick else 12
+        self.connections = 64
+        self.stack = Stack()
+        self.stack.env["VETPMS_LOG_LEVEL"] = "warn"  # no per-request log lines
+        self.daemons = {}
+        self.rows = []
+        self.facts = {}
+
+    # stack and daemons
+    def start(self):
+        t0 = time.time()
+        self.stack.start()
+        log(f"stack up in {time.time() - t0:.0f}s ({self.stack.dir})")
+
+    def stop(self):
+        self.stack.stop()
+
+    def postmaster_pid(self):
+        with open(os.path.join(self.stack.dir, "pg", "data", "postmaster.pid")) as f:
+            return int(f.readline())
+
+    def kafka_pid(self):
+        with open(os.path.join(self.stack.dir, "kafka", "kafka.pid")) as f:
+            return int(f.read().strip())
+
+    def daemon(self, key, name, args=(), env=None):
+        d = self.stack.start_daemon(name, port=free_port(), args=list(args), env=env)
+        d.wait_ready(180)
+        self.daemons[key] = d
+        return d
+
+    def drop(self, key):
+        d = self.daemons.pop(key, None)
+        if d:
+            d.terminate(60)
+
+    def post(self, daemon, path, body, token):
+        r = requests.post(daemon.url + path, json=body, timeout=30,
+                          headers={"Authorization": "Bearer " + token})
+        if r.status_code not in (200, 201):
+            raise RuntimeError(f"POST {path}: {r.status_code} {r.text}")
+        return r.json()
+
+    def sql(self, text, params=()):
+        with psycopg.connect(self.stack.superuser_dsn(), autocommit=True) as conn:
+            cur = conn.execute(text, params)
+            return cur.fetchall() if cur.description else None
+
+    def ids_file(self, name, ids):
+        path = os.path.join(self.stack.dir, f"{name}.ids")
+        with open(path, "w") as f:
+            f.write("\n".join(ids) + "\n")
+        return path
+
+    def wrk(self, url, script, env, threads=2, connections=None, seconds=None):
+        e = dict(os.environ)
+        e.update(env)
+        args = ["wrk", "-t", str(threads), "-c", str(connections or self.connections),
+                "-d", f"{seconds or self.seconds}s", "--latency", "-s",
+                os.path.join(LUA, script), url]
+        out, cpu = run_tool(args, env=e)
+        line = next(ln for ln in out.splitlines() if ln.startswith("BENCH_JSON "))
+        r = json.loads(line[len("BENCH_JSON "):])
+        r["rate"] = r["requests"] / (r["duration_us"] / 1e6)
+        r["errors"] = sum(v for k, v in r.items() if k.startswith("errors_"))
+        r["cpu"] = cpu
+        return r
+
+    def row(self, scenario, what, ours, ceiling, unit, p50=None, p99=None, cpu=None,
+            ceiling_name="", note=""):
+        ratio = round(ours / ceiling, 3) if ours is not None and ceiling else None
+        self.rows.append({
+            "scenario": scenario, "what": what, "ours": ours, "ceiling": ceiling,
+            "ceiling_name": ceiling_name, "unit": unit, "ratio": ratio,
+            "p50_ms": p50, "p99_ms": p99, "cpu_s_per_1k": cpu or {}, "note": note})
+        log(f"{scenario}/{what}: ours {ours} {unit}, ceiling {ceiling} ({ceiling_name}) "
+            f"ratio {ratio} {note}")
+
+    # --- fixtures shared by the scenarios ---------------------------------------
+    def setup_clinic(self):
+        """A tenant, a vet and clients, through the writer."""
+        if "tenant" in self.facts:
+            return
+        writer = self.daemons["writer"]
+        t = self.post(writer, "/v1/tenants", {"name": "Bench Vets", "timezone": "Europe/London",
+                                              "currency": "GBP"},
+                      self.stack.token("platform-admin"))
+        tid = t["id"]
+        token = self.stack.token(["admin", "vet", "reception"], tenant=tid, ttl=86400)
+        vet = self.post(writer, "/v1/staff", {"name": "Dr Bench", "role": "veterinarian"}, token)
+        clients = [self.post(writer, "/v1/clients",
+                             {"first_name": f"Client{i}", "last_name": name,
+                              "email": f"c{i}@bench.example"}, token)["id"]
+                   for i, name in enumerate(["Smith", "Garcia", "Muller", "Rossi", "Nowak"] * 20)]
+        self.facts.update(tenant=tid, token=token, vet=vet["id"], clients=clients,
+                          clients_file=self.ids_file("clients", clients),
+                          partition=int(t["position"].split(":")[0]))
+
+    def writer(self):
+        if "writer" not in self.daemons:
+            self.daemon("writer", "cmd-writer")
+        self.setup_clinic()
+        return self.daemons["writer"]
+
+    def metric(self, daemon, name):
+        m = re.search(rf"^{name} (\d+)", daemon.get("/metrics").text, re.M)
+        return int(m.group(1)) if m else 0
+
+    def record_size(self, partition, n=200):
+        """Mean value size of the last n records of a partition of the events topic."""
+        c = Consumer({"bootstrap.servers": self.stack.brokers, "group.id": "bench-size",
+                      "enable.auto.commit": False, "isolation.level": "read_committed"})
+        tp = TopicPartition("vetpms.events", partition)
+        lo, hi = c.get_watermark_offsets(tp, timeout=10)
+        c.assign([TopicPartition("vetpms.events", partition, max(lo, hi - n))])
+        sizes = []
+        while len(sizes) < n:
+            m = c.poll(2)
+            if m is None:
+                break
+            if not m.error() and m.value():
+                sizes.append(len(m.value()))
+        c.close()
+        return int(sum(sizes) / len(sizes)) if sizes else 600
+
+    # --- 1. commands -------------------------------------------------------------
+    def scenario_commands(self):
+        writer = self.writer()
+        f = self.facts
+        env = {"BENCH_TOKEN": f["token"], "BENCH_IDS": f["clients_file"]}
+        self.wrk(writer.url, "register_patient.lua", env, seconds=2)  # warm up
+        commits0 = self.metric(writer, "vetpms_writer_commits_total")
+        events0 = self.metric(writer, "vetpms_writer_events_appended_total")
+        cpu = Cpu(self, ["writer", "kafka", "postgres"]).start()
+        r = self.wrk(writer.url, "register_patient.lua", env)
+        used = cpu.stop()
+        used["loadgen(wrk)"] = r["cpu"]
+        commits = self.metric(writer, "vetpms_writer_commits_total") - commits0
+        events = self.metric(writer, "vetpms_writer_events_appended_total") - events0
+        per_txn = max(1, round(events / commits)) if commits else 1
+        size = self.record_size(f["partition"])
+        self.facts["max_command_rate"] = r["rate"]
+        # the ceiling: same settings, same records per transaction and size
+        self.stack.env["VETPMS_TOPIC"] = "bench.raw"
+        self.stack.env["VETPMS_DLQ_TOPIC"] = "bench.raw.dlq"
+        self.stack.vetctl("topics", "create", "--partitions", "6")
+        del self.stack.env["VETPMS_TOPIC"], self.stack.env["VETPMS_DLQ_TOPIC"]
+        kcpu = Cpu(self, ["kafka"]).start()
+        out, raw_cpu = run_tool([os.path.join(TOOLS, "raw_producer"), self.stack.brokers,
+                                 "bench.raw", str(f["partition"]), str(size), str(per_txn),
+                                 str(self.seconds)])
+        raw = json.loads(out)
+        kused = kcpu.stop()
+        self.facts["raw_producer"] = raw
+        self.row("commands", "RegisterPatient (HTTP, 64 conns)", round(r["rate"]), 
+                 round(raw["records_per_s"]), "commands/s", r["p50_us"] / 1000,
+                 r["p99_us"] / 1000, per_k(used, r["requests"]),
+                 "raw librdkafka txn loop",
+                 f"{per_txn} records/txn ({events} events in {commits} txns), {size} B values; "
+                 f"ceiling p50/p99 {raw['p50_ms']:.1f}/{raw['p99_ms']:.1f} ms per txn, "
+                 f"ceiling CPU/1k: raw_producer {raw_cpu / raw['records'] * 1000:.4f} s, "
+                 f"kafka {kused['kafka'] / raw['records'] * 1000:.4f} s; "
+                 f"non-2xx {r['errors']}")
+        self.scenario_appointments()
+
+    def scenario_appointments(self):
+        writer, f = self.daemons["writer"], self.facts
+        probe = requests.post(writer.url + "/v1/appointments", json={}, timeout=10,
+                              headers={"Authorization": "Bearer " + f["token"]})
+        if probe.status_code in (404, 405):
+            self.row("commands", "ScheduleAppointment (vet with many bookings)", None, None,
+                     "commands/s", note=f"not available: POST /v1/appointments answers "
+                     f"{probe.status_code} on this build")
+            return
+        patients = [self.post(writer, "/v1/patients",
+                              {"client_id": cid, "name": f"Appt{i}", "species": "canine",
+                               "sex": "male"}, f["token"])["id"]
+                    for i, cid in enumerate(f["clients"][:50])]
+        env = {"BENCH_TOKEN": f["token"], "BENCH_IDS": self.ids_file("appt_patients", patients),
+               "BENCH_VET": f["vet"], "BENCH_THREADS": "2",
+               "BENCH_SLOT_BASE": str(int(time.time()) // 86400 * 86400 + 2 * 86400)}
+        target = 2000 if self.quick else 100000
+        booked, t0 = 0, time.time()
+        while booked < target and time.time() - t0 < 240:  # the pre-fill, over HTTP
+            env["BENCH_SLOT_OFFSET"] = str(booked + 1000)
+            r = self.wrk(writer.url, "schedule_appointment.lua", env, seconds=5)
+            booked += r["requests"] - r["errors"]
+            if r["requests"] and r["errors"] == r["requests"]:
+                self.row("commands", "ScheduleAppointment (vet with many bookings)", None, None,
+                         "commands/s", note="every pre-fill request was refused")
+                return
+        log(f"pre-filled {booked} appointments for one vet in {time.time() - t0:.0f}s")
+        env["BENCH_SLOT_OFFSET"] = str(booked + 10 ** 6 + 1000)
+        cpu = Cpu(self, ["writer", "kafka"]).start()
+        r = self.wrk(writer.url, "schedule_appointment.lua", env)
+        used = cpu.stop()
+        used["loadgen(wrk)"] = r["cpu"]
+        raw = self.facts["raw_producer"]
+        self.row("commands", f"ScheduleAppointment (vet with {booked} bookings)",
+                 round(r["rate"]), round(raw["records_per_s"]), "commands/s",
+                 r["p50_us"] / 1000, r["p99_us"] / 1000, per_k(used, r["requests"]),
+                 "raw librdkafka txn loop", f"non-2xx {r['errors']}")
+
+    def fill_patients(self):
+        """Patients for the queries, and the writer's maximum for the lag run,
+        when the commands scenario does not run."""
+        f = self.facts
+        writer = self.writer()
+        r = self.wrk(writer.url, "register_patient.lua",
+                     {"BENCH_TOKEN": f["token"], "BENCH_IDS": f["clients_file"]})
+        f["max_command_rate"] = r["rate"]
+
+    # --- 2. HTTP overhead --------------------------------------------------------
+    def scenario_http(self):
+        self.writer()
+        f = self.facts
+        dry = self.daemon("writer-dry", "cmd-writer", ["--dry-run"])
+        env = {"BENCH_TOKEN": f["token"], "BENCH_IDS": f["clients_file"]}
+        self.wrk(dry.url, "register_patient.lua", env, seconds=2)
+        cpu = Cpu(self, ["writer-dry"]).start()
+        r = self.wrk(dry.url, "register_patient.lua", env)
+        used = cpu.stop()
+        used["loadgen(wrk)"] = r["cpu"]
+        self.drop("writer-dry")
+        hello = self.hello_run("register_patient.lua", env, threads=1)
+        self.row("http", "RegisterPatient, writer --dry-run", round(r["rate"]),
+                 round(hello["rate"]), "requests/s", r["p50_us"] / 1000, r["p99_us"] / 1000,
+                 per_k(used, r["requests"]), "libevent hello (1 loop)",
+                 f"hello p50/p99 {hello['p50_us'] / 1000:.2f}/{hello['p99_us'] / 1000:.2f} ms, "
+                 f"hello CPU/1k {hello['server_cpu'] / hello['requests'] * 1000:.4f} s; "
+                 f"non-2xx {r['errors']}")
+
+    def hello_run(self, script, env, threads):
+        port = free_port()
+        proc = subprocess.Popen([os.path.join(TOOLS, "hello_server"), str(port), str(threads),
+                                 "300"], stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(100):
+                try:
+                    requests.get(url, timeout=1)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.05)
+            before = proc_cpu(proc.pid)
+            r = self.wrk(url, script, env)
+            r["server_cpu"] = proc_cpu(proc.pid) - before
+            return r
+        finally:
+            proc.terminate()
+            proc.wait()
+
+    # --- 4. queries ---------------------------------------------------------------
+    def read_side(self):
+        """Projector and reader, caught up with the events topic."""
+        self.writer()
+        for key, name in (("projector", "projector"), ("reader", "query-reader")):
+            if key not in self.daemons:
+                self.daemon(key, name)
+        self.wait_caught_up("read", "vetpms.events")
+
+    def end_offsets(self, topic):
+        c = Consumer({"bootstrap.servers": self.stack.brokers, "group.id": "bench-watermarks"})
+        md = c.list_topics(topic, timeout=10).topics[topic]
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in md.partitions}
+        c.close()
+        return ends
+
+    def applied_offsets(self, schema, topic):
+        try:
+            rows = self.sql(f'SELECT partition, next_offset FROM "{schema}".projection_offsets '
+                            'WHERE topic = %s', (topic,))
+        except psycopg.errors.UndefinedTable:
+            return {}
+        return dict(rows)
+
+    def wait_caught_up(self, schema, topic, timeout=1200):
+        # Transaction markers take an offset each: caught up = the applied
+        # position is at or past the last data record (within one marker).
+        ends = self.end_offsets(topic)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            got = self.applied_offsets(schema, topic)
+            if all(got.get(p, 0) >= end - 1 for p, end in ends.items() if end > 0):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"projector not caught up with {topic} in {timeout}s")
+
+    def capture_sql(self, paths, auth):
+        """The reader's exact statements: PostgreSQL logs each execute with its
+        text while log_min_duration_statement is 0."""
+        self.sql("ALTER SYSTEM SET log_min_duration_statement = 0")
+        self.sql("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        reader = self.daemons["reader"]
+        for p in paths:
+            reader.get(p, headers=auth)
+        time.sleep(0.5)
+        self.sql("ALTER SYSTEM RESET log_min_duration_statement")
+        self.sql("SELECT pg_reload_conf()")
+        with open(os.path.join(self.stack.dir, "pg", "postgres.log"), errors="replace") as f:
+            text = f.read()
+        found = {}
+        for m in re.finditer(r"execute (rd_\w+): (.*)", text):
+            found[m.group(1)] = m.group(2)
+        return found
+
+    def pgbench(self, name, statement, subst, clients, extra_vars):
+        """pgbench running the reader's statement as the reader would: one
+        pipeline of set_config + the statement, prepared, same role (RLS)."""
+        text = re.sub(r"\$(\d+)", lambda m: subst[int(m.group(1))], statement)
+        # pgbench reads every ':name' as a variable, even inside a literal
+        # ('HH24:MI:SS'): spell such literals with Unicode escapes, same value.
+        text = re.sub(r"'(?:[^']|'')*'", lambda m: m.group(0) if ":" not in m.group(0) else
+                      "U&" + m.group(0).replace("\\", "\\\\").replace(":", "\\003A"),
+                      text)
+        script = os.path.join(self.stack.dir, f"{name}.pgbench")
+        with open(script, "w") as f:
+            f.write("\\set n random(1, :nids)\n\\startpipeline\n"
+                    "SELECT set_config('vetpms.tenant_id', :tid::text, true);\n"
+                    f"{text};\n\\endpipeline\n")
+        pw = self.stack.secret("pg_reader_password")
+        args = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
+                "-T", str(self.seconds), "-f", script,
+                "-h", "127.0.0.1", "-p", str(self.stack.ports["pg"]), "-U", "vetpms_reader",
+                "--log", f"--log-prefix={script}.log"]
+        for k, v in extra_vars.items():
+            args[1:1] = ["-D", f"{k}={v}"]
+        env = dict(os.environ, PGPASSWORD=pw)
+        pm = self.postmaster_pid()
+        before = proc_cpu(pm, True) + sum(proc_cpu(c) for c in children_of(pm))
+        out, cpu = run_tool(args + ["vetpms"], env=env)
+        pg_cpu = proc_cpu(pm, True) + sum(proc_cpu(c) for c in children_of(pm)) - before
+        tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
+        lat = []
+        for fn in os.listdir(self.stack.dir):
+            if fn.startswith(os.path.basename(script) + ".log"):
+                with open(os.path.join(self.stack.dir, fn)) as f:
+                    lat += [int(ln.split()[2]) for ln in f if ln.strip()]
+                os.unlink(os.path.join(self.stack.dir, fn))
+        lat.sort()
+        pct = (lambda p: lat[min(len(lat) - 1, len(lat) * p // 100)] / 1000) if lat else \
+            (lambda p: None)
+        return {"rate": tps, "p50_ms": pct(50), "p99_ms": pct(99), "cpu": cpu,
+                "pg_cpu": pg_cpu, "transactions": len(lat)}
+
+    def scenario_queries(self):
+        self.read_side()
+        self.sql("ANALYZE")  # fresh rows: both sides plan with statistics
+        f = self.facts
+        tid = f["tenant"]
+        ids = [r[0] for r in self.sql("SELECT id::text FROM read.patients WHERE tenant_id = %s "
+                                      "ORDER BY created_at DESC LIMIT 20000", (tid,))]
+        if len(ids) < 10:
+            raise RuntimeError("no patients to query: run the commands scenario first")
+        ids_file = self.ids_file("patients", ids)
+        # ids for pgbench: a tiny lookup table the reader role may read
+        self.sql("CREATE SCHEMA IF NOT EXISTS bench")
+        self.sql("DROP TABLE IF EXISTS bench.ids")
+        self.sql("CREATE TABLE bench.ids (n integer PRIMARY KEY, id uuid NOT NULL)")
+        with psycopg.connect(self.stack.superuser_dsn(), autocommit=True) as conn:
+            with conn.cursor().copy("COPY bench.ids (n, id) FROM STDIN") as cp:
+                for i, pid in enumerate(ids, 1):
+                    cp.write_row((i, pid))
+        self.sql("GRANT USAGE ON SCHEMA bench TO vetpms_reader")
+        self.sql("GRANT SELECT ON bench.ids TO vetpms_reader")
+        search = "bela"  # a typo of Bella: the trigram path
+        auth = {"Authorization": "Bearer " + f["token"]}
+        queries = {
+            "GET /v1/patients/{id}": ("get_by_id.lua", {"BENCH_IDS": ids_file},
+                                      f"/v1/patients/{ids[0]}", "rd_patient_get",
+                                      {1: ":tid",
+                                       2: "(SELECT id FROM bench.ids WHERE n = :n)"}),
+            f"GET /v1/patients?search={search}": (
+                "get_path.lua", {"BENCH_PATH": f"/v1/patients?search={search}"},
+                f"/v1/patients?search={search}", "rd_patients_list",
+                {1: ":tid", 2: ":lim", 3: NULL, 4: NULL, 5: ":q", 6: NULL, 7: NULL}),
+            "GET /v1/patients (list page)": (
+                "get_path.lua", {"BENCH_PATH": "/v1/patients?limit=50"},
+                "/v1/patients?limit=50", "rd_patients_list",
+                {1: ":tid", 2: ":lim", 3: NULL, 4: NULL, 5: NULL, 6: NULL, 7: NULL}),
+        }
+        statements = self.capture_sql([q[2] for q in queries.values()], auth)
+        reader = self.daemons["reader"]
+        pool = int(os.environ.get("VETPMS_READER_POOL_SIZE", "4")) * \
+            int(os.environ.get("VETPMS_READER_THREADS", "2"))
+        hello = None
+        for what, (script, extra, probe, stmt, subst) in queries.items():
+            env = {"BENCH_TOKEN": f["token"], **extra}
+            self.wrk(reader.url, script, env, seconds=2)
+            cpu = Cpu(self, ["reader", "postgres"]).start()
+            r = self.wrk(reader.url, script, env)
+            used = cpu.stop()
+            used["loadgen(wrk)"] = r["cpu"]
+            if stmt not in statements:
+                raise RuntimeError(f"statement {stmt} not found in the PostgreSQL log")
+            pg = self.pgbench(stmt, statements[stmt], {k: v for k, v in subst.items()}, pool,
+                              {"tid": tid, "nids": len(ids), "q": search, "lim": 50, "none": "-"})
+            if hello is None:
+                hello = self.hello_run("get_path.lua", {"BENCH_TOKEN": f["token"],
+                                                        "BENCH_PATH": "/v1/patients"}, 2)
+            self.row("queries", what, round(r["rate"]), round(pg["rate"]), "requests/s",
+                     r["p50_us"] / 1000, r["p99_us"] / 1000, per_k(used, r["requests"]),
+                     f"pgbench same SQL, {pool} conns",
+                     f"pgbench p50/p99 {pg['p50_ms']}/{pg['p99_ms']} ms, CPU/1k pgbench "
+                     f"{pg['cpu'] / max(1, pg['transactions']) * 1000:.4f} s, postgres "
+                     f"{pg['pg_cpu'] / max(1, pg['transactions']) * 1000:.4f} s; vs libevent "
+                     f"hello (2 loops) {round(hello['rate'])}/s = "
+                     f"{r['rate'] / hello['rate']:.3f}; non-2xx {r['errors']}")
+
+    # --- 5. lag --------------------------------------------------------------------
+    def scenario_lag(self):
+        self.read_side()
+        f = self.facts
+        half = max(1, int(f["max_command_rate"] / 2))
+        for rate in (1000, half):
+            cpu = Cpu(self, ["writer", "projector", "reader", "postgres", "kafka"]).start()
+            out, gen_cpu = run_tool([
+                os.path.join(TOOLS, "lag_probe"), str(self.daemons["writer"].port),
+                str(self.daemons["reader"].port), f["token"], f["clients"][0], str(rate),
+                str(self.seconds), str(max(1, rate // 50)), "3"])
+            used = cpu.stop()
+            used["loadgen(lag_probe)"] = gen_cpu
+            r = json.loads(out)
+            label = "1,000/s" if rate == 1000 else f"{rate}/s (50% of max)"
+            self.row("lag", f"ack → visible in reader at {label}", round(r["rate"]), rate,
+                     "commands/s", r["lag_p50_ms"], r["lag_p99_ms"],
+                     per_k(used, max(1, r["acked"])), "target rate",
+                     f"lag max {r['lag_max_ms']} ms over {r['probes_seen']} probes "
+                     f"(of {r['probes']}, polled every 3 ms); ack p50/p99 "
+                     f"{r['ack_p50_ms']}/{r['ack_p99_ms']} ms; errors {r['errors']}")
+
+    # --- 3. projection ---------------------------------------------------------------
+    def scenario_projection(self):
+        for key in ("writer", "projector", "reader"):
+            self.drop(key)  # the box has two cores: nothing else runs
+        n = 50000 if self.quick else 1000000
+        topic, schema = "bench.projection", "bench_proj"
+        env = dict(self.stack.env, VETPMS_TOPIC=topic, VETPMS_DLQ_TOPIC=topic + ".dlq")
+        self.stack.env, saved = env, self.stack.env
+        self.stack.vetctl("topics", "create", "--partitions", "6")
+        self.stack.env = saved
+        out, gen_cpu = run_tool([os.path.join(TOOLS, "gen_events"), self.stack.brokers, topic,
+                                 str(n), "20"])
+        gen = json.loads(out)
+        log(f"generated {n} events in {gen['seconds']:.1f}s: {gen['types']}")
+        penv = {"VETPMS_TOPIC": topic, "VETPMS_DLQ_TOPIC": topic + ".dlq",
+                "VETPMS_READ_SCHEMA": schema, "VETPMS_PROJECTOR_GROUP": "bench-projection"}
+        t0 = time.time()
+        d = self.stack.start_daemon("projector", port=free_port(), env=penv)
+        self.daemons["projector-bench"] = d
+        cpu = Cpu(self, ["projector-bench", "postgres", "kafka"]).start()
+        self.wait_caught_up(schema, topic)
+        took = time.time() - t0
+        used = cpu.stop()
+        dead = self.sql(f"SELECT count(*) FROM {schema}.dead_letters")[0][0]
+        self.drop("projector-bench")
+        tables = ["tenants", "staff", "clients", "patients", "weights", "allergies",
+                  "conditions", "event_log"]
+        rows = {t: self.sql(f"SELECT count(*) FROM {schema}.{t}")[0][0] for t in tables}
+        copy_s, copy_pg = self.copy_ceiling(schema, tables)
+        self.row("projection", f"{n} mixed events, offset 0 → caught up (= rebuild)",
+                 round(n / took), round(n / copy_s), "events/s", None, None,
+                 per_k(used, n), "COPY of the final rows, same tables + indexes",
+                 f"projector {took:.1f}s vs COPY {copy_s:.1f}s (postgres CPU/1k under COPY "
+                 f"{copy_pg / n * 1000:.4f} s); dead letters {dead}; rows {rows}; "
+                 f"gen_events {gen['seconds']:.1f}s, {gen['bytes'] // n} B/event")
+        self.facts["projection"] = {"events": n, "seconds": took, "copy_seconds": copy_s,
+                                    "rows": rows, "types": gen["types"]}
+        # the writer's side of a rebuild: its write model from the same log
+        t0 = time.time()
+        w = self.stack.start_daemon("cmd-writer", port=free_port(), args=["--dry-run"],
+                                    env={"VETPMS_TOPIC": topic, "VETPMS_LOG_LEVEL": "info"})
+        w.wait_ready(600)
+        took = time.time() - t0
+        ms = next((re.search(r"rebuilt in (\d+) ms", ln).group(1) for ln in w.log_lines()
+                   if "write_model_ready" in ln), None)
+        w.terminate(60)
+        self.row("projection", f"cmd-writer write model rebuilt from the {n} events",
+                 round(n / took), None, "events/s", None, None, None, "",
+                 f"write_model_ready after {ms} ms (process start to ready {took:.1f}s)")
+
+    def copy_ceiling(self, schema, tables):
+        """COPY the projected rows out, then time COPY into a fresh schema made
+        by the same migrations (a projector run on an empty topic)."""
+        empty = "bench.empty"
+        env = dict(self.stack.env, VETPMS_TOPIC=empty, VETPMS_DLQ_TOPIC=empty + ".dlq")
+        self.stack.env, saved = env, self.stack.env
+        self.stack.vetctl("topics", "create", "--partitions", "6")
+        self.stack.env = saved
+        d = self.stack.start_daemon("projector", port=free_port(), env={
+            "VETPMS_TOPIC": empty, "VETPMS_DLQ_TOPIC": empty + ".dlq",
+            "VETPMS_READ_SCHEMA": "bench_copy", "VETPMS_PROJECTOR_GROUP": "bench-copy"})
+        d.wait_ready(120)
+        d.terminate(60)
+        files = {}
+        with psycopg.connect(self.stack.superuser_dsn(), autocommit=True) as conn:
+            for t in tables:
+                path = os.path.join(self.stack.dir, f"copy_{t}.bin")
+                with open(path, "wb") as out, conn.cursor().copy(
+                        f"COPY {schema}.{t} TO STDOUT (FORMAT binary)") as cp:
+                    for block in cp:
+                        out.write(block)
+                files[t] = path
+        pm = self.postmaster_pid()
+        before = proc_cpu(pm, True) + sum(proc_cpu(c) for c in children_of(pm))
+        t0 = time.time()
+        with psycopg.connect(self.stack.dsn("projector")) as conn:
+            with conn.transaction():
+                for t in tables:
+                    with open(files[t], "rb") as src, conn.cursor().copy(
+                            f"COPY bench_copy.{t} FROM STDIN (FORMAT binary)") as cp:
+                        while block := src.read(1 << 20):
+                            cp.write(block)
+        took = time.time() - t0
+        pg = proc_cpu(pm, True) + sum(proc_cpu(c) for c in children_of(pm)) - before
+        for path in files.values():
+            os.unlink(path)
+        return took, pg
+
+
+# --- output ------------------------------------------------------------------------
+def fmt(v, nd=1):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def print_table(rows, out=sys.stdout):
+    head = ["scenario", "what", "ours", "ceiling", "unit", "ratio", "p50 ms", "p99 ms",
+            "CPU-s per 1k ops (ours)"]
+    lines = []
+    for r in rows:
+        cpu = ", ".join(f"{k} {v:.3f}" for k, v in r["cpu_s_per_1k"].items() if v is not None)
+        lines.append([r["scenario"], r["what"], fmt(r["ours"]),
+                      f"{fmt(r['ceiling'])}" + (f" ({r['ceiling_name']})" if r["ceiling_name"]
+                                                else ""),
+                      r["unit"], fmt(r["ratio"], 3), fmt(r["p50_ms"], 2), fmt(r["p99_ms"], 2),
+                      cpu])
+    widths = [max(len(h), *(len(ln[i]) for ln in lines)) if lines else len(h)
+              for i, h in enumerate(head)]
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |", file=out)
+    print(sep, file=out)
+    for ln in lines:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(ln, widths)) + " |", file=out)
+    notes = [f"- {r['scenario']}/{r['what']}: {r['note']}" for r in rows if r["note"]]
+    if notes:
+        print("\nnotes:", file=out)
+        print("\n".join(notes), file=out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small smoke run (about 3 minutes)")
+    ap.add_argument("--only", action="append", choices=SCENARIOS,
+                    help="run only this scenario (repeatable)")
+    ap.add_argument("--out", default=os.path.join(ROOT, "var", "bench", "results.json"))
+    args = ap.parse_args()
+    chosen = [s for s in SCENARIOS if not args.only or s in args.only]
+    started = time.time()
+    bench = Bench(args.quick)
+    try:
+        bench.start()
+        if {"queries", "lag"} & set(chosen) and "commands" not in chosen:
+            bench.fill_patients()  # both need patients and a measured maximum
+        for s in chosen:
+            log(f"--- {s}")
+            getattr(bench, f"scenario_{s}")()
+    finally:
+        bench.stop()
+    took = time.time() - started
+    result = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+              "seconds": round(took, 1), "quick": args.quick, "scenarios": chosen,
+              "cpus": os.cpu_count(), "rows": bench.rows,
+              "facts": {k: v for k, v in bench.facts.items()
+                        if k not in ("token", "clients")}}
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print()
+    print_table(bench.rows)
+    print(f"\nmake bench: {len(chosen)} scenarios in {took:.0f}s; results in "
+          f"{os.path.relpath(args.out, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -48,13 +48,14 @@ int pj_rebuild_reset(PGconn *conn, const char *next_schema, char *why, size_t wh
 			  params, why, why_cap);
 }
 
-/* Every table and materialized view of the live schema, offsets last. */
+/* Every table of the live schema, offsets last (LOCK TABLE refuses
+ * materialized views; the DROP takes theirs, within lock_timeout). */
 static const char lock_live[] =
 	"SELECT 'SET LOCAL lock_timeout = ''2s''; LOCK TABLE ' ||"
 	" string_agg(format('%I.%I', n.nspname, c.relname), ', '"
 	"  ORDER BY c.relname = 'projection_offsets', c.relname) || ' IN ACCESS EXCLUSIVE MODE'"
 	" FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-	" WHERE n.nspname = $1 AND c.relkind IN ('r', 'm', 'p')";
+	" WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')";
 
 /* Partitions the live schema has applied further than the fresh one. */
 static const char behind[] =
@@ -162,7 +163,7 @@ static int count_behind(PGconn *conn, const char *const *params, char *why, size
 	return n;
 }
 
-/* Takes the live schema's locks; 0 when busy (lock timeout). */
+/* Takes the live schema's locks; -1 when busy (lock timeout) or failed. */
 static int lock_live_schema(PjRebuild *rb, int64_t now, char *why, size_t why_cap)
 {
 	if (!rb->conn) {
@@ -173,11 +174,11 @@ static int lock_live_schema(PjRebuild *rb, int64_t now, char *why, size_t why_ca
 	if (vp_pg_exec(rb->conn, "BEGIN", 0, NULL, NULL, why, why_cap) < 0 ||
 	    exec_built(rb->conn, lock_live, 1, rb->params, why, why_cap) < 0) {
 		release(rb, now);
-		return 0;
+		return -1;
 	}
 	rb->locked = true;
 	rb->locked_at = now;
-	return 1;
+	return 0;
 }
 
 int pj_rebuild_step(PjRebuild *rb, int64_t lag, char *why, size_t why_cap)
@@ -186,9 +187,8 @@ int pj_rebuild_step(PjRebuild *rb, int64_t lag, char *why, size_t why_cap)
 	if (!rb->locked) {
 		if (lag < 0 || lag > LOCK_AT_LAG || now < rb->next_try)
 			return 0;
-		int rc = lock_live_schema(rb, now, why, why_cap);
-		if (rc <= 0)
-			return rc;
+		if (lock_live_schema(rb, now, why, why_cap) < 0)
+			return -1;
 	}
 	int n_behind = count_behind(rb->conn, rb->params, why, why_cap);
 	if (n_behind < 0) {

@@ -137,8 +137,8 @@ def test_rebuild_swaps_in_a_fresh_schema_without_stopping_anything(stack, live):
     with psycopg.connect(stack.superuser_dsn(), autocommit=True) as su:
         ids = [r[0] for r in su.execute("SELECT event_id::text FROM read.event_log WHERE tenant_id = %s",
                                         (tid,)).fetchall()]
-        schemas = {r[0] for r in su.execute("SELECT nspname FROM pg_namespace"
-                                            " WHERE nspname LIKE 'read%%'").fetchall()}
+        schemas = {r[0] for r in su.execute("SELECT nspname FROM pg_namespace WHERE nspname"
+                                            " IN ('read', 'read_next', 'read_retired')").fetchall()}
     assert sorted(ids) == sorted(e["id"] for e in logged)
     assert schemas == {"read"}
 

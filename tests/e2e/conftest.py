@@ -1,14 +1,13 @@
 """pytest fixtures: one isolated stack (PostgreSQL + Kafka) per test session,
 always torn down, even when a test fails or the session is interrupted."""
 
-import atexit
 import os
 import sys
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import Stack  # noqa: E402
+from stack import running_stack  # noqa: E402
 
 
 TIMINGS = {}
@@ -23,13 +22,6 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(scope="session")
 def stack():
-    s = Stack()
-    atexit.register(s.stop)  # also on KeyboardInterrupt
-    try:
-        s.start()
+    with running_stack() as s:
         TIMINGS["kafka_ready_s"] = s.kafka_ready_seconds
         yield s
-    finally:
-        reports = s.stop()
-        atexit.unregister(s.stop)
-    assert not reports, "sanitizer reports in daemon logs:\n" + "\n".join(reports)

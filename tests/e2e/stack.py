@@ -3,6 +3,7 @@ ports, a private PostgreSQL cluster and a real Kafka broker started through the
 project's own scripts, plus helpers to start, signal and stop the daemons.
 Nothing here touches the `make run` stack (var/, ports 8080-8082)."""
 
+import atexit
 import base64
 import json
 import os
@@ -14,6 +15,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 
 import requests
 
@@ -194,6 +196,31 @@ class Stack:
         if tenant:
             args += ["--tenant", tenant]
         return self.vetctl(*args).stdout.strip()
+
+
+@contextmanager
+def running_stack():
+    """A started Stack, stopped on the way out; fails when a daemon's log holds
+    a sanitizer report."""
+    s = Stack()
+    atexit.register(s.stop)  # also on KeyboardInterrupt
+    try:
+        s.start()
+        yield s
+    finally:
+        reports = s.stop()
+        atexit.unregister(s.stop)
+    assert not reports, "sanitizer reports in daemon logs:\n" + "\n".join(reports)
+
+
+def wait_for(predicate, timeout=30, interval=0.05, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def new_tenant_id():

@@ -15,17 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
 import events as ev
-from stack import free_port
-
-
-def wait_for(predicate, timeout=30, interval=0.05, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+from stack import free_port, wait_for
 
 
 def query(stack, text, params=()):

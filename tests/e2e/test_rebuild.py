@@ -14,7 +14,7 @@ import pytest
 import requests
 
 import kafka_log
-from stack import Stack, free_port
+from stack import free_port, running_stack
 
 
 @pytest.fixture(scope="module")
@@ -22,23 +22,8 @@ def stack():
     """A stack of its own: the swap replaces schema `read` of the whole
     database, which the other modules' fixtures (rows inserted by hand, their
     positions) must not see change under them."""
-    s = Stack()
-    try:
-        s.start()
+    with running_stack() as s:
         yield s
-    finally:
-        reports = s.stop()
-    assert not reports, "sanitizer reports in daemon logs:\n" + "\n".join(reports)
-
-
-def wait_for(predicate, timeout=30, interval=0.1, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")

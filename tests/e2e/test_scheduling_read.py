@@ -17,20 +17,10 @@ import pytest
 import requests
 
 import events as ev
-from stack import free_port
+from stack import free_port, wait_for
 
 REFRESH_MS = 400
 LONDON = "Europe/London"
-
-
-def wait_for(predicate, timeout=30, interval=0.05, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def query(stack, text, params=()):

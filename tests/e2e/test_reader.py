@@ -374,6 +374,17 @@ def test_rls_is_active_for_the_reader_role(stack, reader):
         assert conn.execute("SELECT count(*) FROM read.clients").fetchone()[0] == 0
 
 
+def test_dead_letters_are_not_readable_by_tenant_roles(stack, reader):
+    """Dead letters hold raw payloads of every tenant: neither the reader
+    nor an analyst may read them, whatever tenant they set."""
+    for role in ("reader", "analyst"):
+        with psycopg.connect(stack.dsn(role), autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT count(*) FROM read.dead_letters")
+            # positions stay readable: the reader waits on them
+            conn.execute("SELECT count(*) FROM read.projection_offsets")
+
+
 def test_page_functions_keep_tenant_isolation(stack, reader):
     """The list pages come from SECURITY DEFINER functions (they bypass RLS so
     the trigram index can be used): they must filter by the transaction's

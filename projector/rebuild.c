@@ -98,6 +98,12 @@ static const char notify_positions[] =
 	"SELECT format('SELECT pg_notify(%L, partition || '':'' || next_offset)"
 	" FROM %I.projection_offsets WHERE topic = %L', $3::text, $1::text, $2::text)";
 
+/* Sessions that prepared statements against the old schema must start anew:
+ * a statement calling a dropped function keeps failing ("cache lookup
+ * failed for function"), re-analysis does not save it. The reader renews its
+ * pool on this payload (RD_SCHEMA_SWAPPED). */
+static const char notify_swapped[] = "SELECT pg_notify($1, 'schema-swapped')";
+
 #define CATCH_UP_US   (10 * VP_US_PER_SEC)
 #define RETRY_US      VP_US_PER_SEC
 #define LOCK_AT_LAG   1000 /* events left to fetch when the lock is worth taking */
@@ -207,6 +213,7 @@ int pj_rebuild_step(PjRebuild *rb, int64_t lag, char *why, size_t why_cap)
 	if (exec_built(rb->conn, copy_grants, 2, rb->params, why, why_cap) < 0 ||
 	    exec_built(rb->conn, rename_and_drop, 2, rb->params, why, why_cap) < 0 ||
 	    exec_built(rb->conn, notify_positions, 3, rb->notify, why, why_cap) < 0 ||
+	    vp_pg_exec(rb->conn, notify_swapped, 1, &rb->notify[2], NULL, why, why_cap) < 0 ||
 	    vp_pg_exec(rb->conn, "COMMIT", 0, NULL, NULL, why, why_cap) < 0) {
 		release(rb, now);
 		return -1;

@@ -36,9 +36,14 @@ typedef struct Projector {
 	bool migrated;
 	bool need_reseek; /* positions unknown (PostgreSQL lost): drop what is polled */
 	char channel[96];
+	char live_channel[96]; /* rebuild: where the reader listens */
 	bool owned[PJ_MAX_PARTITIONS];
 	int64_t committed_next[PJ_MAX_PARTITIONS]; /* stored next_offset or PJ_NO_OFFSET */
 	int64_t fetch_next[PJ_MAX_PARTITIONS];	   /* lowest offset still to batch */
+	/* fetched up to the end of the partition (its last record may be
+	 * followed by transaction markers, so offsets alone cannot tell) */
+	bool at_end[PJ_MAX_PARTITIONS];
+	PjRebuild *rebuild; /* `projector rebuild` only */
 	rd_kafka_message_t **batch;
 	int batch_len;
 } Projector;
@@ -67,6 +72,15 @@ static void register_metrics(void)
 				      "Records between the stored positions and the high watermarks");
 	batch_seconds = vp_metrics_histogram("vetpms_projector_batch_duration_seconds", NULL,
 					     "Time to apply and commit one batch");
+}
+
+/* NOTIFY channel of a schema's progress: the reader listens on the live one. */
+static void progress_channel(const char *schema, char *out, size_t cap)
+{
+	if (!strcmp(schema, "read"))
+		snprintf(out, cap, "vetpms_progress");
+	else
+		snprintf(out, cap, "vetpms_progress_%s", schema);
 }
 
 static void drop_batch(Projector *p)
@@ -111,6 +125,12 @@ static int ensure_pg(Projector *p)
 	p->conn = vp_pg_connect(p->cfg->dsn, "vetpms-projector", why, sizeof(why));
 	if (!p->conn) {
 		vp_log_warn(NULL, "pg_connect", "%s", why);
+		return -1;
+	}
+	if (!p->migrated && p->cfg->swap_into &&
+	    pj_rebuild_reset(p->conn, p->cfg->schema, why, sizeof(why)) < 0) {
+		vp_log_error(NULL, "rebuild", "cannot reset schema %s: %s", p->cfg->schema, why);
+		lose_pg(p);
 		return -1;
 	}
 	if (!p->migrated) {
@@ -158,6 +178,7 @@ static int load_positions(Projector *p, rd_kafka_topic_partition_list_t *parts)
 		tp->offset = next == PJ_NO_OFFSET ? RD_KAFKA_OFFSET_BEGINNING : next;
 		p->committed_next[tp->partition] = next;
 		p->fetch_next[tp->partition] = next == PJ_NO_OFFSET ? 0 : next;
+		p->at_end[tp->partition] = false;
 	}
 	return 0;
 }
@@ -467,19 +488,44 @@ static BatchOutcome run_batch(Projector *p, int *n_applied, int *n_dead, char *w
 	return BATCH_COMMITTED;
 }
 
-static void update_lag(Projector *p)
+/* Events in the owned partitions not applied yet, as far as the last fetch
+ * knows; -1 while no partition is owned. */
+static int64_t current_lag(Projector *p)
 {
 	int64_t lag = 0;
+	bool any = false;
 	for (int part = 0; part < PJ_MAX_PARTITIONS; part++) {
 		int64_t low = 0, high = 0;
 		if (!p->owned[part] ||
 		    rd_kafka_get_watermark_offsets(p->consumer, p->cfg->topic, part, &low, &high))
 			continue;
 		int64_t next = p->committed_next[part] == PJ_NO_OFFSET ? low : p->committed_next[part];
-		if (high > next)
+		any = true;
+		if (high > next && !(p->at_end[part] && next == p->fetch_next[part]))
 			lag += high - next;
 	}
-	vp_metric_set(lag_events, lag);
+	return any ? lag : -1;
+}
+
+static void update_lag(Projector *p)
+{
+	int64_t lag = current_lag(p);
+	vp_metric_set(lag_events, lag < 0 ? 0 : lag);
+}
+
+/* Rebuild only: one step towards the swap (rebuild.c). True once swapped. */
+static bool swapped_in(Projector *p)
+{
+	char why[1024];
+	if (!p->rebuild || !p->conn || p->need_reseek)
+		return false;
+	int rc = pj_rebuild_step(p->rebuild, current_lag(p), why, sizeof(why));
+	if (rc < 0)
+		vp_log_warn(NULL, "rebuild", "swap not done, will retry: %s", why);
+	else if (rc == 1)
+		vp_log_info(NULL, "rebuild", "schema %s is live as %s", p->cfg->schema,
+			    p->cfg->swap_into);
+	return rc == 1;
 }
 
 /* Applies the pending batch; on failure rolls back and forgets the connection,
@@ -550,6 +596,7 @@ static rd_kafka_t *consumer_new(Projector *p, char *why, size_t why_cap)
 	if (!conf)
 		return NULL;
 	if (vp_kafka_conf_set(conf, "enable.auto.offset.store", "false", why, why_cap) < 0 ||
+	    vp_kafka_conf_set(conf, "enable.partition.eof", "true", why, why_cap) < 0 ||
 	    vp_kafka_conf_set(conf, "auto.offset.reset", "earliest", why, why_cap) < 0) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
@@ -573,16 +620,21 @@ static void collect(Projector *p, volatile sig_atomic_t *stop)
 		rd_kafka_message_t *msg = rd_kafka_consumer_poll(p->consumer, (int)left_ms);
 		if (!msg)
 			continue;
+		int part = msg->partition;
+		bool known = part >= 0 && part < PJ_MAX_PARTITIONS;
 		if (msg->err) {
-			if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && known)
+				p->at_end[part] = true;
+			else if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 				vp_log_warn(NULL, "consume", "%s", rd_kafka_message_errstr(msg));
 			rd_kafka_message_destroy(msg);
 			continue;
 		}
-		int part = msg->partition;
+		if (known)
+			p->at_end[part] = false;
 		/* Stale fetches (before a re-seek) and partitions no longer ours are
 		 * dropped; they come again from the stored position. */
-		if (p->need_reseek || part < 0 || part >= PJ_MAX_PARTITIONS || !p->owned[part] ||
+		if (p->need_reseek || !known || !p->owned[part] ||
 		    msg->offset < p->fetch_next[part]) {
 			rd_kafka_message_destroy(msg);
 			continue;
@@ -608,10 +660,16 @@ int pj_consumer_run(const PjConfig *cfg, volatile sig_atomic_t *stop, const PjSt
 		vp_log_error(NULL, "startup", "out of memory");
 		goto done;
 	}
-	if (!strcmp(cfg->schema, "read"))
-		snprintf(p->channel, sizeof(p->channel), "vetpms_progress");
-	else
-		snprintf(p->channel, sizeof(p->channel), "vetpms_progress_%s", cfg->schema);
+	progress_channel(cfg->schema, p->channel, sizeof(p->channel));
+	if (cfg->swap_into) {
+		progress_channel(cfg->swap_into, p->live_channel, sizeof(p->live_channel));
+		p->rebuild = pj_rebuild_new(cfg->dsn, cfg->swap_into, cfg->schema, cfg->topic,
+					    p->live_channel);
+		if (!p->rebuild) {
+			vp_log_error(NULL, "startup", "out of memory");
+			goto done;
+		}
+	}
 	register_metrics();
 	p->dead_letters = pj_deadletter_new(cfg->brokers, cfg->kafka_props, cfg->dlq_topic, why,
 					    sizeof(why));
@@ -668,6 +726,10 @@ int pj_consumer_run(const PjConfig *cfg, volatile sig_atomic_t *stop, const PjSt
 		collect(p, stop);
 		if (flush_batch(p) < 0)
 			usleep(200000);
+		else if (swapped_in(p)) {
+			rc = 1;
+			goto done;
+		}
 	}
 	flush_batch(p);
 	rc = 0;
@@ -679,6 +741,7 @@ done:
 		rd_kafka_destroy(p->consumer);
 	}
 	pj_deadletter_free(p->dead_letters);
+	pj_rebuild_free(p->rebuild);
 	if (p->conn)
 		PQfinish(p->conn);
 	free(p->batch);

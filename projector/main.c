@@ -1,6 +1,8 @@
 /* projector entry point: configuration, PostgreSQL connection and migrations,
  * and the health/metrics HTTP service on a side thread. The main thread runs the
- * consume loop (consumer.c) until SIGTERM. */
+ * consume loop (consumer.c) until SIGTERM, or with `rebuild`, until the fresh
+ * schema it built is swapped in (rebuild.c). Exit codes: 0 clean stop or
+ * swapped, 1 fatal error, 2 bad options, 4 a rebuild stopped before its swap. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -104,14 +106,42 @@ static int load_config(int argc, char **argv)
 {
 	char why[512];
 	int rc = vp_config_load(config_items, N_CONFIG_ITEMS, argc, argv,
-				"usage: projector [options]", NULL, why, sizeof(why));
+				"usage: projector [rebuild] [options]", NULL, why, sizeof(why));
 	if (rc < 0)
 		fprintf(stderr, "projector: %s\n", why);
 	return rc;
 }
 
+/* `projector rebuild [options]`: project into <schema>_next under a consumer
+ * group of its own, then swap it with <schema> (rebuild.c). The names are
+ * made here, after the options; vp_config_free frees them like the options. */
+static int setup_rebuild(char *live_schema, size_t cap)
+{
+	char next[64], group[256];
+	if (strlen(cfg.schema) + sizeof("_retired") > sizeof(next) ||
+	    snprintf(live_schema, cap, "%s", cfg.schema) >= (int)cap) {
+		fprintf(stderr, "projector: schema name %s too long to rebuild\n", cfg.schema);
+		return -1;
+	}
+	snprintf(next, sizeof(next), "%s_next", cfg.schema);
+	snprintf(group, sizeof(group), "%s-rebuild", cfg.group);
+	char *next_copy = strdup(next), *group_copy = strdup(group);
+	if (!next_copy || !group_copy) {
+		free(next_copy);
+		free(group_copy);
+		return -1;
+	}
+	free(cfg.schema);
+	free(cfg.group);
+	cfg.schema = next_copy;
+	cfg.group = group_copy;
+	cfg.swap_into = live_schema;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	static char live_schema[64];
 	VpService service = {0};
 	pthread_t http_thread;
 	bool http_started = false;
@@ -119,9 +149,19 @@ int main(int argc, char **argv)
 	VpError err;
 	int exit_code = 1;
 
+	bool rebuild = argc > 1 && !strcmp(argv[1], "rebuild");
+	if (rebuild) {
+		argv[1] = argv[0];
+		argc--;
+		argv++;
+	}
 	int loaded = load_config(argc, argv);
 	if (loaded != 0)
 		return loaded > 0 ? 0 : 2;
+	if (rebuild && setup_rebuild(live_schema, sizeof(live_schema)) < 0) {
+		vp_config_free(config_items, N_CONFIG_ITEMS);
+		return 2;
+	}
 	int level = vp_log_level_parse(cfg.log_level);
 	vp_log_init("projector", level < 0 ? VP_LOG_INFO : (VpLogLevel)level);
 	struct sigaction sa = {0};
@@ -139,9 +179,16 @@ int main(int argc, char **argv)
 	}
 	http_started = true;
 	vp_log_info(NULL, "listening", "http://%s:%d", cfg.host, vp_service_port(&service));
-	if (pj_consumer_run(&cfg, &stop_requested, &status) < 0)
+	int outcome = pj_consumer_run(&cfg, &stop_requested, &status);
+	if (outcome < 0)
 		goto done;
-	vp_log_info(NULL, "stopped", "signal received, clean stop");
+	if (rebuild && outcome == 0) {
+		vp_log_warn(NULL, "stopped", "signal received before the swap; %s left as built",
+			    cfg.schema);
+		exit_code = 4;
+		goto done;
+	}
+	vp_log_info(NULL, "stopped", rebuild ? "rebuilt and swapped in" : "signal received, clean stop");
 	exit_code = 0;
 done:
 	if (http_started) {

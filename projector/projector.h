@@ -28,6 +28,9 @@ typedef struct PjConfig {
 	long batch_max;
 	long batch_ms;
 	long mv_refresh_ms;
+	/* `projector rebuild`: the live schema to swap with once caught up
+	 * (schema is then <live>_next); NULL for the live projector. */
+	const char *swap_into;
 } PjConfig;
 
 /* migrate.c: applies schema/migrations/NNN_name.sql not yet recorded in
@@ -142,6 +145,18 @@ int pj_deadletter_record(PjDeadLetters *dl, PGconn *conn, const rd_kafka_message
 /* Waits for every DLQ record produced so far; -1 when one failed. */
 int pj_deadletter_flush(PjDeadLetters *dl, int timeout_ms, char *why, size_t why_cap);
 
+/* rebuild.c: blue/green rebuild. pj_rebuild_reset drops the fresh schema
+ * before its migrations. pj_rebuild_step runs between batches with the events
+ * still to fetch (lag, -1 unknown): it locks the live schema when the rebuild
+ * is nearly caught up and swaps once the rebuild has applied every position
+ * the live one has: 1 swapped, 0 not yet, -1 error (why; retried later). */
+typedef struct PjRebuild PjRebuild;
+int pj_rebuild_reset(PGconn *conn, const char *next_schema, char *why, size_t why_cap);
+PjRebuild *pj_rebuild_new(const char *dsn, const char *live, const char *next,
+			  const char *topic, const char *channel);
+PjRebuild *pj_rebuild_free(PjRebuild *rb);
+int pj_rebuild_step(PjRebuild *rb, int64_t lag, char *why, size_t why_cap);
+
 /* views.c: the refresh thread of the analysts' materialized views. Marked
  * dirty after a committed batch that applied an event feeding them (and once
  * at start); refreshes at most every cfg->mv_refresh_ms, never when clean. */
@@ -152,8 +167,8 @@ PjViews *pj_views_stop(PjViews *views);
 /* apply_events.c: whether an applied event changes what the views show. */
 bool pj_event_feeds_views(const VpEvent *ev);
 
-/* consumer.c: the consume loop. Returns when *stop becomes true (0) or on a
- * fatal error (-1). */
+/* consumer.c: the consume loop. Returns when *stop becomes true (0), when a
+ * rebuild has swapped its schema in (1), or on a fatal error (-1). */
 typedef struct PjStatus {
 	void (*set_pg_ok)(bool ok);
 	void (*set_kafka_ok)(bool ok);

@@ -221,7 +221,9 @@ static void take_notifications(RdConsistency *cs)
 	while ((n = PQnotifies(cs->conn)) != NULL) {
 		int partition;
 		int64_t next_offset;
-		if (rd_consistency_parse(n->extra, &partition, &next_offset) == 0)
+		if (!strcmp(n->extra, RD_SCHEMA_SWAPPED))
+			rd_pgpool_renew(cs->pool);
+		else if (rd_consistency_parse(n->extra, &partition, &next_offset) == 0)
 			advance(cs, partition, next_offset);
 		else
 			vp_log_warn(NULL, "consistency", "ignored progress payload of %zu bytes",

@@ -49,6 +49,7 @@ typedef struct PgConn {
 	int main_index;
 	int command_index;
 	PGresult *main_result;
+	bool renew; /* the session's statements went stale: reconnect after this query */
 	char query_error[256];
 	char error[256];
 } PgConn;
@@ -124,6 +125,20 @@ static void conn_broken(PgConn *c, const char *why)
 	evtimer_add(c->retry, &later);
 }
 
+/* Replaces a healthy connection whose session went stale by a fresh one at
+ * once (no retry delay: the server is up). */
+static void conn_renew(PgConn *c)
+{
+	if (c->io) {
+		event_free(c->io);
+		c->io = NULL;
+	}
+	PQfinish(c->conn);
+	c->conn = NULL;
+	c->state = CONN_DOWN;
+	conn_start(c);
+}
+
 static bool is_prepared(const PgConn *c, const RdStatement *stmt)
 {
 	for (int i = 0; i < c->n_prepared; i++)
@@ -138,8 +153,30 @@ static void mark_prepared(PgConn *c, const RdStatement *stmt)
 		c->prepared[c->n_prepared++] = stmt;
 }
 
+/* Errors after which this session's prepared statements may stay wrong: the
+ * objects they name were replaced (a blue/green rebuild swaps schema `read`,
+ * a migration alters it). A fresh session prepares them again; other errors
+ * are the query's own. */
+static bool is_stale_session_error(const char *sqlstate)
+{
+	static const char *const stale[] = {
+		"0A000", /* cached plan must not change result type */
+		"42P01", /* undefined table */
+		"42703", /* undefined column */
+		"42883", /* undefined function */
+		"3F000", /* invalid schema name */
+		"XX000", /* "cache lookup failed for function": a dropped one */
+	};
+	for (size_t i = 0; sqlstate && i < sizeof(stale) / sizeof(stale[0]); i++)
+		if (!strcmp(sqlstate, stale[i]))
+			return true;
+	return false;
+}
+
 static void note_error(PgConn *c, const PGresult *res)
 {
+	if (is_stale_session_error(PQresultErrorField(res, PG_DIAG_SQLSTATE)))
+		c->renew = true;
 	if (c->query_error[0])
 		return; /* the first error explains the rest (PIPELINE_ABORTED) */
 	const char *msg = PQresultErrorMessage(res);
@@ -208,6 +245,12 @@ static void on_query_io(evutil_socket_t fd, short events, void *arg)
 		if (take_result(c, res)) {
 			bool ok = !c->query_error[0] && c->main_result;
 			finish_query(c, ok ? NULL : c->query_error[0] ? c->query_error : "no result");
+			if (c->renew) {
+				vp_log_info(NULL, "pg_connection", "session renewed after: %s",
+					    c->query_error[0] ? c->query_error : "a schema swap");
+				conn_renew(c);
+				return;
+			}
 			c->state = CONN_IDLE;
 			conn_dispatch(c);
 			return;
@@ -316,6 +359,7 @@ static void on_connect_io(evutil_socket_t fd, short events, void *arg)
 static void conn_start(PgConn *c)
 {
 	c->n_prepared = 0;
+	c->renew = false;
 	c->conn = PQconnectStart(c->pool->dsn);
 	if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {
 		conn_broken(c, c->conn ? PQerrorMessage(c->conn) : "out of memory");
@@ -420,4 +464,19 @@ RdPgPool *rd_pgpool_free(RdPgPool *pool)
 	free(pool->dsn);
 	free(pool);
 	return NULL;
+}
+
+void rd_pgpool_renew(RdPgPool *pool)
+{
+	int renewed = 0;
+	for (int i = 0; i < pool->size; i++) {
+		PgConn *c = &pool->conns[i];
+		if (c->state == CONN_IDLE) {
+			conn_renew(c);
+			renewed++;
+		} else if (c->state == CONN_BUSY) {
+			c->renew = true;
+		}
+	}
+	vp_log_info(NULL, "pg_connection", "schema swapped: %d idle session(s) renewed", renewed);
 }

@@ -104,10 +104,20 @@ status() {
   if pid_alive "$VAR_DIR/kafka/kafka.pid"; then echo "kafka running"; else echo "kafka stopped"; fi
 }
 
+# Blue/green rebuild of the read model beside the running stack: projects the
+# whole log into read_next, swaps it in, exits (projector/rebuild.c).
+rebuild() {
+  (
+    while IFS='=' read -r key value; do export "$key=$value"; done < <(daemon_env)
+    exec "$BIN_DIR/projector" rebuild --port 0
+  )
+}
+
 case "${1:-}" in
   start) start ;;
+  rebuild) rebuild ;;
   stop) stop ;;
   status) status ;;
   env) daemon_env ;;
-  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|env|rebuild" >&2; exit 2 ;;
 esac

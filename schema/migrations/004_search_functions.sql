@@ -25,6 +25,9 @@ SELECT gin_clean_pending_list('patients_search_trgm'::regclass),
 -- themselves: the tenant is the transaction setting the policies read, never
 -- an argument, and an unset tenant matches nothing. They return ids in page
 -- order; the reader joins them back to the table, where the policy applies.
+-- Their search_path names `read`, not the schema being migrated: a blue/green
+-- rebuild builds them in read_next and renames that schema to read (names in
+-- search_path are not renamed with it).
 
 CREATE FUNCTION like_anywhere(q text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -37,7 +40,7 @@ CREATE FUNCTION patient_page_ids(q text, client uuid, sp text, after_at timestam
                                  after_id uuid, lim integer)
 RETURNS TABLE (id uuid)
 LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 50
-SET search_path FROM CURRENT
+SET search_path = pg_catalog, read, public
 AS $$
 BEGIN
     RETURN QUERY EXECUTE
@@ -58,7 +61,7 @@ $$;
 CREATE FUNCTION client_page_ids(q text, after_at timestamptz, after_id uuid, lim integer)
 RETURNS TABLE (id uuid)
 LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 50
-SET search_path FROM CURRENT
+SET search_path = pg_catalog, read, public
 AS $$
 BEGIN
     RETURN QUERY EXECUTE

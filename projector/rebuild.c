@@ -1,0 +1,223 @@
+/* Blue/green rebuild (`projector rebuild`): the whole log is projected into a
+ * fresh schema (<live>_next) by a second projector process while the live one
+ * keeps serving; once nearly caught up, the two schemas are swapped.
+ *
+ * The swap runs on a connection of its own. It first locks every relation of
+ * the live schema (ACCESS EXCLUSIVE): the live projector's next batch and the
+ * reader's queries wait, so the live positions stop moving. The rebuild's
+ * consume loop goes on meanwhile (its schema is not locked) until it has
+ * applied at least every position the live one has; then, in the same locked
+ * transaction, the live schema's grants are copied, live is renamed
+ * <live>_retired and next renamed live, the retired schema is dropped, and the
+ * positions are NOTIFYed. Dropping (not keeping) the old tables is what makes
+ * the daemons' prepared statements re-plan against the new ones by name. The
+ * live projector's waiting batch fails on the dropped tables and rolls back;
+ * it reconnects and re-seeks from the positions it finds, so every event is
+ * still applied exactly once. A rebuild that cannot catch up within
+ * CATCH_UP_US releases the lock and tries again later.
+ *
+ * Identifiers cannot be parameters: every statement that names a schema is
+ * built server-side with format(%I) and run as a statement of its own. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "projector.h"
+#include "vp_log.h"
+#include "vp_pg.h"
+#include "vp_time.h"
+
+/* Runs the one-row, one-column text a query builds (NULL/empty: nothing). */
+static int exec_built(PGconn *conn, const char *builder, int n_params, const char *const *params,
+		      char *why, size_t why_cap)
+{
+	PGresult *res = NULL;
+	if (vp_pg_exec(conn, builder, n_params, params, &res, why, why_cap) < 0)
+		return -1;
+	int rc = 0;
+	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) && *PQgetvalue(res, 0, 0))
+		rc = vp_pg_exec(conn, PQgetvalue(res, 0, 0), 0, NULL, NULL, why, why_cap);
+	PQclear(res);
+	return rc;
+}
+
+int pj_rebuild_reset(PGconn *conn, const char *next_schema, char *why, size_t why_cap)
+{
+	const char *params[] = {next_schema};
+	return exec_built(conn, "SELECT format('DROP SCHEMA IF EXISTS %I CASCADE', $1::text)", 1,
+			  params, why, why_cap);
+}
+
+/* Every table of the live schema, offsets last (LOCK TABLE refuses
+ * materialized views; the DROP takes theirs, within lock_timeout). */
+static const char lock_live[] =
+	"SELECT 'SET LOCAL lock_timeout = ''2s''; LOCK TABLE ' ||"
+	" string_agg(format('%I.%I', n.nspname, c.relname), ', '"
+	"  ORDER BY c.relname = 'projection_offsets', c.relname) || ' IN ACCESS EXCLUSIVE MODE'"
+	" FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+	" WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')";
+
+/* Partitions the live schema has applied further than the fresh one. */
+static const char behind[] =
+	"SELECT format('SELECT count(*) FROM %I.projection_offsets l WHERE l.topic = %L"
+	" AND NOT EXISTS (SELECT 1 FROM %I.projection_offsets n WHERE n.topic = l.topic"
+	" AND n.partition = l.partition AND n.next_offset >= l.next_offset)', $1::text,"
+	" $3::text, $2::text)";
+
+/* The live schema's grants to other roles, on the schema, on its relations
+ * and as default privileges, given the same way in the fresh one. */
+static const char copy_grants[] =
+	"SELECT string_agg(stmt, '; ') FROM ("
+	" SELECT format('GRANT %s ON SCHEMA %I TO %I', a.privilege_type, $2::text, r.rolname) AS stmt"
+	"  FROM pg_namespace n, aclexplode(n.nspacl) a JOIN pg_roles r ON r.oid = a.grantee"
+	"  WHERE n.nspname = $1::text AND a.grantee <> n.nspowner"
+	" UNION ALL"
+	" SELECT format('GRANT %s ON %I.%I TO %I', a.privilege_type, $2::text, c.relname, r.rolname)"
+	"  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,"
+	"  aclexplode(c.relacl) a JOIN pg_roles r ON r.oid = a.grantee"
+	"  WHERE n.nspname = $1::text AND a.grantee <> c.relowner AND c.relkind IN ('r', 'm', 'v', 'p')"
+	"  AND EXISTS (SELECT 1 FROM pg_class f JOIN pg_namespace fn ON fn.oid = f.relnamespace"
+	"   WHERE fn.nspname = $2::text AND f.relname = c.relname)"
+	" UNION ALL"
+	" SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT %s ON %s TO %I',"
+	"  o.rolname, $2::text, a.privilege_type, CASE d.defaclobjtype WHEN 'r' THEN 'TABLES'"
+	"  WHEN 'S' THEN 'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' END,"
+	"  r.rolname)"
+	"  FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace"
+	"  JOIN pg_roles o ON o.oid = d.defaclrole,"
+	"  aclexplode(d.defaclacl) a JOIN pg_roles r ON r.oid = a.grantee"
+	"  WHERE n.nspname = $1::text AND d.defaclobjtype IN ('r', 'S', 'f', 'T')) g";
+
+static const char rename_and_drop[] =
+	"SELECT format('ALTER SCHEMA %1$I RENAME TO %3$I; ALTER SCHEMA %2$I RENAME TO %1$I;"
+	" DROP SCHEMA %3$I CASCADE', $1::text, $2::text, $1::text || '_retired')";
+
+/* The reader waits on these to serve read-your-writes; positions may have
+ * moved (a rebuild ahead of the live projector). */
+static const char notify_positions[] =
+	"SELECT format('SELECT pg_notify(%L, partition || '':'' || next_offset)"
+	" FROM %I.projection_offsets WHERE topic = %L', $3::text, $1::text, $2::text)";
+
+/* Sessions that prepared statements against the old schema must start anew:
+ * a statement calling a dropped function keeps failing ("cache lookup
+ * failed for function"), re-analysis does not save it. The reader renews its
+ * pool on this payload (RD_SCHEMA_SWAPPED). */
+static const char notify_swapped[] = "SELECT pg_notify($1, 'schema-swapped')";
+
+#define CATCH_UP_US   (10 * VP_US_PER_SEC)
+#define RETRY_US      VP_US_PER_SEC
+#define LOCK_AT_LAG   1000 /* events left to fetch when the lock is worth taking */
+
+struct PjRebuild {
+	const char *dsn;
+	const char *params[3]; /* live, next, topic */
+	const char *notify[3]; /* live, topic, channel */
+	PGconn *conn;	       /* the swap's own connection */
+	bool locked;
+	int64_t locked_at;
+	int64_t next_try;
+};
+
+PjRebuild *pj_rebuild_new(const char *dsn, const char *live, const char *next,
+			  const char *topic, const char *channel)
+{
+	PjRebuild *rb = calloc(1, sizeof(*rb));
+	if (!rb)
+		return NULL;
+	rb->dsn = dsn;
+	rb->params[0] = live;
+	rb->params[1] = next;
+	rb->params[2] = topic;
+	rb->notify[0] = live;
+	rb->notify[1] = topic;
+	rb->notify[2] = channel;
+	return rb;
+}
+
+PjRebuild *pj_rebuild_free(PjRebuild *rb)
+{
+	if (rb) {
+		if (rb->conn)
+			PQfinish(rb->conn);
+		free(rb);
+	}
+	return NULL;
+}
+
+static void release(PjRebuild *rb, int64_t now)
+{
+	char ignored[256];
+	if (rb->conn && vp_pg_exec(rb->conn, "ROLLBACK", 0, NULL, NULL, ignored,
+				   sizeof(ignored)) < 0) {
+		PQfinish(rb->conn);
+		rb->conn = NULL;
+	}
+	rb->locked = false;
+	rb->next_try = now + RETRY_US;
+}
+
+static int count_behind(PGconn *conn, const char *const *params, char *why, size_t why_cap)
+{
+	PGresult *built = NULL, *res = NULL;
+	int n = -1;
+	if (vp_pg_exec(conn, behind, 3, params, &built, why, why_cap) < 0)
+		return -1;
+	if (vp_pg_exec(conn, PQgetvalue(built, 0, 0), 0, NULL, &res, why, why_cap) == 0)
+		n = atoi(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	PQclear(built);
+	return n;
+}
+
+/* Takes the live schema's locks; -1 when busy (lock timeout) or failed. */
+static int lock_live_schema(PjRebuild *rb, int64_t now, char *why, size_t why_cap)
+{
+	if (!rb->conn) {
+		rb->conn = vp_pg_connect(rb->dsn, "vetpms-projector-swap", why, why_cap);
+		if (!rb->conn)
+			return -1;
+	}
+	if (vp_pg_exec(rb->conn, "BEGIN", 0, NULL, NULL, why, why_cap) < 0 ||
+	    exec_built(rb->conn, lock_live, 1, rb->params, why, why_cap) < 0) {
+		release(rb, now);
+		return -1;
+	}
+	rb->locked = true;
+	rb->locked_at = now;
+	return 0;
+}
+
+int pj_rebuild_step(PjRebuild *rb, int64_t lag, char *why, size_t why_cap)
+{
+	int64_t now = vp_time_mono_us();
+	if (!rb->locked) {
+		if (lag < 0 || lag > LOCK_AT_LAG || now < rb->next_try)
+			return 0;
+		if (lock_live_schema(rb, now, why, why_cap) < 0)
+			return -1;
+	}
+	int n_behind = count_behind(rb->conn, rb->params, why, why_cap);
+	if (n_behind < 0) {
+		release(rb, now);
+		return -1;
+	}
+	if (n_behind > 0) {
+		if (now - rb->locked_at > CATCH_UP_US) {
+			snprintf(why, why_cap, "%d partition(s) still behind after %d s; lock released",
+				 n_behind, (int)(CATCH_UP_US / VP_US_PER_SEC));
+			release(rb, now);
+			return -1;
+		}
+		return 0;
+	}
+	if (exec_built(rb->conn, copy_grants, 2, rb->params, why, why_cap) < 0 ||
+	    exec_built(rb->conn, rename_and_drop, 2, rb->params, why, why_cap) < 0 ||
+	    exec_built(rb->conn, notify_positions, 3, rb->notify, why, why_cap) < 0 ||
+	    vp_pg_exec(rb->conn, notify_swapped, 1, &rb->notify[2], NULL, why, why_cap) < 0 ||
+	    vp_pg_exec(rb->conn, "COMMIT", 0, NULL, NULL, why, why_cap) < 0) {
+		release(rb, now);
+		return -1;
+	}
+	rb->locked = false;
+	return 1;
+}

@@ -106,12 +106,9 @@ static void on_retry(evutil_socket_t fd, short events, void *arg)
 	conn_start(arg);
 }
 
-/* Drops the connection, fails its query, schedules a reconnect. */
-static void conn_broken(PgConn *c, const char *why)
+/* Closes the session; its prepared statements go with it. */
+static void conn_close(PgConn *c)
 {
-	snprintf(c->error, sizeof(c->error), "%s", why);
-	c->error[strcspn(c->error, "\n")] = '\0';
-	vp_log_warn(NULL, "pg_connection", "%s", c->error);
 	if (c->io) {
 		event_free(c->io);
 		c->io = NULL;
@@ -120,6 +117,15 @@ static void conn_broken(PgConn *c, const char *why)
 	c->conn = NULL;
 	c->state = CONN_DOWN;
 	c->n_prepared = 0;
+}
+
+/* Drops the connection, fails its query, schedules a reconnect. */
+static void conn_broken(PgConn *c, const char *why)
+{
+	snprintf(c->error, sizeof(c->error), "%s", why);
+	c->error[strcspn(c->error, "\n")] = '\0';
+	vp_log_warn(NULL, "pg_connection", "%s", c->error);
+	conn_close(c);
 	finish_query(c, "database connection lost");
 	struct timeval later = {RETRY_MS / 1000, (RETRY_MS % 1000) * 1000};
 	evtimer_add(c->retry, &later);
@@ -129,13 +135,7 @@ static void conn_broken(PgConn *c, const char *why)
  * once (no retry delay: the server is up). */
 static void conn_renew(PgConn *c)
 {
-	if (c->io) {
-		event_free(c->io);
-		c->io = NULL;
-	}
-	PQfinish(c->conn);
-	c->conn = NULL;
-	c->state = CONN_DOWN;
+	conn_close(c);
 	conn_start(c);
 }
 

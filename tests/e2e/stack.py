@@ -190,6 +190,24 @@ class Stack:
         self.daemons.append(d)
         return d
 
+    def start_all(self, writer_args=()):
+        """A projector, a reader and a writer on free ports, all ready."""
+        daemons = (self.start_daemon("projector", port=free_port()),
+                   self.start_daemon("query-reader", port=free_port()),
+                   self.start_daemon("cmd-writer", port=free_port(), args=writer_args))
+        for d in daemons:
+            d.wait_ready(90)
+        return daemons
+
+    def provision(self, writer, name, timezone, currency):
+        """A new tenant through the writer; its id."""
+        r = requests.post(writer.url + "/v1/tenants",
+                          json={"name": name, "timezone": timezone, "currency": currency},
+                          headers={"Authorization": "Bearer " + self.token("platform-admin")},
+                          timeout=30)
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
     def token(self, roles, tenant=None, sub="e2e-user", ttl=3600):
         args = ["token", "--role", ",".join([roles] if isinstance(roles, str) else roles),
                 "--sub", sub, "--ttl-s", str(ttl)]

@@ -28,17 +28,8 @@ def stack():
 
 @pytest.fixture(scope="module")
 def live(stack):
-    projector = stack.start_daemon("projector", port=free_port())
-    reader = stack.start_daemon("query-reader", port=free_port())
-    writer = stack.start_daemon("cmd-writer", port=free_port())
-    for d in (projector, reader, writer):
-        d.wait_ready(90)
-    r = requests.post(writer.url + "/v1/tenants",
-                      json={"name": "Rebuild Vets", "timezone": "Europe/Oslo", "currency": "NOK"},
-                      headers={"Authorization": "Bearer " + stack.token("platform-admin")},
-                      timeout=30)
-    assert r.status_code == 201, r.text
-    tid = r.json()["id"]
+    projector, reader, writer = stack.start_all()
+    tid = stack.provision(writer, "Rebuild Vets", "Europe/Oslo", "NOK")
     auth = {"Authorization": "Bearer " + stack.token(["admin"], tenant=tid)}
     yield projector, reader, writer, tid, auth
     for d in (writer, reader, projector):

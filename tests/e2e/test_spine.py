@@ -7,23 +7,11 @@ import time
 import pytest
 import requests
 
-from stack import free_port
-
 
 @pytest.fixture(scope="module")
 def spine(stack):
-    projector = stack.start_daemon("projector", port=free_port())
-    reader = stack.start_daemon("query-reader", port=free_port())
-    writer = stack.start_daemon("cmd-writer", port=free_port(),
-                                args=["--instance", "0", "--instances", "1"])
-    for d in (projector, reader, writer):
-        d.wait_ready(90)
-    r = requests.post(writer.url + "/v1/tenants",
-                      json={"name": "Spine Vets", "timezone": "Europe/Paris", "currency": "EUR"},
-                      headers={"Authorization": "Bearer " + stack.token("platform-admin")},
-                      timeout=30)
-    assert r.status_code == 201, r.text
-    tid = r.json()["id"]
+    projector, reader, writer = stack.start_all(["--instance", "0", "--instances", "1"])
+    tid = stack.provision(writer, "Spine Vets", "Europe/Paris", "EUR")
     auth = {"Authorization": "Bearer " + stack.token(["admin", "vet"], tenant=tid)}
     yield writer, reader, auth, tid
     for d in (writer, reader, projector):

@@ -9,43 +9,8 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 
+#include "vp_json.h"
 #include "vp_time.h"
-
-/* Length of the well-formed UTF-8 sequence (RFC 3629) at s, 0 if there is none. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-	unsigned char lo = 0x80, hi = 0xBF;
-	size_t len;
-
-	if (n == 0)
-		return 0;
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xC2 && s[0] <= 0xDF)
-		len = 2;
-	else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-		len = 3;
-	else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-		len = 4;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	if (s[0] == 0xE0)
-		lo = 0xA0; /* overlong */
-	else if (s[0] == 0xED)
-		hi = 0x9F; /* surrogates */
-	else if (s[0] == 0xF0)
-		lo = 0x90; /* overlong */
-	else if (s[0] == 0xF4)
-		hi = 0x8F; /* above U+10FFFF */
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xBF)
-			return 0;
-	return len;
-}
 
 /* Copies src into dst (cap bytes, NUL included) as valid UTF-8: each invalid byte
  * becomes '?', and a character that does not fit whole is left out. */
@@ -56,7 +21,7 @@ static void copy_utf8(char *dst, size_t cap, const char *src)
 	size_t out = 0;
 
 	while (n > 0) {
-		size_t len = utf8_seq_len(s, n);
+		size_t len = vp_utf8_seq_len(s, n);
 		if (len == 0) {
 			if (out + 1 >= cap)
 				break;

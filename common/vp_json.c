@@ -16,8 +16,7 @@
 
 #define PATH_MAX_LEN 192
 
-/* Length of the well-formed UTF-8 sequence (RFC 3629) at s, 0 if there is none. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
+size_t vp_utf8_seq_len(const unsigned char *s, size_t n)
 {
 	unsigned char lo = 0x80, hi = 0xBF;
 	size_t len;
@@ -59,7 +58,7 @@ static size_t utf8_invalid_at(const char *s, size_t len)
 	size_t i = 0;
 
 	while (i < len) {
-		size_t n = utf8_seq_len(p + i, len - i);
+		size_t n = vp_utf8_seq_len(p + i, len - i);
 		if (n == 0)
 			return i;
 		i += n;

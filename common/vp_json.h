@@ -55,6 +55,10 @@ int vp_json_parse(const char *text, size_t len, cJSON **out, VpError *err);
 int vp_json_check(const cJSON *obj, const VpJsonField *fields, size_t n, bool allow_unknown,
 		  VpError *err);
 
+/* Length of the well-formed UTF-8 sequence (RFC 3629: no overlongs, surrogates
+ * or > U+10FFFF) at s, 0 if there is none. */
+size_t vp_utf8_seq_len(const unsigned char *s, size_t n);
+
 /* Well-formed UTF-8 (RFC 3629: no overlongs, surrogates or > U+10FFFF). NUL bytes
  * are valid UTF-8; callers that refuse them check separately. */
 bool vp_json_utf8_valid(const char *s, size_t len);

@@ -359,19 +359,19 @@ class Bench:
         # slot of the fill and 60,000 more of the load
         base = (int(time.time()) // 86400 + 2) * 86400
         days = {v: per_vet * 900 // 86400 + 1 for v in vets[:n_vets]}
-        days[f["vet"]] = (2 * target_n + 60000) * 900 // 86400 + 1
+        days[f["vet"]] = (3 * target_n + 60000) * 900 // 86400 + 1
         for v, n in days.items():
             for first in range(0, n, 400):
                 self.post(writer, f"/v1/staff/{v}/availability", {"blocks": [
                     {"start": iso(base + d * 86400), "end": iso(base + (d + 1) * 86400)}
                     for d in range(first, min(n, first + 400))]}, token)
         # slot k = base + k x 15 min: fill vets hold slots 0..per_vet-1, the
-        # load's vet the even slots 0..2(target_n-1) (the load books the gaps);
-        # the vets booked at one slot get distinct patients
+        # load's vet every third slot 0..3(target_n-1) (the load books the two
+        # gaps after each); the vets booked at one slot get distinct patients
         bodies = []
-        for k in range(max(per_vet, 2 * target_n)):
+        for k in range(max(per_vet, 3 * target_n)):
             at = [v for v in range(n_vets) if k < per_vet]
-            if k % 2 == 0 and k // 2 < target_n:
+            if k % 3 == 0 and k // 3 < target_n:
                 at.append(n_vets)
             for v in at:
                 bodies.append({"patient_id": fill[(k * (n_vets + 1) + v) % n_fill],
@@ -391,7 +391,7 @@ class Bench:
             return
         env = {"BENCH_TOKEN": token, "BENCH_IDS": self.ids_file("load_patients", load),
                "BENCH_VET": f["vet"], "BENCH_THREADS": "2", "BENCH_SLOT_BASE": str(base),
-               "BENCH_GAPS": str(target_n), "BENCH_SLOT_OFFSET": "0"}
+               "BENCH_GAPS": str(2 * target_n), "BENCH_SLOT_OFFSET": "0"}
         warm = self.wrk(writer.url, "schedule_appointment.lua", env, seconds=2)
         env["BENCH_SLOT_OFFSET"] = str(warm["requests"] + 1000)
         commits0 = self.metric(writer, "vetpms_writer_commits_total")

@@ -1,11 +1,12 @@
 -- POST /v1/appointments for one vet ($BENCH_VET) in 15-minute slots that never
--- overlap: slot k starts $BENCH_SLOT_BASE (epoch s) + k * 15 min. Request m
--- (thread t of T takes m = $BENCH_SLOT_OFFSET + t + i*T) books the gap left
--- between the vet's pre-filled bookings (which hold the even slots 0, 2, ...,
--- 2*($BENCH_GAPS - 1)): k = 2 * ((m * 7919) % GAPS) + 1, a permutation that
--- spreads the inserts over the vet's whole interval set; once m passes the
--- gaps, k = 2 * GAPS + m. Patients come from $BENCH_IDS (booked by nothing
--- else, so only the vet's set can conflict). Answers are counted by status.
+-- overlap: slot k starts $BENCH_SLOT_BASE (epoch s) + k * 15 min. The vet's
+-- pre-filled bookings hold every third slot (0, 3, ..., 3*(N-1)), leaving
+-- $BENCH_GAPS = 2N free slots between them. Request m (thread t of T takes
+-- m = $BENCH_SLOT_OFFSET + t + i*T) books gap g = (m * 7919) % GAPS, slot
+-- 3*(g // 2) + 1 + g % 2: a permutation that spreads the inserts over the
+-- vet's whole interval set; once m passes the gaps, slot 3N + m. Patients come
+-- from $BENCH_IDS (booked by nothing else, so only the vet's set can
+-- conflict). Answers are counted by status.
 local common = dofile("bench/lua/common.lua")
 local patients, vet, base, offset, nthreads, gaps, i = nil, nil, 0, 0, 1, 0, 0
 
@@ -27,7 +28,12 @@ function request()
    local m = offset + thread_no + i * nthreads
    i = i + 1
    local k
-   if m < gaps then k = 2 * ((m * 7919) % gaps) + 1 else k = 2 * gaps + m end
+   if m < gaps then
+      local g = (m * 7919) % gaps
+      k = 3 * math.floor(g / 2) + 1 + g % 2
+   else
+      k = 3 * gaps / 2 + m
+   end
    local start = base + k * 900
    local body = string.format(
       '{"patient_id":"%s","vet_id":"%s","start":"%s","end":"%s","type":"consultation",' ..

@@ -3,7 +3,7 @@
 stack (Kafka + PostgreSQL on free ports in a temp folder, the e2e suite's
 tests/e2e/stack.py), then one table on stdout and var/bench/results.json.
 
-  bench/run.py                     every scenario (about 10 minutes)
+  bench/run.py                     every scenario (about 8-15 minutes)
   bench/run.py --quick             a small smoke run of every scenario
   bench/run.py --only queries      one scenario (commands, http, queries, lag,
                                    appointments, projection; repeatable)

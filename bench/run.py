@@ -3,10 +3,10 @@
 stack (Kafka + PostgreSQL on free ports in a temp folder, the e2e suite's
 tests/e2e/stack.py), then one table on stdout and var/bench/results.json.
 
-  bench/run.py                     every scenario (about 10 minutes)
+  bench/run.py                     every scenario (about 8-15 minutes)
   bench/run.py --quick             a small smoke run of every scenario
   bench/run.py --only queries      one scenario (commands, http, queries, lag,
-                                   projection; repeatable)
+                                   appointments, projection; repeatable)
 
 CPU-seconds come from /proc/<pid>/stat (utime + stime, children reaped by the
 postmaster included) sampled before and after each run, per process; the load
@@ -15,6 +15,7 @@ generator's own CPU is reported with the others so a reader can judge it."""
 import argparse
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from stack import BIN_DIR, Stack, free_port  # noqa: E402
 TOOLS = os.path.join(BIN_DIR, "bench")
 LUA = os.path.join(ROOT, "bench", "lua")
 TICK = os.sysconf("SC_CLK_TCK")
-SCENARIOS = ("commands", "http", "queries", "lag", "projection")
+SCENARIOS = ("commands", "http", "queries", "lag", "appointments", "projection")
 # pgbench cannot bind a NULL parameter (it sends the text "NULL"); this stays a
 # parameter (same generic/custom plan choice as the reader's) that is NULL.
 NULL = "nullif(:none::text, '-')"
@@ -117,6 +118,19 @@ def run_tool(args, env=None, timeout=900):
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args[:3])}… exited {proc.returncode}: {err[-2000:]}")
     return out, usage.ru_utime + usage.ru_stime
+
+
+def rss_mb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            kb = next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:"))
+        return round(kb / 1024)
+    except (OSError, StopIteration):
+        return None
+
+
+def iso(epoch_s):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
 
 
 def per_k(cpu, ops):
@@ -269,17 +283,7 @@ class Bench:
         per_txn = max(1, round(events / commits)) if commits else 1
         size = self.record_size(f["partition"])
         self.facts["max_command_rate"] = r["rate"]
-        # the ceiling: same settings, same records per transaction and size
-        self.stack.env["VETPMS_TOPIC"] = "bench.raw"
-        self.stack.env["VETPMS_DLQ_TOPIC"] = "bench.raw.dlq"
-        self.stack.vetctl("topics", "create", "--partitions", "6")
-        del self.stack.env["VETPMS_TOPIC"], self.stack.env["VETPMS_DLQ_TOPIC"]
-        kcpu = Cpu(self, ["kafka"]).start()
-        out, raw_cpu = run_tool([os.path.join(TOOLS, "raw_producer"), self.stack.brokers,
-                                 "bench.raw", str(f["partition"]), str(size), str(per_txn),
-                                 str(self.seconds)])
-        raw = json.loads(out)
-        kused = kcpu.stop()
+        raw, raw_cpu, kused = self.raw_ceiling(per_txn, size)
         self.facts["raw_producer"] = raw
         self.row("commands", "RegisterPatient (HTTP, 64 conns)", round(r["rate"]), 
                  round(raw["records_per_s"]), "commands/s", r["p50_us"] / 1000,
@@ -290,45 +294,149 @@ class Bench:
                  f"ceiling CPU/1k: raw_producer {raw_cpu / raw['records'] * 1000:.4f} s, "
                  f"kafka {kused['kafka'] / raw['records'] * 1000:.4f} s; "
                  f"non-2xx {r['errors']}")
-        self.scenario_appointments()
 
+    def raw_ceiling(self, per_txn, size):
+        """bench/raw_producer: the writer's Kafka settings, per_txn records of size
+        bytes per transaction, on the tenant's partition of a topic of its own.
+        Returns (its JSON, its CPU seconds, Kafka's CPU during the run)."""
+        if not self.facts.get("raw_topic"):
+            self.stack.env["VETPMS_TOPIC"] = "bench.raw"
+            self.stack.env["VETPMS_DLQ_TOPIC"] = "bench.raw.dlq"
+            self.stack.vetctl("topics", "create", "--partitions", "6")
+            del self.stack.env["VETPMS_TOPIC"], self.stack.env["VETPMS_DLQ_TOPIC"]
+            self.facts["raw_topic"] = True
+        kcpu = Cpu(self, ["kafka"]).start()
+        out, raw_cpu = run_tool([os.path.join(TOOLS, "raw_producer"), self.stack.brokers,
+                                 "bench.raw", str(self.facts["partition"]), str(size),
+                                 str(per_txn), str(self.seconds)])
+        return json.loads(out), raw_cpu, kcpu.stop()
+
+    def post_lines(self, daemon, path, bodies, token, name, conns=64):
+        """Every body POSTed by bench/post_lines over conns keep-alive
+        connections; its JSON plus wall seconds (file writing included) and CPU."""
+        t0 = time.time()
+        fname = self.ids_file(name, [json.dumps(b, separators=(",", ":")) for b in bodies])
+        out, cpu = run_tool([os.path.join(TOOLS, "post_lines"), str(daemon.port), path, token,
+                             fname, str(conns)], timeout=1800)
+        r = json.loads(out)
+        r["wall_s"], r["cpu"] = time.time() - t0, cpu
+        os.unlink(fname)
+        return r
+
+    # --- appointments --------------------------------------------------------------
     def scenario_appointments(self):
-        writer, f = self.daemons["writer"], self.facts
+        """ScheduleAppointment (overlap check of the vet and the patient, block
+        containment) on a tenant holding 100,000 appointments: 20 vets x 4,000
+        plus 20,000 for the vet the load targets, pre-filled through the writer's
+        HTTP API in random order (20 x 100 + 2,000 with --quick)."""
+        for key in ("projector", "reader"):
+            self.drop(key)  # two cores: the writer and Kafka only
+        writer, f = self.writer(), self.facts
+        token, what = f["token"], "ScheduleAppointment"
         probe = requests.post(writer.url + "/v1/appointments", json={}, timeout=10,
-                              headers={"Authorization": "Bearer " + f["token"]})
+                              headers={"Authorization": "Bearer " + token})
         if probe.status_code in (404, 405):
-            self.row("commands", "ScheduleAppointment (vet with many bookings)", None, None,
-                     "commands/s", note=f"not available: POST /v1/appointments answers "
+            self.row("appointments", what, None, None, "commands/s",
+                     note=f"not available: POST /v1/appointments answers "
                      f"{probe.status_code} on this build")
             return
-        patients = [self.post(writer, "/v1/patients",
-                              {"client_id": cid, "name": f"Appt{i}", "species": "canine",
-                               "sex": "male"}, f["token"])["id"]
-                    for i, cid in enumerate(f["clients"][:50])]
-        env = {"BENCH_TOKEN": f["token"], "BENCH_IDS": self.ids_file("appt_patients", patients),
-               "BENCH_VET": f["vet"], "BENCH_THREADS": "2",
-               "BENCH_SLOT_BASE": str(int(time.time()) // 86400 * 86400 + 2 * 86400)}
-        target = 2000 if self.quick else 100000
-        booked, t0 = 0, time.time()
-        while booked < target and time.time() - t0 < 240:  # the pre-fill, over HTTP
-            env["BENCH_SLOT_OFFSET"] = str(booked + 1000)
-            r = self.wrk(writer.url, "schedule_appointment.lua", env, seconds=5)
-            booked += r["requests"] - r["errors"]
-            if r["requests"] and r["errors"] == r["requests"]:
-                self.row("commands", "ScheduleAppointment (vet with many bookings)", None, None,
-                         "commands/s", note="every pre-fill request was refused")
-                return
-        log(f"pre-filled {booked} appointments for one vet in {time.time() - t0:.0f}s")
-        env["BENCH_SLOT_OFFSET"] = str(booked + 10 ** 6 + 1000)
+        n_vets, per_vet, target_n = (20, 100, 2000) if self.quick else (20, 4000, 20000)
+        n_fill, n_load = (100, 50) if self.quick else (1000, 200)
+        total = n_vets * per_vet + target_n
+        t0 = time.time()
+        vets = [self.post(writer, "/v1/staff", {"name": f"Dr Fill {i}", "role": "veterinarian"},
+                          token)["id"] for i in range(n_vets)]
+        vets.append(f["vet"])  # the load's vet, index n_vets
+        patients = [str(uuid.uuid4()) for _ in range(n_fill + n_load)]
+        r = self.post_lines(writer, "/v1/patients", [
+            {"id": pid, "client_id": f["clients"][i % len(f["clients"])],
+             "name": f"Fill {i}", "species": "canine", "sex": "female"}
+            for i, pid in enumerate(patients)], token, "patients_bodies")
+        if r["status"].get("201") != len(patients):
+            raise RuntimeError(f"patients for the appointments: {r}")
+        fill, load = patients[:n_fill], patients[n_fill:]
+        # 24-h blocks from midnight UTC the day after tomorrow: room for every
+        # slot of the fill and 60,000 more of the load
+        base = (int(time.time()) // 86400 + 2) * 86400
+        days = {v: per_vet * 900 // 86400 + 1 for v in vets[:n_vets]}
+        days[f["vet"]] = (3 * target_n + 60000) * 900 // 86400 + 1
+        for v, n in days.items():
+            for first in range(0, n, 400):
+                self.post(writer, f"/v1/staff/{v}/availability", {"blocks": [
+                    {"start": iso(base + d * 86400), "end": iso(base + (d + 1) * 86400)}
+                    for d in range(first, min(n, first + 400))]}, token)
+        # slot k = base + k x 15 min: fill vets hold slots 0..per_vet-1, the
+        # load's vet every third slot 0..3(target_n-1) (the load books the two
+        # gaps after each); the vets booked at one slot get distinct patients
+        bodies = []
+        for k in range(max(per_vet, 3 * target_n)):
+            at = [v for v in range(n_vets) if k < per_vet]
+            if k % 3 == 0 and k // 3 < target_n:
+                at.append(n_vets)
+            for v in at:
+                bodies.append({"patient_id": fill[(k * (n_vets + 1) + v) % n_fill],
+                               "vet_id": vets[v], "start": iso(base + k * 900),
+                               "end": iso(base + k * 900 + 900),
+                               "type": ("consultation", "vaccination", "follow_up")[k % 3]})
+        random.Random(7).shuffle(bodies)
+        setup_s = time.time() - t0
+        pre = self.post_lines(writer, "/v1/appointments", bodies, token, "appointment_bodies")
+        booked = pre["status"].get("201", 0)
+        log(f"pre-filled {booked} of {total} appointments in {pre['wall_s']:.1f}s "
+            f"({pre['rate']:.0f}/s, p50/p99 {pre['p50_ms']}/{pre['p99_ms']} ms; "
+            f"statuses {pre['status']}; setup {setup_s:.1f}s)")
+        if booked == 0:
+            self.row("appointments", what, None, None, "commands/s",
+                     note=f"every pre-fill request was refused: {pre['first_error']}")
+            return
+        env = {"BENCH_TOKEN": token, "BENCH_IDS": self.ids_file("load_patients", load),
+               "BENCH_VET": f["vet"], "BENCH_THREADS": "2", "BENCH_SLOT_BASE": str(base),
+               "BENCH_GAPS": str(2 * target_n), "BENCH_SLOT_OFFSET": "0"}
+        warm = self.wrk(writer.url, "schedule_appointment.lua", env, seconds=2)
+        env["BENCH_SLOT_OFFSET"] = str(warm["requests"] + 1000)
+        commits0 = self.metric(writer, "vetpms_writer_commits_total")
+        events0 = self.metric(writer, "vetpms_writer_events_appended_total")
+        load_avg0 = os.getloadavg()
         cpu = Cpu(self, ["writer", "kafka"]).start()
         r = self.wrk(writer.url, "schedule_appointment.lua", env)
         used = cpu.stop()
+        load_avg = os.getloadavg()
         used["loadgen(wrk)"] = r["cpu"]
-        raw = self.facts["raw_producer"]
-        self.row("commands", f"ScheduleAppointment (vet with {booked} bookings)",
-                 round(r["rate"]), round(raw["records_per_s"]), "commands/s",
-                 r["p50_us"] / 1000, r["p99_us"] / 1000, per_k(used, r["requests"]),
-                 "raw librdkafka txn loop", f"non-2xx {r['errors']}")
+        commits = self.metric(writer, "vetpms_writer_commits_total") - commits0
+        events = self.metric(writer, "vetpms_writer_events_appended_total") - events0
+        per_txn = max(1, round(events / commits)) if commits else 1
+        size = self.record_size(f["partition"])
+        ok = r["status"].get("201", 0)
+        not_201 = {k: v for k, v in r["status"].items() if k != "201"}
+        sock = r["errors"] - r["errors_status"]
+        rate = ok / (r["duration_us"] / 1e6)
+        raw, raw_cpu, kused = self.raw_ceiling(per_txn, size)
+        target_after = target_n + warm["status"].get("201", 0) + ok
+        self.facts["appointments"] = {
+            "tenant_appointments_before_load": booked, "target_vet_before_load": target_n,
+            "prefill": {k: pre[k] for k in ("requests", "seconds", "wall_s", "rate", "p50_ms",
+                                            "p99_ms", "status", "first_error")},
+            "setup_seconds": round(setup_s, 1), "load_status": r["status"],
+            "load_first_error": r["first_error"], "load_socket_errors": sock,
+            "loadavg_before": load_avg0, "loadavg_after": load_avg, "raw_producer": raw}
+        self.row("appointments", f"ScheduleAppointment, tenant with {booked} appointments",
+                 round(rate), round(raw["records_per_s"]), "commands/s", r["p50_us"] / 1000,
+                 r["p99_us"] / 1000, per_k(used, ok), "raw librdkafka txn loop",
+                 f"201s only: {ok} in {r['duration_us'] / 1e6:.1f}s; non-201 "
+                 f"{sum(not_201.values())}{' ' + str(not_201) if not_201 else ''}, "
+                 f"socket errors {sock}"
+                 f"{'; first: ' + r['first_error'][:200] if r['first_error'] else ''}; "
+                 f"the load's vet held {target_n} bookings, {target_after} after "
+                 f"(inserts spread over its set), {n_vets} other vets {per_vet} each, "
+                 f"{n_fill} patients; pre-fill of {total} through POST /v1/appointments "
+                 f"(post_lines, 64 conns, shuffled) {pre['wall_s']:.1f}s wall = "
+                 f"{pre['rate']:.0f}/s, statuses {pre['status']}; {per_txn} records/txn "
+                 f"({events} events in {commits} txns), {size} B values; ceiling p50/p99 "
+                 f"{raw['p50_ms']:.1f}/{raw['p99_ms']:.1f} ms per txn, CPU/1k raw_producer "
+                 f"{raw_cpu / raw['records'] * 1000:.4f} s, kafka "
+                 f"{kused['kafka'] / raw['records'] * 1000:.4f} s; writer RSS "
+                 f"{rss_mb(writer.proc.pid)} MB after; load average "
+                 f"{load_avg[0]:.2f} (1 min) after the run")
 
     def fill_patients(self):
         """Patients for the queries, and the writer's maximum for the lag run,

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Loads a small demo clinic through the HTTP API (never behind its back):
-# a tenant, its staff, clients and patients. Run once by `make run`; prints the
-# tenant id. Idempotent: every command carries an Idempotency-Key, so a second
-# run replays the same answers instead of adding duplicates.
+# a tenant, its staff, clients and patients, then a week of the two vets'
+# availability and 15 appointments in it. Run by `make run`; prints the tenant
+# id. Safe to re-run on the same stack: every command carries an
+# Idempotency-Key, so a second run replays the same answers instead of adding
+# duplicates. Scheduling keys name the clinic date they are for, so a re-run on
+# a later day replays the dates already loaded and adds the new ones.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 WRITER="http://127.0.0.1:$WRITER_PORT"
 jwt=$(secret jwt_hs256_secret "${VETPMS_JWT_HS256_SECRET:-}")
 tenant_file="$VAR_DIR/demo_tenant_id"
+TZNAME="Europe/London"  # the tenant's timezone: clinic hours are local
 
 token() { VETPMS_JWT_HS256_SECRET=$jwt "$BIN_DIR/vetctl" token --ttl-s 600 "$@"; }
 
@@ -21,26 +25,47 @@ post() {
   printf '%s' "$answer" | sed -n 's/.*"id":"\([0-9a-f-]*\)".*/\1/p'
 }
 
+# post_soft TOKEN KEY PATH JSON: like post, but a refusal (say a slot someone
+# booked by hand since the last run) is logged and skipped; returns 1 then.
+post_soft() {
+  local answer code
+  answer=$(curl -sS -o - -w '\n%{http_code}' -X POST "$WRITER$3" -H "Authorization: Bearer $1" \
+    -H "Idempotency-Key: demo-$2" -H 'Content-Type: application/json' -d "$4") \
+    || die "demo: POST $3 failed"
+  code=${answer##*$'\n'}
+  case $code in
+    2??) return 0 ;;
+    *) log "demo: $2 skipped: HTTP $code ${answer%$'\n'*}"; return 1 ;;
+  esac
+}
+
+# utc DATE HH:MM -> that local clinic time (tenant timezone) as a UTC instant
+utc() { date -u -d "TZ=\"$TZNAME\" $1 $2" +%Y-%m-%dT%H:%M:%SZ; }
+# utc_plus DATE HH:MM MINUTES -> the instant MINUTES after that local time
+utc_plus() { date -u -d "@$(( $(date -u -d "TZ=\"$TZNAME\" $1 $2" +%s) + $3 * 60 ))" +%Y-%m-%dT%H:%M:%SZ; }
+
 if [ -s "$tenant_file" ]; then tenant=$(cat "$tenant_file"); else
   tenant=$(post "$(token --role platform-admin --sub demo)" tenant /v1/tenants \
-    '{"name":"Happy Paws Veterinary Clinic","timezone":"Europe/London","currency":"GBP"}')
+    "{\"name\":\"Happy Paws Veterinary Clinic\",\"timezone\":\"$TZNAME\",\"currency\":\"GBP\"}")
   echo "$tenant" > "$tenant_file"
 fi
 admin=$(token --role admin --tenant "$tenant" --sub demo-admin)
 vet=$(token --role vet --tenant "$tenant" --sub demo-vet)
 
-post "$admin" staff-1 /v1/staff '{"name":"Dr. Sarah Johnson","role":"veterinarian","email":"sarah@happypaws.example","license_number":"RCVS-1001"}' >/dev/null
-post "$admin" staff-2 /v1/staff '{"name":"Dr. Michael Chen","role":"veterinarian","email":"michael@happypaws.example","license_number":"RCVS-1002"}' >/dev/null
+vets=()
+vets[1]=$(post "$admin" staff-1 /v1/staff '{"name":"Dr. Sarah Johnson","role":"veterinarian","email":"sarah@happypaws.example","license_number":"RCVS-1001"}')
+vets[2]=$(post "$admin" staff-2 /v1/staff '{"name":"Dr. Michael Chen","role":"veterinarian","email":"michael@happypaws.example","license_number":"RCVS-1002"}')
 post "$admin" staff-3 /v1/staff '{"name":"Emma Wilson","role":"nurse"}' >/dev/null
 post "$admin" staff-4 /v1/staff '{"name":"Tom Baker","role":"receptionist"}' >/dev/null
 
 i=0
+patients=()
 while IFS='|' read -r first last pet species sex breed chip kg; do
   i=$((i + 1))
   client=$(post "$admin" "client-$i" /v1/clients \
     "{\"first_name\":\"$first\",\"last_name\":\"$last\",\"email\":\"${first,,}.${last,,}@example.org\",\"phone\":\"+44 20 7946 00$i$i\"}")
-  post "$vet" "patient-$i" /v1/patients \
-    "{\"client_id\":\"$client\",\"name\":\"$pet\",\"species\":\"$species\",\"sex\":\"$sex\",\"breed\":\"$breed\",\"microchip\":\"$chip\",\"weight\":{\"value\":$kg,\"unit\":\"kg\"}}" >/dev/null
+  patients[i]=$(post "$vet" "patient-$i" /v1/patients \
+    "{\"client_id\":\"$client\",\"name\":\"$pet\",\"species\":\"$species\",\"sex\":\"$sex\",\"breed\":\"$breed\",\"microchip\":\"$chip\",\"weight\":{\"value\":$kg,\"unit\":\"kg\"}}")
 done <<'DATA'
 Alice|Smith|Bella|canine|female|Labrador|985112000000001|28.4
 Bob|Jones|Max|canine|male|Beagle|985112000000002|11.2
@@ -49,4 +74,60 @@ David|Brown|Charlie|canine|male|Collie|985112000000004|19.7
 Eve|Davies|Milo|feline|male|Maine Coon|985112000000005|6.8
 Frank|Evans|Daisy|rabbit|female|Lop|AVID12345X|2.2
 DATA
+
+# --- a week of scheduling: today and the next 7 clinic dates ------------------
+# Opening hours per ISO weekday (1 = Monday), local time, per vet: both vets
+# 09:00-17:00 on weekdays, Dr. Chen also 09:00-13:00 on Saturdays.
+hours() { # VET WEEKDAY -> "HH:MM HH:MM" or nothing
+  case "$1:$2" in
+    [12]:[1-5]) echo "09:00 17:00" ;;
+    2:6) echo "09:00 13:00" ;;
+  esac
+}
+# The week's appointments by weekday, booked from tomorrow on (start must be in
+# the future): weekday|vet|local start|minutes|type|patient|reason. Seven
+# consecutive dates hold each weekday once, so every run books all 15.
+APPOINTMENTS='1|1|09:00|30|consultation|1|Limping on the left hind leg
+1|2|10:30|15|vaccination|3|Annual booster
+1|1|14:00|90|surgery|4|Lump removal
+2|2|09:30|30|follow_up|2|Ear infection recheck
+2|1|11:00|20|vaccination|5|Second kitten vaccination
+2|1|15:30|60|dental|1|Scale and polish
+3|1|10:00|30|consultation|6|Not eating since Sunday
+3|2|13:00|120|surgery|4|Neutering
+4|1|09:00|15|vaccination|2|Rabies vaccination for travel
+4|2|11:30|30|consultation|3|Weight loss
+4|1|16:00|30|grooming|5|Matted coat
+5|2|09:00|45|dental|6|Overgrown incisors
+5|1|12:00|30|follow_up|4|Post-operative check
+5|2|14:30|30|consultation|1|Itchy skin
+6|2|10:00|30|consultation|2|Vomiting since yesterday'
+
+# VETPMS_DEMO_TODAY (YYYY-MM-DD) pretends the clinic's date is another one (tests).
+today=${VETPMS_DEMO_TODAY:-$(TZ=$TZNAME date +%F)}
+noon=$(date -u -d "$today 12:00" +%s)  # noon UTC + n days is always on date today + n
+date_plus() { date -u -d "@$((noon + $1 * 86400))" +%F; }
+blocks=0 booked=0 skipped=0
+for d in 0 1 2 3 4 5 6 7; do
+  day=$(date_plus "$d")
+  wd=$(date -u -d "$day 12:00" +%u)
+  for v in 1 2; do
+    read -r open close <<< "$(hours "$v" "$wd")"
+    [ -n "$open" ] || continue
+    if post_soft "$admin" "availability-$v-$day" "/v1/staff/${vets[v]}/availability" \
+      "{\"blocks\":[{\"start\":\"$(utc "$day" "$open")\",\"end\":\"$(utc "$day" "$close")\"}]}"; then
+      blocks=$((blocks + 1)); else skipped=$((skipped + 1)); fi
+  done
+  [ "$d" -gt 0 ] || continue
+  n=0
+  while IFS='|' read -r awd av at amin atype ap areason; do
+    [ "$awd" = "$wd" ] || continue
+    n=$((n + 1))
+    if post_soft "$admin" "appointment-$day-$n" /v1/appointments \
+      "{\"patient_id\":\"${patients[ap]}\",\"vet_id\":\"${vets[av]}\",\"start\":\"$(utc "$day" "$at")\",\"end\":\"$(utc_plus "$day" "$at" "$amin")\",\"type\":\"$atype\",\"reason\":\"$areason\"}"; then
+      booked=$((booked + 1)); else skipped=$((skipped + 1)); fi
+  done <<< "$APPOINTMENTS"
+done
+last=$(date_plus 7)
+log "demo: tenant $tenant: 4 staff, 6 clients and patients, $blocks availability blocks $today..$last ($TZNAME), $booked appointments$([ "$skipped" = 0 ] || echo ", $skipped skipped")"
 echo "$tenant"

@@ -33,155 +33,49 @@
 	" AND a.start_at < " to " AND a.end_at > " from "))"                                       \
 	" * tstzmultirange(tstzrange(" from ", " to ")))"
 
-static const RdStatement vet_availability =
-    {"rd_vet_availability",
-     "SELECT json_build_object('staff_id', s.id, 'from', " RD_RFC3339(
-	 "$3::timestamptz") ","
-			    " 'to', " RD_RFC3339(
-				"$4::timestamptz") ","
-						   " 'data', coalesce((SELECT "
-						   "json_agg(json_build_object('start',"
-						   " " RD_RFC3339(
-						       "lower(f)") ","
-								   "  'end', " RD_RFC3339(
-								       "upper(f)") ") ORDER BY "
-										   "lower(f))"
-										   "  FROM "
-										   "unnest"
-										   "(" FREE_TIME(
-										       "$1::uuid",
-										       "s.id",
-										       "$3::"
-										       "timestampt"
-										       "z",
-										       "$4::"
-										       "timestampt"
-										       "z") ") f),"
-											    "  "
-											    "'[]'::"
-											    "json))"
-											    "::text"
-											    " FROM "
-											    "read."
-											    "staff "
-											    "s "
-											    "WHERE "
-											    "s."
-											    "tenant"
-											    "_id = "
-											    "$1::"
-											    "uuid "
-											    "AND "
-											    "s.id "
-											    "= "
-											    "$2::"
-											    "uuid",
-     4};
+/* clang-format off: SQL reads best one clause per line */
+static const RdStatement vet_availability = {
+    "rd_vet_availability",
+    "SELECT json_build_object('staff_id', s.id,"
+    " 'from', " RD_RFC3339("$3::timestamptz") ","
+    " 'to', " RD_RFC3339("$4::timestamptz") ","
+    " 'data', coalesce((SELECT json_agg(json_build_object('start', " RD_RFC3339("lower(f)") ","
+    "  'end', " RD_RFC3339("upper(f)") ") ORDER BY lower(f))"
+    "  FROM unnest(" FREE_TIME("$1::uuid", "s.id", "$3::timestamptz", "$4::timestamptz") ") f),"
+    "  '[]'::json))::text"
+    " FROM read.staff s WHERE s.tenant_id = $1::uuid AND s.id = $2::uuid",
+    4};
 
 /* Active veterinarians only: the others cannot be booked. */
 static const RdStatement all_availability = {
     "rd_all_availability",
-    "SELECT json_build_object('from', " RD_RFC3339(
-	"$2::timestamptz") ","
-			   " 'to', " RD_RFC3339("$3::timestamptz") ", 'duration_minutes', $4::int,"
-								   " 'data', coalesce((SELECT "
-								   "json_agg(json_build_object('"
-								   "vet_id', s.id, 'vet_name', "
-								   "s.name,"
-								   "  'start', " RD_RFC3339("lower("
-											    "f)") ", 'end', " RD_RFC3339(
-								       "upper(f)") ")"
-										   "  ORDER BY "
-										   "lower(f), "
-										   "s.name, s.id)"
-										   "  FROM "
-										   "read.staff s "
-										   "CROSS JOIN "
-										   "LATERAL "
-										   "unnest"
-										   "(" FREE_TIME(
-										       "$1::uuid",
-										       "s.id",
-										       "$2::"
-										       "timestampt"
-										       "z",
-										       "$3::"
-										       "timestampt"
-										       "z") ") f"
-											    "  "
-											    "WHERE "
-											    "s."
-											    "tenant"
-											    "_id = "
-											    "$1::"
-											    "uuid "
-											    "AND "
-											    "s."
-											    "role "
-											    "= "
-											    "'veter"
-											    "inaria"
-											    "n' "
-											    "AND "
-											    "s."
-											    "active"
-											    "  AND "
-											    "upper("
-											    "f) - "
-											    "lower("
-											    "f) >= "
-											    "make_"
-											    "interv"
-											    "al("
-											    "mins "
-											    "=> "
-											    "$4::"
-											    "int)),"
-											    " '[]':"
-											    ":json)"
-											    ")::"
-											    "text",
+    "SELECT json_build_object('from', " RD_RFC3339("$2::timestamptz") ","
+    " 'to', " RD_RFC3339("$3::timestamptz") ", 'duration_minutes', $4::int,"
+    " 'data', coalesce((SELECT json_agg(json_build_object('vet_id', s.id, 'vet_name', s.name,"
+    "  'start', " RD_RFC3339("lower(f)") ", 'end', " RD_RFC3339("upper(f)") ")"
+    "  ORDER BY lower(f), s.name, s.id)"
+    "  FROM read.staff s CROSS JOIN LATERAL"
+    " unnest(" FREE_TIME("$1::uuid", "s.id", "$2::timestamptz", "$3::timestamptz") ") f"
+    "  WHERE s.tenant_id = $1::uuid AND s.role = 'veterinarian' AND s.active"
+    "  AND upper(f) - lower(f) >= make_interval(mins => $4::int)), '[]'::json))::text",
     4};
 
-#define APPOINTMENT_JSON(a)                                                                                                   \
-	"'id', " a ".id, 'status', " a ".status, 'type', " a ".type, 'reason', " a ".reason, "                                \
-	"'start', " RD_RFC3339(a ".start_at") ", 'end', " RD_RFC3339(                                                         \
-	    a                                                                                                                 \
-	    ".end_at") ", "                                                                                                   \
-		       "'local_date', " a ".local_date, "                                                                     \
-		       "'patient', json_build_object('id', " a ".patient_id, 'name', " a                                      \
-		       ".patient_name, "                                                                                      \
-		       "'species', " a ".species), "                                                                          \
-		       "'client', json_build_object('id', " a ".client_id, 'first_name', " a                                  \
-		       ".client_first_name, 'last_name', " a ".client_last_name), "                                           \
-		       "'vet', json_build_object('id', " a ".vet_id, 'name', " a ".vet_name), "                               \
-		       "'checked_in_at', " RD_RFC3339(                                                                        \
-			   a                                                                                                  \
-			   ".checked_in_at") ", "                                                                             \
-					     "'actual_start', " RD_RFC3339(                                                   \
-						 a                                                                            \
-						 ".actual_start") ", "                                                        \
-								  "'actual_end', " RD_RFC3339(                                \
-								      a                                                       \
-								      ".actual_end") ", "                                     \
-										     "'notes', " a                            \
-										     ".notes, "                               \
-										     "'cancel_"                               \
-										     "reason', " a                            \
-										     ".cancel_"                               \
-										     "reason, "                               \
-										     "'version',"                             \
-										     " " a                                    \
-										     ".version, "                             \
-										     "'created_"                              \
-										     "at',"                                   \
-										     " " RD_RFC3339(                          \
-											 a                                    \
-											 ".create"                            \
-											 "d_at") ", "                         \
-												 "'updated_at', " RD_RFC3339( \
-												     a                        \
-												     ".updated_at")
+#define APPOINTMENT_JSON(a)                                                               \
+	"'id', " a ".id, 'status', " a ".status, 'type', " a ".type, 'reason', " a ".reason, " \
+	"'start', " RD_RFC3339(a ".start_at") ", 'end', " RD_RFC3339(a ".end_at") ", "        \
+	"'local_date', " a ".local_date, "                                                  \
+	"'patient', json_build_object('id', " a ".patient_id, 'name', " a ".patient_name, "  \
+	"'species', " a ".species), "                                                        \
+	"'client', json_build_object('id', " a ".client_id, 'first_name', "                  \
+	a ".client_first_name, 'last_name', " a ".client_last_name), "                       \
+	"'vet', json_build_object('id', " a ".vet_id, 'name', " a ".vet_name), "             \
+	"'checked_in_at', " RD_RFC3339(a ".checked_in_at") ", "                              \
+	"'actual_start', " RD_RFC3339(a ".actual_start") ", "                                \
+	"'actual_end', " RD_RFC3339(a ".actual_end") ", "                                    \
+	"'notes', " a ".notes, 'cancel_reason', " a ".cancel_reason, "                       \
+	"'version', " a ".version, "                                                         \
+	"'created_at', " RD_RFC3339(a ".created_at") ", "                                    \
+	"'updated_at', " RD_RFC3339(a ".updated_at")
 
 /* $5 from, $6 to (start in [from, to)), $7 vet, $8 patient, $9 status. */
 static const RdStatement appointments_list = {
@@ -197,22 +91,18 @@ static const RdStatement appointments_list = {
     "   AND ($8::uuid IS NULL OR a.patient_id = $8::uuid)"
     "   AND ($9::text IS NULL OR a.status = $9::text)"
     "  ORDER BY a.start_at, a.id LIMIT $2::int + 1) a)"
-    " SELECT (SELECT coalesce(json_agg(json_build_object(" APPOINTMENT_JSON(
-	"a") ")"
-	     "   ORDER BY a.rn), '[]'::json) FROM page a WHERE a.rn <= $2::int)::text,"
-	     "  k.k1, k.k2"
-	     " FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT a.start_at::text AS k1, a.id::text AS "
-	     "k2"
-	     "  FROM page a WHERE a.rn = $2::int AND EXISTS (SELECT 1 FROM page q WHERE q.rn > "
-	     "$2::int))"
-	     "  k ON true",
+    " SELECT (SELECT coalesce(json_agg(json_build_object(" APPOINTMENT_JSON("a") ")"
+    "   ORDER BY a.rn), '[]'::json) FROM page a WHERE a.rn <= $2::int)::text,"
+    "  k.k1, k.k2"
+    " FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT a.start_at::text AS k1, a.id::text AS k2"
+    "  FROM page a WHERE a.rn = $2::int AND EXISTS (SELECT 1 FROM page q WHERE q.rn > $2::int))"
+    "  k ON true",
     9};
 
 static const RdStatement appointment_get = {
     "rd_appointment_get",
-    "SELECT json_build_object(" APPOINTMENT_JSON(
-	"a") ")::text"
-	     " FROM read.appointments a WHERE a.tenant_id = $1::uuid AND a.id = $2::uuid",
+    "SELECT json_build_object(" APPOINTMENT_JSON("a") ")::text"
+    " FROM read.appointments a WHERE a.tenant_id = $1::uuid AND a.id = $2::uuid",
     2};
 
 /* The whole day, unpaged: one clinic's day is tens to hundreds of rows. */
@@ -220,17 +110,16 @@ static const RdStatement dashboard = {
     "rd_appointment_dashboard",
     "SELECT json_build_object('date', $2::date, 'timezone', t.timezone,"
     " 'data', coalesce((SELECT json_agg(json_build_object('id', d.appointment_id,"
-    "  'start', " RD_RFC3339("d.start_at") ", 'end', " RD_RFC3339(
-	"d.end_at") ","
-		    "  'status', d.status, 'type', d.type, 'reason', d.reason,"
-		    "  'patient', json_build_object('id', d.patient_id, 'name', d.patient_name,"
-		    "   'species', d.species),"
-		    "  'client', json_build_object('id', d.client_id, 'name', d.client_name),"
-		    "  'vet', json_build_object('id', d.vet_id, 'name', d.vet_name))"
-		    "  ORDER BY d.start_at, d.appointment_id)"
-		    "  FROM read.appointment_dashboard d WHERE d.tenant_id = $1::uuid"
-		    "  AND d.local_date = $2::date), '[]'::json))::text"
-		    " FROM (SELECT 1) one LEFT JOIN read.tenants t ON t.id = $1::uuid",
+    "  'start', " RD_RFC3339("d.start_at") ", 'end', " RD_RFC3339("d.end_at") ","
+    "  'status', d.status, 'type', d.type, 'reason', d.reason,"
+    "  'patient', json_build_object('id', d.patient_id, 'name', d.patient_name,"
+    "   'species', d.species),"
+    "  'client', json_build_object('id', d.client_id, 'name', d.client_name),"
+    "  'vet', json_build_object('id', d.vet_id, 'name', d.vet_name))"
+    "  ORDER BY d.start_at, d.appointment_id)"
+    "  FROM read.appointment_dashboard d WHERE d.tenant_id = $1::uuid"
+    "  AND d.local_date = $2::date), '[]'::json))::text"
+    " FROM (SELECT 1) one LEFT JOIN read.tenants t ON t.id = $1::uuid",
     2};
 
 /* Every date of [from, to], zeros where nothing was booked. */
@@ -247,6 +136,7 @@ static const RdStatement daily_stats = {
     "  AND s.local_date = g.day::date))::text"
     " FROM (SELECT 1) one LEFT JOIN read.tenants t ON t.id = $1::uuid",
     3};
+/* clang-format on */
 
 /* --- parameters -------------------------------------------------------- */
 

@@ -231,14 +231,17 @@ def running_stack():
     assert not reports, "sanitizer reports in daemon logs:\n" + "\n".join(reports)
 
 
-def wait_for(predicate, timeout=30, interval=0.05, what="condition"):
+def wait_for(predicate, timeout=30, interval=0.05, what="condition", explain=None):
+    """predicate's first truthy value; on timeout fails with explain()'s text
+    (e.g. a daemon's log tail) so a slow run can be told from a broken one."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    detail = f"\n{explain()}" if explain else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
 
 
 def new_tenant_id():

@@ -75,7 +75,8 @@ def test_every_event_type_lands_in_its_read_model(stack, projector, producer):
                     {"by": staff}),  # log only
     ]
     producer.send_all(envs)
-    wait_for(lambda: log_count(stack, t) == len(envs), what="all events in event_log")
+    wait_for(lambda: log_count(stack, t) == len(envs), what="all events in event_log",
+             explain=lambda: projector.log_tail(40))
 
     assert query(stack, "SELECT name, timezone, currency, version FROM read.tenants "
                         "WHERE id = %s AND tenant_id = %s", (t, t)) == \

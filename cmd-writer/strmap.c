@@ -45,10 +45,14 @@ static WrMapSlot *find(const WrMap *m, const char *key)
 	}
 }
 
+/* Rehashes into a table sized by the live keys alone (at most half full), so
+ * tombstones are dropped: a map whose keys come and go (idempotency keys
+ * inside a time window) keeps the size its live keys need instead of doubling
+ * each time the tombstones fill it. */
 static int grow(WrMap *m)
 {
-	size_t cap = m->cap ? m->cap * 2 : 16;
-	while (m->count * 2 >= cap)
+	size_t cap = 16;
+	while ((m->count + 1) * 2 >= cap)
 		cap *= 2;
 	WrMapSlot *slots = calloc(cap, sizeof(*slots));
 	if (!slots)

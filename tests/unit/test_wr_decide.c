@@ -198,6 +198,34 @@ static void map_survives_growth_and_removal(void **state)
 	wr_map_clear(&m, NULL);
 }
 
+/* Keys that come and go (a sliding window of 1,000 live keys over 200,000
+ * insertions) keep the table at the size the live keys need: rehashing drops
+ * the tombstones instead of doubling the table each time they fill it. */
+static void map_size_follows_live_keys_under_churn(void **state)
+{
+	(void)state;
+	WrMap m;
+	bool oom;
+	char key[32];
+	wr_map_init(&m);
+	for (long i = 0; i < 200000; i++) {
+		snprintf(key, sizeof(key), "k%ld", i);
+		assert_null(wr_map_put(&m, key, (void *)(i + 1), &oom));
+		assert_false(oom);
+		if (i >= 1000) {
+			snprintf(key, sizeof(key), "k%ld", i - 1000);
+			assert_ptr_equal(wr_map_remove(&m, key), (void *)(i - 1000 + 1));
+		}
+		assert_true(m.cap <= 4096);
+	}
+	assert_int_equal(m.count, 1000);
+	for (long i = 199000; i < 200000; i++) {
+		snprintf(key, sizeof(key), "k%ld", i);
+		assert_ptr_equal(wr_map_get(&m, key), (void *)(i + 1));
+	}
+	wr_map_clear(&m, NULL);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -208,6 +236,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(versions_and_states, setup, teardown),
 		cmocka_unit_test_setup_teardown(future_dates_refused, setup, teardown),
 		cmocka_unit_test(map_survives_growth_and_removal),
+		cmocka_unit_test(map_size_follows_live_keys_under_churn),
 	};
 	return cmocka_run_group_tests_name("writer_decide", tests, NULL, NULL);
 }

@@ -178,7 +178,7 @@ static void reply_result(VpHttpRequest *r, int status, const char *aggregate_id,
 static int check_idempotency(const WrTenant *t, VpHttpRequest *r, const WrCommand *cmd,
 			     const char *key, const char *hash, VpError *err)
 {
-	const WrIdem *k = t ? wr_map_get(&t->idem, key) : NULL;
+	const WrIdem *k = t ? wr_idem_get(&t->idem, key) : NULL;
 	char location[128] = "";
 	if (!k)
 		return 0;

@@ -123,6 +123,15 @@ void *wr_map_remove(WrMap *m, const char *key)
 	return value;
 }
 
+void wr_map_each(const WrMap *m, void (*fn)(void *value, void *arg), void *arg)
+{
+	for (size_t i = 0; i < m->cap; i++) {
+		const WrMapSlot *s = &m->slots[i];
+		if (s->key && s->key != WR_MAP_TOMBSTONE)
+			fn(s->value, arg);
+	}
+}
+
 void wr_map_clear(WrMap *m, void (*fn)(void *value))
 {
 	for (size_t i = 0; i < m->cap; i++) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <sodium.h>
 
@@ -15,11 +16,13 @@
 #include "vp_event.h"
 #include "vp_kafka.h"
 #include "vp_log.h"
+#include "vp_metrics.h"
 #include "vp_time.h"
 #include "vp_uuid.h"
 #include "writer.h"
 
 #define MAX_KEY_LEN 255
+#define IDEM_SWEEP_MAX_S 60
 
 /* A request waiting for its commit. The evhttp request dies with its
  * connection: the close callback marks it orphaned so nobody answers into
@@ -44,6 +47,8 @@ struct WrApi {
 	uint64_t generation;
 	VpJwtVerifier verifier;
 	LIST_HEAD(, WrPending) pending;
+	struct event *idem_sweep; /* forgets expired keys of tenants that send nothing */
+	VpMetric *m_idem_keys;
 };
 
 static const struct {
@@ -387,8 +392,9 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 			     "tenant %s belongs to another writer instance", tenant_id);
 		goto done;
 	}
+	WrTenant *tenant = wr_state_tenant(api->state, tenant_id);
 	d.state = api->state;
-	d.tenant = wr_state_tenant(api->state, tenant_id);
+	d.tenant = tenant;
 	d.tenant_id = tenant_id;
 	d.target_id = target_id;
 	d.body = body;
@@ -399,6 +405,11 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 		goto done;
 	}
 	request_hash(r, body, hash);
+	/* Keys older than the window are forgotten before the lookup: the same
+	 * key then makes a new command. Popping the FIFO's expired head costs O(1)
+	 * per key over its life. */
+	if (tenant)
+		wr_state_idem_expire(api->state, tenant, d.now_us);
 	if (client_key) {
 		rc = check_idempotency(d.tenant, r, cmd, key, hash, err);
 		if (rc != 0)
@@ -410,6 +421,8 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 		goto done;
 	rc = 1; /* answered later, after the commit */
 done:
+	if (api->state)
+		vp_metric_set(api->m_idem_keys, (int64_t)api->state->idem_keys);
 	cJSON_Delete(d.data);
 	cJSON_Delete(body);
 	return rc;
@@ -476,6 +489,21 @@ static void on_rebuilt(WrState *state, uint64_t generation, void *arg)
 	}
 	api->state = state;
 	api->generation = generation;
+	vp_metric_set(api->m_idem_keys, (int64_t)state->idem_keys);
+}
+
+/* The request path forgets a tenant's expired keys when the tenant sends a
+ * command; this timer does it for every tenant, so a tenant that went quiet
+ * does not keep its keys forever. O(tenants) per tick. */
+static void on_idem_sweep(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	WrApi *api = arg;
+	if (!api->state)
+		return;
+	wr_state_idem_expire_all(api->state, vp_time_now_us());
+	vp_metric_set(api->m_idem_keys, (int64_t)api->state->idem_keys);
 }
 
 static int setup_verifier(WrApi *api, char *why, size_t why_cap)
@@ -514,7 +542,20 @@ WrApi *wr_api_new(const WrConfig *cfg, VpService *service, char *why, size_t why
 		return wr_api_free(api);
 	api->appender = wr_appender_new(cfg, service->base, on_appended, on_rebuilt, api, why,
 					why_cap);
-	if (!api->appender || wr_appender_start(api->appender) < 0)
+	if (!api->appender)
+		return wr_api_free(api);
+	api->m_idem_keys = vp_metrics_gauge("vetpms_writer_idempotency_keys", NULL,
+					    "idempotency keys remembered (inside the window)");
+	/* a key of a quiet tenant outlives its window by at most one period */
+	long sweep_s = cfg->idempotency_window_s < IDEM_SWEEP_MAX_S ? cfg->idempotency_window_s
+								    : IDEM_SWEEP_MAX_S;
+	struct timeval every = {sweep_s > 0 ? sweep_s : 1, 0};
+	api->idem_sweep = event_new(service->base, -1, EV_PERSIST, on_idem_sweep, api);
+	if (!api->idem_sweep || event_add(api->idem_sweep, &every) < 0) {
+		snprintf(why, why_cap, "cannot start the idempotency key sweep");
+		return wr_api_free(api);
+	}
+	if (wr_appender_start(api->appender) < 0)
 		return wr_api_free(api);
 	return api;
 }
@@ -535,6 +576,8 @@ WrApi *wr_api_free(WrApi *api)
 	if (!api)
 		return NULL;
 	wr_appender_free(api->appender);
+	if (api->idem_sweep)
+		event_free(api->idem_sweep);
 	while (!LIST_EMPTY(&api->pending))
 		pending_free(LIST_FIRST(&api->pending));
 	if (api->state) {

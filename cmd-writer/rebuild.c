@@ -2,7 +2,9 @@
  * from offset 0 to their end, read_committed (aborted transactions never
  * enter the model). Runs on the appender thread after init_transactions has
  * fenced older writers, so no other writer can add to these partitions while
- * we read them. */
+ * we read them. Idempotency keys are kept for the window after their event's
+ * own time: what expired before now is dropped as the log is read, so the
+ * rebuild never holds more keys than the window does. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include "vp_event.h"
 #include "vp_kafka.h"
 #include "vp_log.h"
+#include "vp_time.h"
 #include "writer.h"
 
 #define REBUILD_POLL_MS 500
@@ -55,7 +58,7 @@ static void header_value(const rd_kafka_message_t *m, const char *name, char *ou
 
 /* One record into the model; a record we cannot read is logged and skipped
  * (the projector dead-letters it; the writer cannot do better than ignore). */
-static void apply_record(WrState *state, const rd_kafka_message_t *m)
+static void apply_record(WrState *state, const rd_kafka_message_t *m, int64_t now_us)
 {
 	VpEvent ev;
 	char why[256];
@@ -71,6 +74,9 @@ static void apply_record(WrState *state, const rd_kafka_message_t *m)
 	if (wr_state_apply(state, &ev, hash, position, false, why, sizeof(why)) < 0)
 		vp_log_warn(NULL, "rebuild_skip", "partition %d offset %lld: %s", m->partition,
 			    (long long)m->offset, why);
+	WrTenant *t = wr_state_tenant(state, ev.tenant_id);
+	if (t)
+		wr_state_idem_expire(state, t, now_us);
 	vp_event_release(&ev);
 }
 
@@ -79,11 +85,14 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 {
 	int rc = -1, owned = 0, at_end = 0, idle = 0;
 	long long records = 0;
+	int64_t started_us = vp_time_now_us();
 	rd_kafka_t *rk = reader_new(cfg, why, why_cap);
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partition_cnt);
 	if (!rk || !parts)
 		goto done;
 	wr_state_init(state);
+	if (cfg->idempotency_window_s > 0)
+		state->idem_window_us = cfg->idempotency_window_s * VP_US_PER_SEC;
 	for (int p = 0; p < partition_cnt; p++) {
 		if (!wr_owns_partition(cfg, p))
 			continue;
@@ -107,7 +116,7 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 		else if (m->err)
 			vp_log_warn(NULL, "rebuild_consume", "%s", rd_kafka_message_errstr(m));
 		else {
-			apply_record(state, m);
+			apply_record(state, m, started_us);
 			records++;
 		}
 		rd_kafka_message_destroy(m);
@@ -117,7 +126,10 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 			 owned);
 		goto done;
 	}
-	vp_log_info(NULL, "rebuild", "%lld records from %d owned partition(s)", records, owned);
+	wr_state_idem_expire_all(state, vp_time_now_us());
+	vp_log_info(NULL, "rebuild",
+		    "%lld records from %d owned partition(s), %zu idempotency keys in the window",
+		    records, owned, state->idem_keys);
 	rc = 0;
 done:
 	if (parts)

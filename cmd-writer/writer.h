@@ -26,6 +26,7 @@ typedef struct WrConfig {
 	char *jwt_issuer;
 	char *jwt_audience;
 	long max_batch;
+	long idempotency_window_s; /* keys are remembered this long after their event */
 	char *log_level;
 	/* Benchmarks only: decide and answer, append nothing. No transactional.id,
 	 * so a dry-run writer never fences the real one; answers carry offset -1. */

@@ -1,10 +1,12 @@
 """cmd-writer end to end on the real Kafka of the test stack: every command in
-scope, every refusal, auth, idempotency, optimistic concurrency, ownership,
-durability across kill -9, fencing, and the events' JSON Schemas."""
+scope, every refusal, auth, idempotency (and its time window), optimistic
+concurrency, ownership, durability across kill -9, fencing, and the events'
+JSON Schemas."""
 
 import base64
 import collections
 import json
+import math
 import os
 import time
 import uuid
@@ -385,6 +387,73 @@ def test_ownership_misdirected_and_owned_tenant_ids(stack):
     r = pa.post("/v1/tenants", {"id": foreign, "name": "Even", "timezone": "UTC", "currency": "EUR"})
     assert r.status_code == 421 and error_code(r) == "MISDIRECTED"
     assert w.terminate() == 0
+
+
+def test_idempotency_keys_expire_after_the_window_also_across_kill9(stack, writer):
+    """A key replays inside VETPMS_IDEMPOTENCY_WINDOW_S of its command's event
+    time and is a new command after it; a writer restarted after kill -9
+    rebuilds exactly the keys still inside the window, judged by each event's
+    own time (not by when the log was read)."""
+    # The window must outlast a writer restart (kill -9, init_transactions,
+    # rebuild of the whole log): scaled from how long this module's writer
+    # took to become ready, so a slow machine gets a longer window, not a
+    # flaky test.
+    window = max(8, math.ceil(4 * writer.ready_seconds))
+    env = {"VETPMS_IDEMPOTENCY_WINDOW_S": str(window)}
+    w = stack.start_daemon("cmd-writer", port=free_port(), env=env)
+    w.wait_ready(90)
+    tid = provision(stack, w.url)
+    api = Client(w.url, stack.token("reception", tenant=tid))
+
+    def post(key, first_name):
+        return api.post("/v1/clients", {"first_name": first_name, "last_name": "Window"},
+                        headers={"Idempotency-Key": key})
+
+    key_a, key_b, key_c = (f"window-{k}-{uuid.uuid4()}" for k in "abc")
+    # inside the window: replayed, one event
+    a1 = post(key_a, "A")
+    assert a1.status_code == 201 and "Idempotent-Replayed" not in a1.headers
+    again = post(key_a, "A")
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == a1.json()
+    assert count_commands(stack, key_a) == 1
+    c1 = post(key_c, "C")
+    assert c1.status_code == 201
+    last_answer = time.time()  # every event so far has `at` <= this
+    assert w.metric("vetpms_writer_idempotency_keys") >= 3
+
+    # after the window: the same key is a new command
+    time.sleep(max(0.0, last_answer + window + 1 - time.time()))
+    a_sent = time.time()
+    a2 = post(key_a, "A")
+    assert a2.status_code == 201 and "Idempotent-Replayed" not in a2.headers
+    assert a2.json()["id"] != a1.json()["id"]
+    assert count_commands(stack, key_a) == 2
+    again = post(key_a, "A")
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == a2.json()
+    b1 = post(key_b, "B")
+    assert b1.status_code == 201
+
+    # kill -9 and restart: A (second command) and B are inside the window, C
+    # and everything before the sleep are outside it
+    w.kill9()
+    w2 = stack.start_daemon("cmd-writer", port=free_port(), env=env)
+    w2.wait_ready(90)
+    api = Client(w2.url, stack.token("reception", tenant=tid))
+    a3, b2 = post(key_a, "A"), post(key_b, "B")
+    took = time.time() - a_sent
+    assert took < window, (f"the restart took {took:.1f}s, not less than the {window}s window: "
+                           "the replays below cannot be tested on a machine this slow")
+    assert w2.metric("vetpms_writer_idempotency_keys") == 2  # A's second command, B
+    assert a3.status_code == 201 and a3.headers.get("Idempotent-Replayed") == "true"
+    assert a3.json() == a2.json()  # the later command of a reused key
+    assert b2.status_code == 201 and b2.headers.get("Idempotent-Replayed") == "true"
+    assert b2.json() == b1.json()
+    c2 = post(key_c, "C")
+    assert c2.status_code == 201 and "Idempotent-Replayed" not in c2.headers
+    assert c2.json()["id"] != c1.json()["id"]
+    assert [count_commands(stack, k) for k in (key_a, key_b, key_c)] == [2, 1, 2]
+    assert w2.terminate() == 0
 
 
 # --- the log itself ------------------------------------------------------------------

@@ -207,21 +207,32 @@ static bool owned_tenant(WrApi *api, const char *tenant_id)
 	return p >= 0 && wr_owns_partition(api->cfg, p);
 }
 
-/* A new tenant id this instance owns, so the creating writer can serve it. */
-static void new_owned_tenant_id(WrApi *api, char out[37])
+/* A new tenant id this instance owns, so the creating writer can serve it.
+ * With a client key (client_key not NULL) the id is derived from the caller and
+ * the key: the first attempt 0, 1, ... that is owned, so a retry names the same
+ * tenant, finds the key there and replays instead of creating another tenant.
+ * Without one, UUIDv7s are drawn. */
+static void new_owned_tenant_id(WrApi *api, const char *sub, const char *client_key,
+				char out[37])
 {
 	VpUuid u;
-	for (int attempt = 0; attempt < 100000; attempt++) {
-		vp_uuid_v7(&u);
-		vp_uuid_format(&u, out);
+	for (uint32_t attempt = 0; attempt < 100000; attempt++) {
+		if (client_key) {
+			wr_tenant_id_for_key(sub, client_key, attempt, out);
+		} else {
+			vp_uuid_v7(&u);
+			vp_uuid_format(&u, out);
+		}
 		if (owned_tenant(api, out))
 			return;
 	}
 }
 
-/* The command's tenant and target aggregate ids. */
+/* The command's tenant and target aggregate ids; client_key is the command's
+ * key when the client chose it, else NULL. */
 static int resolve_ids(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, const VpClaims *claims,
-		       const cJSON *body, char tenant_id[37], char target_id[37], VpError *err)
+		       const cJSON *body, const char *client_key, char tenant_id[37],
+		       char target_id[37], VpError *err)
 {
 	const char *given = vp_json_str(body, "id");
 	VpUuid u;
@@ -229,7 +240,7 @@ static int resolve_ids(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, const
 	if (given && vp_uuid_parse(given, strlen(given), &u) == 0)
 		vp_uuid_format(&u, target_id);
 	else if (provisioning)
-		new_owned_tenant_id(api, target_id);
+		new_owned_tenant_id(api, claims->sub, client_key, target_id);
 	else if (cmd->creates) {
 		vp_uuid_v7(&u);
 		vp_uuid_format(&u, target_id);
@@ -381,7 +392,8 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 		cmd->validate(body, d.now_us, err);
 	parse_if_match(r, &d.if_match, err);
 	if (vp_error_finish_validation(err) || command_key(r, body, key, &client_key, err) < 0 ||
-	    resolve_ids(api, r, cmd, &claims, body, tenant_id, target_id, err) < 0)
+	    resolve_ids(api, r, cmd, &claims, body, client_key ? key : NULL, tenant_id, target_id,
+			err) < 0)
 		goto done;
 	if (!api->state) {
 		vp_error_set(err, 503, VP_ERR_UNAVAILABLE, "the write model is being rebuilt");

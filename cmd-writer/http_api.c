@@ -294,14 +294,17 @@ static void pending_free(WrPending *p)
 	free(p);
 }
 
-/* Builds the event, applies it to the model and queues it for the log. */
+/* Builds the event, applies it to the model and queues it for the log. Only a
+ * command id the client chose (client_key) is remembered: a generated one can
+ * never be sent again. */
 static int append_decision(WrApi *api, VpHttpRequest *r, const WrCommand *cmd,
 			   const VpClaims *claims, WrDecision *d, const char *command_id,
-			   const char *hash, VpError *err)
+			   bool client_key, const char *hash, VpError *err)
 {
 	VpEvent ev = {0};
 	VpUuid id;
 	char why[256];
+	const WrIdemNote idem = {.request_hash = hash, .position = "", .pending = true};
 	vp_uuid_v7(&id);
 	vp_uuid_format(&id, ev.id);
 	snprintf(ev.type, sizeof(ev.type), "%s", d->type);
@@ -320,7 +323,7 @@ static int append_decision(WrApi *api, VpHttpRequest *r, const WrCommand *cmd,
 	if (item)
 		item->value = vp_event_encode(&ev);
 	if (!item || !p || !item->value ||
-	    wr_state_apply(api->state, &ev, hash, "", true, why, sizeof(why)) < 0) {
+	    wr_state_apply(api->state, &ev, client_key ? &idem : NULL, why, sizeof(why)) < 0) {
 		vp_event_release(&ev);
 		wr_append_free(item);
 		if (p)
@@ -333,6 +336,7 @@ static int append_decision(WrApi *api, VpHttpRequest *r, const WrCommand *cmd,
 	snprintf(item->type, sizeof(item->type), "%s", ev.type);
 	snprintf(item->request_hash, sizeof(item->request_hash), "%s", hash);
 	snprintf(item->command_id, sizeof(item->command_id), "%s", command_id);
+	item->client_key = client_key;
 	item->generation = api->generation;
 	item->owner = p;
 	p->creates = cmd->creates;
@@ -429,7 +433,7 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 		rc = -1;
 	}
 	if (cmd->decide(&d, err) < 0 ||
-	    append_decision(api, r, cmd, &claims, &d, key, hash, err) < 0)
+	    append_decision(api, r, cmd, &claims, &d, key, client_key, hash, err) < 0)
 		goto done;
 	rc = 1; /* answered later, after the commit */
 done:
@@ -471,7 +475,8 @@ static void on_appended(WrAppend *list, void *arg)
 		list = item->next;
 		snprintf(position, sizeof(position), "%d:%lld", item->partition,
 			 (long long)item->offset);
-		if (!item->error && api->state && item->generation == api->generation)
+		if (!item->error && item->client_key && api->state &&
+		    item->generation == api->generation)
 			wr_state_idem_done(api->state, item->tenant_id, item->command_id, position);
 		if (p && !p->orphaned) {
 			if (!item->error) {
@@ -557,7 +562,7 @@ WrApi *wr_api_new(const WrConfig *cfg, VpService *service, char *why, size_t why
 	if (!api->appender)
 		return wr_api_free(api);
 	api->m_idem_keys = vp_metrics_gauge("vetpms_writer_idempotency_keys", NULL,
-					    "idempotency keys remembered (inside the window)");
+					    "client idempotency keys remembered (inside the window)");
 	/* a key of a quiet tenant outlives its window by at most one period */
 	long sweep_s = cfg->idempotency_window_s < IDEM_SWEEP_MAX_S ? cfg->idempotency_window_s
 								    : IDEM_SWEEP_MAX_S;

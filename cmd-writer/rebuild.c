@@ -57,21 +57,28 @@ static void header_value(const rd_kafka_message_t *m, const char *name, char *ou
 }
 
 /* One record into the model; a record we cannot read is logged and skipped
- * (the projector dead-letters it; the writer cannot do better than ignore). */
+ * (the projector dead-letters it; the writer cannot do better than ignore).
+ * Its command id is remembered unless the record says the writer generated
+ * it; a record without the origin header predates it and is remembered, as
+ * every record was then (so are other producers' records). */
 static void apply_record(WrState *state, const rd_kafka_message_t *m, int64_t now_us)
 {
 	VpEvent ev;
 	char why[256];
 	char hash[65];
+	char origin[16];
 	char position[32];
 	if (vp_event_decode(m->payload, m->len, &ev, why, sizeof(why)) < 0) {
 		vp_log_warn(NULL, "rebuild_skip", "partition %d offset %lld: %s", m->partition,
 			    (long long)m->offset, why);
 		return;
 	}
-	header_value(m, "command-hash", hash, sizeof(hash));
+	header_value(m, WR_HEADER_COMMAND_HASH, hash, sizeof(hash));
+	header_value(m, WR_HEADER_COMMAND_ID_ORIGIN, origin, sizeof(origin));
 	snprintf(position, sizeof(position), "%d:%lld", m->partition, (long long)m->offset);
-	if (wr_state_apply(state, &ev, hash, position, false, why, sizeof(why)) < 0)
+	const WrIdemNote idem = {.request_hash = hash, .position = position, .pending = false};
+	bool generated = !strcmp(origin, WR_ORIGIN_WRITER);
+	if (wr_state_apply(state, &ev, generated ? NULL : &idem, why, sizeof(why)) < 0)
 		vp_log_warn(NULL, "rebuild_skip", "partition %d offset %lld: %s", m->partition,
 			    (long long)m->offset, why);
 	WrTenant *t = wr_state_tenant(state, ev.tenant_id);

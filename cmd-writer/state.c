@@ -358,26 +358,25 @@ static int apply_appointment(WrTenant *t, const VpEvent *ev, char *why, size_t w
 /* The key is kept for the window after the event's own time, both when the
  * command is decided and when the log is replayed, so a restarted writer
  * remembers exactly the keys still inside the window. */
-static int apply_idem(WrState *s, WrTenant *t, const VpEvent *ev, const char *request_hash,
-		      const char *position, bool pending)
+static int apply_idem(WrState *s, WrTenant *t, const VpEvent *ev, const WrIdemNote *idem)
 {
 	size_t before = wr_idem_count(&t->idem);
 	WrIdem *k = wr_idem_put(&t->idem, ev->command_id, ev->at_us + s->idem_window_us);
 	if (!k)
 		return -1;
 	s->idem_keys += wr_idem_count(&t->idem) - before;
-	copy_str(k->request_hash, sizeof(k->request_hash), request_hash);
+	copy_str(k->request_hash, sizeof(k->request_hash), idem->request_hash);
 	copy_str(k->aggregate_id, sizeof(k->aggregate_id), ev->aggregate_id);
 	copy_str(k->event_type, sizeof(k->event_type), ev->type);
-	copy_str(k->position, sizeof(k->position), position);
+	copy_str(k->position, sizeof(k->position), idem->position);
 	k->version = ev->seq;
 	k->status = ev->seq == 1 ? 201 : 200;
-	k->pending = pending;
+	k->pending = idem->pending;
 	return 0;
 }
 
-int wr_state_apply(WrState *s, const VpEvent *ev, const char *request_hash, const char *position,
-		   bool pending, char *why, size_t why_cap)
+int wr_state_apply(WrState *s, const VpEvent *ev, const WrIdemNote *idem, char *why,
+		   size_t why_cap)
 {
 	int rc;
 	snprintf(why, why_cap, "out of memory");
@@ -403,7 +402,7 @@ int wr_state_apply(WrState *s, const VpEvent *ev, const char *request_hash, cons
 		rc = 0; /* tenant done above; later aggregates do not touch this model */
 	if (rc < 0)
 		return rc;
-	return apply_idem(s, t, ev, request_hash, position, pending);
+	return idem ? apply_idem(s, t, ev, idem) : 0;
 }
 
 void wr_state_idem_done(WrState *s, const char *tenant_id, const char *command_id,

@@ -78,15 +78,25 @@ void wr_state_init(WrState *s);
 void wr_state_clear(WrState *s);
 WrTenant *wr_state_tenant(const WrState *s, const char *tenant_id);
 
-/* Applies one event. `request_hash` (may be empty) and `position` ("P:O", may
- * be empty while pending) feed the idempotency entry of ev->command_id.
- * -1 when the event contradicts the model (a bug or a corrupt log). */
-int wr_state_apply(WrState *s, const VpEvent *ev, const char *request_hash, const char *position,
-		   bool pending, char *why, size_t why_cap);
+/* The idempotency entry of a command whose id the client chose. */
+typedef struct WrIdemNote {
+	const char *request_hash; /* may be empty (a record without command-hash) */
+	const char *position;     /* "P:O"; empty while pending */
+	bool pending;             /* the append is in flight */
+} WrIdemNote;
+
+/* Applies one event. With `idem`, ev->command_id came from the client (an
+ * Idempotency-Key or a body command_id) and is remembered for the window;
+ * NULL for an id the writer generated, which no client can send again, so
+ * remembering it would only cost memory. -1 when the event contradicts the
+ * model (a bug or a corrupt log). */
+int wr_state_apply(WrState *s, const VpEvent *ev, const WrIdemNote *idem, char *why,
+		   size_t why_cap);
 
 bool wr_appointment_active(const WrAppointment *a);
 
-/* Marks the command's entry appended at position. */
+/* Marks the command's entry appended at position (commands with a client key;
+ * others have no entry). */
 void wr_state_idem_done(WrState *s, const char *tenant_id, const char *command_id,
 			const char *position);
 

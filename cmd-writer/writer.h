@@ -33,6 +33,16 @@ typedef struct WrConfig {
 	bool dry_run;
 } WrConfig;
 
+/* Record headers of the writer's events besides EVENTS.md's `type` and `v`
+ * (consumers may ignore them): the request fingerprint, and where the
+ * event's command_id came from. A rebuild remembers the keys of `client`
+ * commands and of records without the origin header (written before it
+ * existed), not of `writer` ones. */
+#define WR_HEADER_COMMAND_HASH "command-hash"
+#define WR_HEADER_COMMAND_ID_ORIGIN "command-id-origin"
+#define WR_ORIGIN_CLIENT "client" /* Idempotency-Key or body command_id */
+#define WR_ORIGIN_WRITER "writer" /* a UUIDv7 the writer made */
+
 /* One event on its way to the log, with what is needed to answer for it. */
 typedef struct WrAppend {
 	char tenant_id[37];
@@ -41,6 +51,7 @@ typedef struct WrAppend {
 	char type[48];
 	char request_hash[65];
 	char command_id[256];
+	bool client_key;         /* command_id came from the client */
 	uint64_t generation;     /* write-model generation it was decided on */
 	/* filled by the appender */
 	int64_t offset;

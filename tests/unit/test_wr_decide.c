@@ -56,7 +56,7 @@ static int run(WrState *s, const char *name, const char *target, const char *bod
 		snprintf(ev.aggregate, sizeof(ev.aggregate), "%s", d.aggregate);
 		snprintf(ev.aggregate_id, sizeof(ev.aggregate_id), "%s", target);
 		snprintf(ev.command_id, sizeof(ev.command_id), "cmd-%d", n++);
-		assert_int_equal(wr_state_apply(s, &ev, "", "0:0", false, why, sizeof(why)), 0);
+		assert_int_equal(wr_state_apply(s, &ev, NULL, why, sizeof(why)), 0);
 		if (data_out)
 			*data_out = cJSON_Duplicate(d.data, true);
 	}

@@ -150,9 +150,10 @@ static void many_keys(void **state)
 }
 
 /* The model: keys kept for the window after the event's `at`, counted over all
- * tenants, expired per tenant or for all. */
-static void apply(WrState *s, const char *tenant, const char *aggregate, const char *type,
-		  const char *aggregate_id, const char *command_id, int64_t at_us)
+ * tenants, expired per tenant or for all; only client keys are kept. */
+static void apply_event(WrState *s, const char *tenant, const char *aggregate, const char *type,
+			const char *aggregate_id, const char *command_id, int64_t at_us,
+			const WrIdemNote *idem)
 {
 	VpEvent ev = {.v = 1, .seq = 1, .at_us = at_us};
 	char why[128];
@@ -161,7 +162,15 @@ static void apply(WrState *s, const char *tenant, const char *aggregate, const c
 	snprintf(ev.aggregate, sizeof(ev.aggregate), "%s", aggregate);
 	snprintf(ev.aggregate_id, sizeof(ev.aggregate_id), "%s", aggregate_id);
 	snprintf(ev.command_id, sizeof(ev.command_id), "%s", command_id);
-	assert_int_equal(wr_state_apply(s, &ev, "hash", "0:1", false, why, sizeof(why)), 0);
+	assert_int_equal(wr_state_apply(s, &ev, idem, why, sizeof(why)), 0);
+}
+
+/* An event whose command id the client chose. */
+static void apply(WrState *s, const char *tenant, const char *aggregate, const char *type,
+		  const char *aggregate_id, const char *command_id, int64_t at_us)
+{
+	const WrIdemNote idem = {.request_hash = "hash", .position = "0:1"};
+	apply_event(s, tenant, aggregate, type, aggregate_id, command_id, at_us, &idem);
 }
 
 #define T1 "01a20807-0000-7000-8000-000000000001"
@@ -198,6 +207,39 @@ static void the_model_counts_and_expires_keys_of_every_tenant(void **state)
 	wr_state_clear(&s);
 }
 
+/* A command id the writer generated is not remembered: no entry, not counted,
+ * and marking it appended finds nothing; a client key pending on the loop is
+ * marked appended by wr_state_idem_done and can expire after that. */
+static void only_client_keys_are_remembered(void **state)
+{
+	(void)state;
+	WrState s;
+	const int64_t sec = VP_US_PER_SEC;
+	const WrIdemNote pending = {.request_hash = "h", .position = "", .pending = true};
+	wr_state_init(&s);
+	s.idem_window_us = 10 * sec;
+	apply_event(&s, T1, "tenant", "TenantProvisioned", T1, "generated-1", 0, NULL);
+	apply_event(&s, T1, "client", "ClientRegistered", C1, "generated-2", 0, NULL);
+	WrTenant *t1 = wr_state_tenant(&s, T1);
+	assert_non_null(t1);
+	assert_int_equal(s.idem_keys, 0);
+	assert_int_equal(wr_idem_count(&t1->idem), 0);
+	wr_state_idem_done(&s, T1, "generated-2", "0:2");
+	assert_null(wr_idem_get(&t1->idem, "generated-2"));
+
+	apply_event(&s, T1, "client", "ClientRegistered", C2, "client-key", sec, &pending);
+	assert_int_equal(s.idem_keys, 1);
+	assert_true(wr_idem_get(&t1->idem, "client-key")->pending);
+	wr_state_idem_expire(&s, t1, 20 * sec); /* pending: kept */
+	assert_int_equal(s.idem_keys, 1);
+	wr_state_idem_done(&s, T1, "client-key", "0:3");
+	assert_false(wr_idem_get(&t1->idem, "client-key")->pending);
+	assert_string_equal(wr_idem_get(&t1->idem, "client-key")->position, "0:3");
+	wr_state_idem_expire(&s, t1, 20 * sec);
+	assert_int_equal(s.idem_keys, 0);
+	wr_state_clear(&s);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -210,6 +252,7 @@ int main(void)
 		cmocka_unit_test(times_stepping_back_keep_the_fifo_sorted),
 		cmocka_unit_test(many_keys),
 		cmocka_unit_test(the_model_counts_and_expires_keys_of_every_tenant),
+		cmocka_unit_test(only_client_keys_are_remembered),
 	};
 	return cmocka_run_group_tests_name("writer_idem", tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 import requests
 
+from events import EventProducer, client_registered
 from kafka_log import events as log_events
 from stack import ROOT, free_port
 
@@ -478,11 +479,25 @@ def test_ownership_misdirected_and_owned_tenant_ids(stack):
     assert w.terminate() == 0
 
 
+def unkeyed(api, pa):
+    """Commands without a client key: a client, its contact update, a tenant."""
+    r = api.post("/v1/clients", {"first_name": "No", "last_name": "Key"})
+    assert r.status_code == 201 and "Idempotent-Replayed" not in r.headers
+    r = api.call("PATCH", f"/v1/clients/{r.json()['id']}", {"email": "nokey@example.org"})
+    assert r.status_code == 200
+    r = pa.post("/v1/tenants", {"name": "No Key Vets", "timezone": "UTC", "currency": "EUR"})
+    assert r.status_code == 201
+    WRITER_TENANTS.add(r.json()["id"])
+
+
 def test_idempotency_keys_expire_after_the_window_also_across_kill9(stack, writer):
     """A key replays inside VETPMS_IDEMPOTENCY_WINDOW_S of its command's event
     time and is a new command after it; a writer restarted after kill -9
     rebuilds exactly the keys still inside the window, judged by each event's
-    own time (not by when the log was read)."""
+    own time (not by when the log was read). Only client keys are remembered:
+    commands without one do not raise vetpms_writer_idempotency_keys, before
+    or after the restart; a record without the command-id-origin header
+    (written before it existed) is remembered as before."""
     # The window must outlast a writer restart (kill -9, init_transactions,
     # rebuild of the whole log): scaled from how long this module's writer
     # took to become ready, so a slow machine gets a longer window, not a
@@ -515,7 +530,11 @@ def test_idempotency_keys_expire_after_the_window_also_across_kill9(stack, write
     c1 = post(key_c, "C")
     assert c1.status_code == 201
     last_answer = time.time()  # every event so far has `at` <= this
-    assert w.metric("vetpms_writer_idempotency_keys") >= 3  # key_t, A, C (and older)
+    keys = w.metric("vetpms_writer_idempotency_keys")
+    assert keys >= 3  # key_t, A, C (and older ones of earlier tests)
+    # commands without a key are not remembered (older keys may expire meanwhile)
+    unkeyed(api, pa)
+    assert w.metric("vetpms_writer_idempotency_keys") <= keys
 
     # after the window: the same key is a new command
     time.sleep(max(0.0, last_answer + window + 1 - time.time()))
@@ -533,6 +552,17 @@ def test_idempotency_keys_expire_after_the_window_also_across_kill9(stack, write
     # second tenant
     t2 = pa.post("/v1/tenants", tenant_body, headers={"Idempotency-Key": key_t})
     assert t2.status_code == 409 and error_code(t2) == "ALREADY_EXISTS"
+    # inside the window at the restart: commands without a key (not remembered)
+    # and a record as written before the command-id-origin header (remembered)
+    unkeyed(api, pa)
+    key_old = f"window-old-{uuid.uuid4()}"
+    old_record = client_registered(tid, str(uuid.uuid4()), first="Old", last="Record")
+    old_record["command_id"] = key_old
+    producer = EventProducer(stack.brokers)
+    producer.send(old_record, headers=[("type", "ClientRegistered"), ("v", "1"),
+                                       ("command-hash", "0" * 64)])
+    producer.flush()
+    producer.close()
 
     # kill -9 and restart: A (second command) and B are inside the window, C
     # and everything before the sleep are outside it
@@ -544,7 +574,10 @@ def test_idempotency_keys_expire_after_the_window_also_across_kill9(stack, write
     took = time.time() - a_sent
     assert took < window, (f"the restart took {took:.1f}s, not less than the {window}s window: "
                            "the replays below cannot be tested on a machine this slow")
-    assert w2.metric("vetpms_writer_idempotency_keys") == 2  # A's second command, B
+    # A's second command, B and the old record: not the commands without a key
+    assert w2.metric("vetpms_writer_idempotency_keys") == 3
+    unkeyed(api, Client(w2.url, stack.token("platform-admin")))
+    assert w2.metric("vetpms_writer_idempotency_keys") == 3
     assert a3.status_code == 201 and a3.headers.get("Idempotent-Replayed") == "true"
     assert a3.json() == a2.json()  # the later command of a reused key
     assert b2.status_code == 201 and b2.headers.get("Idempotent-Replayed") == "true"
@@ -552,7 +585,10 @@ def test_idempotency_keys_expire_after_the_window_also_across_kill9(stack, write
     c2 = post(key_c, "C")
     assert c2.status_code == 201 and "Idempotent-Replayed" not in c2.headers
     assert c2.json()["id"] != c1.json()["id"]
-    assert [count_commands(stack, k) for k in (key_a, key_b, key_c, key_t)] == [2, 1, 2, 1]
+    old_again = post(key_old, "Old")  # the old record's key, another request hash
+    assert old_again.status_code == 409 and error_code(old_again) == "IDEMPOTENCY_KEY_REUSED"
+    assert [count_commands(stack, k) for k in (key_a, key_b, key_c, key_t, key_old)] == \
+        [2, 1, 2, 1, 1]
     assert w2.terminate() == 0
 
 

@@ -82,8 +82,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "raw_producer: bad arguments\n");
 		return 2;
 	}
-	/* Key and headers like the writer's: a tenant UUID, type, v and a
-	 * 64-character command hash; the value pads the record to its size. */
+	/* Key and headers like the writer's: a tenant UUID, type, v, a
+	 * 64-character command hash and the command id's origin; the value pads
+	 * the record to its size. */
 	const char *key = "0193a5c2-7b1e-7c11-9d2a-3f4b5c6d7e8f";
 	char hash[65];
 	memset(hash, 'a', 64);
@@ -112,7 +113,7 @@ int main(int argc, char **argv)
 				RD_KAFKA_V_VALUE(value, (size_t)record_bytes),
 				RD_KAFKA_V_HEADER("type", "PatientRegistered", -1),
 				RD_KAFKA_V_HEADER("v", "1", 1), RD_KAFKA_V_HEADER("command-hash", hash, -1),
-				RD_KAFKA_V_END);
+				RD_KAFKA_V_HEADER("command-id-origin", "writer", -1), RD_KAFKA_V_END);
 			if (err) {
 				fprintf(stderr, "raw_producer: produce: %s\n", rd_kafka_err2str(err));
 				return 1;

@@ -145,12 +145,14 @@ static void on_done(evutil_socket_t fd, short events, void *arg)
 static int produce_one(WrAppender *a, WrAppend *item)
 {
 	char *hash = item->request_hash;
+	const char *origin = item->client_key ? WR_ORIGIN_CLIENT : WR_ORIGIN_WRITER;
 	rd_kafka_resp_err_t err = rd_kafka_producev(
 		a->producer, RD_KAFKA_V_RKT(a->topic), RD_KAFKA_V_PARTITION(item->partition),
 		RD_KAFKA_V_KEY(item->tenant_id, strlen(item->tenant_id)),
 		RD_KAFKA_V_VALUE(item->value, strlen(item->value)),
 		RD_KAFKA_V_HEADER("type", item->type, -1), RD_KAFKA_V_HEADER("v", "1", 1),
-		RD_KAFKA_V_HEADER("command-hash", hash, -1), RD_KAFKA_V_OPAQUE(item),
+		RD_KAFKA_V_HEADER(WR_HEADER_COMMAND_HASH, hash, -1),
+		RD_KAFKA_V_HEADER(WR_HEADER_COMMAND_ID_ORIGIN, origin, -1), RD_KAFKA_V_OPAQUE(item),
 		RD_KAFKA_V_END);
 	if (err)
 		item->error = err;

@@ -61,6 +61,13 @@ extern const size_t wr_n_availability_commands;
 extern const WrCommand wr_appointment_commands[];
 extern const size_t wr_n_appointment_commands;
 
+/* The id of the tenant a ProvisionTenant without `id` but with a client key
+ * creates: a UUIDv8 (RFC 9562) of BLAKE2b over the caller's sub, the key and
+ * `attempt` (the writer takes the first attempt, 0, 1, ..., whose partition
+ * it owns). Pure: a retry with the same key names the same tenant and replays;
+ * another platform admin's same key names another tenant. */
+void wr_tenant_id_for_key(const char *sub, const char *key, uint32_t attempt, char out[37]);
+
 /* Shared by the decide files. */
 int wr_check_version(const WrDecision *d, int64_t current, VpError *err);
 /* Copies body[name] into data (null when absent), strings trimmed of nothing:

@@ -1,11 +1,47 @@
 /* ProvisionTenant: a clinic joins the platform. Timezones are checked against
- * the system zoneinfo database; currencies are ISO 4217 shaped codes. */
+ * the system zoneinfo database; currencies are ISO 4217 shaped codes. A keyed
+ * command without `id` names the tenant derived from the caller and the key. */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sodium.h>
 
 #include "decide.h"
 #include "vp_jwt.h"
+#include "vp_uuid.h"
+
+#define TENANT_ID_DOMAIN "vetpms:ProvisionTenant:id:v1"
+
+static void hash_be32(crypto_generichash_state *st, uint32_t n)
+{
+	const unsigned char be[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
+				     (unsigned char)(n >> 8), (unsigned char)n};
+	crypto_generichash_update(st, be, sizeof(be));
+}
+
+/* Length-prefixed, so ("ab", "c") and ("a", "bc") hash apart. */
+static void hash_str(crypto_generichash_state *st, const char *s)
+{
+	size_t len = strlen(s);
+	hash_be32(st, (uint32_t)len);
+	crypto_generichash_update(st, (const unsigned char *)s, len);
+}
+
+void wr_tenant_id_for_key(const char *sub, const char *key, uint32_t attempt, char out[37])
+{
+	crypto_generichash_state st;
+	VpUuid u;
+	crypto_generichash_init(&st, NULL, 0, sizeof(u.bytes));
+	hash_str(&st, TENANT_ID_DOMAIN);
+	hash_str(&st, sub);
+	hash_str(&st, key);
+	hash_be32(&st, attempt);
+	crypto_generichash_final(&st, u.bytes, sizeof(u.bytes));
+	u.bytes[6] = (unsigned char)(0x80u | (u.bytes[6] & 0x0Fu)); /* version 8 */
+	u.bytes[8] = (unsigned char)(0x80u | (u.bytes[8] & 0x3Fu)); /* variant 10 */
+	vp_uuid_format(&u, out);
+}
 
 /* An IANA name: letters, digits, '_', '-', '+', '/' segments, no "..", present
  * as a regular file under /usr/share/zoneinfo. */

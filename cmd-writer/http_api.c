@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <sodium.h>
 
@@ -15,11 +16,13 @@
 #include "vp_event.h"
 #include "vp_kafka.h"
 #include "vp_log.h"
+#include "vp_metrics.h"
 #include "vp_time.h"
 #include "vp_uuid.h"
 #include "writer.h"
 
 #define MAX_KEY_LEN 255
+#define IDEM_SWEEP_MAX_S 60
 
 /* A request waiting for its commit. The evhttp request dies with its
  * connection: the close callback marks it orphaned so nobody answers into
@@ -44,6 +47,8 @@ struct WrApi {
 	uint64_t generation;
 	VpJwtVerifier verifier;
 	LIST_HEAD(, WrPending) pending;
+	struct event *idem_sweep; /* forgets expired keys of tenants that send nothing */
+	VpMetric *m_idem_keys;
 };
 
 static const struct {
@@ -178,7 +183,7 @@ static void reply_result(VpHttpRequest *r, int status, const char *aggregate_id,
 static int check_idempotency(const WrTenant *t, VpHttpRequest *r, const WrCommand *cmd,
 			     const char *key, const char *hash, VpError *err)
 {
-	const WrIdem *k = t ? wr_map_get(&t->idem, key) : NULL;
+	const WrIdem *k = t ? wr_idem_get(&t->idem, key) : NULL;
 	char location[128] = "";
 	if (!k)
 		return 0;
@@ -202,21 +207,32 @@ static bool owned_tenant(WrApi *api, const char *tenant_id)
 	return p >= 0 && wr_owns_partition(api->cfg, p);
 }
 
-/* A new tenant id this instance owns, so the creating writer can serve it. */
-static void new_owned_tenant_id(WrApi *api, char out[37])
+/* A new tenant id this instance owns, so the creating writer can serve it.
+ * With a client key (client_key not NULL) the id is derived from the caller and
+ * the key: the first attempt 0, 1, ... that is owned, so a retry names the same
+ * tenant, finds the key there and replays instead of creating another tenant.
+ * Without one, UUIDv7s are drawn. */
+static void new_owned_tenant_id(WrApi *api, const char *sub, const char *client_key,
+				char out[37])
 {
 	VpUuid u;
-	for (int attempt = 0; attempt < 100000; attempt++) {
-		vp_uuid_v7(&u);
-		vp_uuid_format(&u, out);
+	for (uint32_t attempt = 0; attempt < 100000; attempt++) {
+		if (client_key) {
+			wr_tenant_id_for_key(sub, client_key, attempt, out);
+		} else {
+			vp_uuid_v7(&u);
+			vp_uuid_format(&u, out);
+		}
 		if (owned_tenant(api, out))
 			return;
 	}
 }
 
-/* The command's tenant and target aggregate ids. */
+/* The command's tenant and target aggregate ids; client_key is the command's
+ * key when the client chose it, else NULL. */
 static int resolve_ids(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, const VpClaims *claims,
-		       const cJSON *body, char tenant_id[37], char target_id[37], VpError *err)
+		       const cJSON *body, const char *client_key, char tenant_id[37],
+		       char target_id[37], VpError *err)
 {
 	const char *given = vp_json_str(body, "id");
 	VpUuid u;
@@ -224,7 +240,7 @@ static int resolve_ids(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, const
 	if (given && vp_uuid_parse(given, strlen(given), &u) == 0)
 		vp_uuid_format(&u, target_id);
 	else if (provisioning)
-		new_owned_tenant_id(api, target_id);
+		new_owned_tenant_id(api, claims->sub, client_key, target_id);
 	else if (cmd->creates) {
 		vp_uuid_v7(&u);
 		vp_uuid_format(&u, target_id);
@@ -278,14 +294,17 @@ static void pending_free(WrPending *p)
 	free(p);
 }
 
-/* Builds the event, applies it to the model and queues it for the log. */
+/* Builds the event, applies it to the model and queues it for the log. Only a
+ * command id the client chose (client_key) is remembered: a generated one can
+ * never be sent again. */
 static int append_decision(WrApi *api, VpHttpRequest *r, const WrCommand *cmd,
 			   const VpClaims *claims, WrDecision *d, const char *command_id,
-			   const char *hash, VpError *err)
+			   bool client_key, const char *hash, VpError *err)
 {
 	VpEvent ev = {0};
 	VpUuid id;
 	char why[256];
+	const WrIdemNote idem = {.request_hash = hash, .position = "", .pending = true};
 	vp_uuid_v7(&id);
 	vp_uuid_format(&id, ev.id);
 	snprintf(ev.type, sizeof(ev.type), "%s", d->type);
@@ -304,7 +323,7 @@ static int append_decision(WrApi *api, VpHttpRequest *r, const WrCommand *cmd,
 	if (item)
 		item->value = vp_event_encode(&ev);
 	if (!item || !p || !item->value ||
-	    wr_state_apply(api->state, &ev, hash, "", true, why, sizeof(why)) < 0) {
+	    wr_state_apply(api->state, &ev, client_key ? &idem : NULL, why, sizeof(why)) < 0) {
 		vp_event_release(&ev);
 		wr_append_free(item);
 		if (p)
@@ -317,6 +336,7 @@ static int append_decision(WrApi *api, VpHttpRequest *r, const WrCommand *cmd,
 	snprintf(item->type, sizeof(item->type), "%s", ev.type);
 	snprintf(item->request_hash, sizeof(item->request_hash), "%s", hash);
 	snprintf(item->command_id, sizeof(item->command_id), "%s", command_id);
+	item->client_key = client_key;
 	item->generation = api->generation;
 	item->owner = p;
 	p->creates = cmd->creates;
@@ -376,7 +396,8 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 		cmd->validate(body, d.now_us, err);
 	parse_if_match(r, &d.if_match, err);
 	if (vp_error_finish_validation(err) || command_key(r, body, key, &client_key, err) < 0 ||
-	    resolve_ids(api, r, cmd, &claims, body, tenant_id, target_id, err) < 0)
+	    resolve_ids(api, r, cmd, &claims, body, client_key ? key : NULL, tenant_id, target_id,
+			err) < 0)
 		goto done;
 	if (!api->state) {
 		vp_error_set(err, 503, VP_ERR_UNAVAILABLE, "the write model is being rebuilt");
@@ -387,8 +408,9 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 			     "tenant %s belongs to another writer instance", tenant_id);
 		goto done;
 	}
+	WrTenant *tenant = wr_state_tenant(api->state, tenant_id);
 	d.state = api->state;
-	d.tenant = wr_state_tenant(api->state, tenant_id);
+	d.tenant = tenant;
 	d.tenant_id = tenant_id;
 	d.target_id = target_id;
 	d.body = body;
@@ -399,6 +421,11 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 		goto done;
 	}
 	request_hash(r, body, hash);
+	/* Keys older than the window are forgotten before the lookup: the same
+	 * key then makes a new command. Popping the FIFO's expired head costs O(1)
+	 * per key over its life. */
+	if (tenant)
+		wr_state_idem_expire(api->state, tenant, d.now_us);
 	if (client_key) {
 		rc = check_idempotency(d.tenant, r, cmd, key, hash, err);
 		if (rc != 0)
@@ -406,10 +433,12 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 		rc = -1;
 	}
 	if (cmd->decide(&d, err) < 0 ||
-	    append_decision(api, r, cmd, &claims, &d, key, hash, err) < 0)
+	    append_decision(api, r, cmd, &claims, &d, key, client_key, hash, err) < 0)
 		goto done;
 	rc = 1; /* answered later, after the commit */
 done:
+	if (api->state)
+		vp_metric_set(api->m_idem_keys, (int64_t)api->state->idem_keys);
 	cJSON_Delete(d.data);
 	cJSON_Delete(body);
 	return rc;
@@ -446,7 +475,8 @@ static void on_appended(WrAppend *list, void *arg)
 		list = item->next;
 		snprintf(position, sizeof(position), "%d:%lld", item->partition,
 			 (long long)item->offset);
-		if (!item->error && api->state && item->generation == api->generation)
+		if (!item->error && item->client_key && api->state &&
+		    item->generation == api->generation)
 			wr_state_idem_done(api->state, item->tenant_id, item->command_id, position);
 		if (p && !p->orphaned) {
 			if (!item->error) {
@@ -476,6 +506,21 @@ static void on_rebuilt(WrState *state, uint64_t generation, void *arg)
 	}
 	api->state = state;
 	api->generation = generation;
+	vp_metric_set(api->m_idem_keys, (int64_t)state->idem_keys);
+}
+
+/* The request path forgets a tenant's expired keys when the tenant sends a
+ * command; this timer does it for every tenant, so a tenant that went quiet
+ * does not keep its keys forever. O(tenants) per tick. */
+static void on_idem_sweep(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	WrApi *api = arg;
+	if (!api->state)
+		return;
+	wr_state_idem_expire_all(api->state, vp_time_now_us());
+	vp_metric_set(api->m_idem_keys, (int64_t)api->state->idem_keys);
 }
 
 static int setup_verifier(WrApi *api, char *why, size_t why_cap)
@@ -514,7 +559,20 @@ WrApi *wr_api_new(const WrConfig *cfg, VpService *service, char *why, size_t why
 		return wr_api_free(api);
 	api->appender = wr_appender_new(cfg, service->base, on_appended, on_rebuilt, api, why,
 					why_cap);
-	if (!api->appender || wr_appender_start(api->appender) < 0)
+	if (!api->appender)
+		return wr_api_free(api);
+	api->m_idem_keys = vp_metrics_gauge("vetpms_writer_idempotency_keys", NULL,
+					    "client idempotency keys remembered (inside the window)");
+	/* a key of a quiet tenant outlives its window by at most one period */
+	long sweep_s = cfg->idempotency_window_s < IDEM_SWEEP_MAX_S ? cfg->idempotency_window_s
+								    : IDEM_SWEEP_MAX_S;
+	struct timeval every = {sweep_s > 0 ? sweep_s : 1, 0};
+	api->idem_sweep = event_new(service->base, -1, EV_PERSIST, on_idem_sweep, api);
+	if (!api->idem_sweep || event_add(api->idem_sweep, &every) < 0) {
+		snprintf(why, why_cap, "cannot start the idempotency key sweep");
+		return wr_api_free(api);
+	}
+	if (wr_appender_start(api->appender) < 0)
 		return wr_api_free(api);
 	return api;
 }
@@ -535,6 +593,8 @@ WrApi *wr_api_free(WrApi *api)
 	if (!api)
 		return NULL;
 	wr_appender_free(api->appender);
+	if (api->idem_sweep)
+		event_free(api->idem_sweep);
 	while (!LIST_EMPTY(&api->pending))
 		pending_free(LIST_FIRST(&api->pending));
 	if (api->state) {

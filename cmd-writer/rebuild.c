@@ -2,7 +2,9 @@
  * from offset 0 to their end, read_committed (aborted transactions never
  * enter the model). Runs on the appender thread after init_transactions has
  * fenced older writers, so no other writer can add to these partitions while
- * we read them. */
+ * we read them. Idempotency keys are kept for the window after their event's
+ * own time: what expired before now is dropped as the log is read, so the
+ * rebuild never holds more keys than the window does. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include "vp_event.h"
 #include "vp_kafka.h"
 #include "vp_log.h"
+#include "vp_time.h"
 #include "writer.h"
 
 #define REBUILD_POLL_MS 500
@@ -54,23 +57,33 @@ static void header_value(const rd_kafka_message_t *m, const char *name, char *ou
 }
 
 /* One record into the model; a record we cannot read is logged and skipped
- * (the projector dead-letters it; the writer cannot do better than ignore). */
-static void apply_record(WrState *state, const rd_kafka_message_t *m)
+ * (the projector dead-letters it; the writer cannot do better than ignore).
+ * Its command id is remembered unless the record says the writer generated
+ * it; a record without the origin header predates it and is remembered, as
+ * every record was then (so are other producers' records). */
+static void apply_record(WrState *state, const rd_kafka_message_t *m, int64_t now_us)
 {
 	VpEvent ev;
 	char why[256];
 	char hash[65];
+	char origin[16];
 	char position[32];
 	if (vp_event_decode(m->payload, m->len, &ev, why, sizeof(why)) < 0) {
 		vp_log_warn(NULL, "rebuild_skip", "partition %d offset %lld: %s", m->partition,
 			    (long long)m->offset, why);
 		return;
 	}
-	header_value(m, "command-hash", hash, sizeof(hash));
+	header_value(m, WR_HEADER_COMMAND_HASH, hash, sizeof(hash));
+	header_value(m, WR_HEADER_COMMAND_ID_ORIGIN, origin, sizeof(origin));
 	snprintf(position, sizeof(position), "%d:%lld", m->partition, (long long)m->offset);
-	if (wr_state_apply(state, &ev, hash, position, false, why, sizeof(why)) < 0)
+	const WrIdemNote idem = {.request_hash = hash, .position = position, .pending = false};
+	bool generated = !strcmp(origin, WR_ORIGIN_WRITER);
+	if (wr_state_apply(state, &ev, generated ? NULL : &idem, why, sizeof(why)) < 0)
 		vp_log_warn(NULL, "rebuild_skip", "partition %d offset %lld: %s", m->partition,
 			    (long long)m->offset, why);
+	WrTenant *t = wr_state_tenant(state, ev.tenant_id);
+	if (t)
+		wr_state_idem_expire(state, t, now_us);
 	vp_event_release(&ev);
 }
 
@@ -79,11 +92,14 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 {
 	int rc = -1, owned = 0, at_end = 0, idle = 0;
 	long long records = 0;
+	int64_t started_us = vp_time_now_us();
 	rd_kafka_t *rk = reader_new(cfg, why, why_cap);
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partition_cnt);
 	if (!rk || !parts)
 		goto done;
 	wr_state_init(state);
+	if (cfg->idempotency_window_s > 0)
+		state->idem_window_us = cfg->idempotency_window_s * VP_US_PER_SEC;
 	for (int p = 0; p < partition_cnt; p++) {
 		if (!wr_owns_partition(cfg, p))
 			continue;
@@ -107,7 +123,7 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 		else if (m->err)
 			vp_log_warn(NULL, "rebuild_consume", "%s", rd_kafka_message_errstr(m));
 		else {
-			apply_record(state, m);
+			apply_record(state, m, started_us);
 			records++;
 		}
 		rd_kafka_message_destroy(m);
@@ -117,7 +133,10 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 			 owned);
 		goto done;
 	}
-	vp_log_info(NULL, "rebuild", "%lld records from %d owned partition(s)", records, owned);
+	wr_state_idem_expire_all(state, vp_time_now_us());
+	vp_log_info(NULL, "rebuild",
+		    "%lld records from %d owned partition(s), %zu idempotency keys in the window",
+		    records, owned, state->idem_keys);
 	rc = 0;
 done:
 	if (parts)

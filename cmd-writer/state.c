@@ -31,18 +31,21 @@ static void free_tenant(void *value)
 	wr_map_clear(&t->microchips, NULL); /* values are the patients' */
 	wr_map_clear(&t->patients, free_patient);
 	wr_map_clear(&t->appointments, free);
-	wr_map_clear(&t->idem, free);
+	wr_idem_clear(&t->idem);
 	free(t);
 }
 
 void wr_state_init(WrState *s)
 {
 	wr_map_init(&s->tenants);
+	s->idem_window_us = WR_IDEM_DEFAULT_WINDOW_S * VP_US_PER_SEC;
+	s->idem_keys = 0;
 }
 
 void wr_state_clear(WrState *s)
 {
 	wr_map_clear(&s->tenants, free_tenant);
+	s->idem_keys = 0;
 }
 
 WrTenant *wr_state_tenant(const WrState *s, const char *tenant_id)
@@ -352,24 +355,28 @@ static int apply_appointment(WrTenant *t, const VpEvent *ev, char *why, size_t w
 	return 0;
 }
 
-static int apply_idem(WrTenant *t, const VpEvent *ev, const char *request_hash,
-		      const char *position, bool pending)
+/* The key is kept for the window after the event's own time, both when the
+ * command is decided and when the log is replayed, so a restarted writer
+ * remembers exactly the keys still inside the window. */
+static int apply_idem(WrState *s, WrTenant *t, const VpEvent *ev, const WrIdemNote *idem)
 {
-	WrIdem *k = insert_new(&t->idem, ev->command_id, sizeof(*k));
+	size_t before = wr_idem_count(&t->idem);
+	WrIdem *k = wr_idem_put(&t->idem, ev->command_id, ev->at_us + s->idem_window_us);
 	if (!k)
 		return -1;
-	copy_str(k->request_hash, sizeof(k->request_hash), request_hash);
+	s->idem_keys += wr_idem_count(&t->idem) - before;
+	copy_str(k->request_hash, sizeof(k->request_hash), idem->request_hash);
 	copy_str(k->aggregate_id, sizeof(k->aggregate_id), ev->aggregate_id);
 	copy_str(k->event_type, sizeof(k->event_type), ev->type);
-	copy_str(k->position, sizeof(k->position), position);
+	copy_str(k->position, sizeof(k->position), idem->position);
 	k->version = ev->seq;
 	k->status = ev->seq == 1 ? 201 : 200;
-	k->pending = pending;
+	k->pending = idem->pending;
 	return 0;
 }
 
-int wr_state_apply(WrState *s, const VpEvent *ev, const char *request_hash, const char *position,
-		   bool pending, char *why, size_t why_cap)
+int wr_state_apply(WrState *s, const VpEvent *ev, const WrIdemNote *idem, char *why,
+		   size_t why_cap)
 {
 	int rc;
 	snprintf(why, why_cap, "out of memory");
@@ -395,16 +402,38 @@ int wr_state_apply(WrState *s, const VpEvent *ev, const char *request_hash, cons
 		rc = 0; /* tenant done above; later aggregates do not touch this model */
 	if (rc < 0)
 		return rc;
-	return apply_idem(t, ev, request_hash, position, pending);
+	return idem ? apply_idem(s, t, ev, idem) : 0;
 }
 
 void wr_state_idem_done(WrState *s, const char *tenant_id, const char *command_id,
 			const char *position)
 {
 	WrTenant *t = wr_state_tenant(s, tenant_id);
-	WrIdem *k = t ? wr_map_get(&t->idem, command_id) : NULL;
+	WrIdem *k = t ? wr_idem_get(&t->idem, command_id) : NULL;
 	if (!k)
 		return;
 	copy_str(k->position, sizeof(k->position), position);
 	k->pending = false;
+}
+
+void wr_state_idem_expire(WrState *s, WrTenant *t, int64_t now_us)
+{
+	s->idem_keys -= wr_idem_expire(&t->idem, now_us);
+}
+
+typedef struct ExpireAll {
+	WrState *state;
+	int64_t now_us;
+} ExpireAll;
+
+static void expire_tenant(void *value, void *arg)
+{
+	ExpireAll *all = arg;
+	wr_state_idem_expire(all->state, value, all->now_us);
+}
+
+void wr_state_idem_expire_all(WrState *s, int64_t now_us)
+{
+	ExpireAll all = {.state = s, .now_us = now_us};
+	wr_map_each(&s->tenants, expire_tenant, &all);
 }

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "idem.h"
 #include "intervals.h"
 #include "strmap.h"
 #include "vp_event.h"
@@ -54,17 +55,6 @@ typedef struct WrAppointment {
 	char patient_id[37];
 } WrAppointment;
 
-/* The first answer of a command, kept to replay it for the same key. */
-typedef struct WrIdem {
-	char request_hash[65];
-	char aggregate_id[37];
-	char event_type[48];
-	int64_t version;
-	int status;        /* 201 or 200 */
-	char position[32]; /* "P:O", empty while the append is in flight */
-	bool pending;
-} WrIdem;
-
 typedef struct WrTenant {
 	char id[37];
 	int64_t version;
@@ -74,27 +64,46 @@ typedef struct WrTenant {
 	WrMap patients;     /* id -> WrPatient */
 	WrMap microchips;   /* microchip of a living patient -> WrPatient */
 	WrMap appointments; /* id -> WrAppointment */
-	WrMap idem;         /* command id -> WrIdem */
+	WrIdemStore idem;   /* command id -> WrIdem, for a time window */
 } WrTenant;
 
 typedef struct WrState {
-	WrMap tenants; /* id -> WrTenant */
+	WrMap tenants;          /* id -> WrTenant */
+	int64_t idem_window_us; /* a key is kept this long after its event's `at` */
+	size_t idem_keys;       /* idempotency keys remembered, all tenants */
 } WrState;
 
+/* An empty model with the default idempotency window (WR_IDEM_DEFAULT_WINDOW_S). */
 void wr_state_init(WrState *s);
 void wr_state_clear(WrState *s);
 WrTenant *wr_state_tenant(const WrState *s, const char *tenant_id);
 
-/* Applies one event. `request_hash` (may be empty) and `position` ("P:O", may
- * be empty while pending) feed the idempotency entry of ev->command_id.
- * -1 when the event contradicts the model (a bug or a corrupt log). */
-int wr_state_apply(WrState *s, const VpEvent *ev, const char *request_hash, const char *position,
-		   bool pending, char *why, size_t why_cap);
+/* The idempotency entry of a command whose id the client chose. */
+typedef struct WrIdemNote {
+	const char *request_hash; /* may be empty (a record without command-hash) */
+	const char *position;     /* "P:O"; empty while pending */
+	bool pending;             /* the append is in flight */
+} WrIdemNote;
+
+/* Applies one event. With `idem`, ev->command_id came from the client (an
+ * Idempotency-Key or a body command_id) and is remembered for the window;
+ * NULL for an id the writer generated, which no client can send again, so
+ * remembering it would only cost memory. -1 when the event contradicts the
+ * model (a bug or a corrupt log). */
+int wr_state_apply(WrState *s, const VpEvent *ev, const WrIdemNote *idem, char *why,
+		   size_t why_cap);
 
 bool wr_appointment_active(const WrAppointment *a);
 
-/* Marks the command's entry appended at position. */
+/* Marks the command's entry appended at position (commands with a client key;
+ * others have no entry). */
 void wr_state_idem_done(WrState *s, const char *tenant_id, const char *command_id,
 			const char *position);
+
+/* Forgets the idempotency keys that expired by now_us: of one tenant (the
+ * request path, before a key is looked up), or of every tenant (after a
+ * rebuild, and periodically for tenants that send nothing). */
+void wr_state_idem_expire(WrState *s, WrTenant *t, int64_t now_us);
+void wr_state_idem_expire_all(WrState *s, int64_t now_us);
 
 #endif

@@ -45,10 +45,14 @@ static WrMapSlot *find(const WrMap *m, const char *key)
 	}
 }
 
+/* Rehashes into a table sized by the live keys alone (at most half full), so
+ * tombstones are dropped: a map whose keys come and go (idempotency keys
+ * inside a time window) keeps the size its live keys need instead of doubling
+ * each time the tombstones fill it. */
 static int grow(WrMap *m)
 {
-	size_t cap = m->cap ? m->cap * 2 : 16;
-	while (m->count * 2 >= cap)
+	size_t cap = 16;
+	while ((m->count + 1) * 2 >= cap)
 		cap *= 2;
 	WrMapSlot *slots = calloc(cap, sizeof(*slots));
 	if (!slots)
@@ -117,6 +121,15 @@ void *wr_map_remove(WrMap *m, const char *key)
 	s->value = NULL;
 	m->count--;
 	return value;
+}
+
+void wr_map_each(const WrMap *m, void (*fn)(void *value, void *arg), void *arg)
+{
+	for (size_t i = 0; i < m->cap; i++) {
+		const WrMapSlot *s = &m->slots[i];
+		if (s->key && s->key != WR_MAP_TOMBSTONE)
+			fn(s->value, arg);
+	}
 }
 
 void wr_map_clear(WrMap *m, void (*fn)(void *value))

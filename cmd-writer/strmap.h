@@ -25,6 +25,8 @@ void *wr_map_get(const WrMap *m, const char *key);
 /* Inserts or replaces; returns the previous value (or NULL). -1 via *oom. */
 void *wr_map_put(WrMap *m, const char *key, void *value, bool *oom);
 void *wr_map_remove(WrMap *m, const char *key);
+/* Calls fn(value, arg) on each value; fn must not add or remove keys. */
+void wr_map_each(const WrMap *m, void (*fn)(void *value, void *arg), void *arg);
 /* Calls fn on each value (for freeing), then empties the map. */
 void wr_map_clear(WrMap *m, void (*fn)(void *value));
 

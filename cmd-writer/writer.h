@@ -26,11 +26,22 @@ typedef struct WrConfig {
 	char *jwt_issuer;
 	char *jwt_audience;
 	long max_batch;
+	long idempotency_window_s; /* keys are remembered this long after their event */
 	char *log_level;
 	/* Benchmarks only: decide and answer, append nothing. No transactional.id,
 	 * so a dry-run writer never fences the real one; answers carry offset -1. */
 	bool dry_run;
 } WrConfig;
+
+/* Record headers of the writer's events besides EVENTS.md's `type` and `v`
+ * (consumers may ignore them): the request fingerprint, and where the
+ * event's command_id came from. A rebuild remembers the keys of `client`
+ * commands and of records without the origin header (written before it
+ * existed), not of `writer` ones. */
+#define WR_HEADER_COMMAND_HASH "command-hash"
+#define WR_HEADER_COMMAND_ID_ORIGIN "command-id-origin"
+#define WR_ORIGIN_CLIENT "client" /* Idempotency-Key or body command_id */
+#define WR_ORIGIN_WRITER "writer" /* a UUIDv7 the writer made */
 
 /* One event on its way to the log, with what is needed to answer for it. */
 typedef struct WrAppend {
@@ -40,6 +51,7 @@ typedef struct WrAppend {
 	char type[48];
 	char request_hash[65];
 	char command_id[256];
+	bool client_key;         /* command_id came from the client */
 	uint64_t generation;     /* write-model generation it was decided on */
 	/* filled by the appender */
 	int64_t offset;

@@ -1,7 +1,9 @@
 /* The event envelope of EVENTS.md, shared by the writer (encode) and the
  * projector (decode): one JSON object per Kafka record, key = tenant_id,
- * headers `type` and `v`. `data` stays a cJSON object: each consumer reads the
- * fields it needs, and the JSON Schemas in schema/events/ say what they are. */
+ * headers `type` and `v` (the writer adds headers of its own, see
+ * cmd-writer/writer.h; consumers ignore them). `data` stays a cJSON object:
+ * each consumer reads the fields it needs, and the JSON Schemas in
+ * schema/events/ say what they are. */
 #ifndef VP_EVENT_H
 #define VP_EVENT_H
 

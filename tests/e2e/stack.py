@@ -36,6 +36,8 @@ class Daemon:
     def __init__(self, name, proc, port, log_path):
         self.name, self.proc, self.port, self.log_path = name, proc, port, log_path
         self.url = f"http://127.0.0.1:{port}"
+        self.started_at = time.monotonic()
+        self.ready_seconds = None  # start to /readyz 200, set by wait_ready
 
     def get(self, path, **kw):
         return requests.get(self.url + path, timeout=10, **kw)
@@ -61,11 +63,19 @@ class Daemon:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.get("/readyz").status_code == 200:
+                self.ready_seconds = time.monotonic() - self.started_at
                 return self
             if self.proc.poll() is not None:
                 break
             time.sleep(0.1)
         raise AssertionError(f"{self.name} not ready in {timeout}s:\n{self.log_tail()}")
+
+    def metric(self, name):
+        """The value of an unlabelled metric on GET /metrics."""
+        for line in self.get("/metrics").text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"{self.name} has no metric {name}")
 
     def log_lines(self):
         with open(self.log_path, encoding="utf-8", errors="replace") as f:

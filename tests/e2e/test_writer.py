@@ -1,10 +1,13 @@
 """cmd-writer end to end on the real Kafka of the test stack: every command in
-scope, every refusal, auth, idempotency, optimistic concurrency, ownership,
-durability across kill -9, fencing, and the events' JSON Schemas."""
+scope, every refusal, auth, idempotency (and its time window), optimistic
+concurrency, ownership, durability across kill -9, fencing, and the events'
+JSON Schemas."""
 
 import base64
 import collections
+import hashlib
 import json
+import math
 import os
 import time
 import uuid
@@ -13,6 +16,7 @@ import jsonschema
 import pytest
 import requests
 
+from events import EventProducer, client_registered
 from kafka_log import events as log_events
 from stack import ROOT, free_port
 
@@ -349,6 +353,83 @@ def test_kill9_keeps_microchips_and_idempotency_keys(stack):
     assert w2.terminate() == 0
 
 
+def keyed_tenant_id(sub, key, owned):
+    """The tenant id a ProvisionTenant with this key and no `id` gets: a UUIDv8
+    of blake2b-128 over the length-prefixed domain, sub and key and the
+    big-endian attempt, for the first attempt whose partition owned() accepts
+    (as decide_tenant.c computes it)."""
+    for attempt in range(1000):
+        h = hashlib.blake2b(digest_size=16)
+        for part in (b"vetpms:ProvisionTenant:id:v1", sub.encode(), key.encode()):
+            h.update(len(part).to_bytes(4, "big") + part)
+        h.update(attempt.to_bytes(4, "big"))
+        b = bytearray(h.digest())
+        b[6] = 0x80 | (b[6] & 0x0F)
+        b[8] = 0x80 | (b[8] & 0x3F)
+        tid = str(uuid.UUID(bytes=bytes(b)))
+        if owned(tid):
+            return tid, attempt
+    raise AssertionError("no owned id in 1000 attempts")
+
+
+def test_provision_with_a_key_and_no_id_is_idempotent_also_across_kill9(stack):
+    """ProvisionTenant with an Idempotency-Key (or a body command_id) and no `id`
+    names the tenant derived from the caller's sub and the key: a retry lands
+    on the same tenant and replays (one TenantProvisioned), the key with
+    another body is 409, another platform admin's same key is another tenant,
+    and a writer restarted after kill -9 still replays."""
+    w = stack.start_daemon("cmd-writer", port=free_port())
+    w.wait_ready(90)
+    sub, sub2 = f"pa-{uuid.uuid4()}", f"pa-{uuid.uuid4()}"
+    key = f"provision-{uuid.uuid4()}"
+    body = {"name": "Keyed Vets", "timezone": "Europe/Paris", "currency": "EUR"}
+    keyed = {"Idempotency-Key": key}
+    pa = Client(w.url, stack.token("platform-admin", sub=sub))
+    first = pa.post("/v1/tenants", body, headers=keyed)
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
+    tid = first.json()["id"]
+    WRITER_TENANTS.add(tid)
+    again = pa.post("/v1/tenants", body, headers=keyed)
+    assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == first.json()
+    assert tid == keyed_tenant_id(sub, key, lambda t: True)[0]
+    assert again.headers["Location"] == first.headers["Location"] == f"/v1/tenants/{tid}"
+    other = pa.post("/v1/tenants", dict(body, name="Other Vets"), headers=keyed)
+    assert other.status_code == 409 and error_code(other) == "IDEMPOTENCY_KEY_REUSED"
+    # keys are the caller's: another platform admin's same key is another tenant
+    theirs = Client(w.url, stack.token("platform-admin", sub=sub2)).post(
+        "/v1/tenants", body, headers=keyed)
+    assert theirs.status_code == 201 and "Idempotent-Replayed" not in theirs.headers
+    WRITER_TENANTS.add(theirs.json()["id"])
+    assert theirs.json()["id"] != tid
+    # the body's command_id is a client key too
+    by_body = dict(body, command_id=f"provision-body-{uuid.uuid4()}")
+    b1, b2 = pa.post("/v1/tenants", by_body), pa.post("/v1/tenants", by_body)
+    assert b1.status_code == b2.status_code == 201
+    WRITER_TENANTS.add(b1.json()["id"])
+    assert b2.headers.get("Idempotent-Replayed") == "true" and b2.json() == b1.json()
+
+    w.kill9()
+    w2 = stack.start_daemon("cmd-writer", port=free_port())
+    w2.wait_ready(90)
+    pa = Client(w2.url, stack.token("platform-admin", sub=sub))
+    after = pa.post("/v1/tenants", body, headers=keyed)
+    assert after.status_code == 201 and after.headers.get("Idempotent-Replayed") == "true"
+    assert after.json() == first.json()
+    other = pa.post("/v1/tenants", dict(body, name="Other Vets"), headers=keyed)
+    assert other.status_code == 409 and error_code(other) == "IDEMPOTENCY_KEY_REUSED"
+    b3 = pa.post("/v1/tenants", by_body)
+    assert b3.headers.get("Idempotent-Replayed") == "true" and b3.json() == b1.json()
+
+    logged = log_events(stack.brokers)
+    mine = [e for e in logged if e["tenant_id"] == tid]
+    assert [(e["type"], e["command_id"]) for e in mine] == [("TenantProvisioned", key)]
+    assert sorted(e["tenant_id"] for e in logged if e["command_id"] == key) == \
+        sorted([tid, theirs.json()["id"]])
+    assert sum(1 for e in logged if e["command_id"] == by_body["command_id"]) == 1
+    assert w2.terminate() == 0
+
+
 def test_second_writer_with_same_instance_fences_the_first(stack):
     first = stack.start_daemon("cmd-writer", port=free_port())
     first.wait_ready(90)
@@ -384,7 +465,131 @@ def test_ownership_misdirected_and_owned_tenant_ids(stack):
                    if from_kafka(t, stack.partitions) % 2 == 0)
     r = pa.post("/v1/tenants", {"id": foreign, "name": "Even", "timezone": "UTC", "currency": "EUR"})
     assert r.status_code == 421 and error_code(r) == "MISDIRECTED"
+    # with a key and no id: the first owned id of hash(sub, key, attempt), also
+    # when attempt 0 hashes to a partition of the other instance
+    owned = lambda t: from_kafka(t, stack.partitions) % 2 == 1  # noqa: E731
+    key = next(k for k in (f"odd-{uuid.uuid4()}" for _ in range(100))
+               if keyed_tenant_id("e2e-user", k, owned)[1] > 0)
+    body = {"name": "Odd Keyed", "timezone": "UTC", "currency": "EUR"}
+    first = pa.post("/v1/tenants", body, headers={"Idempotency-Key": key})
+    assert first.status_code == 201
+    again = pa.post("/v1/tenants", body, headers={"Idempotency-Key": key})
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == first.json()
+    assert first.json()["id"] == keyed_tenant_id("e2e-user", key, owned)[0]
     assert w.terminate() == 0
+
+
+def unkeyed(api, pa):
+    """Commands without a client key: a client, its contact update, a tenant."""
+    r = api.post("/v1/clients", {"first_name": "No", "last_name": "Key"})
+    assert r.status_code == 201 and "Idempotent-Replayed" not in r.headers
+    r = api.call("PATCH", f"/v1/clients/{r.json()['id']}", {"email": "nokey@example.org"})
+    assert r.status_code == 200
+    r = pa.post("/v1/tenants", {"name": "No Key Vets", "timezone": "UTC", "currency": "EUR"})
+    assert r.status_code == 201
+    WRITER_TENANTS.add(r.json()["id"])
+
+
+def test_idempotency_keys_expire_after_the_window_also_across_kill9(stack, writer):
+    """A key replays inside VETPMS_IDEMPOTENCY_WINDOW_S of its command's event
+    time and is a new command after it; a writer restarted after kill -9
+    rebuilds exactly the keys still inside the window, judged by each event's
+    own time (not by when the log was read). Only client keys are remembered:
+    commands without one do not raise vetpms_writer_idempotency_keys, before
+    or after the restart; a record without the command-id-origin header
+    (written before it existed) is remembered as before."""
+    # The window must outlast a writer restart (kill -9, init_transactions,
+    # rebuild of the whole log): scaled from how long this module's writer
+    # took to become ready, so a slow machine gets a longer window, not a
+    # flaky test.
+    window = max(8, math.ceil(4 * writer.ready_seconds))
+    env = {"VETPMS_IDEMPOTENCY_WINDOW_S": str(window)}
+    w = stack.start_daemon("cmd-writer", port=free_port(), env=env)
+    w.wait_ready(90)
+    pa = Client(w.url, stack.token("platform-admin"))
+    tenant_body = {"name": "Window Vets", "timezone": "UTC", "currency": "EUR"}
+    key_t = f"window-tenant-{uuid.uuid4()}"
+    t1 = pa.post("/v1/tenants", tenant_body, headers={"Idempotency-Key": key_t})
+    assert t1.status_code == 201
+    tid = t1.json()["id"]
+    WRITER_TENANTS.add(tid)
+    api = Client(w.url, stack.token("reception", tenant=tid))
+
+    def post(key, first_name):
+        return api.post("/v1/clients", {"first_name": first_name, "last_name": "Window"},
+                        headers={"Idempotency-Key": key})
+
+    key_a, key_b, key_c = (f"window-{k}-{uuid.uuid4()}" for k in "abc")
+    # inside the window: replayed, one event
+    a1 = post(key_a, "A")
+    assert a1.status_code == 201 and "Idempotent-Replayed" not in a1.headers
+    again = post(key_a, "A")
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == a1.json()
+    assert count_commands(stack, key_a) == 1
+    c1 = post(key_c, "C")
+    assert c1.status_code == 201
+    last_answer = time.time()  # every event so far has `at` <= this
+    keys = w.metric("vetpms_writer_idempotency_keys")
+    assert keys >= 3  # key_t, A, C (and older ones of earlier tests)
+    # commands without a key are not remembered (older keys may expire meanwhile)
+    unkeyed(api, pa)
+    assert w.metric("vetpms_writer_idempotency_keys") <= keys
+
+    # after the window: the same key is a new command
+    time.sleep(max(0.0, last_answer + window + 1 - time.time()))
+    a_sent = time.time()
+    a2 = post(key_a, "A")
+    assert a2.status_code == 201 and "Idempotent-Replayed" not in a2.headers
+    assert a2.json()["id"] != a1.json()["id"]
+    assert count_commands(stack, key_a) == 2
+    again = post(key_a, "A")
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == a2.json()
+    b1 = post(key_b, "B")
+    assert b1.status_code == 201
+    # a keyed ProvisionTenant without id names the tenant its key derives: once
+    # the key is forgotten that tenant exists, so the retry is refused, never a
+    # second tenant
+    t2 = pa.post("/v1/tenants", tenant_body, headers={"Idempotency-Key": key_t})
+    assert t2.status_code == 409 and error_code(t2) == "ALREADY_EXISTS"
+    # inside the window at the restart: commands without a key (not remembered)
+    # and a record as written before the command-id-origin header (remembered)
+    unkeyed(api, pa)
+    key_old = f"window-old-{uuid.uuid4()}"
+    old_record = client_registered(tid, str(uuid.uuid4()), first="Old", last="Record")
+    old_record["command_id"] = key_old
+    producer = EventProducer(stack.brokers)
+    producer.send(old_record, headers=[("type", "ClientRegistered"), ("v", "1"),
+                                       ("command-hash", "0" * 64)])
+    producer.flush()
+    producer.close()
+
+    # kill -9 and restart: A (second command) and B are inside the window, C
+    # and everything before the sleep are outside it
+    w.kill9()
+    w2 = stack.start_daemon("cmd-writer", port=free_port(), env=env)
+    w2.wait_ready(90)
+    api = Client(w2.url, stack.token("reception", tenant=tid))
+    a3, b2 = post(key_a, "A"), post(key_b, "B")
+    took = time.time() - a_sent
+    assert took < window, (f"the restart took {took:.1f}s, not less than the {window}s window: "
+                           "the replays below cannot be tested on a machine this slow")
+    # A's second command, B and the old record: not the commands without a key
+    assert w2.metric("vetpms_writer_idempotency_keys") == 3
+    unkeyed(api, Client(w2.url, stack.token("platform-admin")))
+    assert w2.metric("vetpms_writer_idempotency_keys") == 3
+    assert a3.status_code == 201 and a3.headers.get("Idempotent-Replayed") == "true"
+    assert a3.json() == a2.json()  # the later command of a reused key
+    assert b2.status_code == 201 and b2.headers.get("Idempotent-Replayed") == "true"
+    assert b2.json() == b1.json()
+    c2 = post(key_c, "C")
+    assert c2.status_code == 201 and "Idempotent-Replayed" not in c2.headers
+    assert c2.json()["id"] != c1.json()["id"]
+    old_again = post(key_old, "Old")  # the old record's key, another request hash
+    assert old_again.status_code == 409 and error_code(old_again) == "IDEMPOTENCY_KEY_REUSED"
+    assert [count_commands(stack, k) for k in (key_a, key_b, key_c, key_t, key_old)] == \
+        [2, 1, 2, 1, 1]
+    assert w2.terminate() == 0
 
 
 # --- the log itself ------------------------------------------------------------------

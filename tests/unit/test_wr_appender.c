@@ -315,12 +315,95 @@ static void failed_commit_fails_items_and_rebuilds_without_them(void **state)
 	free_done(f);
 }
 
+/* Produces `item`'s event as records were written before the origin header:
+ * headers type, v and command-hash only (another producer, not transactional). */
+static void produce_without_origin(Fixture *f, const WrAppend *item)
+{
+	char errstr[256];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", f->cfg.brokers, errstr,
+					   sizeof(errstr)),
+			 RD_KAFKA_CONF_OK);
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	assert_non_null(rk);
+	assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(TOPIC),
+					   RD_KAFKA_V_PARTITION(item->partition),
+					   RD_KAFKA_V_KEY(item->tenant_id, strlen(item->tenant_id)),
+					   RD_KAFKA_V_VALUE(item->value, strlen(item->value)),
+					   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+					   RD_KAFKA_V_HEADER("type", item->type, -1),
+					   RD_KAFKA_V_HEADER("v", "1", 1),
+					   RD_KAFKA_V_HEADER("command-hash", "old-hash", -1),
+					   RD_KAFKA_V_END),
+			 RD_KAFKA_RESP_ERR_NO_ERROR);
+	assert_int_equal(rd_kafka_flush(rk, 5000), RD_KAFKA_RESP_ERR_NO_ERROR);
+	rd_kafka_destroy(rk);
+}
+
+/* The rebuild remembers the command id of an event whose header says the
+ * client chose it, and of a record without that header (written before it
+ * existed: behaviour for old logs is unchanged), not one the writer generated. */
+static void rebuild_remembers_client_and_old_command_ids_only(void **state)
+{
+	Fixture *f = *state;
+	char keyed[37], generated[37], old[37], failed[37];
+	char keyed_cmd[256], generated_cmd[256], old_cmd[256];
+	int rebuilds = f->rebuilds;
+
+	WrAppend *a = provision(f, keyed);
+	WrAppend *b = provision(f, generated);
+	a->client_key = true;
+	snprintf(a->request_hash, sizeof(a->request_hash), "keyed-hash");
+	snprintf(keyed_cmd, sizeof(keyed_cmd), "%s", a->command_id);
+	snprintf(generated_cmd, sizeof(generated_cmd), "%s", b->command_id);
+	wr_appender_submit(f->appender, a);
+	wr_appender_submit(f->appender, b);
+	run_until_done(f, 2);
+	assert_int_equal(a->error, 0);
+	assert_int_equal(b->error, 0);
+	free_done(f);
+	WrAppend *c = provision(f, old);
+	snprintf(old_cmd, sizeof(old_cmd), "%s", c->command_id);
+	produce_without_origin(f, c);
+	wr_append_free(c);
+
+	/* a failed commit makes the appender rebuild the model from the log */
+	rd_kafka_mock_push_request_errors(f->mcluster, 24 /* AddPartitionsToTxn */, 1,
+					  RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+	WrAppend *bad = provision(f, failed);
+	wr_appender_submit(f->appender, bad);
+	run_until_done(f, 1);
+	assert_int_not_equal(bad->error, 0);
+	free_done(f);
+	run_until_rebuilds(f, rebuilds + 1);
+
+	const WrTenant *t = wr_state_tenant(f->model, keyed);
+	assert_non_null(t);
+	const WrIdem *k = wr_idem_get(&t->idem, keyed_cmd);
+	assert_non_null(k);
+	assert_string_equal(k->request_hash, "keyed-hash");
+	assert_false(k->pending);
+	assert_true(k->position[0] != '\0');
+	t = wr_state_tenant(f->model, generated);
+	assert_non_null(t);
+	assert_null(wr_idem_get(&t->idem, generated_cmd));
+	assert_int_equal(wr_idem_count(&t->idem), 0);
+	t = wr_state_tenant(f->model, old);
+	assert_non_null(t);
+	k = wr_idem_get(&t->idem, old_cmd);
+	assert_non_null(k);
+	assert_string_equal(k->request_hash, "old-hash");
+	/* the earlier tests' events carry generated ids: only these two count */
+	assert_int_equal(f->model->idem_keys, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(commits_answer_with_increasing_offsets),
 		cmocka_unit_test(items_submitted_together_commit_in_few_transactions),
 		cmocka_unit_test(failed_commit_fails_items_and_rebuilds_without_them),
+		cmocka_unit_test(rebuild_remembers_client_and_old_command_ids_only),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

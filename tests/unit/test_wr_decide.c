@@ -13,6 +13,7 @@
 #include "decide.h"
 #include "state.h"
 #include "strmap.h"
+#include "vp_uuid.h"
 
 #define TENANT  "01a20807-0000-7000-8000-000000000001"
 #define CLIENT  "01a20807-0000-7000-8000-000000000002"
@@ -55,7 +56,7 @@ static int run(WrState *s, const char *name, const char *target, const char *bod
 		snprintf(ev.aggregate, sizeof(ev.aggregate), "%s", d.aggregate);
 		snprintf(ev.aggregate_id, sizeof(ev.aggregate_id), "%s", target);
 		snprintf(ev.command_id, sizeof(ev.command_id), "cmd-%d", n++);
-		assert_int_equal(wr_state_apply(s, &ev, "", "0:0", false, why, sizeof(why)), 0);
+		assert_int_equal(wr_state_apply(s, &ev, NULL, why, sizeof(why)), 0);
 		if (data_out)
 			*data_out = cJSON_Duplicate(d.data, true);
 	}
@@ -174,6 +175,38 @@ static void future_dates_refused(void **state)
 	assert_string_equal(err.details[0].field, "date_of_birth");
 }
 
+/* ProvisionTenant's id for a keyed command without `id`: a pure function of
+ * (sub, key, attempt), a UUIDv8, equal to an independent computation
+ * (Python: blake2b(digest_size=16) over the length-prefixed domain, sub and
+ * key, then the big-endian attempt; version and variant bits set). */
+static void tenant_id_for_key_is_deterministic_uuid_v8(void **state)
+{
+	(void)state;
+	char a[37], b[37];
+	VpUuid u;
+	wr_tenant_id_for_key("platform-admin-1", "provision-2026-11-23", 0, a);
+	assert_string_equal(a, "2739b574-dfbc-860c-8344-a2219bf4703b");
+	wr_tenant_id_for_key("platform-admin-1", "provision-2026-11-23", 1, a);
+	assert_string_equal(a, "e8cfaa58-4398-8cf6-9dc1-d19888deebb0");
+	wr_tenant_id_for_key("admin", "key", 0, a);
+	wr_tenant_id_for_key("admin", "key", 0, b);
+	assert_string_equal(a, b);
+	assert_int_equal(vp_uuid_parse(a, strlen(a), &u), 0);
+	assert_int_equal(u.bytes[6] >> 4, 8);      /* version 8 */
+	assert_int_equal(u.bytes[8] & 0xC0, 0x80); /* variant 10 */
+	/* another caller, key or attempt names another tenant */
+	wr_tenant_id_for_key("other-admin", "key", 0, b);
+	assert_string_not_equal(a, b);
+	wr_tenant_id_for_key("admin", "key2", 0, b);
+	assert_string_not_equal(a, b);
+	wr_tenant_id_for_key("admin", "key", 1, b);
+	assert_string_not_equal(a, b);
+	/* the parts are length-prefixed: moving a boundary changes the id */
+	wr_tenant_id_for_key("ab", "c", 0, a);
+	wr_tenant_id_for_key("a", "bc", 0, b);
+	assert_string_not_equal(a, b);
+}
+
 static void map_survives_growth_and_removal(void **state)
 {
 	(void)state;
@@ -198,6 +231,34 @@ static void map_survives_growth_and_removal(void **state)
 	wr_map_clear(&m, NULL);
 }
 
+/* Keys that come and go (a sliding window of 1,000 live keys over 200,000
+ * insertions) keep the table at the size the live keys need: rehashing drops
+ * the tombstones instead of doubling the table each time they fill it. */
+static void map_size_follows_live_keys_under_churn(void **state)
+{
+	(void)state;
+	WrMap m;
+	bool oom;
+	char key[32];
+	wr_map_init(&m);
+	for (long i = 0; i < 200000; i++) {
+		snprintf(key, sizeof(key), "k%ld", i);
+		assert_null(wr_map_put(&m, key, (void *)(i + 1), &oom));
+		assert_false(oom);
+		if (i >= 1000) {
+			snprintf(key, sizeof(key), "k%ld", i - 1000);
+			assert_ptr_equal(wr_map_remove(&m, key), (void *)(i - 1000 + 1));
+		}
+		assert_true(m.cap <= 4096);
+	}
+	assert_int_equal(m.count, 1000);
+	for (long i = 199000; i < 200000; i++) {
+		snprintf(key, sizeof(key), "k%ld", i);
+		assert_ptr_equal(wr_map_get(&m, key), (void *)(i + 1));
+	}
+	wr_map_clear(&m, NULL);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -207,7 +268,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(microchip_unique_among_the_living, setup, teardown),
 		cmocka_unit_test_setup_teardown(versions_and_states, setup, teardown),
 		cmocka_unit_test_setup_teardown(future_dates_refused, setup, teardown),
+		cmocka_unit_test(tenant_id_for_key_is_deterministic_uuid_v8),
 		cmocka_unit_test(map_survives_growth_and_removal),
+		cmocka_unit_test(map_size_follows_live_keys_under_churn),
 	};
 	return cmocka_run_group_tests_name("writer_decide", tests, NULL, NULL);
 }

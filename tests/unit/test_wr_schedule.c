@@ -67,7 +67,7 @@ static int apply(WrState *s, const cJSON *rec)
 	snprintf(ev.aggregate_id, sizeof(ev.aggregate_id), "%s",
 		 cJSON_GetObjectItem(rec, "aggregate_id")->valuestring);
 	snprintf(ev.command_id, sizeof(ev.command_id), "cmd-%d", n++);
-	return wr_state_apply(s, &ev, "", "0:0", false, why, sizeof(why));
+	return wr_state_apply(s, &ev, NULL, why, sizeof(why));
 }
 
 /* Validates and decides; on success applies the event and logs it. */

@@ -1,0 +1,57 @@
+/* One tenant's idempotency keys, remembered for a time window: a map from
+ * command id to the command's first answer (for replays), and the same entries
+ * on a FIFO in expiry order, so forgetting what has expired pops the oldest
+ * entries and costs O(1) per key over its lifetime. A key is kept until its
+ * event's time plus the window; after that the same key is a new command.
+ * Loop thread only (or the rebuild's thread for a model not yet handed over). */
+#ifndef WR_IDEM_H
+#define WR_IDEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "strmap.h"
+
+#define WR_IDEM_DEFAULT_WINDOW_S 86400 /* 24 h, as VETPMS_IDEMPOTENCY_WINDOW_S */
+
+/* The first answer of a command, kept to replay it for the same key. */
+typedef struct WrIdem {
+	char request_hash[65];
+	char aggregate_id[37];
+	char event_type[48];
+	int64_t version;
+	int status;        /* 201 or 200 */
+	char position[32]; /* "P:O", empty while the append is in flight */
+	bool pending;      /* append in flight: never expired */
+	int64_t expires_us;
+	struct WrIdem *newer, *older; /* the FIFO */
+	char key[];
+} WrIdem;
+
+/* All zero is an empty store. */
+typedef struct WrIdemStore {
+	WrMap by_key;   /* command id -> WrIdem */
+	WrIdem *oldest; /* FIFO head: the next to expire */
+	WrIdem *newest; /* FIFO tail */
+} WrIdemStore;
+
+void wr_idem_clear(WrIdemStore *st);
+WrIdem *wr_idem_get(const WrIdemStore *st, const char *key);
+
+/* A fresh zeroed entry under key, expiring at expires_us, at the FIFO's tail;
+ * an older entry under the same key is dropped. Entries arrive in time order
+ * (one tenant is decided on one loop, and its log partition is read in order);
+ * an expiry earlier than the tail's (a clock stepped back, another writer's
+ * clock) is raised to the tail's, so the FIFO stays sorted and such a key is
+ * kept a little longer, never shorter. NULL on out of memory. */
+WrIdem *wr_idem_put(WrIdemStore *st, const char *key, int64_t expires_us);
+
+/* Forgets the entries with expires_us <= now_us, oldest first, stopping at a
+ * pending one (its answer is not known yet; it goes once appended and
+ * expired). Returns how many were forgotten. */
+size_t wr_idem_expire(WrIdemStore *st, int64_t now_us);
+
+size_t wr_idem_count(const WrIdemStore *st);
+
+#endif

@@ -5,10 +5,12 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vetctl.h"
 #include "vp_config.h"
 #include "vp_kafka.h"
+#include "vp_time.h"
 
 typedef struct TopicsOptions {
 	char *brokers;
@@ -81,16 +83,21 @@ done:
 	return rc;
 }
 
-/* Metadata can lag the controller for a moment after creation: retry briefly. */
-static int check_partitions(rd_kafka_t *rk, const char *topic, long expected)
+/* Metadata can lag the controller for a moment after creation (a broker may
+ * answer at once with no partitions yet): retry every CHECK_PAUSE_US for up to
+ * timeout_ms. A count other than 0 that differs is final. */
+#define CHECK_PAUSE_US 100000
+static int check_partitions(rd_kafka_t *rk, const char *topic, long expected, long timeout_ms)
 {
 	int found = 0;
-	for (int attempt = 0; attempt < 50; attempt++) {
+	int64_t deadline = vp_time_mono_us() + timeout_ms * 1000;
+	do {
 		if (vp_kafka_probe(rk, topic, 5000, &found) == 0 && found == expected)
 			return 0;
 		if (found > 0 && found != expected)
 			break;
-	}
+		usleep(CHECK_PAUSE_US);
+	} while (vp_time_mono_us() < deadline);
 	fprintf(stderr, "vetctl: topic %s has %d partitions, expected %ld (changing the count "
 			"is a migration: new topic and replay)\n", topic, found, expected);
 	return -1;
@@ -146,8 +153,8 @@ int vc_cmd_topics(int argc, char **argv)
 	if (!topics[1])
 		goto fail;
 	if (create_topics(rk, topics, 2, o.timeout_ms) < 0 ||
-	    check_partitions(rk, o.events_topic, o.partitions) < 0 ||
-	    check_partitions(rk, o.dlq_topic, o.partitions) < 0)
+	    check_partitions(rk, o.events_topic, o.partitions, o.timeout_ms) < 0 ||
+	    check_partitions(rk, o.dlq_topic, o.partitions, o.timeout_ms) < 0)
 		goto done;
 	rc = 0;
 	goto done;

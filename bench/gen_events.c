@@ -207,6 +207,7 @@ static rd_kafka_t *producer_new(const char *brokers, long *failed)
 		{"partitioner", "murmur2_random"}, {"linger.ms", "20"},
 		{"batch.num.messages", "10000"}, {"queue.buffering.max.messages", "1000000"},
 		{"queue.buffering.max.kbytes", "1048576"}, {"acks", "all"},
+		{"enable.idempotence", "true"}, /* retries keep each tenant in order */
 	};
 	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
 		if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], errstr,

@@ -254,6 +254,22 @@ static void items_submitted_together_commit_in_few_transactions(void **state)
 	free_done(f);
 }
 
+/* One ProvisionTenant whose commit fails: AddPartitionsToTxn answers
+ * TOPIC_AUTHORIZATION_FAILED, an abortable error (see the test below for why
+ * this one). Returns the partition it was meant for. */
+static int fail_one_commit(Fixture *f, char tenant_id[37])
+{
+	rd_kafka_mock_push_request_errors(f->mcluster, 24 /* AddPartitionsToTxn */, 1,
+					  RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+	WrAppend *bad = provision(f, tenant_id);
+	wr_appender_submit(f->appender, bad);
+	run_until_done(f, 1);
+	assert_int_not_equal(bad->error, 0);
+	int partition = bad->partition;
+	free_done(f);
+	return partition;
+}
+
 static void failed_commit_fails_items_and_rebuilds_without_them(void **state)
 {
 	Fixture *f = *state;
@@ -278,14 +294,7 @@ static void failed_commit_fails_items_and_rebuilds_without_them(void **state)
 	 *    epoch bump), which makes the test depend on the tenant's partition;
 	 *  - a Produce OUT_OF_ORDER_SEQUENCE_NUMBER is recovered internally.
 	 * Here the records are never sent, so the log holds none of them. */
-	rd_kafka_mock_push_request_errors(f->mcluster, 24 /* AddPartitionsToTxn */, 1,
-					  RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
-	WrAppend *bad = provision(f, failed);
-	wr_appender_submit(f->appender, bad);
-	run_until_done(f, 1);
-	assert_int_not_equal(bad->error, 0);
-	int bad_partition = bad->partition;
-	free_done(f);
+	int bad_partition = fail_one_commit(f, failed);
 
 	/* Decided on the old model before the loop got the new one: failed too. */
 	WrAppend *old = provision(f, stale);
@@ -368,13 +377,7 @@ static void rebuild_remembers_client_and_old_command_ids_only(void **state)
 	wr_append_free(c);
 
 	/* a failed commit makes the appender rebuild the model from the log */
-	rd_kafka_mock_push_request_errors(f->mcluster, 24 /* AddPartitionsToTxn */, 1,
-					  RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
-	WrAppend *bad = provision(f, failed);
-	wr_appender_submit(f->appender, bad);
-	run_until_done(f, 1);
-	assert_int_not_equal(bad->error, 0);
-	free_done(f);
+	fail_one_commit(f, failed);
 	run_until_rebuilds(f, rebuilds + 1);
 
 	const WrTenant *t = wr_state_tenant(f->model, keyed);

@@ -81,8 +81,8 @@ static void apply_record(WrState *state, const rd_kafka_message_t *m, int64_t no
 	if (wr_state_apply(state, &ev, generated ? NULL : &idem, why, sizeof(why)) < 0)
 		vp_log_warn(NULL, "rebuild_skip", "partition %d offset %lld: %s", m->partition,
 			    (long long)m->offset, why);
-	WrTenant *t = wr_state_tenant(state, ev.tenant_id);
-	if (t)
+	WrTenant *t = generated ? NULL : wr_state_tenant(state, ev.tenant_id);
+	if (t) /* only a remembered key can push the window past its bound */
 		wr_state_idem_expire(state, t, now_us);
 	vp_event_release(&ev);
 }

@@ -7,6 +7,13 @@
 #include <stddef.h>
 #include <libpq-fe.h>
 
+/* The projector's progress notifications, which the reader LISTENs to: on
+ * VP_PROGRESS_CHANNEL (the live schema `read`; another schema X uses
+ * VP_PROGRESS_CHANNEL "_X") each committed batch sends "<partition>:<next_offset>",
+ * and a rebuild that swapped a fresh schema in sends VP_PROGRESS_SCHEMA_SWAPPED. */
+#define VP_PROGRESS_CHANNEL       "vetpms_progress"
+#define VP_PROGRESS_SCHEMA_SWAPPED "schema-swapped"
+
 /* Connects (blocking); NULL with why filled. application_name is set. */
 PGconn *vp_pg_connect(const char *dsn, const char *application_name, char *why, size_t why_cap);
 

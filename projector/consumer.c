@@ -78,9 +78,9 @@ static void register_metrics(void)
 static void progress_channel(const char *schema, char *out, size_t cap)
 {
 	if (!strcmp(schema, "read"))
-		snprintf(out, cap, "vetpms_progress");
+		snprintf(out, cap, VP_PROGRESS_CHANNEL);
 	else
-		snprintf(out, cap, "vetpms_progress_%s", schema);
+		snprintf(out, cap, VP_PROGRESS_CHANNEL "_%s", schema);
 }
 
 static void drop_batch(Projector *p)

@@ -101,8 +101,8 @@ static const char notify_positions[] =
 /* Sessions that prepared statements against the old schema must start anew:
  * a statement calling a dropped function keeps failing ("cache lookup
  * failed for function"), re-analysis does not save it. The reader renews its
- * pool on this payload (RD_SCHEMA_SWAPPED). */
-static const char notify_swapped[] = "SELECT pg_notify($1, 'schema-swapped')";
+ * pool on VP_PROGRESS_SCHEMA_SWAPPED. */
+static const char notify_swapped[] = "SELECT pg_notify($1, $2)";
 
 #define CATCH_UP_US   (10 * VP_US_PER_SEC)
 #define RETRY_US      VP_US_PER_SEC
@@ -213,7 +213,9 @@ int pj_rebuild_step(PjRebuild *rb, int64_t lag, char *why, size_t why_cap)
 	if (exec_built(rb->conn, copy_grants, 2, rb->params, why, why_cap) < 0 ||
 	    exec_built(rb->conn, rename_and_drop, 2, rb->params, why, why_cap) < 0 ||
 	    exec_built(rb->conn, notify_positions, 3, rb->notify, why, why_cap) < 0 ||
-	    vp_pg_exec(rb->conn, notify_swapped, 1, &rb->notify[2], NULL, why, why_cap) < 0 ||
+	    vp_pg_exec(rb->conn, notify_swapped, 2,
+		       (const char *const[]){rb->notify[2], VP_PROGRESS_SCHEMA_SWAPPED}, NULL, why,
+		       why_cap) < 0 ||
 	    vp_pg_exec(rb->conn, "COMMIT", 0, NULL, NULL, why, why_cap) < 0) {
 		release(rb, now);
 		return -1;

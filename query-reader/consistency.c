@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "reader.h"
+#include "vp_pg.h"
 #include "vp_log.h"
 
 #define LISTEN_RETRY_MS 1000
@@ -221,7 +222,7 @@ static void take_notifications(RdConsistency *cs)
 	while ((n = PQnotifies(cs->conn)) != NULL) {
 		int partition;
 		int64_t next_offset;
-		if (!strcmp(n->extra, RD_SCHEMA_SWAPPED))
+		if (!strcmp(n->extra, VP_PROGRESS_SCHEMA_SWAPPED))
 			rd_pgpool_renew(cs->pool);
 		else if (rd_consistency_parse(n->extra, &partition, &next_offset) == 0)
 			advance(cs, partition, next_offset);
@@ -266,7 +267,7 @@ static void on_listen_io(evutil_socket_t fd, short events, void *arg)
 			/* Listening from now on; what was applied before is in the
 			 * table: look again for every partition someone waits on. */
 			cs->state = LISTEN_UP;
-			vp_log_debug(NULL, "consistency", "listening on vetpms_progress");
+			vp_log_debug(NULL, "consistency", "listening on " VP_PROGRESS_CHANNEL);
 			for (RdWaiter *w = cs->waiters; w; w = w->next)
 				check_table(cs, w->partition);
 		}
@@ -289,7 +290,7 @@ static void on_listen_connect(evutil_socket_t fd, short events, void *arg)
 		return;
 	case PGRES_POLLING_OK:
 		if (PQsetnonblocking(cs->conn, 1) < 0 ||
-		    !PQsendQuery(cs->conn, "LISTEN vetpms_progress")) {
+		    !PQsendQuery(cs->conn, "LISTEN " VP_PROGRESS_CHANNEL)) {
 			listen_broken(cs, PQerrorMessage(cs->conn));
 			return;
 		}

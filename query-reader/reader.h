@@ -68,9 +68,6 @@ int rd_pgpool_healthy(const RdPgPool *pool);
 /* Every session starts anew: idle ones now, busy ones after their query
  * (their prepared statements may name objects a rebuild has replaced). */
 void rd_pgpool_renew(RdPgPool *pool);
-
-/* Progress payload the projector's rebuild sends after swapping schemas. */
-#define RD_SCHEMA_SWAPPED "schema-swapped"
 RdPgPool *rd_pgpool_free(RdPgPool *pool);
 
 /* consistency.c: waits for the projector to reach a Kafka position. One LISTEN

@@ -10,15 +10,12 @@
 #include <string.h>
 
 #include "decide.h"
+#include "vp_catalog.h"
 #include "vp_jwt.h"
 #include "vp_time.h"
 #include "vp_uuid.h"
 
 #define MAX_APPOINTMENT_US (12 * 3600 * VP_US_PER_SEC)
-
-static const char *const types[] = {"consultation", "vaccination", "surgery", "dental",
-				    "follow_up",    "emergency",   "grooming", "other",
-				    NULL};
 
 /* The body's id field in canonical lower case (out), or false when absent. */
 static bool body_id(const cJSON *body, const char *name, char out[37])
@@ -87,7 +84,7 @@ static int check_booking(const WrDecision *d, const char *vet_id, const char *pa
 
 static void begin_event(WrDecision *d, const char *type, int64_t seq)
 {
-	d->aggregate = "appointment";
+	d->aggregate = VP_AGG_APPOINTMENT;
 	d->type = type;
 	d->seq = seq;
 	d->data = cJSON_CreateObject();
@@ -104,7 +101,7 @@ static int decide_schedule(WrDecision *d, VpError *err)
 	body_id(d->body, "patient_id", patient_id);
 	if (check_booking(d, vet_id, patient_id, start, end, NULL, err) < 0)
 		return -1;
-	begin_event(d, "AppointmentScheduled", 1);
+	begin_event(d, VP_EV_APPOINTMENT_SCHEDULED, 1);
 	cJSON_AddStringToObject(d->data, "patient_id", patient_id);
 	cJSON_AddStringToObject(d->data, "vet_id", vet_id);
 	wr_add_time(d->data, "start", start);
@@ -148,7 +145,7 @@ static int decide_reschedule(WrDecision *d, VpError *err)
 		snprintf(vet_id, sizeof(vet_id), "%s", a->vet_id);
 	if (check_booking(d, vet_id, a->patient_id, start, end, a, err) < 0)
 		return -1;
-	begin_event(d, "AppointmentRescheduled", a->version + 1);
+	begin_event(d, VP_EV_APPOINTMENT_RESCHEDULED, a->version + 1);
 	wr_add_time(d->data, "start", start);
 	wr_add_time(d->data, "end", end);
 	cJSON_AddStringToObject(d->data, "vet_id", vet_id);
@@ -160,7 +157,7 @@ static int decide_check_in(WrDecision *d, VpError *err)
 	const WrAppointment *a = appointment_in(d, ALLOW(WR_APPT_SCHEDULED), err);
 	if (!a)
 		return -1;
-	begin_event(d, "AppointmentCheckedIn", a->version + 1);
+	begin_event(d, VP_EV_APPOINTMENT_CHECKED_IN, a->version + 1);
 	wr_add_time(d->data, "at", d->now_us);
 	return 0;
 }
@@ -170,7 +167,7 @@ static int decide_start(WrDecision *d, VpError *err)
 	const WrAppointment *a = appointment_in(d, ALLOW(WR_APPT_CHECKED_IN), err);
 	if (!a)
 		return -1;
-	begin_event(d, "AppointmentStarted", a->version + 1);
+	begin_event(d, VP_EV_APPOINTMENT_STARTED, a->version + 1);
 	wr_add_time(d->data, "at", d->now_us);
 	return 0;
 }
@@ -180,7 +177,7 @@ static int decide_complete(WrDecision *d, VpError *err)
 	const WrAppointment *a = appointment_in(d, ALLOW(WR_APPT_IN_PROGRESS), err);
 	if (!a)
 		return -1;
-	begin_event(d, "AppointmentCompleted", a->version + 1);
+	begin_event(d, VP_EV_APPOINTMENT_COMPLETED, a->version + 1);
 	wr_add_time(d->data, "at", d->now_us);
 	wr_copy_field(d->data, d->body, "notes");
 	return 0;
@@ -192,7 +189,7 @@ static int decide_cancel(WrDecision *d, VpError *err)
 		appointment_in(d, ALLOW(WR_APPT_SCHEDULED) | ALLOW(WR_APPT_CHECKED_IN), err);
 	if (!a)
 		return -1;
-	begin_event(d, "AppointmentCanceled", a->version + 1);
+	begin_event(d, VP_EV_APPOINTMENT_CANCELED, a->version + 1);
 	wr_copy_field(d->data, d->body, "reason");
 	return 0;
 }
@@ -205,32 +202,32 @@ static int decide_no_show(WrDecision *d, VpError *err)
 	if (d->now_us < a->start_us)
 		return vp_error_set(err, 409, "INVALID_STATE",
 				    "a no-show can be recorded only once the start has passed");
-	begin_event(d, "AppointmentNoShow", a->version + 1);
+	begin_event(d, VP_EV_APPOINTMENT_NO_SHOW, a->version + 1);
 	return 0;
 }
 
-#define CMD_ID {.name = "command_id", .type = VP_JSON_STRING, .max_len = 255, .min_len = 1}
+#define CMD_ID VP_F_COMMAND_ID
 static const VpJsonField schedule_fields[] = {
-	{.name = "patient_id", .type = VP_JSON_UUID, .required = true},
-	{.name = "vet_id", .type = VP_JSON_UUID, .required = true},
-	{.name = "start", .type = VP_JSON_TIME, .required = true},
-	{.name = "end", .type = VP_JSON_TIME, .required = true},
-	{.name = "type", .type = VP_JSON_STRING, .required = true, .enum_values = types},
-	{.name = "reason", .type = VP_JSON_STRING, .max_len = 500},
+	VP_F_PATIENT_ID,
+	VP_F_VET_ID,
+	VP_F_START,
+	VP_F_END,
+	VP_F_APPOINTMENT_TYPE,
+	VP_F_APPOINTMENT_REASON,
 	{.name = "id", .type = VP_JSON_UUID},
 	CMD_ID,
 };
 static const VpJsonField reschedule_fields[] = {
-	{.name = "start", .type = VP_JSON_TIME, .required = true},
-	{.name = "end", .type = VP_JSON_TIME, .required = true},
-	{.name = "vet_id", .type = VP_JSON_UUID},
+	VP_F_START,
+	VP_F_END,
+	{.name = "vet_id", .type = VP_JSON_UUID}, /* absent: the same vet */
 	CMD_ID,
 };
 static const VpJsonField no_fields[] = {
 	CMD_ID,
 };
 static const VpJsonField complete_fields[] = {
-	{.name = "notes", .type = VP_JSON_STRING, .max_len = 10000},
+	VP_F_VISIT_NOTES,
 	CMD_ID,
 };
 static const VpJsonField cancel_fields[] = {

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "decide.h"
+#include "vp_catalog.h"
 #include "vp_jwt.h"
 #include "vp_time.h"
 
@@ -110,8 +111,8 @@ static int decide_publish(WrDecision *d, VpError *err)
 	else if (rc < 0)
 		vp_error_set(err, 503, VP_ERR_UNAVAILABLE, "out of memory");
 	if (rc == 0) {
-		d->aggregate = "staff";
-		d->type = "AvailabilityPublished";
+		d->aggregate = VP_AGG_STAFF;
+		d->type = VP_EV_AVAILABILITY_PUBLISHED;
 		d->seq = st->version + 1;
 		d->data = cJSON_CreateObject();
 		cJSON *out = cJSON_AddArrayToObject(d->data, "blocks");
@@ -154,8 +155,8 @@ static int decide_withdraw(WrDecision *d, VpError *err)
 	if (wr_intervals_overlaps(&st->booked, start, end, NULL))
 		return vp_error_set(err, 409, "INVALID_STATE",
 				    "an active appointment of the vet overlaps the range");
-	d->aggregate = "staff";
-	d->type = "AvailabilityWithdrawn";
+	d->aggregate = VP_AGG_STAFF;
+	d->type = VP_EV_AVAILABILITY_WITHDRAWN;
 	d->seq = st->version + 1;
 	d->data = cJSON_CreateObject();
 	wr_add_time(d->data, "start", start);
@@ -163,19 +164,16 @@ static int decide_withdraw(WrDecision *d, VpError *err)
 	return 0;
 }
 
-#define CMD_ID {.name = "command_id", .type = VP_JSON_STRING, .max_len = 255, .min_len = 1}
-static const VpJsonField block_fields[] = {
-	{.name = "start", .type = VP_JSON_TIME, .required = true},
-	{.name = "end", .type = VP_JSON_TIME, .required = true},
-};
+#define CMD_ID VP_F_COMMAND_ID
+static const VpJsonField block_fields[] = {VP_F_START, VP_F_END};
 static const VpJsonField publish_fields[] = {
 	{.name = "blocks", .type = VP_JSON_ARRAY, .required = true, .min_len = 1,
 	 .max_len = MAX_BLOCKS, .fields = block_fields, .n_fields = 2},
 	CMD_ID,
 };
 static const VpJsonField withdraw_fields[] = {
-	{.name = "start", .type = VP_JSON_TIME, .required = true},
-	{.name = "end", .type = VP_JSON_TIME, .required = true},
+	VP_F_START,
+	VP_F_END,
 	CMD_ID,
 };
 

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "decide.h"
+#include "vp_catalog.h"
 #include "vp_jwt.h"
 
 static int decide_register(WrDecision *d, VpError *err)
@@ -9,8 +10,8 @@ static int decide_register(WrDecision *d, VpError *err)
 	if (wr_map_get(&d->tenant->clients, d->target_id))
 		return vp_error_set(err, 409, "ALREADY_EXISTS", "client %s already exists",
 				    d->target_id);
-	d->aggregate = "client";
-	d->type = "ClientRegistered";
+	d->aggregate = VP_AGG_CLIENT;
+	d->type = VP_EV_CLIENT_REGISTERED;
 	d->seq = 1;
 	d->data = cJSON_CreateObject();
 	static const char *const fields[] = {"first_name", "last_name", "email", "phone", "address"};
@@ -50,8 +51,8 @@ static int decide_update(WrDecision *d, VpError *err)
 	const WrClient *c = existing_client(d, err);
 	if (!c)
 		return -1;
-	d->aggregate = "client";
-	d->type = "ClientContactUpdated";
+	d->aggregate = VP_AGG_CLIENT;
+	d->type = VP_EV_CLIENT_CONTACT_UPDATED;
 	d->seq = c->version + 1;
 	d->data = cJSON_CreateObject();
 	static const char *const fields[] = {"email", "phone", "address"};
@@ -66,8 +67,8 @@ static int decide_deactivate(WrDecision *d, VpError *err)
 	const WrClient *c = existing_client(d, err);
 	if (!c)
 		return -1;
-	d->aggregate = "client";
-	d->type = "ClientDeactivated";
+	d->aggregate = VP_AGG_CLIENT;
+	d->type = VP_EV_CLIENT_DEACTIVATED;
 	d->seq = c->version + 1;
 	d->data = cJSON_CreateObject();
 	wr_copy_field(d->data, d->body, "reason");
@@ -75,25 +76,19 @@ static int decide_deactivate(WrDecision *d, VpError *err)
 }
 
 static const VpJsonField register_fields[] = {
-	{.name = "first_name", .type = VP_JSON_STRING, .required = true, .max_len = 100, .min_len = 1},
-	{.name = "last_name", .type = VP_JSON_STRING, .required = true, .max_len = 100, .min_len = 1},
-	{.name = "email", .type = VP_JSON_STRING, .max_len = 254},
-	{.name = "phone", .type = VP_JSON_STRING, .max_len = 40},
-	{.name = "address", .type = VP_JSON_STRING, .max_len = 500},
+	VP_F_FIRST_NAME, VP_F_LAST_NAME, VP_F_EMAIL, VP_F_PHONE, VP_F_ADDRESS,
 	{.name = "id", .type = VP_JSON_UUID},
-	{.name = "command_id", .type = VP_JSON_STRING, .max_len = 255, .min_len = 1},
+	VP_F_COMMAND_ID,
 };
 
 static const VpJsonField update_fields[] = {
-	{.name = "email", .type = VP_JSON_STRING, .max_len = 254},
-	{.name = "phone", .type = VP_JSON_STRING, .max_len = 40},
-	{.name = "address", .type = VP_JSON_STRING, .max_len = 500},
-	{.name = "command_id", .type = VP_JSON_STRING, .max_len = 255, .min_len = 1},
+	VP_F_EMAIL, VP_F_PHONE, VP_F_ADDRESS,
+	VP_F_COMMAND_ID,
 };
 
 static const VpJsonField deactivate_fields[] = {
-	{.name = "reason", .type = VP_JSON_STRING, .max_len = 500},
-	{.name = "command_id", .type = VP_JSON_STRING, .max_len = 255, .min_len = 1},
+	VP_F_REASON,
+	VP_F_COMMAND_ID,
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))

@@ -54,7 +54,9 @@ int64_t wr_body_time(const cJSON *body, const char *name)
 
 void wr_add_time(cJSON *data, const char *name, int64_t us)
 {
-	char text[VP_TIME_RFC3339_MAX];
+	char text[VP_TIME_RFC3339_MAX] = "";
+	/* An unformattable instant leaves "" and the catalog check refuses the
+	 * event: never bytes the buffer happened to hold. */
 	vp_time_format_rfc3339(us, text, sizeof(text));
 	cJSON_AddStringToObject(data, name, text);
 }

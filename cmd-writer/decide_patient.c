@@ -9,17 +9,13 @@
 #include <string.h>
 
 #include "decide.h"
+#include "vp_catalog.h"
 #include "vp_jwt.h"
 #include "vp_time.h"
 
 #define MAX_WEIGHT_G 5000000 /* 5 t: above any patient a clinic treats */
 
-static const char *const species[] = {"canine", "feline", "equine", "bovine", "ovine",
-				      "caprine", "porcine", "avian", "rabbit", "rodent",
-				      "reptile", "other", NULL};
-static const char *const sexes[] = {"male", "female", "unknown", NULL};
 static const char *const units[] = {"kg", "g", "lb", NULL};
-static const char *const severities[] = {"mild", "moderate", "severe", NULL};
 
 /* Grams from value+unit, rounded half to even; 0 when not representable. */
 static long long weight_grams(double value, const char *unit)
@@ -114,7 +110,7 @@ static int require_active_client(WrDecision *d, const char *client_id, VpError *
 
 static void begin_event(WrDecision *d, const char *type, int64_t seq)
 {
-	d->aggregate = "patient";
+	d->aggregate = VP_AGG_PATIENT;
 	d->type = type;
 	d->seq = seq;
 	d->data = cJSON_CreateObject();
@@ -135,7 +131,7 @@ static int decide_register(WrDecision *d, VpError *err)
 	    wr_map_get(&d->tenant->microchips, normalised))
 		return vp_error_set(err, 409, "DUPLICATE_MICROCHIP",
 				    "microchip %s belongs to another living patient", normalised);
-	begin_event(d, "PatientRegistered", 1);
+	begin_event(d, VP_EV_PATIENT_REGISTERED, 1);
 	static const char *const copied[] = {"client_id", "name", "species", "breed", "sex",
 					     "neutered", "date_of_birth"};
 	for (size_t i = 0; i < sizeof(copied) / sizeof(copied[0]); i++)
@@ -166,16 +162,14 @@ static int decide_weight(WrDecision *d, VpError *err)
 {
 	const WrPatient *p = living_patient(d, err);
 	const char *at = vp_json_str(d->body, "measured_at");
-	char text[VP_TIME_RFC3339_MAX];
 	int64_t us = d->now_us;
 	if (!p)
 		return -1;
 	if (at)
 		vp_time_parse_rfc3339(at, strlen(at), &us);
-	vp_time_format_rfc3339(us, text, sizeof(text));
-	begin_event(d, "WeightRecorded", p->version + 1);
+	begin_event(d, VP_EV_WEIGHT_RECORDED, p->version + 1);
 	cJSON_AddNumberToObject(d->data, "weight_g", (double)check_weight(d->body, "", err));
-	cJSON_AddStringToObject(d->data, "measured_at", text);
+	wr_add_time(d->data, "measured_at", us);
 	return 0;
 }
 
@@ -184,7 +178,7 @@ static int decide_allergy(WrDecision *d, VpError *err)
 	const WrPatient *p = living_patient(d, err);
 	if (!p)
 		return -1;
-	begin_event(d, "AllergyAdded", p->version + 1);
+	begin_event(d, VP_EV_ALLERGY_ADDED, p->version + 1);
 	wr_copy_field(d->data, d->body, "allergen");
 	wr_copy_field(d->data, d->body, "reaction");
 	wr_copy_field(d->data, d->body, "severity");
@@ -201,7 +195,7 @@ static int decide_condition(WrDecision *d, VpError *err)
 	const WrPatient *p = living_patient(d, err);
 	if (!p)
 		return -1;
-	begin_event(d, "ChronicConditionAdded", p->version + 1);
+	begin_event(d, VP_EV_CHRONIC_CONDITION_ADDED, p->version + 1);
 	wr_copy_field(d->data, d->body, "name");
 	wr_copy_field(d->data, d->body, "diagnosed_on");
 	wr_copy_field(d->data, d->body, "notes");
@@ -217,7 +211,7 @@ static int decide_transfer(WrDecision *d, VpError *err)
 	if (!strcmp(p->client_id, to))
 		return vp_error_set(err, 409, "INVALID_STATE", "patient already belongs to client %s",
 				    to);
-	begin_event(d, "PatientTransferred", p->version + 1);
+	begin_event(d, VP_EV_PATIENT_TRANSFERRED, p->version + 1);
 	cJSON_AddStringToObject(d->data, "from_client_id", p->client_id);
 	cJSON_AddStringToObject(d->data, "to_client_id", to);
 	return 0;
@@ -233,26 +227,26 @@ static int decide_death(WrDecision *d, VpError *err)
 	const WrPatient *p = living_patient(d, err);
 	if (!p)
 		return -1;
-	begin_event(d, "PatientDied", p->version + 1);
+	begin_event(d, VP_EV_PATIENT_DIED, p->version + 1);
 	wr_copy_field(d->data, d->body, "date");
 	return 0;
 }
 
-#define CMD_ID {.name = "command_id", .type = VP_JSON_STRING, .max_len = 255, .min_len = 1}
+#define CMD_ID VP_F_COMMAND_ID
 static const VpJsonField weight_parts[] = {
 	{.name = "value", .type = VP_JSON_NUMBER, .required = true},
 	{.name = "unit", .type = VP_JSON_STRING, .required = true, .enum_values = units},
 };
 static const VpJsonField register_fields[] = {
 	{.name = "client_id", .type = VP_JSON_UUID, .required = true},
-	{.name = "name", .type = VP_JSON_STRING, .required = true, .max_len = 100, .min_len = 1},
-	{.name = "species", .type = VP_JSON_STRING, .required = true, .enum_values = species},
-	{.name = "breed", .type = VP_JSON_STRING, .max_len = 100},
-	{.name = "sex", .type = VP_JSON_STRING, .required = true, .enum_values = sexes},
-	{.name = "neutered", .type = VP_JSON_BOOL},
-	{.name = "date_of_birth", .type = VP_JSON_DATE},
-	{.name = "microchip", .type = VP_JSON_STRING, .max_len = 15},
-	{.name = "color", .type = VP_JSON_STRING, .max_len = 100},
+	VP_F_PATIENT_NAME,
+	VP_F_SPECIES,
+	VP_F_BREED,
+	VP_F_SEX,
+	VP_F_NEUTERED,
+	VP_F_DATE_OF_BIRTH,
+	{.name = "microchip", .type = VP_JSON_STRING, .max_len = 15}, /* normalised */
+	VP_F_COLOR,
 	{.name = "weight", .type = VP_JSON_OBJECT, .fields = weight_parts, .n_fields = 2},
 	{.name = "id", .type = VP_JSON_UUID},
 	CMD_ID,
@@ -264,15 +258,15 @@ static const VpJsonField weight_fields[] = {
 	CMD_ID,
 };
 static const VpJsonField allergy_fields[] = {
-	{.name = "allergen", .type = VP_JSON_STRING, .required = true, .max_len = 200, .min_len = 1},
-	{.name = "reaction", .type = VP_JSON_STRING, .max_len = 500},
-	{.name = "severity", .type = VP_JSON_STRING, .enum_values = severities},
+	VP_F_ALLERGEN,
+	VP_F_REACTION,
+	VP_F_SEVERITY,
 	CMD_ID,
 };
 static const VpJsonField condition_fields[] = {
-	{.name = "name", .type = VP_JSON_STRING, .required = true, .max_len = 200, .min_len = 1},
-	{.name = "diagnosed_on", .type = VP_JSON_DATE},
-	{.name = "notes", .type = VP_JSON_STRING, .max_len = 2000},
+	VP_F_CONDITION_NAME,
+	VP_F_DIAGNOSED_ON,
+	VP_F_CONDITION_NOTES,
 	CMD_ID,
 };
 static const VpJsonField transfer_fields[] = {
@@ -280,7 +274,7 @@ static const VpJsonField transfer_fields[] = {
 	CMD_ID,
 };
 static const VpJsonField death_fields[] = {
-	{.name = "date", .type = VP_JSON_DATE, .required = true},
+	VP_F_DEATH_DATE,
 	CMD_ID,
 };
 

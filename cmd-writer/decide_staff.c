@@ -2,17 +2,16 @@
 #include <string.h>
 
 #include "decide.h"
+#include "vp_catalog.h"
 #include "vp_jwt.h"
-
-static const char *const staff_roles[] = {"veterinarian", "nurse", "receptionist", "admin", NULL};
 
 static int decide_register(WrDecision *d, VpError *err)
 {
 	if (wr_map_get(&d->tenant->staff, d->target_id))
 		return vp_error_set(err, 409, "ALREADY_EXISTS", "staff %s already exists",
 				    d->target_id);
-	d->aggregate = "staff";
-	d->type = "StaffRegistered";
+	d->aggregate = VP_AGG_STAFF;
+	d->type = VP_EV_STAFF_REGISTERED;
 	d->seq = 1;
 	d->data = cJSON_CreateObject();
 	wr_copy_field(d->data, d->body, "name");
@@ -32,8 +31,8 @@ static int decide_deactivate(WrDecision *d, VpError *err)
 	if (!st->active)
 		return vp_error_set(err, 409, "INVALID_STATE", "staff %s is already inactive",
 				    d->target_id);
-	d->aggregate = "staff";
-	d->type = "StaffDeactivated";
+	d->aggregate = VP_AGG_STAFF;
+	d->type = VP_EV_STAFF_DEACTIVATED;
 	d->seq = st->version + 1;
 	d->data = cJSON_CreateObject();
 	wr_copy_field(d->data, d->body, "reason");
@@ -41,17 +40,17 @@ static int decide_deactivate(WrDecision *d, VpError *err)
 }
 
 static const VpJsonField register_fields[] = {
-	{.name = "name", .type = VP_JSON_STRING, .required = true, .max_len = 200, .min_len = 1},
-	{.name = "role", .type = VP_JSON_STRING, .required = true, .enum_values = staff_roles},
-	{.name = "email", .type = VP_JSON_STRING, .max_len = 254},
-	{.name = "license_number", .type = VP_JSON_STRING, .max_len = 64},
+	VP_F_STAFF_NAME,
+	VP_F_STAFF_ROLE,
+	VP_F_EMAIL,
+	VP_F_LICENSE_NUMBER,
 	{.name = "id", .type = VP_JSON_UUID},
-	{.name = "command_id", .type = VP_JSON_STRING, .max_len = 255, .min_len = 1},
+	VP_F_COMMAND_ID,
 };
 
 static const VpJsonField deactivate_fields[] = {
-	{.name = "reason", .type = VP_JSON_STRING, .max_len = 500},
-	{.name = "command_id", .type = VP_JSON_STRING, .max_len = 255, .min_len = 1},
+	VP_F_REASON,
+	VP_F_COMMAND_ID,
 };
 
 const WrCommand wr_staff_commands[] = {

@@ -8,6 +8,7 @@
 #include <sodium.h>
 
 #include "decide.h"
+#include "vp_catalog.h"
 #include "vp_jwt.h"
 #include "vp_uuid.h"
 
@@ -80,8 +81,8 @@ static int decide_provision(WrDecision *d, VpError *err)
 	if (d->tenant)
 		return vp_error_set(err, 409, "ALREADY_EXISTS", "tenant %s already exists",
 				    d->tenant_id);
-	d->aggregate = "tenant";
-	d->type = "TenantProvisioned";
+	d->aggregate = VP_AGG_TENANT;
+	d->type = VP_EV_TENANT_PROVISIONED;
 	d->seq = 1;
 	d->data = cJSON_CreateObject();
 	wr_copy_field(d->data, d->body, "name");
@@ -91,11 +92,11 @@ static int decide_provision(WrDecision *d, VpError *err)
 }
 
 static const VpJsonField provision_fields[] = {
-	{.name = "name", .type = VP_JSON_STRING, .required = true, .max_len = 200, .min_len = 1},
-	{.name = "timezone", .type = VP_JSON_STRING, .required = true, .max_len = 64},
-	{.name = "currency", .type = VP_JSON_STRING, .required = true, .max_len = 3},
+	VP_F_TENANT_NAME,
+	VP_F_TIMEZONE,
+	VP_F_CURRENCY,
 	{.name = "id", .type = VP_JSON_UUID},
-	{.name = "command_id", .type = VP_JSON_STRING, .max_len = 255, .min_len = 1},
+	VP_F_COMMAND_ID,
 };
 
 const WrCommand wr_tenant_commands[] = {

@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "decide.h"
+#include "vp_catalog.h"
 #include "vp_event.h"
 #include "vp_kafka.h"
 #include "vp_log.h"
@@ -319,9 +320,19 @@ static int append_decision(WrApi *api, VpHttpRequest *r, const WrCommand *cmd,
 	ev.data = d->data;
 	d->data = NULL;
 	WrAppend *item = calloc(1, sizeof(*item));
-	WrPending *p = item ? pending_new(api, r) : NULL;
 	if (item)
 		item->value = vp_event_encode(&ev);
+	/* The log is never repaired: an event the projector would refuse is our
+	 * bug, answered 500 with nothing appended, never a poison record. */
+	if (item && item->value &&
+	    vp_catalog_check_encoded(item->value, strlen(item->value), why, sizeof(why)) < 0) {
+		vp_log_error(r->request_id, "event_refused", "%s %s: %s", cmd->name, ev.type, why);
+		vp_event_release(&ev);
+		wr_append_free(item);
+		return vp_error_set(err, 500, VP_ERR_INTERNAL,
+				    "the event failed the catalog check; nothing was appended");
+	}
+	WrPending *p = item ? pending_new(api, r) : NULL;
 	if (!item || !p || !item->value ||
 	    wr_state_apply(api->state, &ev, client_key ? &idem : NULL, why, sizeof(why)) < 0) {
 		vp_event_release(&ev);

@@ -1,5 +1,6 @@
 /* The write model's evolve function (see state.h). */
 #include "state.h"
+#include "vp_catalog.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,7 +144,7 @@ static int apply_withdrawn(WrStaff *st, const VpEvent *ev, char *why, size_t why
 static int apply_staff(WrTenant *t, const VpEvent *ev, char *why, size_t why_cap)
 {
 	WrStaff *st = wr_map_get(&t->staff, ev->aggregate_id);
-	if (!strcmp(ev->type, "StaffRegistered")) {
+	if (!strcmp(ev->type, VP_EV_STAFF_REGISTERED)) {
 		st = insert_new(&t->staff, ev->aggregate_id, sizeof(*st));
 		if (!st)
 			return -1;
@@ -152,12 +153,12 @@ static int apply_staff(WrTenant *t, const VpEvent *ev, char *why, size_t why_cap
 	} else if (!st) {
 		snprintf(why, why_cap, "%s for unknown staff %s", ev->type, ev->aggregate_id);
 		return -1;
-	} else if (!strcmp(ev->type, "StaffDeactivated")) {
+	} else if (!strcmp(ev->type, VP_EV_STAFF_DEACTIVATED)) {
 		st->active = false;
-	} else if (!strcmp(ev->type, "AvailabilityPublished")) {
+	} else if (!strcmp(ev->type, VP_EV_AVAILABILITY_PUBLISHED)) {
 		if (apply_published(st, ev, why, why_cap) < 0)
 			return -1;
-	} else if (!strcmp(ev->type, "AvailabilityWithdrawn")) {
+	} else if (!strcmp(ev->type, VP_EV_AVAILABILITY_WITHDRAWN)) {
 		if (apply_withdrawn(st, ev, why, why_cap) < 0)
 			return -1;
 	}
@@ -168,7 +169,7 @@ static int apply_staff(WrTenant *t, const VpEvent *ev, char *why, size_t why_cap
 static int apply_client(WrTenant *t, const VpEvent *ev, char *why, size_t why_cap)
 {
 	WrClient *c = wr_map_get(&t->clients, ev->aggregate_id);
-	if (!strcmp(ev->type, "ClientRegistered")) {
+	if (!strcmp(ev->type, VP_EV_CLIENT_REGISTERED)) {
 		c = insert_new(&t->clients, ev->aggregate_id, sizeof(*c));
 		if (!c)
 			return -1;
@@ -176,7 +177,7 @@ static int apply_client(WrTenant *t, const VpEvent *ev, char *why, size_t why_ca
 	} else if (!c) {
 		snprintf(why, why_cap, "%s for unknown client %s", ev->type, ev->aggregate_id);
 		return -1;
-	} else if (!strcmp(ev->type, "ClientDeactivated")) {
+	} else if (!strcmp(ev->type, VP_EV_CLIENT_DEACTIVATED)) {
 		c->active = false;
 	}
 	c->version = ev->seq;
@@ -189,7 +190,7 @@ static int apply_patient(WrTenant *t, const VpEvent *ev, char *why, size_t why_c
 {
 	WrPatient *p = wr_map_get(&t->patients, ev->aggregate_id);
 	bool oom = false;
-	if (!strcmp(ev->type, "PatientRegistered")) {
+	if (!strcmp(ev->type, VP_EV_PATIENT_REGISTERED)) {
 		p = insert_new(&t->patients, ev->aggregate_id, sizeof(*p));
 		if (!p)
 			return -1;
@@ -201,9 +202,9 @@ static int apply_patient(WrTenant *t, const VpEvent *ev, char *why, size_t why_c
 	} else if (!p) {
 		snprintf(why, why_cap, "%s for unknown patient %s", ev->type, ev->aggregate_id);
 		return -1;
-	} else if (!strcmp(ev->type, "PatientTransferred")) {
+	} else if (!strcmp(ev->type, VP_EV_PATIENT_TRANSFERRED)) {
 		copy_str(p->client_id, sizeof(p->client_id), vp_json_str(ev->data, "to_client_id"));
-	} else if (!strcmp(ev->type, "PatientDied")) {
+	} else if (!strcmp(ev->type, VP_EV_PATIENT_DIED)) {
 		p->alive = false;
 		if (p->microchip[0] && wr_map_get(&t->microchips, p->microchip) == p)
 			wr_map_remove(&t->microchips, p->microchip);
@@ -324,20 +325,20 @@ static int apply_appointment(WrTenant *t, const VpEvent *ev, char *why, size_t w
 		const char *type;
 		WrApptStatus status;
 	} moves[] = {
-	    {"AppointmentCheckedIn", WR_APPT_CHECKED_IN},
-	    {"AppointmentStarted", WR_APPT_IN_PROGRESS},
-	    {"AppointmentCompleted", WR_APPT_COMPLETED},
-	    {"AppointmentCanceled", WR_APPT_CANCELED},
-	    {"AppointmentNoShow", WR_APPT_NO_SHOW},
+	    {VP_EV_APPOINTMENT_CHECKED_IN, WR_APPT_CHECKED_IN},
+	    {VP_EV_APPOINTMENT_STARTED, WR_APPT_IN_PROGRESS},
+	    {VP_EV_APPOINTMENT_COMPLETED, WR_APPT_COMPLETED},
+	    {VP_EV_APPOINTMENT_CANCELED, WR_APPT_CANCELED},
+	    {VP_EV_APPOINTMENT_NO_SHOW, WR_APPT_NO_SHOW},
 	};
-	if (!strcmp(ev->type, "AppointmentScheduled"))
+	if (!strcmp(ev->type, VP_EV_APPOINTMENT_SCHEDULED))
 		return apply_scheduled(t, ev, why, why_cap);
 	WrAppointment *a = wr_map_get(&t->appointments, ev->aggregate_id);
 	if (!a) {
 		snprintf(why, why_cap, "%s for unknown appointment %s", ev->type, ev->aggregate_id);
 		return -1;
 	}
-	if (!strcmp(ev->type, "AppointmentRescheduled")) {
+	if (!strcmp(ev->type, VP_EV_APPOINTMENT_RESCHEDULED)) {
 		if (apply_rescheduled(t, a, ev, why, why_cap) < 0)
 			return -1;
 	}
@@ -380,7 +381,7 @@ int wr_state_apply(WrState *s, const VpEvent *ev, const WrIdemNote *idem, char *
 {
 	int rc;
 	snprintf(why, why_cap, "out of memory");
-	if (!strcmp(ev->aggregate, "tenant")) {
+	if (!strcmp(ev->aggregate, VP_AGG_TENANT)) {
 		rc = apply_tenant(s, ev, why, why_cap);
 		if (rc < 0)
 			return rc;
@@ -390,13 +391,13 @@ int wr_state_apply(WrState *s, const VpEvent *ev, const WrIdemNote *idem, char *
 		snprintf(why, why_cap, "event for unknown tenant %s", ev->tenant_id);
 		return -1;
 	}
-	if (!strcmp(ev->aggregate, "staff"))
+	if (!strcmp(ev->aggregate, VP_AGG_STAFF))
 		rc = apply_staff(t, ev, why, why_cap);
-	else if (!strcmp(ev->aggregate, "client"))
+	else if (!strcmp(ev->aggregate, VP_AGG_CLIENT))
 		rc = apply_client(t, ev, why, why_cap);
-	else if (!strcmp(ev->aggregate, "patient"))
+	else if (!strcmp(ev->aggregate, VP_AGG_PATIENT))
 		rc = apply_patient(t, ev, why, why_cap);
-	else if (!strcmp(ev->aggregate, "appointment"))
+	else if (!strcmp(ev->aggregate, VP_AGG_APPOINTMENT))
 		rc = apply_appointment(t, ev, why, why_cap);
 	else
 		rc = 0; /* tenant done above; later aggregates do not touch this model */

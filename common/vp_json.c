@@ -472,3 +472,62 @@ char *vp_json_print(const cJSON *j)
 {
 	return j ? cJSON_PrintUnformatted(j) : NULL;
 }
+
+static const char *type_name(VpJsonType type)
+{
+	static const char *const names[] = {
+		[VP_JSON_STRING] = "string", [VP_JSON_INT] = "int",	[VP_JSON_BOOL] = "bool",
+		[VP_JSON_NUMBER] = "number", [VP_JSON_OBJECT] = "object", [VP_JSON_ARRAY] = "array",
+		[VP_JSON_UUID] = "uuid",     [VP_JSON_DATE] = "date",	[VP_JSON_TIME] = "time",
+	};
+	return (size_t)type < sizeof(names) / sizeof(names[0]) && names[type] ? names[type] : "?";
+}
+
+static cJSON *field_describe(const VpJsonField *f)
+{
+	cJSON *out = cJSON_CreateObject();
+	bool ok = out && cJSON_AddStringToObject(out, "name", f->name) &&
+		  cJSON_AddStringToObject(out, "type", type_name(f->type)) &&
+		  cJSON_AddBoolToObject(out, "required", f->required);
+	if (ok && f->max_len)
+		ok = cJSON_AddNumberToObject(out, "max_len", (double)f->max_len) != NULL;
+	if (ok && f->min_len)
+		ok = cJSON_AddNumberToObject(out, "min_len", (double)f->min_len) != NULL;
+	if (ok && f->min < f->max)
+		ok = cJSON_AddNumberToObject(out, "min", (double)f->min) &&
+		     cJSON_AddNumberToObject(out, "max", (double)f->max);
+	if (ok && f->enum_values) {
+		cJSON *values = cJSON_AddArrayToObject(out, "enum");
+		for (size_t i = 0; ok && f->enum_values[i]; i++)
+			ok = values && cJSON_AddItemToArray(values,
+							    cJSON_CreateString(f->enum_values[i]));
+		ok = ok && values;
+	}
+	if (ok && f->fields) {
+		cJSON *nested = vp_json_fields_describe(f->fields, f->n_fields);
+		ok = nested && cJSON_AddItemToObject(out, "fields", nested);
+		if (!ok)
+			cJSON_Delete(nested);
+	}
+	if (ok && f->allow_unknown)
+		ok = cJSON_AddTrueToObject(out, "allow_unknown") != NULL;
+	if (!ok) {
+		cJSON_Delete(out);
+		return NULL;
+	}
+	return out;
+}
+
+cJSON *vp_json_fields_describe(const VpJsonField *fields, size_t n)
+{
+	cJSON *all = cJSON_CreateArray();
+	for (size_t i = 0; all && i < n; i++) {
+		cJSON *one = field_describe(&fields[i]);
+		if (!one || !cJSON_AddItemToArray(all, one)) {
+			cJSON_Delete(one);
+			cJSON_Delete(all);
+			return NULL;
+		}
+	}
+	return all;
+}

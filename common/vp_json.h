@@ -55,6 +55,13 @@ int vp_json_parse(const char *text, size_t len, cJSON **out, VpError *err);
 int vp_json_check(const cJSON *obj, const VpJsonField *fields, size_t n, bool allow_unknown,
 		  VpError *err);
 
+/* A field table as JSON, for tools and tests that generate or check values
+ * from the same tables the daemons use: [{"name", "type" ("string", "int",
+ * "bool", "number", "object", "array", "uuid", "date", "time"), "required",
+ * and when set "max_len", "min_len", "min", "max", "enum": [...], "fields":
+ * [...] (nested table), "allow_unknown"}]. NULL on out of memory. */
+cJSON *vp_json_fields_describe(const VpJsonField *fields, size_t n);
+
 /* Length of the well-formed UTF-8 sequence (RFC 3629: no overlongs, surrogates
  * or > U+10FFFF) at s, 0 if there is none. */
 size_t vp_utf8_seq_len(const unsigned char *s, size_t n);

@@ -168,8 +168,13 @@ int vp_time_parse_rfc3339(const char *s, size_t len, int64_t *out_us)
 	if (pos != len)
 		return -1;
 
-	/* Local time minus its offset is UTC. */
-	*out_us = (days * 86400 + hh * 3600 + mi * 60 + ss - offset_s) * VP_US_PER_SEC + frac_us;
+	/* Local time minus its offset is UTC, and the UTC instant must itself lie
+	 * in years 0001-9999: "0001-01-01T00:00:00+00:01" is year 0000 in UTC,
+	 * which no formatter (ours, PostgreSQL's) writes back the same way. */
+	int64_t us = (days * 86400 + hh * 3600 + mi * 60 + ss - offset_s) * VP_US_PER_SEC + frac_us;
+	if (us < VP_TIME_MIN_US || us > VP_TIME_MAX_US)
+		return -1;
+	*out_us = us;
 	return 0;
 }
 

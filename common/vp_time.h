@@ -17,10 +17,16 @@
 int64_t vp_time_now_us(void);  /* CLOCK_REALTIME */
 int64_t vp_time_mono_us(void); /* CLOCK_MONOTONIC, for durations and deadlines */
 
+/* The instants the text forms can hold: 0001-01-01T00:00:00Z and
+ * 9999-12-31T23:59:59.999999Z. */
+#define VP_TIME_MIN_US INT64_C(-62135596800000000)
+#define VP_TIME_MAX_US INT64_C(253402300799999999)
+
 /* YYYY-MM-DDTHH:MM:SS[.F{1,9}] then Z or +HH:MM / -HH:MM (offset required).
  * 'T' and 'Z' may be lower case; a space for 'T' is refused. Fractions beyond
  * microseconds are truncated. Second 60 (leap second) is refused. Years
- * 0001-9999, day checked against the month and leap years, offset up to 23:59.
+ * 0001-9999, day checked against the month and leap years, offset up to 23:59,
+ * and the UTC instant within VP_TIME_MIN_US..VP_TIME_MAX_US (so it formats).
  * Reads at most len bytes; 0 on success, -1 (out untouched) on any deviation. */
 int vp_time_parse_rfc3339(const char *s, size_t len, int64_t *out_us);
 

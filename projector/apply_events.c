@@ -1,152 +1,49 @@
-/* The event catalog of EVENTS.md and the apply entry point: every event goes to
- * event_log (which also makes a replayed event a no-op: its id is already
- * there), its data is checked against the JSON Schema of schema/events/, then
- * the read model module of its type applies it. */
+/* The apply entry point: an event is checked against the event catalog
+ * (common/vp_catalog.h), goes to event_log (which also makes a replayed event
+ * a no-op: its id is already there), then the read model module of its type
+ * applies it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "projector.h"
+#include "vp_catalog.h"
 #include "vp_json.h"
 #include "vp_time.h"
 
-static const char *const species_values[] = {"canine", "feline", "equine", "bovine", "ovine",
-					      "caprine", "porcine", "avian", "rabbit", "rodent",
-					      "reptile", "other", NULL};
-static const char *const sex_values[] = {"male", "female", "unknown", NULL};
-static const char *const role_values[] = {"veterinarian", "nurse", "receptionist", "admin",
-					  NULL};
-static const char *const severity_values[] = {"mild", "moderate", "severe", NULL};
-
-#define STR(n, req, max)	 {.name = n, .type = VP_JSON_STRING, .required = req, .max_len = max}
-#define STR1(n, max)		 {.name = n, .type = VP_JSON_STRING, .required = true, .max_len = max, .min_len = 1}
-#define ENUM(n, req, values)	 {.name = n, .type = VP_JSON_STRING, .required = req, .enum_values = values}
-#define TYPED(n, t, req)	 {.name = n, .type = t, .required = req}
-#define COUNT(table)		 (sizeof(table) / sizeof(table[0]))
-
-/* Nullable members are optional here ("null counts as absent"); the schemas
- * list them as required keys, which the writer always sends. */
-static const VpJsonField tenant_provisioned[] = {
-	STR1("name", 200), STR1("timezone", 64), STR1("currency", 3),
-};
-static const VpJsonField staff_registered[] = {
-	STR1("name", 200), ENUM("role", true, role_values), STR("email", false, 254),
-	STR("license_number", false, 64),
-};
-static const VpJsonField reason_only[] = {STR("reason", false, 500)};
-static const VpJsonField client_registered[] = {
-	STR1("first_name", 100), STR1("last_name", 100), STR("email", false, 254),
-	STR("phone", false, 40), STR("address", false, 500),
-};
-static const VpJsonField client_contact_updated[] = {
-	STR("email", false, 254), STR("phone", false, 40), STR("address", false, 500),
-};
-static const VpJsonField patient_registered[] = {
-	TYPED("client_id", VP_JSON_UUID, true),
-	STR1("name", 100),
-	ENUM("species", true, species_values),
-	STR("breed", false, 100),
-	ENUM("sex", true, sex_values),
-	TYPED("neutered", VP_JSON_BOOL, false),
-	TYPED("date_of_birth", VP_JSON_DATE, false),
-	STR("microchip", false, 15),
-	STR("color", false, 100),
-	{.name = "weight_g", .type = VP_JSON_INT, .min = 1, .max = 2147483647},
-};
-static const VpJsonField weight_recorded[] = {
-	{.name = "weight_g", .type = VP_JSON_INT, .required = true, .min = 1, .max = 2147483647},
-	TYPED("measured_at", VP_JSON_TIME, true),
-};
-static const VpJsonField allergy_added[] = {
-	STR1("allergen", 200), STR("reaction", false, 500),
-	ENUM("severity", false, severity_values),
-};
-static const VpJsonField condition_added[] = {
-	STR1("name", 200), TYPED("diagnosed_on", VP_JSON_DATE, false), STR("notes", false, 2000),
-};
-static const VpJsonField patient_transferred[] = {
-	TYPED("from_client_id", VP_JSON_UUID, true), TYPED("to_client_id", VP_JSON_UUID, true),
-};
-static const VpJsonField patient_died[] = {TYPED("date", VP_JSON_DATE, true)};
-static const VpJsonField interval[] = {
-	TYPED("start", VP_JSON_TIME, true), TYPED("end", VP_JSON_TIME, true),
-};
-static const VpJsonField availability_published[] = {
-	{.name = "blocks", .type = VP_JSON_ARRAY, .required = true, .min_len = 1, .max_len = 1000,
-	 .fields = interval, .n_fields = COUNT(interval)},
-};
-static const VpJsonField appointment_scheduled[] = {
-	TYPED("patient_id", VP_JSON_UUID, true), TYPED("vet_id", VP_JSON_UUID, true),
-	TYPED("start", VP_JSON_TIME, true),	 TYPED("end", VP_JSON_TIME, true),
-	STR1("type", 64),			 STR("reason", false, 2000),
-};
-static const VpJsonField appointment_rescheduled[] = {
-	TYPED("start", VP_JSON_TIME, true), TYPED("end", VP_JSON_TIME, true),
-	TYPED("vet_id", VP_JSON_UUID, true),
-};
-static const VpJsonField at_only[] = {TYPED("at", VP_JSON_TIME, true)};
-static const VpJsonField appointment_completed[] = {
-	TYPED("at", VP_JSON_TIME, true), STR("notes", false, 10000),
-};
-
-typedef struct CatalogEntry {
+/* The read model's handler of each event type; a catalogued type without
+ * one only goes to event_log. What an event must hold is the catalog's
+ * (common/vp_catalog.c), checked before any handler runs. */
+typedef struct Handler {
 	const char *type;
-	const char *aggregate;
-	const VpJsonField *fields; /* NULL: no read model yet, only event_log */
-	size_t n_fields;
 	PjApplyFn apply;
-} CatalogEntry;
+} Handler;
 
-#define APPLIED(t, agg, table, fn) {t, agg, table, COUNT(table), fn}
-#define LOGGED(t, agg)		    {t, agg, NULL, 0, NULL}
-#define APPLIED_NO_DATA(t, agg, fn) {t, agg, NULL, 0, fn}
-
-static const CatalogEntry catalog[] = {
-	APPLIED("TenantProvisioned", "tenant", tenant_provisioned, pj_apply_tenant_provisioned),
-	APPLIED("StaffRegistered", "staff", staff_registered, pj_apply_staff_registered),
-	APPLIED("StaffDeactivated", "staff", reason_only, pj_apply_staff_deactivated),
-	APPLIED("AvailabilityPublished", "staff", availability_published,
-		pj_apply_availability_published),
-	APPLIED("AvailabilityWithdrawn", "staff", interval, pj_apply_availability_withdrawn),
-	APPLIED("ClientRegistered", "client", client_registered, pj_apply_client_registered),
-	APPLIED("ClientContactUpdated", "client", client_contact_updated,
-		pj_apply_client_contact_updated),
-	APPLIED("ClientDeactivated", "client", reason_only, pj_apply_client_deactivated),
-	APPLIED("PatientRegistered", "patient", patient_registered, pj_apply_patient_registered),
-	APPLIED("WeightRecorded", "patient", weight_recorded, pj_apply_weight_recorded),
-	APPLIED("AllergyAdded", "patient", allergy_added, pj_apply_allergy_added),
-	APPLIED("ChronicConditionAdded", "patient", condition_added, pj_apply_condition_added),
-	APPLIED("PatientTransferred", "patient", patient_transferred,
-		pj_apply_patient_transferred),
-	APPLIED("PatientDied", "patient", patient_died, pj_apply_patient_died),
-	APPLIED("AppointmentScheduled", "appointment", appointment_scheduled,
-		pj_apply_appointment_scheduled),
-	APPLIED("AppointmentRescheduled", "appointment", appointment_rescheduled,
-		pj_apply_appointment_rescheduled),
-	APPLIED("AppointmentCheckedIn", "appointment", at_only, pj_apply_appointment_checked_in),
-	APPLIED("AppointmentStarted", "appointment", at_only, pj_apply_appointment_started),
-	APPLIED("AppointmentCompleted", "appointment", appointment_completed,
-		pj_apply_appointment_completed),
-	APPLIED("AppointmentCanceled", "appointment", reason_only, pj_apply_appointment_canceled),
-	APPLIED_NO_DATA("AppointmentNoShow", "appointment", pj_apply_appointment_no_show),
-	LOGGED("MedicalRecordOpened", "medical_record"),
-	LOGGED("VitalsRecorded", "medical_record"),
-	LOGGED("SoapNoteWritten", "medical_record"),
-	LOGGED("DiagnosisAdded", "medical_record"),
-	LOGGED("TreatmentAdded", "medical_record"),
-	LOGGED("MedicationPrescribed", "medical_record"),
-	LOGGED("MedicalRecordSigned", "medical_record"),
-	LOGGED("AddendumAdded", "medical_record"),
-	LOGGED("InventoryItemCreated", "inventory_item"),
-	LOGGED("StockReceived", "inventory_item"),
-	LOGGED("StockDispensed", "inventory_item"),
-	LOGGED("StockAdjusted", "inventory_item"),
-	LOGGED("InvoiceCreated", "invoice"),
-	LOGGED("InvoiceLineAdded", "invoice"),
-	LOGGED("InvoiceIssued", "invoice"),
-	LOGGED("PaymentRecorded", "invoice"),
-	LOGGED("InvoiceVoided", "invoice"),
+static const Handler handlers[] = {
+	{VP_EV_TENANT_PROVISIONED, pj_apply_tenant_provisioned},
+	{VP_EV_STAFF_REGISTERED, pj_apply_staff_registered},
+	{VP_EV_STAFF_DEACTIVATED, pj_apply_staff_deactivated},
+	{VP_EV_AVAILABILITY_PUBLISHED, pj_apply_availability_published},
+	{VP_EV_AVAILABILITY_WITHDRAWN, pj_apply_availability_withdrawn},
+	{VP_EV_CLIENT_REGISTERED, pj_apply_client_registered},
+	{VP_EV_CLIENT_CONTACT_UPDATED, pj_apply_client_contact_updated},
+	{VP_EV_CLIENT_DEACTIVATED, pj_apply_client_deactivated},
+	{VP_EV_PATIENT_REGISTERED, pj_apply_patient_registered},
+	{VP_EV_WEIGHT_RECORDED, pj_apply_weight_recorded},
+	{VP_EV_ALLERGY_ADDED, pj_apply_allergy_added},
+	{VP_EV_CHRONIC_CONDITION_ADDED, pj_apply_condition_added},
+	{VP_EV_PATIENT_TRANSFERRED, pj_apply_patient_transferred},
+	{VP_EV_PATIENT_DIED, pj_apply_patient_died},
+	{VP_EV_APPOINTMENT_SCHEDULED, pj_apply_appointment_scheduled},
+	{VP_EV_APPOINTMENT_RESCHEDULED, pj_apply_appointment_rescheduled},
+	{VP_EV_APPOINTMENT_CHECKED_IN, pj_apply_appointment_checked_in},
+	{VP_EV_APPOINTMENT_STARTED, pj_apply_appointment_started},
+	{VP_EV_APPOINTMENT_COMPLETED, pj_apply_appointment_completed},
+	{VP_EV_APPOINTMENT_CANCELED, pj_apply_appointment_canceled},
+	{VP_EV_APPOINTMENT_NO_SHOW, pj_apply_appointment_no_show},
 };
+
+#define COUNT(table) (sizeof(table) / sizeof(table[0]))
 
 static const PjStatement event_statements[] = {
 	{"event_log_insert",
@@ -240,25 +137,12 @@ const char *pj_data_bool(const cJSON *data, const char *name)
 	return value ? "true" : "false";
 }
 
-static const CatalogEntry *catalog_find(const char *type)
+static PjApplyFn handler_find(const char *type)
 {
-	for (size_t i = 0; i < COUNT(catalog); i++)
-		if (!strcmp(catalog[i].type, type))
-			return &catalog[i];
+	for (size_t i = 0; i < COUNT(handlers); i++)
+		if (!strcmp(handlers[i].type, type))
+			return handlers[i].apply;
 	return NULL;
-}
-
-static int check_data(const CatalogEntry *entry, const VpEvent *ev, char *why, size_t why_cap)
-{
-	VpError err;
-	vp_error_clear(&err);
-	if (vp_json_check(ev->data, entry->fields, entry->n_fields, false, &err) == 0)
-		return 0;
-	if (err.n_details > 0)
-		snprintf(why, why_cap, "data.%s %s", err.details[0].field, err.details[0].issue);
-	else
-		snprintf(why, why_cap, "data is invalid");
-	return -1;
 }
 
 static PjApplyResult from_rows(long rows, char *why, size_t why_cap, const char *what)
@@ -277,22 +161,9 @@ static PjApplyResult from_rows(long rows, char *why, size_t why_cap, const char 
 PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, size_t raw_len,
 			     int32_t partition, int64_t offset, char *why, size_t why_cap)
 {
-	const CatalogEntry *entry = catalog_find(ev->type);
-	if (!entry) {
-		snprintf(why, why_cap, "unknown event type %s", ev->type);
+	if (vp_catalog_check(ev, why, why_cap) < 0)
 		return PJ_REJECTED;
-	}
-	if (ev->v != 1) {
-		snprintf(why, why_cap, "%s v%d is not a known version", ev->type, ev->v);
-		return PJ_REJECTED;
-	}
-	if (strcmp(ev->aggregate, entry->aggregate) != 0) {
-		snprintf(why, why_cap, "%s belongs to aggregate %s, not %s", ev->type,
-			 entry->aggregate, ev->aggregate);
-		return PJ_REJECTED;
-	}
-	if (entry->fields && check_data(entry, ev, why, why_cap) < 0)
-		return PJ_REJECTED;
+	PjApplyFn apply = handler_find(ev->type);
 
 	char *envelope = malloc(raw_len + 1);
 	if (!envelope) {
@@ -316,14 +187,14 @@ PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, s
 	if (rows == 0)
 		return PJ_DUPLICATE;
 	PjApplyResult result = from_rows(rows, why, why_cap, "");
-	if (result != PJ_APPLIED || !entry->apply)
+	if (result != PJ_APPLIED || !apply)
 		return result;
-	return entry->apply(conn, ev, why, why_cap);
+	return apply(conn, ev, why, why_cap);
 }
 
 bool pj_event_feeds_views(const VpEvent *ev)
 {
-	return !strcmp(ev->aggregate, "appointment");
+	return !strcmp(ev->aggregate, VP_AGG_APPOINTMENT);
 }
 
 PjApplyResult pj_apply_rows(long rows, char *why, size_t why_cap, const char *what)

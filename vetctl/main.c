@@ -12,6 +12,7 @@ static const char usage[] =
 	"  topics create [--brokers B] [--partitions N] [--replication-factor R] [--min-insync-replicas M]\n"
 	"  token         --role R[,R...] [--tenant UUID] [--sub S] [--ttl-s N]   mint a dev JWT (HS256)\n"
 	"  events tail   [--tenant T] [--aggregate A] [--follow]   print the log's envelopes\n"
+	"  catalog       print the event catalog (types, aggregates, versions, data fields) as JSON\n"
 	"each command takes --help; options also come from VETPMS_* variables (see README)\n";
 
 int main(int argc, char **argv)
@@ -30,6 +31,8 @@ int main(int argc, char **argv)
 		return vc_cmd_topics(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "token"))
 		return vc_cmd_token(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "catalog"))
+		return vc_cmd_catalog(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "events"))
 		return vc_cmd_events(argc - 1, argv + 1);
 	fprintf(stderr, "vetctl: unknown command '%s'\n%s", argv[1], usage);

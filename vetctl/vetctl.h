@@ -6,6 +6,7 @@
 int vc_cmd_kafka(int argc, char **argv);
 int vc_cmd_topics(int argc, char **argv);
 int vc_cmd_token(int argc, char **argv);
+int vc_cmd_catalog(int argc, char **argv);
 int vc_cmd_events(int argc, char **argv);
 
 #endif

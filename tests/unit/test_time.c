@@ -77,6 +77,36 @@ static void parse_applies_offsets_to_utc(void **state)
 			 must_parse("2027-01-01T00:00:00Z"));
 }
 
+/* An offset can carry a local time of year 0001 or 9999 out of the range the
+ * formatters write: such an instant is refused, never half-parsed. Every
+ * accepted instant formats back and parses to itself. */
+static void parse_refuses_utc_instants_outside_years_1_to_9999(void **state)
+{
+	int64_t us = 42;
+	char buf[VP_TIME_RFC3339_MAX];
+	(void)state;
+	assert_int_equal(parse_exact("0001-01-01T00:00:00+00:01", &us), -1);
+	assert_int_equal(parse_exact("0001-01-01T23:58:59+23:59", &us), -1);
+	assert_int_equal(parse_exact("9999-12-31T23:59:59-00:01", &us), -1);
+	assert_int_equal(parse_exact("9999-12-31T00:01:00-23:59", &us), -1);
+	assert_int_equal(us, 42);
+	assert_int_equal(must_parse("0001-01-01T00:01:00+00:01"), VP_TIME_MIN_US);
+	assert_int_equal(must_parse("0001-01-01T23:59:00+23:59"), VP_TIME_MIN_US);
+	assert_int_equal(must_parse("9999-12-31T23:58:59.999999-00:01"), VP_TIME_MAX_US);
+	assert_int_equal(must_parse("0001-01-01T00:00:00-23:59"),
+			 VP_TIME_MIN_US + (23 * 3600 + 59 * 60) * SEC);
+	const char *edges[] = {"0001-01-01T00:00:00Z", "0001-01-01T00:00:00-00:01",
+			       "9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59+23:59",
+			       "0001-01-01T23:59:59+23:59"};
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+		int64_t back = 0;
+		us = must_parse(edges[i]);
+		assert_true(vp_time_format_rfc3339_us(us, buf, sizeof(buf)) > 0);
+		assert_int_equal(parse_exact(buf, &back), 0);
+		assert_int_equal(back, us);
+	}
+}
+
 static void parse_accepts_lower_case_t_and_z(void **state)
 {
 	int64_t utc = must_parse("2026-11-22T09:30:00Z");
@@ -333,6 +363,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(parse_utc_known_instants),
 		cmocka_unit_test(parse_applies_offsets_to_utc),
+		cmocka_unit_test(parse_refuses_utc_instants_outside_years_1_to_9999),
 		cmocka_unit_test(parse_accepts_lower_case_t_and_z),
 		cmocka_unit_test(parse_fractions_truncate_to_microseconds),
 		cmocka_unit_test(parse_checks_leap_years),

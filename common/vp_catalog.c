@@ -1,0 +1,277 @@
+/* The event catalog (see vp_catalog.h): the data tables of every event type
+ * and the strict check an event passes before the writer appends it and
+ * after the projector reads it. */
+#include "vp_catalog.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "vp_time.h"
+#include "vp_uuid.h"
+
+const char *const vp_enum_species[] = {"canine", "feline", "equine", "bovine", "ovine",
+				       "caprine", "porcine", "avian", "rabbit", "rodent",
+				       "reptile", "other", NULL};
+const char *const vp_enum_sexes[] = {"male", "female", "unknown", NULL};
+const char *const vp_enum_staff_roles[] = {"veterinarian", "nurse", "receptionist", "admin",
+					   NULL};
+const char *const vp_enum_allergy_severities[] = {"mild", "moderate", "severe", NULL};
+const char *const vp_enum_appointment_types[] = {"consultation", "vaccination", "surgery",
+						 "dental",	 "follow_up",	"emergency",
+						 "grooming",	 "other",	NULL};
+
+#define COUNT(table) (sizeof(table) / sizeof((table)[0]))
+
+static const VpJsonField tenant_provisioned[] = {VP_F_TENANT_NAME, VP_F_TIMEZONE,
+						 VP_F_CURRENCY};
+static const VpJsonField staff_registered[] = {VP_F_STAFF_NAME, VP_F_STAFF_ROLE, VP_F_EMAIL,
+					       VP_F_LICENSE_NUMBER};
+static const VpJsonField reason_only[] = {VP_F_REASON};
+static const VpJsonField interval[] = {VP_F_START, VP_F_END};
+static const VpJsonField availability_published[] = {
+	{.name = "blocks", .type = VP_JSON_ARRAY, .required = true, .min_len = 1,
+	 .max_len = VP_MAX_AVAILABILITY_BLOCKS, .fields = interval, .n_fields = COUNT(interval)},
+};
+static const VpJsonField client_registered[] = {VP_F_FIRST_NAME, VP_F_LAST_NAME, VP_F_EMAIL,
+						VP_F_PHONE, VP_F_ADDRESS};
+static const VpJsonField client_contact_updated[] = {VP_F_EMAIL, VP_F_PHONE, VP_F_ADDRESS};
+static const VpJsonField patient_registered[] = {
+	VP_TYPED("client_id", VP_JSON_UUID, true),
+	VP_F_PATIENT_NAME,
+	VP_F_SPECIES,
+	VP_F_BREED,
+	VP_F_SEX,
+	VP_F_NEUTERED,
+	VP_F_DATE_OF_BIRTH,
+	VP_TEXT("microchip", 15),
+	VP_F_COLOR,
+	{.name = "weight_g", .type = VP_JSON_INT, .min = 1, .max = 2147483647},
+};
+static const VpJsonField weight_recorded[] = {
+	{.name = "weight_g", .type = VP_JSON_INT, .required = true, .min = 1, .max = 2147483647},
+	VP_TYPED("measured_at", VP_JSON_TIME, true),
+};
+static const VpJsonField allergy_added[] = {VP_F_ALLERGEN, VP_F_REACTION, VP_F_SEVERITY};
+static const VpJsonField condition_added[] = {VP_F_CONDITION_NAME, VP_F_DIAGNOSED_ON,
+					      VP_F_CONDITION_NOTES};
+static const VpJsonField patient_transferred[] = {
+	VP_TYPED("from_client_id", VP_JSON_UUID, true),
+	VP_TYPED("to_client_id", VP_JSON_UUID, true),
+};
+static const VpJsonField patient_died[] = {VP_F_DEATH_DATE};
+static const VpJsonField appointment_scheduled[] = {
+	VP_F_PATIENT_ID, VP_F_VET_ID, VP_F_START, VP_F_END, VP_F_APPOINTMENT_TYPE,
+	VP_F_APPOINTMENT_REASON,
+};
+static const VpJsonField appointment_rescheduled[] = {VP_F_START, VP_F_END, VP_F_VET_ID};
+static const VpJsonField at_only[] = {VP_TYPED("at", VP_JSON_TIME, true)};
+static const VpJsonField appointment_completed[] = {VP_TYPED("at", VP_JSON_TIME, true),
+						    VP_F_VISIT_NOTES};
+/* AppointmentNoShow carries no data: an empty table, so data must be {}. */
+static const VpJsonField no_data[] = {{.name = NULL}};
+
+#define SPEC(t, agg, table)    {t, 1, agg, true, table, COUNT(table)}
+#define SPEC_EMPTY(t, agg)     {t, 1, agg, true, no_data, 0}
+#define UNSPECIFIED(t, agg)    {t, 1, agg, false, NULL, 0}
+
+const VpEventSpec vp_catalog[] = {
+	SPEC(VP_EV_TENANT_PROVISIONED, VP_AGG_TENANT, tenant_provisioned),
+	UNSPECIFIED(VP_EV_TENANT_SETTINGS_CHANGED, VP_AGG_TENANT),
+	SPEC(VP_EV_STAFF_REGISTERED, VP_AGG_STAFF, staff_registered),
+	SPEC(VP_EV_STAFF_DEACTIVATED, VP_AGG_STAFF, reason_only),
+	SPEC(VP_EV_AVAILABILITY_PUBLISHED, VP_AGG_STAFF, availability_published),
+	SPEC(VP_EV_AVAILABILITY_WITHDRAWN, VP_AGG_STAFF, interval),
+	SPEC(VP_EV_CLIENT_REGISTERED, VP_AGG_CLIENT, client_registered),
+	SPEC(VP_EV_CLIENT_CONTACT_UPDATED, VP_AGG_CLIENT, client_contact_updated),
+	SPEC(VP_EV_CLIENT_DEACTIVATED, VP_AGG_CLIENT, reason_only),
+	SPEC(VP_EV_PATIENT_REGISTERED, VP_AGG_PATIENT, patient_registered),
+	SPEC(VP_EV_WEIGHT_RECORDED, VP_AGG_PATIENT, weight_recorded),
+	SPEC(VP_EV_ALLERGY_ADDED, VP_AGG_PATIENT, allergy_added),
+	SPEC(VP_EV_CHRONIC_CONDITION_ADDED, VP_AGG_PATIENT, condition_added),
+	SPEC(VP_EV_PATIENT_TRANSFERRED, VP_AGG_PATIENT, patient_transferred),
+	SPEC(VP_EV_PATIENT_DIED, VP_AGG_PATIENT, patient_died),
+	SPEC(VP_EV_APPOINTMENT_SCHEDULED, VP_AGG_APPOINTMENT, appointment_scheduled),
+	SPEC(VP_EV_APPOINTMENT_RESCHEDULED, VP_AGG_APPOINTMENT, appointment_rescheduled),
+	SPEC(VP_EV_APPOINTMENT_CHECKED_IN, VP_AGG_APPOINTMENT, at_only),
+	SPEC(VP_EV_APPOINTMENT_STARTED, VP_AGG_APPOINTMENT, at_only),
+	SPEC(VP_EV_APPOINTMENT_COMPLETED, VP_AGG_APPOINTMENT, appointment_completed),
+	SPEC(VP_EV_APPOINTMENT_CANCELED, VP_AGG_APPOINTMENT, reason_only),
+	SPEC_EMPTY(VP_EV_APPOINTMENT_NO_SHOW, VP_AGG_APPOINTMENT),
+	UNSPECIFIED(VP_EV_MEDICAL_RECORD_OPENED, VP_AGG_MEDICAL_RECORD),
+	UNSPECIFIED(VP_EV_VITALS_RECORDED, VP_AGG_MEDICAL_RECORD),
+	UNSPECIFIED(VP_EV_SOAP_NOTE_WRITTEN, VP_AGG_MEDICAL_RECORD),
+	UNSPECIFIED(VP_EV_DIAGNOSIS_ADDED, VP_AGG_MEDICAL_RECORD),
+	UNSPECIFIED(VP_EV_DIAGNOSIS_RETRACTED, VP_AGG_MEDICAL_RECORD),
+	UNSPECIFIED(VP_EV_TREATMENT_ADDED, VP_AGG_MEDICAL_RECORD),
+	UNSPECIFIED(VP_EV_TREATMENT_PERFORMED, VP_AGG_MEDICAL_RECORD),
+	UNSPECIFIED(VP_EV_TREATMENT_CANCELED, VP_AGG_MEDICAL_RECORD),
+	UNSPECIFIED(VP_EV_MEDICATION_PRESCRIBED, VP_AGG_MEDICAL_RECORD),
+	UNSPECIFIED(VP_EV_MEDICAL_RECORD_SIGNED, VP_AGG_MEDICAL_RECORD),
+	UNSPECIFIED(VP_EV_ADDENDUM_ADDED, VP_AGG_MEDICAL_RECORD),
+	UNSPECIFIED(VP_EV_INVENTORY_ITEM_CREATED, VP_AGG_INVENTORY_ITEM),
+	UNSPECIFIED(VP_EV_INVENTORY_ITEM_UPDATED, VP_AGG_INVENTORY_ITEM),
+	UNSPECIFIED(VP_EV_INVENTORY_ITEM_DEACTIVATED, VP_AGG_INVENTORY_ITEM),
+	UNSPECIFIED(VP_EV_STOCK_RECEIVED, VP_AGG_INVENTORY_ITEM),
+	UNSPECIFIED(VP_EV_STOCK_DISPENSED, VP_AGG_INVENTORY_ITEM),
+	UNSPECIFIED(VP_EV_STOCK_ADJUSTED, VP_AGG_INVENTORY_ITEM),
+	UNSPECIFIED(VP_EV_INVOICE_CREATED, VP_AGG_INVOICE),
+	UNSPECIFIED(VP_EV_INVOICE_LINE_ADDED, VP_AGG_INVOICE),
+	UNSPECIFIED(VP_EV_INVOICE_LINE_REMOVED, VP_AGG_INVOICE),
+	UNSPECIFIED(VP_EV_INVOICE_ISSUED, VP_AGG_INVOICE),
+	UNSPECIFIED(VP_EV_PAYMENT_RECORDED, VP_AGG_INVOICE),
+	UNSPECIFIED(VP_EV_PAYMENT_REFUNDED, VP_AGG_INVOICE),
+	UNSPECIFIED(VP_EV_INVOICE_VOIDED, VP_AGG_INVOICE),
+};
+const size_t vp_catalog_len = COUNT(vp_catalog);
+
+const VpEventSpec *vp_catalog_find(const char *type, int v)
+{
+	for (size_t i = 0; i < vp_catalog_len; i++)
+		if (vp_catalog[i].v == v && !strcmp(vp_catalog[i].type, type))
+			return &vp_catalog[i];
+	return NULL;
+}
+
+static bool known_type(const char *type)
+{
+	for (size_t i = 0; i < vp_catalog_len; i++)
+		if (!strcmp(vp_catalog[i].type, type))
+			return true;
+	return false;
+}
+
+/* C0 controls and DEL: they have no place in an identifier that lands in
+ * logs, headers and the read model. */
+static bool has_control(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p == 0x7F)
+			return true;
+	return false;
+}
+
+/* What vp_json_check lets through but the log must not hold: upper-case
+ * UUIDs (the writer's model is keyed by the canonical form). */
+static int check_canonical(const cJSON *obj, const VpJsonField *fields, size_t n, const char *path,
+			   char *why, size_t why_cap)
+{
+	char child[128];
+	for (size_t i = 0; i < n; i++) {
+		const VpJsonField *f = &fields[i];
+		const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, f->name);
+		snprintf(child, sizeof(child), "%s.%s", path, f->name);
+		if (!item || cJSON_IsNull(item))
+			continue;
+		if (f->type == VP_JSON_UUID) {
+			VpUuid u;
+			char canonical[37];
+			if (!cJSON_IsString(item) ||
+			    vp_uuid_parse(item->valuestring, strlen(item->valuestring), &u) < 0)
+				continue; /* vp_json_check has refused it already */
+			vp_uuid_format(&u, canonical);
+			if (strcmp(canonical, item->valuestring) != 0) {
+				snprintf(why, why_cap, "%s must be a lower-case UUID", child);
+				return -1;
+			}
+		} else if (f->type == VP_JSON_OBJECT && f->fields) {
+			if (check_canonical(item, f->fields, f->n_fields, child, why, why_cap) < 0)
+				return -1;
+		} else if (f->type == VP_JSON_ARRAY && f->fields) {
+			const cJSON *element;
+			size_t index = 0;
+			cJSON_ArrayForEach(element, item)
+			{
+				char element_path[160];
+				snprintf(element_path, sizeof(element_path), "%s[%zu]", child, index++);
+				if (check_canonical(element, f->fields, f->n_fields, element_path,
+						    why, why_cap) < 0)
+					return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static int check_data(const VpEventSpec *spec, const cJSON *data, char *why, size_t why_cap)
+{
+	VpError err;
+	vp_error_clear(&err);
+	if (vp_json_check(data, spec->fields, spec->n_fields, false, &err) < 0) {
+		if (err.n_details > 0)
+			snprintf(why, why_cap, "data.%s %s", err.details[0].field,
+				 err.details[0].issue);
+		else
+			snprintf(why, why_cap, "data is invalid");
+		return -1;
+	}
+	return check_canonical(data, spec->fields, spec->n_fields, "data", why, why_cap);
+}
+
+int vp_catalog_check(const VpEvent *ev, char *why, size_t why_cap)
+{
+	const VpEventSpec *spec = vp_catalog_find(ev->type, ev->v);
+	if (!spec) {
+		if (known_type(ev->type))
+			snprintf(why, why_cap, "%s v%d is not a known version", ev->type, ev->v);
+		else
+			snprintf(why, why_cap, "unknown event type %s", ev->type);
+		return -1;
+	}
+	if (strcmp(ev->aggregate, spec->aggregate) != 0) {
+		snprintf(why, why_cap, "%s belongs to aggregate %s, not %s", ev->type,
+			 spec->aggregate, ev->aggregate);
+		return -1;
+	}
+	if (has_control(ev->actor)) {
+		snprintf(why, why_cap, "envelope: actor must not hold control characters");
+		return -1;
+	}
+	if (has_control(ev->command_id)) {
+		snprintf(why, why_cap, "envelope: command_id must not hold control characters");
+		return -1;
+	}
+	if (ev->at_us < VP_TIME_MIN_US || ev->at_us > VP_TIME_MAX_US) {
+		snprintf(why, why_cap, "envelope: at is outside years 0001-9999");
+		return -1;
+	}
+	if (!spec->specified)
+		return 0;
+	return check_data(spec, ev->data, why, why_cap);
+}
+
+int vp_catalog_check_encoded(const char *json, size_t len, char *why, size_t why_cap)
+{
+	VpEvent ev;
+	if (vp_event_decode(json, len, &ev, why, why_cap) < 0)
+		return -1;
+	int rc = vp_catalog_check(&ev, why, why_cap);
+	if (rc == 0 && !vp_catalog_find(ev.type, ev.v)->specified) {
+		snprintf(why, why_cap, "%s has no data table in the catalog yet", ev.type);
+		rc = -1;
+	}
+	vp_event_release(&ev);
+	return rc;
+}
+
+cJSON *vp_catalog_describe(void)
+{
+	cJSON *all = cJSON_CreateArray();
+	for (size_t i = 0; all && i < vp_catalog_len; i++) {
+		const VpEventSpec *spec = &vp_catalog[i];
+		cJSON *entry = cJSON_CreateObject();
+		cJSON *fields = spec->specified
+					? vp_json_fields_describe(spec->fields, spec->n_fields)
+					: cJSON_CreateNull();
+		if (!entry || !fields || !cJSON_AddStringToObject(entry, "type", spec->type) ||
+		    !cJSON_AddNumberToObject(entry, "v", spec->v) ||
+		    !cJSON_AddStringToObject(entry, "aggregate", spec->aggregate) ||
+		    !cJSON_AddBoolToObject(entry, "specified", spec->specified) ||
+		    !cJSON_AddItemToObject(entry, "fields", fields)) {
+			cJSON_Delete(entry);
+			cJSON_Delete(all);
+			return NULL;
+		}
+		cJSON_AddItemToArray(all, entry);
+	}
+	return all;
+}

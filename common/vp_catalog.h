@@ -1,0 +1,162 @@
+/* The event catalog of EVENTS.md, written once: every event type's name,
+ * aggregate, version and data field table, the enum lists and the field
+ * definitions that commands and events share. The writer checks each event
+ * against it before the event leaves (vp_catalog_check_encoded), the projector
+ * and the writer's rebuild decode with it, vetctl prints it (`vetctl
+ * catalog`), and a test holds schema/events/ against that print. Adding an
+ * event type is one row in vp_catalog.c. */
+#ifndef VP_CATALOG_H
+#define VP_CATALOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <cjson/cJSON.h>
+
+#include "vp_event.h"
+#include "vp_json.h"
+
+/* Aggregates. */
+#define VP_AGG_TENANT         "tenant"
+#define VP_AGG_STAFF          "staff"
+#define VP_AGG_CLIENT         "client"
+#define VP_AGG_PATIENT        "patient"
+#define VP_AGG_APPOINTMENT    "appointment"
+#define VP_AGG_MEDICAL_RECORD "medical_record"
+#define VP_AGG_INVENTORY_ITEM "inventory_item"
+#define VP_AGG_INVOICE        "invoice"
+
+/* Event type names. */
+#define VP_EV_TENANT_PROVISIONED        "TenantProvisioned"
+#define VP_EV_TENANT_SETTINGS_CHANGED   "TenantSettingsChanged"
+#define VP_EV_STAFF_REGISTERED          "StaffRegistered"
+#define VP_EV_STAFF_DEACTIVATED         "StaffDeactivated"
+#define VP_EV_AVAILABILITY_PUBLISHED    "AvailabilityPublished"
+#define VP_EV_AVAILABILITY_WITHDRAWN    "AvailabilityWithdrawn"
+#define VP_EV_CLIENT_REGISTERED         "ClientRegistered"
+#define VP_EV_CLIENT_CONTACT_UPDATED    "ClientContactUpdated"
+#define VP_EV_CLIENT_DEACTIVATED        "ClientDeactivated"
+#define VP_EV_PATIENT_REGISTERED        "PatientRegistered"
+#define VP_EV_WEIGHT_RECORDED           "WeightRecorded"
+#define VP_EV_ALLERGY_ADDED             "AllergyAdded"
+#define VP_EV_CHRONIC_CONDITION_ADDED   "ChronicConditionAdded"
+#define VP_EV_PATIENT_TRANSFERRED       "PatientTransferred"
+#define VP_EV_PATIENT_DIED              "PatientDied"
+#define VP_EV_APPOINTMENT_SCHEDULED     "AppointmentScheduled"
+#define VP_EV_APPOINTMENT_RESCHEDULED   "AppointmentRescheduled"
+#define VP_EV_APPOINTMENT_CHECKED_IN    "AppointmentCheckedIn"
+#define VP_EV_APPOINTMENT_STARTED       "AppointmentStarted"
+#define VP_EV_APPOINTMENT_COMPLETED     "AppointmentCompleted"
+#define VP_EV_APPOINTMENT_CANCELED      "AppointmentCanceled"
+#define VP_EV_APPOINTMENT_NO_SHOW       "AppointmentNoShow"
+#define VP_EV_MEDICAL_RECORD_OPENED     "MedicalRecordOpened"
+#define VP_EV_VITALS_RECORDED           "VitalsRecorded"
+#define VP_EV_SOAP_NOTE_WRITTEN         "SoapNoteWritten"
+#define VP_EV_DIAGNOSIS_ADDED           "DiagnosisAdded"
+#define VP_EV_DIAGNOSIS_RETRACTED       "DiagnosisRetracted"
+#define VP_EV_TREATMENT_ADDED           "TreatmentAdded"
+#define VP_EV_TREATMENT_PERFORMED       "TreatmentPerformed"
+#define VP_EV_TREATMENT_CANCELED        "TreatmentCanceled"
+#define VP_EV_MEDICATION_PRESCRIBED     "MedicationPrescribed"
+#define VP_EV_MEDICAL_RECORD_SIGNED     "MedicalRecordSigned"
+#define VP_EV_ADDENDUM_ADDED            "AddendumAdded"
+#define VP_EV_INVENTORY_ITEM_CREATED    "InventoryItemCreated"
+#define VP_EV_INVENTORY_ITEM_UPDATED    "InventoryItemUpdated"
+#define VP_EV_INVENTORY_ITEM_DEACTIVATED "InventoryItemDeactivated"
+#define VP_EV_STOCK_RECEIVED            "StockReceived"
+#define VP_EV_STOCK_DISPENSED           "StockDispensed"
+#define VP_EV_STOCK_ADJUSTED            "StockAdjusted"
+#define VP_EV_INVOICE_CREATED           "InvoiceCreated"
+#define VP_EV_INVOICE_LINE_ADDED        "InvoiceLineAdded"
+#define VP_EV_INVOICE_LINE_REMOVED      "InvoiceLineRemoved"
+#define VP_EV_INVOICE_ISSUED            "InvoiceIssued"
+#define VP_EV_PAYMENT_RECORDED          "PaymentRecorded"
+#define VP_EV_PAYMENT_REFUNDED          "PaymentRefunded"
+#define VP_EV_INVOICE_VOIDED            "InvoiceVoided"
+
+/* Enum lists (NULL-terminated), shared by commands, events and read model. */
+extern const char *const vp_enum_species[];
+extern const char *const vp_enum_sexes[];
+extern const char *const vp_enum_staff_roles[];
+extern const char *const vp_enum_allergy_severities[];
+extern const char *const vp_enum_appointment_types[];
+
+/* Field definitions a command takes as it is and its event carries as it is:
+ * one limit for both sides, so the writer cannot accept what the projector
+ * refuses. Nullable event members are optional ("null counts as absent"). */
+#define VP_TEXT(n, max)  {.name = n, .type = VP_JSON_STRING, .max_len = max}
+#define VP_TEXT1(n, max) {.name = n, .type = VP_JSON_STRING, .required = true, .max_len = max, .min_len = 1}
+#define VP_ENUM(n, req, values) {.name = n, .type = VP_JSON_STRING, .required = req, .enum_values = values}
+#define VP_TYPED(n, t, req) {.name = n, .type = t, .required = req}
+
+#define VP_F_COMMAND_ID      {.name = "command_id", .type = VP_JSON_STRING, .max_len = VP_EVENT_MAX_COMMAND_ID, .min_len = 1}
+#define VP_F_REASON          VP_TEXT("reason", 500)
+#define VP_F_TENANT_NAME     VP_TEXT1("name", 200)
+#define VP_F_TIMEZONE        VP_TEXT1("timezone", 64)
+#define VP_F_CURRENCY        VP_TEXT1("currency", 3)
+#define VP_F_STAFF_NAME      VP_TEXT1("name", 200)
+#define VP_F_STAFF_ROLE      VP_ENUM("role", true, vp_enum_staff_roles)
+#define VP_F_EMAIL           VP_TEXT("email", 254)
+#define VP_F_LICENSE_NUMBER  VP_TEXT("license_number", 64)
+#define VP_F_FIRST_NAME      VP_TEXT1("first_name", 100)
+#define VP_F_LAST_NAME       VP_TEXT1("last_name", 100)
+#define VP_F_PHONE           VP_TEXT("phone", 40)
+#define VP_F_ADDRESS         VP_TEXT("address", 500)
+#define VP_F_PATIENT_NAME    VP_TEXT1("name", 100)
+#define VP_F_SPECIES         VP_ENUM("species", true, vp_enum_species)
+#define VP_F_BREED           VP_TEXT("breed", 100)
+#define VP_F_SEX             VP_ENUM("sex", true, vp_enum_sexes)
+#define VP_F_NEUTERED        VP_TYPED("neutered", VP_JSON_BOOL, false)
+#define VP_F_DATE_OF_BIRTH   VP_TYPED("date_of_birth", VP_JSON_DATE, false)
+#define VP_F_COLOR           VP_TEXT("color", 100)
+#define VP_F_ALLERGEN        VP_TEXT1("allergen", 200)
+#define VP_F_REACTION        VP_TEXT("reaction", 500)
+#define VP_F_SEVERITY        VP_ENUM("severity", false, vp_enum_allergy_severities)
+#define VP_F_CONDITION_NAME  VP_TEXT1("name", 200)
+#define VP_F_DIAGNOSED_ON    VP_TYPED("diagnosed_on", VP_JSON_DATE, false)
+#define VP_F_CONDITION_NOTES VP_TEXT("notes", 2000)
+#define VP_F_DEATH_DATE      VP_TYPED("date", VP_JSON_DATE, true)
+#define VP_F_START           VP_TYPED("start", VP_JSON_TIME, true)
+#define VP_F_END             VP_TYPED("end", VP_JSON_TIME, true)
+#define VP_F_PATIENT_ID      VP_TYPED("patient_id", VP_JSON_UUID, true)
+#define VP_F_VET_ID          VP_TYPED("vet_id", VP_JSON_UUID, true)
+#define VP_F_APPOINTMENT_TYPE VP_ENUM("type", true, vp_enum_appointment_types)
+#define VP_F_APPOINTMENT_REASON VP_TEXT("reason", 500)
+#define VP_F_VISIT_NOTES     VP_TEXT("notes", 10000)
+#define VP_MAX_AVAILABILITY_BLOCKS 1000
+
+/* One event type at one version. `fields` is the table its data must pass
+ * (nothing unknown, nullable members optional). An entry without a field
+ * table (specified = false) is catalogued but not produced yet: the projector
+ * only logs it, the writer refuses to append it. */
+typedef struct VpEventSpec {
+	const char *type;
+	int v;
+	const char *aggregate;
+	bool specified;
+	const VpJsonField *fields;
+	size_t n_fields;
+} VpEventSpec;
+
+extern const VpEventSpec vp_catalog[];
+extern const size_t vp_catalog_len;
+
+/* The entry of type at version v, or NULL. */
+const VpEventSpec *vp_catalog_find(const char *type, int v);
+
+/* Checks a decoded envelope against the catalog: type and version known, the
+ * type's aggregate, actor and command_id free of control characters, data
+ * through the type's table with ids in canonical lower case and times in
+ * years 0001-9999. 0, or -1 with why naming the member ("data.measured_at
+ * must be ..."). */
+int vp_catalog_check(const VpEvent *ev, char *why, size_t why_cap);
+
+/* The writer's pre-append check: the envelope text exactly as the projector
+ * will read it (strict JSON, envelope decode, vp_catalog_check). An event
+ * whose type has no field table is refused here. */
+int vp_catalog_check_encoded(const char *json, size_t len, char *why, size_t why_cap);
+
+/* The whole catalog as JSON (`vetctl catalog`): [{type, v, aggregate,
+ * specified, fields: vp_json_fields_describe}]. NULL on out of memory. */
+cJSON *vp_catalog_describe(void);
+
+#endif

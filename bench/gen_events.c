@@ -11,6 +11,7 @@
 #include <string.h>
 #include <librdkafka/rdkafka.h>
 
+#include "vp_catalog.h"
 #include "vp_time.h"
 #include "vp_uuid.h"
 
@@ -33,13 +34,12 @@ typedef struct GenTenant {
 
 enum { T_TENANT, T_STAFF, T_CLIENT, T_CONTACT, T_PATIENT, T_WEIGHT, T_ALLERGY, T_CONDITION,
        T_TRANSFER, N_TYPES };
+/* Names and aggregates come from the event catalog; every envelope made is
+ * checked against it before it is produced, as the writer does. */
 static const char *const type_names[N_TYPES] = {
-	"TenantProvisioned", "StaffRegistered",	      "ClientRegistered",
-	"ClientContactUpdated", "PatientRegistered",   "WeightRecorded",
-	"AllergyAdded",	     "ChronicConditionAdded", "PatientTransferred"};
-static const char *const aggregates[N_TYPES] = {"tenant",  "staff",   "client",
-						"client",  "patient", "patient",
-						"patient", "patient", "patient"};
+	VP_EV_TENANT_PROVISIONED, VP_EV_STAFF_REGISTERED,   VP_EV_CLIENT_REGISTERED,
+	VP_EV_CLIENT_CONTACT_UPDATED, VP_EV_PATIENT_REGISTERED, VP_EV_WEIGHT_RECORDED,
+	VP_EV_ALLERGY_ADDED, VP_EV_CHRONIC_CONDITION_ADDED, VP_EV_PATIENT_TRANSFERRED};
 
 static const char *const first_names[] = {"Jane", "John", "Maria", "Ahmed", "Li", "Olga",
 					  "Pierre", "Aisha", "Tom", "Sofia", "Kenji", "Ana"};
@@ -292,8 +292,15 @@ int main(int argc, char **argv)
 				   "\"aggregate\":\"%s\",\"aggregate_id\":\"%s\",\"seq\":%d,"
 				   "\"command_id\":\"%s\",\"actor\":\"bench-user\",\"at\":\"%s\","
 				   "\"data\":%s}",
-				   event_id, type_names[type], t->id, aggregates[type],
+				   event_id, type_names[type], t->id,
+				   vp_catalog_find(type_names[type], 1)->aggregate,
 				   target ? target->id : t->id, seq, command_id, at, data);
+		char why[256];
+		if (len > 0 && (size_t)len < sizeof(envelope) &&
+		    vp_catalog_check_encoded(envelope, (size_t)len, why, sizeof(why)) < 0) {
+			fprintf(stderr, "gen_events: event %ld fails the catalog: %s\n", i, why);
+			return 1;
+		}
 		if (len < 0 || (size_t)len >= sizeof(envelope) ||
 		    produce(rk, rkt, t->id, type_names[type], envelope, (size_t)len) < 0) {
 			fprintf(stderr, "gen_events: cannot produce event %ld\n", i);

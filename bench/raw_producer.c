@@ -12,6 +12,8 @@
 #include <time.h>
 #include <librdkafka/rdkafka.h>
 
+#include "vp_catalog.h"
+
 #define MAX_SAMPLES 1000000
 
 static double now_s(void)
@@ -111,7 +113,7 @@ int main(int argc, char **argv)
 				rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
 				RD_KAFKA_V_KEY(key, strlen(key)),
 				RD_KAFKA_V_VALUE(value, (size_t)record_bytes),
-				RD_KAFKA_V_HEADER("type", "PatientRegistered", -1),
+				RD_KAFKA_V_HEADER("type", VP_EV_PATIENT_REGISTERED, -1),
 				RD_KAFKA_V_HEADER("v", "1", 1), RD_KAFKA_V_HEADER("command-hash", hash, -1),
 				RD_KAFKA_V_HEADER("command-id-origin", "writer", -1), RD_KAFKA_V_END);
 			if (err) {

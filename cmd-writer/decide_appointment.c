@@ -231,7 +231,7 @@ static const VpJsonField complete_fields[] = {
 	CMD_ID,
 };
 static const VpJsonField cancel_fields[] = {
-	{.name = "reason", .type = VP_JSON_STRING, .required = true, .max_len = 500, .min_len = 1},
+	VP_F_CANCEL_REASON,
 	CMD_ID,
 };
 

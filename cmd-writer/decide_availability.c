@@ -165,7 +165,10 @@ static int decide_withdraw(WrDecision *d, VpError *err)
 }
 
 #define CMD_ID VP_F_COMMAND_ID
-static const VpJsonField block_fields[] = {VP_F_START, VP_F_END};
+static const VpJsonField block_fields[] = {
+	VP_F_START,
+	VP_F_END,
+};
 static const VpJsonField publish_fields[] = {
 	{.name = "blocks", .type = VP_JSON_ARRAY, .required = true, .min_len = 1,
 	 .max_len = MAX_BLOCKS, .fields = block_fields, .n_fields = 2},

@@ -27,6 +27,7 @@ static const VpJsonField tenant_provisioned[] = {VP_F_TENANT_NAME, VP_F_TIMEZONE
 static const VpJsonField staff_registered[] = {VP_F_STAFF_NAME, VP_F_STAFF_ROLE, VP_F_EMAIL,
 					       VP_F_LICENSE_NUMBER};
 static const VpJsonField reason_only[] = {VP_F_REASON};
+static const VpJsonField appointment_canceled[] = {VP_F_CANCEL_REASON};
 static const VpJsonField interval[] = {VP_F_START, VP_F_END};
 static const VpJsonField availability_published[] = {
 	{.name = "blocks", .type = VP_JSON_ARRAY, .required = true, .min_len = 1,
@@ -95,7 +96,7 @@ const VpEventSpec vp_catalog[] = {
 	SPEC(VP_EV_APPOINTMENT_CHECKED_IN, VP_AGG_APPOINTMENT, at_only),
 	SPEC(VP_EV_APPOINTMENT_STARTED, VP_AGG_APPOINTMENT, at_only),
 	SPEC(VP_EV_APPOINTMENT_COMPLETED, VP_AGG_APPOINTMENT, appointment_completed),
-	SPEC(VP_EV_APPOINTMENT_CANCELED, VP_AGG_APPOINTMENT, reason_only),
+	SPEC(VP_EV_APPOINTMENT_CANCELED, VP_AGG_APPOINTMENT, appointment_canceled),
 	SPEC_EMPTY(VP_EV_APPOINTMENT_NO_SHOW, VP_AGG_APPOINTMENT),
 	UNSPECIFIED(VP_EV_MEDICAL_RECORD_OPENED, VP_AGG_MEDICAL_RECORD),
 	UNSPECIFIED(VP_EV_VITALS_RECORDED, VP_AGG_MEDICAL_RECORD),

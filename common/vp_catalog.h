@@ -90,6 +90,7 @@ extern const char *const vp_enum_appointment_types[];
 
 #define VP_F_COMMAND_ID      {.name = "command_id", .type = VP_JSON_STRING, .max_len = VP_EVENT_MAX_COMMAND_ID, .min_len = 1}
 #define VP_F_REASON          VP_TEXT("reason", 500)
+#define VP_F_CANCEL_REASON   VP_TEXT1("reason", 500)
 #define VP_F_TENANT_NAME     VP_TEXT1("name", 200)
 #define VP_F_TIMEZONE        VP_TEXT1("timezone", 64)
 #define VP_F_CURRENCY        VP_TEXT1("currency", 3)

@@ -32,6 +32,25 @@ TABLE_RE = re.compile(
     r'static\s+const\s+VpJsonField\s+(?P<table>[a-z_0-9]+)\[\]\s*=\s*\{(?P<body>.*?)\n\};',
     re.S)
 MACRO_RE = re.compile(r'#define\s+(?P<macro>[A-Z_]+)\s+\{\s*\.name\s*=\s*"(?P<name>[^"]+)"')
+# The catalog's shared field definitions (common/vp_catalog.h):
+# VP_F_X VP_TEXT("name", max) | VP_TEXT1("name", max) | VP_ENUM("name", req, ...)
+# | VP_TYPED("name", type, req); and aliases such as CMD_ID VP_F_COMMAND_ID.
+CATALOG_MACRO_RE = re.compile(
+    r'#define\s+(?P<macro>VP_F_[A-Z_]+)\s+(?P<kind>VP_TEXT1?|VP_ENUM|VP_TYPED)\('
+    r'"(?P<name>[^"]+)"(?:,\s*(?P<second>\w+))?(?:,\s*(?P<third>\w+))?')
+ALIAS_RE = re.compile(r'#define\s+(?P<macro>[A-Z_]+)\s+(?P<target>VP_F_[A-Z_]+)\s*$', re.M)
+
+
+def catalog_macros():
+    """{macro: (name, required)} of common/vp_catalog.h."""
+    text = open(os.path.join(ROOT, "common", "vp_catalog.h"), encoding="utf-8").read()
+    found = {m["macro"]: (m["name"], False) for m in MACRO_RE.finditer(text)}
+    for m in CATALOG_MACRO_RE.finditer(text):
+        required = (m["kind"] == "VP_TEXT1" or
+                    (m["kind"] == "VP_ENUM" and m["second"] == "true") or
+                    (m["kind"] == "VP_TYPED" and m["third"] == "true"))
+        found[m["macro"]] = (m["name"], required)
+    return found
 
 
 def c_commands():
@@ -39,7 +58,9 @@ def c_commands():
     commands = []
     for path in sorted(glob.glob(os.path.join(ROOT, "cmd-writer", "decide_*.c"))):
         text = open(path, encoding="utf-8").read()
-        macros = {m["macro"]: m["name"] for m in MACRO_RE.finditer(text)}
+        macros = catalog_macros()
+        macros.update({m["macro"]: (m["name"], False) for m in MACRO_RE.finditer(text)})
+        macros.update({m["macro"]: macros[m["target"]] for m in ALIAS_RE.finditer(text)})
         tables = {}
         for m in TABLE_RE.finditer(text):
             names = {}  # name -> required
@@ -50,7 +71,8 @@ def c_commands():
                     names[entry.group(1)] = bool(re.search(r"\.required\s*=\s*true",
                                                            entry.group(2)))
                 elif entry.group(3) in macros:
-                    names[macros[entry.group(3)]] = False
+                    name, required = macros[entry.group(3)]
+                    names[name] = required
             tables[m["table"]] = names
         for m in COMMAND_RE.finditer(text):
             roles = {ROLE_NAMES[r.strip()] for r in m["roles"].split("|")}

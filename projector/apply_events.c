@@ -54,21 +54,6 @@ static const PjStatement event_statements[] = {
 	{NULL, NULL},
 };
 
-int pj_prepare_statements(PGconn *conn, const PjStatement *table, char *why, size_t why_cap)
-{
-	for (const PjStatement *s = table; s->name; s++) {
-		PGresult *res = PQprepare(conn, s->name, s->sql, 0, NULL);
-		int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-		if (!ok)
-			snprintf(why, why_cap, "prepare %s: %s", s->name,
-				 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
-		PQclear(res);
-		if (!ok)
-			return -1;
-	}
-	return 0;
-}
-
 int pj_apply_prepare(PGconn *conn, char *why, size_t why_cap)
 {
 	if (pj_prepare_statements(conn, event_statements, why, why_cap) < 0 ||
@@ -77,40 +62,6 @@ int pj_apply_prepare(PGconn *conn, char *why, size_t why_cap)
 	    pj_prepare_statements(conn, pj_scheduling_statements, why, why_cap) < 0)
 		return -1;
 	return 0;
-}
-
-long pj_apply_exec(PGconn *conn, const char *stmt, int n_params, const char *const *params,
-		   char *why, size_t why_cap)
-{
-	if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF) {
-		/* Pipelined batch: queue it; the caller checks the result later. */
-		if (PQsendQueryPrepared(conn, stmt, n_params, params, NULL, NULL, 0) == 1)
-			return 1;
-		snprintf(why, why_cap, "%s: %s", stmt, PQerrorMessage(conn));
-		why[strcspn(why, "\n")] = '\0';
-		return PJ_EXEC_FAILED;
-	}
-	PGresult *res = PQexecPrepared(conn, stmt, n_params, params, NULL, NULL, 0);
-	ExecStatusType status = PQresultStatus(res);
-	long rows = PJ_EXEC_FAILED;
-
-	if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
-		const char *affected = PQcmdTuples(res);
-		rows = *affected ? strtol(affected, NULL, 10) : PQntuples(res);
-		goto done;
-	}
-	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	snprintf(why, why_cap, "%s: %s", stmt,
-		 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
-	why[strcspn(why, "\n")] = '\0';
-	/* Class 22 (data exception) and 23 (integrity constraint violation) come
-	 * from the event's values: retrying cannot help, so it is a dead letter.
-	 * Anything else (connection, resources) fails the batch, which is retried. */
-	if (state && (!strncmp(state, "22", 2) || !strncmp(state, "23", 2)))
-		rows = PJ_EXEC_REJECTED;
-done:
-	PQclear(res);
-	return rows;
 }
 
 void pj_env_text(const VpEvent *ev, PjEnvText *out)

@@ -11,6 +11,7 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
+#include "statements.h"
 #include "vp_event.h"
 
 typedef struct PjConfig {
@@ -53,32 +54,13 @@ int pj_apply_prepare(PGconn *conn, char *why, size_t why_cap);
 PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, size_t raw_len,
 			     int32_t partition, int64_t offset, char *why, size_t why_cap);
 
-/* Shared by the apply modules: one prepared statement, text parameters (NULL
- * = SQL NULL). Returns the affected row count, or PJ_EXEC_REJECTED (a data or
- * integrity error caused by the event: SQLSTATE class 22/23) or PJ_EXEC_FAILED.
- * On a connection in pipeline mode the statement is only queued and 1 is
- * returned (PJ_EXEC_FAILED if it could not be): the caller that entered the
- * pipeline reads the results and checks that every statement affected a row. */
-#define PJ_EXEC_REJECTED (-1)
-#define PJ_EXEC_FAILED   (-2)
-long pj_apply_exec(PGconn *conn, const char *stmt, int n_params, const char *const *params,
-		   char *why, size_t why_cap);
-
 /* The row-count rule of every handler: PJ_EXEC_* map to PJ_FAILED/PJ_REJECTED,
  * 0 rows is a violated invariant (why = what), more is PJ_APPLIED. */
 PjApplyResult pj_apply_rows(long rows, char *why, size_t why_cap, const char *what);
 
-/* A statement a module prepares; NULL-terminated tables. */
-typedef struct PjStatement {
-	const char *name;
-	const char *sql;
-} PjStatement;
-
 /* Per read model: its statements and its handlers. A handler returns
  * PJ_APPLIED, PJ_REJECTED (why filled) or PJ_FAILED. */
 typedef PjApplyResult (*PjApplyFn)(PGconn *conn, const VpEvent *ev, char *why, size_t why_cap);
-/* Prepares every statement of a NULL-terminated table on conn. */
-int pj_prepare_statements(PGconn *conn, const PjStatement *table, char *why, size_t why_cap);
 extern const PjStatement pj_directory_statements[];
 extern const PjStatement pj_patient_statements[];
 extern const PjStatement pj_scheduling_statements[];

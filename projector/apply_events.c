@@ -1,46 +1,22 @@
 /* The apply entry point: an event is checked against the event catalog
  * (common/vp_catalog.h), goes to event_log (which also makes a replayed event
- * a no-op: its id is already there), then the read model module of its type
- * applies it. */
+ * a no-op: its id is already there), then the row of its type in a read
+ * model's table (apply_<read model>.c) applies it, run by apply_runner.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "apply_runner.h"
 #include "projector.h"
 #include "vp_catalog.h"
-#include "vp_json.h"
-#include "vp_time.h"
 
-/* The read model's handler of each event type; a catalogued type without
- * one only goes to event_log. What an event must hold is the catalog's
- * (common/vp_catalog.c), checked before any handler runs. */
-typedef struct Handler {
-	const char *type;
-	PjApplyFn apply;
-} Handler;
-
-static const Handler handlers[] = {
-	{VP_EV_TENANT_PROVISIONED, pj_apply_tenant_provisioned},
-	{VP_EV_STAFF_REGISTERED, pj_apply_staff_registered},
-	{VP_EV_STAFF_DEACTIVATED, pj_apply_staff_deactivated},
-	{VP_EV_AVAILABILITY_PUBLISHED, pj_apply_availability_published},
-	{VP_EV_AVAILABILITY_WITHDRAWN, pj_apply_availability_withdrawn},
-	{VP_EV_CLIENT_REGISTERED, pj_apply_client_registered},
-	{VP_EV_CLIENT_CONTACT_UPDATED, pj_apply_client_contact_updated},
-	{VP_EV_CLIENT_DEACTIVATED, pj_apply_client_deactivated},
-	{VP_EV_PATIENT_REGISTERED, pj_apply_patient_registered},
-	{VP_EV_WEIGHT_RECORDED, pj_apply_weight_recorded},
-	{VP_EV_ALLERGY_ADDED, pj_apply_allergy_added},
-	{VP_EV_CHRONIC_CONDITION_ADDED, pj_apply_condition_added},
-	{VP_EV_PATIENT_TRANSFERRED, pj_apply_patient_transferred},
-	{VP_EV_PATIENT_DIED, pj_apply_patient_died},
-	{VP_EV_APPOINTMENT_SCHEDULED, pj_apply_appointment_scheduled},
-	{VP_EV_APPOINTMENT_RESCHEDULED, pj_apply_appointment_rescheduled},
-	{VP_EV_APPOINTMENT_CHECKED_IN, pj_apply_appointment_checked_in},
-	{VP_EV_APPOINTMENT_STARTED, pj_apply_appointment_started},
-	{VP_EV_APPOINTMENT_COMPLETED, pj_apply_appointment_completed},
-	{VP_EV_APPOINTMENT_CANCELED, pj_apply_appointment_canceled},
-	{VP_EV_APPOINTMENT_NO_SHOW, pj_apply_appointment_no_show},
+/* Every read model's rows. A catalogued type without a row only goes to
+ * event_log; what an event must hold is the catalog's, checked before any
+ * row runs. */
+static const PjApplyRow *const read_models[] = {
+	pj_directory_rows,
+	pj_patient_rows,
+	pj_scheduling_rows,
 };
 
 #define COUNT(table) (sizeof(table) / sizeof(table[0]))
@@ -54,117 +30,30 @@ static const PjStatement event_statements[] = {
 	{NULL, NULL},
 };
 
-int pj_prepare_statements(PGconn *conn, const PjStatement *table, char *why, size_t why_cap)
-{
-	for (const PjStatement *s = table; s->name; s++) {
-		PGresult *res = PQprepare(conn, s->name, s->sql, 0, NULL);
-		int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-		if (!ok)
-			snprintf(why, why_cap, "prepare %s: %s", s->name,
-				 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
-		PQclear(res);
-		if (!ok)
-			return -1;
-	}
-	return 0;
-}
-
 int pj_apply_prepare(PGconn *conn, char *why, size_t why_cap)
 {
-	if (pj_prepare_statements(conn, event_statements, why, why_cap) < 0 ||
-	    pj_prepare_statements(conn, pj_directory_statements, why, why_cap) < 0 ||
-	    pj_prepare_statements(conn, pj_patient_statements, why, why_cap) < 0 ||
-	    pj_prepare_statements(conn, pj_scheduling_statements, why, why_cap) < 0)
+	if (pj_prepare_statements(conn, event_statements, why, why_cap) < 0)
 		return -1;
+	for (size_t i = 0; i < COUNT(read_models); i++)
+		if (pj_prepare_rows(conn, read_models[i], why, why_cap) < 0)
+			return -1;
 	return 0;
 }
 
-long pj_apply_exec(PGconn *conn, const char *stmt, int n_params, const char *const *params,
-		   char *why, size_t why_cap)
+static const PjApplyRow *row_find(const char *type)
 {
-	if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF) {
-		/* Pipelined batch: queue it; the caller checks the result later. */
-		if (PQsendQueryPrepared(conn, stmt, n_params, params, NULL, NULL, 0) == 1)
-			return 1;
-		snprintf(why, why_cap, "%s: %s", stmt, PQerrorMessage(conn));
-		why[strcspn(why, "\n")] = '\0';
-		return PJ_EXEC_FAILED;
-	}
-	PGresult *res = PQexecPrepared(conn, stmt, n_params, params, NULL, NULL, 0);
-	ExecStatusType status = PQresultStatus(res);
-	long rows = PJ_EXEC_FAILED;
-
-	if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
-		const char *affected = PQcmdTuples(res);
-		rows = *affected ? strtol(affected, NULL, 10) : PQntuples(res);
-		goto done;
-	}
-	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	snprintf(why, why_cap, "%s: %s", stmt,
-		 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
-	why[strcspn(why, "\n")] = '\0';
-	/* Class 22 (data exception) and 23 (integrity constraint violation) come
-	 * from the event's values: retrying cannot help, so it is a dead letter.
-	 * Anything else (connection, resources) fails the batch, which is retried. */
-	if (state && (!strncmp(state, "22", 2) || !strncmp(state, "23", 2)))
-		rows = PJ_EXEC_REJECTED;
-done:
-	PQclear(res);
-	return rows;
-}
-
-void pj_env_text(const VpEvent *ev, PjEnvText *out)
-{
-	snprintf(out->seq, sizeof(out->seq), "%lld", (long long)ev->seq);
-	if (vp_time_format_rfc3339_us(ev->at_us, out->at, sizeof(out->at)) == 0)
-		snprintf(out->at, sizeof(out->at), "%s", "infinity"); /* not reachable: decoded */
-}
-
-const char *pj_data_int(const cJSON *data, const char *name, char *buf, size_t cap)
-{
-	long long value;
-	if (!vp_json_int(data, name, &value))
-		return NULL;
-	snprintf(buf, cap, "%lld", value);
-	return buf;
-}
-
-const char *pj_data_bool(const cJSON *data, const char *name)
-{
-	bool value;
-	if (!vp_json_bool(data, name, &value))
-		return NULL;
-	return value ? "true" : "false";
-}
-
-static PjApplyFn handler_find(const char *type)
-{
-	for (size_t i = 0; i < COUNT(handlers); i++)
-		if (!strcmp(handlers[i].type, type))
-			return handlers[i].apply;
+	for (size_t i = 0; i < COUNT(read_models); i++)
+		for (const PjApplyRow *row = read_models[i]; row->type; row++)
+			if (!strcmp(row->type, type))
+				return row;
 	return NULL;
 }
 
-static PjApplyResult from_rows(long rows, char *why, size_t why_cap, const char *what)
+/* The event_log row: the envelope as received, at its Kafka position. 0 rows
+ * (PJ_DUPLICATE) when the event id or the position is already there. */
+static PjApplyResult log_event(PGconn *conn, const VpEvent *ev, const char *raw, size_t raw_len,
+			       int32_t partition, int64_t offset, char *why, size_t why_cap)
 {
-	if (rows == PJ_EXEC_FAILED)
-		return PJ_FAILED;
-	if (rows == PJ_EXEC_REJECTED)
-		return PJ_REJECTED;
-	if (rows == 0) {
-		snprintf(why, why_cap, "%s", what);
-		return PJ_REJECTED;
-	}
-	return PJ_APPLIED;
-}
-
-PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, size_t raw_len,
-			     int32_t partition, int64_t offset, char *why, size_t why_cap)
-{
-	if (vp_catalog_check(ev, why, why_cap) < 0)
-		return PJ_REJECTED;
-	PjApplyFn apply = handler_find(ev->type);
-
 	char *envelope = malloc(raw_len + 1);
 	if (!envelope) {
 		snprintf(why, why_cap, "out of memory");
@@ -186,18 +75,22 @@ PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, s
 	free(envelope);
 	if (rows == 0)
 		return PJ_DUPLICATE;
-	PjApplyResult result = from_rows(rows, why, why_cap, "");
-	if (result != PJ_APPLIED || !apply)
+	return pj_apply_rows(rows, why, why_cap, "");
+}
+
+PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, size_t raw_len,
+			     int32_t partition, int64_t offset, char *why, size_t why_cap)
+{
+	if (vp_catalog_check(ev, why, why_cap) < 0)
+		return PJ_REJECTED;
+	PjApplyResult result = log_event(conn, ev, raw, raw_len, partition, offset, why, why_cap);
+	const PjApplyRow *row = row_find(ev->type);
+	if (result != PJ_APPLIED || !row)
 		return result;
-	return apply(conn, ev, why, why_cap);
+	return pj_run_row(conn, row, ev, why, why_cap);
 }
 
 bool pj_event_feeds_views(const VpEvent *ev)
 {
 	return !strcmp(ev->aggregate, VP_AGG_APPOINTMENT);
-}
-
-PjApplyResult pj_apply_rows(long rows, char *why, size_t why_cap, const char *what)
-{
-	return from_rows(rows, why, why_cap, what);
 }

@@ -1,5 +1,5 @@
 /* Read model of scheduling: vets' availability blocks and appointments. Each
- * handler is one statement that returns a row only when its aggregate (and
+ * event is one statement that returns a row only when its aggregate (and
  * the rows it denormalises from) exist, so "0 rows" is a violated invariant
  * (dead letter). The dashboard and daily statistics follow the appointments
  * table through its trigger (migration 003), in the same transaction. The
@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "projector.h"
+#include "apply_runner.h"
+#include "vp_catalog.h"
 #include "vp_json.h"
 #include "vp_time.h"
 
@@ -22,56 +23,7 @@
 #define APPOINTMENT_SET(assignments)                                                               \
 	"UPDATE appointments SET " assignments ", version = $3::integer, "                         \
 	"updated_at = $4::timestamptz WHERE tenant_id = $1::uuid AND id = $2::uuid"
-
-const PjStatement pj_scheduling_statements[] = {
-    /* Identical blocks published twice are one block. */
-    {"availability_published",
-     STAFF_BUMP ", b AS (INSERT INTO availability_blocks (tenant_id, vet_id, start_at, end_at) "
-		"SELECT s.tenant_id, s.id, (b->>'start')::timestamptz, (b->>'end')::timestamptz "
-		"FROM s, jsonb_array_elements($5::jsonb) b ON CONFLICT DO NOTHING"
-		" RETURNING 1) SELECT 1 FROM s"},
-    /* The blocks that overlap [$5, $6) are replaced by what is left of them
-     * (a block around the range splits in two). Blocks are at most 24 h, so
-     * only those starting after $5 - 24 h can overlap. */
-    {"availability_withdrawn",
-     STAFF_BUMP ", d AS (DELETE FROM availability_blocks b USING s "
-		"WHERE b.tenant_id = s.tenant_id AND b.vet_id = s.id "
-		"AND b.start_at > $5::timestamptz - interval '24 hours' "
-		"AND b.start_at < $6::timestamptz AND b.end_at > $5::timestamptz "
-		"RETURNING b.tenant_id, b.vet_id, b.start_at, b.end_at), "
-		"k AS (INSERT INTO availability_blocks (tenant_id, vet_id, start_at, end_at) "
-		"SELECT d.tenant_id, d.vet_id, lower(r), upper(r) FROM d, "
-		"unnest(tstzmultirange(tstzrange(d.start_at, d.end_at)) "
-		"- tstzmultirange(tstzrange($5::timestamptz, $6::timestamptz))) r "
-		"ON CONFLICT DO NOTHING RETURNING 1) SELECT 1 FROM s"},
-    /* Names come from the patient (with its owner) and the vet as they are
-     * now; the local date from the tenant's timezone. */
-    {"appointment_scheduled",
-     "INSERT INTO appointments (tenant_id, id, patient_id, patient_name, species, client_id, "
-     "client_first_name, client_last_name, vet_id, vet_name, status, type, reason, start_at, "
-     "end_at, local_date, version, created_at, updated_at) "
-     "SELECT $1::uuid, $2::uuid, p.id, p.name, p.species, p.client_id, p.client_first_name, "
-     "p.client_last_name, s.id, s.name, 'scheduled', $7, $8, $5::timestamptz, $6::timestamptz, "
-     "($5::timestamptz AT TIME ZONE t.timezone)::date, $9::integer, $10::timestamptz, "
-     "$10::timestamptz FROM patients p, staff s, tenants t "
-     "WHERE p.tenant_id = $1::uuid AND p.id = $3::uuid AND s.tenant_id = $1::uuid "
-     "AND s.id = $4::uuid AND t.id = $1::uuid"},
-    {"appointment_rescheduled",
-     "UPDATE appointments a SET start_at = $5::timestamptz, end_at = $6::timestamptz, "
-     "local_date = ($5::timestamptz AT TIME ZONE t.timezone)::date, vet_id = s.id, "
-     "vet_name = s.name, version = $3::integer, updated_at = $4::timestamptz "
-     "FROM staff s, tenants t WHERE a.tenant_id = $1::uuid AND a.id = $2::uuid "
-     "AND s.tenant_id = $1::uuid AND s.id = $7::uuid AND t.id = $1::uuid"},
-    {"appointment_checked_in",
-     APPOINTMENT_SET("status = 'checked_in', checked_in_at = $5::timestamptz")},
-    {"appointment_started",
-     APPOINTMENT_SET("status = 'in_progress', actual_start = $5::timestamptz")},
-    {"appointment_completed",
-     APPOINTMENT_SET("status = 'completed', actual_end = $5::timestamptz, notes = $6")},
-    {"appointment_canceled", APPOINTMENT_SET("status = 'canceled', cancel_reason = $5")},
-    {"appointment_no_show", APPOINTMENT_SET("status = 'no_show'")},
-    {NULL, NULL},
-};
+#define TRANSITION_PARAMS PJ_TENANT, PJ_AGGREGATE, PJ_SEQ, PJ_AT
 
 #define NO_STAFF       "staff member not found in the read model"
 #define NO_APPOINTMENT "appointment not found in the read model"
@@ -90,10 +42,13 @@ static int check_interval(const cJSON *obj, const char *where, char *why, size_t
 	return 0;
 }
 
-PjApplyResult pj_apply_availability_published(PGconn *conn, const VpEvent *ev, char *why,
-					      size_t cap)
+static int check_data_interval(const VpEvent *ev, char *why, size_t cap)
 {
-	PjEnvText env;
+	return check_interval(ev->data, "data", why, cap);
+}
+
+static int check_blocks(const VpEvent *ev, char *why, size_t cap)
+{
 	const cJSON *blocks = cJSON_GetObjectItemCaseSensitive(ev->data, "blocks");
 	const cJSON *block;
 	char where[32];
@@ -102,115 +57,113 @@ PjApplyResult pj_apply_availability_published(PGconn *conn, const VpEvent *ev, c
 	{
 		snprintf(where, sizeof(where), "data.blocks[%d]", i++);
 		if (check_interval(block, where, why, cap) < 0)
-			return PJ_REJECTED;
+			return -1;
 	}
-	char *blocks_text = vp_json_print(blocks);
+	return 0;
+}
+
+/* Code, not a parameter list: the blocks go to the statement as one JSON
+ * array, printed here. */
+static PjApplyResult publish_blocks(PGconn *conn, const PjApplyRow *row, const VpEvent *ev,
+				    char *why, size_t cap)
+{
+	PjEnvText env;
+	char *blocks_text = vp_json_print(cJSON_GetObjectItemCaseSensitive(ev->data, "blocks"));
 	if (!blocks_text) {
 		snprintf(why, cap, "out of memory");
 		return PJ_FAILED;
 	}
 	pj_env_text(ev, &env);
 	const char *params[] = {ev->tenant_id, ev->aggregate_id, env.seq, env.at, blocks_text};
-	long rows = pj_apply_exec(conn, "availability_published", 5, params, why, cap);
+	long rows = pj_apply_exec(conn, row->stmt, 5, params, why, cap);
 	free(blocks_text);
-	return pj_apply_rows(rows, why, cap, NO_STAFF);
+	return pj_apply_rows(rows, why, cap, row->not_applied);
 }
 
-PjApplyResult pj_apply_availability_withdrawn(PGconn *conn, const VpEvent *ev, char *why,
-					      size_t cap)
-{
-	PjEnvText env;
-	if (check_interval(ev->data, "data", why, cap) < 0)
-		return PJ_REJECTED;
-	pj_env_text(ev, &env);
-	const char *params[] = {ev->tenant_id,
-				ev->aggregate_id,
-				env.seq,
-				env.at,
-				vp_json_str(ev->data, "start"),
-				vp_json_str(ev->data, "end")};
-	return pj_apply_rows(pj_apply_exec(conn, "availability_withdrawn", 6, params, why, cap),
-			     why, cap, NO_STAFF);
-}
-
-PjApplyResult pj_apply_appointment_scheduled(PGconn *conn, const VpEvent *ev, char *why, size_t cap)
-{
-	PjEnvText env;
-	if (check_interval(ev->data, "data", why, cap) < 0)
-		return PJ_REJECTED;
-	pj_env_text(ev, &env);
-	const cJSON *d = ev->data;
-	const char *params[] = {ev->tenant_id,
-				ev->aggregate_id,
-				vp_json_str(d, "patient_id"),
-				vp_json_str(d, "vet_id"),
-				vp_json_str(d, "start"),
-				vp_json_str(d, "end"),
-				vp_json_str(d, "type"),
-				vp_json_str(d, "reason"),
-				env.seq,
-				env.at};
-	return pj_apply_rows(pj_apply_exec(conn, "appointment_scheduled", 10, params, why, cap),
-			     why, cap, "patient, vet or tenant not found in the read model");
-}
-
-PjApplyResult pj_apply_appointment_rescheduled(PGconn *conn, const VpEvent *ev, char *why,
-					       size_t cap)
-{
-	PjEnvText env;
-	if (check_interval(ev->data, "data", why, cap) < 0)
-		return PJ_REJECTED;
-	pj_env_text(ev, &env);
-	const char *params[] = {ev->tenant_id,
-				ev->aggregate_id,
-				env.seq,
-				env.at,
-				vp_json_str(ev->data, "start"),
-				vp_json_str(ev->data, "end"),
-				vp_json_str(ev->data, "vet_id")};
-	return pj_apply_rows(pj_apply_exec(conn, "appointment_rescheduled", 7, params, why, cap),
-			     why, cap, "appointment or vet not found in the read model");
-}
-
-/* The transitions: one optional data member as $5, one more as $6. */
-static PjApplyResult transition(PGconn *conn, const VpEvent *ev, const char *stmt,
-				const char *first, const char *second, char *why, size_t cap)
-{
-	PjEnvText env;
-	pj_env_text(ev, &env);
-	const char *params[] = {ev->tenant_id,
-				ev->aggregate_id,
-				env.seq,
-				env.at,
-				first ? vp_json_str(ev->data, first) : NULL,
-				second ? vp_json_str(ev->data, second) : NULL};
-	int n = second ? 6 : first ? 5 : 4;
-	return pj_apply_rows(pj_apply_exec(conn, stmt, n, params, why, cap), why, cap,
-			     NO_APPOINTMENT);
-}
-
-PjApplyResult pj_apply_appointment_checked_in(PGconn *conn, const VpEvent *ev, char *why,
-					      size_t cap)
-{
-	return transition(conn, ev, "appointment_checked_in", "at", NULL, why, cap);
-}
-
-PjApplyResult pj_apply_appointment_started(PGconn *conn, const VpEvent *ev, char *why, size_t cap)
-{
-	return transition(conn, ev, "appointment_started", "at", NULL, why, cap);
-}
-
-PjApplyResult pj_apply_appointment_completed(PGconn *conn, const VpEvent *ev, char *why, size_t cap)
-{
-	return transition(conn, ev, "appointment_completed", "at", "notes", why, cap);
-}
-
-PjApplyResult pj_apply_appointment_canceled(PGconn *conn, const VpEvent *ev, char *why, size_t cap)
-{
-	return transition(conn, ev, "appointment_canceled", "reason", NULL, why, cap);
-}
-
-PjApplyResult pj_apply_appointment_no_show(PGconn *conn, const VpEvent *ev, char *why, size_t cap)
-{
-	return transition(conn, ev, "appointment_no_show", NULL, NULL, why, cap);
-}
+const PjApplyRow pj_scheduling_rows[] = {
+	/* Identical blocks published twice are one block. */
+	{.type = VP_EV_AVAILABILITY_PUBLISHED,
+	 .stmt = "availability_published",
+	 .sql = STAFF_BUMP
+	 ", b AS (INSERT INTO availability_blocks (tenant_id, vet_id, start_at, end_at) "
+	 "SELECT s.tenant_id, s.id, (b->>'start')::timestamptz, (b->>'end')::timestamptz "
+	 "FROM s, jsonb_array_elements($5::jsonb) b ON CONFLICT DO NOTHING"
+	 " RETURNING 1) SELECT 1 FROM s",
+	 .not_applied = NO_STAFF,
+	 .check = check_blocks,
+	 .apply = publish_blocks},
+	/* The blocks that overlap [$5, $6) are replaced by what is left of them
+	 * (a block around the range splits in two). Blocks are at most 24 h, so
+	 * only those starting after $5 - 24 h can overlap. */
+	{.type = VP_EV_AVAILABILITY_WITHDRAWN,
+	 .stmt = "availability_withdrawn",
+	 .sql = STAFF_BUMP ", d AS (DELETE FROM availability_blocks b USING s "
+			   "WHERE b.tenant_id = s.tenant_id AND b.vet_id = s.id "
+			   "AND b.start_at > $5::timestamptz - interval '24 hours' "
+			   "AND b.start_at < $6::timestamptz AND b.end_at > $5::timestamptz "
+			   "RETURNING b.tenant_id, b.vet_id, b.start_at, b.end_at), "
+			   "k AS (INSERT INTO availability_blocks (tenant_id, vet_id, start_at, "
+			   "end_at) SELECT d.tenant_id, d.vet_id, lower(r), upper(r) FROM d, "
+			   "unnest(tstzmultirange(tstzrange(d.start_at, d.end_at)) "
+			   "- tstzmultirange(tstzrange($5::timestamptz, $6::timestamptz))) r "
+			   "ON CONFLICT DO NOTHING RETURNING 1) SELECT 1 FROM s",
+	 .params = {PJ_TENANT, PJ_AGGREGATE, PJ_SEQ, PJ_AT, PJ_TEXT("start"), PJ_TEXT("end")},
+	 .not_applied = NO_STAFF,
+	 .check = check_data_interval},
+	/* Names come from the patient (with its owner) and the vet as they are
+	 * now; the local date from the tenant's timezone. */
+	{.type = VP_EV_APPOINTMENT_SCHEDULED,
+	 .stmt = "appointment_scheduled",
+	 .sql = "INSERT INTO appointments (tenant_id, id, patient_id, patient_name, species, "
+		"client_id, client_first_name, client_last_name, vet_id, vet_name, status, type, "
+		"reason, start_at, end_at, local_date, version, created_at, updated_at) "
+		"SELECT $1::uuid, $2::uuid, p.id, p.name, p.species, p.client_id, "
+		"p.client_first_name, p.client_last_name, s.id, s.name, 'scheduled', $7, $8, "
+		"$5::timestamptz, $6::timestamptz, "
+		"($5::timestamptz AT TIME ZONE t.timezone)::date, $9::integer, $10::timestamptz, "
+		"$10::timestamptz FROM patients p, staff s, tenants t "
+		"WHERE p.tenant_id = $1::uuid AND p.id = $3::uuid AND s.tenant_id = $1::uuid "
+		"AND s.id = $4::uuid AND t.id = $1::uuid",
+	 .params = {PJ_TENANT, PJ_AGGREGATE, PJ_TEXT("patient_id"), PJ_TEXT("vet_id"),
+		    PJ_TEXT("start"), PJ_TEXT("end"), PJ_TEXT("type"), PJ_TEXT("reason"), PJ_SEQ,
+		    PJ_AT},
+	 .not_applied = "patient, vet or tenant not found in the read model",
+	 .check = check_data_interval},
+	{.type = VP_EV_APPOINTMENT_RESCHEDULED,
+	 .stmt = "appointment_rescheduled",
+	 .sql = "UPDATE appointments a SET start_at = $5::timestamptz, end_at = $6::timestamptz, "
+		"local_date = ($5::timestamptz AT TIME ZONE t.timezone)::date, vet_id = s.id, "
+		"vet_name = s.name, version = $3::integer, updated_at = $4::timestamptz "
+		"FROM staff s, tenants t WHERE a.tenant_id = $1::uuid AND a.id = $2::uuid "
+		"AND s.tenant_id = $1::uuid AND s.id = $7::uuid AND t.id = $1::uuid",
+	 .params = {PJ_TENANT, PJ_AGGREGATE, PJ_SEQ, PJ_AT, PJ_TEXT("start"), PJ_TEXT("end"),
+		    PJ_TEXT("vet_id")},
+	 .not_applied = "appointment or vet not found in the read model",
+	 .check = check_data_interval},
+	{.type = VP_EV_APPOINTMENT_CHECKED_IN,
+	 .stmt = "appointment_checked_in",
+	 .sql = APPOINTMENT_SET("status = 'checked_in', checked_in_at = $5::timestamptz"),
+	 .params = {TRANSITION_PARAMS, PJ_TEXT("at")},
+	 .not_applied = NO_APPOINTMENT},
+	{.type = VP_EV_APPOINTMENT_STARTED,
+	 .stmt = "appointment_started",
+	 .sql = APPOINTMENT_SET("status = 'in_progress', actual_start = $5::timestamptz"),
+	 .params = {TRANSITION_PARAMS, PJ_TEXT("at")},
+	 .not_applied = NO_APPOINTMENT},
+	{.type = VP_EV_APPOINTMENT_COMPLETED,
+	 .stmt = "appointment_completed",
+	 .sql = APPOINTMENT_SET("status = 'completed', actual_end = $5::timestamptz, notes = $6"),
+	 .params = {TRANSITION_PARAMS, PJ_TEXT("at"), PJ_TEXT("notes")},
+	 .not_applied = NO_APPOINTMENT},
+	{.type = VP_EV_APPOINTMENT_CANCELED,
+	 .stmt = "appointment_canceled",
+	 .sql = APPOINTMENT_SET("status = 'canceled', cancel_reason = $5"),
+	 .params = {TRANSITION_PARAMS, PJ_TEXT("reason")},
+	 .not_applied = NO_APPOINTMENT},
+	{.type = VP_EV_APPOINTMENT_NO_SHOW,
+	 .stmt = "appointment_no_show",
+	 .sql = APPOINTMENT_SET("status = 'no_show'"),
+	 .params = {TRANSITION_PARAMS},
+	 .not_applied = NO_APPOINTMENT},
+	{.type = NULL},
+};

@@ -11,6 +11,8 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
+#include "apply_runner.h" /* PjApplyResult */
+#include "statements.h"   /* offsets.c */
 #include "vp_event.h"
 
 typedef struct PjConfig {
@@ -38,89 +40,15 @@ typedef struct PjConfig {
  * lock so two projectors never migrate at once. Returns the number applied or -1. */
 int pj_migrate(PGconn *conn, const char *schema, const char *dir, char *why, size_t why_cap);
 
-/* apply_events.c: the catalog of EVENTS.md, the event log, and dispatch to the
- * apply_<read model>.c modules. Statements run on a connection whose
- * search_path is the read schema; pj_apply_prepare prepares every one of them
- * once per connection. */
-typedef enum {
-	PJ_APPLIED,   /* rows written (or only logged: no read model yet) */
-	PJ_DUPLICATE, /* the event id or position is already in event_log: skipped */
-	PJ_REJECTED,  /* dead letter: why says what is wrong; roll back to the savepoint */
-	PJ_FAILED,    /* PostgreSQL failed (not because of the event): retry the batch */
-} PjApplyResult;
-
+/* apply_events.c: the event log, and dispatch to the rows of the read models
+ * (apply_<read model>.c, run by apply_runner.h). Statements run on a
+ * connection whose search_path is the read schema; pj_apply_prepare prepares
+ * every one of them once per connection. */
 int pj_apply_prepare(PGconn *conn, char *why, size_t why_cap);
 PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, size_t raw_len,
 			     int32_t partition, int64_t offset, char *why, size_t why_cap);
-
-/* Shared by the apply modules: one prepared statement, text parameters (NULL
- * = SQL NULL). Returns the affected row count, or PJ_EXEC_REJECTED (a data or
- * integrity error caused by the event: SQLSTATE class 22/23) or PJ_EXEC_FAILED.
- * On a connection in pipeline mode the statement is only queued and 1 is
- * returned (PJ_EXEC_FAILED if it could not be): the caller that entered the
- * pipeline reads the results and checks that every statement affected a row. */
-#define PJ_EXEC_REJECTED (-1)
-#define PJ_EXEC_FAILED   (-2)
-long pj_apply_exec(PGconn *conn, const char *stmt, int n_params, const char *const *params,
-		   char *why, size_t why_cap);
-
-/* The row-count rule of every handler: PJ_EXEC_* map to PJ_FAILED/PJ_REJECTED,
- * 0 rows is a violated invariant (why = what), more is PJ_APPLIED. */
-PjApplyResult pj_apply_rows(long rows, char *why, size_t why_cap, const char *what);
-
-/* A statement a module prepares; NULL-terminated tables. */
-typedef struct PjStatement {
-	const char *name;
-	const char *sql;
-} PjStatement;
-
-/* Per read model: its statements and its handlers. A handler returns
- * PJ_APPLIED, PJ_REJECTED (why filled) or PJ_FAILED. */
-typedef PjApplyResult (*PjApplyFn)(PGconn *conn, const VpEvent *ev, char *why, size_t why_cap);
-/* Prepares every statement of a NULL-terminated table on conn. */
-int pj_prepare_statements(PGconn *conn, const PjStatement *table, char *why, size_t why_cap);
-extern const PjStatement pj_directory_statements[];
-extern const PjStatement pj_patient_statements[];
-extern const PjStatement pj_scheduling_statements[];
-PjApplyResult pj_apply_tenant_provisioned(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
-PjApplyResult pj_apply_staff_registered(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
-PjApplyResult pj_apply_staff_deactivated(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
-PjApplyResult pj_apply_client_registered(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
-PjApplyResult pj_apply_client_contact_updated(PGconn *conn, const VpEvent *ev, char *why,
-					      size_t cap);
-PjApplyResult pj_apply_client_deactivated(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
-PjApplyResult pj_apply_patient_registered(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
-PjApplyResult pj_apply_weight_recorded(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
-PjApplyResult pj_apply_allergy_added(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
-PjApplyResult pj_apply_condition_added(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
-PjApplyResult pj_apply_patient_transferred(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
-PjApplyResult pj_apply_patient_died(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
-PjApplyResult pj_apply_availability_published(PGconn *conn, const VpEvent *ev, char *why,
-					      size_t cap);
-PjApplyResult pj_apply_availability_withdrawn(PGconn *conn, const VpEvent *ev, char *why,
-					      size_t cap);
-PjApplyResult pj_apply_appointment_scheduled(PGconn *conn, const VpEvent *ev, char *why,
-					     size_t cap);
-PjApplyResult pj_apply_appointment_rescheduled(PGconn *conn, const VpEvent *ev, char *why,
-					       size_t cap);
-PjApplyResult pj_apply_appointment_checked_in(PGconn *conn, const VpEvent *ev, char *why,
-					      size_t cap);
-PjApplyResult pj_apply_appointment_started(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
-PjApplyResult pj_apply_appointment_completed(PGconn *conn, const VpEvent *ev, char *why,
-					     size_t cap);
-PjApplyResult pj_apply_appointment_canceled(PGconn *conn, const VpEvent *ev, char *why,
-					    size_t cap);
-PjApplyResult pj_apply_appointment_no_show(PGconn *conn, const VpEvent *ev, char *why, size_t cap);
-
-/* Parameter text of common envelope fields. */
-typedef struct PjEnvText {
-	char seq[24];
-	char at[32];
-} PjEnvText;
-void pj_env_text(const VpEvent *ev, PjEnvText *out);
-/* Text of an integral or boolean data member; NULL when absent or null. */
-const char *pj_data_int(const cJSON *data, const char *name, char *buf, size_t cap);
-const char *pj_data_bool(const cJSON *data, const char *name);
+/* Whether an applied event changes what the analysts' views show. */
+bool pj_event_feeds_views(const VpEvent *ev);
 
 /* offsets.c: read.projection_offsets. */
 #define PJ_NO_OFFSET (-1) /* no row: start from the beginning */
@@ -164,8 +92,6 @@ typedef struct PjViews PjViews;
 PjViews *pj_views_start(const PjConfig *cfg); /* NULL: out of memory or no thread */
 void pj_views_mark_dirty(PjViews *views);
 PjViews *pj_views_stop(PjViews *views);
-/* apply_events.c: whether an applied event changes what the views show. */
-bool pj_event_feeds_views(const VpEvent *ev);
 
 /* consumer.c: the consume loop. Returns when *stop becomes true (0), when a
  * rebuild has swapped its schema in (1), or on a fatal error (-1). */

@@ -98,9 +98,17 @@ WrAppender *wr_appender_free(WrAppender *a);
 void wr_append_free(WrAppend *item);
 
 /* rebuild.c: reads the owned partitions from the beginning to their end
- * (read_committed) into state. */
+ * (read_committed) into state. Every record must enter the model: one that
+ * cannot (envelope, catalog or model refuses it) stops the rebuild with
+ * WR_REBUILD_UNREADABLE and why "partition P offset O: ...", unless its
+ * position is quarantined, when it is skipped and counted in *quarantined. */
+enum {
+	WR_REBUILD_OK = 0,
+	WR_REBUILD_FAILED = -1,     /* Kafka, memory, a stop request: worth retrying soon */
+	WR_REBUILD_UNREADABLE = -2, /* a record no retry will read: ops must look */
+};
 int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stopping,
-	       WrState *state, char *why, size_t why_cap);
+	       WrState *state, long long *quarantined, char *why, size_t why_cap);
 bool wr_owns_partition(const WrConfig *cfg, int partition);
 
 /* quarantine.c: "P:O[,P:O...]" (no spaces, no duplicates; "" is none) into q.

@@ -30,6 +30,8 @@
 #include "vp_time.h"
 #include "writer.h"
 
+#define WR_UNREADABLE_RETRY_S 60
+
 struct WrAppender {
 	const WrConfig *cfg;
 	rd_kafka_t *producer;
@@ -50,8 +52,8 @@ struct WrAppender {
 	atomic_bool ready;
 	atomic_bool fatal;
 	atomic_bool stopping;
-	char not_ready_why[256];
-	VpMetric *m_commits, *m_commit_failures, *m_events, *m_batch_us;
+	char not_ready_why[640];
+	VpMetric *m_commits, *m_commit_failures, *m_events, *m_batch_us, *m_quarantined;
 };
 
 static void set_not_ready(WrAppender *a, const char *why)
@@ -232,30 +234,69 @@ static WrAppend *take_batch(WrAppender *a, WrAppend **stale)
 	return batch;
 }
 
-/* Rebuilds the model after a failed commit; retries until it succeeds. */
-static void rebuild_after_failure(WrAppender *a)
+/* Sleeps seconds, waking early for a stop request. */
+static void pause_unless_stopping(WrAppender *a, int seconds)
 {
-	char why[256];
-	pthread_mutex_lock(&a->lock);
-	a->generation++;
-	pthread_mutex_unlock(&a->lock);
-	set_not_ready(a, "rebuilding the write model after a failed commit");
+	for (int i = 0; i < seconds && !atomic_load(&a->stopping); i++)
+		sleep(1);
+}
+
+/* Rebuilds the model and hands it to the loop; retries until it succeeds or
+ * the daemon stops. A Kafka hiccup is retried after a second. A record that
+ * cannot be read will not read better a second later (records never change;
+ * only ops can quarantine it, which takes a restart), so that failure keeps
+ * the writer not ready with the position in /readyz and is retried only every
+ * WR_UNREADABLE_RETRY_S, in case it was memory: re-reading the whole log in a
+ * tight loop would only load Kafka. */
+static int rebuild_until_done(WrAppender *a, const char *doing)
+{
+	char why[512];
+	char not_ready[600];
+	set_not_ready(a, doing);
 	while (!atomic_load(&a->stopping) && !atomic_load(&a->fatal)) {
 		WrState *state = calloc(1, sizeof(*state));
-		if (state && wr_rebuild(a->cfg, a->partition_cnt, &a->stopping, state, why, sizeof(why)) == 0) {
+		long long quarantined = 0;
+		int64_t started = vp_time_mono_us();
+		int rc = state ? wr_rebuild(a->cfg, a->partition_cnt, &a->stopping, state,
+					    &quarantined, why, sizeof(why))
+			       : WR_REBUILD_FAILED;
+		if (rc == WR_REBUILD_OK) {
+			vp_log_info(NULL, "write_model_ready", "%d partitions, rebuilt in %lld ms",
+				    a->partition_cnt, (long long)(vp_time_mono_us() - started) / 1000);
+			vp_metric_set(a->m_quarantined, quarantined);
 			pthread_mutex_lock(&a->lock);
 			a->rebuilt_state = state;
 			pthread_mutex_unlock(&a->lock);
 			event_active(a->done_event, EV_READ, 0);
-			return;
+			return 0;
 		}
-		vp_log_error(NULL, "rebuild", "%s", why);
 		if (state) {
 			wr_state_clear(state);
 			free(state);
+		} else {
+			snprintf(why, sizeof(why), "out of memory");
 		}
-		sleep(1);
+		if (rc == WR_REBUILD_UNREADABLE) {
+			snprintf(not_ready, sizeof(not_ready), "rebuild stopped at %s; retrying every %d s",
+				 why, WR_UNREADABLE_RETRY_S);
+			set_not_ready(a, not_ready);
+			vp_log_error(NULL, "rebuild_stopped", "%s", not_ready);
+			pause_unless_stopping(a, WR_UNREADABLE_RETRY_S);
+		} else {
+			vp_log_error(NULL, "rebuild", "%s", why);
+			pause_unless_stopping(a, 1);
+		}
 	}
+	return -1;
+}
+
+/* Rebuilds the model after a failed commit: the model may hold its events. */
+static void rebuild_after_failure(WrAppender *a)
+{
+	pthread_mutex_lock(&a->lock);
+	a->generation++;
+	pthread_mutex_unlock(&a->lock);
+	rebuild_until_done(a, "rebuilding the write model after a failed commit");
 }
 
 /* Dry run: everything but the append; the answers carry offset -1. */
@@ -300,7 +341,6 @@ static void commit_loop(WrAppender *a)
 /* init_transactions (retried while retriable), then the first rebuild. */
 static int prepare(WrAppender *a)
 {
-	char why[256];
 	while (!atomic_load(&a->stopping) && !a->cfg->dry_run) {
 		/* short waits, retried: a stop request is noticed within 2 s */
 		rd_kafka_error_t *error = rd_kafka_init_transactions(a->producer, 2000);
@@ -326,27 +366,7 @@ static int prepare(WrAppender *a)
 		set_not_ready(a, "events topic not found");
 		sleep(1);
 	}
-	set_not_ready(a, "rebuilding the write model");
-	while (!atomic_load(&a->stopping)) {
-		WrState *state = calloc(1, sizeof(*state));
-		int64_t started = vp_time_mono_us();
-		if (state && wr_rebuild(a->cfg, a->partition_cnt, &a->stopping, state, why, sizeof(why)) == 0) {
-			vp_log_info(NULL, "write_model_ready", "%d partitions, rebuilt in %lld ms",
-				    a->partition_cnt, (long long)(vp_time_mono_us() - started) / 1000);
-			pthread_mutex_lock(&a->lock);
-			a->rebuilt_state = state;
-			pthread_mutex_unlock(&a->lock);
-			event_active(a->done_event, EV_READ, 0);
-			return 0;
-		}
-		vp_log_error(NULL, "rebuild", "%s", why);
-		if (state) {
-			wr_state_clear(state);
-			free(state);
-		}
-		sleep(1);
-	}
-	return -1;
+	return rebuild_until_done(a, "rebuilding the write model");
 }
 
 static void *appender_main(void *arg)
@@ -412,6 +432,8 @@ WrAppender *wr_appender_new(const WrConfig *cfg, struct event_base *base, WrAppe
 					 "events appended in committed transactions");
 	a->m_batch_us = vp_metrics_histogram("vetpms_writer_commit_duration_seconds", NULL,
 					     "time to append and commit one group");
+	a->m_quarantined = vp_metrics_gauge("vetpms_writer_quarantined_records", NULL,
+					    "quarantined records the last rebuild skipped");
 	a->done_event = event_new(base, -1, 0, on_done, a);
 	a->producer = a->done_event ? producer_new(a, cfg, why, why_cap) : NULL;
 	a->topic = a->producer ? rd_kafka_topic_new(a->producer, cfg->topic, NULL) : NULL;

@@ -39,6 +39,8 @@ static const VpConfigItem config_items[] = {
 		  "debug, info, warn, error"),
 	VP_CF_BOOL("dry-run", "VETPMS_WRITER_DRY_RUN", &cfg.dry_run, "false",
 		   "benchmarks only: decide and answer but append nothing to Kafka"),
+	VP_CF_STR("quarantine", "VETPMS_WRITER_QUARANTINE", &cfg.quarantine_text, "",
+		  "P:O[,P:O...] records the rebuild may skip if unreadable (docs/operations.md)"),
 };
 #define N_CONFIG_ITEMS (sizeof(config_items) / sizeof(config_items[0]))
 
@@ -63,6 +65,10 @@ static int load_config(int argc, char **argv)
 		fprintf(stderr, "cmd-writer: %s\n", why);
 	if (rc == 0 && cfg.instance >= cfg.instances) {
 		fprintf(stderr, "cmd-writer: --instance must be below --instances\n");
+		rc = -1;
+	}
+	if (rc == 0 && wr_quarantine_parse(cfg.quarantine_text, &cfg.quarantine, why, sizeof(why)) < 0) {
+		fprintf(stderr, "cmd-writer: %s\n", why);
 		rc = -1;
 	}
 	return rc;
@@ -110,6 +116,9 @@ int main(int argc, char **argv)
 	}
 	vp_log_info(NULL, "listening", "http://%s:%d instance %ld of %ld", cfg.host,
 		    vp_service_port(&service), cfg.instance, cfg.instances);
+	if (cfg.quarantine.len)
+		vp_log_warn(NULL, "quarantine", "%zu position(s) may be skipped if unreadable: %s",
+			    cfg.quarantine.len, cfg.quarantine_text);
 	if (cfg.dry_run)
 		vp_log_warn(NULL, "dry_run", "dry run: commands are decided and answered, "
 					     "but nothing is appended to the log");
@@ -121,6 +130,7 @@ done:
 		event_free(watchdog);
 	wr_api_free(api);
 	vp_service_close(&service);
+	wr_quarantine_clear(&cfg.quarantine);
 	vp_config_free(config_items, N_CONFIG_ITEMS);
 	return exit_code;
 }

@@ -4,11 +4,14 @@
  * fenced older writers, so no other writer can add to these partitions while
  * we read them. Idempotency keys are kept for the window after their event's
  * own time: what expired before now is dropped as the log is read, so the
- * rebuild never holds more keys than the window does. */
+ * rebuild never holds more keys than the window does. A record that cannot
+ * enter the model fails the rebuild, naming its position, unless ops have
+ * quarantined that position: skipping silently is how aggregates vanish. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "vp_catalog.h"
 #include "vp_event.h"
 #include "vp_kafka.h"
 #include "vp_log.h"
@@ -17,6 +20,7 @@
 
 #define REBUILD_POLL_MS 500
 #define REBUILD_MAX_IDLE_POLLS 120 /* a minute without progress: give up, retry */
+#define REBUILD_MAX_LOGGED_UNREADABLE 100 /* a topic of garbage must not flood the log */
 
 bool wr_owns_partition(const WrConfig *cfg, int partition)
 {
@@ -56,42 +60,90 @@ static void header_value(const rd_kafka_message_t *m, const char *name, char *ou
 	}
 }
 
-/* One record into the model; a record we cannot read is logged and skipped
- * (the projector dead-letters it; the writer cannot do better than ignore).
- * Its command id is remembered unless the record says the writer generated
- * it; a record without the origin header predates it and is remembered, as
- * every record was then (so are other producers' records). */
-static void apply_record(WrState *state, const rd_kafka_message_t *m, int64_t now_us)
+/* One record into the model: 0, or -1 with why when it cannot enter it. A
+ * record enters when its envelope decodes, the catalog accepts it (the
+ * projector applies the same check) and the model takes it; an event the
+ * model refuses (its tenant or aggregate unknown) would otherwise leave the
+ * model without something the read side shows. Types the model does not track
+ * (medical records, ...) are taken and ignored by wr_state_apply. Its command
+ * id is remembered unless the record says the writer generated it; a record
+ * without the origin header predates it and is remembered, as every record
+ * was then (so are other producers' records). */
+static int apply_record(WrState *state, const rd_kafka_message_t *m, int64_t now_us, char *why,
+			size_t why_cap)
 {
 	VpEvent ev;
-	char why[256];
 	char hash[65];
 	char origin[16];
 	char position[32];
-	if (vp_event_decode(m->payload, m->len, &ev, why, sizeof(why)) < 0) {
-		vp_log_warn(NULL, "rebuild_skip", "partition %d offset %lld: %s", m->partition,
-			    (long long)m->offset, why);
-		return;
+	if (!m->payload) {
+		snprintf(why, why_cap, "empty record (no value)");
+		return -1;
 	}
+	if (vp_event_decode(m->payload, m->len, &ev, why, why_cap) < 0)
+		return -1;
+	int rc = vp_catalog_check(&ev, why, why_cap);
 	header_value(m, WR_HEADER_COMMAND_HASH, hash, sizeof(hash));
 	header_value(m, WR_HEADER_COMMAND_ID_ORIGIN, origin, sizeof(origin));
 	snprintf(position, sizeof(position), "%d:%lld", m->partition, (long long)m->offset);
 	const WrIdemNote idem = {.request_hash = hash, .position = position, .pending = false};
 	bool generated = !strcmp(origin, WR_ORIGIN_WRITER);
-	if (wr_state_apply(state, &ev, generated ? NULL : &idem, why, sizeof(why)) < 0)
-		vp_log_warn(NULL, "rebuild_skip", "partition %d offset %lld: %s", m->partition,
-			    (long long)m->offset, why);
-	WrTenant *t = generated ? NULL : wr_state_tenant(state, ev.tenant_id);
+	if (rc == 0)
+		rc = wr_state_apply(state, &ev, generated ? NULL : &idem, why, why_cap);
+	WrTenant *t = rc < 0 || generated ? NULL : wr_state_tenant(state, ev.tenant_id);
 	if (t) /* only a remembered key can push the window past its bound */
 		wr_state_idem_expire(state, t, now_us);
 	vp_event_release(&ev);
+	return rc;
+}
+
+/* What became of the records that could not enter the model. */
+typedef struct RebuildRefusals {
+	long long unreadable;  /* not quarantined: the rebuild fails */
+	long long quarantined; /* skipped because ops listed them */
+	char first[384];       /* "partition P offset O: why" of the first unreadable */
+} RebuildRefusals;
+
+/* Takes one record. One that cannot enter the model is skipped only when its
+ * exact position is quarantined; otherwise it is counted, logged, and the
+ * rebuild reads on only to name every such record at once (ops quarantine
+ * them in one restart), then fails. A quarantined record that can be read is
+ * applied, not skipped: the projector applies it too, and a writer model
+ * without it is the vanished aggregate the quarantine must never cause. */
+static void take_record(const WrConfig *cfg, WrState *state, const rd_kafka_message_t *m,
+			int64_t now_us, RebuildRefusals *refusals)
+{
+	char why[256];
+	bool listed = wr_quarantined(&cfg->quarantine, m->partition, m->offset);
+	if (apply_record(state, m, now_us, why, sizeof(why)) == 0) {
+		if (listed)
+			vp_log_warn(NULL, "quarantine_unneeded",
+				    "partition %d offset %lld is readable and was applied; "
+				    "remove it from the quarantine",
+				    m->partition, (long long)m->offset);
+		return;
+	}
+	if (listed) {
+		refusals->quarantined++;
+		vp_log_warn(NULL, "rebuild_quarantined",
+			    "partition %d offset %lld skipped (quarantined): %s", m->partition,
+			    (long long)m->offset, why);
+		return;
+	}
+	if (refusals->unreadable++ == 0)
+		snprintf(refusals->first, sizeof(refusals->first), "partition %d offset %lld: %s",
+			 m->partition, (long long)m->offset, why);
+	if (refusals->unreadable <= REBUILD_MAX_LOGGED_UNREADABLE)
+		vp_log_error(NULL, "rebuild_unreadable", "partition %d offset %lld: %s",
+			     m->partition, (long long)m->offset, why);
 }
 
 int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stopping,
-	       WrState *state, char *why, size_t why_cap)
+	       WrState *state, long long *quarantined, char *why, size_t why_cap)
 {
-	int rc = -1, owned = 0, at_end = 0, idle = 0;
+	int rc = WR_REBUILD_FAILED, owned = 0, at_end = 0, idle = 0;
 	long long records = 0;
+	RebuildRefusals refusals = {0};
 	int64_t started_us = vp_time_now_us();
 	rd_kafka_t *rk = reader_new(cfg, why, why_cap);
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partition_cnt);
@@ -123,7 +175,7 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 		else if (m->err)
 			vp_log_warn(NULL, "rebuild_consume", "%s", rd_kafka_message_errstr(m));
 		else {
-			apply_record(state, m, started_us);
+			take_record(cfg, state, m, started_us, &refusals);
 			records++;
 		}
 		rd_kafka_message_destroy(m);
@@ -133,11 +185,19 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 			 owned);
 		goto done;
 	}
+	*quarantined = refusals.quarantined;
+	if (refusals.unreadable) {
+		snprintf(why, why_cap, "%s (%lld unreadable record(s), each logged as rebuild_unreadable)",
+			 refusals.first, refusals.unreadable);
+		rc = WR_REBUILD_UNREADABLE;
+		goto done;
+	}
 	wr_state_idem_expire_all(state, vp_time_now_us());
 	vp_log_info(NULL, "rebuild",
-		    "%lld records from %d owned partition(s), %zu idempotency keys in the window",
-		    records, owned, state->idem_keys);
-	rc = 0;
+		    "%lld records from %d owned partition(s), %lld quarantined and skipped, "
+		    "%zu idempotency keys in the window",
+		    records, owned, refusals.quarantined, state->idem_keys);
+	rc = WR_REBUILD_OK;
 done:
 	if (parts)
 		rd_kafka_topic_partition_list_destroy(parts);

@@ -13,6 +13,18 @@
 #include "vp_jwt.h"
 #include "vp_service.h"
 
+/* A record's place in the events topic. */
+typedef struct WrPosition {
+	int partition;
+	int64_t offset;
+} WrPosition;
+
+/* Positions ops accept the rebuild skipping when it cannot read them, sorted. */
+typedef struct WrQuarantine {
+	WrPosition *positions;
+	size_t len;
+} WrQuarantine;
+
 typedef struct WrConfig {
 	char *host;
 	long port;
@@ -31,6 +43,10 @@ typedef struct WrConfig {
 	/* Benchmarks only: decide and answer, append nothing. No transactional.id,
 	 * so a dry-run writer never fences the real one; answers carry offset -1. */
 	bool dry_run;
+	/* --quarantine as given, and parsed (docs/operations.md, "A rebuild
+	 * stopped at a record"). */
+	char *quarantine_text;
+	WrQuarantine quarantine;
 } WrConfig;
 
 /* Record headers of the writer's events besides EVENTS.md's `type` and `v`
@@ -82,10 +98,24 @@ WrAppender *wr_appender_free(WrAppender *a);
 void wr_append_free(WrAppend *item);
 
 /* rebuild.c: reads the owned partitions from the beginning to their end
- * (read_committed) into state. */
+ * (read_committed) into state. Every record must enter the model: one that
+ * cannot (envelope, catalog or model refuses it) stops the rebuild with
+ * WR_REBUILD_UNREADABLE and why "partition P offset O: ...", unless its
+ * position is quarantined, when it is skipped and counted in *quarantined. */
+enum {
+	WR_REBUILD_OK = 0,
+	WR_REBUILD_FAILED = -1,     /* Kafka, memory, a stop request: worth retrying soon */
+	WR_REBUILD_UNREADABLE = -2, /* a record no retry will read: ops must look */
+};
 int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stopping,
-	       WrState *state, char *why, size_t why_cap);
+	       WrState *state, long long *quarantined, char *why, size_t why_cap);
 bool wr_owns_partition(const WrConfig *cfg, int partition);
+
+/* quarantine.c: "P:O[,P:O...]" (no spaces, no duplicates; "" is none) into q.
+ * 0, or -1 with why naming the bad item and q empty. */
+int wr_quarantine_parse(const char *text, WrQuarantine *q, char *why, size_t why_cap);
+bool wr_quarantined(const WrQuarantine *q, int partition, int64_t offset);
+void wr_quarantine_clear(WrQuarantine *q);
 
 /* http_api.c: the command routes. */
 typedef struct WrApi WrApi;

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 
 import requests
 
+import events
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SANITIZER_MARK = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:")
 BIN_DIR = os.environ.get("VETPMS_BIN_DIR", os.path.join(ROOT, "bin"))
@@ -190,6 +192,11 @@ class Stack:
             "VETPMS_PROJECTOR_DSN": self.dsn("projector"),
             "VETPMS_READER_DSN": self.dsn("reader"),
         })
+        if name == "cmd-writer":
+            # what the tests wrote behind the writer's back (events.py), unless
+            # the caller sets its own quarantine
+            behind = events.BEHIND_THE_WRITER.get(self.brokers, [])
+            e["VETPMS_WRITER_QUARANTINE"] = ",".join(f"{p}:{o}" for p, o in behind)
         e.update(env or {})
         log_path = os.path.join(self.dir, f"{name}-{port}-{len(self.daemons)}.log")
         log = open(log_path, "ab")

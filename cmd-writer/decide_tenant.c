@@ -106,6 +106,14 @@ static bool tzif_usable(FILE *f)
 	return tzif_header(f, &version2, &v2) && version2 == version && tzif_counts_usable(&v2);
 }
 
+/* TZif files that are no zone: "localtime" is this host's setting (another host,
+ * PostgreSQL's, may say something else), "posixrules" is zic's template for
+ * POSIX TZ strings. Neither is in the tz database's list of zones. */
+static bool host_file(const char *tz)
+{
+	return !strcmp(tz, "localtime") || !strcmp(tz, "posixrules");
+}
+
 bool wr_timezone_known(const char *zoneinfo_dir, const char *tz)
 {
 	char path[PATH_MAX];
@@ -113,7 +121,7 @@ bool wr_timezone_known(const char *zoneinfo_dir, const char *tz)
 	bool usable;
 	FILE *f;
 	if (!*tz || strstr(tz, "..") || strstr(tz, "//") || tz[0] == '/' ||
-	    tz[strlen(tz) - 1] == '/' || strlen(tz) > 64)
+	    tz[strlen(tz) - 1] == '/' || strlen(tz) > 64 || host_file(tz))
 		return false;
 	for (const char *c = tz; *c; c++)
 		if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+/", *c))

@@ -99,6 +99,8 @@ static int setup(void **state)
 	snprintf(path, sizeof(path), "%s/right", root);
 	mkdir(path, 0755);
 	write_zone("UTC", '\0', utc, utc);
+	write_zone("localtime", '2', utc, utc);
+	write_zone("posixrules", '2', london, london);
 	write_zone("Europe/London", '2', london, london);
 	write_zone("Etc+v3", '3', utc, utc);
 	write_zone("right/UTC", '2', with_leap, with_leap);
@@ -149,7 +151,8 @@ static void everything_else_is_not(void **state)
 	(void)state;
 	const char *refused[] = {"right/UTC", "right/Slim", "right/Old", "Empty", "zone.tab",
 				 "leapseconds", "tzdata.zi", "Short", "BadVersion", "Truncated",
-				 "Fifo", "Europe", "right", "Nowhere", "Europe/Nowhere"};
+				 "Fifo", "Europe", "right", "Nowhere", "Europe/Nowhere",
+				 "localtime", "posixrules"};
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
 		if (wr_timezone_known(root, refused[i]))
 			fail_msg("%s accepted", refused[i]);

@@ -405,6 +405,9 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 	}
 	if (vp_http_read_json_or_empty(r, &body, err) < 0)
 		goto done;
+	/* One spelling per id before anything reads or hashes the body: the
+	 * model is keyed by lower-case text, and "A1.." and "a1.." must find the
+	 * same aggregate and be the same command for idempotency. */
 	if (vp_json_check(body, cmd->fields, cmd->n_fields, false, err) == 0)
 		vp_json_uuids_lower(body, cmd->fields, cmd->n_fields);
 	if (cmd->validate)

@@ -68,6 +68,13 @@ extern const size_t wr_n_appointment_commands;
  * another platform admin's same key names another tenant. */
 void wr_tenant_id_for_key(const char *sub, const char *key, uint32_t attempt, char out[37]);
 
+/* tz names a zone under zoneinfo_dir that PostgreSQL also accepts: an IANA
+ * shaped name (letters, digits, "_-+/", no "..", "//" nor leading or trailing
+ * "/", at most 64 bytes) of a regular TZif file (RFC 8536) with at least one
+ * local time type and no leap seconds. Not zone.tab, tzdata.zi, right/...,
+ * nor the host's "localtime" or zic's "posixrules". */
+bool wr_timezone_known(const char *zoneinfo_dir, const char *tz);
+
 /* Shared by the decide files. */
 int wr_check_version(const WrDecision *d, int64_t current, VpError *err);
 /* Copies body[name] into data (null when absent), strings trimmed of nothing:

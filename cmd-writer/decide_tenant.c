@@ -1,6 +1,9 @@
 /* ProvisionTenant: a clinic joins the platform. Timezones are checked against
- * the system zoneinfo database; currencies are ISO 4217 shaped codes. A keyed
+ * the system zoneinfo database, which PostgreSQL reads too (the projector's AT
+ * TIME ZONE must never refuse a tenant's zone: every appointment of the tenant
+ * would be dead-lettered); currencies are ISO 4217 shaped codes. A keyed
  * command without `id` names the tenant derived from the caller and the key. */
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +16,7 @@
 #include "vp_uuid.h"
 
 #define TENANT_ID_DOMAIN "vetpms:ProvisionTenant:id:v1"
+#define WR_ZONEINFO_DIR	 "/usr/share/zoneinfo"
 
 static void hash_be32(crypto_generichash_state *st, uint32_t n)
 {
@@ -44,19 +48,95 @@ void wr_tenant_id_for_key(const char *sub, const char *key, uint32_t attempt, ch
 	vp_uuid_format(&u, out);
 }
 
-/* An IANA name: letters, digits, '_', '-', '+', '/' segments, no "..", present
- * as a regular file under /usr/share/zoneinfo. */
-static bool timezone_exists(const char *tz)
+/* RFC 8536: "TZif", a version byte, 15 reserved bytes, then six big-endian
+ * 32-bit counts. A version 2+ file repeats header and data with 64-bit times
+ * after the version 1 data block; readers use the second, so both are checked
+ * ("zic -b slim" writes a near-empty first block whatever the zone holds). */
+#define TZIF_HEADER_LEN 44
+
+typedef struct TzifCounts {
+	uint32_t isutcnt, isstdcnt, leapcnt, timecnt, typecnt, charcnt;
+} TzifCounts;
+
+static uint32_t be32(const unsigned char *p)
 {
-	char path[160];
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The header at f's position; its version byte, '\0' for version 1. */
+static bool tzif_header(FILE *f, char *version, TzifCounts *c)
+{
+	unsigned char h[TZIF_HEADER_LEN];
+	if (fread(h, 1, sizeof(h), f) != sizeof(h) || memcmp(h, "TZif", 4) != 0)
+		return false;
+	*version = (char)h[4];
+	c->isutcnt = be32(h + 20);
+	c->isstdcnt = be32(h + 24);
+	c->leapcnt = be32(h + 28);
+	c->timecnt = be32(h + 32);
+	c->typecnt = be32(h + 36);
+	c->charcnt = be32(h + 40);
+	return *version == '\0' || (*version >= '2' && *version <= '9');
+}
+
+/* Leap seconds (the right/ zones) count TAI-like seconds that PostgreSQL
+ * refuses, and a zone without a local time type describes nothing. */
+static bool tzif_counts_usable(const TzifCounts *c)
+{
+	return c->leapcnt == 0 && c->typecnt >= 1;
+}
+
+/* Bytes of a version 1 data block (32-bit transition times and leap records). */
+static long tzif_v1_data_len(const TzifCounts *c)
+{
+	return (long)c->timecnt * 5 + (long)c->typecnt * 6 + (long)c->charcnt +
+	       (long)c->leapcnt * 8 + (long)c->isstdcnt + (long)c->isutcnt;
+}
+
+static bool tzif_usable(FILE *f)
+{
+	TzifCounts v1, v2;
+	char version, version2;
+	if (!tzif_header(f, &version, &v1) || !tzif_counts_usable(&v1))
+		return false;
+	if (version == '\0')
+		return true;
+	if (fseek(f, tzif_v1_data_len(&v1), SEEK_CUR) != 0)
+		return false;
+	return tzif_header(f, &version2, &v2) && version2 == version && tzif_counts_usable(&v2);
+}
+
+/* TZif files that are no zone: "localtime" is this host's setting (another host,
+ * PostgreSQL's, may say something else), "posixrules" is zic's template for
+ * POSIX TZ strings. Neither is in the tz database's list of zones. */
+static bool host_file(const char *tz)
+{
+	return !strcmp(tz, "localtime") || !strcmp(tz, "posixrules");
+}
+
+bool wr_timezone_known(const char *zoneinfo_dir, const char *tz)
+{
+	char path[PATH_MAX];
 	struct stat st;
-	if (!*tz || strstr(tz, "..") || tz[0] == '/' || strlen(tz) > 64)
+	bool usable;
+	FILE *f;
+	if (!*tz || strstr(tz, "..") || strstr(tz, "//") || tz[0] == '/' ||
+	    tz[strlen(tz) - 1] == '/' || strlen(tz) > 64 || host_file(tz))
 		return false;
 	for (const char *c = tz; *c; c++)
 		if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+/", *c))
 			return false;
-	snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", tz);
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+	if (snprintf(path, sizeof(path), "%s/%s", zoneinfo_dir, tz) >= (int)sizeof(path))
+		return false;
+	/* stat first: opening a FIFO or a device would block or read forever */
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+		return false;
+	f = fopen(path, "rb");
+	if (!f)
+		return false;
+	usable = tzif_usable(f);
+	fclose(f);
+	return usable;
 }
 
 static bool currency_shaped(const char *c)
@@ -70,7 +150,7 @@ static void validate_provision(const cJSON *body, int64_t now_us, VpError *err)
 	(void)now_us;
 	const char *tz = vp_json_str(body, "timezone");
 	const char *currency = vp_json_str(body, "currency");
-	if (tz && !timezone_exists(tz))
+	if (tz && !wr_timezone_known(WR_ZONEINFO_DIR, tz))
 		vp_error_add_detail(err, "timezone", "must be an IANA timezone such as Europe/London");
 	if (currency && !currency_shaped(currency))
 		vp_error_add_detail(err, "currency", "must be an ISO 4217 code (3 upper-case letters)");

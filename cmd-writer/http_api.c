@@ -13,8 +13,10 @@
 #include <sodium.h>
 
 #include "decide.h"
+#include "vp_auth.h"
 #include "vp_catalog.h"
 #include "vp_event.h"
+#include "vp_json.h"
 #include "vp_kafka.h"
 #include "vp_log.h"
 #include "vp_metrics.h"
@@ -89,15 +91,8 @@ static const WrCommand *find_command(VpHttpRequest *r, bool *path_known, unsigne
 
 static int authenticate(WrApi *api, VpHttpRequest *r, VpClaims *claims, VpError *err)
 {
-	const char *header = vp_http_header(r, "Authorization");
-	char why[128];
-	if (!header || strncmp(header, "Bearer ", 7) != 0)
-		return vp_error_set(err, 401, VP_ERR_UNAUTHENTICATED, "a Bearer token is required");
-	const char *token = header + 7;
-	if (vp_jwt_verify(&api->verifier, token, strlen(token), vp_time_now_us() / 1000000, claims,
-			  why, sizeof(why)) < 0)
-		return vp_error_set(err, 401, VP_ERR_UNAUTHENTICATED, "invalid token: %s", why);
-	return 0;
+	return vp_auth_bearer(&api->verifier, vp_http_header(r, "Authorization"),
+			      vp_time_now_us() / 1000000, claims, err);
 }
 
 /* If-Match: "N" (or N, or W/"N"); -1 when absent. */
@@ -363,13 +358,18 @@ static int append_decision(WrApi *api, VpHttpRequest *r, const WrCommand *cmd,
 	return 0;
 }
 
-/* The command id: Idempotency-Key, else the body's command_id, else fresh. */
+/* The command id: Idempotency-Key, else the body's command_id, else fresh.
+ * It is stored in the event and the idempotency store as text: a header's raw
+ * bytes or a \u escape must not put broken or control characters there. */
 static int command_key(VpHttpRequest *r, const cJSON *body, char out[MAX_KEY_LEN + 1],
 		       bool *client_chosen, VpError *err)
 {
-	const char *key = vp_http_header(r, "Idempotency-Key");
-	if (!key)
-		key = vp_json_str(body, "command_id");
+	const char *field = "Idempotency-Key";
+	const char *key = vp_http_header(r, field);
+	if (!key) {
+		field = "command_id";
+		key = vp_json_str(body, field);
+	}
 	*client_chosen = key != NULL;
 	if (!key) {
 		VpUuid u;
@@ -379,8 +379,11 @@ static int command_key(VpHttpRequest *r, const cJSON *body, char out[MAX_KEY_LEN
 	}
 	size_t len = strlen(key);
 	if (len == 0 || len > MAX_KEY_LEN)
-		return vp_error_set(err, 400, VP_ERR_VALIDATION,
-				    "Idempotency-Key must be 1-%d characters", MAX_KEY_LEN);
+		vp_error_add_detail(err, field, "must be 1-%d bytes", MAX_KEY_LEN);
+	else if (!vp_utf8_printable(key, len))
+		vp_error_add_detail(err, field, "must be UTF-8 text without control characters");
+	if (vp_error_finish_validation(err))
+		return -1;
 	snprintf(out, MAX_KEY_LEN + 1, "%s", key);
 	return 0;
 }
@@ -402,7 +405,11 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 	}
 	if (vp_http_read_json_or_empty(r, &body, err) < 0)
 		goto done;
-	vp_json_check(body, cmd->fields, cmd->n_fields, false, err);
+	/* One spelling per id before anything reads or hashes the body: the
+	 * model is keyed by lower-case text, and "A1.." and "a1.." must find the
+	 * same aggregate and be the same command for idempotency. */
+	if (vp_json_check(body, cmd->fields, cmd->n_fields, false, err) == 0)
+		vp_json_uuids_lower(body, cmd->fields, cmd->n_fields);
 	if (cmd->validate)
 		cmd->validate(body, d.now_us, err);
 	parse_if_match(r, &d.if_match, err);
@@ -553,7 +560,7 @@ static int setup_verifier(WrApi *api, char *why, size_t why_cap)
 	}
 	api->verifier.issuer = *cfg->jwt_issuer ? cfg->jwt_issuer : NULL;
 	api->verifier.audience = *cfg->jwt_audience ? cfg->jwt_audience : NULL;
-	api->verifier.leeway_s = 30;
+	api->verifier.leeway_s = VP_AUTH_LEEWAY_S;
 	return 0;
 }
 

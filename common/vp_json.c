@@ -71,6 +71,28 @@ bool vp_json_utf8_valid(const char *s, size_t len)
 	return utf8_invalid_at(s, len) == len;
 }
 
+/* U+0000-U+001F, U+007F and U+0080-U+009F (C1, encoded C2 80..C2 9F). */
+static bool is_control(const unsigned char *p, size_t seq_len)
+{
+	if (seq_len == 1)
+		return p[0] < 0x20 || p[0] == 0x7F;
+	return seq_len == 2 && p[0] == 0xC2 && p[1] <= 0x9F;
+}
+
+bool vp_utf8_printable(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < len) {
+		size_t n = vp_utf8_seq_len(p + i, len - i);
+		if (n == 0 || is_control(p + i, n))
+			return false;
+		i += n;
+	}
+	return true;
+}
+
 static bool is_json_space(char c)
 {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
@@ -276,6 +298,28 @@ static bool check_array(const cJSON *item, const VpJsonField *f, const char *pat
 	return good;
 }
 
+/* A refused time that parses once its offset is replaced by Z: only its UTC
+ * instant (e.g. 0001-01-01T00:00:00+00:01) left years 1-9999. Worth its own
+ * issue, since the text a client sent looks right. */
+static bool utc_out_of_range(const char *s, size_t len)
+{
+	char as_utc[64];
+	int64_t us;
+
+	const char *off = s + len - 6;
+
+	if (len < 7 || len >= sizeof(as_utc) || (off[0] != '+' && off[0] != '-') || off[3] != ':')
+		return false;
+	for (int i = 1; i < 6; i++)
+		if (i != 3 && (off[i] < '0' || off[i] > '9'))
+			return false;
+	if (off[1] > '2' || (off[1] == '2' && off[2] > '3') || off[4] > '5')
+		return false; /* an offset the parser refuses whatever the instant */
+	memcpy(as_utc, s, len - 6);
+	as_utc[len - 6] = 'Z';
+	return vp_time_parse_rfc3339(as_utc, len - 5, &us) == 0;
+}
+
 static bool check_value(const cJSON *item, const VpJsonField *f, const char *path, VpError *err)
 {
 	const char *s = cJSON_IsString(item) ? item->valuestring : NULL;
@@ -331,6 +375,10 @@ static bool check_value(const cJSON *item, const VpJsonField *f, const char *pat
 		}
 		return true;
 	case VP_JSON_TIME:
+		if (s && vp_time_parse_rfc3339(s, len, &us) < 0 && utc_out_of_range(s, len)) {
+			vp_error_add_detail(err, path, "must fall in years 0001-9999 once in UTC");
+			return false;
+		}
 		if (!s || vp_time_parse_rfc3339(s, len, &us) < 0) {
 			vp_error_add_detail(err, path, "must be an RFC 3339 time with offset");
 			return false;
@@ -413,6 +461,36 @@ int vp_json_check(const cJSON *obj, const VpJsonField *fields, size_t n, bool al
 		  VpError *err)
 {
 	return check_object(obj, fields, n, allow_unknown, "", err) ? 0 : -1;
+}
+
+static void uuid_lower(cJSON *item)
+{
+	VpUuid parsed;
+	char *s = cJSON_IsString(item) ? item->valuestring : NULL;
+
+	/* vp_uuid_format's text has the parsed text's length: rewritten in place */
+	if (s && vp_uuid_parse(s, strlen(s), &parsed) == 0)
+		vp_uuid_format(&parsed, s);
+}
+
+void vp_json_uuids_lower(cJSON *obj, const VpJsonField *fields, size_t n)
+{
+	cJSON *element;
+
+	if (!cJSON_IsObject(obj))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const VpJsonField *f = &fields[i];
+		cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, f->name);
+
+		if (f->type == VP_JSON_UUID)
+			uuid_lower(item);
+		else if (f->type == VP_JSON_OBJECT && f->fields)
+			vp_json_uuids_lower(item, f->fields, f->n_fields);
+		else if (f->type == VP_JSON_ARRAY && f->fields && cJSON_IsArray(item))
+			cJSON_ArrayForEach(element, item)
+				vp_json_uuids_lower(element, f->fields, f->n_fields);
+	}
 }
 
 const char *vp_json_str(const cJSON *obj, const char *name)

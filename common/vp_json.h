@@ -70,6 +70,18 @@ size_t vp_utf8_seq_len(const unsigned char *s, size_t n);
  * are valid UTF-8; callers that refuse them check separately. */
 bool vp_json_utf8_valid(const char *s, size_t len);
 
+/* Text fit to be kept in a header-like slot of the log (a command id, an actor):
+ * well-formed UTF-8 of len bytes with no control character (C0, DEL, C1). A
+ * JSON string can smuggle those in as \u escapes, a header as raw bytes. */
+bool vp_utf8_printable(const char *s, size_t len);
+
+/* Lower-cases, in place, the text of every VP_JSON_UUID member of obj that
+ * fields[0..n) names, nested objects and arrays of objects too. Call it after
+ * vp_json_check passed: an id then has one spelling, so "A1..." and "a1..."
+ * find the same aggregate and hash to the same command. Members that are not
+ * UUID text are left alone. */
+void vp_json_uuids_lower(cJSON *obj, const VpJsonField *fields, size_t n);
+
 /* Getters: absent, null and wrong-typed members all read as "not there". */
 const char *vp_json_str(const cJSON *obj, const char *name);
 bool vp_json_int(const cJSON *obj, const char *name, long long *out); /* integral, ±2^53 */

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <sodium.h>
 
+#include "vp_json.h"
 #include "vp_uuid.h"
 
 #define B64_VARIANT sodium_base64_VARIANT_URLSAFE_NO_PADDING
@@ -278,7 +279,10 @@ static const char *read_claims(const VpJwtVerifier *v, const cJSON *payload, int
 	if (!cJSON_IsString(item))
 		return "bad sub";
 	n = strlen(item->valuestring);
-	if (n == 0 || n > VP_JWT_MAX_SUB_LEN)
+	/* sub becomes every event's actor: one that the log would cut or store
+	 * as broken text is no identity we can act for (cJSON passes raw bytes
+	 * through, and \u escapes make control characters). */
+	if (n == 0 || n > VP_JWT_MAX_SUB_LEN || !vp_utf8_printable(item->valuestring, n))
 		return "bad sub";
 	memcpy(out->sub, item->valuestring, n + 1);
 

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #define VP_JWT_MAX_TOKEN_LEN 8192
-#define VP_JWT_MAX_SUB_LEN   128
+#define VP_JWT_MAX_SUB_LEN   128 /* = VP_EVENT_MAX_ACTOR: sub is stored as the actor */
 
 enum {
 	VP_ROLE_PLATFORM_ADMIN = 1u << 0,
@@ -58,7 +58,8 @@ typedef struct VpClaims {
  * NULL): "token too long", "malformed token", "bad base64", "bad header",
  * "alg not allowed", "bad typ", "crit not supported", "bad key", "bad signature",
  * "bad payload", "exp missing", "bad exp", "expired", "bad nbf", "not yet valid",
- * "bad iat", "bad sub", "bad tid", "bad roles", "wrong issuer", "wrong audience". */
+ * "bad iat", "bad sub" (not 1-128 bytes of UTF-8 free of control characters),
+ * "bad tid", "bad roles", "wrong issuer", "wrong audience". */
 int vp_jwt_verify(const VpJwtVerifier *v, const char *token, size_t len, int64_t now_s,
 		  VpClaims *out, char *why, size_t why_cap);
 

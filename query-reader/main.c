@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "reader.h"
+#include "vp_auth.h"
 #include "vp_config.h"
 #include "vp_log.h"
 #include "vp_service.h"
@@ -116,7 +117,7 @@ static int setup_keys(RdShared *sh, char *why, size_t why_cap)
 	}
 	sh->verifier.issuer = is_set(cfg.jwt_issuer) ? cfg.jwt_issuer : NULL;
 	sh->verifier.audience = is_set(cfg.jwt_audience) ? cfg.jwt_audience : NULL;
-	sh->verifier.leeway_s = 5;
+	sh->verifier.leeway_s = VP_AUTH_LEEWAY_S;
 	if (is_set(cfg.cursor_secret)) {
 		if (vp_cursor_key_derive(&sh->cursor_key, cfg.cursor_secret,
 					 strlen(cfg.cursor_secret), "vetpms cursor v1") < 0) {

@@ -22,6 +22,7 @@
 
 #include "reader.h"
 #include "routes.h"
+#include "vp_auth.h"
 #include "vp_buf.h"
 #include "vp_log.h"
 #include "vp_uuid.h"
@@ -257,21 +258,8 @@ static void on_position(RdWaitOutcome outcome, void *arg)
 static int authenticate(const RdShared *shared, VpHttpRequest *r, VpClaims *claims,
 			VpError *err)
 {
-	const char *header = vp_http_header(r, "Authorization");
-	char why[64] = "";
-
-	if (!header)
-		return vp_error_set(err, 401, VP_ERR_UNAUTHENTICATED, "missing bearer token");
-	if (strncasecmp(header, "Bearer ", 7) != 0)
-		return vp_error_set(err, 401, VP_ERR_UNAUTHENTICATED,
-				    "Authorization must be a Bearer token");
-	const char *token = header + 7;
-	while (*token == ' ')
-		token++;
-	if (vp_jwt_verify(&shared->verifier, token, strlen(token), (int64_t)time(NULL), claims, why,
-			  sizeof(why)) < 0)
-		return vp_error_set(err, 401, VP_ERR_UNAUTHENTICATED, "invalid token: %s", why);
-	return 0;
+	return vp_auth_bearer(&shared->verifier, vp_http_header(r, "Authorization"),
+			      (int64_t)time(NULL), claims, err);
 }
 
 static int authorize(const RdRoute *route, const VpClaims *claims, VpError *err)

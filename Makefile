@@ -3,6 +3,8 @@
 #   make run|stop   the local stack (PostgreSQL, Kafka, the three daemons)
 #   make test       unit tests, then end-to-end tests on their own isolated stack
 #   make asan test  the same, built with AddressSanitizer + UBSan into build/asan/
+#   make valgrind-unit  the writer's unit tests under Valgrind (uninitialised reads, leaks)
+#   make property   the command property test alone, longer (PROPERTY_EXAMPLES per command)
 #   make bench      benchmarks (own isolated stack; never part of make test;
 #                   BENCH_ARGS="--quick" or "--only commands", see docs/bench.md)
 
@@ -43,7 +45,8 @@ UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 PYTEST := /usr/bin/python3 -m pytest
 
-.PHONY: all asan deps test unit e2e run stop demo bench bench-tools clean format distclean
+.PHONY: all asan deps test unit e2e run stop demo bench bench-tools clean format distclean \
+        valgrind-unit property
 all: $(PROGS)
 # `make asan` alone builds the sanitized binaries; `make asan test` tests them.
 asan:
@@ -86,6 +89,24 @@ unit: $(UNIT_BINS)
 
 e2e: $(PROGS)
 	VETPMS_BIN_DIR=$(CURDIR)/$(BIN) $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
+
+# The writer's unit tests once under Valgrind: it sees reads of uninitialised
+# memory, which ASan does not. Release build only (Valgrind and ASan do not mix).
+WR_UNIT_BINS := $(filter $(BUILD)/tests/test_wr_%,$(UNIT_BINS))
+VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+            --track-origins=yes
+valgrind-unit: $(WR_UNIT_BINS)
+	@test "$(VARIANT)" = release || { echo "valgrind-unit: use the release build"; exit 2; }
+	@failed=0; for t in $(WR_UNIT_BINS); do \
+	  echo "valgrind $$t"; $(VALGRIND) $$t >/dev/null || failed=1; \
+	done; test $$failed -eq 0 && echo "valgrind-unit: no errors"
+
+# The property test of every command (tests/e2e/test_property_commands.py) with
+# more examples than `make test` gives it; VETPMS_PROPERTY_SEED=N replays a run.
+PROPERTY_EXAMPLES ?= 300
+property: $(PROGS)
+	VETPMS_BIN_DIR=$(CURDIR)/$(BIN) VETPMS_PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) \
+	  $(PYTEST) -q -s tests/e2e/test_property_commands.py $(PYTEST_ARGS)
 
 # deps first (a fresh machine has no compiler nor libraries yet), then build in a
 # second make so the wildcards and pkg headers are seen after the install.

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <event2/http.h>
 #include <cjson/cJSON.h>
 
@@ -60,6 +61,22 @@ extern const WrCommand wr_availability_commands[];
 extern const size_t wr_n_availability_commands;
 extern const WrCommand wr_appointment_commands[];
 extern const size_t wr_n_appointment_commands;
+
+/* commands.c: every table above, in routing order (the first match wins). */
+typedef struct WrCommandTable {
+	const WrCommand *table;
+	const size_t *n;
+} WrCommandTable;
+extern const WrCommandTable wr_command_tables[];
+extern const size_t wr_n_command_tables;
+
+/* Every command as JSON, for `cmd-writer --list-commands`: [{"name", "method",
+ * "pattern" ("/v1/patients/{id}/weights"), "roles": ["vet", ...], "creates",
+ * "location_prefix" (creations), "fields": vp_json_fields_describe's table}].
+ * NULL on out of memory. */
+cJSON *wr_commands_describe(void);
+/* Prints wr_commands_describe() to out; 0, or -1 on out of memory or I/O error. */
+int wr_commands_print(FILE *out);
 
 /* The id of the tenant a ProvisionTenant without `id` but with a client key
  * creates: a UUIDv8 (RFC 9562) of BLAKE2b over the caller's sub, the key and

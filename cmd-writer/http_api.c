@@ -54,18 +54,6 @@ struct WrApi {
 	VpMetric *m_idem_keys;
 };
 
-static const struct {
-	const WrCommand *table;
-	const size_t *n;
-} command_tables[] = {
-	{wr_tenant_commands, &wr_n_tenant_commands},
-	{wr_staff_commands, &wr_n_staff_commands},
-	{wr_client_commands, &wr_n_client_commands},
-	{wr_patient_commands, &wr_n_patient_commands},
-	{wr_availability_commands, &wr_n_availability_commands},
-	{wr_appointment_commands, &wr_n_appointment_commands},
-};
-
 /* The command for r's path and method; *path_known when the path exists with
  * another method (405). */
 static const WrCommand *find_command(VpHttpRequest *r, bool *path_known, unsigned *allowed)
@@ -73,9 +61,9 @@ static const WrCommand *find_command(VpHttpRequest *r, bool *path_known, unsigne
 	*path_known = false;
 	*allowed = 0;
 	const WrCommand *found = NULL;
-	for (size_t t = 0; t < sizeof(command_tables) / sizeof(command_tables[0]); t++) {
-		for (size_t i = 0; i < *command_tables[t].n; i++) {
-			const WrCommand *c = &command_tables[t].table[i];
+	for (size_t t = 0; t < wr_n_command_tables; t++) {
+		for (size_t i = 0; i < *wr_command_tables[t].n; i++) {
+			const WrCommand *c = &wr_command_tables[t].table[i];
 			if (!vp_http_route_match(r, c->pattern))
 				continue;
 			*path_known = true;

@@ -2,9 +2,11 @@
  * producer; exits non-zero when Kafka fences this instance. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <event2/thread.h>
 #include <sodium.h>
 
+#include "decide.h"
 #include "vp_config.h"
 #include "vp_log.h"
 #include "writer.h"
@@ -60,7 +62,9 @@ static int load_config(int argc, char **argv)
 {
 	char why[512];
 	int rc = vp_config_load(config_items, N_CONFIG_ITEMS, argc, argv,
-				"usage: cmd-writer [options]", NULL, why, sizeof(why));
+				"usage: cmd-writer [options]\n"
+				"       cmd-writer --list-commands   print the command tables as JSON",
+				NULL, why, sizeof(why));
 	if (rc < 0)
 		fprintf(stderr, "cmd-writer: %s\n", why);
 	if (rc == 0 && cfg.instance >= cfg.instances) {
@@ -83,6 +87,9 @@ int main(int argc, char **argv)
 	VpError err;
 	int exit_code = 1;
 
+	/* Before the configuration: listing needs neither Kafka nor a secret. */
+	if (argc == 2 && !strcmp(argv[1], "--list-commands"))
+		return wr_commands_print(stdout) == 0 ? 0 : 1;
 	int loaded = load_config(argc, argv);
 	if (loaded != 0)
 		return loaded > 0 ? 0 : 2;

@@ -11,6 +11,7 @@ packages=(
   python3 python3-pytest python3-requests python3-psycopg python3-confluent-kafka
   python3-jsonschema python3-yaml
   curl procps jq
+  valgrind  # make valgrind-unit
   wrk  # make bench: the HTTP load generator
 )
 

@@ -22,11 +22,15 @@ static const PjApplyRow *const read_models[] = {
 #define COUNT(table) (sizeof(table) / sizeof(table[0]))
 
 static const PjStatement event_statements[] = {
+	/* Only the event's id makes a duplicate (a replay). Another event already
+	 * at this (partition, offset) (a recreated topic, another topic projected
+	 * into this schema, rows written by hand) violates the unique position: a
+	 * dead letter, never an event skipped in silence. */
 	{"event_log_insert",
 	 "INSERT INTO event_log (tenant_id, event_id, partition, \"offset\", type, v, aggregate, "
 	 "aggregate_id, seq, command_id, actor, at, envelope) VALUES ($1::uuid, $2::uuid, "
 	 "$3::integer, $4::bigint, $5, $6::integer, $7, $8::uuid, $9::integer, $10, $11, "
-	 "$12::timestamptz, $13::jsonb) ON CONFLICT DO NOTHING"},
+	 "$12::timestamptz, $13::jsonb) ON CONFLICT (tenant_id, event_id) DO NOTHING"},
 	{NULL, NULL},
 };
 

@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
 import events as ev
+import kafka_partition
 from stack import free_port, wait_for
 
 
@@ -193,6 +194,48 @@ def test_bad_records_are_dead_lettered_and_the_partition_moves_on(stack, project
     assert value == b"not json {"
     assert headers["source-partition"].decode() == str(raw.delivered[bad[0]][0])
     assert b"not JSON" in headers["error"]
+
+
+def test_an_event_at_a_position_already_logged_is_a_dead_letter_not_a_duplicate(
+        stack, projector, producer):
+    """event_log is deduplicated by event id (a replay is a no-op). A row of
+    another event at the same (partition, offset) (a recreated topic, another
+    topic projected into the schema, rows written by hand as test_reader.py
+    does) must not pass for a duplicate: the event was skipped in silence,
+    neither applied nor dead-lettered, and its position committed past it."""
+    t = ev.new_id()
+    producer.send_all([ev.tenant_provisioned(t)])
+    wait_for(lambda: log_count(stack, t) == 1, what="the tenant")  # its commit marker too
+    part = kafka_partition.partition(t, stack.partitions)
+    c = Consumer({"bootstrap.servers": stack.brokers, "group.id": f"e2e-wm-{uuid.uuid4()}"})
+    _, taken = c.get_watermark_offsets(TopicPartition(ev.TOPIC, part), timeout=10)
+    c.close()
+    other_tenant, other_event = ev.new_id(), ev.new_id()
+    with psycopg.connect(stack.superuser_dsn(), autocommit=True) as su:
+        su.execute("INSERT INTO read.event_log (tenant_id, event_id, partition, \"offset\", type,"
+                   " v, aggregate, aggregate_id, seq, command_id, actor, at, envelope) VALUES"
+                   " (%s, %s, %s, %s, 'ClientRegistered', 1, 'client', %s, 1, %s, 'e2e', now(),"
+                   " '{}')", (other_tenant, other_event, part, taken, ev.new_id(), ev.new_id()))
+    dup_before = metric(projector, "vetpms_projector_events_duplicate_total") or 0
+    raw = ev.EventProducer(stack.brokers)  # plain producer: the very next offsets
+    lost, after = ev.new_id(), ev.new_id()
+    i = raw.send(ev.client_registered(t, lost, "Taken"))
+    j = raw.send(ev.client_registered(t, after, "After"))
+    raw.close()
+    assert raw.delivered[i] == (part, taken), "another record took the position: proves nothing"
+    wait_for(lambda: query(stack, "SELECT 1 FROM read.clients WHERE id = %s", (after,)),
+             what="the event after the taken position")
+    rows = query(stack, "SELECT partition, \"offset\", error FROM read.dead_letters "
+                        "WHERE tenant_id = %s", (t,))
+    skipped = (metric(projector, "vetpms_projector_events_duplicate_total") or 0) - dup_before
+    assert [(r[0], r[1]) for r in rows] == [(part, taken)], \
+        f"event at {part}:{taken} neither applied nor dead-lettered ({skipped} counted duplicate)"
+    assert "event_log_partition_offset_key" in rows[0][2], rows[0][2]
+    assert not query(stack, "SELECT 1 FROM read.clients WHERE id = %s", (lost,))
+    assert raw.delivered[j] == (part, taken + 1)
+    assert query(stack, "SELECT event_id::text FROM read.event_log WHERE partition = %s"
+                        " AND \"offset\" = %s", (part, taken)) == [(other_event,)]
+    assert skipped == 0
 
 
 def test_progress_is_notified_with_the_next_offset(stack, projector, producer):

@@ -302,6 +302,8 @@ static int append_decision(WrApi *api, VpHttpRequest *r, const WrCommand *cmd,
 	ev.at_us = d->now_us;
 	ev.data = d->data;
 	d->data = NULL;
+	if (*api->cfg->fault_poison_type && !strcmp(api->cfg->fault_poison_type, ev.type))
+		cJSON_AddStringToObject(ev.data, "fault_injected", "a member no catalog entry has");
 	WrAppend *item = calloc(1, sizeof(*item));
 	if (item)
 		item->value = vp_event_encode(&ev);

@@ -43,6 +43,9 @@ static const VpConfigItem config_items[] = {
 		   "benchmarks only: decide and answer but append nothing to Kafka"),
 	VP_CF_STR("quarantine", "VETPMS_WRITER_QUARANTINE", &cfg.quarantine_text, "",
 		  "P:O[,P:O...] records the rebuild may skip if unreadable (docs/operations.md)"),
+	VP_CF_STR("fault-poison-type", "VETPMS_WRITER_FAULT_POISON_TYPE", &cfg.fault_poison_type, "",
+		  "tests only: events of this type get a member the catalog refuses, to prove the "
+		  "pre-append check answers 500 and appends nothing"),
 };
 #define N_CONFIG_ITEMS (sizeof(config_items) / sizeof(config_items[0]))
 

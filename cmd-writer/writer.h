@@ -43,6 +43,9 @@ typedef struct WrConfig {
 	/* Benchmarks only: decide and answer, append nothing. No transactional.id,
 	 * so a dry-run writer never fences the real one; answers carry offset -1. */
 	bool dry_run;
+	/* Tests only: a decided event of this type gets a data member the catalog
+	 * refuses ("" = never), the writer bug the pre-append check is there for. */
+	char *fault_poison_type;
 	/* --quarantine as given, and parsed (docs/operations.md, "A rebuild
 	 * stopped at a record"). */
 	char *quarantine_text;

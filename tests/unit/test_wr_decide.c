@@ -13,6 +13,8 @@
 #include "decide.h"
 #include "state.h"
 #include "strmap.h"
+#include "vp_catalog.h"
+#include "vp_event.h"
 #include "vp_uuid.h"
 
 #define TENANT  "01a20807-0000-7000-8000-000000000001"
@@ -43,7 +45,7 @@ static int run(WrState *s, const char *name, const char *target, const char *bod
 	WrDecision d = {.state = s, .tenant = wr_state_tenant(s, TENANT), .tenant_id = TENANT,
 			.target_id = target, .body = body, .if_match = if_match,
 			.now_us = 1795400000000000LL};
-	char why[128];
+	char why[256];
 	vp_error_clear(err);
 	vp_json_check(body, c->fields, c->n_fields, false, err);
 	if (c->validate)
@@ -56,6 +58,16 @@ static int run(WrState *s, const char *name, const char *target, const char *bod
 		snprintf(ev.aggregate, sizeof(ev.aggregate), "%s", d.aggregate);
 		snprintf(ev.aggregate_id, sizeof(ev.aggregate_id), "%s", target);
 		snprintf(ev.command_id, sizeof(ev.command_id), "cmd-%d", n++);
+		snprintf(ev.id, sizeof(ev.id), "%s", "01a20807-0000-7000-8000-0000000000ee");
+		snprintf(ev.actor, sizeof(ev.actor), "%s", "unit");
+		ev.at_us = d.now_us;
+		/* Every event a decision makes passes the catalog, as the writer
+		 * checks before appending it. */
+		char *text = vp_event_encode(&ev);
+		assert_non_null(text);
+		if (vp_catalog_check_encoded(text, strlen(text), why, sizeof(why)) < 0)
+			fail_msg("%s made an event the catalog refuses: %s", name, why);
+		free(text);
 		assert_int_equal(wr_state_apply(s, &ev, NULL, why, sizeof(why)), 0);
 		if (data_out)
 			*data_out = cJSON_Duplicate(d.data, true);

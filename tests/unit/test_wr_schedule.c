@@ -12,6 +12,8 @@
 #include <cmocka.h>
 
 #include "decide.h"
+#include "vp_catalog.h"
+#include "vp_event.h"
 #include "state.h"
 #include "vp_jwt.h"
 #include "vp_time.h"
@@ -67,6 +69,15 @@ static int apply(WrState *s, const cJSON *rec)
 	snprintf(ev.aggregate_id, sizeof(ev.aggregate_id), "%s",
 		 cJSON_GetObjectItem(rec, "aggregate_id")->valuestring);
 	snprintf(ev.command_id, sizeof(ev.command_id), "cmd-%d", n++);
+	snprintf(ev.id, sizeof(ev.id), "%s", TENANT);
+	snprintf(ev.actor, sizeof(ev.actor), "%s", "unit");
+	/* Every event a decision makes passes the catalog, as the writer checks
+	 * before appending it. */
+	char *text = vp_event_encode(&ev);
+	assert_non_null(text);
+	if (vp_catalog_check_encoded(text, strlen(text), why, sizeof(why)) < 0)
+		fail_msg("%s refused by the catalog: %s", ev.type, why);
+	free(text);
 	return wr_state_apply(s, &ev, NULL, why, sizeof(why));
 }
 

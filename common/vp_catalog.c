@@ -20,6 +20,20 @@ const char *const vp_enum_appointment_types[] = {"consultation", "vaccination", 
 						 "dental",	 "follow_up",	"emergency",
 						 "grooming",	 "other",	NULL};
 
+const char *const vp_enum_record_types[] = {"consultation", "vaccination", "surgery",
+					    "dental",	    "emergency",   "follow_up",
+					    "telemedicine", "necropsy",	   NULL};
+const char *const vp_enum_diagnosis_statuses[] = {"presumptive", "differential", "confirmed",
+						  NULL};
+/* DOMAIN.md names only `vaccination`; the rest is the project's choice
+ * (docs/decisions.md). */
+const char *const vp_enum_treatment_types[] = {"vaccination", "medication", "procedure",
+					       "surgery",     "dental",	    "diagnostic",
+					       "therapy",     "other",	    NULL};
+const char *const vp_enum_medication_routes[] = {
+	"oral",	      "topical", "subcutaneous", "intramuscular", "intravenous",
+	"ophthalmic", "otic",	 "inhaled",	 "rectal",	  "other",	   NULL};
+
 #define COUNT(table) (sizeof(table) / sizeof((table)[0]))
 
 static const VpJsonField tenant_provisioned[] = {VP_F_TENANT_NAME, VP_F_TIMEZONE,
@@ -68,6 +82,77 @@ static const VpJsonField appointment_rescheduled[] = {VP_F_START, VP_F_END, VP_F
 static const VpJsonField at_only[] = {VP_TYPED("at", VP_JSON_TIME, true)};
 static const VpJsonField appointment_completed[] = {VP_TYPED("at", VP_JSON_TIME, true),
 						    VP_F_VISIT_NOTES};
+static const VpJsonField tenant_settings_changed[] = {VP_F_RECORD_LOCK_HOURS};
+static const VpJsonField medical_record_opened[] = {
+	VP_F_PATIENT_ID,
+	VP_F_APPOINTMENT_ID,
+	VP_F_RECORD_TYPE,
+	VP_F_CHIEF_COMPLAINT,
+	VP_TYPED("visit_date", VP_JSON_DATE, true),
+};
+static const VpJsonField vitals_recorded[] = {
+	VP_TYPED("vitals_id", VP_JSON_UUID, true),
+	VP_TYPED("recorded_at", VP_JSON_TIME, true),
+	/* tenths of a degree Celsius: 25.0-45.0 °C */
+	{.name = "temperature_dc", .type = VP_JSON_INT, .min = 250, .max = 450},
+	VP_F_PULSE_BPM,
+	VP_F_RESPIRATION_RPM,
+	VP_F_SYSTOLIC_MMHG,
+	VP_F_DIASTOLIC_MMHG,
+	{.name = "weight_g", .type = VP_JSON_INT, .min = 1, .max = 2147483647},
+	VP_F_BODY_CONDITION,
+	VP_F_PAIN_SCORE,
+};
+/* Only the fields changed: absent keeps, a string replaces, null clears. */
+static const VpJsonField soap_note_written[] = {
+	VP_TEXT("subjective", VP_MAX_SOAP_TEXT), VP_TEXT("objective", VP_MAX_SOAP_TEXT),
+	VP_TEXT("assessment", VP_MAX_SOAP_TEXT), VP_TEXT("plan", VP_MAX_SOAP_TEXT),
+	VP_TEXT("additional_notes", VP_MAX_SOAP_TEXT),
+};
+static const VpJsonField diagnosis_added[] = {
+	VP_TYPED("diagnosis_id", VP_JSON_UUID, true),
+	VP_F_DIAGNOSIS_NAME,
+	VP_F_DIAGNOSIS_CODE,
+	VP_ENUM("status", true, vp_enum_diagnosis_statuses),
+	VP_F_CLINICAL_NOTES,
+	VP_TYPED("primary", VP_JSON_BOOL, true),
+};
+static const VpJsonField diagnosis_retracted[] = {
+	VP_TYPED("diagnosis_id", VP_JSON_UUID, true),
+	VP_F_RETRACT_REASON,
+};
+static const VpJsonField treatment_added[] = {
+	VP_TYPED("treatment_id", VP_JSON_UUID, true),
+	VP_F_TREATMENT_NAME,
+	VP_F_TREATMENT_TYPE,
+	VP_F_DESCRIPTION,
+	VP_F_PERFORMED_AT,
+	VP_F_NEXT_DUE_ON,
+};
+static const VpJsonField treatment_performed[] = {
+	VP_TYPED("treatment_id", VP_JSON_UUID, true),
+	VP_TYPED("performed_at", VP_JSON_TIME, true),
+};
+static const VpJsonField treatment_canceled[] = {
+	VP_TYPED("treatment_id", VP_JSON_UUID, true),
+	VP_F_RETRACT_REASON,
+};
+static const VpJsonField medication_prescribed[] = {
+	VP_TYPED("prescription_id", VP_JSON_UUID, true),
+	VP_F_MEDICATION,
+	VP_F_DOSAGE,
+	VP_F_FREQUENCY,
+	VP_F_ROUTE,
+	VP_F_DURATION_DAYS,
+	{.name = "quantity_milli", .type = VP_JSON_INT, .min = 1, .max = VP_MAX_QUANTITY_MILLI},
+	{.name = "refills", .type = VP_JSON_INT, .required = true, .min = 0, .max = 12},
+	VP_F_INSTRUCTIONS,
+	VP_F_ITEM_ID,
+};
+static const VpJsonField addendum_added[] = {
+	VP_TYPED("addendum_id", VP_JSON_UUID, true),
+	VP_F_ADDENDUM_TEXT,
+};
 /* AppointmentNoShow carries no data: an empty table, so data must be {}. */
 static const VpJsonField no_data[] = {{.name = NULL}};
 
@@ -77,7 +162,7 @@ static const VpJsonField no_data[] = {{.name = NULL}};
 
 const VpEventSpec vp_catalog[] = {
 	SPEC(VP_EV_TENANT_PROVISIONED, VP_AGG_TENANT, tenant_provisioned),
-	UNSPECIFIED(VP_EV_TENANT_SETTINGS_CHANGED, VP_AGG_TENANT),
+	SPEC(VP_EV_TENANT_SETTINGS_CHANGED, VP_AGG_TENANT, tenant_settings_changed),
 	SPEC(VP_EV_STAFF_REGISTERED, VP_AGG_STAFF, staff_registered),
 	SPEC(VP_EV_STAFF_DEACTIVATED, VP_AGG_STAFF, reason_only),
 	SPEC(VP_EV_AVAILABILITY_PUBLISHED, VP_AGG_STAFF, availability_published),
@@ -98,17 +183,17 @@ const VpEventSpec vp_catalog[] = {
 	SPEC(VP_EV_APPOINTMENT_COMPLETED, VP_AGG_APPOINTMENT, appointment_completed),
 	SPEC(VP_EV_APPOINTMENT_CANCELED, VP_AGG_APPOINTMENT, appointment_canceled),
 	SPEC_EMPTY(VP_EV_APPOINTMENT_NO_SHOW, VP_AGG_APPOINTMENT),
-	UNSPECIFIED(VP_EV_MEDICAL_RECORD_OPENED, VP_AGG_MEDICAL_RECORD),
-	UNSPECIFIED(VP_EV_VITALS_RECORDED, VP_AGG_MEDICAL_RECORD),
-	UNSPECIFIED(VP_EV_SOAP_NOTE_WRITTEN, VP_AGG_MEDICAL_RECORD),
-	UNSPECIFIED(VP_EV_DIAGNOSIS_ADDED, VP_AGG_MEDICAL_RECORD),
-	UNSPECIFIED(VP_EV_DIAGNOSIS_RETRACTED, VP_AGG_MEDICAL_RECORD),
-	UNSPECIFIED(VP_EV_TREATMENT_ADDED, VP_AGG_MEDICAL_RECORD),
-	UNSPECIFIED(VP_EV_TREATMENT_PERFORMED, VP_AGG_MEDICAL_RECORD),
-	UNSPECIFIED(VP_EV_TREATMENT_CANCELED, VP_AGG_MEDICAL_RECORD),
-	UNSPECIFIED(VP_EV_MEDICATION_PRESCRIBED, VP_AGG_MEDICAL_RECORD),
-	UNSPECIFIED(VP_EV_MEDICAL_RECORD_SIGNED, VP_AGG_MEDICAL_RECORD),
-	UNSPECIFIED(VP_EV_ADDENDUM_ADDED, VP_AGG_MEDICAL_RECORD),
+	SPEC(VP_EV_MEDICAL_RECORD_OPENED, VP_AGG_MEDICAL_RECORD, medical_record_opened),
+	SPEC(VP_EV_VITALS_RECORDED, VP_AGG_MEDICAL_RECORD, vitals_recorded),
+	SPEC(VP_EV_SOAP_NOTE_WRITTEN, VP_AGG_MEDICAL_RECORD, soap_note_written),
+	SPEC(VP_EV_DIAGNOSIS_ADDED, VP_AGG_MEDICAL_RECORD, diagnosis_added),
+	SPEC(VP_EV_DIAGNOSIS_RETRACTED, VP_AGG_MEDICAL_RECORD, diagnosis_retracted),
+	SPEC(VP_EV_TREATMENT_ADDED, VP_AGG_MEDICAL_RECORD, treatment_added),
+	SPEC(VP_EV_TREATMENT_PERFORMED, VP_AGG_MEDICAL_RECORD, treatment_performed),
+	SPEC(VP_EV_TREATMENT_CANCELED, VP_AGG_MEDICAL_RECORD, treatment_canceled),
+	SPEC(VP_EV_MEDICATION_PRESCRIBED, VP_AGG_MEDICAL_RECORD, medication_prescribed),
+	SPEC_EMPTY(VP_EV_MEDICAL_RECORD_SIGNED, VP_AGG_MEDICAL_RECORD),
+	SPEC(VP_EV_ADDENDUM_ADDED, VP_AGG_MEDICAL_RECORD, addendum_added),
 	UNSPECIFIED(VP_EV_INVENTORY_ITEM_CREATED, VP_AGG_INVENTORY_ITEM),
 	UNSPECIFIED(VP_EV_INVENTORY_ITEM_UPDATED, VP_AGG_INVENTORY_ITEM),
 	UNSPECIFIED(VP_EV_INVENTORY_ITEM_DEACTIVATED, VP_AGG_INVENTORY_ITEM),

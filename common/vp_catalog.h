@@ -79,6 +79,10 @@ extern const char *const vp_enum_sexes[];
 extern const char *const vp_enum_staff_roles[];
 extern const char *const vp_enum_allergy_severities[];
 extern const char *const vp_enum_appointment_types[];
+extern const char *const vp_enum_record_types[];
+extern const char *const vp_enum_diagnosis_statuses[];
+extern const char *const vp_enum_treatment_types[];
+extern const char *const vp_enum_medication_routes[];
 
 /* Field definitions a command takes as it is and its event carries as it is:
  * one limit for both sides, so the writer cannot accept what the projector
@@ -124,6 +128,41 @@ extern const char *const vp_enum_appointment_types[];
 #define VP_F_APPOINTMENT_REASON VP_TEXT("reason", 500)
 #define VP_F_VISIT_NOTES     VP_TEXT("notes", 10000)
 #define VP_MAX_AVAILABILITY_BLOCKS 1000
+/* Medical records (DOMAIN.md § Medical records). */
+#define VP_F_RECORD_TYPE     VP_ENUM("record_type", true, vp_enum_record_types)
+#define VP_F_APPOINTMENT_ID  VP_TYPED("appointment_id", VP_JSON_UUID, false)
+#define VP_F_CHIEF_COMPLAINT VP_TEXT("chief_complaint", 2000)
+#define VP_F_VISIT_DATE      VP_TYPED("visit_date", VP_JSON_DATE, false)
+#define VP_F_RECORDED_AT     VP_TYPED("recorded_at", VP_JSON_TIME, false)
+#define VP_F_PULSE_BPM       {.name = "pulse_bpm", .type = VP_JSON_INT, .min = 1, .max = 400}
+#define VP_F_RESPIRATION_RPM {.name = "respiration_rpm", .type = VP_JSON_INT, .min = 1, .max = 200}
+#define VP_F_SYSTOLIC_MMHG   {.name = "systolic_mmhg", .type = VP_JSON_INT, .min = 20, .max = 300}
+#define VP_F_DIASTOLIC_MMHG  {.name = "diastolic_mmhg", .type = VP_JSON_INT, .min = 20, .max = 300}
+#define VP_F_BODY_CONDITION  {.name = "body_condition_score", .type = VP_JSON_INT, .min = 1, .max = 9}
+#define VP_F_PAIN_SCORE      {.name = "pain_score", .type = VP_JSON_INT, .min = 0, .max = 10}
+#define VP_MAX_SOAP_TEXT     20000
+#define VP_F_DIAGNOSIS_NAME  VP_TEXT1("name", 200)
+#define VP_F_DIAGNOSIS_CODE  VP_TEXT("code", 50)
+#define VP_F_DIAGNOSIS_STATUS VP_ENUM("status", false, vp_enum_diagnosis_statuses)
+#define VP_F_CLINICAL_NOTES  VP_TEXT("notes", 2000)
+#define VP_F_RETRACT_REASON  VP_TEXT1("reason", 500)
+#define VP_F_TREATMENT_NAME  VP_TEXT1("name", 200)
+#define VP_F_TREATMENT_TYPE  VP_ENUM("treatment_type", true, vp_enum_treatment_types)
+#define VP_F_DESCRIPTION     VP_TEXT("description", 2000)
+#define VP_F_PERFORMED_AT    VP_TYPED("performed_at", VP_JSON_TIME, false)
+#define VP_F_NEXT_DUE_ON     VP_TYPED("next_due_on", VP_JSON_DATE, false)
+#define VP_F_MEDICATION      VP_TEXT1("medication", 200)
+#define VP_F_DOSAGE          VP_TEXT1("dosage", 200)
+#define VP_F_FREQUENCY       VP_TEXT1("frequency", 100)
+#define VP_F_ROUTE           VP_ENUM("route", true, vp_enum_medication_routes)
+#define VP_F_DURATION_DAYS   {.name = "duration_days", .type = VP_JSON_INT, .min = 1, .max = 365}
+#define VP_F_REFILLS         {.name = "refills", .type = VP_JSON_INT, .min = 0, .max = 12}
+#define VP_F_INSTRUCTIONS    VP_TEXT("instructions", 2000)
+#define VP_F_ITEM_ID         VP_TYPED("item_id", VP_JSON_UUID, false)
+#define VP_F_ADDENDUM_TEXT   VP_TEXT1("text", VP_MAX_SOAP_TEXT)
+#define VP_F_RECORD_LOCK_HOURS {.name = "record_lock_hours", .type = VP_JSON_INT, .required = true, .min = 0, .max = 8760}
+/* Thousandths (quantity_milli): up to 10^12, a billion units. */
+#define VP_MAX_QUANTITY_MILLI 1000000000000LL
 
 /* One event type at one version. `fields` is the table its data must pass
  * (nothing unknown, nullable members optional). An entry without a field

@@ -126,22 +126,21 @@ static void stored_envelope_text_is_clean(void **state)
 	assert_non_null(strstr(why, "invalid UTF-8"));
 }
 
-/* Record, stock and billing types are catalogued before they are specified:
+/* Stock and billing types are catalogued before they are specified:
  * the projector may log them, the writer may not append them. */
 static void unspecified_types_are_logged_but_never_appended(void **state)
 {
 	char why[256];
 	VpEvent ev = {.v = 1, .at_us = 0};
 	(void)state;
-	snprintf(ev.type, sizeof(ev.type), "%s", VP_EV_MEDICAL_RECORD_SIGNED);
-	snprintf(ev.aggregate, sizeof(ev.aggregate), "%s", VP_AGG_MEDICAL_RECORD);
+	snprintf(ev.type, sizeof(ev.type), "%s", VP_EV_INVOICE_VOIDED);
+	snprintf(ev.aggregate, sizeof(ev.aggregate), "%s", VP_AGG_INVOICE);
 	snprintf(ev.actor, sizeof(ev.actor), "a");
 	snprintf(ev.command_id, sizeof(ev.command_id), "c");
 	assert_int_equal(vp_catalog_check(&ev, why, sizeof(why)), 0);
-	assert_int_equal(check(VP_EV_MEDICAL_RECORD_SIGNED, VP_AGG_MEDICAL_RECORD, "a", "{}", why,
-			       sizeof(why)),
+	assert_int_equal(check(VP_EV_INVOICE_VOIDED, VP_AGG_INVOICE, "a", "{}", why, sizeof(why)),
 			 -1);
-	assert_string_equal(why, "MedicalRecordSigned has no data table in the catalog yet");
+	assert_string_equal(why, "InvoiceVoided has no data table in the catalog yet");
 }
 
 static void versions_and_names_are_unique(void **state)

@@ -115,8 +115,6 @@ static int decide_schedule(WrDecision *d, VpError *err)
  * `allowed` statuses (bit mask of 1 << WrApptStatus). */
 static const WrAppointment *appointment_in(const WrDecision *d, unsigned allowed, VpError *err)
 {
-	static const char *const names[] = {"scheduled", "checked_in", "in_progress",
-					    "completed", "canceled",   "no_show"};
 	const WrAppointment *a = wr_map_get(&d->tenant->appointments, d->target_id);
 	if (!a) {
 		wr_not_found(err, "appointment", d->target_id);
@@ -126,7 +124,7 @@ static const WrAppointment *appointment_in(const WrDecision *d, unsigned allowed
 		return NULL;
 	if (!(allowed & (1u << a->status))) {
 		vp_error_set(err, 409, "INVALID_STATE", "not allowed while the appointment is %s",
-			     names[a->status]);
+			     vp_enum_appointment_statuses[a->status]);
 		return NULL;
 	}
 	return a;

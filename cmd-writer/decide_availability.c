@@ -149,7 +149,7 @@ static int decide_withdraw(WrDecision *d, VpError *err)
 		return wr_not_found(err, "staff", d->target_id);
 	if (wr_check_version(d, st->version, err) < 0)
 		return -1;
-	if (strcmp(st->role, "veterinarian") != 0)
+	if (strcmp(st->role, VP_STAFF_ROLE_VET) != 0)
 		return vp_error_set(err, 409, "NOT_A_VETERINARIAN", "staff %s is not a veterinarian",
 				    d->target_id);
 	if (wr_intervals_overlaps(&st->booked, start, end, NULL))

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "decide.h"
+#include "vp_catalog.h"
 #include "vp_time.h"
 
 int wr_check_version(const WrDecision *d, int64_t current, VpError *err)
@@ -36,7 +37,7 @@ const WrStaff *wr_active_vet(const WrDecision *d, const char *id, VpError *err)
 		vp_error_set(err, 409, "STAFF_INACTIVE", "staff %s is inactive", id);
 		return NULL;
 	}
-	if (strcmp(st->role, "veterinarian") != 0) {
+	if (strcmp(st->role, VP_STAFF_ROLE_VET) != 0) {
 		vp_error_set(err, 409, "NOT_A_VETERINARIAN", "staff %s is not a veterinarian", id);
 		return NULL;
 	}

@@ -36,6 +36,8 @@ typedef struct WrPatient {
 	WrIntervals booked; /* active appointments */
 } WrPatient;
 
+/* In the order of vp_enum_appointment_statuses (common/vp_catalog.h), which
+ * names them. */
 typedef enum WrApptStatus {
 	WR_APPT_SCHEDULED,
 	WR_APPT_CHECKED_IN,

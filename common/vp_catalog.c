@@ -13,7 +13,10 @@ const char *const vp_enum_species[] = {"canine", "feline", "equine", "bovine", "
 				       "caprine", "porcine", "avian", "rabbit", "rodent",
 				       "reptile", "other", NULL};
 const char *const vp_enum_sexes[] = {"male", "female", "unknown", NULL};
-const char *const vp_enum_staff_roles[] = {"veterinarian", "nurse", "receptionist", "admin",
+const char *const vp_enum_appointment_statuses[] = {"scheduled", "checked_in", "in_progress",
+						    "completed", "canceled",   "no_show",
+						    NULL};
+const char *const vp_enum_staff_roles[] = {VP_STAFF_ROLE_VET, "nurse", "receptionist", "admin",
 					   NULL};
 const char *const vp_enum_allergy_severities[] = {"mild", "moderate", "severe", NULL};
 const char *const vp_enum_appointment_types[] = {"consultation", "vaccination", "surgery",

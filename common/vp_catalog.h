@@ -79,6 +79,11 @@ extern const char *const vp_enum_sexes[];
 extern const char *const vp_enum_staff_roles[];
 extern const char *const vp_enum_allergy_severities[];
 extern const char *const vp_enum_appointment_types[];
+/* An appointment's status as the writer's model (WrApptStatus, same order) and
+ * the read model name it; events carry transitions, not this name. */
+extern const char *const vp_enum_appointment_statuses[];
+/* The staff role that may hold bookings and sign records. */
+#define VP_STAFF_ROLE_VET "veterinarian"
 extern const char *const vp_enum_record_types[];
 extern const char *const vp_enum_diagnosis_statuses[];
 extern const char *const vp_enum_treatment_types[];

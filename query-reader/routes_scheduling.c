@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "routes.h"
+#include "vp_catalog.h"
 #include "vp_time.h"
 
 #define MAX_VET_WINDOW_DAYS  92	 /* GET /v1/staff/{id}/availability */
@@ -201,8 +202,6 @@ static int bind_all_availability(RdRequest *rq, VpHttpRequest *r, const char *id
 	return rd_param_set(rq, 3, minutes);
 }
 
-static const char *const statuses[] = {"scheduled", "checked_in", "in_progress", "completed",
-				       "canceled",  "no_show",	  NULL};
 
 /* Optional from and to (either may be absent); to after from when both. */
 static int bind_list(RdRequest *rq, VpHttpRequest *r, const char *id, VpError *err)
@@ -222,7 +221,7 @@ static int bind_list(RdRequest *rq, VpHttpRequest *r, const char *id, VpError *e
 		return -1;
 	if (!status)
 		return 0;
-	for (const char *const *s = statuses; *s; s++)
+	for (const char *const *s = vp_enum_appointment_statuses; *s; s++)
 		if (!strcmp(*s, status))
 			return rd_param_set(rq, 8, status);
 	vp_error_add_detail(err, "status",

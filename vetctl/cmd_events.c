@@ -1,12 +1,17 @@
 /* vetctl events tail: prints the envelopes of vetpms.events as a read_committed
  * consumer sees them, one JSON object per line, optionally only one tenant's or
- * one aggregate's; stops at the end of the log unless --follow. */
+ * one aggregate's; stops at the end of the log unless --follow.
+ * vetctl events check: reads the same way and prints every record that fails
+ * the event catalog (what the projector dead-letters and the writer's rebuild
+ * stops at), then the quarantine list for them (docs/operations.md). */
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vetctl.h"
+#include "vp_catalog.h"
 #include "vp_config.h"
 #include "vp_event.h"
 #include "vp_kafka.h"
@@ -17,6 +22,9 @@ typedef struct TailOptions {
 	char *tenant;
 	char *aggregate;
 	bool follow;
+	bool check;          /* events check: report unreadable records instead */
+	long long unreadable;
+	char *quarantine;    /* "P:O,P:O" of the unreadable records, malloc'd */
 } TailOptions;
 
 static volatile sig_atomic_t interrupted;
@@ -62,7 +70,25 @@ static void print_record(const TailOptions *o, const rd_kafka_message_t *m)
 		printf("%.*s\n", (int)m->len, (const char *)m->payload);
 }
 
-static int tail(const TailOptions *o, rd_kafka_t *rk)
+/* events check: one line per record the catalog refuses, and its position
+ * appended to the quarantine list. */
+static void check_record(TailOptions *o, const rd_kafka_message_t *m)
+{
+	char why[256];
+	if (vp_catalog_check_encoded(m->payload, m->payload ? m->len : 0, why, sizeof(why)) == 0)
+		return;
+	printf("partition %d offset %lld: %s\n", m->partition, (long long)m->offset, why);
+	o->unreadable++;
+	size_t used = o->quarantine ? strlen(o->quarantine) : 0;
+	char *grown = realloc(o->quarantine, used + 48);
+	if (!grown)
+		return;
+	snprintf(grown + used, 48, "%s%d:%lld", used ? "," : "", m->partition,
+		 (long long)m->offset);
+	o->quarantine = grown;
+}
+
+static int tail(TailOptions *o, rd_kafka_t *rk)
 {
 	int partitions = 0, at_end = 0;
 	if (vp_kafka_probe(rk, o->topic, 10000, &partitions) < 0 || partitions == 0) {
@@ -75,7 +101,7 @@ static int tail(const TailOptions *o, rd_kafka_t *rk)
 			RD_KAFKA_OFFSET_BEGINNING;
 	rd_kafka_assign(rk, parts);
 	rd_kafka_topic_partition_list_destroy(parts);
-	while (!interrupted && (o->follow || at_end < partitions)) {
+	while (!interrupted && ((o->follow && !o->check) || at_end < partitions)) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
 		if (!m)
 			continue;
@@ -83,6 +109,8 @@ static int tail(const TailOptions *o, rd_kafka_t *rk)
 			at_end++;
 		else if (m->err)
 			fprintf(stderr, "vetctl: %s\n", rd_kafka_message_errstr(m));
+		else if (o->check)
+			check_record(o, m);
 		else
 			print_record(o, m);
 		rd_kafka_message_destroy(m);
@@ -105,12 +133,15 @@ int vc_cmd_events(int argc, char **argv)
 		VP_CF_BOOL("follow", NULL, &o.follow, "false", "keep waiting for new events"),
 	};
 	const size_t n = sizeof(items) / sizeof(items[0]);
-	if (argc < 2 || strcmp(argv[1], "tail") != 0) {
-		fprintf(stderr, "usage: vetctl events tail [--tenant T] [--aggregate A] [--follow]\n");
+	if (argc < 2 || (strcmp(argv[1], "tail") != 0 && strcmp(argv[1], "check") != 0)) {
+		fprintf(stderr, "usage: vetctl events tail [--tenant T] [--aggregate A] [--follow]\n"
+				"       vetctl events check   list the records the catalog refuses\n");
 		return 2;
 	}
-	int loaded = vp_config_load(items, n, argc - 1, argv + 1, "vetctl events tail", NULL, why,
-				    sizeof(why));
+	o.check = !strcmp(argv[1], "check");
+	int loaded = vp_config_load(items, n, argc - 1, argv + 1,
+				    o.check ? "vetctl events check" : "vetctl events tail", NULL,
+				    why, sizeof(why));
 	if (loaded != 0) {
 		if (loaded < 0)
 			fprintf(stderr, "vetctl: %s\n", why);
@@ -127,6 +158,13 @@ int vc_cmd_events(int argc, char **argv)
 		rd_kafka_consumer_close(rk);
 		rd_kafka_destroy(rk);
 	}
+	if (rc == 0 && o.check) {
+		printf("%lld unreadable record(s)\n", o.unreadable);
+		if (o.unreadable)
+			printf("VETPMS_WRITER_QUARANTINE=%s\n", o.quarantine ? o.quarantine : "");
+		rc = o.unreadable ? 1 : 0;
+	}
+	free(o.quarantine);
 	vp_config_free(items, n);
 	return rc;
 }

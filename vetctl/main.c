@@ -12,6 +12,7 @@ static const char usage[] =
 	"  topics create [--brokers B] [--partitions N] [--replication-factor R] [--min-insync-replicas M]\n"
 	"  token         --role R[,R...] [--tenant UUID] [--sub S] [--ttl-s N]   mint a dev JWT (HS256)\n"
 	"  events tail   [--tenant T] [--aggregate A] [--follow]   print the log's envelopes\n"
+	"  events check  list the records the event catalog refuses, and their quarantine list\n"
 	"  catalog       print the event catalog (types, aggregates, versions, data fields) as JSON\n"
 	"each command takes --help; options also come from VETPMS_* variables (see README)\n";
 

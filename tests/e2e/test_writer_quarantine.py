@@ -115,6 +115,18 @@ def test_unreadable_records_stop_the_rebuild_until_quarantined(own_stack):
     assert stopped.terminate() == 0
     assert time.monotonic() - t0 < 5  # the wait notices the stop request
 
+    # vetctl events check lists what the catalog refuses (the first three; an
+    # update of an unknown client is the write model's refusal, not the
+    # catalog's) with a ready quarantine list, and exits 1
+    check = stack.vetctl("events", "check", check=False)
+    assert check.returncode == 1, check.stdout + check.stderr
+    lines = check.stdout.splitlines()
+    catalog_poison = [p for p in poison[:3]]
+    assert [line.split(":")[0] for line in lines[:-2]] == [position(p) for p in catalog_poison]
+    assert lines[-2] == "3 unreadable record(s)"
+    assert lines[-1] == "VETPMS_WRITER_QUARANTINE=" + ",".join(f"{p}:{o}"
+                                                                for p, o in catalog_poison)
+
     # a malformed quarantine refuses to start
     typo = stack.start_daemon("cmd-writer", port=free_port(),
                               args=["--quarantine", f"{poison[0][0]}:{poison[0][1]};"])

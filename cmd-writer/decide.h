@@ -1,6 +1,7 @@
 /* Commands: each aggregate's decide_<aggregate>.c holds one table of its
  * commands (route, roles, field rules) and the decide functions that turn a
- * valid command plus the write model into one event, or refuse it. */
+ * valid command plus the write model into its events (the target aggregate's
+ * first, then up to WR_MAX_COMMAND_EVENTS - 1 more), or refuse it. */
 #ifndef WR_DECIDE_H
 #define WR_DECIDE_H
 
@@ -13,6 +14,17 @@
 #include "state.h"
 #include "vp_error.h"
 #include "vp_json.h"
+
+/* An event a decision adds after the first (the target's): the same or
+ * another aggregate's, e.g. the patient's WeightRecorded after VitalsRecorded.
+ * All of a command's events are appended in one transaction. */
+typedef struct WrDecidedEvent {
+	const char *aggregate;
+	char aggregate_id[37];
+	const char *type;
+	int64_t seq;
+	cJSON *data;
+} WrDecidedEvent;
 
 typedef struct WrDecision {
 	/* in */
@@ -30,6 +42,8 @@ typedef struct WrDecision {
 	const char *type;        /* "PatientRegistered" */
 	int64_t seq;             /* aggregate version after the event */
 	cJSON *data;             /* owned by the caller once decide returns 0 */
+	WrDecidedEvent more[WR_MAX_COMMAND_EVENTS - 1]; /* after the first, in order */
+	size_t n_more;
 } WrDecision;
 
 typedef struct WrCommand {
@@ -91,6 +105,13 @@ void wr_tenant_id_for_key(const char *sub, const char *key, uint32_t attempt, ch
  * local time type and no leap seconds. Not zone.tab, tzdata.zi, right/...,
  * nor the host's "localtime" or zic's "posixrules". */
 bool wr_timezone_known(const char *zoneinfo_dir, const char *tz);
+
+/* Adds an event after the first, taking data; -1 (data freed) when the
+ * decision is full, a bug the caller answers as 500. */
+int wr_decision_add(WrDecision *d, const char *aggregate, const char *aggregate_id,
+		    const char *type, int64_t seq, cJSON *data, VpError *err);
+/* Frees the data of every decided event (NULL data is fine). */
+void wr_decision_release(WrDecision *d);
 
 /* Shared by the decide files. */
 int wr_check_version(const WrDecision *d, int64_t current, VpError *err);

@@ -252,6 +252,20 @@ static int resolve_ids(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, const
 	return 0;
 }
 
+/* The path's second id ({diagnosis_id}, {treatment_id}) in its one
+ * spelling; a malformed one cannot name anything. "" when the route has none. */
+static int resolve_item_id(const VpHttpRequest *r, char item_id[37], VpError *err)
+{
+	VpUuid u;
+	item_id[0] = '\0';
+	if (r->n_params < 2)
+		return 0;
+	if (vp_uuid_parse(r->params[1], strlen(r->params[1]), &u) < 0)
+		return wr_not_found(err, "resource", r->params[1]);
+	vp_uuid_format(&u, item_id);
+	return 0;
+}
+
 static void on_connection_close(struct evhttp_connection *conn, void *arg)
 {
 	(void)conn;
@@ -489,7 +503,7 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 {
 	VpClaims claims;
 	cJSON *body = NULL;
-	char tenant_id[37], target_id[37], hash[65], key[MAX_KEY_LEN + 1];
+	char tenant_id[37], target_id[37], item_id[37], hash[65], key[MAX_KEY_LEN + 1];
 	bool client_key;
 	int rc = -1;
 	WrDecision d = {.if_match = -1, .now_us = vp_time_now_us()};
@@ -512,7 +526,8 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 	parse_if_match(r, &d.if_match, err);
 	if (vp_error_finish_validation(err) || command_key(r, body, key, &client_key, err) < 0 ||
 	    resolve_ids(api, r, cmd, &claims, body, client_key ? key : NULL, tenant_id, target_id,
-			err) < 0)
+			err) < 0 ||
+	    resolve_item_id(r, item_id, err) < 0)
 		goto done;
 	if (!api->state) {
 		vp_error_set(err, 503, VP_ERR_UNAVAILABLE, "the write model is being rebuilt");
@@ -528,6 +543,7 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 	d.tenant = tenant;
 	d.tenant_id = tenant_id;
 	d.target_id = target_id;
+	d.item_id = item_id[0] ? item_id : NULL;
 	d.body = body;
 	d.actor = claims.sub;
 	d.roles = claims.roles;

@@ -142,7 +142,8 @@ static int decide_register(WrDecision *d, VpError *err)
 		cJSON_AddNullToObject(d->data, "microchip");
 	wr_copy_field(d->data, d->body, "color");
 	if (cJSON_IsObject(weight))
-		cJSON_AddNumberToObject(d->data, "weight_g", (double)wr_check_weight(weight, "weight.", err));
+		cJSON_AddNumberToObject(d->data, "weight_g",
+					(double)wr_check_weight(weight, "weight.", err));
 	else
 		cJSON_AddNullToObject(d->data, "weight_g");
 	return 0;

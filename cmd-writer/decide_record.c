@@ -168,9 +168,10 @@ static void validate_vitals(const cJSON *body, int64_t now_us, VpError *err)
 	if (vp_json_number(body, "temperature_c", &celsius) && temperature_tenths(celsius) < 0)
 		vp_error_add_detail(err, "temperature_c", "must have at most one decimal");
 	bool has_sys = present(body, "systolic_mmhg"), has_dia = present(body, "diastolic_mmhg");
+	const char *given = has_sys ? "systolic_mmhg" : "diastolic_mmhg";
 	if (has_sys != has_dia)
 		vp_error_add_detail(err, has_sys ? "diastolic_mmhg" : "systolic_mmhg",
-				    "is required with %s", has_sys ? "systolic_mmhg" : "diastolic_mmhg");
+				    "is required with %s", given);
 	if (vp_json_number(body, "systolic_mmhg", &systolic) &&
 	    vp_json_number(body, "diastolic_mmhg", &diastolic) && systolic <= diastolic)
 		vp_error_add_detail(err, "systolic_mmhg", "must be greater than diastolic_mmhg");
@@ -222,7 +223,8 @@ static int decide_vitals(WrDecision *d, VpError *err)
 	cJSON_AddStringToObject(d->data, "vitals_id", vitals_id);
 	wr_add_time(d->data, "recorded_at", at_us);
 	if (vp_json_number(d->body, "temperature_c", &celsius))
-		cJSON_AddNumberToObject(d->data, "temperature_dc", (double)temperature_tenths(celsius));
+		cJSON_AddNumberToObject(d->data, "temperature_dc",
+					(double)temperature_tenths(celsius));
 	else
 		cJSON_AddNullToObject(d->data, "temperature_dc");
 	add_int_or_null(d->data, "pulse_bpm", d->body);
@@ -444,7 +446,8 @@ static int decide_prescription(WrDecision *d, VpError *err)
 	wr_copy_field(d->data, d->body, "route");
 	wr_copy_field(d->data, d->body, "duration_days");
 	if (vp_json_number(d->body, "quantity", &quantity))
-		cJSON_AddNumberToObject(d->data, "quantity_milli", (double)quantity_milli(quantity));
+		cJSON_AddNumberToObject(d->data, "quantity_milli",
+					(double)quantity_milli(quantity));
 	else
 		cJSON_AddNullToObject(d->data, "quantity_milli");
 	vp_json_number(d->body, "refills", &refills);
@@ -470,8 +473,8 @@ static int decide_sign(WrDecision *d, VpError *err)
 	if (!r)
 		return -1;
 	if (r->is_signed)
-		return vp_error_set(err, 409, "INVALID_STATE", "medical record %s is already signed",
-				    d->target_id);
+		return vp_error_set(err, 409, "INVALID_STATE",
+				    "medical record %s is already signed", d->target_id);
 	if (wr_record_locked(d->tenant, r, d->now_us))
 		return vp_error_set(err, 409, "RECORD_LOCKED",
 				    "medical record %s is past the tenant's record lock period",

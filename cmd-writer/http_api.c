@@ -366,12 +366,13 @@ static int encode_events(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, WrD
 			ce->n++;
 			return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot record the event");
 		}
-		if (vp_catalog_check_encoded(item->value, strlen(item->value), why, sizeof(why)) < 0) {
-			vp_log_error(r->request_id, "event_refused", "%s %s: %s", cmd->name, ev->type,
-				     why);
+		if (vp_catalog_check_encoded(item->value, strlen(item->value), why, sizeof(why)) <
+		    0) {
+			vp_log_error(r->request_id, "event_refused", "%s %s: %s", cmd->name,
+				     ev->type, why);
 			ce->n++;
-			return vp_error_set(err, 500, VP_ERR_INTERNAL,
-					    "the event failed the catalog check; nothing was appended");
+			return vp_error_set(err, 500, VP_ERR_INTERNAL, "the event failed the catalog "
+								       "check; nothing was appended");
 		}
 	}
 	return 0;

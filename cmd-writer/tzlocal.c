@@ -105,7 +105,9 @@ int wr_tz_utc_offset(const char *zoneinfo_dir, const char *tz, int64_t at_us, in
 	if (!f || !bytes)
 		goto done;
 	len = fread(bytes, 1, TZIF_MAX_FILE, f);
-	int64_t at_s = at_us >= 0 ? at_us / VP_US_PER_SEC : -((-at_us + VP_US_PER_SEC - 1) / VP_US_PER_SEC);
+	/* floor: an instant before 1970 belongs to the second that starts before it */
+	int64_t at_s = at_us >= 0 ? at_us / VP_US_PER_SEC
+				  : -((-at_us + VP_US_PER_SEC - 1) / VP_US_PER_SEC);
 	if (tzif_offset(bytes, len, at_s, offset_s))
 		rc = 0;
 done:

@@ -53,6 +53,7 @@ struct WrAppender {
 	atomic_bool ready;
 	atomic_bool fatal;
 	atomic_bool stopping;
+	atomic_bool rebuild_requested; /* the loop's model got ahead of the log */
 	char not_ready_why[640];
 	VpMetric *m_commits, *m_commit_failures, *m_events, *m_batch_us, *m_quarantined;
 };
@@ -216,7 +217,8 @@ static WrAppend *take_batch(WrAppender *a, WrAppend **stale)
 	bool inside_command = false;
 	*stale = NULL;
 	pthread_mutex_lock(&a->lock);
-	while (!a->queue_head && !atomic_load(&a->stopping))
+	while (!a->queue_head && !atomic_load(&a->stopping) &&
+	       !atomic_load(&a->rebuild_requested))
 		pthread_cond_wait(&a->wake, &a->lock);
 	while (a->queue_head && (taken < a->cfg->max_batch || inside_command)) {
 		WrAppend *it = a->queue_head;
@@ -318,6 +320,8 @@ static void commit_loop(WrAppender *a)
 		WrAppend *stale = NULL;
 		WrAppend *batch = take_batch(a, &stale);
 		hand_back(a, stale);
+		if (atomic_exchange(&a->rebuild_requested, false))
+			rebuild_until_done(a, "rebuilding the write model: it got ahead of the log");
 		if (!batch)
 			continue;
 		int64_t started = vp_time_mono_us();
@@ -466,6 +470,15 @@ void wr_appender_submit(WrAppender *a, WrAppend *item)
 	else
 		a->queue_head = item;
 	a->queue_tail = last;
+	pthread_cond_signal(&a->wake);
+	pthread_mutex_unlock(&a->lock);
+}
+
+void wr_appender_rebuild(WrAppender *a)
+{
+	pthread_mutex_lock(&a->lock);
+	a->generation++; /* what was decided on the bad model is failed, never appended */
+	atomic_store(&a->rebuild_requested, true);
 	pthread_cond_signal(&a->wake);
 	pthread_mutex_unlock(&a->lock);
 }

@@ -380,8 +380,8 @@ static int encode_events(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, WrD
 
 /* Applies every event to the model, in order. The decide functions checked
  * them against this model, so only memory can fail here; a failure after the
- * first event leaves the model ahead of the log, logged loudly (the next
- * failed commit or restart rebuilds it). */
+ * first event leaves the model ahead of the log, so the appender rebuilds it
+ * and fails what was decided on it meanwhile. */
 static int apply_events(WrApi *api, VpHttpRequest *r, WrCommandEvents *ce, bool client_key,
 			const char *hash, VpError *err)
 {
@@ -391,9 +391,11 @@ static int apply_events(WrApi *api, VpHttpRequest *r, WrCommandEvents *ce, bool 
 		if (wr_state_apply(api->state, &ce->ev[i], client_key ? &idem : NULL, why,
 				   sizeof(why)) == 0)
 			continue;
-		if (i > 0)
-			vp_log_error(r->request_id, "model_ahead_of_log", "%s: %s", ce->ev[i].type,
-				     why);
+		if (i > 0) {
+			vp_log_error(r->request_id, "model_ahead_of_log", "%s: %s; rebuilding",
+				     ce->ev[i].type, why);
+			wr_appender_rebuild(api->appender);
+		}
 		return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot record the event");
 	}
 	return 0;

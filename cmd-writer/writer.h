@@ -99,6 +99,10 @@ int wr_appender_start(WrAppender *a);
 /* Queues the chain item->next->... (one command's events) in one step, so
  * the commit thread never sees half a command. */
 void wr_appender_submit(WrAppender *a, WrAppend *item);
+/* The loop's model holds what the log does not (a command's later event could
+ * not be applied after its first was): fail everything decided on it and
+ * hand over a model rebuilt from the log, as after a failed commit. */
+void wr_appender_rebuild(WrAppender *a);
 bool wr_appender_ready(WrAppender *a, char *why, size_t why_cap);
 bool wr_appender_fatal(WrAppender *a);
 int wr_appender_partition_count(WrAppender *a);

@@ -489,6 +489,32 @@ static void a_failed_two_event_command_leaves_neither_event(void **state)
 	assert_null(wr_state_tenant(f->model, failed));
 }
 
+/* The loop's model got ahead of the log: a requested rebuild fails what was
+ * decided on it and hands over a model read from the log, of the next
+ * generation. */
+static void a_requested_rebuild_fails_what_the_old_model_decided(void **state)
+{
+	Fixture *f = *state;
+	char tenant[37];
+	int rebuilds = f->rebuilds;
+	uint64_t generation = f->generation;
+	wr_appender_rebuild(f->appender);
+	WrAppend *old = provision(f, tenant);
+	assert_int_equal(old->generation, generation);
+	wr_appender_submit(f->appender, old);
+	run_until_rebuilds(f, rebuilds + 1);
+	assert_int_equal(f->generation, generation + 1);
+	run_until_done(f, 1);
+	assert_int_not_equal(old->error, 0);
+	assert_null(wr_state_tenant(f->model, tenant));
+	free_done(f);
+	WrAppend *next = provision(f, tenant);
+	wr_appender_submit(f->appender, next);
+	run_until_done(f, 1);
+	assert_int_equal(next->error, 0);
+	free_done(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -498,6 +524,7 @@ int main(void)
 		cmocka_unit_test(rebuild_remembers_client_and_old_command_ids_only),
 		cmocka_unit_test(a_commands_events_commit_together_past_max_batch),
 		cmocka_unit_test(a_failed_two_event_command_leaves_neither_event),
+		cmocka_unit_test(a_requested_rebuild_fails_what_the_old_model_decided),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,6 +1,7 @@
 /* The transactional producer and group commit of cmd-writer.
  *
- * The loop thread decides commands and submits one WrAppend per event; the
+ * The loop thread decides commands and submits one WrAppend per event (a
+ * command's events as one chain that is never split across transactions); the
  * appender thread takes everything submitted since its last commit as one
  * Kafka transaction (group commit: commands decided while a commit is in flight
  * ride together in the next one), commits, and hands the list back to the loop
@@ -52,6 +53,7 @@ struct WrAppender {
 	atomic_bool ready;
 	atomic_bool fatal;
 	atomic_bool stopping;
+	atomic_bool rebuild_requested; /* the loop's model got ahead of the log */
 	char not_ready_why[640];
 	VpMetric *m_commits, *m_commit_failures, *m_events, *m_batch_us, *m_quarantined;
 };
@@ -204,20 +206,25 @@ failed:
 	return -1;
 }
 
-/* Takes up to max_batch items of the current generation; older ones are
- * returned through `stale` to be failed. */
+/* Takes up to max_batch items of the current generation, and past that bound
+ * the rest of a command whose first events were taken: one command's events
+ * commit together or not at all. Older ones are returned through `stale` to
+ * be failed (a chain is of one generation, so it is never split there either). */
 static WrAppend *take_batch(WrAppender *a, WrAppend **stale)
 {
 	WrAppend *batch = NULL, **batch_tail = &batch;
 	long taken = 0;
+	bool inside_command = false;
 	*stale = NULL;
 	pthread_mutex_lock(&a->lock);
-	while (!a->queue_head && !atomic_load(&a->stopping))
+	while (!a->queue_head && !atomic_load(&a->stopping) &&
+	       !atomic_load(&a->rebuild_requested))
 		pthread_cond_wait(&a->wake, &a->lock);
-	while (a->queue_head && taken < a->cfg->max_batch) {
+	while (a->queue_head && (taken < a->cfg->max_batch || inside_command)) {
 		WrAppend *it = a->queue_head;
 		a->queue_head = it->next;
 		it->next = NULL;
+		inside_command = it->more;
 		if (it->generation != a->generation) {
 			it->error = RD_KAFKA_RESP_ERR__FAIL;
 			it->next = *stale;
@@ -313,6 +320,8 @@ static void commit_loop(WrAppender *a)
 		WrAppend *stale = NULL;
 		WrAppend *batch = take_batch(a, &stale);
 		hand_back(a, stale);
+		if (atomic_exchange(&a->rebuild_requested, false))
+			rebuild_until_done(a, "rebuilding the write model: it got ahead of the log");
 		if (!batch)
 			continue;
 		int64_t started = vp_time_mono_us();
@@ -452,13 +461,24 @@ int wr_appender_start(WrAppender *a)
 
 void wr_appender_submit(WrAppender *a, WrAppend *item)
 {
-	item->next = NULL;
+	WrAppend *last = item;
+	while (last->next)
+		last = last->next;
 	pthread_mutex_lock(&a->lock);
 	if (a->queue_tail)
 		a->queue_tail->next = item;
 	else
 		a->queue_head = item;
-	a->queue_tail = item;
+	a->queue_tail = last;
+	pthread_cond_signal(&a->wake);
+	pthread_mutex_unlock(&a->lock);
+}
+
+void wr_appender_rebuild(WrAppender *a)
+{
+	pthread_mutex_lock(&a->lock);
+	a->generation++; /* what was decided on the bad model is failed, never appended */
+	atomic_store(&a->rebuild_requested, true);
 	pthread_cond_signal(&a->wake);
 	pthread_mutex_unlock(&a->lock);
 }

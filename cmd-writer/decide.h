@@ -1,6 +1,7 @@
 /* Commands: each aggregate's decide_<aggregate>.c holds one table of its
  * commands (route, roles, field rules) and the decide functions that turn a
- * valid command plus the write model into one event, or refuse it. */
+ * valid command plus the write model into its events (the target aggregate's
+ * first, then up to WR_MAX_COMMAND_EVENTS - 1 more), or refuse it. */
 #ifndef WR_DECIDE_H
 #define WR_DECIDE_H
 
@@ -14,12 +15,24 @@
 #include "vp_error.h"
 #include "vp_json.h"
 
+/* An event a decision adds after the first (the target's): the same or
+ * another aggregate's, e.g. the patient's WeightRecorded after VitalsRecorded.
+ * All of a command's events are appended in one transaction. */
+typedef struct WrDecidedEvent {
+	const char *aggregate;
+	char aggregate_id[37];
+	const char *type;
+	int64_t seq;
+	cJSON *data;
+} WrDecidedEvent;
+
 typedef struct WrDecision {
 	/* in */
 	const WrState *state;
 	const WrTenant *tenant;  /* NULL only for ProvisionTenant */
 	const char *tenant_id;
 	const char *target_id;   /* {id} of the path, or the new aggregate's id */
+	const char *item_id;     /* the path's second id ({diagnosis_id}), or NULL */
 	const cJSON *body;
 	int64_t if_match;        /* -1 when no If-Match */
 	int64_t now_us;
@@ -30,6 +43,8 @@ typedef struct WrDecision {
 	const char *type;        /* "PatientRegistered" */
 	int64_t seq;             /* aggregate version after the event */
 	cJSON *data;             /* owned by the caller once decide returns 0 */
+	WrDecidedEvent more[WR_MAX_COMMAND_EVENTS - 1]; /* after the first, in order */
+	size_t n_more;
 } WrDecision;
 
 typedef struct WrCommand {
@@ -61,6 +76,8 @@ extern const WrCommand wr_availability_commands[];
 extern const size_t wr_n_availability_commands;
 extern const WrCommand wr_appointment_commands[];
 extern const size_t wr_n_appointment_commands;
+extern const WrCommand wr_record_commands[];
+extern const size_t wr_n_record_commands;
 
 /* commands.c: every table above, in routing order (the first match wins). */
 typedef struct WrCommandTable {
@@ -91,6 +108,27 @@ void wr_tenant_id_for_key(const char *sub, const char *key, uint32_t attempt, ch
  * local time type and no leap seconds. Not zone.tab, tzdata.zi, right/...,
  * nor the host's "localtime" or zic's "posixrules". */
 bool wr_timezone_known(const char *zoneinfo_dir, const char *tz);
+
+/* tzlocal.c: the zone's UT offset at an instant (seconds east), read from its
+ * TZif file; 0, or -1 when the zone cannot be read. */
+int wr_tz_utc_offset(const char *zoneinfo_dir, const char *tz, int64_t at_us, int32_t *offset_s);
+/* The date (days since 1970-01-01) at at_us in zone tz; UTC if it cannot be read. */
+int32_t wr_local_date(const char *zoneinfo_dir, const char *tz, int64_t at_us);
+#define WR_ZONEINFO_DIR "/usr/share/zoneinfo"
+
+/* Adds an event after the first, taking data; -1 (data freed) when the
+ * decision is full, a bug the caller answers as 500. */
+int wr_decision_add(WrDecision *d, const char *aggregate, const char *aggregate_id,
+		    const char *type, int64_t seq, cJSON *data, VpError *err);
+/* Frees the data of every decided event (NULL data is fine). */
+void wr_decision_release(WrDecision *d);
+
+/* decide_patient.c: a weight {value, unit} (kg, g, lb) as whole grams, with
+ * a detail named prefix+"value" when out of range (0 then). */
+long long wr_check_weight(const cJSON *obj, const char *prefix, VpError *err);
+extern const VpJsonField wr_weight_parts[2];
+/* Clock skew tolerated for instants a device stamped (measured_at, ...). */
+#define WR_FUTURE_SKEW_US (300LL * 1000000LL)
 
 /* Shared by the decide files. */
 int wr_check_version(const WrDecision *d, int64_t current, VpError *err);

@@ -1,4 +1,5 @@
 /* Helpers shared by the decide_<aggregate>.c files. */
+#include <stdio.h>
 #include <string.h>
 
 #include "decide.h"
@@ -60,4 +61,31 @@ void wr_add_time(cJSON *data, const char *name, int64_t us)
 	 * event: never bytes the buffer happened to hold. */
 	vp_time_format_rfc3339(us, text, sizeof(text));
 	cJSON_AddStringToObject(data, name, text);
+}
+
+int wr_decision_add(WrDecision *d, const char *aggregate, const char *aggregate_id,
+		    const char *type, int64_t seq, cJSON *data, VpError *err)
+{
+	if (!data || d->n_more >= WR_MAX_COMMAND_EVENTS - 1) {
+		cJSON_Delete(data);
+		return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot decide the %s event", type);
+	}
+	WrDecidedEvent *e = &d->more[d->n_more++];
+	e->aggregate = aggregate;
+	snprintf(e->aggregate_id, sizeof(e->aggregate_id), "%s", aggregate_id);
+	e->type = type;
+	e->seq = seq;
+	e->data = data;
+	return 0;
+}
+
+void wr_decision_release(WrDecision *d)
+{
+	cJSON_Delete(d->data);
+	d->data = NULL;
+	for (size_t i = 0; i < d->n_more; i++) {
+		cJSON_Delete(d->more[i].data);
+		d->more[i].data = NULL;
+	}
+	d->n_more = 0;
 }

@@ -28,7 +28,7 @@ static long long weight_grams(double value, const char *unit)
 }
 
 /* Checks {value, unit} found at `prefix` ("weight." or ""); 0 grams = invalid. */
-static long long check_weight(const cJSON *obj, const char *prefix, VpError *err)
+long long wr_check_weight(const cJSON *obj, const char *prefix, VpError *err)
 {
 	double value;
 	const char *unit = vp_json_str(obj, "unit");
@@ -75,7 +75,7 @@ static void validate_register(const cJSON *body, int64_t now_us, VpError *err)
 	const char *chip = vp_json_str(body, "microchip");
 	char normalised[16];
 	if (cJSON_IsObject(weight))
-		check_weight(weight, "weight.", err);
+		wr_check_weight(weight, "weight.", err);
 	if (chip && !normalise_microchip(chip, normalised))
 		vp_error_add_detail(err, "microchip", "must be 15 digits (ISO 11784) or 9-10 "
 						      "letters or digits (FDX-A/AVID)");
@@ -142,7 +142,8 @@ static int decide_register(WrDecision *d, VpError *err)
 		cJSON_AddNullToObject(d->data, "microchip");
 	wr_copy_field(d->data, d->body, "color");
 	if (cJSON_IsObject(weight))
-		cJSON_AddNumberToObject(d->data, "weight_g", (double)check_weight(weight, "weight.", err));
+		cJSON_AddNumberToObject(d->data, "weight_g",
+					(double)wr_check_weight(weight, "weight.", err));
 	else
 		cJSON_AddNullToObject(d->data, "weight_g");
 	return 0;
@@ -152,7 +153,7 @@ static void validate_weight(const cJSON *body, int64_t now_us, VpError *err)
 {
 	const char *at = vp_json_str(body, "measured_at");
 	int64_t us;
-	check_weight(body, "", err);
+	wr_check_weight(body, "", err);
 	/* a few minutes of clock skew between a device and us are tolerated */
 	if (at && vp_time_parse_rfc3339(at, strlen(at), &us) == 0 && us > now_us + 300000000LL)
 		vp_error_add_detail(err, "measured_at", "must not be in the future");
@@ -168,7 +169,7 @@ static int decide_weight(WrDecision *d, VpError *err)
 	if (at)
 		vp_time_parse_rfc3339(at, strlen(at), &us);
 	begin_event(d, VP_EV_WEIGHT_RECORDED, p->version + 1);
-	cJSON_AddNumberToObject(d->data, "weight_g", (double)check_weight(d->body, "", err));
+	cJSON_AddNumberToObject(d->data, "weight_g", (double)wr_check_weight(d->body, "", err));
 	wr_add_time(d->data, "measured_at", us);
 	return 0;
 }
@@ -233,7 +234,7 @@ static int decide_death(WrDecision *d, VpError *err)
 }
 
 #define CMD_ID VP_F_COMMAND_ID
-static const VpJsonField weight_parts[] = {
+const VpJsonField wr_weight_parts[2] = {
 	{.name = "value", .type = VP_JSON_NUMBER, .required = true},
 	{.name = "unit", .type = VP_JSON_STRING, .required = true, .enum_values = units},
 };
@@ -247,7 +248,7 @@ static const VpJsonField register_fields[] = {
 	VP_F_DATE_OF_BIRTH,
 	{.name = "microchip", .type = VP_JSON_STRING, .max_len = 15}, /* normalised */
 	VP_F_COLOR,
-	{.name = "weight", .type = VP_JSON_OBJECT, .fields = weight_parts, .n_fields = 2},
+	{.name = "weight", .type = VP_JSON_OBJECT, .fields = wr_weight_parts, .n_fields = 2},
 	{.name = "id", .type = VP_JSON_UUID},
 	CMD_ID,
 };

@@ -16,7 +16,6 @@
 #include "vp_uuid.h"
 
 #define TENANT_ID_DOMAIN "vetpms:ProvisionTenant:id:v1"
-#define WR_ZONEINFO_DIR	 "/usr/share/zoneinfo"
 
 static void hash_be32(crypto_generichash_state *st, uint32_t n)
 {
@@ -171,6 +170,27 @@ static int decide_provision(WrDecision *d, VpError *err)
 	return 0;
 }
 
+/* The settings of the token's own tenant: another tenant's id is reported as
+ * not found (API.md: never reveal that it exists). */
+static int decide_settings(WrDecision *d, VpError *err)
+{
+	if (strcmp(d->target_id, d->tenant_id) != 0)
+		return wr_not_found(err, "tenant", d->target_id);
+	if (wr_check_version(d, d->tenant->version, err) < 0)
+		return -1;
+	d->aggregate = VP_AGG_TENANT;
+	d->type = VP_EV_TENANT_SETTINGS_CHANGED;
+	d->seq = d->tenant->version + 1;
+	d->data = cJSON_CreateObject();
+	wr_copy_field(d->data, d->body, "record_lock_hours");
+	return 0;
+}
+
+static const VpJsonField settings_fields[] = {
+	VP_F_RECORD_LOCK_HOURS,
+	VP_F_COMMAND_ID,
+};
+
 static const VpJsonField provision_fields[] = {
 	VP_F_TENANT_NAME,
 	VP_F_TIMEZONE,
@@ -183,5 +203,8 @@ const WrCommand wr_tenant_commands[] = {
 	{"ProvisionTenant", EVHTTP_REQ_POST, "/v1/tenants", VP_ROLE_PLATFORM_ADMIN, provision_fields,
 	 sizeof(provision_fields) / sizeof(provision_fields[0]), true, "/v1/tenants/",
 	 validate_provision, decide_provision},
+	{"ChangeTenantSettings", EVHTTP_REQ_PATCH, "/v1/tenants/{id}/settings", VP_ROLE_ADMIN,
+	 settings_fields, sizeof(settings_fields) / sizeof(settings_fields[0]), false, NULL, NULL,
+	 decide_settings},
 };
 const size_t wr_n_tenant_commands = sizeof(wr_tenant_commands) / sizeof(wr_tenant_commands[0]);

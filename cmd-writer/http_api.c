@@ -1,7 +1,8 @@
 /* cmd-writer's request path: route → authenticate (JWT) → authorise (role) →
  * parse and validate every field → tenant ownership (421) → idempotency →
- * decide against the write model → apply the event to the model and hand it to
- * the appender → answer once the transaction is committed. Everything here
+ * decide against the write model → apply the command's events to the model and
+ * hand them to the appender as one chain (one transaction) → answer once it
+ * is committed. Everything here
  * runs on the loop thread, which is the single writer of the model: two
  * commands for one tenant are decided one after the other, never at once. */
 #include <stdio.h>
@@ -27,7 +28,8 @@
 #define MAX_KEY_LEN 255
 #define IDEM_SWEEP_MAX_S 60
 
-/* A request waiting for its commit. The evhttp request dies with its
+/* A request waiting for its commit, owned by its command's events: the last
+ * one to come back answers and frees it. The evhttp request dies with its
  * connection: the close callback marks it orphaned so nobody answers into
  * freed memory. */
 typedef struct WrPending {
@@ -40,6 +42,11 @@ typedef struct WrPending {
 	char tenant_id[37];
 	char command_id[MAX_KEY_LEN + 1];
 	int64_t version;
+	char types[WR_MAX_COMMAND_EVENTS][48];
+	int n_types;
+	int events_left; /* not yet back from the appender */
+	bool failed;     /* one failed: all did (one transaction) */
+	char position[32]; /* the last event's */
 	LIST_ENTRY(WrPending) link;
 } WrPending;
 
@@ -132,8 +139,8 @@ static void request_hash(const VpHttpRequest *r, const cJSON *body, char out[65]
 }
 
 static void reply_result(VpHttpRequest *r, int status, const char *aggregate_id, int64_t version,
-			 const char *type, const char *position, const char *location,
-			 bool replayed)
+			 const char (*types)[48], int n_types, const char *position,
+			 const char *location, bool replayed)
 {
 	char etag[32];
 	char *body = NULL;
@@ -141,7 +148,8 @@ static void reply_result(VpHttpRequest *r, int status, const char *aggregate_id,
 	cJSON *events = cJSON_AddArrayToObject(json, "events");
 	cJSON_AddStringToObject(json, "id", aggregate_id);
 	cJSON_AddNumberToObject(json, "version", (double)version);
-	cJSON_AddItemToArray(events, cJSON_CreateString(type));
+	for (int i = 0; i < n_types; i++)
+		cJSON_AddItemToArray(events, cJSON_CreateString(types[i]));
 	cJSON_AddStringToObject(json, "position", position);
 	body = cJSON_PrintUnformatted(json);
 	cJSON_Delete(json);
@@ -179,8 +187,8 @@ static int check_idempotency(const WrTenant *t, VpHttpRequest *r, const WrComman
 				    "the command with this key is still being appended");
 	if (cmd->creates)
 		snprintf(location, sizeof(location), "%s%s", cmd->location_prefix, k->aggregate_id);
-	reply_result(r, k->status, k->aggregate_id, k->version, k->event_type, k->position,
-		     location, true);
+	reply_result(r, k->status, k->aggregate_id, k->version, k->event_types, k->n_events,
+		     k->position, location, true);
 	return 1;
 }
 
@@ -244,6 +252,20 @@ static int resolve_ids(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, const
 	return 0;
 }
 
+/* The path's second id ({diagnosis_id}, {treatment_id}) in its one
+ * spelling; a malformed one cannot name anything. "" when the route has none. */
+static int resolve_item_id(const VpHttpRequest *r, char item_id[37], VpError *err)
+{
+	VpUuid u;
+	item_id[0] = '\0';
+	if (r->n_params < 2)
+		return 0;
+	if (vp_uuid_parse(r->params[1], strlen(r->params[1]), &u) < 0)
+		return wr_not_found(err, "resource", r->params[1]);
+	vp_uuid_format(&u, item_id);
+	return 0;
+}
+
 static void on_connection_close(struct evhttp_connection *conn, void *arg)
 {
 	(void)conn;
@@ -278,74 +300,176 @@ static void pending_free(WrPending *p)
 	free(p);
 }
 
-/* Builds the event, applies it to the model and queues it for the log. Only a
- * command id the client chose (client_key) is remembered: a generated one can
- * never be sent again. */
+/* The envelope of the command's i-th event (0: the target's), taking its
+ * data from the decision. */
+static void decided_event(WrDecision *d, size_t i, const char *command_id, const char *actor,
+			  VpEvent *ev)
+{
+	VpUuid id;
+	const WrDecidedEvent *more = i > 0 ? &d->more[i - 1] : NULL;
+	vp_uuid_v7(&id);
+	vp_uuid_format(&id, ev->id);
+	snprintf(ev->type, sizeof(ev->type), "%s", more ? more->type : d->type);
+	ev->v = 1;
+	snprintf(ev->tenant_id, sizeof(ev->tenant_id), "%s", d->tenant_id);
+	snprintf(ev->aggregate, sizeof(ev->aggregate), "%s", more ? more->aggregate : d->aggregate);
+	snprintf(ev->aggregate_id, sizeof(ev->aggregate_id), "%s",
+		 more ? more->aggregate_id : d->target_id);
+	ev->seq = more ? more->seq : d->seq;
+	snprintf(ev->command_id, sizeof(ev->command_id), "%s", command_id);
+	snprintf(ev->actor, sizeof(ev->actor), "%s", actor);
+	ev->at_us = d->now_us;
+	ev->data = more ? more->data : d->data;
+	if (more)
+		d->more[i - 1].data = NULL;
+	else
+		d->data = NULL;
+}
+
+/* A command's events on their way: envelopes and their encoded items. */
+typedef struct WrCommandEvents {
+	VpEvent ev[WR_MAX_COMMAND_EVENTS];
+	WrAppend *item[WR_MAX_COMMAND_EVENTS];
+	size_t n;
+} WrCommandEvents;
+
+static void command_events_release(WrCommandEvents *ce)
+{
+	for (size_t i = 0; i < ce->n; i++) {
+		vp_event_release(&ce->ev[i]);
+		wr_append_free(ce->item[i]);
+		ce->item[i] = NULL;
+	}
+	ce->n = 0;
+}
+
+/* Encodes every event of the decision and checks it against the catalog. The
+ * log is never repaired: an event the projector would refuse is our bug,
+ * answered 500 with nothing appended, never a poison record. */
+static int encode_events(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, WrDecision *d,
+			 const char *command_id, const char *actor, WrCommandEvents *ce,
+			 VpError *err)
+{
+	char why[256];
+	size_t n = 1 + d->n_more;
+	for (ce->n = 0; ce->n < n; ce->n++) {
+		VpEvent *ev = &ce->ev[ce->n];
+		decided_event(d, ce->n, command_id, actor, ev);
+		if (*api->cfg->fault_poison_type && !strcmp(api->cfg->fault_poison_type, ev->type))
+			cJSON_AddStringToObject(ev->data, "fault_injected",
+						"a member no catalog entry has");
+		WrAppend *item = calloc(1, sizeof(*item));
+		ce->item[ce->n] = item;
+		if (item)
+			item->value = vp_event_encode(ev);
+		if (!item || !item->value) {
+			ce->n++;
+			return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot record the event");
+		}
+		if (vp_catalog_check_encoded(item->value, strlen(item->value), why, sizeof(why)) <
+		    0) {
+			vp_log_error(r->request_id, "event_refused", "%s %s: %s", cmd->name,
+				     ev->type, why);
+			ce->n++;
+			return vp_error_set(err, 500, VP_ERR_INTERNAL, "the event failed the catalog "
+								       "check; nothing was appended");
+		}
+	}
+	return 0;
+}
+
+/* Applies every event to the model, in order. The decide functions checked
+ * them against this model, so only memory can fail here; a failure after the
+ * first event leaves the model ahead of the log, so the appender rebuilds it
+ * and fails what was decided on it meanwhile. */
+static int apply_events(WrApi *api, VpHttpRequest *r, WrCommandEvents *ce, bool client_key,
+			const char *hash, VpError *err)
+{
+	char why[256];
+	const WrIdemNote idem = {.request_hash = hash, .position = "", .pending = true};
+	for (size_t i = 0; i < ce->n; i++) {
+		if (wr_state_apply(api->state, &ce->ev[i], client_key ? &idem : NULL, why,
+				   sizeof(why)) == 0)
+			continue;
+		if (i > 0) {
+			vp_log_error(r->request_id, "model_ahead_of_log", "%s: %s; rebuilding",
+				     ce->ev[i].type, why);
+			wr_appender_rebuild(api->appender);
+		}
+		return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot record the event");
+	}
+	return 0;
+}
+
+static void pending_describe(WrPending *p, const WrCommand *cmd, const WrCommandEvents *ce)
+{
+	const VpEvent *target = &ce->ev[0];
+	p->creates = cmd->creates;
+	if (cmd->creates)
+		snprintf(p->location, sizeof(p->location), "%s%s", cmd->location_prefix,
+			 target->aggregate_id);
+	snprintf(p->aggregate_id, sizeof(p->aggregate_id), "%s", target->aggregate_id);
+	snprintf(p->tenant_id, sizeof(p->tenant_id), "%s", target->tenant_id);
+	snprintf(p->command_id, sizeof(p->command_id), "%s", target->command_id);
+	p->version = target->seq;
+	p->n_types = (int)ce->n;
+	p->events_left = (int)ce->n;
+	for (size_t i = 0; i < ce->n; i++)
+		snprintf(p->types[i], sizeof(p->types[i]), "%s", ce->ev[i].type);
+}
+
+/* Links the items into one chain (one transaction) for p to answer. */
+static void chain_items(WrApi *api, WrCommandEvents *ce, WrPending *p, bool client_key,
+			const char *hash)
+{
+	int partition = vp_kafka_partition_for_key(ce->ev[0].tenant_id, strlen(ce->ev[0].tenant_id),
+						   wr_appender_partition_count(api->appender));
+	for (size_t i = 0; i < ce->n; i++) {
+		WrAppend *item = ce->item[i];
+		snprintf(item->tenant_id, sizeof(item->tenant_id), "%s", ce->ev[i].tenant_id);
+		item->partition = partition;
+		snprintf(item->type, sizeof(item->type), "%s", ce->ev[i].type);
+		snprintf(item->request_hash, sizeof(item->request_hash), "%s", hash);
+		snprintf(item->command_id, sizeof(item->command_id), "%s", ce->ev[i].command_id);
+		item->client_key = client_key;
+		item->generation = api->generation;
+		item->owner = p;
+		item->more = i + 1 < ce->n;
+		item->next = item->more ? ce->item[i + 1] : NULL;
+	}
+	for (size_t i = 0; i < ce->n; i++)
+		ce->item[i] = NULL; /* the chain's now */
+}
+
+/* Builds the command's events, applies them to the model and queues them
+ * for the log as one chain. Only a command id the client chose (client_key)
+ * is remembered: a generated one can never be sent again. */
 static int append_decision(WrApi *api, VpHttpRequest *r, const WrCommand *cmd,
 			   const VpClaims *claims, WrDecision *d, const char *command_id,
 			   bool client_key, const char *hash, VpError *err)
 {
-	VpEvent ev = {0};
-	VpUuid id;
-	char why[256];
-	const WrIdemNote idem = {.request_hash = hash, .position = "", .pending = true};
-	vp_uuid_v7(&id);
-	vp_uuid_format(&id, ev.id);
-	snprintf(ev.type, sizeof(ev.type), "%s", d->type);
-	ev.v = 1;
-	snprintf(ev.tenant_id, sizeof(ev.tenant_id), "%s", d->tenant_id);
-	snprintf(ev.aggregate, sizeof(ev.aggregate), "%s", d->aggregate);
-	snprintf(ev.aggregate_id, sizeof(ev.aggregate_id), "%s", d->target_id);
-	ev.seq = d->seq;
-	snprintf(ev.command_id, sizeof(ev.command_id), "%s", command_id);
-	snprintf(ev.actor, sizeof(ev.actor), "%s", claims->sub);
-	ev.at_us = d->now_us;
-	ev.data = d->data;
-	d->data = NULL;
-	if (*api->cfg->fault_poison_type && !strcmp(api->cfg->fault_poison_type, ev.type))
-		cJSON_AddStringToObject(ev.data, "fault_injected", "a member no catalog entry has");
-	WrAppend *item = calloc(1, sizeof(*item));
-	if (item)
-		item->value = vp_event_encode(&ev);
-	/* The log is never repaired: an event the projector would refuse is our
-	 * bug, answered 500 with nothing appended, never a poison record. */
-	if (item && item->value &&
-	    vp_catalog_check_encoded(item->value, strlen(item->value), why, sizeof(why)) < 0) {
-		vp_log_error(r->request_id, "event_refused", "%s %s: %s", cmd->name, ev.type, why);
-		vp_event_release(&ev);
-		wr_append_free(item);
-		return vp_error_set(err, 500, VP_ERR_INTERNAL,
-				    "the event failed the catalog check; nothing was appended");
+	WrCommandEvents ce = {0};
+	WrPending *p = NULL;
+	int rc = -1;
+	if (encode_events(api, r, cmd, d, command_id, claims->sub, &ce, err) < 0)
+		goto done;
+	p = pending_new(api, r);
+	if (!p) {
+		vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot record the event");
+		goto done;
 	}
-	WrPending *p = item ? pending_new(api, r) : NULL;
-	if (!item || !p || !item->value ||
-	    wr_state_apply(api->state, &ev, client_key ? &idem : NULL, why, sizeof(why)) < 0) {
-		vp_event_release(&ev);
-		wr_append_free(item);
-		if (p)
-			pending_free(p);
-		return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot record the event");
+	if (apply_events(api, r, &ce, client_key, hash, err) < 0) {
+		pending_free(p);
+		goto done;
 	}
-	snprintf(item->tenant_id, sizeof(item->tenant_id), "%s", ev.tenant_id);
-	item->partition = vp_kafka_partition_for_key(ev.tenant_id, strlen(ev.tenant_id),
-						     wr_appender_partition_count(api->appender));
-	snprintf(item->type, sizeof(item->type), "%s", ev.type);
-	snprintf(item->request_hash, sizeof(item->request_hash), "%s", hash);
-	snprintf(item->command_id, sizeof(item->command_id), "%s", command_id);
-	item->client_key = client_key;
-	item->generation = api->generation;
-	item->owner = p;
-	p->creates = cmd->creates;
-	if (cmd->creates)
-		snprintf(p->location, sizeof(p->location), "%s%s", cmd->location_prefix,
-			 d->target_id);
-	snprintf(p->aggregate_id, sizeof(p->aggregate_id), "%s", d->target_id);
-	snprintf(p->tenant_id, sizeof(p->tenant_id), "%s", d->tenant_id);
-	snprintf(p->command_id, sizeof(p->command_id), "%s", command_id);
-	p->version = ev.seq;
-	vp_event_release(&ev);
-	wr_appender_submit(api->appender, item);
-	return 0;
+	pending_describe(p, cmd, &ce);
+	WrAppend *first = ce.item[0];
+	chain_items(api, &ce, p, client_key, hash);
+	wr_appender_submit(api->appender, first);
+	rc = 0;
+done:
+	command_events_release(&ce);
+	return rc;
 }
 
 /* The command id: Idempotency-Key, else the body's command_id, else fresh.
@@ -382,7 +506,7 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 {
 	VpClaims claims;
 	cJSON *body = NULL;
-	char tenant_id[37], target_id[37], hash[65], key[MAX_KEY_LEN + 1];
+	char tenant_id[37], target_id[37], item_id[37], hash[65], key[MAX_KEY_LEN + 1];
 	bool client_key;
 	int rc = -1;
 	WrDecision d = {.if_match = -1, .now_us = vp_time_now_us()};
@@ -405,7 +529,8 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 	parse_if_match(r, &d.if_match, err);
 	if (vp_error_finish_validation(err) || command_key(r, body, key, &client_key, err) < 0 ||
 	    resolve_ids(api, r, cmd, &claims, body, client_key ? key : NULL, tenant_id, target_id,
-			err) < 0)
+			err) < 0 ||
+	    resolve_item_id(r, item_id, err) < 0)
 		goto done;
 	if (!api->state) {
 		vp_error_set(err, 503, VP_ERR_UNAVAILABLE, "the write model is being rebuilt");
@@ -421,6 +546,7 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 	d.tenant = tenant;
 	d.tenant_id = tenant_id;
 	d.target_id = target_id;
+	d.item_id = item_id[0] ? item_id : NULL;
 	d.body = body;
 	d.actor = claims.sub;
 	d.roles = claims.roles;
@@ -447,7 +573,7 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 done:
 	if (api->state)
 		vp_metric_set(api->m_idem_keys, (int64_t)api->state->idem_keys);
-	cJSON_Delete(d.data);
+	wr_decision_release(&d);
 	cJSON_Delete(body);
 	return rc;
 }
@@ -472,34 +598,45 @@ bool wr_api_route(VpHttpRequest *r, void *arg)
 	return true;
 }
 
-/* Appender callback: the commit's outcome for each event, on the loop. */
+/* The command's last event is back: remember the key's answer and reply. */
+static void finish_command(WrApi *api, WrPending *p, const WrAppend *item)
+{
+	if (!p->failed && item->client_key && api->state && item->generation == api->generation)
+		wr_state_idem_done(api->state, p->tenant_id, p->command_id, p->position);
+	if (!p->orphaned) {
+		if (!p->failed) {
+			reply_result(&p->http, p->creates ? 201 : 200, p->aggregate_id, p->version,
+				     (const char(*)[48])p->types, p->n_types, p->position,
+				     p->location, false);
+		} else {
+			VpError err;
+			vp_error_clear(&err);
+			vp_error_set(&err, 503, VP_ERR_UNAVAILABLE,
+				     "the events could not be appended; nothing was written");
+			vp_http_reply_error(&p->http, &err);
+		}
+	}
+	pending_free(p);
+}
+
+/* Appender callback: the commit's outcome for each event, on the loop. A
+ * command's events were in one transaction, so they all failed or all
+ * committed; its answer waits for the last of them (stale ones may come
+ * back in another order). */
 static void on_appended(WrAppend *list, void *arg)
 {
 	WrApi *api = arg;
 	while (list) {
 		WrAppend *item = list;
 		WrPending *p = item->owner;
-		char position[32];
 		list = item->next;
-		snprintf(position, sizeof(position), "%d:%lld", item->partition,
-			 (long long)item->offset);
-		if (!item->error && item->client_key && api->state &&
-		    item->generation == api->generation)
-			wr_state_idem_done(api->state, item->tenant_id, item->command_id, position);
-		if (p && !p->orphaned) {
-			if (!item->error) {
-				reply_result(&p->http, p->creates ? 201 : 200, p->aggregate_id,
-					     p->version, item->type, position, p->location, false);
-			} else {
-				VpError err;
-				vp_error_clear(&err);
-				vp_error_set(&err, 503, VP_ERR_UNAVAILABLE,
-					     "the event could not be appended; nothing was written");
-				vp_http_reply_error(&p->http, &err);
-			}
-		}
-		if (p)
-			pending_free(p);
+		if (p && item->error)
+			p->failed = true;
+		if (p && !item->error && !item->more)
+			snprintf(p->position, sizeof(p->position), "%d:%lld", item->partition,
+				 (long long)item->offset);
+		if (p && --p->events_left == 0)
+			finish_command(api, p, item);
 		wr_append_free(item);
 	}
 }

@@ -14,12 +14,18 @@
 #include "strmap.h"
 
 #define WR_IDEM_DEFAULT_WINDOW_S 86400 /* 24 h, as VETPMS_IDEMPOTENCY_WINDOW_S */
+/* The most events one command appends (vitals with a weight: two). */
+#define WR_MAX_COMMAND_EVENTS 4
 
-/* The first answer of a command, kept to replay it for the same key. */
+/* The first answer of a command, kept to replay it for the same key: the
+ * target aggregate (its first event's), every event type, the last event's
+ * position. */
 typedef struct WrIdem {
 	char request_hash[65];
 	char aggregate_id[37];
-	char event_type[48];
+	char event_types[WR_MAX_COMMAND_EVENTS][48];
+	int n_events;
+	int64_t at_us;     /* the events' time: one command's events share it */
 	int64_t version;
 	int status;        /* 201 or 200 */
 	char position[32]; /* "P:O", empty while the append is in flight */

@@ -32,6 +32,8 @@ static void free_tenant(void *value)
 	wr_map_clear(&t->microchips, NULL); /* values are the patients' */
 	wr_map_clear(&t->patients, free_patient);
 	wr_map_clear(&t->appointments, free);
+	wr_map_clear(&t->appointment_records, NULL); /* values are the records' */
+	wr_map_clear(&t->records, wr_record_free);
 	wr_idem_clear(&t->idem);
 	free(t);
 }
@@ -74,8 +76,23 @@ static void *insert_new(WrMap *m, const char *key, size_t size)
 	return value;
 }
 
+static int apply_tenant_settings(WrState *s, const VpEvent *ev, char *why, size_t why_cap)
+{
+	WrTenant *t = wr_map_get(&s->tenants, ev->tenant_id);
+	const cJSON *hours = cJSON_GetObjectItemCaseSensitive(ev->data, "record_lock_hours");
+	if (!t || !cJSON_IsNumber(hours)) {
+		snprintf(why, why_cap, "%s for unknown tenant %s", ev->type, ev->tenant_id);
+		return -1;
+	}
+	t->record_lock_hours = (int64_t)hours->valuedouble;
+	t->version = ev->seq;
+	return 0;
+}
+
 static int apply_tenant(WrState *s, const VpEvent *ev, char *why, size_t why_cap)
 {
+	if (!strcmp(ev->type, VP_EV_TENANT_SETTINGS_CHANGED))
+		return apply_tenant_settings(s, ev, why, why_cap);
 	if (wr_map_get(&s->tenants, ev->tenant_id)) {
 		snprintf(why, why_cap, "tenant %s provisioned twice", ev->tenant_id);
 		return -1;
@@ -356,19 +373,37 @@ static int apply_appointment(WrTenant *t, const VpEvent *ev, char *why, size_t w
 	return 0;
 }
 
+/* A later event of the command that made k: the same key, request and
+ * time (a command's events share `at`; a key used again after its window has
+ * a later one). It adds its type and, in a rebuild, its position: the answer
+ * keeps the target of the first event and gives the last event's position. */
+static bool idem_continues(const WrIdem *k, const VpEvent *ev, const WrIdemNote *idem)
+{
+	return k && k->at_us == ev->at_us && !strcmp(k->request_hash, idem->request_hash) &&
+	       k->n_events < WR_MAX_COMMAND_EVENTS;
+}
+
 /* The key is kept for the window after the event's own time, both when the
  * command is decided and when the log is replayed, so a restarted writer
  * remembers exactly the keys still inside the window. */
 static int apply_idem(WrState *s, WrTenant *t, const VpEvent *ev, const WrIdemNote *idem)
 {
+	WrIdem *k = wr_idem_get(&t->idem, ev->command_id);
+	if (idem_continues(k, ev, idem)) {
+		copy_str(k->event_types[k->n_events++], sizeof(k->event_types[0]), ev->type);
+		copy_str(k->position, sizeof(k->position), idem->position);
+		return 0;
+	}
 	size_t before = wr_idem_count(&t->idem);
-	WrIdem *k = wr_idem_put(&t->idem, ev->command_id, ev->at_us + s->idem_window_us);
+	k = wr_idem_put(&t->idem, ev->command_id, ev->at_us + s->idem_window_us);
 	if (!k)
 		return -1;
 	s->idem_keys += wr_idem_count(&t->idem) - before;
 	copy_str(k->request_hash, sizeof(k->request_hash), idem->request_hash);
 	copy_str(k->aggregate_id, sizeof(k->aggregate_id), ev->aggregate_id);
-	copy_str(k->event_type, sizeof(k->event_type), ev->type);
+	copy_str(k->event_types[0], sizeof(k->event_types[0]), ev->type);
+	k->n_events = 1;
+	k->at_us = ev->at_us;
 	copy_str(k->position, sizeof(k->position), idem->position);
 	k->version = ev->seq;
 	k->status = ev->seq == 1 ? 201 : 200;
@@ -399,6 +434,8 @@ int wr_state_apply(WrState *s, const VpEvent *ev, const WrIdemNote *idem, char *
 		rc = apply_patient(t, ev, why, why_cap);
 	else if (!strcmp(ev->aggregate, VP_AGG_APPOINTMENT))
 		rc = apply_appointment(t, ev, why, why_cap);
+	else if (!strcmp(ev->aggregate, VP_AGG_MEDICAL_RECORD))
+		rc = wr_record_apply(t, ev, why, why_cap);
 	else
 		rc = 0; /* tenant done above; later aggregates do not touch this model */
 	if (rc < 0)

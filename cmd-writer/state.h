@@ -57,10 +57,50 @@ typedef struct WrAppointment {
 	char patient_id[37];
 } WrAppointment;
 
+/* A medical record's diagnoses and treatments: what the rules look at. */
+typedef struct WrDiagnosis {
+	char id[37];
+	bool primary;
+	bool retracted;
+} WrDiagnosis;
+
+typedef enum WrTreatmentStatus {
+	WR_TREATMENT_PLANNED,
+	WR_TREATMENT_PERFORMED,
+	WR_TREATMENT_CANCELED,
+} WrTreatmentStatus;
+
+typedef struct WrTreatment {
+	char id[37];
+	WrTreatmentStatus status;
+} WrTreatment;
+
+/* A medical record (state_record.c). Signed = locked; an unsigned record is
+ * locked too once the tenant's record_lock_hours have passed since
+ * opened_at_us (time, not an event: wr_record_locked). */
+typedef struct WrRecord {
+	int64_t version;
+	char patient_id[37];
+	char appointment_id[37]; /* "" when none */
+	char record_type[16];
+	int64_t opened_at_us;
+	bool is_signed;
+	bool has_assessment; /* the SOAP assessment holds text */
+	WrDiagnosis *diagnoses;
+	size_t n_diagnoses, cap_diagnoses;
+	WrTreatment *treatments;
+	size_t n_treatments, cap_treatments;
+	size_t n_prescriptions;
+	size_t n_addenda;
+} WrRecord;
+
 typedef struct WrTenant {
 	char id[37];
 	int64_t version;
 	char timezone[64];
+	int64_t record_lock_hours; /* 0: records lock only when signed */
+	WrMap records;      /* id -> WrRecord */
+	WrMap appointment_records; /* appointment id -> WrRecord (one per appointment) */
 	WrMap staff;        /* id -> WrStaff */
 	WrMap clients;      /* id -> WrClient */
 	WrMap patients;     /* id -> WrPatient */
@@ -96,6 +136,14 @@ int wr_state_apply(WrState *s, const VpEvent *ev, const WrIdemNote *idem, char *
 		   size_t why_cap);
 
 bool wr_appointment_active(const WrAppointment *a);
+
+/* state_record.c: the medical_record events into t (called by wr_state_apply). */
+int wr_record_apply(WrTenant *t, const VpEvent *ev, char *why, size_t why_cap);
+void wr_record_free(void *record);
+/* Signed, or unsigned past the tenant's auto-lock period at now_us. */
+bool wr_record_locked(const WrTenant *t, const WrRecord *r, int64_t now_us);
+const WrDiagnosis *wr_record_diagnosis(const WrRecord *r, const char *id);
+const WrTreatment *wr_record_treatment(const WrRecord *r, const char *id);
 
 /* Marks the command's entry appended at position (commands with a client key;
  * others have no entry). */

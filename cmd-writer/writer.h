@@ -62,7 +62,9 @@ typedef struct WrConfig {
 #define WR_ORIGIN_CLIENT "client" /* Idempotency-Key or body command_id */
 #define WR_ORIGIN_WRITER "writer" /* a UUIDv7 the writer made */
 
-/* One event on its way to the log, with what is needed to answer for it. */
+/* One event on its way to the log, with what is needed to answer for it. A
+ * command's events are submitted as one chain, `more` set on all but the last:
+ * the appender puts the whole chain in one transaction (all or nothing). */
 typedef struct WrAppend {
 	char tenant_id[37];
 	int partition;
@@ -72,6 +74,7 @@ typedef struct WrAppend {
 	char command_id[256];
 	bool client_key;         /* command_id came from the client */
 	uint64_t generation;     /* write-model generation it was decided on */
+	bool more;               /* the next item is the same command's next event */
 	/* filled by the appender */
 	int64_t offset;
 	int error;               /* 0 ok, else a librdkafka error code */
@@ -93,7 +96,13 @@ typedef void (*WrRebuilt)(WrState *state, uint64_t generation, void *arg);
 WrAppender *wr_appender_new(const WrConfig *cfg, struct event_base *base, WrAppendDone done,
 			    WrRebuilt rebuilt, void *arg, char *why, size_t why_cap);
 int wr_appender_start(WrAppender *a);
+/* Queues the chain item->next->... (one command's events) in one step, so
+ * the commit thread never sees half a command. */
 void wr_appender_submit(WrAppender *a, WrAppend *item);
+/* The loop's model holds what the log does not (a command's later event could
+ * not be applied after its first was): fail everything decided on it and
+ * hand over a model rebuilt from the log, as after a failed commit. */
+void wr_appender_rebuild(WrAppender *a);
 bool wr_appender_ready(WrAppender *a, char *why, size_t why_cap);
 bool wr_appender_fatal(WrAppender *a);
 int wr_appender_partition_count(WrAppender *a);

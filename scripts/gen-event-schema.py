@@ -5,7 +5,11 @@ the envelope of EVENTS.md, then data member by member (types, nullability, enums
 lengths, ranges, nested items). The description is the one thing the catalog
 does not hold.
 
-    scripts/gen-event-schema.py [--bin DIR] Type "What happened, in one sentence."
+    scripts/gen-event-schema.py [--bin DIR] [--absent-ok] Type "What happened, in one sentence."
+
+--absent-ok: the event carries only what changed (SoapNoteWritten's merge,
+ClientContactUpdated), so its optional members may be absent as well as null;
+without it every member is required (optional ones nullable).
 """
 
 import argparse
@@ -56,13 +60,13 @@ def member(field):
     return {"anyOf": [form, {"type": "null"}]}
 
 
-def data_object(fields):
+def data_object(fields, absent_ok=False):
     return {"type": "object", "additionalProperties": False,
-            "required": [f["name"] for f in fields],
+            "required": [f["name"] for f in fields if f["required"] or not absent_ok],
             "properties": {f["name"]: member(f) for f in fields}}
 
 
-def schema(entry, description):
+def schema(entry, description, absent_ok=False):
     name = f"{entry['type']}.v{entry['v']}"
     envelope = ["id", "type", "v", "tenant_id", "aggregate", "aggregate_id", "seq",
                 "command_id", "actor", "at", "data"]
@@ -80,7 +84,7 @@ def schema(entry, description):
             "aggregate_id": UUID, "seq": {"type": "integer", "minimum": 1},
             "command_id": {"type": "string", "minLength": 1, "maxLength": 255},
             "actor": {"type": "string", "minLength": 1, "maxLength": 128},
-            "at": TIME, "data": data_object(entry["fields"]),
+            "at": TIME, "data": data_object(entry["fields"], absent_ok),
         },
     }
 
@@ -89,6 +93,8 @@ def main():
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("--bin", default=os.environ.get("VETPMS_BIN_DIR",
                                                       os.path.join(ROOT, "bin")))
+    args.add_argument("--absent-ok", action="store_true",
+                      help="optional data members may be absent (events of changes only)")
     args.add_argument("type")
     args.add_argument("description")
     opts = args.parse_args()
@@ -100,7 +106,7 @@ def main():
     entry = max(entries, key=lambda e: e["v"])
     path = os.path.join(ROOT, "schema", "events", f"{entry['type']}.v{entry['v']}.json")
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(schema(entry, opts.description), f, indent=2, ensure_ascii=False)
+        json.dump(schema(entry, opts.description, opts.absent_ok), f, indent=2, ensure_ascii=False)
         f.write("\n")
     print(path)
 

@@ -29,6 +29,7 @@ import psycopg
 import pytest
 import requests
 
+from kafka_log import events as kafka_events
 from stack import BIN_DIR, free_port, wait_for
 
 EXAMPLES = int(os.environ.get("VETPMS_PROPERTY_EXAMPLES", "40"))
@@ -108,6 +109,10 @@ class Pools:
         self.clients = {}       # id -> {"active"}
         self.patients = {}      # id -> {"client", "alive"}
         self.appointments = {}  # id -> {"status"}
+        self.records = {}       # medical record id -> {"status": "open" | "signed"}
+        self.diagnoses = {}     # record id -> [diagnosis ids] (read from the log at set-up)
+        self.treatments = {}    # record id -> [treatment ids]
+        self.tenants = []       # the tenant's own id, for its settings
         self.core = set()       # made by the set-up: rarely deactivated or killed
         self.avail_vet = None   # the vet with published blocks on days 1-60
 
@@ -295,6 +300,8 @@ class Generator:
             value = self.rng.choice(live or list(p.patients) or [str(uuid.uuid4())])
         elif name == "vet_id":
             value = self.rng.choice(p.vets() or [str(uuid.uuid4())])
+        elif name == "appointment_id":
+            value = self.rng.choice(list(p.appointments) or [str(uuid.uuid4())])
         else:
             value = str(uuid.uuid4())
         roll = self.rng.random() * (0.19 if self.clean else 1)
@@ -388,10 +395,16 @@ class Generator:
         p, name = self.pools, cmd["name"]
         segment = cmd["pattern"].split("/")[2]
         pool_name = {"staff": "staff", "clients": "clients", "patients": "patients",
-                     "appointments": "appointments"}[segment]
+                     "appointments": "appointments", "medical-records": "records",
+                     "tenants": "tenants"}[segment]
         pool = getattr(p, pool_name)
         ids = list(pool)
-        if segment == "staff" and "availability" in cmd["pattern"]:
+        if segment == "medical-records":
+            # addenda need a locked record, every other change an open one
+            want = "signed" if name == "AddAddendum" else "open"
+            fit = [i for i, r in pool.items() if r["status"] == want]
+            ids = fit if fit and self.chance(0.85) else ids
+        elif segment == "staff" and "availability" in cmd["pattern"]:
             ids = p.vets() if self.chance(0.85) else ids
         elif name in APPOINTMENT_NEEDS:
             fit = [i for i, a in pool.items() if a["status"] in APPOINTMENT_NEEDS[name]]
@@ -411,6 +424,29 @@ class Generator:
         elif roll < 0.27:
             target = self.rng.choice(["not-a-uuid", target.replace("-", ""), target[:-1] + "%ff"])
         return pool_name, target
+
+    def coherent_vitals(self):
+        """Vitals whose measurements agree (systolic over diastolic), often with
+        a weight: the two-event command."""
+        r = self.rng
+        body = {"temperature_c": round(r.uniform(25, 45), 1), "pulse_bpm": r.randint(1, 400)}
+        if self.chance(0.5):
+            dia = r.randint(20, 299)
+            body.update(systolic_mmhg=r.randint(dia + 1, 300), diastolic_mmhg=dia)
+        if self.chance(0.7):
+            body["weight"] = {"value": round(r.uniform(0.1, 90), r.choice((0, 1, 3))),
+                              "unit": r.choice(["kg", "g", "lb"])}
+        return body
+
+    def item_target(self, path, record):
+        """A record's {diagnosis_id} / {treatment_id}: one of its own, mostly."""
+        for param, pool in (("{diagnosis_id}", self.pools.diagnoses),
+                            ("{treatment_id}", self.pools.treatments)):
+            if param in path:
+                ids = pool.get(record) or []
+                item = self.rng.choice(ids) if ids and self.chance(0.8) else str(uuid.uuid4())
+                path = path.replace(param, item.upper() if self.chance(0.1) else item)
+        return path
 
     def headers(self, bad):
         h = {"Content-Type": "application/json"}
@@ -468,9 +504,12 @@ class Generator:
         if "{id}" in path:
             pool_name, tgt = self.path_target(cmd, bad)
             path = path.replace("{id}", target or tgt)
+            path = self.item_target(path, (target or tgt).lower())
         elif cmd["creates"]:
             pool_name = {"/v1/staff": "staff", "/v1/clients": "clients",
                          "/v1/patients": "patients", "/v1/appointments": "appointments"}.get(path)
+        if body is None and cmd["name"] == "RecordVitals" and self.chance(0.3):
+            body = self.coherent_vitals()  # random fields rarely agree with each other
         if body is None:
             body = self.body(cmd["fields"], bad, path_pool=pool_name)
         provisioning = "platform-admin" in cmd["roles"]
@@ -602,6 +641,10 @@ def learn(pools, o):
         p.appointments[agg] = {"status": "scheduled"}
     elif name in APPOINTMENT_AFTER:
         p.appointments.setdefault(agg, {})["status"] = APPOINTMENT_AFTER[name]
+    elif name == "OpenMedicalRecord":
+        p.records[agg] = {"status": "open"}
+    elif name == "SignMedicalRecord":
+        p.records.setdefault(agg, {})["status"] = "signed"
 
 
 def list_commands():
@@ -678,6 +721,31 @@ def set_up(stack, writer, gen, pools, commands, outcomes):
             must("CheckInAppointment", {}, "nurse", target=appt)
         if i % 4 >= 2:
             must("StartAppointment", {}, "vet", target=appt)
+    set_up_records(stack, gen, pools, patients, must)
+
+
+def set_up_records(stack, gen, pools, patients, must):
+    """Medical records: open ones with a diagnosis and treatments (whose ids
+    the answers do not carry: read from the log), and a signed one."""
+    pools.tenants.append(gen.tid)
+    records = [must("OpenMedicalRecord", {"patient_id": patients[i % len(patients)],
+                                          "record_type": "consultation"}, "vet")
+               for i in range(6)]
+    for rid in records:
+        must("AddDiagnosis", {"name": "Otitis", "primary": True}, "vet", target=rid)
+        for _ in range(2):
+            must("AddTreatment", {"name": "Flush", "treatment_type": "procedure"}, "nurse",
+                 target=rid)
+    must("RecordVitals", {"weight": {"value": 4.2, "unit": "kg"}, "pulse_bpm": 90}, "nurse",
+         target=records[1])
+    must("SignMedicalRecord", {}, "vet", target=records[0])
+    for e in kafka_events(stack.brokers):
+        if e["tenant_id"] != gen.tid:
+            continue
+        if e["type"] == "DiagnosisAdded":
+            pools.diagnoses.setdefault(e["aggregate_id"], []).append(e["data"]["diagnosis_id"])
+        elif e["type"] == "TreatmentAdded":
+            pools.treatments.setdefault(e["aggregate_id"], []).append(e["data"]["treatment_id"])
 
 
 def test_every_command_answers_4xx_or_commits_an_event_the_projector_applies(stack, daemons):
@@ -751,10 +819,13 @@ def test_every_command_answers_4xx_or_commits_an_event_the_projector_applies(sta
     tenants = {o.req.tenant for o in appended if o.req.tenant}
     logged = set(query(stack, 'SELECT partition, "offset" FROM read.event_log '
                               'WHERE tenant_id = ANY(%s::uuid[])', (list(tenants),)))
-    answered = {o.position for o in appended}
+    # a command of n events appended them at the n offsets ending at its position
+    answered = {(o.position[0], o.position[1] - k) for o in appended
+                for k in range(len(json.loads(o.body)["events"]))}
     for pos in sorted(answered - logged):
+        o = by_position.get(pos)
         problems.append(f"answered 2xx at {pos} but not in read.event_log: "
-                        f"{by_position[pos].req.repro()}")
+                        + (o.req.repro() if o else "(an earlier event of a command)"))
     for pos in sorted(logged - answered):
         problems.append(f"in read.event_log at {pos} but no 2xx answer appended it")
 

@@ -135,6 +135,38 @@ static WrAppend *provision(Fixture *f, char tenant_out[37])
 	return item;
 }
 
+/* A command of two events: TenantProvisioned then TenantSettingsChanged of the
+ * same tenant, chained as the request path chains them (`more` on the first). */
+static WrAppend *provision_with_settings(Fixture *f, char tenant_out[37])
+{
+	WrAppend *first = provision(f, tenant_out);
+	WrAppend *second = calloc(1, sizeof(*second));
+	assert_non_null(second);
+	VpEvent ev = {.v = 1, .seq = 2, .at_us = vp_time_now_us()};
+	VpUuid u;
+	vp_uuid_v7(&u);
+	vp_uuid_format(&u, ev.id);
+	snprintf(ev.tenant_id, sizeof(ev.tenant_id), "%s", first->tenant_id);
+	snprintf(ev.type, sizeof(ev.type), "TenantSettingsChanged");
+	snprintf(ev.aggregate, sizeof(ev.aggregate), "tenant");
+	snprintf(ev.aggregate_id, sizeof(ev.aggregate_id), "%s", first->tenant_id);
+	snprintf(ev.command_id, sizeof(ev.command_id), "%s", first->command_id);
+	snprintf(ev.actor, sizeof(ev.actor), "test");
+	ev.data = cJSON_Parse("{\"record_lock_hours\":24}");
+	second->value = vp_event_encode(&ev);
+	assert_non_null(second->value);
+	cJSON_Delete(ev.data);
+	snprintf(second->tenant_id, sizeof(second->tenant_id), "%s", first->tenant_id);
+	snprintf(second->type, sizeof(second->type), "%s", ev.type);
+	snprintf(second->command_id, sizeof(second->command_id), "%s", ev.command_id);
+	second->partition = first->partition;
+	second->generation = first->generation;
+	second->offset = -1;
+	first->more = true;
+	first->next = second;
+	return first;
+}
+
 static long long metric(const char *name)
 {
 	size_t len = 0;
@@ -400,6 +432,89 @@ static void rebuild_remembers_client_and_old_command_ids_only(void **state)
 	assert_int_equal(f->model->idem_keys, 2);
 }
 
+/* One command's two events commit in one transaction at consecutive offsets,
+ * even with max_batch 1: the batch bound never splits a command. */
+static void a_commands_events_commit_together_past_max_batch(void **state)
+{
+	Fixture *f = *state;
+	char tenant[37];
+	long long commits_before = metric("vetpms_writer_commits_total");
+	f->cfg.max_batch = 1;
+	WrAppend *chain = provision_with_settings(f, tenant);
+	WrAppend *first = chain, *second = chain->next;
+	wr_appender_submit(f->appender, chain);
+	run_until_done(f, 2);
+	f->cfg.max_batch = 1000;
+	assert_int_equal(first->error, 0);
+	assert_int_equal(second->error, 0);
+	assert_int_equal(second->offset, first->offset + 1);
+	assert_int_equal(metric("vetpms_writer_commits_total") - commits_before, 1);
+	free_done(f);
+}
+
+/* A two-event command whose transaction fails: both fail and the rebuilt
+ * model has neither; the same command committed later has both. */
+static void a_failed_two_event_command_leaves_neither_event(void **state)
+{
+	Fixture *f = *state;
+	char failed[37], committed[37], probe[37];
+	int rebuilds = f->rebuilds;
+	rd_kafka_mock_push_request_errors(f->mcluster, 24 /* AddPartitionsToTxn */, 1,
+					  RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+	WrAppend *chain = provision_with_settings(f, failed);
+	WrAppend *first = chain, *second = chain->next;
+	wr_appender_submit(f->appender, chain);
+	run_until_done(f, 2);
+	assert_int_not_equal(first->error, 0);
+	assert_int_not_equal(second->error, 0);
+	int partition = first->partition;
+	free_done(f);
+	run_until_rebuilds(f, rebuilds + 1);
+	assert_null(wr_state_tenant(f->model, failed));
+
+	chain = provision_with_settings(f, committed);
+	chain->partition = chain->next->partition = partition;
+	wr_appender_submit(f->appender, chain);
+	run_until_done(f, 2);
+	assert_int_equal(f->done->error, 0);
+	assert_int_equal(f->done->next->error, 0);
+	free_done(f);
+	/* another failed commit rebuilds the model from the log: both events */
+	fail_one_commit(f, probe);
+	run_until_rebuilds(f, rebuilds + 2);
+	const WrTenant *t = wr_state_tenant(f->model, committed);
+	assert_non_null(t);
+	assert_int_equal(t->version, 2);
+	assert_int_equal(t->record_lock_hours, 24);
+	assert_null(wr_state_tenant(f->model, failed));
+}
+
+/* The loop's model got ahead of the log: a requested rebuild fails what was
+ * decided on it and hands over a model read from the log, of the next
+ * generation. */
+static void a_requested_rebuild_fails_what_the_old_model_decided(void **state)
+{
+	Fixture *f = *state;
+	char tenant[37];
+	int rebuilds = f->rebuilds;
+	uint64_t generation = f->generation;
+	wr_appender_rebuild(f->appender);
+	WrAppend *old = provision(f, tenant);
+	assert_int_equal(old->generation, generation);
+	wr_appender_submit(f->appender, old);
+	run_until_rebuilds(f, rebuilds + 1);
+	assert_int_equal(f->generation, generation + 1);
+	run_until_done(f, 1);
+	assert_int_not_equal(old->error, 0);
+	assert_null(wr_state_tenant(f->model, tenant));
+	free_done(f);
+	WrAppend *next = provision(f, tenant);
+	wr_appender_submit(f->appender, next);
+	run_until_done(f, 1);
+	assert_int_equal(next->error, 0);
+	free_done(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -407,6 +522,9 @@ int main(void)
 		cmocka_unit_test(items_submitted_together_commit_in_few_transactions),
 		cmocka_unit_test(failed_commit_fails_items_and_rebuilds_without_them),
 		cmocka_unit_test(rebuild_remembers_client_and_old_command_ids_only),
+		cmocka_unit_test(a_commands_events_commit_together_past_max_batch),
+		cmocka_unit_test(a_failed_two_event_command_leaves_neither_event),
+		cmocka_unit_test(a_requested_rebuild_fails_what_the_old_model_decided),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

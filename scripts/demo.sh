@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Loads a small demo clinic through the HTTP API (never behind its back):
 # a tenant, its staff, clients and patients, then a week of the two vets'
-# availability and 15 appointments in it. Run by `make run`; prints the tenant
+# availability and 15 appointments in it, and five past visits (medical
+# records with vitals, SOAP, diagnoses, treatments, prescriptions, signatures). Run by `make run`; prints the tenant
 # id. Safe to re-run on the same stack: every command carries an
 # Idempotency-Key, so a second run replays the same answers instead of adding
 # duplicates. Scheduling keys name the clinic date they are for, so a re-run on
@@ -129,5 +130,51 @@ for d in 0 1 2 3 4 5 6 7; do
   done <<< "$APPOINTMENTS"
 done
 last=$(date_plus 7)
-log "demo: tenant $tenant: 4 staff, 6 clients and patients, $blocks availability blocks $today..$last ($TZNAME), $booked appointments$([ "$skipped" = 0 ] || echo ", $skipped skipped")"
+
+# --- past visits: medical records ---------------------------------------------
+# Dated back from the day of the first run, kept in var/ so a re-run replays the
+# same commands (same keys, same bodies) on any later day.
+visits_file="$VAR_DIR/demo_visits_date"
+[ -s "$visits_file" ] || echo "$today" > "$visits_file"
+anchor=$(date -u -d "$(cat "$visits_file") 12:00" +%s)
+ago() { date -u -d "@$((anchor - $1 * 86400))" +%F; }        # DAYS -> local date
+ago_at() { utc "$(ago "$1")" "$2"; }                           # DAYS HH:MM -> UTC
+nurse=$(token --role nurse --tenant "$tenant" --sub demo-nurse)
+rec() { post "$1" "visit-$2" "/v1/medical-records$3" "$4"; }   # TOKEN KEY PATH JSON
+
+# Bella, 30 days ago: a sprained knee, signed, with a later addendum.
+r=$(rec "$vet" 1-open "" "{\"patient_id\":\"${patients[1]}\",\"record_type\":\"consultation\",\"chief_complaint\":\"Limping on the left hind leg\",\"visit_date\":\"$(ago 30)\"}")
+rec "$nurse" 1-vitals "/$r/vitals" "{\"temperature_c\":38.6,\"pulse_bpm\":92,\"respiration_rpm\":24,\"weight\":{\"value\":28.1,\"unit\":\"kg\"},\"body_condition_score\":5,\"pain_score\":3,\"recorded_at\":\"$(ago_at 30 09:10)\"}" >/dev/null
+rec "$vet" 1-soap "/$r/soap" '{"subjective":"Lame on the left hind since a run in the park two days ago.","objective":"Grade 2/5 lameness, mild stifle effusion, no drawer sign.","assessment":"Soft tissue strain of the left stifle.","plan":"Rest, NSAID for 7 days, recheck if not improving."}' >/dev/null
+rec "$vet" 1-dx "/$r/diagnoses" '{"name":"Stifle strain","code":"VeNom 12345","primary":true}' >/dev/null
+rec "$vet" 1-rx "/$r/prescriptions" '{"medication":"Meloxicam 1.5 mg/ml oral suspension","dosage":"0.1 mg/kg","frequency":"once daily with food","route":"oral","duration_days":7,"quantity":20,"refills":0}' >/dev/null
+rec "$vet" 1-sign "/$r/sign" '{}' >/dev/null
+rec "$vet" 1-addendum "/$r/addenda" '{"text":"Owner called on day 5: walking normally, NSAID stopped."}' >/dev/null
+
+# Max, 350 days ago: a rabies vaccination due again in a fortnight (reminders).
+r=$(rec "$vet" 2-open "" "{\"patient_id\":\"${patients[2]}\",\"record_type\":\"vaccination\",\"visit_date\":\"$(ago 350)\"}")
+rec "$vet" 2-vx "/$r/treatments" "{\"name\":\"Rabies\",\"treatment_type\":\"vaccination\",\"performed_at\":\"$(ago_at 350 10:00)\",\"next_due_on\":\"$(ago -15)\"}" >/dev/null
+rec "$vet" 2-soap "/$r/soap" '{"assessment":"Healthy, fit to vaccinate."}' >/dev/null
+rec "$vet" 2-sign "/$r/sign" '{}' >/dev/null
+
+# Luna, 20 days ago: the yearly booster, signed.
+r=$(rec "$vet" 3-open "" "{\"patient_id\":\"${patients[3]}\",\"record_type\":\"vaccination\",\"visit_date\":\"$(ago 20)\"}")
+rec "$nurse" 3-vitals "/$r/vitals" "{\"temperature_c\":38.4,\"weight\":{\"value\":4.0,\"unit\":\"kg\"},\"recorded_at\":\"$(ago_at 20 11:00)\"}" >/dev/null
+rec "$vet" 3-vx "/$r/treatments" "{\"name\":\"Feline RCP booster\",\"treatment_type\":\"vaccination\",\"performed_at\":\"$(ago_at 20 11:05)\",\"next_due_on\":\"$(ago -345)\"}" >/dev/null
+rec "$vet" 3-dx "/$r/diagnoses" '{"name":"Healthy","primary":true}' >/dev/null
+rec "$vet" 3-sign "/$r/sign" '{}' >/dev/null
+
+# Milo, 10 days ago: a dental with extractions, signed.
+r=$(rec "$vet" 5-open "" "{\"patient_id\":\"${patients[5]}\",\"record_type\":\"dental\",\"chief_complaint\":\"Bad breath, dropping food\",\"visit_date\":\"$(ago 10)\"}")
+rec "$vet" 5-tx "/$r/treatments" "{\"name\":\"Scale, polish and two extractions\",\"treatment_type\":\"dental\",\"performed_at\":\"$(ago_at 10 10:30)\"}" >/dev/null
+rec "$vet" 5-dx "/$r/diagnoses" '{"name":"Periodontal disease","code":"PD3","status":"confirmed","primary":true}' >/dev/null
+rec "$vet" 5-rx "/$r/prescriptions" '{"medication":"Clindamycin 25 mg capsules","dosage":"1 capsule","frequency":"twice daily","route":"oral","duration_days":10,"quantity":20,"refills":0}' >/dev/null
+rec "$vet" 5-sign "/$r/sign" '{}' >/dev/null
+
+# Charlie, 3 days ago: a post-operative check still open (not signed).
+r=$(rec "$nurse" 4-open "" "{\"patient_id\":\"${patients[4]}\",\"record_type\":\"follow_up\",\"chief_complaint\":\"Post-operative check\",\"visit_date\":\"$(ago 3)\"}")
+rec "$nurse" 4-vitals "/$r/vitals" "{\"temperature_c\":38.9,\"pulse_bpm\":100,\"recorded_at\":\"$(ago_at 3 15:00)\"}" >/dev/null
+rec "$nurse" 4-soap "/$r/soap" '{"subjective":"Eating well, licking the wound at night.","objective":"Wound clean and dry, sutures intact."}' >/dev/null
+
+log "demo: tenant $tenant: 4 staff, 6 clients and patients, $blocks availability blocks $today..$last ($TZNAME), $booked appointments$([ "$skipped" = 0 ] || echo ", $skipped skipped"), 5 past visits (4 signed, 1 addendum, 2 vaccinations)"
 echo "$tenant"

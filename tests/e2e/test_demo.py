@@ -68,7 +68,11 @@ def test_demo_loads_a_week_of_scheduling_and_reruns_append_nothing(stack, daemon
     appts = expected(today + timedelta(days=1), 7, APPOINTMENTS)
     assert appts == 15
     want = {"StaffRegistered": 4, "ClientRegistered": 6, "PatientRegistered": 6,
-            "AvailabilityPublished": blocks, "AppointmentScheduled": appts}
+            "AvailabilityPublished": blocks, "AppointmentScheduled": appts,
+            # five past visits: four signed, one addendum, two vaccinations
+            "MedicalRecordOpened": 5, "VitalsRecorded": 3, "WeightRecorded": 2,
+            "SoapNoteWritten": 3, "DiagnosisAdded": 3, "TreatmentAdded": 3,
+            "MedicationPrescribed": 2, "MedicalRecordSigned": 4, "AddendumAdded": 1}
     wait_for(lambda: {k: v for k, v in counts(stack, tid).items() if k in want} == want,
              timeout=60, what="the demo's events projected")
 

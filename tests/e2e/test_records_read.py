@@ -8,20 +8,34 @@ and nurse only (reminders also admin and reception); analysts read counts and
 never the text; record events of unknown records are dead letters; and the
 read model equals a rebuild by a second projector into another schema."""
 
+import os
 import random
 import re
 import uuid
 from datetime import date, datetime, timedelta, timezone
 
+import jsonschema
 import psycopg
 import pytest
 import requests
+import yaml
 from psycopg import sql
 
 import events as ev
 from stack import free_port, wait_for
 
 REFRESH_MS = 300
+SPEC_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schema",
+                         "openapi.yaml")
+
+
+def check_schema(body, name):
+    """body against components/schemas/<name> of schema/openapi.yaml."""
+    with open(SPEC_PATH, encoding="utf-8") as f:
+        components = yaml.safe_load(f)["components"]
+    jsonschema.validate(body, {"$ref": f"#/components/schemas/{name}",
+                               "components": components},
+                        cls=jsonschema.Draft202012Validator)
 
 
 def query(stack, text, params=()):
@@ -237,6 +251,7 @@ def test_a_record_with_every_part_lands_in_its_tables_and_reads_back(clinic):
         assert (p["id"], p["quantity"], p["route"], p["refills"]) == (rx, 10.5, "oral", 1)
         assert [(a["id"], a["author"], a["text"]) for a in body["addenda"]] == \
             [(add, "e2e", "owner called: better")]
+        check_schema(body, "MedicalRecordView")
 
 
 def test_a_new_primary_demotes_the_old_one_and_a_retracted_primary_leaves_none(clinic):
@@ -344,6 +359,7 @@ def test_patient_records_newest_first_in_pages(stack, daemons, producer):
     assert full["next_cursor"] is None
     assert full["data"][0]["primary_diagnosis"]["name"] == "Otitis"
     assert "soap" not in full["data"][0]
+    check_schema(full, "MedicalRecordSummaryViewList")
     seen, cursor = [], None
     while True:
         page = c.ok(f"/v1/patients/{c.p3}/medical-records", limit=2,
@@ -393,6 +409,7 @@ def test_timeline_merges_every_kind_newest_first_with_one_keyset(stack, daemons,
     assert kinds[6] == ("appointment", appt)
     assert kinds[7][0] == "weight"  # the registration weight, 400 days ago
     assert len(kinds) == 8 and body["next_cursor"] is None
+    check_schema(body, "TimelineList")
     items = {i["kind"]: i for i in body["data"]}
     assert items["medical_record"]["primary_diagnosis"]["name"] == "Otitis"
     assert items["vaccination"]["next_due_on"] == "2027-01-01"
@@ -428,6 +445,7 @@ def test_history_is_the_records_events_in_log_order(clinic):
     assert [(e["id"], e["type"], e["seq"], e["actor"]) for e in body["data"]] == \
         [(e["id"], e["type"], e["seq"], e["actor"]) for e in envs]
     assert body["data"][1]["data"] == {"subjective": "S"}
+    check_schema(body, "MedicalRecordHistoryViewList")
     assert all(e["at"].endswith("Z") and ":" in e["position"] for e in body["data"])
     page = c.ok(f"/v1/medical-records/{r}/history", limit=3)
     rest = c.ok(f"/v1/medical-records/{r}/history", cursor=page["next_cursor"])
@@ -471,6 +489,7 @@ def test_vaccination_reminders_take_the_latest_of_each_kind(stack, daemons, prod
                                "email": "Ann@example.org", "phone": "+33 1 23",
                                "address": "1 rue X"}
     assert first["last_given_at"].endswith("Z")
+    check_schema(due, "VaccinationReminderViewList")
     c.send([ev.envelope("PatientDied", c.t, "patient", c.p3, c.seq(c.p3),
                         {"date": date.today().isoformat()})])
     due = c.ok("/v1/reminders/vaccinations", due_before="2027-01-01")

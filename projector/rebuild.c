@@ -7,7 +7,8 @@
  * reader's queries wait, so the live positions stop moving. The rebuild's
  * consume loop goes on meanwhile (its schema is not locked) until it has
  * applied at least every position the live one has; then, in the same locked
- * transaction, the live schema's grants are copied, live is renamed
+ * transaction, the fresh schema's materialized views are refreshed, the
+ * live schema's grants are copied, live is renamed
  * <live>_retired and next renamed live, the retired schema is dropped, and the
  * positions are NOTIFYed. Dropping (not keeping) the old tables is what makes
  * the daemons' prepared statements re-plan against the new ones by name. The
@@ -87,6 +88,16 @@ static const char copy_grants[] =
 	"  JOIN pg_roles o ON o.oid = d.defaclrole,"
 	"  aclexplode(d.defaclacl) a JOIN pg_roles r ON r.oid = a.grantee"
 	"  WHERE n.nspname = $1::text AND d.defaclobjtype IN ('r', 'S', 'f', 'T')) g";
+
+/* The fresh schema's materialized views, refreshed in the swap transaction:
+ * no process refreshes them before (the rebuild's own refresh thread names
+ * the fresh schema, which the swap renames), and a live projector that is
+ * idle at the swap has nothing to mark them dirty. Not CONCURRENTLY: nobody
+ * reads the fresh schema yet. */
+static const char refresh_views[] =
+	"SELECT string_agg(format('REFRESH MATERIALIZED VIEW %I.%I', schemaname, matviewname),"
+	" '; ' ORDER BY matviewname) FROM pg_matviews"
+	" WHERE schemaname = $2::text AND $1::text IS NOT NULL";
 
 static const char rename_and_drop[] =
 	"SELECT format('ALTER SCHEMA %1$I RENAME TO %3$I; ALTER SCHEMA %2$I RENAME TO %1$I;"
@@ -210,7 +221,8 @@ int pj_rebuild_step(PjRebuild *rb, int64_t lag, char *why, size_t why_cap)
 		}
 		return 0;
 	}
-	if (exec_built(rb->conn, copy_grants, 2, rb->params, why, why_cap) < 0 ||
+	if (exec_built(rb->conn, refresh_views, 2, rb->params, why, why_cap) < 0 ||
+	    exec_built(rb->conn, copy_grants, 2, rb->params, why, why_cap) < 0 ||
 	    exec_built(rb->conn, rename_and_drop, 2, rb->params, why, why_cap) < 0 ||
 	    exec_built(rb->conn, notify_positions, 3, rb->notify, why, why_cap) < 0 ||
 	    vp_pg_exec(rb->conn, notify_swapped, 2,

@@ -702,3 +702,4 @@ def test_read_model_equals_a_rebuild_after_a_random_mix(stack, daemons, producer
         rebuilt = tenant_digest(stack, "read_rec_check", table, c.t)
         assert live == rebuilt, f"{table} (seed {seed})"
     assert tenant_digest(stack, "read", "medical_records", c.t)[0] == 6
+

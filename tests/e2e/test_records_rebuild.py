@@ -5,13 +5,14 @@ grants, copied from the live schema at the swap, still give the analyst the
 counts and nothing of the clinical text."""
 
 import uuid
+from datetime import timedelta
 
 import psycopg
 import pytest
 
 import events as ev
 from stack import free_port, running_stack, wait_for
-from test_records_read import REFRESH_MS, Clinic, ago, rfc
+from test_records_read import REFRESH_MS, Clinic, ago, query, rfc
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +81,15 @@ def test_projector_rebuild_keeps_the_records_and_the_analysts_refusal(stack, dae
             analyst(f"SELECT * FROM read.{table}")
     assert analyst("SELECT count(*) FROM read.event_log WHERE aggregate = 'medical_record'") \
         == [(0,)]
+
+    # the trigger that keeps the dashboard and daily stats was pinned by name to
+    # the fresh schema (SET search_path FROM CURRENT): the swap re-pins it
+    appt = ev.new_id()
+    start = ago(days=-3)
+    c.send([ev.envelope("AppointmentScheduled", c.t, "appointment", appt, 1,
+                        {"patient_id": c.p1, "vet_id": c.vet, "start": rfc(start),
+                         "end": rfc(start + timedelta(minutes=30)), "type": "consultation",
+                         "reason": None})])
+    assert query(stack, "SELECT count(*) FROM read.appointment_dashboard "
+                        "WHERE tenant_id = %s AND appointment_id = %s", (c.t, appt)) == [(1,)]
+    assert not query(stack, "SELECT error FROM read.dead_letters WHERE tenant_id = %s", (c.t,))

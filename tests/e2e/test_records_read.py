@@ -703,3 +703,16 @@ def test_read_model_equals_a_rebuild_after_a_random_mix(stack, daemons, producer
         assert live == rebuilt, f"{table} (seed {seed})"
     assert tenant_digest(stack, "read", "medical_records", c.t)[0] == 6
 
+
+
+def test_reads_wait_for_a_consistency_token(clinic):
+    c = clinic
+    r = ev.new_id()
+    c.send([c.open(r, c.p2)])
+    c.producer.send_all([c.soap(r, assessment="read your writes")])
+    c.sent += 1
+    partition, offset = c.producer.delivered[-1]
+    body = c.ok(f"/v1/medical-records/{r}", consistent_with=f"{partition}:{offset}")
+    assert body["soap"]["assessment"] == "read your writes" and body["version"] == 2
+    history = c.ok(f"/v1/medical-records/{r}/history", consistent_with=f"{partition}:{offset}")
+    assert [e["type"] for e in history["data"]] == ["MedicalRecordOpened", "SoapNoteWritten"]

@@ -17,6 +17,7 @@ static const PjApplyRow *const read_models[] = {
 	pj_directory_rows,
 	pj_patient_rows,
 	pj_scheduling_rows,
+	pj_record_rows,
 };
 
 #define COUNT(table) (sizeof(table) / sizeof(table[0]))
@@ -96,5 +97,6 @@ PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, s
 
 bool pj_event_feeds_views(const VpEvent *ev)
 {
-	return !strcmp(ev->aggregate, VP_AGG_APPOINTMENT);
+	return !strcmp(ev->aggregate, VP_AGG_APPOINTMENT) ||
+	       !strcmp(ev->aggregate, VP_AGG_MEDICAL_RECORD);
 }

@@ -52,6 +52,8 @@ static const char *param_text(const PjParam *param, const VpEvent *ev, const PjE
 		return env->seq;
 	case PJ_PARAM_AT:
 		return env->at;
+	case PJ_PARAM_ACTOR:
+		return ev->actor;
 	case PJ_PARAM_TEXT:
 		return vp_json_str(ev->data, param->member);
 	case PJ_PARAM_INT:

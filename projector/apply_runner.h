@@ -42,6 +42,7 @@ typedef enum {
 	PJ_PARAM_EVENT_ID,  /* envelope id */
 	PJ_PARAM_SEQ,       /* envelope seq: the read model's version */
 	PJ_PARAM_AT,        /* envelope at, RFC 3339 to the microsecond */
+	PJ_PARAM_ACTOR,     /* envelope actor: who did it (author, signer) */
 	PJ_PARAM_TEXT,      /* a string member */
 	PJ_PARAM_INT,       /* an integral member, in decimal */
 	PJ_PARAM_BOOL,      /* a boolean member: "true" or "false" */
@@ -59,6 +60,7 @@ typedef struct PjParam {
 #define PJ_EVENT_ID         {PJ_PARAM_EVENT_ID, NULL}
 #define PJ_SEQ              {PJ_PARAM_SEQ, NULL}
 #define PJ_AT               {PJ_PARAM_AT, NULL}
+#define PJ_ACTOR            {PJ_PARAM_ACTOR, NULL}
 #define PJ_TEXT(member)     {PJ_PARAM_TEXT, member}
 #define PJ_INT(member)      {PJ_PARAM_INT, member}
 #define PJ_BOOL(member)     {PJ_PARAM_BOOL, member}
@@ -98,5 +100,6 @@ PjApplyResult pj_run_row(PGconn *conn, const PjApplyRow *row, const VpEvent *ev,
 extern const PjApplyRow pj_directory_rows[];
 extern const PjApplyRow pj_patient_rows[];
 extern const PjApplyRow pj_scheduling_rows[];
+extern const PjApplyRow pj_record_rows[];
 
 #endif

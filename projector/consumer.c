@@ -215,7 +215,12 @@ static int reseek(Projector *p)
 	drop_batch(p);
 	assign_from_store(p, parts);
 	rd_kafka_topic_partition_list_destroy(parts);
-	return p->need_reseek ? -1 : 0;
+	if (p->need_reseek)
+		return -1;
+	/* The positions may come from a schema a rebuild swapped in, with
+	 * events this process never applied: refresh the views once. */
+	pj_views_mark_dirty(p->views);
+	return 0;
 }
 
 /* Invalid UTF-8 in a text parameter would fail the insert, and snprintf may

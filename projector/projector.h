@@ -87,7 +87,8 @@ int pj_rebuild_step(PjRebuild *rb, int64_t lag, char *why, size_t why_cap);
 
 /* views.c: the refresh thread of the analysts' materialized views. Marked
  * dirty after a committed batch that applied an event feeding them (and once
- * at start); refreshes at most every cfg->mv_refresh_ms, never when clean. */
+ * at start and after each re-seek: a rebuild may have swapped the schema);
+ * refreshes at most every cfg->mv_refresh_ms, never when clean. */
 typedef struct PjViews PjViews;
 PjViews *pj_views_start(const PjConfig *cfg); /* NULL: out of memory or no thread */
 void pj_views_mark_dirty(PjViews *views);

@@ -7,7 +7,9 @@
  * reader's queries wait, so the live positions stop moving. The rebuild's
  * consume loop goes on meanwhile (its schema is not locked) until it has
  * applied at least every position the live one has; then, in the same locked
- * transaction, the live schema's grants are copied, live is renamed
+ * transaction, the fresh schema's materialized views are refreshed, the
+ * live schema's grants are copied, its functions pinned to its name are
+ * re-pinned to the live name, live is renamed
  * <live>_retired and next renamed live, the retired schema is dropped, and the
  * positions are NOTIFYed. Dropping (not keeping) the old tables is what makes
  * the daemons' prepared statements re-plan against the new ones by name. The
@@ -87,6 +89,30 @@ static const char copy_grants[] =
 	"  JOIN pg_roles o ON o.oid = d.defaclrole,"
 	"  aclexplode(d.defaclacl) a JOIN pg_roles r ON r.oid = a.grantee"
 	"  WHERE n.nspname = $1::text AND d.defaclobjtype IN ('r', 'S', 'f', 'T')) g";
+
+/* The fresh schema's materialized views, refreshed in the swap transaction:
+ * no process refreshes them before (the rebuild's own refresh thread names
+ * the fresh schema, which the swap renames), and a live projector that is
+ * idle at the swap has nothing to mark them dirty. Not CONCURRENTLY: nobody
+ * reads the fresh schema yet. */
+static const char refresh_views[] =
+	"SELECT string_agg(format('REFRESH MATERIALIZED VIEW %I.%I', schemaname, matviewname),"
+	" '; ' ORDER BY matviewname) FROM pg_matviews"
+	" WHERE schemaname = $2::text AND $1::text IS NOT NULL";
+
+/* Functions of the fresh schema pinned to it by name (SET search_path FROM
+ * CURRENT while migrating into it, e.g. the appointment_rollups trigger):
+ * a search_path does not follow a rename, so they are re-pinned to the live
+ * name, which the fresh schema is about to take. */
+static const char repin_functions[] =
+	"SELECT string_agg(format('ALTER FUNCTION %I.%I(%s) SET search_path = %s', n.nspname,"
+	"  p.proname, pg_get_function_identity_arguments(p.oid),"
+	"  array_to_string(array_replace(string_to_array(substr(c.setting, 13), ', '),"
+	"   quote_ident($2::text), quote_ident($1::text)), ', ')), '; ')"
+	" FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace,"
+	"  unnest(p.proconfig) c(setting)"
+	" WHERE n.nspname = $2::text AND c.setting LIKE 'search\\_path=%'"
+	"  AND quote_ident($2::text) = ANY (string_to_array(substr(c.setting, 13), ', '))";
 
 static const char rename_and_drop[] =
 	"SELECT format('ALTER SCHEMA %1$I RENAME TO %3$I; ALTER SCHEMA %2$I RENAME TO %1$I;"
@@ -210,7 +236,9 @@ int pj_rebuild_step(PjRebuild *rb, int64_t lag, char *why, size_t why_cap)
 		}
 		return 0;
 	}
-	if (exec_built(rb->conn, copy_grants, 2, rb->params, why, why_cap) < 0 ||
+	if (exec_built(rb->conn, refresh_views, 2, rb->params, why, why_cap) < 0 ||
+	    exec_built(rb->conn, copy_grants, 2, rb->params, why, why_cap) < 0 ||
+	    exec_built(rb->conn, repin_functions, 2, rb->params, why, why_cap) < 0 ||
 	    exec_built(rb->conn, rename_and_drop, 2, rb->params, why, why_cap) < 0 ||
 	    exec_built(rb->conn, notify_positions, 3, rb->notify, why, why_cap) < 0 ||
 	    vp_pg_exec(rb->conn, notify_swapped, 2,

@@ -32,6 +32,12 @@ static PjView views[] = {
     {.name = "appointment_type_mix_monthly",
      .labels = "view=\"appointment_type_mix_monthly\"",
      .refresh_sql = "REFRESH MATERIALIZED VIEW CONCURRENTLY appointment_type_mix_monthly"},
+    {.name = "diagnosis_counts_monthly",
+     .labels = "view=\"diagnosis_counts_monthly\"",
+     .refresh_sql = "REFRESH MATERIALIZED VIEW CONCURRENTLY diagnosis_counts_monthly"},
+    {.name = "treatment_counts_monthly",
+     .labels = "view=\"treatment_counts_monthly\"",
+     .refresh_sql = "REFRESH MATERIALIZED VIEW CONCURRENTLY treatment_counts_monthly"},
 };
 #define N_VIEWS (sizeof(views) / sizeof(views[0]))
 

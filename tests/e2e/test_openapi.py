@@ -171,10 +171,15 @@ def test_reader_queries_in_scope(spec):
         ("/v1/staff/{id}/availability", "get"), ("/v1/availability", "get"),
         ("/v1/appointments", "get"), ("/v1/appointments/{id}", "get"),
         ("/v1/dashboards/appointments", "get"), ("/v1/stats/appointments/daily", "get"),
+        ("/v1/medical-records/{id}", "get"), ("/v1/medical-records/{id}/history", "get"),
+        ("/v1/patients/{id}/medical-records", "get"), ("/v1/patients/{id}/timeline", "get"),
+        ("/v1/reminders/vaccinations", "get"),
     }
     # computed answers (free time, dashboard, stats) are not paged
     lists = {"/v1/clients", "/v1/patients", "/v1/patients/{id}/weights", "/v1/staff",
-             "/v1/events", "/v1/appointments"}
+             "/v1/events", "/v1/appointments", "/v1/medical-records/{id}/history",
+             "/v1/patients/{id}/medical-records", "/v1/patients/{id}/timeline",
+             "/v1/reminders/vaccinations"}
     found = {(path, method) for path, method, item, op in operations(spec)
              if path not in BUILTIN_PATHS and "query-reader" in daemons_of(spec, item, op)}
     assert found == expected

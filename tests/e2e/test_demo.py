@@ -104,6 +104,25 @@ def test_demo_loads_a_week_of_scheduling_and_reruns_append_nothing(stack, daemon
     assert r.status_code == 200, r.text
     assert len(r.json()["data"]) == APPOINTMENTS[tomorrow.isoweekday()]
 
+    # the past visits read back: Max's rabies booster is due within a month,
+    # and the clinical timelines hold the visits
+    vet_auth = {"Authorization": "Bearer " + stack.token(["vet"], tenant=tid)}
+    r = reader.get("/v1/reminders/vaccinations", headers=vet_auth,
+                   params={"due_before": (today + timedelta(days=30)).isoformat()})
+    assert r.status_code == 200, r.text
+    assert [(d["patient"]["name"], d["vaccination"]) for d in r.json()["data"]] == \
+        [("Max", "Rabies")]
+    pets = {p["name"]: p["id"] for p in reader.get(
+        "/v1/patients", params={"limit": 50}, headers=auth).json()["data"]}
+    r = reader.get(f"/v1/patients/{pets['Bella']}/timeline", headers=vet_auth)
+    assert r.status_code == 200, r.text
+    kinds = {i["kind"] for i in r.json()["data"]}
+    assert {"medical_record", "vitals", "prescription", "appointment", "weight"} <= kinds
+    visit = next(i for i in r.json()["data"] if i["kind"] == "medical_record")
+    r = reader.get(f"/v1/medical-records/{visit['id']}", headers=vet_auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["locked"] is True and len(r.json()["addenda"]) == 1
+
     # the same day again: every command replayed, nothing appended
     before = appended(writer)
     assert run_demo(stack, writer) == tid

@@ -4,6 +4,8 @@
  * TOKEN. Used to pre-fill a tenant through the writer's HTTP API, which is the
  * only way commands get in.
  *   post_lines PORT PATH TOKEN FILE CONNS
+ * With PATH "-", each line is "PATH<TAB>BODY" (a path of its own per request:
+ * the visit cycle posts to /v1/medical-records/{id}/... of many records).
  * Prints one JSON object: requests, seconds, rate (all answers per second),
  * latency percentiles, the count of every status code (0 = no answer) and the
  * first non-2xx answer's body. */
@@ -32,6 +34,7 @@ static PostConn conns[MAX_CONNS];
 static char auth[4096];
 static const char *path;
 static char **lines;
+static char **paths; /* per line when PATH is "-", else NULL */
 static size_t n_lines, next_line, answered;
 static long statuses[600]; /* [0]: no answer (connection error) */
 static char first_error[512];
@@ -67,6 +70,7 @@ static void send_next(PostConn *c)
 {
 	if (next_line >= n_lines)
 		return;
+	const char *line_path = paths ? paths[next_line] : path;
 	const char *body = lines[next_line++];
 	struct evhttp_request *req = evhttp_request_new(on_answer, c);
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
@@ -75,7 +79,7 @@ static void send_next(PostConn *c)
 	evhttp_add_header(h, "Content-Type", "application/json");
 	evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
 	c->sent_us = vp_time_mono_us();
-	evhttp_make_request(c->conn, req, EVHTTP_REQ_POST, path);
+	evhttp_make_request(c->conn, req, EVHTTP_REQ_POST, line_path);
 }
 
 static int read_lines(const char *file)
@@ -97,9 +101,25 @@ static int read_lines(const char *file)
 			if (!grown)
 				return -1;
 			lines = grown;
+			if (paths) {
+				char **grown_paths = realloc(paths, max * sizeof(*paths));
+				if (!grown_paths)
+					return -1;
+				paths = grown_paths;
+			}
 		}
-		if (!(lines[n_lines] = strdup(line)))
+		if (paths) {
+			char *tab = strchr(line, '\t');
+			if (!tab || line[0] != '/') {
+				fprintf(stderr, "post_lines: line %zu is not PATH<TAB>BODY\n", n_lines + 1);
+				return -1;
+			}
+			*tab = '\0';
+			if (!(paths[n_lines] = strdup(line)) || !(lines[n_lines] = strdup(tab + 1)))
+				return -1;
+		} else if (!(lines[n_lines] = strdup(line))) {
 			return -1;
+		}
 		n_lines++;
 	}
 	free(line);
@@ -145,11 +165,13 @@ int main(int argc, char **argv)
 	}
 	int port = atoi(argv[1]), n_conns = atoi(argv[5]);
 	path = argv[2];
-	if (port < 1 || port > 65535 || n_conns < 1 || n_conns > MAX_CONNS || path[0] != '/') {
+	if (port < 1 || port > 65535 || n_conns < 1 || n_conns > MAX_CONNS || (path[0] != '/' && strcmp(path, "-") != 0)) {
 		fprintf(stderr, "post_lines: bad arguments\n");
 		return 2;
 	}
 	snprintf(auth, sizeof(auth), "Bearer %s", argv[3]);
+	if (strcmp(path, "-") == 0 && !(paths = malloc(sizeof(*paths))))
+		return 1;
 	if (read_lines(argv[4]) < 0) {
 		perror(argv[4]);
 		return 1;
@@ -190,9 +212,13 @@ int main(int argc, char **argv)
 	for (int i = 0; i < n_conns; i++)
 		evhttp_connection_free(conns[i].conn);
 	event_base_free(base);
-	for (size_t i = 0; i < n_lines; i++)
+	for (size_t i = 0; i < n_lines; i++) {
 		free(lines[i]);
+		if (paths)
+			free(paths[i]);
+	}
 	free(lines);
+	free(paths);
 	free(lat_ms);
 	return 0;
 }

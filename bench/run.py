@@ -6,7 +6,8 @@ tests/e2e/stack.py), then one table on stdout and var/bench/results.json.
   bench/run.py                     every scenario (about 8-15 minutes)
   bench/run.py --quick             a small smoke run of every scenario
   bench/run.py --only queries      one scenario (commands, http, queries, lag,
-                                   appointments, projection; repeatable)
+                                   appointments, visits, timeline, projection;
+                                   repeatable; timeline runs visits first)
 
 CPU-seconds come from /proc/<pid>/stat (utime + stime, children reaped by the
 postmaster included) sampled before and after each run, per process; the load
@@ -34,7 +35,8 @@ from stack import BIN_DIR, Stack, free_port  # noqa: E402
 TOOLS = os.path.join(BIN_DIR, "bench")
 LUA = os.path.join(ROOT, "bench", "lua")
 TICK = os.sysconf("SC_CLK_TCK")
-SCENARIOS = ("commands", "http", "queries", "lag", "appointments", "projection")
+SCENARIOS = ("commands", "http", "queries", "lag", "appointments", "visits", "timeline",
+             "projection")
 # pgbench cannot bind a NULL parameter (it sends the text "NULL"); this stays a
 # parameter (same generic/custom plan choice as the reader's) that is NULL.
 NULL = "nullif(:none::text, '-')"
@@ -667,6 +669,226 @@ class Bench:
                      f"lag max {r['lag_max_ms']} ms over {r['probes_seen']} probes "
                      f"(of {r['probes']}, polled every 3 ms); ack p50/p99 "
                      f"{r['ack_p50_ms']}/{r['ack_p99_ms']} ms; errors {r['errors']}")
+
+    # --- 7. visits ---------------------------------------------------------------
+    VISIT_STEPS = (
+        ("open", "OpenMedicalRecord"), ("vitals", "RecordVitals"), ("soap", "WriteSoapNote"),
+        ("diagnoses", "AddDiagnosis"), ("prescriptions", "PrescribeMedication"),
+        ("sign", "SignMedicalRecord"))
+
+    def visit_bodies(self, rec, pid, i):
+        """The six steps of visit i (record rec of patient pid): (path, body)."""
+        r = f"/v1/medical-records/{rec}"
+        return [
+            ("/v1/medical-records", {"id": rec, "patient_id": pid, "record_type": "consultation",
+                                     "chief_complaint": f"Itchy skin {i}"}),
+            (r + "/vitals", {"temperature_c": 38.1 + (i % 10) / 10, "pulse_bpm": 80 + i % 40,
+                             "respiration_rpm": 20 + i % 10,
+                             "weight": {"value": 20 + (i % 100) / 10, "unit": "kg"}}),
+            (r + "/soap", {"subjective": "Scratching for a week, worse at night.",
+                           "objective": "Papules and crusts over the lumbar area; fleas seen.",
+                           "assessment": "Flea allergy dermatitis.",
+                           "plan": "Flea treatment for all pets, recheck in 3 weeks."}),
+            (r + "/diagnoses", {"name": "Flea allergy dermatitis", "code": "FAD",
+                                "primary": True}),
+            (r + "/prescriptions", {"medication": "Prednisolone 5 mg", "dosage": "1 tablet",
+                                    "frequency": "twice daily", "route": "oral",
+                                    "duration_days": 7}),
+            (r + "/sign", {}),
+        ]
+
+    def post_path_lines(self, daemon, pairs, token, name, conns=64):
+        """post_lines with PATH "-": one "PATH<TAB>BODY" line a request."""
+        t0 = time.time()
+        fname = self.ids_file(name, [p + "\t" + json.dumps(b, separators=(",", ":"))
+                                     for p, b in pairs])
+        out, cpu = run_tool([os.path.join(TOOLS, "post_lines"), str(daemon.port), "-", token,
+                             fname, str(conns)], timeout=1800)
+        r = json.loads(out)
+        r["wall_s"], r["cpu"] = time.time() - t0, cpu
+        os.unlink(fname)
+        return r
+
+    def scenario_visits(self):
+        """The visit cycle open → vitals → SOAP → diagnosis → prescription →
+        sign over many visits, six phases (one step of every visit each) by
+        bench/post_lines over 64 keep-alive connections. A few patients get
+        100 visits each (plus vaccinations and appointments, unmeasured) for
+        the timeline scenario."""
+        for key in ("projector", "reader"):
+            self.drop(key)  # two cores: the writer and Kafka only while measured
+        writer, f = self.writer(), self.facts
+        token = f["token"]
+        n_visits = 2000 if self.quick else 10000
+        n_tl, tl_visits = 2, 100  # timeline patients, visits each
+        n_other = n_visits // 10
+        patients = [str(uuid.uuid4()) for _ in range(n_tl + n_other)]
+        pre = self.post_lines(writer, "/v1/patients", [
+            {"id": pid, "client_id": f["clients"][i % len(f["clients"])],
+             "name": f"Visit {i}", "species": "feline", "sex": "male"}
+            for i, pid in enumerate(patients)], token, "visit_patients")
+        if pre["status"].get("201") != len(patients):
+            raise RuntimeError(f"patients for the visits: {pre}")
+        tl, other = patients[:n_tl], patients[n_tl:]
+        owner = [tl[v // tl_visits] if v < n_tl * tl_visits else other[v % n_other]
+                 for v in range(n_visits)]
+        recs = [str(uuid.uuid4()) for _ in range(n_visits)]
+        visits = [self.visit_bodies(recs[v], owner[v], v) for v in range(n_visits)]
+        order = list(range(n_visits))
+        random.Random(11).shuffle(order)  # the timeline patients' visits spread out
+        commits0 = self.metric(writer, "vetpms_writer_commits_total")
+        events0 = self.metric(writer, "vetpms_writer_events_appended_total")
+        cpu = Cpu(self, ["writer", "kafka"]).start()
+        phases, total_s, loadgen = [], 0.0, 0.0
+        for s, (step, command) in enumerate(self.VISIT_STEPS):
+            if step == "sign":
+                # unmeasured, between the phases: one vaccination on half the
+                # timeline patients' records (a signed record takes no more)
+                cpu_pause = cpu.stop()
+                events_mid = self.metric(writer, "vetpms_writer_events_appended_total")
+                commits_mid = self.metric(writer, "vetpms_writer_commits_total")
+                vac = self.post_path_lines(writer, [
+                    (f"/v1/medical-records/{recs[v]}/treatments",
+                     {"name": "Rabies", "treatment_type": "vaccination",
+                      "performed_at": iso(time.time() - 3600), "next_due_on":
+                      time.strftime("%Y-%m-%d", time.gmtime(time.time() + 365 * 86400))})
+                    for v in range(0, n_tl * tl_visits, 2)], token, "visit_vaccinations")
+                if vac["status"].get("201", 0) + vac["status"].get("200", 0) != vac["requests"]:
+                    raise RuntimeError(f"vaccinations: {vac}")
+                vac_events = self.metric(writer, "vetpms_writer_events_appended_total") - \
+                    events_mid
+                vac_commits = self.metric(writer, "vetpms_writer_commits_total") - commits_mid
+                cpu = Cpu(self, ["writer", "kafka"]).start()
+            r = self.post_path_lines(writer, [visits[v][s] for v in order], token,
+                                     f"visit_{step}")
+            ok = sum(n for code, n in r["status"].items() if code.startswith("2"))
+            phases.append({"step": step, "command": command, "requests": r["requests"],
+                           "ok": ok, "seconds": r["seconds"], "rate": r["rate"],
+                           "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "status": r["status"],
+                           "first_error": r["first_error"]})
+            total_s += r["seconds"]
+            loadgen += r["cpu"]
+            log(f"visits/{step}: {r['rate']:.0f}/s, p50/p99 {r['p50_ms']}/{r['p99_ms']} ms, "
+                f"statuses {r['status']} {r['first_error'][:200]}")
+        used = cpu.stop()
+        used = {k: used[k] + cpu_pause[k] for k in used}
+        used["loadgen(post_lines)"] = loadgen
+        # the vaccinations' events and commits are taken out of the counts
+        commits = self.metric(writer, "vetpms_writer_commits_total") - commits0 - vac_commits
+        events = self.metric(writer, "vetpms_writer_events_appended_total") - events0 - \
+            vac_events
+        done = sum(p["ok"] for p in phases)
+        per_txn = max(1, round(events / commits)) if commits else 1
+        size = self.record_size(f["partition"], n=min(3000, max(200, events)))
+        rate = done / total_s
+        raw, raw_cpu, kused = self.raw_ceiling(per_txn, size)
+        self.facts["visits"] = {
+            "visits": n_visits, "timeline_patients": tl, "visits_per_timeline_patient": tl_visits,
+            "phases": phases, "vaccinations": vac["requests"], "raw_producer": raw}
+        not_ok = sum(p["requests"] - p["ok"] for p in phases)
+        self.row("visits", f"visit cycle, 6 commands x {n_visits} visits (64 conns)",
+                 round(rate), round(raw["records_per_s"]), "commands/s",
+                 max(p["p50_ms"] for p in phases), max(p["p99_ms"] for p in phases),
+                 per_k(used, done), "raw librdkafka txn loop",
+                 "per step /s p50/p99 ms: " + "; ".join(
+                     f"{p['step']} {p['rate']:.0f} {p['p50_ms']:.1f}/{p['p99_ms']:.1f}"
+                     for p in phases) +
+                 f"; p50/p99 columns = the worst step's; non-2xx {not_ok}"
+                 f"{' first: ' + next(p['first_error'] for p in phases if p['first_error'])[:200] if not_ok else ''}"
+                 f"; {events / total_s:.0f} events/s (vitals with a weight is 2 events)"
+                 f"; {per_txn} records/txn ({events} events in {commits} txns, "
+                 f"the {vac['requests']} unmeasured vaccinations left out), {size} B values; "
+                 f"ceiling p50/p99 {raw['p50_ms']:.1f}/{raw['p99_ms']:.1f} ms per txn, "
+                 f"CPU/1k raw_producer {raw_cpu / raw['records'] * 1000:.4f} s, kafka "
+                 f"{kused['kafka'] / raw['records'] * 1000:.4f} s; load average "
+                 f"{os.getloadavg()[0]:.2f} (1 min) after")
+
+    # --- 8. timeline ---------------------------------------------------------------
+    def scenario_timeline(self):
+        """GET /v1/patients/{id}/timeline (first page, the default 50) of a
+        patient with 500 entries: the visits scenario's 100 visits (record,
+        vitals, weight, prescription) + 50 vaccinations, and 50 appointments
+        booked here. wrk at the maximum vs pgbench of the reader's SQL, then a
+        paced wrk at about half the maximum for the p99."""
+        f = self.facts
+        if "visits" not in f:
+            self.scenario_visits()
+        writer, token = self.writer(), f["token"]
+        tl = f["visits"]["timeline_patients"]
+        vet = self.post(writer, "/v1/staff", {"name": "Dr Timeline", "role": "veterinarian"},
+                        token)["id"]
+        base = (int(time.time()) // 86400 + 3) * 86400
+        self.post(writer, f"/v1/staff/{vet}/availability", {"blocks": [
+            {"start": iso(base + d * 86400), "end": iso(base + (d + 1) * 86400)}
+            for d in range(2)]}, token)
+        appts = self.post_lines(writer, "/v1/appointments", [
+            {"patient_id": tl[k % len(tl)], "vet_id": vet, "start": iso(base + k * 900),
+             "end": iso(base + k * 900 + 900), "type": "follow_up", "reason": "recheck"}
+            for k in range(50 * len(tl))], token, "timeline_appointments")
+        if appts["status"].get("201") != appts["requests"]:
+            raise RuntimeError(f"appointments for the timeline: {appts}")
+        self.read_side()
+        self.sql("ANALYZE")
+        pid, tid = tl[0], f["tenant"]
+        counts = {t: self.sql(f"SELECT count(*) FROM read.{t} WHERE tenant_id = %s AND "
+                              f"patient_id = %s{extra}", (tid, pid))[0][0]
+                  for t, extra in (("appointments", ""), ("medical_records", ""),
+                                   ("vitals", ""), ("weights", ""), ("allergies", ""),
+                                   ("treatments", " AND treatment_type = 'vaccination'"),
+                                   ("prescriptions", ""))}
+        entries = sum(counts.values())
+        path = f"/v1/patients/{pid}/timeline"
+        auth = {"Authorization": "Bearer " + token}
+        statements = self.capture_sql([path], auth)
+        if "rd_patient_timeline" not in statements:
+            raise RuntimeError("statement rd_patient_timeline not found in the PostgreSQL log")
+        reader = self.daemons["reader"]
+        page = reader.get(path, headers=auth).json()
+        pool = int(os.environ.get("VETPMS_READER_POOL_SIZE", "4")) * \
+            int(os.environ.get("VETPMS_READER_THREADS", "2"))
+        env = {"BENCH_TOKEN": token, "BENCH_PATH": path}
+        self.wrk(reader.url, "get_path.lua", env, seconds=2)
+        cpu = Cpu(self, ["reader", "postgres"]).start()
+        r = self.wrk(reader.url, "get_path.lua", env)
+        used = cpu.stop()
+        used["loadgen(wrk)"] = r["cpu"]
+        pg = self.pgbench("rd_patient_timeline", statements["rd_patient_timeline"],
+                          {1: ":tid", 2: ":lim", 3: NULL, 4: NULL, 5: ":pid"}, pool,
+                          {"tid": tid, "nids": 1, "lim": 50, "none": "-", "pid": pid})
+        ratio = r["rate"] / pg["rate"] if pg["rate"] else 0
+        self.row("timeline", f"GET /v1/patients/{{id}}/timeline, {entries} entries, page of "
+                 f"{len(page.get('data', []))} (wrk -t2 -c{self.connections})",
+                 round(r["rate"]), round(pg["rate"]), "requests/s", r["p50_us"] / 1000,
+                 r["p99_us"] / 1000, per_k(used, r["requests"]),
+                 f"pgbench same SQL, {pool} conns",
+                 f"issue goal >= 0.6 of pgbench: {'met' if ratio >= 0.6 else 'NOT met'} "
+                 f"({ratio:.3f}); pgbench p50/p99 {pg['p50_ms']}/{pg['p99_ms']} ms, CPU/1k "
+                 f"pgbench {pg['cpu'] / max(1, pg['transactions']) * 1000:.4f} s, postgres "
+                 f"{pg['pg_cpu'] / max(1, pg['transactions']) * 1000:.4f} s; entries {counts}; "
+                 f"non-2xx {r['errors']}")
+        # about half the maximum: 16 connections, each waiting a random delay
+        # (mean d) before each request; d calibrated by a 3 s run
+        conns, target = 16, r["rate"] / 2
+        d = conns * 1000 / target
+        cal = self.wrk(reader.url, "get_path_paced.lua", {**env, "BENCH_DELAY_MS": str(d)},
+                       connections=conns, seconds=3)
+        per_req = conns * 1000 / cal["rate"] - d  # ms a request costs beyond the delay
+        d = max(0.0, conns * 1000 / target - per_req)
+        env["BENCH_DELAY_MS"] = f"{d:.2f}"
+        cpu = Cpu(self, ["reader", "postgres"]).start()
+        h = self.wrk(reader.url, "get_path_paced.lua", env, connections=conns)
+        used = cpu.stop()
+        used["loadgen(wrk)"] = h["cpu"]
+        p99 = h["p99_us"] / 1000
+        self.row("timeline", f"the same at ~50% of the max (wrk -t2 -c{conns}, mean delay "
+                 f"{d:.1f} ms/request/conn)", round(h["rate"]), round(r["rate"]), "requests/s",
+                 h["p50_us"] / 1000, p99, per_k(used, h["requests"]), "reader max above",
+                 f"issue goal p99 < 50 ms at 50% of max: {'met' if p99 < 50 else 'NOT met'} "
+                 f"(p99 {p99:.1f} ms at {h['rate'] / r['rate'] * 100:.0f}% of max); latency "
+                 f"from each request's write (wrk), not corrected for coordinated omission; "
+                 f"non-2xx {h['errors']}")
+        self.facts["timeline"] = {"patient": pid, "entries": entries, "counts": counts,
+                                  "appointments": appts["requests"], "delay_ms": d}
 
     # --- 3. projection ---------------------------------------------------------------
     def scenario_projection(self):

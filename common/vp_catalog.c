@@ -37,6 +37,13 @@ const char *const vp_enum_medication_routes[] = {
 	"oral",	      "topical", "subcutaneous", "intramuscular", "intravenous",
 	"ophthalmic", "otic",	 "inhaled",	 "rectal",	  "other",	   NULL};
 
+const char *const vp_enum_item_categories[] = {"medication", "vaccine", "consumable", "food",
+					       "retail",     "equipment", "other",	    NULL};
+/* `count` carries a counted quantity (the writer turns it into the delta);
+ * the others a delta. */
+const char *const vp_enum_adjustment_reasons[] = {"count", "damage",   "expired", "lost",
+						  "returned", "other", NULL};
+
 #define COUNT(table) (sizeof(table) / sizeof((table)[0]))
 
 static const VpJsonField tenant_provisioned[] = {VP_F_TENANT_NAME, VP_F_TIMEZONE,
@@ -156,6 +163,57 @@ static const VpJsonField addendum_added[] = {
 	VP_TYPED("addendum_id", VP_JSON_UUID, true),
 	VP_F_ADDENDUM_TEXT,
 };
+#define MILLI(n, req, lo) {.name = n, .type = VP_JSON_INT, .required = req, .min = lo, .max = VP_MAX_QUANTITY_MILLI}
+static const VpJsonField inventory_item_created[] = {
+	VP_F_ITEM_CODE,
+	VP_F_ITEM_NAME,
+	VP_F_ITEM_CATEGORY,
+	VP_F_ITEM_UNIT,
+	VP_TYPED("controlled", VP_JSON_BOOL, true),
+	VP_TYPED("requires_prescription", VP_JSON_BOOL, true),
+	MILLI("reorder_point_milli", false, 0),
+	MILLI("reorder_quantity_milli", false, 0),
+	VP_F_SALE_PRICE_CENTS,
+	VP_F_TAX_RATE_BP,
+};
+/* Only the fields changed (never code nor controlled). */
+static const VpJsonField inventory_item_updated[] = {
+	VP_TEXT("name", 200),
+	VP_ENUM("category", false, vp_enum_item_categories),
+	VP_TEXT("unit", 20),
+	VP_F_REQUIRES_PRESCRIPTION,
+	MILLI("reorder_point_milli", false, 0),
+	MILLI("reorder_quantity_milli", false, 0),
+	VP_F_SALE_PRICE_CENTS,
+	VP_F_TAX_RATE_BP,
+};
+static const VpJsonField stock_received[] = {
+	VP_F_BATCH_NUMBER,
+	VP_F_LOT_NUMBER,
+	VP_F_EXPIRY_DATE,
+	MILLI("quantity_milli", true, 1),
+	VP_F_UNIT_COST_CENTS,
+	VP_F_SUPPLIER_INVOICE,
+};
+static const VpJsonField allocation[] = {
+	VP_F_BATCH_NUMBER,
+	MILLI("quantity_milli", true, 1),
+};
+static const VpJsonField stock_dispensed[] = {
+	{.name = "allocations", .type = VP_JSON_ARRAY, .required = true, .min_len = 1,
+	 .max_len = VP_MAX_ALLOCATIONS, .fields = allocation, .n_fields = COUNT(allocation)},
+	VP_F_PRESCRIPTION_ID,
+	VP_TYPED("patient_id", VP_JSON_UUID, false),
+	VP_TYPED("invoice_id", VP_JSON_UUID, false),
+	VP_F_WITNESS_ID,
+};
+static const VpJsonField stock_adjusted[] = {
+	VP_F_BATCH_NUMBER,
+	{.name = "delta_milli", .type = VP_JSON_INT, .required = true,
+	 .min = -VP_MAX_QUANTITY_MILLI, .max = VP_MAX_QUANTITY_MILLI},
+	VP_F_ADJUSTMENT_REASON,
+	VP_F_WITNESS_ID,
+};
 /* AppointmentNoShow carries no data: an empty table, so data must be {}. */
 static const VpJsonField no_data[] = {{.name = NULL}};
 
@@ -197,12 +255,12 @@ const VpEventSpec vp_catalog[] = {
 	SPEC(VP_EV_MEDICATION_PRESCRIBED, VP_AGG_MEDICAL_RECORD, medication_prescribed),
 	SPEC_EMPTY(VP_EV_MEDICAL_RECORD_SIGNED, VP_AGG_MEDICAL_RECORD),
 	SPEC(VP_EV_ADDENDUM_ADDED, VP_AGG_MEDICAL_RECORD, addendum_added),
-	UNSPECIFIED(VP_EV_INVENTORY_ITEM_CREATED, VP_AGG_INVENTORY_ITEM),
-	UNSPECIFIED(VP_EV_INVENTORY_ITEM_UPDATED, VP_AGG_INVENTORY_ITEM),
-	UNSPECIFIED(VP_EV_INVENTORY_ITEM_DEACTIVATED, VP_AGG_INVENTORY_ITEM),
-	UNSPECIFIED(VP_EV_STOCK_RECEIVED, VP_AGG_INVENTORY_ITEM),
-	UNSPECIFIED(VP_EV_STOCK_DISPENSED, VP_AGG_INVENTORY_ITEM),
-	UNSPECIFIED(VP_EV_STOCK_ADJUSTED, VP_AGG_INVENTORY_ITEM),
+	SPEC(VP_EV_INVENTORY_ITEM_CREATED, VP_AGG_INVENTORY_ITEM, inventory_item_created),
+	SPEC(VP_EV_INVENTORY_ITEM_UPDATED, VP_AGG_INVENTORY_ITEM, inventory_item_updated),
+	SPEC(VP_EV_INVENTORY_ITEM_DEACTIVATED, VP_AGG_INVENTORY_ITEM, reason_only),
+	SPEC(VP_EV_STOCK_RECEIVED, VP_AGG_INVENTORY_ITEM, stock_received),
+	SPEC(VP_EV_STOCK_DISPENSED, VP_AGG_INVENTORY_ITEM, stock_dispensed),
+	SPEC(VP_EV_STOCK_ADJUSTED, VP_AGG_INVENTORY_ITEM, stock_adjusted),
 	UNSPECIFIED(VP_EV_INVOICE_CREATED, VP_AGG_INVOICE),
 	UNSPECIFIED(VP_EV_INVOICE_LINE_ADDED, VP_AGG_INVOICE),
 	UNSPECIFIED(VP_EV_INVOICE_LINE_REMOVED, VP_AGG_INVOICE),

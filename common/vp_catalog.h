@@ -88,6 +88,8 @@ extern const char *const vp_enum_record_types[];
 extern const char *const vp_enum_diagnosis_statuses[];
 extern const char *const vp_enum_treatment_types[];
 extern const char *const vp_enum_medication_routes[];
+extern const char *const vp_enum_item_categories[];
+extern const char *const vp_enum_adjustment_reasons[];
 
 /* Field definitions a command takes as it is and its event carries as it is:
  * one limit for both sides, so the writer cannot accept what the projector
@@ -168,6 +170,26 @@ extern const char *const vp_enum_medication_routes[];
 #define VP_F_RECORD_LOCK_HOURS {.name = "record_lock_hours", .type = VP_JSON_INT, .required = true, .min = 0, .max = 8760}
 /* Thousandths (quantity_milli): up to 10^12, a billion units. */
 #define VP_MAX_QUANTITY_MILLI 1000000000000LL
+/* Money in cents: up to 10^13 cents, a hundred billion of the currency. */
+#define VP_MAX_CENTS 10000000000000LL
+/* Stock (DOMAIN.md § Stock). */
+#define VP_F_ITEM_CODE       VP_TEXT1("code", 50)
+#define VP_F_ITEM_NAME       VP_TEXT1("name", 200)
+#define VP_F_ITEM_CATEGORY   VP_ENUM("category", true, vp_enum_item_categories)
+#define VP_F_ITEM_UNIT       VP_TEXT1("unit", 20)
+#define VP_F_CONTROLLED      VP_TYPED("controlled", VP_JSON_BOOL, false)
+#define VP_F_REQUIRES_PRESCRIPTION VP_TYPED("requires_prescription", VP_JSON_BOOL, false)
+#define VP_F_SALE_PRICE_CENTS {.name = "sale_price_cents", .type = VP_JSON_INT, .min = 0, .max = VP_MAX_CENTS}
+#define VP_F_TAX_RATE_BP     {.name = "tax_rate_bp", .type = VP_JSON_INT, .min = 0, .max = 10000}
+#define VP_F_BATCH_NUMBER    VP_TEXT1("batch_number", 50)
+#define VP_F_LOT_NUMBER      VP_TEXT("lot_number", 50)
+#define VP_F_EXPIRY_DATE     VP_TYPED("expiry_date", VP_JSON_DATE, false)
+#define VP_F_UNIT_COST_CENTS {.name = "unit_cost_cents", .type = VP_JSON_INT, .min = 0, .max = VP_MAX_CENTS}
+#define VP_F_SUPPLIER_INVOICE VP_TEXT("supplier_invoice", 100)
+#define VP_F_ADJUSTMENT_REASON VP_ENUM("reason", true, vp_enum_adjustment_reasons)
+#define VP_F_WITNESS_ID      VP_TYPED("witness_id", VP_JSON_UUID, false)
+#define VP_F_PRESCRIPTION_ID VP_TYPED("prescription_id", VP_JSON_UUID, false)
+#define VP_MAX_ALLOCATIONS   10000
 
 /* One event type at one version. `fields` is the table its data must pass
  * (nothing unknown, nullable members optional). An entry without a field

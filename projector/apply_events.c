@@ -18,6 +18,7 @@ static const PjApplyRow *const read_models[] = {
 	pj_patient_rows,
 	pj_scheduling_rows,
 	pj_record_rows,
+	pj_stock_rows,
 };
 
 #define COUNT(table) (sizeof(table) / sizeof(table[0]))

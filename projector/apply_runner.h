@@ -101,5 +101,6 @@ extern const PjApplyRow pj_directory_rows[];
 extern const PjApplyRow pj_patient_rows[];
 extern const PjApplyRow pj_scheduling_rows[];
 extern const PjApplyRow pj_record_rows[];
+extern const PjApplyRow pj_stock_rows[];
 
 #endif

@@ -47,6 +47,7 @@ extern const RdRoute rd_routes_staff[];
 extern const RdRoute rd_routes_events[];
 extern const RdRoute rd_routes_scheduling[];
 extern const RdRoute rd_routes_records[];
+extern const RdRoute rd_routes_stock[];
 /* routes_table.c: all of them, NULL-terminated. */
 extern const RdRoute *const rd_route_groups[];
 

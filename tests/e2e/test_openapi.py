@@ -174,12 +174,16 @@ def test_reader_queries_in_scope(spec):
         ("/v1/medical-records/{id}", "get"), ("/v1/medical-records/{id}/history", "get"),
         ("/v1/patients/{id}/medical-records", "get"), ("/v1/patients/{id}/timeline", "get"),
         ("/v1/reminders/vaccinations", "get"),
+        ("/v1/inventory/items", "get"), ("/v1/inventory/items/{id}", "get"),
+        ("/v1/inventory/items/{id}/register", "get"), ("/v1/inventory/expiring", "get"),
+        ("/v1/inventory/recall", "get"),
     }
     # computed answers (free time, dashboard, stats) are not paged
     lists = {"/v1/clients", "/v1/patients", "/v1/patients/{id}/weights", "/v1/staff",
              "/v1/events", "/v1/appointments", "/v1/medical-records/{id}/history",
              "/v1/patients/{id}/medical-records", "/v1/patients/{id}/timeline",
-             "/v1/reminders/vaccinations"}
+             "/v1/reminders/vaccinations", "/v1/inventory/items",
+             "/v1/inventory/items/{id}/register", "/v1/inventory/expiring"}
     found = {(path, method) for path, method, item, op in operations(spec)
              if path not in BUILTIN_PATHS and "query-reader" in daemons_of(spec, item, op)}
     assert found == expected

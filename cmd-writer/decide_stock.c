@@ -339,6 +339,13 @@ static int allocate_fefo(const WrDecision *d, const WrItem *it, int64_t want,
 	static WrAllocation alloc[VP_MAX_ALLOCATIONS]; /* loop thread only */
 	int32_t day = today(d);
 	long n = wr_item_fefo(it, day, want, alloc, N(alloc));
+	if (n == -2) {
+		/* one event lists at most VP_MAX_ALLOCATIONS batches (the catalog) */
+		vp_error_add_detail(err, "quantity", "spans more than %d batches: dispense in parts",
+				    VP_MAX_ALLOCATIONS);
+		vp_error_finish_validation(err);
+		return -1;
+	}
 	if (n < 0)
 		return short_stock(err, "the unexpired stock", wr_item_on_hand(it, day), want);
 	for (long i = 0; i < n; i++)

@@ -191,7 +191,7 @@ size_t wr_item_first_unexpired(const WrItem *it, int32_t today);
 int64_t wr_item_on_hand(const WrItem *it, int32_t today);
 /* FEFO allocation of quantity_milli from the batches with stock not expired
  * on `today`: fills alloc[0..n) (at most cap) with batch and amount; the
- * count, or -1 when the stock (or cap) falls short. */
+ * count, -1 when the stock falls short, -2 when it needs more than cap batches. */
 typedef struct WrAllocation {
 	const WrBatch *batch;
 	int64_t quantity_milli;

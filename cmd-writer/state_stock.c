@@ -67,7 +67,7 @@ long wr_item_fefo(const WrItem *it, int32_t today, int64_t quantity_milli, WrAll
 		if (b->remaining_milli <= 0)
 			continue;
 		if (n == cap)
-			return -1;
+			return -2;
 		alloc[n].batch = b;
 		alloc[n].quantity_milli = b->remaining_milli < left ? b->remaining_milli : left;
 		left -= alloc[n].quantity_milli;

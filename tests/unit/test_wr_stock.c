@@ -484,6 +484,13 @@ static void fefo_on_ten_thousand_batches(void **state)
 	snprintf(body, sizeof(body), "B%05d:1000", 4991 + 99);
 	assert_string_equal(got, body);
 	assert_true(seconds < 2.0);
+	/* more batches than an event may list, or more than the stock */
+	WrAllocation alloc[2];
+	int32_t today = wr_local_date(WR_ZONEINFO_DIR, "Pacific/Kiritimati", f->now);
+	assert_int_equal(wr_item_fefo(item(f, BIG), today, 3000, alloc, 2), -2);
+	assert_int_equal(wr_item_fefo(item(f, BIG), today, 2000, alloc, 2), 2);
+	assert_int_equal(wr_item_fefo(item(f, BIG), today, 1000000000LL, alloc, 2), -2);
+	assert_int_equal(wr_item_on_hand(item(f, BIG), today), (8999 - 4991 + 1 - 100) * 1000LL);
 }
 
 int main(void)

@@ -358,9 +358,13 @@ static int decide_dispense(WrDecision *d, VpError *err)
 {
 	const WrItem *it = target_item(d, true, err);
 	int64_t want = body_milli(d->body, "quantity");
+	const char *invoice_id = vp_json_str(d->body, "invoice_id");
 	const WrPrescription *p;
 	if (!it || check_witness(d, it->controlled, err) < 0)
 		return -1;
+	/* No invoice exists yet (billing is another issue): any id names nothing. */
+	if (invoice_id)
+		return wr_not_found(err, "invoice", invoice_id);
 	p = check_prescription(d, it, want, err);
 	if (err->status)
 		return -1;
@@ -419,6 +423,14 @@ static int decide_adjustment(WrDecision *d, VpError *err)
 				: body_milli(d->body, "delta");
 	if (b->remaining_milli + delta < 0)
 		return short_stock(err, "the batch", b->remaining_milli, -delta);
+	if (delta < -VP_MAX_QUANTITY_MILLI) {
+		/* a count far below a batch that many receipts filled: one event
+		 * carries at most the catalog's bound */
+		vp_error_add_detail(err, "counted_quantity", "differs from the stock by more than %lld",
+				    VP_MAX_QUANTITY_MILLI / 1000);
+		vp_error_finish_validation(err);
+		return -1;
+	}
 	if (check_witness(d, it->controlled && delta < 0, err) < 0)
 		return -1;
 	begin_event(d, VP_EV_STOCK_ADJUSTED, it->version + 1);

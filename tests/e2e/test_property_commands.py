@@ -537,7 +537,8 @@ class Generator:
             body = self.coherent_vitals()  # random fields rarely agree with each other
         if body is None:
             body = self.body(cmd["fields"], bad, path_pool=pool_name)
-            self.known_batch(cmd, path, body)
+            if not why:  # a batch of the item must not hide a bad batch_number
+                self.known_batch(cmd, path, body)
         provisioning = "platform-admin" in cmd["roles"]
         if role is None:
             role = self.rng.choice(cmd["roles"]) if self.clean or self.chance(0.9) \

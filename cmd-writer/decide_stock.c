@@ -31,10 +31,12 @@ static void check_milli(const cJSON *body, const char *name, int64_t min, VpErro
 	if (!v || cJSON_IsNull(v) || !cJSON_IsNumber(v))
 		return;
 	if (wr_decimal_milli(v, &milli) < 0)
-		vp_error_add_detail(err, name, "must have at most three decimals and be at most %lld",
+		vp_error_add_detail(err, name,
+				    "must have at most three decimals and be at most %lld",
 				    VP_MAX_QUANTITY_MILLI / 1000);
 	else if (milli < min)
-		vp_error_add_detail(err, name, "must be %s", min > 0 ? "greater than 0" : "at least 0");
+		vp_error_add_detail(err, name, "must be %s",
+				    min > 0 ? "greater than 0" : "at least 0");
 }
 
 /* A checked decimal field as thousandths (0 when absent). */
@@ -46,8 +48,7 @@ static int64_t body_milli(const cJSON *body, const char *name)
 	return milli;
 }
 
-static void add_milli_or_null(cJSON *data, const char *name, const cJSON *body,
-			      const char *field)
+static void add_milli_or_null(cJSON *data, const char *name, const cJSON *body, const char *field)
 {
 	if (present(body, field))
 		cJSON_AddNumberToObject(data, name, (double)body_milli(body, field));
@@ -121,22 +122,27 @@ static int decide_create(WrDecision *d, VpError *err)
 	begin_event(d, VP_EV_INVENTORY_ITEM_CREATED, 1);
 	wr_copy_field(d->data, d->body, "code");
 	copy_item_fields(d, true);
-	cJSON_AddBoolToObject(d->data, "controlled",
-			      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d->body, "controlled")));
-	cJSON_AddBoolToObject(d->data, "requires_prescription",
-			      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
-				      d->body, "requires_prescription")));
+	cJSON_AddBoolToObject(
+	    d->data, "controlled",
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d->body, "controlled")));
+	cJSON_AddBoolToObject(
+	    d->data, "requires_prescription",
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d->body, "requires_prescription")));
 	return 0;
 }
 
 /* Null clears an optional field; the required ones cannot be cleared. */
 static void validate_update(const cJSON *body, int64_t now_us, VpError *err)
 {
-	static const char *const required[] = {"name", "category", "unit",
-					       "requires_prescription"};
-	static const char *const changeable[] = {
-		"name",		 "category",	     "unit",		 "requires_prescription",
-		"reorder_point", "reorder_quantity", "sale_price_cents", "tax_rate_bp"};
+	static const char *const required[] = {"name", "category", "unit", "requires_prescription"};
+	static const char *const changeable[] = {"name",
+						 "category",
+						 "unit",
+						 "requires_prescription",
+						 "reorder_point",
+						 "reorder_quantity",
+						 "sale_price_cents",
+						 "tax_rate_bp"};
 	bool any = false;
 	validate_item(body, now_us, err);
 	for (size_t i = 0; i < N(required); i++)
@@ -166,8 +172,8 @@ static int decide_deactivate(WrDecision *d, VpError *err)
 	if (!it)
 		return -1;
 	if (!it->active)
-		return vp_error_set(err, 409, "INVALID_STATE", "inventory item %s is already inactive",
-				    d->target_id);
+		return vp_error_set(err, 409, "INVALID_STATE",
+				    "inventory item %s is already inactive", d->target_id);
 	begin_event(d, VP_EV_INVENTORY_ITEM_DEACTIVATED, it->version + 1);
 	wr_copy_field(d->data, d->body, "reason");
 	return 0;
@@ -195,7 +201,8 @@ static int decide_receipt(WrDecision *d, VpError *err)
 	if (!it)
 		return -1;
 	if (text && vp_date_parse(text, strlen(text), &expiry) == 0 && expiry < today(d)) {
-		vp_error_add_detail(err, "expiry_date", "must not be before the clinic's local date");
+		vp_error_add_detail(err, "expiry_date",
+				    "must not be before the clinic's local date");
 		vp_error_finish_validation(err);
 		return -1;
 	}
@@ -301,9 +308,8 @@ static void validate_dispense(const cJSON *body, int64_t now_us, VpError *err)
 
 static int short_stock(VpError *err, const char *what, int64_t have, int64_t want)
 {
-	return vp_error_set(err, 409, "INSUFFICIENT_STOCK",
-			    "%s holds %lld thousandths, %lld asked", what, (long long)have,
-			    (long long)want);
+	return vp_error_set(err, 409, "INSUFFICIENT_STOCK", "%s holds %lld thousandths, %lld asked",
+			    what, (long long)have, (long long)want);
 }
 
 static int add_allocation(cJSON *allocations, const char *number, int64_t quantity_milli)
@@ -319,8 +325,8 @@ static int add_allocation(cJSON *allocations, const char *number, int64_t quanti
 }
 
 /* The named batch alone. */
-static int allocate_named(const WrDecision *d, const WrItem *it, int64_t want,
-			  cJSON *allocations, VpError *err)
+static int allocate_named(const WrDecision *d, const WrItem *it, int64_t want, cJSON *allocations,
+			  VpError *err)
 {
 	const char *number = vp_json_str(d->body, "batch_number");
 	const WrBatch *b = wr_map_get(&it->batch_index, number);
@@ -333,15 +339,16 @@ static int allocate_named(const WrDecision *d, const WrItem *it, int64_t want,
 	return add_allocation(allocations, number, want);
 }
 
-static int allocate_fefo(const WrDecision *d, const WrItem *it, int64_t want,
-			 cJSON *allocations, VpError *err)
+static int allocate_fefo(const WrDecision *d, const WrItem *it, int64_t want, cJSON *allocations,
+			 VpError *err)
 {
 	static WrAllocation alloc[VP_MAX_ALLOCATIONS]; /* loop thread only */
 	int32_t day = today(d);
 	long n = wr_item_fefo(it, day, want, alloc, N(alloc));
 	if (n == -2) {
 		/* one event lists at most VP_MAX_ALLOCATIONS batches (the catalog) */
-		vp_error_add_detail(err, "quantity", "spans more than %d batches: dispense in parts",
+		vp_error_add_detail(err, "quantity",
+				    "spans more than %d batches: dispense in parts",
 				    VP_MAX_ALLOCATIONS);
 		vp_error_finish_validation(err);
 		return -1;
@@ -349,7 +356,8 @@ static int allocate_fefo(const WrDecision *d, const WrItem *it, int64_t want,
 	if (n < 0)
 		return short_stock(err, "the unexpired stock", wr_item_on_hand(it, day), want);
 	for (long i = 0; i < n; i++)
-		if (add_allocation(allocations, alloc[i].batch->number, alloc[i].quantity_milli) < 0)
+		if (add_allocation(allocations, alloc[i].batch->number, alloc[i].quantity_milli) <
+		    0)
 			return -1;
 	return 0;
 }
@@ -373,7 +381,7 @@ static int decide_dispense(WrDecision *d, VpError *err)
 	if (!allocations)
 		return vp_error_set(err, 500, VP_ERR_INTERNAL, "out of memory");
 	int rc = present(d->body, "batch_number") ? allocate_named(d, it, want, allocations, err)
-						   : allocate_fefo(d, it, want, allocations, err);
+						  : allocate_fefo(d, it, want, allocations, err);
 	if (rc < 0)
 		return err->status ? -1 : vp_error_set(err, 500, VP_ERR_INTERNAL, "out of memory");
 	wr_copy_field(d->data, d->body, "prescription_id");
@@ -419,14 +427,15 @@ static int decide_adjustment(WrDecision *d, VpError *err)
 	if (!b)
 		return wr_not_found(err, "batch", number);
 	int64_t delta = present(d->body, "counted_quantity")
-				? body_milli(d->body, "counted_quantity") - b->remaining_milli
-				: body_milli(d->body, "delta");
+			    ? body_milli(d->body, "counted_quantity") - b->remaining_milli
+			    : body_milli(d->body, "delta");
 	if (b->remaining_milli + delta < 0)
 		return short_stock(err, "the batch", b->remaining_milli, -delta);
 	if (delta < -VP_MAX_QUANTITY_MILLI) {
 		/* a count far below a batch that many receipts filled: one event
 		 * carries at most the catalog's bound */
-		vp_error_add_detail(err, "counted_quantity", "differs from the stock by more than %lld",
+		vp_error_add_detail(err, "counted_quantity",
+				    "differs from the stock by more than %lld",
 				    VP_MAX_QUANTITY_MILLI / 1000);
 		vp_error_finish_validation(err);
 		return -1;
@@ -444,70 +453,69 @@ static int decide_adjustment(WrDecision *d, VpError *err)
 /* ---- the table ---- */
 
 #define CMD_ID VP_F_COMMAND_ID
-#define DECIMAL(n, req) {.name = n, .type = VP_JSON_NUMBER, .required = req}
+#define DECIMAL(n, req)                                                                            \
+	{                                                                                          \
+		.name = n, .type = VP_JSON_NUMBER, .required = req                                 \
+	}
 static const VpJsonField create_fields[] = {
-	VP_F_ITEM_CODE,
-	VP_F_ITEM_NAME,
-	VP_F_ITEM_CATEGORY,
-	VP_F_ITEM_UNIT,
-	VP_F_CONTROLLED,
-	VP_F_REQUIRES_PRESCRIPTION,
-	DECIMAL("reorder_point", false),
-	DECIMAL("reorder_quantity", false),
-	VP_F_SALE_PRICE_CENTS,
-	VP_F_TAX_RATE_BP,
-	{.name = "id", .type = VP_JSON_UUID},
-	CMD_ID,
+    VP_F_ITEM_CODE,
+    VP_F_ITEM_NAME,
+    VP_F_ITEM_CATEGORY,
+    VP_F_ITEM_UNIT,
+    VP_F_CONTROLLED,
+    VP_F_REQUIRES_PRESCRIPTION,
+    DECIMAL("reorder_point", false),
+    DECIMAL("reorder_quantity", false),
+    VP_F_SALE_PRICE_CENTS,
+    VP_F_TAX_RATE_BP,
+    {.name = "id", .type = VP_JSON_UUID},
+    CMD_ID,
 };
 static const VpJsonField update_fields[] = {
-	VP_TEXT("name", 200),
-	VP_ENUM("category", false, vp_enum_item_categories),
-	VP_TEXT("unit", 20),
-	VP_F_REQUIRES_PRESCRIPTION,
-	DECIMAL("reorder_point", false),
-	DECIMAL("reorder_quantity", false),
-	VP_F_SALE_PRICE_CENTS,
-	VP_F_TAX_RATE_BP,
-	CMD_ID,
+    VP_TEXT("name", 200),
+    VP_ENUM("category", false, vp_enum_item_categories),
+    VP_TEXT("unit", 20),
+    VP_F_REQUIRES_PRESCRIPTION,
+    DECIMAL("reorder_point", false),
+    DECIMAL("reorder_quantity", false),
+    VP_F_SALE_PRICE_CENTS,
+    VP_F_TAX_RATE_BP,
+    CMD_ID,
 };
 static const VpJsonField deactivate_fields[] = {VP_F_REASON, CMD_ID};
 static const VpJsonField receipt_fields[] = {
-	VP_F_BATCH_NUMBER,	   DECIMAL("quantity", true), VP_F_EXPIRY_DATE,
-	VP_F_LOT_NUMBER,	   VP_F_UNIT_COST_CENTS,      VP_F_SUPPLIER_INVOICE,
-	CMD_ID,
+    VP_F_BATCH_NUMBER,	  DECIMAL("quantity", true), VP_F_EXPIRY_DATE, VP_F_LOT_NUMBER,
+    VP_F_UNIT_COST_CENTS, VP_F_SUPPLIER_INVOICE,     CMD_ID,
 };
 static const VpJsonField dispense_fields[] = {
-	DECIMAL("quantity", true),
-	VP_TEXT("batch_number", 50),
-	VP_F_PRESCRIPTION_ID,
-	VP_TYPED("patient_id", VP_JSON_UUID, false),
-	VP_TYPED("invoice_id", VP_JSON_UUID, false),
-	VP_F_WITNESS_ID,
-	CMD_ID,
+    DECIMAL("quantity", true),
+    VP_TEXT("batch_number", 50),
+    VP_F_PRESCRIPTION_ID,
+    VP_TYPED("patient_id", VP_JSON_UUID, false),
+    VP_TYPED("invoice_id", VP_JSON_UUID, false),
+    VP_F_WITNESS_ID,
+    CMD_ID,
 };
 static const VpJsonField adjustment_fields[] = {
-	VP_F_BATCH_NUMBER,
-	VP_F_ADJUSTMENT_REASON,
-	DECIMAL("delta", false),
-	DECIMAL("counted_quantity", false),
-	VP_F_WITNESS_ID,
-	CMD_ID,
+    VP_F_BATCH_NUMBER,	     VP_F_ADJUSTMENT_REASON,
+    DECIMAL("delta", false), DECIMAL("counted_quantity", false),
+    VP_F_WITNESS_ID,	     CMD_ID,
 };
 
-#define ITEM "/v1/inventory/items/{id}"
+#define ITEM  "/v1/inventory/items/{id}"
 #define ADMIN VP_ROLE_ADMIN
 const WrCommand wr_stock_commands[] = {
-	{"CreateInventoryItem", EVHTTP_REQ_POST, "/v1/inventory/items", ADMIN, create_fields,
-	 N(create_fields), true, "/v1/inventory/items/", validate_item, decide_create},
-	{"UpdateInventoryItem", EVHTTP_REQ_PATCH, ITEM, ADMIN, update_fields, N(update_fields),
-	 false, NULL, validate_update, decide_update},
-	{"DeactivateInventoryItem", EVHTTP_REQ_POST, ITEM "/deactivate", ADMIN, deactivate_fields,
-	 N(deactivate_fields), false, NULL, NULL, decide_deactivate},
-	{"ReceiveStock", EVHTTP_REQ_POST, ITEM "/receipts", ADMIN | VP_ROLE_NURSE, receipt_fields,
-	 N(receipt_fields), false, NULL, validate_receipt, decide_receipt},
-	{"DispenseStock", EVHTTP_REQ_POST, ITEM "/dispenses", VP_ROLE_VET | VP_ROLE_NURSE,
-	 dispense_fields, N(dispense_fields), false, NULL, validate_dispense, decide_dispense},
-	{"AdjustStock", EVHTTP_REQ_POST, ITEM "/adjustments", ADMIN, adjustment_fields,
-	 N(adjustment_fields), false, NULL, validate_adjustment, decide_adjustment},
+    {"CreateInventoryItem", EVHTTP_REQ_POST, "/v1/inventory/items", ADMIN, create_fields,
+     N(create_fields), true, "/v1/inventory/items/", validate_item, decide_create},
+    {"UpdateInventoryItem", EVHTTP_REQ_PATCH, ITEM, ADMIN, update_fields, N(update_fields), false,
+     NULL, validate_update, decide_update},
+    {"DeactivateInventoryItem", EVHTTP_REQ_POST, ITEM "/deactivate", ADMIN, deactivate_fields,
+     N(deactivate_fields), false, NULL, NULL, decide_deactivate},
+    {"ReceiveStock", EVHTTP_REQ_POST, ITEM "/receipts", ADMIN | VP_ROLE_NURSE, receipt_fields,
+     N(receipt_fields), false, NULL, validate_receipt, decide_receipt},
+    {"DispenseStock", EVHTTP_REQ_POST, ITEM "/dispenses", VP_ROLE_VET | VP_ROLE_NURSE,
+     dispense_fields, N(dispense_fields), false, NULL, validate_dispense, decide_dispense},
+    {"AdjustStock", EVHTTP_REQ_POST, ITEM "/adjustments", ADMIN, adjustment_fields,
+     N(adjustment_fields), false, NULL, validate_adjustment, decide_adjustment},
 };
 const size_t wr_n_stock_commands = N(wr_stock_commands);

@@ -102,8 +102,7 @@ static int apply_created(WrTenant *t, const VpEvent *ev, char *why, size_t why_c
 {
 	const char *code = vp_json_str(ev->data, "code");
 	bool oom = false;
-	if (wr_map_get(&t->items, ev->aggregate_id) || !code ||
-	    wr_map_get(&t->item_codes, code)) {
+	if (wr_map_get(&t->items, ev->aggregate_id) || !code || wr_map_get(&t->item_codes, code)) {
 		snprintf(why, why_cap, "inventory item %s created twice or with a taken code",
 			 ev->aggregate_id);
 		return -1;
@@ -190,8 +189,7 @@ static bool take(WrItem *it, const char *number, int64_t quantity_milli)
 	return true;
 }
 
-static int apply_dispensed(WrTenant *t, WrItem *it, const VpEvent *ev, char *why,
-			   size_t why_cap)
+static int apply_dispensed(WrTenant *t, WrItem *it, const VpEvent *ev, char *why, size_t why_cap)
 {
 	const cJSON *allocations = cJSON_GetObjectItemCaseSensitive(ev->data, "allocations");
 	const char *prescription_id = vp_json_str(ev->data, "prescription_id");
@@ -207,8 +205,7 @@ static int apply_dispensed(WrTenant *t, WrItem *it, const VpEvent *ev, char *why
 		}
 		total += q;
 	}
-	WrPrescription *p =
-		prescription_id ? wr_map_get(&t->prescriptions, prescription_id) : NULL;
+	WrPrescription *p = prescription_id ? wr_map_get(&t->prescriptions, prescription_id) : NULL;
 	if (p)
 		p->dispensed_milli += total;
 	return 0;

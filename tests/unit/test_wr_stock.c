@@ -23,20 +23,20 @@
 #include "vp_jwt.h"
 #include "vp_time.h"
 
-#define TENANT  "01a20807-0000-7000-8000-000000000001"
-#define CLIENT  "01a20807-0000-7000-8000-000000000002"
-#define VET     "01a20807-0000-7000-8000-0000000000a1"
-#define LVET    "01a20807-0000-7000-8000-0000000000a2"
-#define NURSE   "01a20807-0000-7000-8000-0000000000a3"
-#define RECEP   "01a20807-0000-7000-8000-0000000000a4"
-#define PAT     "01a20807-0000-7000-8000-0000000000b1"
-#define REC     "01a20807-0000-7000-8000-0000000000d1"
-#define ITEM    "01a20807-0000-7000-8000-0000000000e1"
+#define TENANT	"01a20807-0000-7000-8000-000000000001"
+#define CLIENT	"01a20807-0000-7000-8000-000000000002"
+#define VET	"01a20807-0000-7000-8000-0000000000a1"
+#define LVET	"01a20807-0000-7000-8000-0000000000a2"
+#define NURSE	"01a20807-0000-7000-8000-0000000000a3"
+#define RECEP	"01a20807-0000-7000-8000-0000000000a4"
+#define PAT	"01a20807-0000-7000-8000-0000000000b1"
+#define REC	"01a20807-0000-7000-8000-0000000000d1"
+#define ITEM	"01a20807-0000-7000-8000-0000000000e1"
 #define RX_ITEM "01a20807-0000-7000-8000-0000000000e2"
 #define CD_ITEM "01a20807-0000-7000-8000-0000000000e3"
-#define BIG     "01a20807-0000-7000-8000-0000000000e4"
-#define NOPE    "01a20807-0000-7000-8000-0000000000ff"
-#define DAY     (86400 * VP_US_PER_SEC)
+#define BIG	"01a20807-0000-7000-8000-0000000000e4"
+#define NOPE	"01a20807-0000-7000-8000-0000000000ff"
+#define DAY	(86400 * VP_US_PER_SEC)
 /* 2026-11-24T23:33:20Z: already 2026-11-25 in Pacific/Kiritimati (UTC+14) */
 #define BASE_NOW 1795563200000000LL
 
@@ -45,7 +45,7 @@ typedef struct Fixture {
 	int64_t now;
 	unsigned roles;
 	const char *actor;
-	int events; /* applied so far: a refusal must not add any */
+	int events;			    /* applied so far: a refusal must not add any */
 	cJSON *last[WR_MAX_COMMAND_EVENTS]; /* data of the last command's events */
 	char last_types[WR_MAX_COMMAND_EVENTS][48];
 	size_t n_last;
@@ -99,9 +99,16 @@ static int run_item(Fixture *f, const char *name, const char *target, const char
 	const WrCommand *c = command(name);
 	cJSON *body = cJSON_Parse(body_json);
 	assert_non_null(body);
-	WrDecision d = {.state = &f->state, .tenant = wr_state_tenant(&f->state, TENANT),
-			.tenant_id = TENANT, .target_id = target, .item_id = item, .body = body,
-			.if_match = if_match, .now_us = f->now, .actor = f->actor, .roles = f->roles};
+	WrDecision d = {.state = &f->state,
+			.tenant = wr_state_tenant(&f->state, TENANT),
+			.tenant_id = TENANT,
+			.target_id = target,
+			.item_id = item,
+			.body = body,
+			.if_match = if_match,
+			.now_us = f->now,
+			.actor = f->actor,
+			.roles = f->roles};
 	vp_error_clear(err);
 	clear_last(f);
 	vp_json_check(body, c->fields, c->n_fields, false, err);
@@ -145,8 +152,8 @@ static void refused_item(Fixture *f, const char *name, const char *target, const
 	assert_int_equal(f->events, before);
 }
 
-static void refused(Fixture *f, const char *name, const char *target, const char *body,
-		    int status, const char *code)
+static void refused(Fixture *f, const char *name, const char *target, const char *body, int status,
+		    const char *code)
 {
 	refused_item(f, name, target, NULL, body, status, code);
 }
@@ -184,10 +191,10 @@ static void allocations(Fixture *f, char *out, size_t cap)
 	out[0] = '\0';
 	cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(f->last[0], "allocations"))
 	{
-		used += (size_t)snprintf(out + used, cap - used, "%s%s:%lld", used ? "," : "",
-					 cJSON_GetObjectItemCaseSensitive(a, "batch_number")->valuestring,
-					 (long long)cJSON_GetObjectItemCaseSensitive(a, "quantity_milli")
-						 ->valuedouble);
+		used += (size_t)snprintf(
+		    out + used, cap - used, "%s%s:%lld", used ? "," : "",
+		    cJSON_GetObjectItemCaseSensitive(a, "batch_number")->valuestring,
+		    (long long)cJSON_GetObjectItemCaseSensitive(a, "quantity_milli")->valuedouble);
 		assert_true(used < cap);
 	}
 }
@@ -210,9 +217,11 @@ static int setup(void **state)
 	ok(f, "RegisterStaff", RECEP, "{\"name\":\"R\",\"role\":\"receptionist\"}");
 	ok(f, "RegisterPatient", PAT,
 	   "{\"client_id\":\"" CLIENT "\",\"name\":\"P\",\"species\":\"canine\",\"sex\":\"male\"}");
-	ok(f, "OpenMedicalRecord", REC, "{\"patient_id\":\"" PAT "\",\"record_type\":\"consultation\"}");
+	ok(f, "OpenMedicalRecord", REC,
+	   "{\"patient_id\":\"" PAT "\",\"record_type\":\"consultation\"}");
 	ok(f, "CreateInventoryItem", ITEM,
-	   "{\"code\":\"AMOX\",\"name\":\"Amoxicillin\",\"category\":\"medication\",\"unit\":\"tablet\"}");
+	   "{\"code\":\"AMOX\",\"name\":\"Amoxicillin\",\"category\":\"medication\",\"unit\":"
+	   "\"tablet\"}");
 	ok(f, "CreateInventoryItem", RX_ITEM,
 	   "{\"code\":\"RX\",\"name\":\"Rx\",\"category\":\"medication\",\"unit\":\"ml\","
 	   "\"requires_prescription\":true}");
@@ -241,11 +250,20 @@ static void decimals_are_parsed_exactly(void **state)
 		int rc;
 		long long milli;
 	} cases[] = {
-		{"1", 0, 1000},	     {"0.001", 0, 1},	       {"2.5", 0, 2500},
-		{"0.1", 0, 100},     {"1.10", 0, 1100},       {"1e3", 0, 1000000},
-		{"-0.25", 0, -250},  {"1.0001", -1, 0},       {"0.0005", -1, 0},
-		{"1.0000001", -1, 0}, {"123456789.123", 0, 123456789123LL},
-		{"1e12", -1, 0},     {"\"1\"", -1, 0},	       {"999999999.999", 0, 999999999999LL},
+	    {"1", 0, 1000},
+	    {"0.001", 0, 1},
+	    {"2.5", 0, 2500},
+	    {"0.1", 0, 100},
+	    {"1.10", 0, 1100},
+	    {"1e3", 0, 1000000},
+	    {"-0.25", 0, -250},
+	    {"1.0001", -1, 0},
+	    {"0.0005", -1, 0},
+	    {"1.0000001", -1, 0},
+	    {"123456789.123", 0, 123456789123LL},
+	    {"1e12", -1, 0},
+	    {"\"1\"", -1, 0},
+	    {"999999999.999", 0, 999999999999LL},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		cJSON *v = cJSON_Parse(cases[i].json);
@@ -318,11 +336,15 @@ static void fefo_order_ties_and_no_expiry(void **state)
 {
 	Fixture *f = *state;
 	char got[256];
-	ok(f, "ReceiveStock", ITEM, "{\"batch_number\":\"A\",\"quantity\":1,\"expiry_date\":\"2026-12-10\"}");
+	ok(f, "ReceiveStock", ITEM,
+	   "{\"batch_number\":\"A\",\"quantity\":1,\"expiry_date\":\"2026-12-10\"}");
 	ok(f, "ReceiveStock", ITEM, "{\"batch_number\":\"N\",\"quantity\":5}");
-	ok(f, "ReceiveStock", ITEM, "{\"batch_number\":\"C\",\"quantity\":1,\"expiry_date\":\"2026-12-01\"}");
-	ok(f, "ReceiveStock", ITEM, "{\"batch_number\":\"D\",\"quantity\":1,\"expiry_date\":\"2026-12-10\"}");
-	ok(f, "ReceiveStock", ITEM, "{\"batch_number\":\"T\",\"quantity\":2,\"expiry_date\":\"2026-11-25\"}");
+	ok(f, "ReceiveStock", ITEM,
+	   "{\"batch_number\":\"C\",\"quantity\":1,\"expiry_date\":\"2026-12-01\"}");
+	ok(f, "ReceiveStock", ITEM,
+	   "{\"batch_number\":\"D\",\"quantity\":1,\"expiry_date\":\"2026-12-10\"}");
+	ok(f, "ReceiveStock", ITEM,
+	   "{\"batch_number\":\"T\",\"quantity\":2,\"expiry_date\":\"2026-11-25\"}");
 	f->roles = VP_ROLE_NURSE;
 	ok(f, "DispenseStock", ITEM, "{\"quantity\":1.5}");
 	allocations(f, got, sizeof(got));
@@ -417,22 +439,29 @@ static void controlled_items_need_a_witness(void **state)
 	f->actor = VET;
 	snprintf(body, sizeof(body), "{\"quantity\":1,\"prescription_id\":\"%s\"}", rx);
 	refused(f, "DispenseStock", CD_ITEM, body, 409, "WITNESS_REQUIRED");
-	snprintf(body, sizeof(body), "{\"quantity\":1,\"prescription_id\":\"%s\",\"witness_id\":\"" VET "\"}", rx);
+	snprintf(body, sizeof(body),
+		 "{\"quantity\":1,\"prescription_id\":\"%s\",\"witness_id\":\"" VET "\"}", rx);
 	refused(f, "DispenseStock", CD_ITEM, body, 409, "WITNESS_REQUIRED"); /* self */
-	snprintf(body, sizeof(body), "{\"quantity\":1,\"prescription_id\":\"%s\",\"witness_id\":\"" RECEP "\"}", rx);
+	snprintf(body, sizeof(body),
+		 "{\"quantity\":1,\"prescription_id\":\"%s\",\"witness_id\":\"" RECEP "\"}", rx);
 	refused(f, "DispenseStock", CD_ITEM, body, 409, "WITNESS_REQUIRED");
-	snprintf(body, sizeof(body), "{\"quantity\":1,\"prescription_id\":\"%s\",\"witness_id\":\"" NOPE "\"}", rx);
+	snprintf(body, sizeof(body),
+		 "{\"quantity\":1,\"prescription_id\":\"%s\",\"witness_id\":\"" NOPE "\"}", rx);
 	refused(f, "DispenseStock", CD_ITEM, body, 404, "NOT_FOUND");
-	snprintf(body, sizeof(body), "{\"quantity\":1,\"prescription_id\":\"%s\",\"witness_id\":\"" NURSE "\"}", rx);
+	snprintf(body, sizeof(body),
+		 "{\"quantity\":1,\"prescription_id\":\"%s\",\"witness_id\":\"" NURSE "\"}", rx);
 	ok(f, "DispenseStock", CD_ITEM, body);
 	assert_string_equal(last_str(f, 0, "witness_id"), NURSE);
 	/* adjustments: a negative one of a controlled item is witnessed too */
 	f->roles = VP_ROLE_ADMIN;
-	refused(f, "AdjustStock", CD_ITEM, "{\"batch_number\":\"M1\",\"reason\":\"damage\",\"delta\":-1}",
-		409, "WITNESS_REQUIRED");
+	refused(f, "AdjustStock", CD_ITEM,
+		"{\"batch_number\":\"M1\",\"reason\":\"damage\",\"delta\":-1}", 409,
+		"WITNESS_REQUIRED");
 	ok(f, "AdjustStock", CD_ITEM,
-	   "{\"batch_number\":\"M1\",\"reason\":\"damage\",\"delta\":-1,\"witness_id\":\"" NURSE "\"}");
-	ok(f, "AdjustStock", CD_ITEM, "{\"batch_number\":\"M1\",\"reason\":\"returned\",\"delta\":1}");
+	   "{\"batch_number\":\"M1\",\"reason\":\"damage\",\"delta\":-1,\"witness_id\":\"" NURSE
+	   "\"}");
+	ok(f, "AdjustStock", CD_ITEM,
+	   "{\"batch_number\":\"M1\",\"reason\":\"returned\",\"delta\":1}");
 	assert_int_equal(remaining(f, CD_ITEM, "M1"), 49000);
 }
 
@@ -443,17 +472,20 @@ static void adjustments(void **state)
 	f->roles = VP_ROLE_ADMIN;
 	refused(f, "AdjustStock", ITEM, "{\"batch_number\":\"B\",\"reason\":\"count\"}", 400,
 		"VALIDATION_ERROR");
-	refused(f, "AdjustStock", ITEM, "{\"batch_number\":\"B\",\"reason\":\"count\",\"delta\":1,\"counted_quantity\":1}", 400,
-		"VALIDATION_ERROR");
+	refused(f, "AdjustStock", ITEM,
+		"{\"batch_number\":\"B\",\"reason\":\"count\",\"delta\":1,\"counted_quantity\":1}",
+		400, "VALIDATION_ERROR");
 	refused(f, "AdjustStock", ITEM, "{\"batch_number\":\"B\",\"reason\":\"lost\"}", 400,
 		"VALIDATION_ERROR");
-	refused(f, "AdjustStock", ITEM, "{\"batch_number\":\"B\",\"reason\":\"lost\",\"delta\":0}", 400,
-		"VALIDATION_ERROR");
-	refused(f, "AdjustStock", ITEM, "{\"batch_number\":\"X\",\"reason\":\"lost\",\"delta\":-1}", 404,
-		"NOT_FOUND");
-	ok(f, "AdjustStock", ITEM, "{\"batch_number\":\"B\",\"reason\":\"count\",\"counted_quantity\":7.25}");
+	refused(f, "AdjustStock", ITEM, "{\"batch_number\":\"B\",\"reason\":\"lost\",\"delta\":0}",
+		400, "VALIDATION_ERROR");
+	refused(f, "AdjustStock", ITEM, "{\"batch_number\":\"X\",\"reason\":\"lost\",\"delta\":-1}",
+		404, "NOT_FOUND");
+	ok(f, "AdjustStock", ITEM,
+	   "{\"batch_number\":\"B\",\"reason\":\"count\",\"counted_quantity\":7.25}");
 	assert_int_equal(last_num(f, 0, "delta_milli"), -2750);
-	refused(f, "AdjustStock", ITEM, "{\"batch_number\":\"B\",\"reason\":\"lost\",\"delta\":-7.251}", 409,
+	refused(f, "AdjustStock", ITEM,
+		"{\"batch_number\":\"B\",\"reason\":\"lost\",\"delta\":-7.251}", 409,
 		"INSUFFICIENT_STOCK");
 	ok(f, "AdjustStock", ITEM, "{\"batch_number\":\"B\",\"reason\":\"lost\",\"delta\":-7.25}");
 	assert_int_equal(remaining(f, ITEM, "B"), 0);
@@ -466,13 +498,16 @@ static void fefo_on_ten_thousand_batches(void **state)
 	Fixture *f = *state;
 	char body[256], got[256];
 	f->roles = VP_ROLE_ADMIN;
-	ok(f, "CreateInventoryItem", BIG, "{\"code\":\"BIG\",\"name\":\"b\",\"category\":\"consumable\",\"unit\":\"u\"}");
+	ok(f, "CreateInventoryItem", BIG,
+	   "{\"code\":\"BIG\",\"name\":\"b\",\"category\":\"consumable\",\"unit\":\"u\"}");
 	f->now = BASE_NOW - 5000 * DAY;
 	for (int i = 0; i < 10000; i++) {
 		int32_t expiry = vp_date_from_us(BASE_NOW) - 4990 + (i % 9000);
 		char date[11];
 		vp_date_format(expiry, date, sizeof(date));
-		snprintf(body, sizeof(body), "{\"batch_number\":\"B%05d\",\"quantity\":1,\"expiry_date\":\"%s\"}", i, date);
+		snprintf(body, sizeof(body),
+			 "{\"batch_number\":\"B%05d\",\"quantity\":1,\"expiry_date\":\"%s\"}", i,
+			 date);
 		ok(f, "ReceiveStock", BIG, body);
 	}
 	f->now = BASE_NOW;
@@ -498,15 +533,15 @@ static void fefo_on_ten_thousand_batches(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(decimals_are_parsed_exactly),
-		cmocka_unit_test_setup_teardown(items, setup, teardown),
-		cmocka_unit_test_setup_teardown(receipts, setup, teardown),
-		cmocka_unit_test_setup_teardown(fefo_order_ties_and_no_expiry, setup, teardown),
-		cmocka_unit_test_setup_teardown(prescriptions_limit_dispenses, setup, teardown),
-		cmocka_unit_test_setup_teardown(prescribing_items, setup, teardown),
-		cmocka_unit_test_setup_teardown(controlled_items_need_a_witness, setup, teardown),
-		cmocka_unit_test_setup_teardown(adjustments, setup, teardown),
-		cmocka_unit_test_setup_teardown(fefo_on_ten_thousand_batches, setup, teardown),
+	    cmocka_unit_test(decimals_are_parsed_exactly),
+	    cmocka_unit_test_setup_teardown(items, setup, teardown),
+	    cmocka_unit_test_setup_teardown(receipts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(fefo_order_ties_and_no_expiry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(prescriptions_limit_dispenses, setup, teardown),
+	    cmocka_unit_test_setup_teardown(prescribing_items, setup, teardown),
+	    cmocka_unit_test_setup_teardown(controlled_items_need_a_witness, setup, teardown),
+	    cmocka_unit_test_setup_teardown(adjustments, setup, teardown),
+	    cmocka_unit_test_setup_teardown(fefo_on_ten_thousand_batches, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

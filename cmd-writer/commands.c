@@ -15,6 +15,7 @@ const WrCommandTable wr_command_tables[] = {
 	{wr_availability_commands, &wr_n_availability_commands},
 	{wr_appointment_commands, &wr_n_appointment_commands},
 	{wr_record_commands, &wr_n_record_commands},
+	{wr_stock_commands, &wr_n_stock_commands},
 };
 const size_t wr_n_command_tables = sizeof(wr_command_tables) / sizeof(wr_command_tables[0]);
 

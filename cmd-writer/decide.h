@@ -78,6 +78,8 @@ extern const WrCommand wr_appointment_commands[];
 extern const size_t wr_n_appointment_commands;
 extern const WrCommand wr_record_commands[];
 extern const size_t wr_n_record_commands;
+extern const WrCommand wr_stock_commands[];
+extern const size_t wr_n_stock_commands;
 
 /* commands.c: every table above, in routing order (the first match wins). */
 typedef struct WrCommandTable {
@@ -129,6 +131,13 @@ long long wr_check_weight(const cJSON *obj, const char *prefix, VpError *err);
 extern const VpJsonField wr_weight_parts[2];
 /* Clock skew tolerated for instants a device stamped (measured_at, ...). */
 #define WR_FUTURE_SKEW_US (300LL * 1000000LL)
+
+/* A decimal quantity with at most three places as integer thousandths: the
+ * shortest decimal text that reads back as the same double (what the client
+ * sent, up to trailing zeros), converted digit by digit, never by float
+ * multiplication. 0, or -1 when v is no number, has more places, or its
+ * magnitude exceeds VP_MAX_QUANTITY_MILLI thousandths. */
+int wr_decimal_milli(const cJSON *v, int64_t *milli);
 
 /* Shared by the decide files. */
 int wr_check_version(const WrDecision *d, int64_t current, VpError *err);

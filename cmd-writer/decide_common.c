@@ -1,5 +1,6 @@
 /* Helpers shared by the decide_<aggregate>.c files. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "decide.h"
@@ -88,4 +89,61 @@ void wr_decision_release(WrDecision *d)
 		d->more[i].data = NULL;
 	}
 	d->n_more = 0;
+}
+
+/* The shortest %.*g text of x that strtod reads back as x. */
+static void shortest_text(double x, char *out, size_t cap)
+{
+	for (int digits = 1; digits <= 17; digits++) {
+		snprintf(out, cap, "%.*e", digits - 1, x);
+		if (strtod(out, NULL) == x)
+			return;
+	}
+}
+
+/* "d.ddde[+-]XX" as thousandths; -1 when more than three places remain. */
+static int scientific_milli(const char *text, int64_t *milli)
+{
+	char digits[24];
+	size_t n = 0;
+	const char *p = text;
+	bool negative = *p == '-';
+	if (negative)
+		p++;
+	for (; *p && *p != 'e' && n < sizeof(digits); p++)
+		if (*p >= '0' && *p <= '9')
+			digits[n++] = *p;
+	if (*p != 'e')
+		return -1;
+	/* digits = d ddd..., the value is 0.dddd × 10^(exponent + 1) */
+	long places = (long)n - 1 - strtol(p + 1, NULL, 10);
+	while (places > 0 && n > 1 && digits[n - 1] == '0') {
+		n--;
+		places--;
+	}
+	if (places > 3 || (long)n - places > 13)
+		return -1;
+	int64_t value = 0;
+	for (size_t i = 0; i < n; i++)
+		value = value * 10 + (digits[i] - '0');
+	for (long scale = places; scale < 3; scale++)
+		value *= 10;
+	*milli = negative ? -value : value;
+	return 0;
+}
+
+int wr_decimal_milli(const cJSON *v, int64_t *milli)
+{
+	char text[40];
+	if (!cJSON_IsNumber(v) || !(v->valuedouble == v->valuedouble) ||
+	    v->valuedouble > 1e13 || v->valuedouble < -1e13)
+		return -1;
+	if (v->valuedouble == 0) {
+		*milli = 0;
+		return 0;
+	}
+	shortest_text(v->valuedouble, text, sizeof(text));
+	if (scientific_milli(text, milli) < 0)
+		return -1;
+	return *milli > VP_MAX_QUANTITY_MILLI || *milli < -VP_MAX_QUANTITY_MILLI ? -1 : 0;
 }

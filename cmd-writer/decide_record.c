@@ -4,6 +4,7 @@
  * since its opening (no event: time decides); a locked record takes addenda
  * only. Vitals with a weight also record the patient's weight: two events,
  * one transaction. */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -404,25 +405,42 @@ static int decide_cancel(WrDecision *d, VpError *err)
 
 /* ---- PrescribeMedication ---- */
 
-/* quantity with at most three decimals, as thousandths; 0 when not. */
-static long long quantity_milli(double quantity)
-{
-	double milli = quantity * 1000.0;
-	double whole = nearbyint(milli);
-	if (!(whole >= 1) || whole > (double)VP_MAX_QUANTITY_MILLI || fabs(milli - whole) > 1e-6)
-		return 0;
-	return (long long)whole;
-}
-
 static void validate_prescription(const cJSON *body, int64_t now_us, VpError *err)
 {
 	(void)now_us;
-	double quantity;
-	if (vp_json_number(body, "quantity", &quantity) && !quantity_milli(quantity))
+	const cJSON *quantity = cJSON_GetObjectItemCaseSensitive(body, "quantity");
+	int64_t milli;
+	if (cJSON_IsNumber(quantity) && (wr_decimal_milli(quantity, &milli) < 0 || milli < 1))
 		vp_error_add_detail(err, "quantity",
 				    "must be greater than 0 with at most three decimals");
 	if (present(body, "item_id") && !present(body, "quantity"))
 		vp_error_add_detail(err, "quantity", "is required with item_id");
+}
+
+/* item_id: an active item (ITEM_INACTIVE); a controlled one needs a
+ * prescriber with a license_number. The prescriber is the actor: the token's
+ * sub names the staff member (as for a vet's own availability), and a sub that
+ * names no licensed staff cannot prescribe a controlled item. */
+static int check_prescribed_item(const WrDecision *d, const char *item_id, VpError *err)
+{
+	const WrItem *it = wr_map_get(&d->tenant->items, item_id);
+	char actor[37] = "";
+	if (!it)
+		return wr_not_found(err, "inventory item", item_id);
+	if (!it->active)
+		return vp_error_set(err, 409, "ITEM_INACTIVE", "inventory item %s is inactive",
+				    item_id);
+	if (!it->controlled)
+		return 0;
+	for (size_t i = 0; d->actor && d->actor[i] && i < sizeof(actor) - 1; i++)
+		actor[i] = (char)tolower((unsigned char)d->actor[i]);
+	const WrStaff *st = strlen(d->actor ? d->actor : "") == 36
+				    ? wr_map_get(&d->tenant->staff, actor)
+				    : NULL;
+	if (!st || !st->licensed)
+		return vp_error_set(err, 409, "LICENSE_REQUIRED",
+				    "a controlled item needs a prescriber with a license_number");
+	return 0;
 }
 
 static int decide_prescription(WrDecision *d, VpError *err)
@@ -430,13 +448,12 @@ static int decide_prescription(WrDecision *d, VpError *err)
 	const WrRecord *r = target_record(d, true, err);
 	const char *item_id = vp_json_str(d->body, "item_id");
 	char prescription_id[37];
-	double quantity, refills = 0;
+	double refills = 0;
+	int64_t milli = 0;
 	if (!r)
 		return -1;
-	/* No inventory exists yet (the stock issue adds it): no item can be
-	 * named, so any item_id is a reference to nothing. */
-	if (item_id)
-		return wr_not_found(err, "inventory item", item_id);
+	if (item_id && check_prescribed_item(d, item_id, err) < 0)
+		return -1;
 	begin_event(d, VP_EV_MEDICATION_PRESCRIBED, r->version + 1);
 	new_id(prescription_id);
 	cJSON_AddStringToObject(d->data, "prescription_id", prescription_id);
@@ -445,15 +462,14 @@ static int decide_prescription(WrDecision *d, VpError *err)
 	wr_copy_field(d->data, d->body, "frequency");
 	wr_copy_field(d->data, d->body, "route");
 	wr_copy_field(d->data, d->body, "duration_days");
-	if (vp_json_number(d->body, "quantity", &quantity))
-		cJSON_AddNumberToObject(d->data, "quantity_milli",
-					(double)quantity_milli(quantity));
+	if (wr_decimal_milli(cJSON_GetObjectItemCaseSensitive(d->body, "quantity"), &milli) == 0)
+		cJSON_AddNumberToObject(d->data, "quantity_milli", (double)milli);
 	else
 		cJSON_AddNullToObject(d->data, "quantity_milli");
 	vp_json_number(d->body, "refills", &refills);
 	cJSON_AddNumberToObject(d->data, "refills", refills);
 	wr_copy_field(d->data, d->body, "instructions");
-	cJSON_AddNullToObject(d->data, "item_id");
+	wr_copy_field(d->data, d->body, "item_id");
 	return 0;
 }
 

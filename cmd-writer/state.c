@@ -34,6 +34,9 @@ static void free_tenant(void *value)
 	wr_map_clear(&t->appointments, free);
 	wr_map_clear(&t->appointment_records, NULL); /* values are the records' */
 	wr_map_clear(&t->records, wr_record_free);
+	wr_map_clear(&t->prescriptions, free);
+	wr_map_clear(&t->item_codes, NULL); /* values are the items' */
+	wr_map_clear(&t->items, wr_item_free);
 	wr_idem_clear(&t->idem);
 	free(t);
 }
@@ -167,6 +170,7 @@ static int apply_staff(WrTenant *t, const VpEvent *ev, char *why, size_t why_cap
 			return -1;
 		st->active = true;
 		copy_str(st->role, sizeof(st->role), vp_json_str(ev->data, "role"));
+		st->licensed = vp_json_str(ev->data, "license_number") != NULL;
 	} else if (!st) {
 		snprintf(why, why_cap, "%s for unknown staff %s", ev->type, ev->aggregate_id);
 		return -1;
@@ -436,6 +440,8 @@ int wr_state_apply(WrState *s, const VpEvent *ev, const WrIdemNote *idem, char *
 		rc = apply_appointment(t, ev, why, why_cap);
 	else if (!strcmp(ev->aggregate, VP_AGG_MEDICAL_RECORD))
 		rc = wr_record_apply(t, ev, why, why_cap);
+	else if (!strcmp(ev->aggregate, VP_AGG_INVENTORY_ITEM))
+		rc = wr_stock_apply(t, ev, why, why_cap);
 	else
 		rc = 0; /* tenant done above; later aggregates do not touch this model */
 	if (rc < 0)

@@ -19,6 +19,7 @@ typedef struct WrStaff {
 	int64_t version;
 	bool active;
 	char role[16];
+	bool licensed; /* registered with a license_number (controlled prescriptions) */
 	WrIntervals blocks; /* published availability */
 	WrIntervals booked; /* active appointments (scheduled, checked in, in progress) */
 } WrStaff;
@@ -94,6 +95,39 @@ typedef struct WrRecord {
 	size_t n_addenda;
 } WrRecord;
 
+/* A prescription as dispensing sees it (state_record.c adds it, state_stock.c
+ * counts what was dispensed against it). */
+typedef struct WrPrescription {
+	char patient_id[37];
+	char item_id[37];       /* "" when it names no item */
+	int64_t quantity_milli; /* 0 when none was prescribed */
+	int64_t refills;
+	int64_t dispensed_milli;
+} WrPrescription;
+
+/* A batch of an item. No expiry is WR_NO_EXPIRY, later than every date, so
+ * FEFO order is simply (expiry, received). */
+#define WR_NO_EXPIRY INT32_MAX
+typedef struct WrBatch {
+	char number[51];
+	int32_t expiry;          /* days since 1970-01-01, or WR_NO_EXPIRY */
+	int64_t received;        /* the item's receipt count at its first receipt */
+	int64_t remaining_milli;
+} WrBatch;
+
+/* An inventory item (state_stock.c): its flags, and its batches both by
+ * number and in FEFO order (sorted by (expiry, received)), so a dispense
+ * starts at the first unexpired batch by binary search. */
+typedef struct WrItem {
+	int64_t version;
+	bool active, controlled, requires_prescription;
+	char code[51];
+	WrMap batch_index; /* number -> WrBatch */
+	WrBatch **fefo;    /* every batch, in FEFO order */
+	size_t n_batches, cap_batches;
+	int64_t receipts;
+} WrItem;
+
 typedef struct WrTenant {
 	char id[37];
 	int64_t version;
@@ -106,6 +140,9 @@ typedef struct WrTenant {
 	WrMap patients;     /* id -> WrPatient */
 	WrMap microchips;   /* microchip of a living patient -> WrPatient */
 	WrMap appointments; /* id -> WrAppointment */
+	WrMap prescriptions; /* prescription id -> WrPrescription */
+	WrMap items;        /* id -> WrItem */
+	WrMap item_codes;   /* code -> WrItem (values are the items') */
 	WrIdemStore idem;   /* command id -> WrIdem, for a time window */
 } WrTenant;
 
@@ -144,6 +181,23 @@ void wr_record_free(void *record);
 bool wr_record_locked(const WrTenant *t, const WrRecord *r, int64_t now_us);
 const WrDiagnosis *wr_record_diagnosis(const WrRecord *r, const char *id);
 const WrTreatment *wr_record_treatment(const WrRecord *r, const char *id);
+
+/* state_stock.c: the inventory_item events into t (called by wr_state_apply). */
+int wr_stock_apply(WrTenant *t, const VpEvent *ev, char *why, size_t why_cap);
+void wr_item_free(void *item);
+/* The index in it->fefo of the first batch not expired on `today`. */
+size_t wr_item_first_unexpired(const WrItem *it, int32_t today);
+/* Stock not expired on `today`, in thousandths. */
+int64_t wr_item_on_hand(const WrItem *it, int32_t today);
+/* FEFO allocation of quantity_milli from the batches with stock not expired
+ * on `today`: fills alloc[0..n) (at most cap) with batch and amount; the
+ * count, -1 when the stock falls short, -2 when it needs more than cap batches. */
+typedef struct WrAllocation {
+	const WrBatch *batch;
+	int64_t quantity_milli;
+} WrAllocation;
+long wr_item_fefo(const WrItem *it, int32_t today, int64_t quantity_milli, WrAllocation *alloc,
+		  size_t cap);
 
 /* Marks the command's entry appended at position (commands with a client key;
  * others have no entry). */

@@ -124,7 +124,33 @@ static void apply_soap(WrRecord *r, const VpEvent *ev)
 		r->has_assessment = cJSON_IsString(assessment) && assessment->valuestring[0];
 }
 
-static int apply_change(WrRecord *r, const VpEvent *ev, char *why, size_t why_cap)
+/* Dispensing checks a prescription by id: the tenant keeps them all. */
+static int add_prescription(WrTenant *t, const WrRecord *r, const VpEvent *ev)
+{
+	const char *id = vp_json_str(ev->data, "prescription_id");
+	const char *item_id = vp_json_str(ev->data, "item_id");
+	double quantity = 0, refills = 0;
+	bool oom = false;
+	WrPrescription *p = calloc(1, sizeof(*p));
+	if (!p || !id) {
+		free(p);
+		return -1;
+	}
+	snprintf(p->patient_id, sizeof(p->patient_id), "%s", r->patient_id);
+	snprintf(p->item_id, sizeof(p->item_id), "%s", item_id ? item_id : "");
+	vp_json_number(ev->data, "quantity_milli", &quantity);
+	vp_json_number(ev->data, "refills", &refills);
+	p->quantity_milli = (int64_t)quantity;
+	p->refills = (int64_t)refills;
+	free(wr_map_put(&t->prescriptions, id, p, &oom));
+	if (oom) {
+		free(p);
+		return -1;
+	}
+	return 0;
+}
+
+static int apply_change(WrTenant *t, WrRecord *r, const VpEvent *ev, char *why, size_t why_cap)
 {
 	const char *ref = NULL;
 	if (!strcmp(ev->type, VP_EV_DIAGNOSIS_ADDED))
@@ -149,6 +175,8 @@ static int apply_change(WrRecord *r, const VpEvent *ev, char *why, size_t why_ca
 		tr->status = !strcmp(ev->type, VP_EV_TREATMENT_PERFORMED) ? WR_TREATMENT_PERFORMED
 									  : WR_TREATMENT_CANCELED;
 	} else if (!strcmp(ev->type, VP_EV_MEDICATION_PRESCRIBED)) {
+		if (add_prescription(t, r, ev) < 0)
+			return -1;
 		r->n_prescriptions++;
 	} else if (!strcmp(ev->type, VP_EV_MEDICAL_RECORD_SIGNED)) {
 		r->is_signed = true;
@@ -171,7 +199,7 @@ int wr_record_apply(WrTenant *t, const VpEvent *ev, char *why, size_t why_cap)
 			 ev->aggregate_id);
 		return -1;
 	}
-	if (apply_change(r, ev, why, why_cap) < 0)
+	if (apply_change(t, r, ev, why, why_cap) < 0)
 		return -1;
 	r->version = ev->seq;
 	return 0;

@@ -2,7 +2,8 @@
 # Loads a small demo clinic through the HTTP API (never behind its back):
 # a tenant, its staff, clients and patients, then a week of the two vets'
 # availability and 15 appointments in it, and five past visits (medical
-# records with vitals, SOAP, diagnoses, treatments, prescriptions, signatures). Run by `make run`; prints the tenant
+# records with vitals, SOAP, diagnoses, treatments, prescriptions, signatures), and a
+# small formulary with batches and a few dispenses. Run by `make run`; prints the tenant
 # id. Safe to re-run on the same stack: every command carries an
 # Idempotency-Key, so a second run replays the same answers instead of adding
 # duplicates. Scheduling keys name the clinic date they are for, so a re-run on
@@ -56,7 +57,7 @@ vet=$(token --role vet --tenant "$tenant" --sub demo-vet)
 vets=()
 vets[1]=$(post "$admin" staff-1 /v1/staff '{"name":"Dr. Sarah Johnson","role":"veterinarian","email":"sarah@happypaws.example","license_number":"RCVS-1001"}')
 vets[2]=$(post "$admin" staff-2 /v1/staff '{"name":"Dr. Michael Chen","role":"veterinarian","email":"michael@happypaws.example","license_number":"RCVS-1002"}')
-post "$admin" staff-3 /v1/staff '{"name":"Emma Wilson","role":"nurse"}' >/dev/null
+nurse_id=$(post "$admin" staff-3 /v1/staff '{"name":"Emma Wilson","role":"nurse"}')
 post "$admin" staff-4 /v1/staff '{"name":"Tom Baker","role":"receptionist"}' >/dev/null
 
 i=0
@@ -176,5 +177,26 @@ r=$(rec "$nurse" 4-open "" "{\"patient_id\":\"${patients[4]}\",\"record_type\":\
 rec "$nurse" 4-vitals "/$r/vitals" "{\"temperature_c\":38.9,\"pulse_bpm\":100,\"recorded_at\":\"$(ago_at 3 15:00)\"}" >/dev/null
 rec "$nurse" 4-soap "/$r/soap" '{"subjective":"Eating well, licking the wound at night.","objective":"Wound clean and dry, sutures intact."}' >/dev/null
 
-log "demo: tenant $tenant: 4 staff, 6 clients and patients, $blocks availability blocks $today..$last ($TZNAME), $booked appointments$([ "$skipped" = 0 ] || echo ", $skipped skipped"), 5 past visits (4 signed, 1 addendum, 2 vaccinations)"
+# --- a small formulary: items, batches (one close to expiry), dispenses -----------
+# Expiry dates count from the same anchor as the visits, so a re-run replays the
+# same bodies. The controlled opioid's dispense is witnessed by the nurse (her
+# staff id); the actor is the vet's token, someone else.
+inv() { post "$1" "stock-$2" "/v1/inventory/items$3" "$4"; }   # TOKEN KEY PATH JSON
+ahead() { ago "-$1"; }                                          # DAYS -> a later date
+vaccine=$(inv "$admin" item-1 "" '{"code":"VAC-RCP","name":"Feline RCP vaccine","category":"vaccine","unit":"dose","reorder_point":5,"reorder_quantity":20,"sale_price_cents":3500,"tax_rate_bp":2000}')
+antibiotic=$(inv "$admin" item-2 "" '{"code":"AMOX-250","name":"Amoxicillin 250 mg tablets","category":"medication","unit":"tablet","requires_prescription":true,"reorder_point":50,"reorder_quantity":200,"sale_price_cents":45,"tax_rate_bp":2000}')
+opioid=$(inv "$admin" item-3 "" '{"code":"BUP-03","name":"Buprenorphine 0.3 mg/ml injection","category":"medication","unit":"ml","controlled":true,"reorder_point":2.5,"reorder_quantity":10,"sale_price_cents":900,"tax_rate_bp":2000}')
+food=$(inv "$admin" item-4 "" '{"code":"FOOD-RC-2","name":"Renal care dry food 2 kg","category":"food","unit":"bag","reorder_point":3,"reorder_quantity":12,"sale_price_cents":2899,"tax_rate_bp":0}')
+inv "$admin" rcv-1 "/$vaccine/receipts" "{\"batch_number\":\"RCP-2311\",\"lot_number\":\"L2311\",\"quantity\":12,\"expiry_date\":\"$(ahead 20)\",\"unit_cost_cents\":1400,\"supplier_invoice\":\"SUP-7781\"}" >/dev/null
+inv "$admin" rcv-2 "/$vaccine/receipts" "{\"batch_number\":\"RCP-2402\",\"lot_number\":\"L2402\",\"quantity\":24,\"expiry_date\":\"$(ahead 300)\",\"unit_cost_cents\":1400,\"supplier_invoice\":\"SUP-7781\"}" >/dev/null
+inv "$admin" rcv-3 "/$antibiotic/receipts" "{\"batch_number\":\"AMX-88\",\"lot_number\":\"A88\",\"quantity\":500,\"expiry_date\":\"$(ahead 540)\",\"unit_cost_cents\":9}" >/dev/null
+inv "$admin" rcv-4 "/$opioid/receipts" "{\"batch_number\":\"BUP-19\",\"lot_number\":\"B19\",\"quantity\":10,\"expiry_date\":\"$(ahead 200)\",\"unit_cost_cents\":310}" >/dev/null
+inv "$admin" rcv-5 "/$food/receipts" '{"batch_number":"RC-A","quantity":6,"unit_cost_cents":1600}' >/dev/null
+inv "$admin" rcv-6 "/$food/receipts" "{\"batch_number\":\"RC-B\",\"quantity\":8,\"expiry_date\":\"$(ahead 120)\",\"unit_cost_cents\":1600}" >/dev/null
+inv "$nurse" dsp-1 "/$vaccine/dispenses" "{\"quantity\":1,\"patient_id\":\"${patients[3]}\"}" >/dev/null
+inv "$vet" dsp-2 "/$opioid/dispenses" "{\"quantity\":0.4,\"patient_id\":\"${patients[4]}\",\"witness_id\":\"$nurse_id\"}" >/dev/null
+inv "$nurse" dsp-3 "/$food/dispenses" '{"quantity":2}' >/dev/null
+inv "$admin" adj-1 "/$food/adjustments" '{"batch_number":"RC-A","reason":"count","counted_quantity":3}' >/dev/null
+
+log "demo: tenant $tenant: 4 staff, 6 clients and patients, $blocks availability blocks $today..$last ($TZNAME), $booked appointments$([ "$skipped" = 0 ] || echo ", $skipped skipped"), 5 past visits (4 signed, 1 addendum, 2 vaccinations), 4 stock items (6 receipts, 3 dispenses, 1 count)"
 echo "$tenant"

@@ -72,7 +72,11 @@ def test_demo_loads_a_week_of_scheduling_and_reruns_append_nothing(stack, daemon
             # five past visits: four signed, one addendum, two vaccinations
             "MedicalRecordOpened": 5, "VitalsRecorded": 3, "WeightRecorded": 2,
             "SoapNoteWritten": 3, "DiagnosisAdded": 3, "TreatmentAdded": 3,
-            "MedicationPrescribed": 2, "MedicalRecordSigned": 4, "AddendumAdded": 1}
+            "MedicationPrescribed": 2, "MedicalRecordSigned": 4, "AddendumAdded": 1,
+            # the formulary: four items, six receipts, three dispenses (one
+            # witnessed), one count
+            "InventoryItemCreated": 4, "StockReceived": 6, "StockDispensed": 3,
+            "StockAdjusted": 1}
     wait_for(lambda: {k: v for k, v in counts(stack, tid).items() if k in want} == want,
              timeout=60, what="the demo's events projected")
 

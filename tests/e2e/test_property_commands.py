@@ -112,6 +112,9 @@ class Pools:
         self.records = {}       # medical record id -> {"status": "open" | "signed"}
         self.diagnoses = {}     # record id -> [diagnosis ids] (read from the log at set-up)
         self.treatments = {}    # record id -> [treatment ids]
+        self.items = {}         # inventory item id -> {"active"}
+        self.batches = {}       # item id -> [batch numbers received]
+        self.prescriptions = []  # prescription ids (read from the log at set-up)
         self.tenants = []       # the tenant's own id, for its settings
         self.core = set()       # made by the set-up: rarely deactivated or killed
         self.avail_vet = None   # the vet with published blocks on days 1-60
@@ -302,6 +305,13 @@ class Generator:
             value = self.rng.choice(p.vets() or [str(uuid.uuid4())])
         elif name == "appointment_id":
             value = self.rng.choice(list(p.appointments) or [str(uuid.uuid4())])
+        elif name == "item_id":
+            value = self.rng.choice(list(p.items) or [str(uuid.uuid4())])
+        elif name == "prescription_id":
+            value = self.rng.choice(p.prescriptions or [str(uuid.uuid4())])
+        elif name == "witness_id":
+            clinical = [i for i, st in p.staff.items() if st["role"] in ("veterinarian", "nurse")]
+            value = self.rng.choice(clinical or [str(uuid.uuid4())])
         else:
             value = str(uuid.uuid4())
         roll = self.rng.random() * (0.19 if self.clean else 1)
@@ -396,7 +406,7 @@ class Generator:
         segment = cmd["pattern"].split("/")[2]
         pool_name = {"staff": "staff", "clients": "clients", "patients": "patients",
                      "appointments": "appointments", "medical-records": "records",
-                     "tenants": "tenants"}[segment]
+                     "tenants": "tenants", "inventory": "items"}[segment]
         pool = getattr(p, pool_name)
         ids = list(pool)
         if segment == "medical-records":
@@ -409,10 +419,14 @@ class Generator:
         elif name in APPOINTMENT_NEEDS:
             fit = [i for i, a in pool.items() if a["status"] in APPOINTMENT_NEEDS[name]]
             ids = fit if fit and self.chance(0.85) else ids
+        elif segment == "inventory":
+            live = [i for i, x in pool.items() if x["active"]]
+            ids = live if live and self.chance(0.85) else ids
         elif segment == "patients":
             alive = [i for i, x in pool.items() if x["alive"]]
             ids = alive if alive and self.chance(0.85) else ids
-        if name in ("DeactivateStaff", "DeactivateClient", "RecordPatientDeath") and \
+        if name in ("DeactivateStaff", "DeactivateClient", "RecordPatientDeath",
+                    "DeactivateInventoryItem") and \
                 self.chance(0.9):
             ids = [i for i in ids if i not in p.core] or ids
         target = self.rng.choice(ids) if ids else str(uuid.uuid4())
@@ -424,6 +438,16 @@ class Generator:
         elif roll < 0.27:
             target = self.rng.choice(["not-a-uuid", target.replace("-", ""), target[:-1] + "%ff"])
         return pool_name, target
+
+    def known_batch(self, cmd, path, body):
+        """Dispenses, adjustments and receipts mostly name a batch of the item,
+        so their rules (stock, expiry, conflicts) are reached, not only 404."""
+        if cmd["name"] not in ("ReceiveStock", "DispenseStock", "AdjustStock") or \
+                not isinstance(body, dict) or "batch_number" not in body:
+            return
+        batches = self.pools.batches.get(path.split("/")[4].lower())
+        if batches and self.chance(0.7):
+            body["batch_number"] = self.rng.choice(batches)
 
     def coherent_vitals(self):
         """Vitals whose measurements agree (systolic over diastolic), often with
@@ -507,11 +531,14 @@ class Generator:
             path = self.item_target(path, (target or tgt).lower())
         elif cmd["creates"]:
             pool_name = {"/v1/staff": "staff", "/v1/clients": "clients",
-                         "/v1/patients": "patients", "/v1/appointments": "appointments"}.get(path)
+                         "/v1/patients": "patients", "/v1/appointments": "appointments",
+                         "/v1/inventory/items": "items"}.get(path)
         if body is None and cmd["name"] == "RecordVitals" and self.chance(0.3):
             body = self.coherent_vitals()  # random fields rarely agree with each other
         if body is None:
             body = self.body(cmd["fields"], bad, path_pool=pool_name)
+            if not why:  # a batch of the item must not hide a bad batch_number
+                self.known_batch(cmd, path, body)
         provisioning = "platform-admin" in cmd["roles"]
         if role is None:
             role = self.rng.choice(cmd["roles"]) if self.clean or self.chance(0.9) \
@@ -645,6 +672,12 @@ def learn(pools, o):
         p.records[agg] = {"status": "open"}
     elif name == "SignMedicalRecord":
         p.records.setdefault(agg, {})["status"] = "signed"
+    elif name == "CreateInventoryItem":
+        p.items[agg] = {"active": True}
+    elif name == "DeactivateInventoryItem":
+        p.items.setdefault(agg, {})["active"] = False
+    elif name == "ReceiveStock" and isinstance(body.get("batch_number"), str):
+        p.batches.setdefault(agg, []).append(body["batch_number"])
 
 
 def list_commands():
@@ -722,6 +755,32 @@ def set_up(stack, writer, gen, pools, commands, outcomes):
         if i % 4 >= 2:
             must("StartAppointment", {}, "vet", target=appt)
     set_up_records(stack, gen, pools, patients, must)
+    set_up_stock(stack, gen, pools, must)
+
+
+def set_up_stock(stack, gen, pools, must):
+    """Items (plain, prescription-only, controlled) with batches, some without
+    expiry, and prescriptions naming them (ids read from the log)."""
+    today = gen.now.date()
+    kinds = [{}, {"requires_prescription": True}, {"controlled": True}]
+    items = [must("CreateInventoryItem", {"code": f"P-{i}", "name": f"Item {i}",
+                                          "category": "medication", "unit": "ml", **kinds[i % 3]},
+                  "admin") for i in range(6)]
+    for n, item in enumerate(items):
+        for b in range(3):
+            body = {"batch_number": f"B{n}-{b}", "quantity": 50 + b}
+            if b:
+                body["expiry_date"] = str(today + timedelta(days=30 * b))
+            must("ReceiveStock", body, "admin", target=item)
+        pools.core.add(item)
+    open_records = [r for r, x in pools.records.items() if x["status"] == "open"]
+    for item in items[:2]:
+        must("PrescribeMedication", {"medication": "M", "dosage": "1", "frequency": "daily",
+                                     "route": "oral", "quantity": 20, "refills": 2,
+                                     "item_id": item}, "vet", target=open_records[0])
+    for e in kafka_events(stack.brokers):
+        if e["tenant_id"] == gen.tid and e["type"] == "MedicationPrescribed":
+            pools.prescriptions.append(e["data"]["prescription_id"])
 
 
 def set_up_records(stack, gen, pools, patients, must):

@@ -4,6 +4,7 @@ and body fields, and nothing else is listed as a writer route; every operation
 names its roles and its error answers. The command tables come from
 `cmd-writer --list-commands`. Needs no running stack."""
 
+import collections
 import json
 import os
 import subprocess
@@ -28,10 +29,27 @@ def c_commands():
              {f["name"]: f["required"] for f in c["fields"]}) for c in json.loads(out)]
 
 
+class StrictLoader(yaml.SafeLoader):
+    """YAML keeps the last of two equal keys without a word: two path items of
+    one path (a writer's POST, a reader's GET) would silently lose one."""
+
+
+def _mapping(loader, node, deep=False):
+    keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+    repeated = sorted(k for k, n in collections.Counter(keys).items() if n > 1)
+    if repeated:
+        raise AssertionError(f"openapi.yaml line {node.start_mark.line + 1}: "
+                             f"repeated keys {repeated}")
+    return loader.construct_mapping(node, deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
 @pytest.fixture(scope="module")
 def spec():
     with open(SPEC_PATH, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+        return yaml.load(f, StrictLoader)
 
 
 @pytest.fixture(scope="module")

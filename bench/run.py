@@ -6,8 +6,9 @@ tests/e2e/stack.py), then one table on stdout and var/bench/results.json.
   bench/run.py                     every scenario (about 8-15 minutes)
   bench/run.py --quick             a small smoke run of every scenario
   bench/run.py --only queries      one scenario (commands, http, queries, lag,
-                                   appointments, visits, timeline, projection;
-                                   repeatable; timeline runs visits first)
+                                   appointments, visits, timeline, dispense,
+                                   register, projection; repeatable; timeline
+                                   runs visits first)
 
 CPU-seconds come from /proc/<pid>/stat (utime + stime, children reaped by the
 postmaster included) sampled before and after each run, per process; the load
@@ -36,7 +37,7 @@ TOOLS = os.path.join(BIN_DIR, "bench")
 LUA = os.path.join(ROOT, "bench", "lua")
 TICK = os.sysconf("SC_CLK_TCK")
 SCENARIOS = ("commands", "http", "queries", "lag", "appointments", "visits", "timeline",
-             "projection")
+             "dispense", "register", "projection")
 # pgbench cannot bind a NULL parameter (it sends the text "NULL"); this stays a
 # parameter (same generic/custom plan choice as the reader's) that is NULL.
 NULL = "nullif(:none::text, '-')"
@@ -889,6 +890,195 @@ class Bench:
                  f"non-2xx {h['errors']}")
         self.facts["timeline"] = {"patient": pid, "entries": entries, "counts": counts,
                                   "appointments": appts["requests"], "delay_ms": d}
+
+    # --- 9. dispense (stock, FEFO) ----------------------------------------------------
+    def stock_item(self, code, name):
+        """A stock item (medication, tablets) through the writer: its id."""
+        writer, token = self.writer(), self.facts["token"]
+        return self.post(writer, "/v1/inventory/items", {
+            "code": code, "name": name, "category": "medication", "unit": "tablet"}, token)["id"]
+
+    def receipts(self, item, n, quantity, name, first_day=30):
+        """n batches of item, B00001.., batch i expiring first_day + i days from
+        today (all distinct, all future), posted in a shuffled order."""
+        today = int(time.time()) // 86400
+        order = list(range(n))
+        random.Random(12).shuffle(order)
+        r = self.post_lines(self.daemons["writer"], f"/v1/inventory/items/{item}/receipts", [
+            {"batch_number": f"B{i:05d}", "quantity": quantity,
+             "expiry_date": time.strftime("%Y-%m-%d", time.gmtime((today + first_day + i) * 86400)),
+             "lot_number": f"L{i // 10:04d}", "unit_cost_cents": 12}
+            for i in order], self.facts["token"], name)
+        if r["status"].get("201", 0) + r["status"].get("200", 0) != n:
+            raise RuntimeError(f"receipts: {r}")
+        return r
+
+    def allocations_since(self, starts, item):
+        """{batches allocated: dispenses} over the StockDispensed events of item
+        on the events topic from the given start offsets to the end."""
+        ends = self.end_offsets("vetpms.events")
+        c = Consumer({"bootstrap.servers": self.stack.brokers, "group.id": "bench-alloc",
+                      "enable.auto.commit": False, "isolation.level": "read_committed"})
+        todo = {p: e for p, e in ends.items() if e > starts.get(p, 0)}
+        c.assign([TopicPartition("vetpms.events", p, starts.get(p, 0)) for p in todo])
+        hist, idle = {}, 0
+
+        def walk(v):
+            if isinstance(v, dict):
+                if v.get("type") == "StockDispensed" and isinstance(v.get("data"), dict) \
+                        and isinstance(v["data"].get("allocations"), list) and \
+                        item in json.dumps(v, separators=(",", ":")):
+                    k = len(v["data"]["allocations"])
+                    hist[k] = hist.get(k, 0) + 1
+                    return
+                for x in v.values():
+                    walk(x)
+            elif isinstance(v, list):
+                for x in v:
+                    walk(x)
+        while todo and idle < 3:
+            m = c.poll(1)
+            if m is None:
+                idle += 1
+                continue
+            idle = 0
+            if m.error():
+                continue
+            if m.value():
+                try:
+                    walk(json.loads(m.value()))
+                except ValueError:
+                    pass
+            if m.offset() >= todo.get(m.partition(), 0) - 2:
+                todo.pop(m.partition(), None)
+        c.close()
+        return hist
+
+    def scenario_dispense(self):
+        """DispenseStock by FEFO on an item holding 10,000 batches (distinct
+        future expiry dates, 10 tablets each, received through the writer, not
+        timed), then n dispenses of 3 tablets by bench/post_lines over 64
+        keep-alive connections: every dispense takes the earliest batches left,
+        so the run drains the front of the FEFO order (two dispenses in ten
+        span two batches, the others one). Against the raw
+        librdkafka producer with the same records/txn and value size."""
+        for key in ("projector", "reader"):
+            self.drop(key)  # two cores: the writer and Kafka only while measured
+        writer, f = self.writer(), self.facts
+        token = f["token"]
+        n_batches, per_batch, qty = 10000, 10, 3
+        n = 6000 if self.quick else 20000  # 3 n < 10 n_batches: stock never runs out
+        item = self.stock_item("BENCH-FEFO", "Meloxicam 1 mg (bench FEFO)")
+        t0 = time.time()
+        pre = self.receipts(item, n_batches, per_batch, "dispense_receipts")
+        log(f"dispense: {n_batches} batches received in {time.time() - t0:.1f}s "
+            f"({pre['rate']:.0f}/s)")
+        # warm-up (unmeasured): a few hundred dispenses, then the measured run
+        warm = self.post_lines(writer, f"/v1/inventory/items/{item}/dispenses",
+                               [{"quantity": qty}] * 300, token, "dispense_warm")
+        starts = self.end_offsets("vetpms.events")
+        commits0 = self.metric(writer, "vetpms_writer_commits_total")
+        events0 = self.metric(writer, "vetpms_writer_events_appended_total")
+        cpu = Cpu(self, ["writer", "kafka"]).start()
+        r = self.post_lines(writer, f"/v1/inventory/items/{item}/dispenses",
+                            [{"quantity": qty}] * n, token, "dispenses")
+        used = cpu.stop()
+        used["loadgen(post_lines)"] = r["cpu"]
+        commits = self.metric(writer, "vetpms_writer_commits_total") - commits0
+        events = self.metric(writer, "vetpms_writer_events_appended_total") - events0
+        ok = sum(v for k, v in r["status"].items() if k.startswith("2"))
+        per_txn = max(1, round(events / commits)) if commits else 1
+        size = self.record_size(f["partition"], n=min(3000, max(200, events)))
+        hist = self.allocations_since(starts, item)
+        raw, raw_cpu, kused = self.raw_ceiling(per_txn, size)
+        drained = (n + warm["requests"]) * qty / per_batch
+        mean_alloc = sum(k * v for k, v in hist.items()) / max(1, sum(hist.values()))
+        self.facts["dispense"] = {"item": item, "batches": n_batches, "per_batch": per_batch,
+                                  "quantity": qty, "dispenses": n, "allocations": hist,
+                                  "receipts": pre, "raw_producer": raw}
+        self.row("dispense", f"DispenseStock FEFO x {n}, item of {n_batches} batches (64 conns)",
+                 round(ok / r["seconds"]), round(raw["records_per_s"]), "commands/s",
+                 r["p50_ms"], r["p99_ms"], per_k(used, ok), "raw librdkafka txn loop",
+                 f"batches allocated per dispense {dict(sorted(hist.items()))} (mean "
+                 f"{mean_alloc:.2f}); about {drained:.0f} earliest batches drained by the end; "
+                 f"non-2xx {r['requests'] - ok}"
+                 f"{' first: ' + r['first_error'][:200] if r['requests'] != ok else ''}; "
+                 f"{per_txn} records/txn ({events} events in {commits} txns), {size} B values; "
+                 f"ceiling p50/p99 {raw['p50_ms']:.1f}/{raw['p99_ms']:.1f} ms per txn, "
+                 f"CPU/1k raw_producer {raw_cpu / raw['records'] * 1000:.4f} s, kafka "
+                 f"{kused['kafka'] / raw['records'] * 1000:.4f} s; pre-fill {n_batches} receipts "
+                 f"at {pre['rate']:.0f}/s (p99 {pre['p99_ms']:.1f} ms, not timed here); load "
+                 f"average {os.getloadavg()[0]:.2f} (1 min) after")
+
+    # --- 10. register ------------------------------------------------------------------
+    def scenario_register(self):
+        """GET /v1/inventory/items/{id}/register (first page, the default 50, no
+        cursor: the oldest movements) of an item with 100,000 movements: 1,000
+        receipts (1,000 tablets each), then 90,000 FEFO dispenses of 1 tablet
+        and 9,000 adjustments (returned, +1 on a batch) shuffled together, all
+        through the writer, the projector catching up after. wrk vs pgbench of
+        the reader's captured SQL with the same parameters."""
+        for key in ("projector", "reader"):
+            self.drop(key)
+        writer, f = self.writer(), self.facts
+        token = f["token"]
+        n_batches, n_disp, n_adj = 1000, 90000, 9000
+        item = self.stock_item("BENCH-REG", "Amoxicillin 50 mg (bench register)")
+        t0 = time.time()
+        self.receipts(item, n_batches, 1000, "register_receipts")
+        base = f"/v1/inventory/items/{item}"
+        pairs = [(base + "/dispenses", {"quantity": 1})] * n_disp + [
+            (base + "/adjustments", {"batch_number": f"B{k % n_batches:05d}", "reason": "returned",
+                                     "delta": 1}) for k in range(n_adj)]
+        random.Random(13).shuffle(pairs)
+        r = self.post_path_lines(writer, pairs, token, "register_moves")
+        ok = sum(v for k, v in r["status"].items() if k.startswith("2"))
+        if ok != len(pairs):
+            raise RuntimeError(f"register movements: {r['status']} {r['first_error'][:300]}")
+        fill_s = time.time() - t0
+        log(f"register: {n_batches + len(pairs)} commands in {fill_s:.0f}s; projector next")
+        t1 = time.time()
+        self.read_side()
+        catch_s = time.time() - t1
+        self.sql("ANALYZE")
+        tid = f["tenant"]
+        moves = self.sql("SELECT kind, count(*) FROM read.stock_movements WHERE tenant_id = %s "
+                         "AND item_id = %s GROUP BY kind ORDER BY kind", (tid, item))
+        total = sum(c for _, c in moves)
+        path = base + "/register"
+        auth = {"Authorization": "Bearer " + token}
+        statements = self.capture_sql([path], auth)
+        if "rd_inventory_register" not in statements:
+            raise RuntimeError("statement rd_inventory_register not found in the PostgreSQL log")
+        reader = self.daemons["reader"]
+        page = reader.get(path, headers=auth).json()
+        pool = int(os.environ.get("VETPMS_READER_POOL_SIZE", "4")) * \
+            int(os.environ.get("VETPMS_READER_THREADS", "2"))
+        env = {"BENCH_TOKEN": token, "BENCH_PATH": path}
+        self.wrk(reader.url, "get_path.lua", env, seconds=2)
+        cpu = Cpu(self, ["reader", "postgres"]).start()
+        w = self.wrk(reader.url, "get_path.lua", env)
+        used = cpu.stop()
+        used["loadgen(wrk)"] = w["cpu"]
+        pg = self.pgbench("rd_inventory_register", statements["rd_inventory_register"],
+                          {1: ":tid", 2: ":lim", 3: NULL, 4: NULL, 5: ":item", 6: NULL, 7: NULL},
+                          pool, {"tid": tid, "nids": 1, "lim": 50, "none": "-", "item": item})
+        ratio = w["rate"] / pg["rate"] if pg["rate"] else 0
+        self.facts["register"] = {"item": item, "movements": dict(moves), "fill_s": fill_s,
+                                  "catch_up_s": catch_s, "fill": {k: r[k] for k in (
+                                      "requests", "seconds", "rate", "p50_ms", "p99_ms")}}
+        self.row("register", f"GET /v1/inventory/items/{{id}}/register, {total} movements, first "
+                 f"page of {len(page.get('data', []))} (wrk -t2 -c{self.connections})",
+                 round(w["rate"]), round(pg["rate"]), "requests/s", w["p50_us"] / 1000,
+                 w["p99_us"] / 1000, per_k(used, w["requests"]),
+                 f"pgbench same SQL, {pool} conns",
+                 f"issue goal >= 0.6 of pgbench: {'met' if ratio >= 0.6 else 'NOT met'} "
+                 f"({ratio:.3f}); pgbench p50/p99 {pg['p50_ms']}/{pg['p99_ms']} ms, CPU/1k "
+                 f"pgbench {pg['cpu'] / max(1, pg['transactions']) * 1000:.4f} s, postgres "
+                 f"{pg['pg_cpu'] / max(1, pg['transactions']) * 1000:.4f} s; movements "
+                 f"{dict(moves)}; fill {len(pairs) + n_batches} commands in {fill_s:.0f}s "
+                 f"(mixed phase {r['rate']:.0f}/s), projector caught up {catch_s:.0f}s after; "
+                 f"non-2xx {w['errors']}")
 
     # --- 3. projection ---------------------------------------------------------------
     def scenario_projection(self):

@@ -3,6 +3,7 @@
  * so tests and tools generate commands from the tables the writer routes by
  * rather than from a copy of them. */
 #include <stdio.h>
+#include <string.h>
 
 #include "decide.h"
 #include "vp_jwt.h"
@@ -18,6 +19,15 @@ const WrCommandTable wr_command_tables[] = {
 	{wr_stock_commands, &wr_n_stock_commands},
 };
 const size_t wr_n_command_tables = sizeof(wr_command_tables) / sizeof(wr_command_tables[0]);
+
+const WrCommand *wr_command_by_name(const char *name)
+{
+	for (size_t t = 0; t < wr_n_command_tables; t++)
+		for (size_t i = 0; i < *wr_command_tables[t].n; i++)
+			if (!strcmp(wr_command_tables[t].table[i].name, name))
+				return &wr_command_tables[t].table[i];
+	return NULL;
+}
 
 static const char *method_name(enum evhttp_cmd_type method)
 {

@@ -88,6 +88,8 @@ typedef struct WrCommandTable {
 } WrCommandTable;
 extern const WrCommandTable wr_command_tables[];
 extern const size_t wr_n_command_tables;
+/* The command named `name` ("RecordVitals"), or NULL. */
+const WrCommand *wr_command_by_name(const char *name);
 
 /* Every command as JSON, for `cmd-writer --list-commands`: [{"name", "method",
  * "pattern" ("/v1/patients/{id}/weights"), "roles": ["vet", ...], "creates",

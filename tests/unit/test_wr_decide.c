@@ -13,62 +13,30 @@
 #include "decide.h"
 #include "state.h"
 #include "strmap.h"
-#include "vp_catalog.h"
-#include "vp_event.h"
+#include "wr_harness.h"
 #include "vp_uuid.h"
 
 #define TENANT  "01a20807-0000-7000-8000-000000000001"
 #define CLIENT  "01a20807-0000-7000-8000-000000000002"
 #define PATIENT "01a20807-0000-7000-8000-000000000003"
 
-static const WrCommand *command(const char *name)
-{
-	const WrCommand *tables[] = {wr_tenant_commands, wr_client_commands, wr_patient_commands,
-				     wr_staff_commands};
-	const size_t sizes[] = {wr_n_tenant_commands, wr_n_client_commands, wr_n_patient_commands,
-				wr_n_staff_commands};
-	for (int t = 0; t < 4; t++)
-		for (size_t i = 0; i < sizes[t]; i++)
-			if (!strcmp(tables[t][i].name, name))
-				return &tables[t][i];
-	fail_msg("no command %s", name);
-	return NULL;
-}
-
 /* Validates and decides body; on success applies the event to state. */
 static int run(WrState *s, const char *name, const char *target, const char *body_json,
 	       int64_t if_match, VpError *err, cJSON **data_out)
 {
 	static int n;
-	const WrCommand *c = command(name);
+	const WrCommand *c = wr_test_command(name);
 	cJSON *body = cJSON_Parse(body_json);
 	WrDecision d = {.state = s, .tenant = wr_state_tenant(s, TENANT), .tenant_id = TENANT,
 			.target_id = target, .body = body, .if_match = if_match,
 			.now_us = 1795400000000000LL};
-	char why[256];
 	vp_error_clear(err);
 	vp_json_check(body, c->fields, c->n_fields, false, err);
 	if (c->validate)
 		c->validate(body, d.now_us, err);
 	int rc = vp_error_finish_validation(err) ? -1 : c->decide(&d, err);
 	if (rc == 0) {
-		VpEvent ev = {.v = 1, .seq = d.seq, .data = d.data};
-		snprintf(ev.type, sizeof(ev.type), "%s", d.type);
-		snprintf(ev.tenant_id, sizeof(ev.tenant_id), "%s", TENANT);
-		snprintf(ev.aggregate, sizeof(ev.aggregate), "%s", d.aggregate);
-		snprintf(ev.aggregate_id, sizeof(ev.aggregate_id), "%s", target);
-		snprintf(ev.command_id, sizeof(ev.command_id), "cmd-%d", n++);
-		snprintf(ev.id, sizeof(ev.id), "%s", "01a20807-0000-7000-8000-0000000000ee");
-		snprintf(ev.actor, sizeof(ev.actor), "%s", "unit");
-		ev.at_us = d.now_us;
-		/* Every event a decision makes passes the catalog, as the writer
-		 * checks before appending it. */
-		char *text = vp_event_encode(&ev);
-		assert_non_null(text);
-		if (vp_catalog_check_encoded(text, strlen(text), why, sizeof(why)) < 0)
-			fail_msg("%s made an event the catalog refuses: %s", name, why);
-		free(text);
-		assert_int_equal(wr_state_apply(s, &ev, NULL, why, sizeof(why)), 0);
+		wr_test_apply(s, TENANT, d.aggregate, target, d.type, d.seq, d.data, d.now_us, n++);
 		if (data_out)
 			*data_out = cJSON_Duplicate(d.data, true);
 	}

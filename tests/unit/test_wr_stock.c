@@ -19,7 +19,7 @@
 #include "decide.h"
 #include "state.h"
 #include "vp_catalog.h"
-#include "vp_event.h"
+#include "wr_harness.h"
 #include "vp_jwt.h"
 #include "vp_time.h"
 
@@ -51,16 +51,6 @@ typedef struct Fixture {
 	size_t n_last;
 } Fixture;
 
-static const WrCommand *command(const char *name)
-{
-	for (size_t t = 0; t < wr_n_command_tables; t++)
-		for (size_t i = 0; i < *wr_command_tables[t].n; i++)
-			if (!strcmp(wr_command_tables[t].table[i].name, name))
-				return &wr_command_tables[t].table[i];
-	fail_msg("no command %s", name);
-	return NULL;
-}
-
 static void clear_last(Fixture *f)
 {
 	for (size_t i = 0; i < f->n_last; i++)
@@ -72,22 +62,7 @@ static void clear_last(Fixture *f)
 static void apply(Fixture *f, const char *aggregate, const char *aggregate_id, const char *type,
 		  int64_t seq, cJSON *data)
 {
-	char why[256];
-	VpEvent ev = {.v = 1, .seq = seq, .data = data, .at_us = f->now};
-	snprintf(ev.type, sizeof(ev.type), "%s", type);
-	snprintf(ev.tenant_id, sizeof(ev.tenant_id), "%s", TENANT);
-	snprintf(ev.aggregate, sizeof(ev.aggregate), "%s", aggregate);
-	snprintf(ev.aggregate_id, sizeof(ev.aggregate_id), "%s", aggregate_id);
-	snprintf(ev.command_id, sizeof(ev.command_id), "cmd-%d", f->events);
-	snprintf(ev.id, sizeof(ev.id), "%s", TENANT);
-	snprintf(ev.actor, sizeof(ev.actor), "unit");
-	char *text = vp_event_encode(&ev);
-	assert_non_null(text);
-	if (vp_catalog_check_encoded(text, strlen(text), why, sizeof(why)) < 0)
-		fail_msg("%s refused by the catalog: %s (%s)", type, why, text);
-	free(text);
-	if (wr_state_apply(&f->state, &ev, NULL, why, sizeof(why)) < 0)
-		fail_msg("%s refused by the model: %s", type, why);
+	wr_test_apply(&f->state, TENANT, aggregate, aggregate_id, type, seq, data, f->now, f->events);
 	f->events++;
 	snprintf(f->last_types[f->n_last], sizeof(f->last_types[0]), "%s", type);
 	f->last[f->n_last++] = cJSON_Duplicate(data, true);
@@ -96,7 +71,7 @@ static void apply(Fixture *f, const char *aggregate, const char *aggregate_id, c
 static int run_item(Fixture *f, const char *name, const char *target, const char *item,
 		    const char *body_json, int64_t if_match, VpError *err)
 {
-	const WrCommand *c = command(name);
+	const WrCommand *c = wr_test_command(name);
 	cJSON *body = cJSON_Parse(body_json);
 	assert_non_null(body);
 	WrDecision d = {.state = &f->state,

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "vp_money.h"
 #include "vp_time.h"
 #include "vp_uuid.h"
 
@@ -43,6 +44,10 @@ const char *const vp_enum_item_categories[] = {"medication", "vaccine", "consuma
  * the others a delta. */
 const char *const vp_enum_adjustment_reasons[] = {"count", "damage",   "expired", "lost",
 						  "returned", "other", NULL};
+const char *const vp_enum_payment_methods[] = {"cash", "card", "bank_transfer", "insurance",
+					       "other", NULL};
+const char *const vp_enum_invoice_statuses[] = {"draft", "issued", "partially_paid", "paid",
+						"void", NULL};
 
 #define COUNT(table) (sizeof(table) / sizeof((table)[0]))
 
@@ -214,12 +219,97 @@ static const VpJsonField stock_adjusted[] = {
 	VP_F_ADJUSTMENT_REASON,
 	VP_F_WITNESS_ID,
 };
+#define CENTS(n, lo) {.name = n, .type = VP_JSON_INT, .required = true, .min = lo, .max = VP_MAX_CENTS}
+static const VpJsonField invoice_created[] = {
+	VP_F_CLIENT_ID,
+	VP_F_APPOINTMENT_ID,
+};
+static const VpJsonField invoice_line_added[] = {
+	VP_TYPED("line_id", VP_JSON_UUID, true),
+	VP_F_LINE_DESCRIPTION,
+	{.name = "quantity_milli", .type = VP_JSON_INT, .required = true, .min = 1,
+	 .max = VP_MAX_LINE_QUANTITY_MILLI},
+	{.name = "unit_price_cents", .type = VP_JSON_INT, .required = true, .min = 0,
+	 .max = VP_MAX_UNIT_PRICE_CENTS},
+	{.name = "discount_bp", .type = VP_JSON_INT, .required = true, .min = 0, .max = 10000},
+	{.name = "tax_rate_bp", .type = VP_JSON_INT, .required = true, .min = 0, .max = 10000},
+	CENTS("net_cents", 0),
+	CENTS("discount_cents", 0),
+	CENTS("tax_cents", 0),
+	CENTS("line_total_cents", 0),
+	VP_F_ITEM_ID,
+};
+static const VpJsonField invoice_line_removed[] = {
+	VP_TYPED("line_id", VP_JSON_UUID, true),
+};
+static const VpJsonField invoice_issued[] = {
+	VP_TEXT1("number", VP_INVOICE_NUMBER_CAP - 1),
+	VP_TYPED("issued_on", VP_JSON_DATE, true),
+	VP_TYPED("due_on", VP_JSON_DATE, true),
+	CENTS("total_cents", 0),
+};
+static const VpJsonField payment_recorded[] = {
+	VP_TYPED("payment_id", VP_JSON_UUID, true),
+	VP_F_AMOUNT_CENTS,
+	VP_F_PAYMENT_METHOD,
+	VP_F_PAYMENT_REFERENCE,
+	VP_TYPED("received_on", VP_JSON_DATE, true),
+};
+static const VpJsonField payment_refunded[] = {
+	VP_TYPED("refund_id", VP_JSON_UUID, true),
+	VP_TYPED("payment_id", VP_JSON_UUID, true),
+	VP_F_AMOUNT_CENTS,
+	VP_F_REFUND_REASON,
+};
+static const VpJsonField invoice_voided[] = {VP_F_VOID_REASON};
+
+static int64_t data_int(const cJSON *data, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(data, name);
+	return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+}
+
+/* A line's amounts are the arithmetic of vp_line_amounts, to the cent. */
+static int line_amounts_rule(const cJSON *data, char *why, size_t why_cap)
+{
+	static const char *const names[] = {"net_cents", "discount_cents", "tax_cents",
+					    "line_total_cents"};
+	VpLineAmounts a;
+	vp_line_amounts(data_int(data, "quantity_milli"), data_int(data, "unit_price_cents"),
+			data_int(data, "discount_bp"), data_int(data, "tax_rate_bp"), &a);
+	const int64_t want[] = {a.net_cents, a.discount_cents, a.tax_cents, a.line_total_cents};
+	for (size_t i = 0; i < COUNT(names); i++)
+		if (data_int(data, names[i]) != want[i]) {
+			snprintf(why, why_cap, "data.%s must be %lld (quantity, price and rates)",
+				 names[i], (long long)want[i]);
+			return -1;
+		}
+	return 0;
+}
+
+/* The number is INV-nnnnnn; due_on is not before issued_on. */
+static int invoice_issued_rule(const cJSON *data, char *why, size_t why_cap)
+{
+	const cJSON *number = cJSON_GetObjectItemCaseSensitive(data, "number");
+	const char *issued = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "issued_on"));
+	const char *due = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "due_on"));
+	if (vp_invoice_number_seq(cJSON_GetStringValue(number)) < 0) {
+		snprintf(why, why_cap, "data.number must be INV- and at least six digits");
+		return -1;
+	}
+	if (issued && due && strcmp(due, issued) < 0) { /* YYYY-MM-DD sorts as text */
+		snprintf(why, why_cap, "data.due_on must not be before data.issued_on");
+		return -1;
+	}
+	return 0;
+}
+
 /* AppointmentNoShow carries no data: an empty table, so data must be {}. */
 static const VpJsonField no_data[] = {{.name = NULL}};
 
-#define SPEC(t, agg, table)    {t, 1, agg, true, table, COUNT(table)}
-#define SPEC_EMPTY(t, agg)     {t, 1, agg, true, no_data, 0}
-#define UNSPECIFIED(t, agg)    {t, 1, agg, false, NULL, 0}
+#define SPEC(t, agg, table)    {t, 1, agg, true, table, COUNT(table), NULL}
+#define SPEC_RULE(t, agg, table, r) {t, 1, agg, true, table, COUNT(table), r}
+#define SPEC_EMPTY(t, agg)     {t, 1, agg, true, no_data, 0, NULL}
 
 const VpEventSpec vp_catalog[] = {
 	SPEC(VP_EV_TENANT_PROVISIONED, VP_AGG_TENANT, tenant_provisioned),
@@ -261,13 +351,13 @@ const VpEventSpec vp_catalog[] = {
 	SPEC(VP_EV_STOCK_RECEIVED, VP_AGG_INVENTORY_ITEM, stock_received),
 	SPEC(VP_EV_STOCK_DISPENSED, VP_AGG_INVENTORY_ITEM, stock_dispensed),
 	SPEC(VP_EV_STOCK_ADJUSTED, VP_AGG_INVENTORY_ITEM, stock_adjusted),
-	UNSPECIFIED(VP_EV_INVOICE_CREATED, VP_AGG_INVOICE),
-	UNSPECIFIED(VP_EV_INVOICE_LINE_ADDED, VP_AGG_INVOICE),
-	UNSPECIFIED(VP_EV_INVOICE_LINE_REMOVED, VP_AGG_INVOICE),
-	UNSPECIFIED(VP_EV_INVOICE_ISSUED, VP_AGG_INVOICE),
-	UNSPECIFIED(VP_EV_PAYMENT_RECORDED, VP_AGG_INVOICE),
-	UNSPECIFIED(VP_EV_PAYMENT_REFUNDED, VP_AGG_INVOICE),
-	UNSPECIFIED(VP_EV_INVOICE_VOIDED, VP_AGG_INVOICE),
+	SPEC(VP_EV_INVOICE_CREATED, VP_AGG_INVOICE, invoice_created),
+	SPEC_RULE(VP_EV_INVOICE_LINE_ADDED, VP_AGG_INVOICE, invoice_line_added, line_amounts_rule),
+	SPEC(VP_EV_INVOICE_LINE_REMOVED, VP_AGG_INVOICE, invoice_line_removed),
+	SPEC_RULE(VP_EV_INVOICE_ISSUED, VP_AGG_INVOICE, invoice_issued, invoice_issued_rule),
+	SPEC(VP_EV_PAYMENT_RECORDED, VP_AGG_INVOICE, payment_recorded),
+	SPEC(VP_EV_PAYMENT_REFUNDED, VP_AGG_INVOICE, payment_refunded),
+	SPEC(VP_EV_INVOICE_VOIDED, VP_AGG_INVOICE, invoice_voided),
 };
 const size_t vp_catalog_len = COUNT(vp_catalog);
 
@@ -351,7 +441,9 @@ static int check_data(const VpEventSpec *spec, const cJSON *data, char *why, siz
 			snprintf(why, why_cap, "data is invalid");
 		return -1;
 	}
-	return check_canonical(data, spec->fields, spec->n_fields, "data", why, why_cap);
+	if (check_canonical(data, spec->fields, spec->n_fields, "data", why, why_cap) < 0)
+		return -1;
+	return spec->rule ? spec->rule(data, why, why_cap) : 0;
 }
 
 int vp_catalog_check(const VpEvent *ev, char *why, size_t why_cap)

@@ -90,6 +90,10 @@ extern const char *const vp_enum_treatment_types[];
 extern const char *const vp_enum_medication_routes[];
 extern const char *const vp_enum_item_categories[];
 extern const char *const vp_enum_adjustment_reasons[];
+extern const char *const vp_enum_payment_methods[];
+/* An invoice's status as the read model names it (the writer's WrInvoiceStatus,
+ * same order); events carry transitions, not this name. */
+extern const char *const vp_enum_invoice_statuses[];
 
 /* Field definitions a command takes as it is and its event carries as it is:
  * one limit for both sides, so the writer cannot accept what the projector
@@ -190,6 +194,18 @@ extern const char *const vp_enum_adjustment_reasons[];
 #define VP_F_WITNESS_ID      VP_TYPED("witness_id", VP_JSON_UUID, false)
 #define VP_F_PRESCRIPTION_ID VP_TYPED("prescription_id", VP_JSON_UUID, false)
 #define VP_MAX_ALLOCATIONS   10000
+/* Billing (DOMAIN.md § Billing; arithmetic and bounds in vp_money.h). */
+#define VP_F_CLIENT_ID       VP_TYPED("client_id", VP_JSON_UUID, true)
+#define VP_F_LINE_DESCRIPTION VP_TEXT1("description", 200)
+#define VP_F_DISCOUNT_BP     {.name = "discount_bp", .type = VP_JSON_INT, .min = 0, .max = 10000}
+#define VP_F_UNIT_PRICE_CENTS {.name = "unit_price_cents", .type = VP_JSON_INT, .min = 0, .max = 100000000}
+#define VP_F_DUE_IN_DAYS     {.name = "due_in_days", .type = VP_JSON_INT, .min = 0, .max = 365}
+#define VP_F_AMOUNT_CENTS    {.name = "amount_cents", .type = VP_JSON_INT, .required = true, .min = 1, .max = VP_MAX_CENTS}
+#define VP_F_PAYMENT_METHOD  VP_ENUM("method", true, vp_enum_payment_methods)
+#define VP_F_PAYMENT_REFERENCE VP_TEXT("reference", 100)
+#define VP_F_RECEIVED_ON     VP_TYPED("received_on", VP_JSON_DATE, false)
+#define VP_F_REFUND_REASON   VP_TEXT1("reason", 500)
+#define VP_F_VOID_REASON     VP_TEXT1("reason", 500)
 
 /* One event type at one version. `fields` is the table its data must pass
  * (nothing unknown, nullable members optional). An entry without a field
@@ -202,6 +218,10 @@ typedef struct VpEventSpec {
 	bool specified;
 	const VpJsonField *fields;
 	size_t n_fields;
+	/* Rules between the members of one event beyond the field table (a
+	 * line's amounts follow from its quantity, price and rates), or NULL;
+	 * runs on data that passed the table. 0, or -1 with why. */
+	int (*rule)(const cJSON *data, char *why, size_t why_cap);
 } VpEventSpec;
 
 extern const VpEventSpec vp_catalog[];

@@ -70,3 +70,20 @@ int vp_currency_exponent(const char *code)
 			return exponents[i].exponent;
 	return 2;
 }
+
+int vp_currency_exponents_json(char *out, size_t cap)
+{
+	size_t used = 0;
+	for (size_t i = 0; i < sizeof(exponents) / sizeof(exponents[0]); i++) {
+		int n = snprintf(out + used, cap - used, "%s\"%s\":%d", i ? "," : "{",
+				 exponents[i].code, exponents[i].exponent);
+		if (n < 0 || (size_t)n >= cap - used)
+			return -1;
+		used += (size_t)n;
+	}
+	if (used + 2 > cap)
+		return -1;
+	out[used++] = '}';
+	out[used] = '\0';
+	return (int)used;
+}

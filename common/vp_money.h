@@ -45,5 +45,8 @@ int64_t vp_invoice_number_seq(const char *text);
 /* The ISO 4217 minor unit exponent of a currency code (JPY 0, GBP 2, BHD 3);
  * 2 for a code the table does not list. */
 int vp_currency_exponent(const char *code);
+/* Every code whose exponent is not 2 as a JSON object ({"BHD":3,...}) into
+ * out: the same table for SQL. The length, or -1 when cap is too small. */
+int vp_currency_exponents_json(char *out, size_t cap);
 
 #endif

@@ -112,34 +112,15 @@ int rd_bind_search(RdRequest *rq, VpHttpRequest *r, int index, VpError *err)
 	return rd_bind_text_query(rq, r, "search", index, MAX_SEARCH_LEN, err);
 }
 
-/* Read once from vp_currency_exponent over every three-letter code, so the
- * ISO 4217 table stays in common/vp_money.c alone (about 26 codes: far from
- * the buffer's size; one that would not fit is left out, i.e. answered 2). */
-static char currency_exponents[2048];
+/* The currencies whose exponent is not 2 (common/vp_money.c's table), built
+ * once. */
+static char currency_exponents[1024];
 static pthread_once_t currency_exponents_once = PTHREAD_ONCE_INIT;
 
 static void currency_exponents_build(void)
 {
-	char code[4] = "AAA";
-	size_t used = 1;
-	currency_exponents[0] = '{';
-	for (code[0] = 'A'; code[0] <= 'Z'; code[0]++)
-		for (code[1] = 'A'; code[1] <= 'Z'; code[1]++)
-			for (code[2] = 'A'; code[2] <= 'Z'; code[2]++) {
-				int exponent = vp_currency_exponent(code);
-				if (exponent == 2)
-					continue;
-				/* room for the closing brace and the terminator */
-				size_t room = sizeof(currency_exponents) - used - 1;
-				int n = snprintf(currency_exponents + used, room, "%s\"%s\":%d",
-						 used > 1 ? "," : "", code, exponent);
-				if (n > 0 && (size_t)n < room)
-					used += (size_t)n;
-				else
-					currency_exponents[used] = '\0';
-			}
-	currency_exponents[used] = '}';
-	currency_exponents[used + 1] = '\0';
+	if (vp_currency_exponents_json(currency_exponents, sizeof(currency_exponents)) < 0)
+		snprintf(currency_exponents, sizeof(currency_exponents), "{}");
 }
 
 int rd_bind_currency_exponents(RdRequest *rq, int index)

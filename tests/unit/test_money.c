@@ -83,6 +83,13 @@ static void currency_exponents(void **state)
 	assert_int_equal(vp_currency_exponent("GBP"), 2);
 	assert_int_equal(vp_currency_exponent("BHD"), 3);
 	assert_int_equal(vp_currency_exponent("XYZ"), 2);
+	char json[1024];
+	assert_true(vp_currency_exponents_json(json, sizeof(json)) > 0);
+	assert_non_null(strstr(json, "\"JPY\":0"));
+	assert_non_null(strstr(json, "\"BHD\":3"));
+	assert_int_equal(json[0], '{');
+	assert_int_equal(json[strlen(json) - 1], '}');
+	assert_int_equal(vp_currency_exponents_json(json, 8), -1);
 }
 
 int main(void)

@@ -409,8 +409,11 @@ def test_revenue_equals_the_events_and_the_summary(clinic, machine, projector):
         rows = conn.execute("SELECT month, invoice_count, invoiced_cents, paid_cents, "
                             "collected_cents FROM read.revenue ORDER BY month").fetchall()
         assert {m: tuple(v) for m, *v in rows} == with_invoices
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("SELECT * FROM read.client_ledger")
+        assert conn.execute("SELECT count(*) FROM read.invoices").fetchone()[0] == 6
+        assert conn.execute("SELECT count(*) FROM read.refunds").fetchone()[0] == 3
+        for table in ("client_ledger", "revenue_monthly", "revenue_monthly_summary"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT * FROM read.{table}")
 
 
 def test_client_ledger_sums_to_the_balances(clinic, machine):

@@ -415,6 +415,15 @@ def test_revenue_equals_the_events_and_the_summary(clinic, machine, projector):
         for table in ("client_ledger", "revenue_monthly", "revenue_monthly_summary"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"SELECT * FROM read.{table}")
+    # the reader reads the ledger and the rollup, of its tenant only
+    with psycopg.connect(c.stack.dsn("reader"), autocommit=True) as conn:
+        conn.execute("SELECT set_config('vetpms.tenant_id', %s, false)", (c.t,))
+        assert conn.execute("SELECT count(*) FROM read.client_ledger").fetchone()[0] == 12
+        assert {m: tuple(v) for m, *v in conn.execute(
+            "SELECT month, invoice_count, invoiced_cents, paid_cents, collected_cents "
+            "FROM read.revenue_monthly").fetchall()} == expected
+        conn.execute("SELECT set_config('vetpms.tenant_id', %s, false)", (ev.new_id(),))
+        assert conn.execute("SELECT count(*) FROM read.invoices").fetchone()[0] == 0
 
 
 def test_client_ledger_sums_to_the_balances(clinic, machine):
@@ -647,6 +656,11 @@ def test_projector_rebuild_gives_the_same_billing_tables(stack, clinic, machine,
     assert c.snapshot() == before
     if other:
         assert other.snapshot() == other_before
+    with psycopg.connect(stack.dsn("analyst"), autocommit=True) as conn:
+        conn.execute("SELECT set_config('vetpms.tenant_id', %s, false)", (c.t,))
+        rows = conn.execute("SELECT month, invoice_count, invoiced_cents, paid_cents, "
+                            "collected_cents FROM read.revenue").fetchall()
+        assert {m: tuple(v) for m, *v in rows} == expected
     assert revenue_rows(stack, c.t) == recompute_revenue(c.applied)
     # the live projector goes on in the swapped-in schema
     g = ev.new_id()

@@ -686,6 +686,9 @@ def test_projector_rebuild_gives_the_same_billing_tables(stack, clinic, machine,
         rows = conn.execute("SELECT month, invoice_count, invoiced_cents, paid_cents, "
                             "collected_cents FROM read.revenue").fetchall()
         assert {m: tuple(v) for m, *v in rows} == expected
+        for table in ("client_ledger", "revenue_monthly", "revenue_monthly_summary"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT * FROM read.{table}")
     assert revenue_rows(stack, c.t) == recompute_revenue(c.applied)
     # the live projector goes on in the swapped-in schema
     g = ev.new_id()

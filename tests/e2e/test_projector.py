@@ -48,7 +48,7 @@ def producer(stack):
 
 def test_every_event_type_lands_in_its_read_model(stack, projector, producer):
     t = ev.new_id()
-    staff, c1, c2, pat = ev.new_id(), ev.new_id(), ev.new_id(), ev.new_id()
+    staff, c1, c2, pat, inv = (ev.new_id() for _ in range(5))
     envs = [
         ev.tenant_provisioned(t, "Happy Paws"),
         ev.envelope("StaffRegistered", t, "staff", staff, 1,
@@ -72,8 +72,9 @@ def test_every_event_type_lands_in_its_read_model(stack, projector, producer):
                     {"from_client_id": c1, "to_client_id": c2}),
         ev.envelope("PatientDied", t, "patient", pat, 7, {"date": "2026-02-03"}),
         ev.envelope("ClientDeactivated", t, "client", c1, 3, {"reason": "moved"}),
-        ev.envelope("InvoiceVoided", t, "invoice", ev.new_id(), 2,
-                    {"reason": "duplicate"}),  # catalogued, no read model yet: log only
+        ev.envelope("InvoiceCreated", t, "invoice", inv, 1,
+                    {"client_id": c2, "appointment_id": None}),
+        ev.envelope("InvoiceVoided", t, "invoice", inv, 2, {"reason": "duplicate"}),
     ]
     producer.send_all(envs)
     wait_for(lambda: log_count(stack, t) == len(envs), what="all events in event_log",
@@ -110,6 +111,8 @@ def test_every_event_type_lands_in_its_read_model(stack, projector, producer):
     assert [r[2] for r in log] == [e["id"] for e in envs]
     assert [(r[3], r[4]) for r in log] == producer.delivered[-len(envs):]
     assert not query(stack, "SELECT 1 FROM read.dead_letters WHERE tenant_id = %s", (t,))
+    assert query(stack, "SELECT status, version FROM read.invoices WHERE tenant_id = %s",
+                 (t,)) == [("void", 2)]
 
 
 def test_reader_sees_only_its_tenant_rows(stack, projector, producer):

@@ -234,8 +234,9 @@ static void add_line(Fixture *f, const char *inv, const char *quantity, long lon
 static void add_item_line(Fixture *f, const char *inv, const char *item_id, const char *quantity)
 {
 	char body[256];
-	snprintf(body, sizeof(body), "{\"description\":\"Goods\",\"quantity\":%s,\"item_id\":\"%s\"}",
-		 quantity, item_id);
+	snprintf(body, sizeof(body),
+		 "{\"description\":\"Goods\",\"quantity\":%s,\"item_id\":\"%s\"}", quantity,
+		 item_id);
 	ok(f, "AddInvoiceLine", inv, body);
 }
 
@@ -259,7 +260,8 @@ static int setup(void **state)
 	ok(f, "RegisterPatient", PAT,
 	   "{\"client_id\":\"" CLIENT "\",\"name\":\"P\",\"species\":\"canine\",\"sex\":\"male\"}");
 	ok(f, "RegisterPatient", PAT2,
-	   "{\"client_id\":\"" CLIENT2 "\",\"name\":\"Q\",\"species\":\"feline\",\"sex\":\"female\"}");
+	   "{\"client_id\":\"" CLIENT2
+	   "\",\"name\":\"Q\",\"species\":\"feline\",\"sex\":\"female\"}");
 	ok(f, "ScheduleAppointment", APPT,
 	   "{\"patient_id\":\"" PAT "\",\"vet_id\":\"" VET "\",\"start\":\"2026-11-23T09:00:00Z\","
 	   "\"end\":\"2026-11-23T09:30:00Z\",\"type\":\"consultation\"}");
@@ -303,8 +305,7 @@ static void the_table(void **state)
 		const char *pattern;
 		unsigned roles;
 	} want[] = {
-	    {"CreateInvoice", EVHTTP_REQ_POST, "/v1/invoices",
-	     VP_ROLE_ADMIN | VP_ROLE_RECEPTION},
+	    {"CreateInvoice", EVHTTP_REQ_POST, "/v1/invoices", VP_ROLE_ADMIN | VP_ROLE_RECEPTION},
 	    {"AddInvoiceLine", EVHTTP_REQ_POST, "/v1/invoices/{id}/lines",
 	     VP_ROLE_ADMIN | VP_ROLE_RECEPTION | VP_ROLE_VET},
 	    {"RemoveInvoiceLine", EVHTTP_REQ_DELETE, "/v1/invoices/{id}/lines/{line_id}",
@@ -313,8 +314,8 @@ static void the_table(void **state)
 	     VP_ROLE_ADMIN | VP_ROLE_RECEPTION},
 	    {"RecordPayment", EVHTTP_REQ_POST, "/v1/invoices/{id}/payments",
 	     VP_ROLE_ADMIN | VP_ROLE_RECEPTION},
-	    {"RefundPayment", EVHTTP_REQ_POST,
-	     "/v1/invoices/{id}/payments/{payment_id}/refund", VP_ROLE_ADMIN},
+	    {"RefundPayment", EVHTTP_REQ_POST, "/v1/invoices/{id}/payments/{payment_id}/refund",
+	     VP_ROLE_ADMIN},
 	    {"VoidInvoice", EVHTTP_REQ_POST, "/v1/invoices/{id}/void", VP_ROLE_ADMIN},
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -338,7 +339,8 @@ static void creating_invoices(void **state)
 	refused(f, "CreateInvoice", INV,
 		"{\"client_id\":\"" CLIENT "\",\"appointment_id\":\"" APPT2 "\"}", 400,
 		"VALIDATION_ERROR"); /* another client's patient */
-	ok(f, "CreateInvoice", INV, "{\"client_id\":\"" CLIENT "\",\"appointment_id\":\"" APPT "\"}");
+	ok(f, "CreateInvoice", INV,
+	   "{\"client_id\":\"" CLIENT "\",\"appointment_id\":\"" APPT "\"}");
 	assert_string_equal(f->last_types[0], "InvoiceCreated");
 	assert_string_equal(last_str(f, 0, "client_id"), CLIENT);
 	assert_string_equal(last_str(f, 0, "appointment_id"), APPT);
@@ -352,7 +354,8 @@ static void creating_invoices(void **state)
 	assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(f->last[0], "appointment_id")));
 	/* a void invoice frees its appointment */
 	ok(f, "VoidInvoice", INV, "{\"reason\":\"wrong client\"}");
-	ok(f, "CreateInvoice", INV3, "{\"client_id\":\"" CLIENT "\",\"appointment_id\":\"" APPT "\"}");
+	ok(f, "CreateInvoice", INV3,
+	   "{\"client_id\":\"" CLIENT "\",\"appointment_id\":\"" APPT "\"}");
 	/* a patient transferred away: its old owner no longer bills its visit */
 	ok(f, "TransferPatient", PAT2, "{\"client_id\":\"" CLIENT "\"}");
 	refused(f, "CreateInvoice", NOPE,
@@ -364,8 +367,9 @@ static void lines_and_their_defaults(void **state)
 {
 	Fixture *f = *state;
 	ok(f, "CreateInvoice", INV, "{\"client_id\":\"" CLIENT "\"}");
-	refused(f, "AddInvoiceLine", NOPE, "{\"description\":\"x\",\"quantity\":1,"
-					   "\"unit_price_cents\":1}",
+	refused(f, "AddInvoiceLine", NOPE,
+		"{\"description\":\"x\",\"quantity\":1,"
+		"\"unit_price_cents\":1}",
 		404, "NOT_FOUND");
 	refused(f, "AddInvoiceLine", INV, "{\"description\":\"x\",\"quantity\":1}", 400,
 		"VALIDATION_ERROR"); /* no item, no price */
@@ -373,7 +377,8 @@ static void lines_and_their_defaults(void **state)
 		"{\"description\":\"x\",\"quantity\":1,\"item_id\":\"" FREE "\"}", 400,
 		"VALIDATION_ERROR"); /* the item has no sale price */
 	refused(f, "AddInvoiceLine", INV,
-		"{\"description\":\"x\",\"quantity\":1,\"item_id\":\"" NOPE "\"}", 404, "NOT_FOUND");
+		"{\"description\":\"x\",\"quantity\":1,\"item_id\":\"" NOPE "\"}", 404,
+		"NOT_FOUND");
 	refused(f, "AddInvoiceLine", INV,
 		"{\"description\":\"x\",\"quantity\":1,\"item_id\":\"" CD_ITEM "\"}", 409,
 		"WITNESS_REQUIRED");
@@ -462,16 +467,16 @@ static void rounding_is_half_even(void **state)
 		long long price, discount_bp, tax_bp;
 		long long net, discount, tax, total;
 	} cases[] = {
-	    {"0.5", 5, 0, 0, 2, 0, 0, 2},	      /* 2.5 → 2 */
-	    {"1.5", 5, 0, 0, 8, 0, 0, 8},	      /* 7.5 → 8 */
-	    {"0.001", 500, 0, 0, 0, 0, 0, 0},	      /* 0.5 → 0 */
-	    {"0.003", 500, 0, 0, 2, 0, 0, 2},	      /* 1.5 → 2 */
-	    {"1", 250, 100, 0, 250, 2, 0, 248},	      /* discount 2.5 → 2 */
-	    {"1", 350, 100, 0, 350, 4, 0, 346},	      /* discount 3.5 → 4 */
-	    {"1", 25, 0, 1000, 25, 0, 2, 27},	      /* tax 2.5 → 2 */
-	    {"1", 35, 0, 1000, 35, 0, 4, 39},	      /* tax 3.5 → 4 */
-	    {"1", 300, 500, 1000, 300, 15, 28, 313},  /* tax on 285: 28.5 → 28 */
-	    {"1.234", 999, 0, 0, 1233, 0, 0, 1233},   /* 1232.766 */
+	    {"0.5", 5, 0, 0, 2, 0, 0, 2},	     /* 2.5 → 2 */
+	    {"1.5", 5, 0, 0, 8, 0, 0, 8},	     /* 7.5 → 8 */
+	    {"0.001", 500, 0, 0, 0, 0, 0, 0},	     /* 0.5 → 0 */
+	    {"0.003", 500, 0, 0, 2, 0, 0, 2},	     /* 1.5 → 2 */
+	    {"1", 250, 100, 0, 250, 2, 0, 248},	     /* discount 2.5 → 2 */
+	    {"1", 350, 100, 0, 350, 4, 0, 346},	     /* discount 3.5 → 4 */
+	    {"1", 25, 0, 1000, 25, 0, 2, 27},	     /* tax 2.5 → 2 */
+	    {"1", 35, 0, 1000, 35, 0, 4, 39},	     /* tax 3.5 → 4 */
+	    {"1", 300, 500, 1000, 300, 15, 28, 313}, /* tax on 285: 28.5 → 28 */
+	    {"1.234", 999, 0, 0, 1233, 0, 0, 1233},  /* 1232.766 */
 	    {"2.345", 1001, 1250, 825, 2347, 293, 169, 2223},
 	    {"1", 100000000, 10000, 10000, 100000000, 100000000, 0, 0},
 	};
@@ -575,6 +580,7 @@ static void issuing_numbers_and_dates(void **state)
 	assert_int_equal(invoice(f, INV2)->status, WR_INVOICE_PAID); /* a zero total */
 	refused(f, "RecordPayment", INV2, "{\"amount_cents\":1,\"method\":\"cash\"}", 409,
 		"INVALID_STATE");
+	refused(f, "VoidInvoice", INV2, "{\"reason\":\"x\"}", 409, "INVALID_STATE");
 	/* wider past 999999 */
 	tenant(f)->invoices_issued = 999999;
 	ok(f, "CreateInvoice", INV3, "{\"client_id\":\"" CLIENT "\"}");
@@ -621,7 +627,8 @@ static void issue_dispenses_fefo_across_lines(void **state)
 	ok(f, "ReceiveStock", ITEM2, "{\"batch_number\":\"T\",\"quantity\":3}");
 	int64_t version = ((const WrItem *)wr_map_get(&tenant(f)->items, ITEM))->version;
 	int64_t version2 = ((const WrItem *)wr_map_get(&tenant(f)->items, ITEM2))->version;
-	ok(f, "CreateInvoice", INV, "{\"client_id\":\"" CLIENT "\",\"appointment_id\":\"" APPT "\"}");
+	ok(f, "CreateInvoice", INV,
+	   "{\"client_id\":\"" CLIENT "\",\"appointment_id\":\"" APPT "\"}");
 	add_item_line(f, INV, ITEM, "1.5");
 	add_line(f, INV, "1", 6000);
 	add_item_line(f, INV, ITEM2, "1");
@@ -797,8 +804,8 @@ static void refunds_step_the_status_back(void **state)
 		     "NOT_FOUND");
 	refused_item(f, "RefundPayment", INV, PAY1, "{\"amount_cents\":1}", 400,
 		     "VALIDATION_ERROR");
-	refused_item(f, "RefundPayment", INV, PAY1, "{\"amount_cents\":7001,\"reason\":\"x\"}",
-		     409, "REFUND_EXCEEDS_PAYMENT");
+	refused_item(f, "RefundPayment", INV, PAY1, "{\"amount_cents\":7001,\"reason\":\"x\"}", 409,
+		     "REFUND_EXCEEDS_PAYMENT");
 	ok_item(f, "RefundPayment", INV, PAY1,
 		"{\"amount_cents\":2000,\"reason\":\"overcharged\",\"refund_id\":\"" REF1 "\"}");
 	assert_string_equal(f->last_types[0], "PaymentRefunded");
@@ -810,8 +817,8 @@ static void refunds_step_the_status_back(void **state)
 	refused_item(f, "RefundPayment", INV, PAY2,
 		     "{\"amount_cents\":1,\"reason\":\"x\",\"refund_id\":\"" REF1 "\"}", 409,
 		     "ALREADY_EXISTS");
-	refused_item(f, "RefundPayment", INV, PAY1, "{\"amount_cents\":5001,\"reason\":\"x\"}",
-		     409, "REFUND_EXCEEDS_PAYMENT"); /* 7000 − 2000 left */
+	refused_item(f, "RefundPayment", INV, PAY1, "{\"amount_cents\":5001,\"reason\":\"x\"}", 409,
+		     "REFUND_EXCEEDS_PAYMENT"); /* 7000 − 2000 left */
 	refused(f, "VoidInvoice", INV, "{\"reason\":\"x\"}", 409, "INVALID_STATE");
 	ok_item(f, "RefundPayment", INV, PAY1, "{\"amount_cents\":5000,\"reason\":\"x\"}");
 	assert_int_equal(invoice(f, INV)->status, WR_INVOICE_PARTIALLY_PAID);
@@ -836,7 +843,8 @@ static void voids(void **state)
 {
 	Fixture *f = *state;
 	ok(f, "ReceiveStock", ITEM, "{\"batch_number\":\"A\",\"quantity\":3}");
-	ok(f, "CreateInvoice", INV, "{\"client_id\":\"" CLIENT "\",\"appointment_id\":\"" APPT "\"}");
+	ok(f, "CreateInvoice", INV,
+	   "{\"client_id\":\"" CLIENT "\",\"appointment_id\":\"" APPT "\"}");
 	refused(f, "VoidInvoice", INV, "{}", 400, "VALIDATION_ERROR"); /* a reason */
 	refused(f, "VoidInvoice", NOPE, "{\"reason\":\"x\"}", 404, "NOT_FOUND");
 	ok(f, "VoidInvoice", INV, "{\"reason\":\"draft not needed\"}"); /* a draft */
@@ -850,12 +858,14 @@ static void voids(void **state)
 	refused(f, "RecordPayment", INV, "{\"amount_cents\":1,\"method\":\"cash\"}", 409,
 		"INVALID_STATE");
 	/* an issued unpaid invoice: its number stays used, its stock is not returned */
-	ok(f, "CreateInvoice", INV2, "{\"client_id\":\"" CLIENT "\",\"appointment_id\":\"" APPT "\"}");
+	ok(f, "CreateInvoice", INV2,
+	   "{\"client_id\":\"" CLIENT "\",\"appointment_id\":\"" APPT "\"}");
 	add_item_line(f, INV2, ITEM, "2");
 	ok(f, "IssueInvoice", INV2, "{}");
 	ok(f, "VoidInvoice", INV2, "{\"reason\":\"x\"}");
 	assert_int_equal(remaining(f, ITEM, "A"), 1000);
-	ok(f, "CreateInvoice", INV3, "{\"client_id\":\"" CLIENT "\",\"appointment_id\":\"" APPT "\"}");
+	ok(f, "CreateInvoice", INV3,
+	   "{\"client_id\":\"" CLIENT "\",\"appointment_id\":\"" APPT "\"}");
 	add_line(f, INV3, "1", 100);
 	ok(f, "IssueInvoice", INV3, "{}");
 	assert_string_equal(last_str(f, 0, "number"), "INV-000002");
@@ -921,9 +931,8 @@ static void the_idempotency_entry_of_a_many_event_issue(void **state)
 	assert_int_equal(wr_event_type_index("NoSuchEvent"), WR_EVENT_TYPE_UNKNOWN);
 	assert_string_equal(wr_event_type_name(WR_EVENT_TYPE_UNKNOWN), "?");
 	for (size_t i = 0; i < vp_catalog_len; i++)
-		assert_string_equal(
-		    wr_event_type_name(wr_event_type_index(vp_catalog[i].type)),
-		    vp_catalog[i].type);
+		assert_string_equal(wr_event_type_name(wr_event_type_index(vp_catalog[i].type)),
+				    vp_catalog[i].type);
 	assert_true(sizeof(WrIdem) < 512);
 }
 

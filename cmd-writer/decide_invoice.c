@@ -344,10 +344,15 @@ static cJSON *line_allocations(const WrDecision *d, const WrInvoice *inv, size_t
 		cJSON *a = cJSON_CreateObject();
 		if (!a || !cJSON_AddItemToArray(allocations, a)) {
 			cJSON_Delete(a);
-			break;
+			cJSON_Delete(allocations);
+			return NULL;
 		}
-		cJSON_AddStringToObject(a, "batch_number", through[k].batch->number);
-		cJSON_AddNumberToObject(a, "quantity_milli", (double)q);
+		/* never a dispense that lists less than it takes: none (500) */
+		if (!cJSON_AddStringToObject(a, "batch_number", through[k].batch->number) ||
+		    !cJSON_AddNumberToObject(a, "quantity_milli", (double)q)) {
+			cJSON_Delete(allocations);
+			return NULL;
+		}
 	}
 	return allocations;
 }

@@ -895,6 +895,33 @@ static void dispensing_against_an_invoice(void **state)
 	assert_string_equal(last_str(f, 0, "invoice_id"), INV);
 }
 
+/* If-Match names the invoice's version; a payment is refunded only through
+ * its own invoice. */
+static void versions_and_other_invoices(void **state)
+{
+	Fixture *f = *state;
+	VpError err;
+	ok(f, "CreateInvoice", INV, "{\"client_id\":\"" CLIENT "\"}");
+	add_line(f, INV, "1", 500);
+	assert_int_equal(run_item(f, "IssueInvoice", INV, NULL, "{}", 1, &err), -1);
+	assert_int_equal(err.status, 412);
+	assert_int_equal(run_item(f, "IssueInvoice", INV, NULL, "{}", 2, &err), 0);
+	ok(f, "RecordPayment", INV,
+	   "{\"amount_cents\":500,\"method\":\"card\",\"payment_id\":\"" PAY1 "\"}");
+	ok(f, "CreateInvoice", INV2, "{\"client_id\":\"" CLIENT "\"}");
+	add_line(f, INV2, "1", 500);
+	ok(f, "IssueInvoice", INV2, "{}");
+	refused_item(f, "RefundPayment", INV2, PAY1, "{\"amount_cents\":1,\"reason\":\"x\"}", 404,
+		     "NOT_FOUND");
+	assert_int_equal(run_item(f, "VoidInvoice", INV, NULL, "{\"reason\":\"x\"}", 3, &err), -1);
+	assert_int_equal(err.status, 412);
+	assert_int_equal(run_item(f, "RefundPayment", INV, PAY1,
+				  "{\"amount_cents\":500,\"reason\":\"x\"}", 4, &err),
+			 0);
+	assert_int_equal(invoice(f, INV)->version, 5);
+	assert_int_equal(invoice(f, INV)->status, WR_INVOICE_ISSUED);
+}
+
 /* An issue of 100 item lines appends 101 events; a client's key keeps every
  * type, in order, for the replay. */
 static void the_idempotency_entry_of_a_many_event_issue(void **state)
@@ -953,6 +980,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(refunds_step_the_status_back, setup, teardown),
 	    cmocka_unit_test_setup_teardown(voids, setup, teardown),
 	    cmocka_unit_test_setup_teardown(dispensing_against_an_invoice, setup, teardown),
+	    cmocka_unit_test_setup_teardown(versions_and_other_invoices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(the_idempotency_entry_of_a_many_event_issue, setup,
 					    teardown),
 	};

@@ -116,6 +116,9 @@ class Pools:
         self.batches = {}       # item id -> [batch numbers received]
         self.prescriptions = []  # prescription ids (read from the log at set-up)
         self.tenants = []       # the tenant's own id, for its settings
+        self.invoices = {}      # id -> {}
+        self.lines = {}         # invoice id -> [line ids]
+        self.payments = {}      # invoice id -> [payment ids]
         self.core = set()       # made by the set-up: rarely deactivated or killed
         self.avail_vet = None   # the vet with published blocks on days 1-60
 
@@ -307,6 +310,8 @@ class Generator:
             value = self.rng.choice(list(p.appointments) or [str(uuid.uuid4())])
         elif name == "item_id":
             value = self.rng.choice(list(p.items) or [str(uuid.uuid4())])
+        elif name == "invoice_id":
+            value = self.rng.choice(list(p.invoices) or [str(uuid.uuid4())])
         elif name == "prescription_id":
             value = self.rng.choice(p.prescriptions or [str(uuid.uuid4())])
         elif name == "witness_id":
@@ -406,7 +411,7 @@ class Generator:
         segment = cmd["pattern"].split("/")[2]
         pool_name = {"staff": "staff", "clients": "clients", "patients": "patients",
                      "appointments": "appointments", "medical-records": "records",
-                     "tenants": "tenants", "inventory": "items"}[segment]
+                     "tenants": "tenants", "inventory": "items", "invoices": "invoices"}[segment]
         pool = getattr(p, pool_name)
         ids = list(pool)
         if segment == "medical-records":
@@ -465,7 +470,9 @@ class Generator:
     def item_target(self, path, record):
         """A record's {diagnosis_id} / {treatment_id}: one of its own, mostly."""
         for param, pool in (("{diagnosis_id}", self.pools.diagnoses),
-                            ("{treatment_id}", self.pools.treatments)):
+                            ("{treatment_id}", self.pools.treatments),
+                            ("{line_id}", self.pools.lines),
+                            ("{payment_id}", self.pools.payments)):
             if param in path:
                 ids = pool.get(record) or []
                 item = self.rng.choice(ids) if ids and self.chance(0.8) else str(uuid.uuid4())
@@ -532,7 +539,7 @@ class Generator:
         elif cmd["creates"]:
             pool_name = {"/v1/staff": "staff", "/v1/clients": "clients",
                          "/v1/patients": "patients", "/v1/appointments": "appointments",
-                         "/v1/inventory/items": "items"}.get(path)
+                         "/v1/inventory/items": "items", "/v1/invoices": "invoices"}.get(path)
         if body is None and cmd["name"] == "RecordVitals" and self.chance(0.3):
             body = self.coherent_vitals()  # random fields rarely agree with each other
         if body is None:
@@ -676,6 +683,12 @@ def learn(pools, o):
         p.items[agg] = {"active": True}
     elif name == "DeactivateInventoryItem":
         p.items.setdefault(agg, {})["active"] = False
+    elif name == "CreateInvoice":
+        p.invoices[agg] = {}
+    elif name == "AddInvoiceLine" and isinstance(body.get("line_id"), str):
+        p.lines.setdefault(agg, []).append(body["line_id"].lower())
+    elif name == "RecordPayment" and isinstance(body.get("payment_id"), str):
+        p.payments.setdefault(agg, []).append(body["payment_id"].lower())
     elif name == "ReceiveStock" and isinstance(body.get("batch_number"), str):
         p.batches.setdefault(agg, []).append(body["batch_number"])
 

@@ -18,6 +18,9 @@
 
 #define N(a)		    (sizeof(a) / sizeof((a)[0]))
 #define DEFAULT_DUE_IN_DAYS 30
+/* How far back an issue may be dated (an invoice written on paper during an
+ * outage, entered later). */
+#define MAX_BACKDATE_DAYS 365
 
 /* body[name] (checked by the field table), or fallback when absent or null. */
 static int64_t body_int(const cJSON *body, const char *name, int64_t fallback)
@@ -395,6 +398,29 @@ static int dispense_lines(WrDecision *d, const WrInvoice *inv, VpError *err)
 	return 0;
 }
 
+/* issued_on: the local today, or the date given: not after today, at most
+ * MAX_BACKDATE_DAYS before it, and not before the tenant's last issue, so the
+ * numbers stay in date order (400 otherwise). */
+static int issue_date(const WrDecision *d, int32_t *issued_on, VpError *err)
+{
+	const char *given = vp_json_str(d->body, "issued_on");
+	int32_t local_today = today(d);
+	*issued_on = local_today;
+	if (!given)
+		return 0;
+	if (vp_date_parse(given, strlen(given), issued_on) < 0)
+		return field_error(err, "issued_on", "must be a date");
+	if (*issued_on > local_today)
+		return field_error(err, "issued_on", "must not be after the clinic's local date");
+	if (*issued_on < local_today - MAX_BACKDATE_DAYS)
+		return field_error(err, "issued_on", "must be within 365 days before today");
+	if (*issued_on < d->tenant->last_issued_on)
+		return field_error(err, "issued_on",
+				   "must not be before the last issued invoice's date (numbers "
+				   "follow dates)");
+	return 0;
+}
+
 static int decide_issue(WrDecision *d, VpError *err)
 {
 	const WrInvoice *inv = draft_invoice(d, err);
@@ -405,7 +431,9 @@ static int decide_issue(WrDecision *d, VpError *err)
 		return invalid_state(err, d->target_id, "has no lines to issue");
 	if (check_witness(d, err) < 0 || check_line_items(d, inv, err) < 0)
 		return -1;
-	int32_t issued_on = today(d);
+	int32_t issued_on;
+	if (issue_date(d, &issued_on, err) < 0)
+		return -1;
 	vp_invoice_number(d->tenant->invoices_issued + 1, number, sizeof(number));
 	if (begin_event(d, VP_EV_INVOICE_ISSUED, inv->version + 1, err) < 0)
 		return -1;
@@ -495,9 +523,10 @@ static int decide_void(WrDecision *d, VpError *err)
 		return -1;
 	if (inv->status == WR_INVOICE_VOID)
 		return invalid_state(err, d->target_id, "is already void");
-	if (inv->status == WR_INVOICE_PAID && inv->paid_cents == 0)
-		return invalid_state(err, d->target_id, "was paid at its issue (a zero total)");
-	if (inv->status != WR_INVOICE_DRAFT && inv->status != WR_INVOICE_ISSUED)
+	/* a zero total is paid at its issue with nothing paid: it voids like an
+	 * unpaid issue */
+	bool zero_total = inv->status == WR_INVOICE_PAID && inv->paid_cents == 0;
+	if (inv->status != WR_INVOICE_DRAFT && inv->status != WR_INVOICE_ISSUED && !zero_total)
 		return invalid_state(err, d->target_id,
 				     "holds payments: refund them before a void");
 	if (begin_event(d, VP_EV_INVOICE_VOIDED, inv->version + 1, err) < 0)
@@ -526,7 +555,12 @@ static const VpJsonField line_fields[] = {
     CMD_ID,
 };
 static const VpJsonField remove_line_fields[] = {CMD_ID};
-static const VpJsonField issue_fields[] = {VP_F_DUE_IN_DAYS, VP_F_WITNESS_ID, CMD_ID};
+static const VpJsonField issue_fields[] = {
+    VP_F_DUE_IN_DAYS,
+    VP_F_WITNESS_ID,
+    VP_TYPED("issued_on", VP_JSON_DATE, false),
+    CMD_ID,
+};
 static const VpJsonField payment_fields[] = {
     VP_F_AMOUNT_CENTS,
     VP_F_PAYMENT_METHOD,

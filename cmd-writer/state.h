@@ -192,6 +192,7 @@ typedef struct WrTenant {
 	WrMap invoice_payments; /* payment id -> its WrInvoice (ids are the tenant's) */
 	WrMap invoice_refunds;  /* refund id -> its WrInvoice */
 	int64_t invoices_issued; /* the last invoice number's seq: numbers are gapless */
+	int32_t last_issued_on;  /* the last issued invoice's issued_on (days), 0 when none */
 	WrIdemStore idem;   /* command id -> WrIdem, for a time window */
 } WrTenant;
 

@@ -168,6 +168,8 @@ static int apply_issued(WrTenant *t, WrInvoice *inv, const VpEvent *ev, char *wh
 	if (!issued_on || vp_date_parse(issued_on, strlen(issued_on), &days) < 0)
 		return refuse(why, why_cap, ev, "bad issued_on");
 	t->invoices_issued++;
+	if (days > t->last_issued_on)
+		t->last_issued_on = days;
 	inv->issued_on = days;
 	inv->status = inv->total_cents == 0 ? WR_INVOICE_PAID : WR_INVOICE_ISSUED;
 	drop_lines(inv);
@@ -239,7 +241,9 @@ static int apply_refund(WrTenant *t, WrInvoice *inv, const VpEvent *ev, char *wh
 
 static int apply_voided(WrTenant *t, WrInvoice *inv, const VpEvent *ev, char *why, size_t why_cap)
 {
-	bool unpaid_issue = inv->status == WR_INVOICE_ISSUED && inv->paid_cents == 0;
+	/* nothing paid: issued, or paid at its issue by a zero total */
+	bool unpaid_issue = (inv->status == WR_INVOICE_ISSUED || inv->status == WR_INVOICE_PAID) &&
+			    inv->paid_cents == 0;
 	if (inv->status != WR_INVOICE_DRAFT && !unpaid_issue)
 		return refuse(why, why_cap, ev,
 			      "only a draft or an unpaid issued invoice is voided");

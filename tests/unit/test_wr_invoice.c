@@ -42,6 +42,7 @@
 #define INV	"01a20807-0000-7000-8000-0000000001f1"
 #define INV2	"01a20807-0000-7000-8000-0000000001f2"
 #define INV3	"01a20807-0000-7000-8000-0000000001f3"
+#define INV4	"01a20807-0000-7000-8000-0000000001f4"
 #define LINE1	"01a20807-0000-7000-8000-000000000201"
 #define LINE2	"01a20807-0000-7000-8000-000000000202"
 #define PAY1	"01a20807-0000-7000-8000-000000000301"
@@ -580,7 +581,24 @@ static void issuing_numbers_and_dates(void **state)
 	assert_int_equal(invoice(f, INV2)->status, WR_INVOICE_PAID); /* a zero total */
 	refused(f, "RecordPayment", INV2, "{\"amount_cents\":1,\"method\":\"cash\"}", 409,
 		"INVALID_STATE");
-	refused(f, "VoidInvoice", INV2, "{\"reason\":\"x\"}", 409, "INVALID_STATE");
+	/* backdating: not after today, within 365 days, not before the last issue */
+	ok(f, "CreateInvoice", INV4, "{\"client_id\":\"" CLIENT "\"}");
+	add_line(f, INV4, "1", 5);
+	refused(f, "IssueInvoice", INV4, "{\"issued_on\":\"2026-11-26\"}", 400,
+		"VALIDATION_ERROR"); /* Kiritimati's tomorrow */
+	refused(f, "IssueInvoice", INV4, "{\"issued_on\":\"2026-11-24\"}", 400,
+		"VALIDATION_ERROR"); /* before INV-000002's day */
+	tenant(f)->last_issued_on -= 400;
+	refused(f, "IssueInvoice", INV4, "{\"issued_on\":\"2025-11-24\"}", 400,
+		"VALIDATION_ERROR"); /* 366 days back */
+	ok(f, "IssueInvoice", INV4, "{\"issued_on\":\"2025-11-25\",\"due_in_days\":10}");
+	assert_string_equal(last_str(f, 0, "number"), "INV-000003");
+	assert_string_equal(last_str(f, 0, "issued_on"), "2025-11-25");
+	assert_string_equal(last_str(f, 0, "due_on"), "2025-12-05");
+	assert_int_equal(tenant(f)->invoices_issued, 3);
+	/* a zero total was paid at its issue with nothing paid: it voids */
+	ok(f, "VoidInvoice", INV2, "{\"reason\":\"x\"}");
+	assert_int_equal(invoice(f, INV2)->status, WR_INVOICE_VOID);
 	/* wider past 999999 */
 	tenant(f)->invoices_issued = 999999;
 	ok(f, "CreateInvoice", INV3, "{\"client_id\":\"" CLIENT "\"}");

@@ -62,10 +62,12 @@ post "$admin" staff-4 /v1/staff '{"name":"Tom Baker","role":"receptionist"}' >/d
 
 i=0
 patients=()
+clients=()
 while IFS='|' read -r first last pet species sex breed chip kg; do
   i=$((i + 1))
   client=$(post "$admin" "client-$i" /v1/clients \
     "{\"first_name\":\"$first\",\"last_name\":\"$last\",\"email\":\"${first,,}.${last,,}@example.org\",\"phone\":\"+44 20 7946 00$i$i\"}")
+  clients[i]=$client
   patients[i]=$(post "$vet" "patient-$i" /v1/patients \
     "{\"client_id\":\"$client\",\"name\":\"$pet\",\"species\":\"$species\",\"sex\":\"$sex\",\"breed\":\"$breed\",\"microchip\":\"$chip\",\"weight\":{\"value\":$kg,\"unit\":\"kg\"}}")
 done <<'DATA'
@@ -198,5 +200,61 @@ inv "$vet" dsp-2 "/$opioid/dispenses" "{\"quantity\":0.4,\"patient_id\":\"${pati
 inv "$nurse" dsp-3 "/$food/dispenses" '{"quantity":2}' >/dev/null
 inv "$admin" adj-1 "/$food/adjustments" '{"batch_number":"RC-A","reason":"count","counted_quantity":3}' >/dev/null
 
-log "demo: tenant $tenant: 4 staff, 6 clients and patients, $blocks availability blocks $today..$last ($TZNAME), $booked appointments$([ "$skipped" = 0 ] || echo ", $skipped skipped"), 5 past visits (4 signed, 1 addendum, 2 vaccinations), 4 stock items (6 receipts, 3 dispenses, 1 count)"
+# --- billing: invoices in every status --------------------------------------------
+# Issued in date order (issued_on back-dated from the same anchor: an issue date
+# is never before the previous invoice's, so numbers stay chronological), paid,
+# part-paid, refunded, voided, one overdue and one still a draft. The vaccine and
+# food lines name their items: issuing dispenses them FEFO. Loaded once per
+# tenant (var/demo_billing_done): a re-run after the idempotency window would
+# otherwise bill the same visits again.
+billing_done="$VAR_DIR/demo_billing_done"
+if [ ! -e "$billing_done" ]; then
+reception=$(token --role reception --tenant "$tenant" --sub demo-reception)
+bill() { post "$1" "bill-$2" "/v1/invoices$3" "$4"; }          # TOKEN KEY PATH JSON
+line() { bill "$reception" "$1" "/$2/lines" "$3" >/dev/null; }  # KEY INVOICE JSON
+issue() { bill "$reception" "$1" "/$2/issue" "{\"issued_on\":\"$(ago "$3")\",\"due_in_days\":$4}" >/dev/null; }
+pay() { bill "$reception" "$1" "/$2/payments" "{\"amount_cents\":$3,\"method\":\"$4\",\"received_on\":\"$(ago "$5")\"}" >/dev/null; }
+# Daisy, 45 days ago: nail clip and a check-up, paid by card, then 20.00 refunded.
+# The payment's id is the demo's choice, kept in var/ so a re-run replays it.
+payment_file="$VAR_DIR/demo_payment_id"
+[ -s "$payment_file" ] || cat /proc/sys/kernel/random/uuid > "$payment_file"
+payment=$(cat "$payment_file")
+inv1=$(bill "$reception" 1 "" "{\"client_id\":\"${clients[6]}\"}")
+line 1-l1 "$inv1" '{"description":"Nail clip","quantity":1,"unit_price_cents":1500,"tax_rate_bp":2000}'
+line 1-l2 "$inv1" '{"description":"Health check","quantity":1,"unit_price_cents":3500,"tax_rate_bp":2000}'
+issue 1-issue "$inv1" 45 14
+bill "$reception" 1-pay "/$inv1/payments" "{\"payment_id\":\"$payment\",\"amount_cents\":6000,\"method\":\"card\",\"received_on\":\"$(ago 44)\"}" >/dev/null
+bill "$admin" 1-refund "/$inv1/payments/$payment/refund" '{"amount_cents":2000,"reason":"Goodwill: the check-up was cut short"}' >/dev/null
+# Bella, 30 days ago: the knee consultation and meloxicam, paid in full.
+inv2=$(bill "$reception" 2 "" "{\"client_id\":\"${clients[1]}\"}")
+line 2-l1 "$inv2" '{"description":"Consultation","quantity":1,"unit_price_cents":4500,"tax_rate_bp":2000}'
+line 2-l2 "$inv2" '{"description":"Meloxicam 1.5 mg/ml oral suspension, ml","quantity":20,"unit_price_cents":38,"tax_rate_bp":2000}'
+issue 2-issue "$inv2" 30 30
+pay 2-pay "$inv2" 6312 card 28
+# Luna, 20 days ago: the booster (the vaccine from stock), due in 14 days: overdue.
+inv3=$(bill "$reception" 3 "" "{\"client_id\":\"${clients[3]}\"}")
+line 3-l1 "$inv3" '{"description":"Vaccination consultation","quantity":1,"unit_price_cents":2500,"tax_rate_bp":2000}'
+line 3-l2 "$inv3" "{\"description\":\"Feline RCP vaccine\",\"quantity\":1,\"item_id\":\"$vaccine\"}"
+issue 3-issue "$inv3" 20 14
+# Max, 15 days ago: issued twice by mistake; the duplicate is voided.
+inv4=$(bill "$reception" 4 "" "{\"client_id\":\"${clients[2]}\"}")
+line 4-l1 "$inv4" '{"description":"Consultation","quantity":1,"unit_price_cents":4500,"tax_rate_bp":2000}'
+issue 4-issue "$inv4" 15 30
+bill "$admin" 4-void "/$inv4/void" '{"reason":"Issued twice: the visit was billed on the vaccination invoice"}' >/dev/null
+# Milo, 10 days ago: the dental with a 10 % discount and a bag of renal food, part paid.
+inv5=$(bill "$reception" 5 "" "{\"client_id\":\"${clients[5]}\"}")
+line 5-l1 "$inv5" '{"description":"Dental: scale, polish, two extractions","quantity":1,"unit_price_cents":32000,"discount_bp":1000,"tax_rate_bp":2000}'
+line 5-l2 "$inv5" "{\"description\":\"Renal care dry food 2 kg\",\"quantity\":1,\"item_id\":\"$food\"}"
+issue 5-issue "$inv5" 10 30
+pay 5-pay "$inv5" 10000 cash 9
+# Alice, today: two bags of food, issued, not yet due; Charlie's follow-up, a draft.
+inv6=$(bill "$reception" 6 "" "{\"client_id\":\"${clients[1]}\"}")
+line 6-l1 "$inv6" "{\"description\":\"Renal care dry food 2 kg\",\"quantity\":2,\"item_id\":\"$food\"}"
+issue 6-issue "$inv6" 0 30
+inv7=$(bill "$reception" 7 "" "{\"client_id\":\"${clients[4]}\"}")
+line 7-l1 "$inv7" '{"description":"Post-operative check","quantity":1,"unit_price_cents":0}'
+echo "$tenant" > "$billing_done"
+fi
+
+log "demo: tenant $tenant: 4 staff, 6 clients and patients, $blocks availability blocks $today..$last ($TZNAME), $booked appointments$([ "$skipped" = 0 ] || echo ", $skipped skipped"), 5 past visits (4 signed, 1 addendum, 2 vaccinations), 4 stock items (6 receipts, 3 dispenses, 1 count), 7 invoices (paid, refunded, overdue, void, part-paid, issued, draft)"
 echo "$tenant"

@@ -74,9 +74,12 @@ def test_demo_loads_a_week_of_scheduling_and_reruns_append_nothing(stack, daemon
             "SoapNoteWritten": 3, "DiagnosisAdded": 3, "TreatmentAdded": 3,
             "MedicationPrescribed": 2, "MedicalRecordSigned": 4, "AddendumAdded": 1,
             # the formulary: four items, six receipts, three dispenses (one
-            # witnessed), one count
-            "InventoryItemCreated": 4, "StockReceived": 6, "StockDispensed": 3,
-            "StockAdjusted": 1}
+            # witnessed), one count; three more dispensed by invoice issues
+            "InventoryItemCreated": 4, "StockReceived": 6, "StockDispensed": 3 + 3,
+            "StockAdjusted": 1,
+            # billing: seven invoices (one a draft), six issued, one voided
+            "InvoiceCreated": 7, "InvoiceLineAdded": 11, "InvoiceIssued": 6,
+            "PaymentRecorded": 3, "PaymentRefunded": 1, "InvoiceVoided": 1}
     wait_for(lambda: {k: v for k, v in counts(stack, tid).items() if k in want} == want,
              timeout=60, what="the demo's events projected")
 
@@ -126,6 +129,30 @@ def test_demo_loads_a_week_of_scheduling_and_reruns_append_nothing(stack, daemon
     r = reader.get(f"/v1/medical-records/{visit['id']}", headers=vet_auth)
     assert r.status_code == 200, r.text
     assert r.json()["locked"] is True and len(r.json()["addenda"]) == 1
+
+    # billing: seven invoices, every status; Luna's is overdue; the revenue of
+    # the months since the first holds every issued invoice but the void one
+    desk = {"Authorization": "Bearer " + stack.token(["admin"], tenant=tid)}
+
+    def invoices():
+        return reader.get("/v1/invoices", params={"limit": 50}, headers=desk).json()["data"]
+    wait_for(lambda: sorted(i["status"] for i in invoices()) ==
+             ["draft", "issued", "issued", "paid", "partially_paid", "partially_paid", "void"],
+             timeout=30, what="the demo's invoices projected")
+    assert [i["number"] for i in sorted(invoices(), key=lambda i: i["number"] or "~")] == \
+        ["INV-000001", "INV-000002", "INV-000003", "INV-000004", "INV-000005", "INV-000006",
+         None]
+    luna = next(i for i in invoices() if i["number"] == "INV-000003")
+    assert luna["overdue"] is True and luna["total_cents"] == 7200
+    months = {"from": (today - timedelta(days=50)).strftime("%Y-%m"),
+              "to": today.strftime("%Y-%m")}
+    r = reader.get("/v1/stats/revenue/monthly", params=months, headers=desk)
+    assert r.status_code == 200, r.text
+    rows = r.json()["data"]
+    assert sum(m["invoice_count"] for m in rows) == 5
+    assert sum(m["invoiced_cents"] for m in rows) == 6000 + 6312 + 7200 + 37459 + 5798
+    assert sum(m["paid_cents"] for m in rows) == 4000 + 6312 + 10000
+    assert sum(m["collected_cents"] for m in rows) == 6000 - 2000 + 6312 + 10000
 
     # the same day again: every command replayed, nothing appended
     before = appended(writer)

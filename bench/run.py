@@ -7,8 +7,8 @@ tests/e2e/stack.py), then one table on stdout and var/bench/results.json.
   bench/run.py --quick             a small smoke run of every scenario
   bench/run.py --only queries      one scenario (commands, http, queries, lag,
                                    appointments, visits, timeline, dispense,
-                                   register, projection; repeatable; timeline
-                                   runs visits first)
+                                   register, revenue, projection; repeatable;
+                                   timeline runs visits first)
 
 CPU-seconds come from /proc/<pid>/stat (utime + stime, children reaped by the
 postmaster included) sampled before and after each run, per process; the load
@@ -37,7 +37,7 @@ TOOLS = os.path.join(BIN_DIR, "bench")
 LUA = os.path.join(ROOT, "bench", "lua")
 TICK = os.sysconf("SC_CLK_TCK")
 SCENARIOS = ("commands", "http", "queries", "lag", "appointments", "visits", "timeline",
-             "dispense", "register", "projection")
+             "dispense", "register", "revenue", "projection")
 # pgbench cannot bind a NULL parameter (it sends the text "NULL"); this stays a
 # parameter (same generic/custom plan choice as the reader's) that is NULL.
 NULL = "nullif(:none::text, '-')"
@@ -544,6 +544,15 @@ class Bench:
         found = {}
         for m in re.finditer(r"execute (rd_\w+): (.*)", text):
             found[m.group(1)] = m.group(2)
+        # and the values they ran with (the DETAIL line after each execute),
+        # for a parameter pgbench must pass as the reader does
+        self.statement_params = {}
+        for m in re.finditer(r"execute (rd_\w+): .*\n.*DETAIL:\s+parameters: (.*)", text,
+                             re.I):
+            self.statement_params[m.group(1)] = {
+                int(p.group(1)): None if p.group(2) == "NULL" else
+                p.group(2)[1:-1].replace("''", "'")
+                for p in re.finditer(r"\$(\d+) = ('(?:[^']|'')*'|NULL)", m.group(2))}
         return found
 
     def pgbench(self, name, statement, subst, clients, extra_vars):
@@ -1078,6 +1087,106 @@ class Bench:
                  f"{pg['pg_cpu'] / max(1, pg['transactions']) * 1000:.4f} s; movements "
                  f"{dict(moves)}; fill {len(pairs) + n_batches} commands in {fill_s:.0f}s "
                  f"(mixed phase {r['rate']:.0f}/s), projector caught up {catch_s:.0f}s after; "
+                 f"non-2xx {w['errors']}")
+
+    # --- 11. revenue ---------------------------------------------------------------------
+    def projector_baseline(self):
+        """The projector and reader running and caught up with the events topic
+        (the writer not needed: a scenario that only reads)."""
+        for key, name in (("projector", "projector"), ("reader", "query-reader")):
+            if key not in self.daemons:
+                self.daemon(key, name)
+        self.wait_caught_up("read", "vetpms.events")
+
+    def scenario_revenue(self):
+        """GET /v1/stats/revenue/monthly over 24 months of one tenant holding
+        200,000 invoices (20,000 with --quick), made by bench/gen_invoices
+        straight into the events topic with the projector stopped, which is
+        then timed from start to caught up (the billing projection rate, a
+        fact). wrk vs pgbench of the reader's captured SQL, same parameters."""
+        n, months = (20000 if self.quick else 200000), 24
+        now = time.gmtime()
+        first = now.tm_year * 12 + now.tm_mon - 1 - months  # the 24 months before this one
+        first_month = f"{first // 12:04d}-{first % 12 + 1:02d}"
+        self.projector_baseline()
+        self.drop("projector")
+        out, gen_cpu = run_tool([os.path.join(TOOLS, "gen_invoices"), self.stack.brokers,
+                                 "vetpms.events", str(n), first_month, str(months)],
+                                timeout=1800)
+        gen = json.loads(out)
+        tid = gen["tenant"]
+        billing = sum(v for k, v in gen["types"].items()
+                      if k not in ("TenantProvisioned", "ClientRegistered"))
+        log(f"revenue: {gen['events']} events ({billing} billing) for {n} invoices in "
+            f"{gen['seconds']:.1f}s: {gen['types']}")
+        t0 = time.time()
+        d = self.stack.start_daemon("projector", port=free_port())
+        self.daemons["projector"] = d
+        cpu = Cpu(self, ["projector", "postgres"]).start()
+        self.wait_caught_up("read", "vetpms.events", timeout=3600)
+        took = time.time() - t0
+        proj_used = cpu.stop()
+        d.wait_ready(60)
+        dead = self.sql("SELECT count(*) FROM read.dead_letters WHERE tenant_id = %s",
+                        (tid,))[0][0]
+        refreshes = re.findall(r'^vetpms_projector_mv_refreshes_total\{view="revenue_monthly_'
+                               r'summary"\} (\d+)', d.get("/metrics").text, re.M)
+        log(f"revenue: projector caught up in {took:.1f}s ({billing / took:.0f} billing "
+            f"events/s), dead letters {dead}")
+        self.sql("ANALYZE")
+        token = self.stack.token(["admin"], tenant=tid, ttl=86400)
+        auth = {"Authorization": "Bearer " + token}
+        path = f"/v1/stats/revenue/monthly?from={gen['from']}&to={gen['to']}"
+        reader = self.daemons["reader"]
+        answer = reader.get(path, headers=auth).json()
+        sums = {k: sum(m[k] for m in answer.get("data", [])) for k in gen["revenue"]}
+        matches = sums == gen["revenue"]
+        statements = self.capture_sql([path], auth)
+        if "rd_revenue_monthly" not in statements:
+            raise RuntimeError("statement rd_revenue_monthly not found in the PostgreSQL log")
+        exps = self.statement_params.get("rd_revenue_monthly", {}).get(4)
+        if exps is None:
+            raise RuntimeError("the parameters of rd_revenue_monthly not found in the log")
+        pool = int(os.environ.get("VETPMS_READER_POOL_SIZE", "4")) * \
+            int(os.environ.get("VETPMS_READER_THREADS", "2"))
+        env = {"BENCH_TOKEN": token, "BENCH_PATH": path}
+        self.wrk(reader.url, "get_path.lua", env, seconds=2)
+        cpu = Cpu(self, ["reader", "postgres"]).start()
+        w = self.wrk(reader.url, "get_path.lua", env)
+        used = cpu.stop()
+        used["loadgen(wrk)"] = w["cpu"]
+        pg = self.pgbench("rd_revenue_monthly", statements["rd_revenue_monthly"],
+                          {1: ":tid", 2: ":from", 3: ":to", 4: ":exps"}, pool,
+                          {"tid": tid, "nids": 1, "from": gen["from"] + "-01",
+                           "to": gen["to"] + "-01", "exps": exps})
+        ratio = w["rate"] / pg["rate"] if pg["rate"] else 0
+        p99 = w["p99_us"] / 1000
+        self.facts["revenue"] = {
+            "tenant": tid, "invoices": n, "months": len(answer.get("data", [])),
+            "from": gen["from"], "to": gen["to"], "events": gen["events"],
+            "billing_events": billing, "types": gen["types"], "fates": gen["fates"],
+            "generator_s": gen["seconds"], "generator_cpu_s": gen_cpu,
+            "projection_s": took, "billing_events_per_s": billing / took,
+            "projection_cpu_s_per_1k": per_k(proj_used, billing),
+            "revenue_summary_refreshes": int(refreshes[0]) if refreshes else None,
+            "dead_letters": dead, "answer_sums": sums, "expected_sums": gen["revenue"]}
+        self.row("revenue", f"GET /v1/stats/revenue/monthly, {len(answer.get('data', []))} "
+                 f"months of {n} invoices (wrk -t2 -c{self.connections})",
+                 round(w["rate"]), round(pg["rate"]), "requests/s", w["p50_us"] / 1000, p99,
+                 per_k(used, w["requests"]), f"pgbench same SQL, {pool} conns",
+                 f"issue goals >= 0.6 of pgbench: {'met' if ratio >= 0.6 else 'NOT met'} "
+                 f"({ratio:.3f}), p99 < 100 ms: {'met' if p99 < 100 else 'NOT met'} "
+                 f"({p99:.1f} ms); pgbench p50/p99 {pg['p50_ms']}/{pg['p99_ms']} ms, CPU/1k "
+                 f"pgbench {pg['cpu'] / max(1, pg['transactions']) * 1000:.4f} s, postgres "
+                 f"{pg['pg_cpu'] / max(1, pg['transactions']) * 1000:.4f} s; the answer's sums "
+                 f"{'match' if matches else 'DO NOT match'} the generator's "
+                 f"({sums if not matches else gen['revenue']}); "
+                 f"projection of {billing} billing events: {took:.1f}s from projector start = "
+                 f"{billing / took:.0f} events/s (projector "
+                 f"{proj_used['projector'] / billing * 1000:.3f}, postgres "
+                 f"{proj_used['postgres'] / billing * 1000:.3f} CPU-s per 1k; "
+                 f"revenue_monthly_summary refreshed {refreshes[0] if refreshes else '?'} "
+                 f"times meanwhile), dead letters {dead}; gen_invoices {gen['events']} events in {gen['seconds']:.1f}s; "
                  f"non-2xx {w['errors']}")
 
     # --- 3. projection ---------------------------------------------------------------

@@ -7,8 +7,8 @@ tests/e2e/stack.py), then one table on stdout and var/bench/results.json.
   bench/run.py --quick             a small smoke run of every scenario
   bench/run.py --only queries      one scenario (commands, http, queries, lag,
                                    appointments, visits, timeline, dispense,
-                                   register, revenue, projection; repeatable;
-                                   timeline runs visits first)
+                                   register, revenue, issue, projection;
+                                   repeatable; timeline runs visits first)
 
 CPU-seconds come from /proc/<pid>/stat (utime + stime, children reaped by the
 postmaster included) sampled before and after each run, per process; the load
@@ -37,7 +37,7 @@ TOOLS = os.path.join(BIN_DIR, "bench")
 LUA = os.path.join(ROOT, "bench", "lua")
 TICK = os.sysconf("SC_CLK_TCK")
 SCENARIOS = ("commands", "http", "queries", "lag", "appointments", "visits", "timeline",
-             "dispense", "register", "revenue", "projection")
+             "dispense", "register", "revenue", "issue", "projection")
 # pgbench cannot bind a NULL parameter (it sends the text "NULL"); this stays a
 # parameter (same generic/custom plan choice as the reader's) that is NULL.
 NULL = "nullif(:none::text, '-')"
@@ -1188,6 +1188,96 @@ class Bench:
                  f"revenue_monthly_summary refreshed {refreshes[0] if refreshes else '?'} "
                  f"times meanwhile), dead letters {dead}; gen_invoices {gen['events']} events in {gen['seconds']:.1f}s; "
                  f"non-2xx {w['errors']}")
+
+    # --- 12. issue (IssueInvoice) ----------------------------------------------------------
+    def scenario_issue(self):
+        """IssueInvoice of 5-line invoices, 2 of the lines stocked (item_id:
+        dispensed FEFO in the issue's transaction, so 3 events a command).
+        Prepared through the writer, unmeasured: 10 items of 300 batches each,
+        then N drafts (CreateInvoice with a chosen id) and their 5 lines
+        (AddInvoiceLine, one phase per line position), then 300 issues as
+        warm-up; measured: N IssueInvoice over 64 keep-alive connections
+        (bench/post_lines, a path per request). Against the raw librdkafka
+        producer with the records/txn and value size the writer reached, its
+        records/s divided by the events of a command."""
+        for key in ("projector", "reader"):
+            self.drop(key)  # two cores: the writer and Kafka only while measured
+        writer, f = self.writer(), self.facts
+        token = f["token"]
+        n, warm = (3000 if self.quick else 10000), 300
+        n_items, n_batches, per_batch = 10, 300, 10  # 30,000 tablets; 2 (n + warm) taken
+        t0 = time.time()
+        items = [self.post(writer, "/v1/inventory/items", {
+            "code": f"BENCH-INV-{k:02d}", "name": f"Carprofen {k + 1}0 mg (bench issue)",
+            "category": "medication", "unit": "tablet", "sale_price_cents": 85 + k,
+            "tax_rate_bp": 2000}, token)["id"] for k in range(n_items)]
+        for k, item in enumerate(items):
+            self.receipts(item, n_batches, per_batch, f"issue_receipts_{k}")
+        invoices = [str(uuid.uuid4()) for _ in range(n + warm)]
+        clients = f["clients"]
+        r = self.post_lines(writer, "/v1/invoices", [
+            {"id": inv, "client_id": clients[i % len(clients)]}
+            for i, inv in enumerate(invoices)], token, "issue_invoices")
+        if r["status"].get("201", 0) != len(invoices):
+            raise RuntimeError(f"CreateInvoice: {r['status']} {r['first_error'][:300]}")
+
+        def line(i, pos):
+            if pos in (1, 3):  # the stocked lines: two items, one tablet each
+                return {"description": "Carprofen tablets", "quantity": 1,
+                        "item_id": items[(i + (pos == 3)) % n_items]}
+            name, price = {0: ("Consultation", 4500), 2: ("Blood panel", 6800),
+                           4: ("Nail clipping", 1200)}[pos]
+            return {"description": name, "quantity": 1, "unit_price_cents": price,
+                    "tax_rate_bp": 2000}
+        for pos in range(5):
+            r = self.post_path_lines(writer, [(f"/v1/invoices/{inv}/lines", line(i, pos))
+                                              for i, inv in enumerate(invoices)], token,
+                                     f"issue_lines_{pos}")
+            ok = sum(v for k, v in r["status"].items() if k.startswith("2"))
+            if ok != len(invoices):
+                raise RuntimeError(f"AddInvoiceLine {pos}: {r['status']} {r['first_error'][:300]}")
+        prep_s = time.time() - t0
+        order = list(range(warm, n + warm))
+        random.Random(14).shuffle(order)
+        w = self.post_path_lines(writer, [(f"/v1/invoices/{invoices[i]}/issue", {})
+                                          for i in range(warm)], token, "issue_warm")
+        if w["status"].get("200", 0) + w["status"].get("201", 0) != warm:
+            raise RuntimeError(f"IssueInvoice warm-up: {w['status']} {w['first_error'][:300]}")
+        log(f"issue: prepared {n + warm} invoices of 5 lines ({n_items} items x {n_batches} "
+            f"batches) in {prep_s:.0f}s; measuring {n} issues")
+        commits0 = self.metric(writer, "vetpms_writer_commits_total")
+        events0 = self.metric(writer, "vetpms_writer_events_appended_total")
+        cpu = Cpu(self, ["writer", "kafka"]).start()
+        r = self.post_path_lines(writer, [(f"/v1/invoices/{invoices[i]}/issue", {})
+                                          for i in order], token, "issues")
+        used = cpu.stop()
+        used["loadgen(post_lines)"] = r["cpu"]
+        commits = self.metric(writer, "vetpms_writer_commits_total") - commits0
+        events = self.metric(writer, "vetpms_writer_events_appended_total") - events0
+        ok = sum(v for k, v in r["status"].items() if k.startswith("2"))
+        per_cmd = events / ok if ok else 3
+        per_txn = max(1, round(events / commits)) if commits else 1
+        size = self.record_size(f["partition"], n=min(3000, max(200, events)))
+        raw, raw_cpu, kused = self.raw_ceiling(per_txn, size)
+        ceiling = raw["records_per_s"] / per_cmd
+        self.facts["issue"] = {"invoices": n, "warm_up": warm, "items": n_items,
+                               "batches_per_item": n_batches, "prepare_s": prep_s,
+                               "events_per_command": per_cmd, "records_per_txn": per_txn,
+                               "value_bytes": size, "status": r["status"],
+                               "raw_producer": raw}
+        self.row("issue", f"IssueInvoice x {n}, 5 lines of which 2 stocked (64 conns)",
+                 round(ok / r["seconds"]), round(ceiling), "commands/s", r["p50_ms"],
+                 r["p99_ms"], per_k(used, ok),
+                 f"raw librdkafka txn loop / {per_cmd:.2f} records a command",
+                 f"{ok / r['seconds'] * per_cmd:.0f} events/s vs raw {raw['records_per_s']:.0f} "
+                 f"records/s; {per_cmd:.2f} events a command (InvoiceIssued + a StockDispensed "
+                 f"per stocked line); non-2xx {r['requests'] - ok}"
+                 f"{' first: ' + r['first_error'][:200] if r['requests'] != ok else ''}; "
+                 f"{per_txn} records/txn ({events} events in {commits} txns), {size} B values; "
+                 f"ceiling p50/p99 {raw['p50_ms']:.1f}/{raw['p99_ms']:.1f} ms per txn, "
+                 f"CPU/1k records raw_producer {raw_cpu / raw['records'] * 1000:.4f} s, kafka "
+                 f"{kused['kafka'] / raw['records'] * 1000:.4f} s; preparation {prep_s:.0f}s "
+                 f"(not timed); load average {os.getloadavg()[0]:.2f} (1 min) after")
 
     # --- 3. projection ---------------------------------------------------------------
     def scenario_projection(self):

@@ -7,8 +7,8 @@ tests/e2e/stack.py), then one table on stdout and var/bench/results.json.
   bench/run.py --quick             a small smoke run of every scenario
   bench/run.py --only queries      one scenario (commands, http, queries, lag,
                                    appointments, visits, timeline, dispense,
-                                   register, projection; repeatable; timeline
-                                   runs visits first)
+                                   register, revenue, issue, projection;
+                                   repeatable; timeline runs visits first)
 
 CPU-seconds come from /proc/<pid>/stat (utime + stime, children reaped by the
 postmaster included) sampled before and after each run, per process; the load
@@ -37,7 +37,7 @@ TOOLS = os.path.join(BIN_DIR, "bench")
 LUA = os.path.join(ROOT, "bench", "lua")
 TICK = os.sysconf("SC_CLK_TCK")
 SCENARIOS = ("commands", "http", "queries", "lag", "appointments", "visits", "timeline",
-             "dispense", "register", "projection")
+             "dispense", "register", "revenue", "issue", "projection")
 # pgbench cannot bind a NULL parameter (it sends the text "NULL"); this stays a
 # parameter (same generic/custom plan choice as the reader's) that is NULL.
 NULL = "nullif(:none::text, '-')"
@@ -544,6 +544,15 @@ class Bench:
         found = {}
         for m in re.finditer(r"execute (rd_\w+): (.*)", text):
             found[m.group(1)] = m.group(2)
+        # and the values they ran with (the DETAIL line after each execute),
+        # for a parameter pgbench must pass as the reader does
+        self.statement_params = {}
+        for m in re.finditer(r"execute (rd_\w+): .*\n.*DETAIL:\s+parameters: (.*)", text,
+                             re.I):
+            self.statement_params[m.group(1)] = {
+                int(p.group(1)): None if p.group(2) == "NULL" else
+                p.group(2)[1:-1].replace("''", "'")
+                for p in re.finditer(r"\$(\d+) = ('(?:[^']|'')*'|NULL)", m.group(2))}
         return found
 
     def pgbench(self, name, statement, subst, clients, extra_vars):
@@ -1079,6 +1088,196 @@ class Bench:
                  f"{dict(moves)}; fill {len(pairs) + n_batches} commands in {fill_s:.0f}s "
                  f"(mixed phase {r['rate']:.0f}/s), projector caught up {catch_s:.0f}s after; "
                  f"non-2xx {w['errors']}")
+
+    # --- 11. revenue ---------------------------------------------------------------------
+    def projector_baseline(self):
+        """The projector and reader running and caught up with the events topic
+        (the writer not needed: a scenario that only reads)."""
+        for key, name in (("projector", "projector"), ("reader", "query-reader")):
+            if key not in self.daemons:
+                self.daemon(key, name)
+        self.wait_caught_up("read", "vetpms.events")
+
+    def scenario_revenue(self):
+        """GET /v1/stats/revenue/monthly over 24 months of one tenant holding
+        200,000 invoices (20,000 with --quick), made by bench/gen_invoices
+        straight into the events topic with the projector stopped, which is
+        then timed from start to caught up (the billing projection rate, a
+        fact). wrk vs pgbench of the reader's captured SQL, same parameters."""
+        n, months = (20000 if self.quick else 200000), 24
+        now = time.gmtime()
+        first = now.tm_year * 12 + now.tm_mon - 1 - months  # the 24 months before this one
+        first_month = f"{first // 12:04d}-{first % 12 + 1:02d}"
+        self.projector_baseline()
+        self.drop("projector")
+        out, gen_cpu = run_tool([os.path.join(TOOLS, "gen_invoices"), self.stack.brokers,
+                                 "vetpms.events", str(n), first_month, str(months)],
+                                timeout=1800)
+        gen = json.loads(out)
+        tid = gen["tenant"]
+        billing = sum(v for k, v in gen["types"].items()
+                      if k not in ("TenantProvisioned", "ClientRegistered"))
+        log(f"revenue: {gen['events']} events ({billing} billing) for {n} invoices in "
+            f"{gen['seconds']:.1f}s: {gen['types']}")
+        t0 = time.time()
+        d = self.stack.start_daemon("projector", port=free_port())
+        self.daemons["projector"] = d
+        cpu = Cpu(self, ["projector", "postgres"]).start()
+        self.wait_caught_up("read", "vetpms.events", timeout=3600)
+        took = time.time() - t0
+        proj_used = cpu.stop()
+        d.wait_ready(60)
+        dead = self.sql("SELECT count(*) FROM read.dead_letters WHERE tenant_id = %s",
+                        (tid,))[0][0]
+        refreshes = re.findall(r'^vetpms_projector_mv_refreshes_total\{view="revenue_monthly_'
+                               r'summary"\} (\d+)', d.get("/metrics").text, re.M)
+        log(f"revenue: projector caught up in {took:.1f}s ({billing / took:.0f} billing "
+            f"events/s), dead letters {dead}")
+        self.sql("ANALYZE")
+        token = self.stack.token(["admin"], tenant=tid, ttl=86400)
+        auth = {"Authorization": "Bearer " + token}
+        path = f"/v1/stats/revenue/monthly?from={gen['from']}&to={gen['to']}"
+        reader = self.daemons["reader"]
+        answer = reader.get(path, headers=auth).json()
+        sums = {k: sum(m[k] for m in answer.get("data", [])) for k in gen["revenue"]}
+        matches = sums == gen["revenue"]
+        statements = self.capture_sql([path], auth)
+        if "rd_revenue_monthly" not in statements:
+            raise RuntimeError("statement rd_revenue_monthly not found in the PostgreSQL log")
+        exps = self.statement_params.get("rd_revenue_monthly", {}).get(4)
+        if exps is None:
+            raise RuntimeError("the parameters of rd_revenue_monthly not found in the log")
+        pool = int(os.environ.get("VETPMS_READER_POOL_SIZE", "4")) * \
+            int(os.environ.get("VETPMS_READER_THREADS", "2"))
+        env = {"BENCH_TOKEN": token, "BENCH_PATH": path}
+        self.wrk(reader.url, "get_path.lua", env, seconds=2)
+        cpu = Cpu(self, ["reader", "postgres"]).start()
+        w = self.wrk(reader.url, "get_path.lua", env)
+        used = cpu.stop()
+        used["loadgen(wrk)"] = w["cpu"]
+        pg = self.pgbench("rd_revenue_monthly", statements["rd_revenue_monthly"],
+                          {1: ":tid", 2: ":from", 3: ":to", 4: ":exps"}, pool,
+                          {"tid": tid, "nids": 1, "from": gen["from"] + "-01",
+                           "to": gen["to"] + "-01", "exps": exps})
+        ratio = w["rate"] / pg["rate"] if pg["rate"] else 0
+        p99 = w["p99_us"] / 1000
+        self.facts["revenue"] = {
+            "tenant": tid, "invoices": n, "months": len(answer.get("data", [])),
+            "from": gen["from"], "to": gen["to"], "events": gen["events"],
+            "billing_events": billing, "types": gen["types"], "fates": gen["fates"],
+            "generator_s": gen["seconds"], "generator_cpu_s": gen_cpu,
+            "projection_s": took, "billing_events_per_s": billing / took,
+            "projection_cpu_s_per_1k": per_k(proj_used, billing),
+            "revenue_summary_refreshes": int(refreshes[0]) if refreshes else None,
+            "dead_letters": dead, "answer_sums": sums, "expected_sums": gen["revenue"]}
+        self.row("revenue", f"GET /v1/stats/revenue/monthly, {len(answer.get('data', []))} "
+                 f"months of {n} invoices (wrk -t2 -c{self.connections})",
+                 round(w["rate"]), round(pg["rate"]), "requests/s", w["p50_us"] / 1000, p99,
+                 per_k(used, w["requests"]), f"pgbench same SQL, {pool} conns",
+                 f"issue goals >= 0.6 of pgbench: {'met' if ratio >= 0.6 else 'NOT met'} "
+                 f"({ratio:.3f}), p99 < 100 ms: {'met' if p99 < 100 else 'NOT met'} "
+                 f"({p99:.1f} ms); pgbench p50/p99 {pg['p50_ms']}/{pg['p99_ms']} ms, CPU/1k "
+                 f"pgbench {pg['cpu'] / max(1, pg['transactions']) * 1000:.4f} s, postgres "
+                 f"{pg['pg_cpu'] / max(1, pg['transactions']) * 1000:.4f} s; the answer's sums "
+                 f"{'match' if matches else 'DO NOT match'} the generator's "
+                 f"({sums if not matches else gen['revenue']}); "
+                 f"projection of {billing} billing events: {took:.1f}s from projector start = "
+                 f"{billing / took:.0f} events/s (projector "
+                 f"{proj_used['projector'] / billing * 1000:.3f}, postgres "
+                 f"{proj_used['postgres'] / billing * 1000:.3f} CPU-s per 1k; "
+                 f"revenue_monthly_summary refreshed {refreshes[0] if refreshes else '?'} "
+                 f"times meanwhile), dead letters {dead}; gen_invoices {gen['events']} events in {gen['seconds']:.1f}s; "
+                 f"non-2xx {w['errors']}")
+
+    # --- 12. issue (IssueInvoice) ----------------------------------------------------------
+    def scenario_issue(self):
+        """IssueInvoice of 5-line invoices, 2 of the lines stocked (item_id:
+        dispensed FEFO in the issue's transaction, so 3 events a command).
+        Prepared through the writer, unmeasured: 10 items of 300 batches each,
+        then N drafts (CreateInvoice with a chosen id) and their 5 lines
+        (AddInvoiceLine, one phase per line position), then 300 issues as
+        warm-up; measured: N IssueInvoice over 64 keep-alive connections
+        (bench/post_lines, a path per request). Against the raw librdkafka
+        producer with the records/txn and value size the writer reached, its
+        records/s divided by the events of a command."""
+        for key in ("projector", "reader"):
+            self.drop(key)  # two cores: the writer and Kafka only while measured
+        writer, f = self.writer(), self.facts
+        token = f["token"]
+        n, warm = (3000 if self.quick else 10000), 300
+        n_items, n_batches, per_batch = 10, 300, 10  # 30,000 tablets; 2 (n + warm) taken
+        t0 = time.time()
+        items = [self.post(writer, "/v1/inventory/items", {
+            "code": f"BENCH-INV-{k:02d}", "name": f"Carprofen {k + 1}0 mg (bench issue)",
+            "category": "medication", "unit": "tablet", "sale_price_cents": 85 + k,
+            "tax_rate_bp": 2000}, token)["id"] for k in range(n_items)]
+        for k, item in enumerate(items):
+            self.receipts(item, n_batches, per_batch, f"issue_receipts_{k}")
+        invoices = [str(uuid.uuid4()) for _ in range(n + warm)]
+        clients = f["clients"]
+        r = self.post_lines(writer, "/v1/invoices", [
+            {"id": inv, "client_id": clients[i % len(clients)]}
+            for i, inv in enumerate(invoices)], token, "issue_invoices")
+        if r["status"].get("201", 0) != len(invoices):
+            raise RuntimeError(f"CreateInvoice: {r['status']} {r['first_error'][:300]}")
+
+        def line(i, pos):
+            if pos in (1, 3):  # the stocked lines: two items, one tablet each
+                return {"description": "Carprofen tablets", "quantity": 1,
+                        "item_id": items[(i + (pos == 3)) % n_items]}
+            name, price = {0: ("Consultation", 4500), 2: ("Blood panel", 6800),
+                           4: ("Nail clipping", 1200)}[pos]
+            return {"description": name, "quantity": 1, "unit_price_cents": price,
+                    "tax_rate_bp": 2000}
+        for pos in range(5):
+            r = self.post_path_lines(writer, [(f"/v1/invoices/{inv}/lines", line(i, pos))
+                                              for i, inv in enumerate(invoices)], token,
+                                     f"issue_lines_{pos}")
+            ok = sum(v for k, v in r["status"].items() if k.startswith("2"))
+            if ok != len(invoices):
+                raise RuntimeError(f"AddInvoiceLine {pos}: {r['status']} {r['first_error'][:300]}")
+        prep_s = time.time() - t0
+        order = list(range(warm, n + warm))
+        random.Random(14).shuffle(order)
+        w = self.post_path_lines(writer, [(f"/v1/invoices/{invoices[i]}/issue", {})
+                                          for i in range(warm)], token, "issue_warm")
+        if w["status"].get("200", 0) + w["status"].get("201", 0) != warm:
+            raise RuntimeError(f"IssueInvoice warm-up: {w['status']} {w['first_error'][:300]}")
+        log(f"issue: prepared {n + warm} invoices of 5 lines ({n_items} items x {n_batches} "
+            f"batches) in {prep_s:.0f}s; measuring {n} issues")
+        commits0 = self.metric(writer, "vetpms_writer_commits_total")
+        events0 = self.metric(writer, "vetpms_writer_events_appended_total")
+        cpu = Cpu(self, ["writer", "kafka"]).start()
+        r = self.post_path_lines(writer, [(f"/v1/invoices/{invoices[i]}/issue", {})
+                                          for i in order], token, "issues")
+        used = cpu.stop()
+        used["loadgen(post_lines)"] = r["cpu"]
+        commits = self.metric(writer, "vetpms_writer_commits_total") - commits0
+        events = self.metric(writer, "vetpms_writer_events_appended_total") - events0
+        ok = sum(v for k, v in r["status"].items() if k.startswith("2"))
+        per_cmd = events / ok if ok else 3
+        per_txn = max(1, round(events / commits)) if commits else 1
+        size = self.record_size(f["partition"], n=min(3000, max(200, events)))
+        raw, raw_cpu, kused = self.raw_ceiling(per_txn, size)
+        ceiling = raw["records_per_s"] / per_cmd
+        self.facts["issue"] = {"invoices": n, "warm_up": warm, "items": n_items,
+                               "batches_per_item": n_batches, "prepare_s": prep_s,
+                               "events_per_command": per_cmd, "records_per_txn": per_txn,
+                               "value_bytes": size, "status": r["status"],
+                               "raw_producer": raw}
+        self.row("issue", f"IssueInvoice x {n}, 5 lines of which 2 stocked (64 conns)",
+                 round(ok / r["seconds"]), round(ceiling), "commands/s", r["p50_ms"],
+                 r["p99_ms"], per_k(used, ok),
+                 f"raw librdkafka txn loop / {per_cmd:.2f} records a command",
+                 f"{ok / r['seconds'] * per_cmd:.0f} events/s vs raw {raw['records_per_s']:.0f} "
+                 f"records/s; {per_cmd:.2f} events a command (InvoiceIssued + a StockDispensed "
+                 f"per stocked line); non-2xx {r['requests'] - ok}"
+                 f"{' first: ' + r['first_error'][:200] if r['requests'] != ok else ''}; "
+                 f"{per_txn} records/txn ({events} events in {commits} txns), {size} B values; "
+                 f"ceiling p50/p99 {raw['p50_ms']:.1f}/{raw['p99_ms']:.1f} ms per txn, "
+                 f"CPU/1k records raw_producer {raw_cpu / raw['records'] * 1000:.4f} s, kafka "
+                 f"{kused['kafka'] / raw['records'] * 1000:.4f} s; preparation {prep_s:.0f}s "
+                 f"(not timed); load average {os.getloadavg()[0]:.2f} (1 min) after")
 
     # --- 3. projection ---------------------------------------------------------------
     def scenario_projection(self):

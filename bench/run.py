@@ -663,7 +663,8 @@ class Bench:
         self.read_side()
         f = self.facts
         half = max(1, int(f["max_command_rate"] / 2))
-        for rate in (1000, half):
+        # 10/s: an idle system (read-your-write with nothing else going on)
+        for rate in (10, 1000, half):
             cpu = Cpu(self, ["writer", "projector", "reader", "postgres", "kafka"]).start()
             out, gen_cpu = run_tool([
                 os.path.join(TOOLS, "lag_probe"), str(self.daemons["writer"].port),
@@ -672,7 +673,7 @@ class Bench:
             used = cpu.stop()
             used["loadgen(lag_probe)"] = gen_cpu
             r = json.loads(out)
-            label = "1,000/s" if rate == 1000 else f"{rate}/s (50% of max)"
+            label = {10: "10/s (idle)", 1000: "1,000/s"}.get(rate, f"{rate}/s (50% of max)")
             self.row("lag", f"ack → visible in reader at {label}", round(r["rate"]), rate,
                      "commands/s", r["lag_p50_ms"], r["lag_p99_ms"],
                      per_k(used, max(1, r["acked"])), "target rate",

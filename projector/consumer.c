@@ -613,17 +613,25 @@ static rd_kafka_t *consumer_new(Projector *p, char *why, size_t why_cap)
 	return rk;
 }
 
-/* Polls until the batch is full or the window closed. */
+/* Waits up to batch_ms for the first event, then takes only what the
+ * consumer already holds, up to batch_max: an event arriving on an idle
+ * system is applied at once, and batches grow only while events arrive faster
+ * than a transaction commits (they queue meanwhile: group commit, as the
+ * writer does). The wait bounds an idle loop, which still probes health. */
 static void collect(Projector *p, volatile sig_atomic_t *stop)
 {
 	int64_t deadline = vp_time_mono_us() + p->cfg->batch_ms * 1000;
 	while (p->batch_len < p->cfg->batch_max && !*stop) {
 		int64_t left_ms = (deadline - vp_time_mono_us()) / 1000;
-		if (left_ms <= 0)
+		if (p->batch_len == 0 && left_ms <= 0)
 			break;
-		rd_kafka_message_t *msg = rd_kafka_consumer_poll(p->consumer, (int)left_ms);
-		if (!msg)
+		rd_kafka_message_t *msg =
+		    rd_kafka_consumer_poll(p->consumer, p->batch_len ? 0 : (int)left_ms);
+		if (!msg) {
+			if (p->batch_len)
+				break; /* drained: apply what we have */
 			continue;
+		}
 		int part = msg->partition;
 		bool known = part >= 0 && part < PJ_MAX_PARTITIONS;
 		if (msg->err) {

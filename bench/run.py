@@ -153,9 +153,15 @@ class Bench:
         self.facts = {}
 
     # stack and daemons
-    def start(self):
+    def start(self, commit_timestamps=False):
         t0 = time.time()
         self.stack.start()
+        if commit_timestamps:
+            # lag by stage reads each event_log row's commit time; the setting
+            # needs a restart (of this private cluster only, before any daemon)
+            self.sql("ALTER SYSTEM SET track_commit_timestamp = on")
+            self.stack.script("pg.sh", "stop")
+            self.stack.script("pg.sh", "start")
         log(f"stack up in {time.time() - t0:.0f}s ({self.stack.dir})")
 
     def stop(self):
@@ -659,27 +665,61 @@ class Bench:
                      f"{r['rate'] / hello['rate']:.3f}; non-2xx {r['errors']}")
 
     # --- 5. lag --------------------------------------------------------------------
+    LAG_STAGES = (
+        ("ack_to_kafka", "ack → committed in Kafka (read_committed consumer)"),
+        ("kafka_to_applied", "Kafka → applied (event_log row inserted)"),
+        ("applied_to_committed", "applied → committed in PostgreSQL"),
+        ("committed_to_notified", "committed → NOTIFY seen (LISTEN)"),
+        ("notified_to_visible", "NOTIFY → visible in reader GET"),
+    )
+
     def scenario_lag(self):
         self.read_side()
         f = self.facts
         half = max(1, int(f["max_command_rate"] / 2))
-        # 10/s: an idle system (read-your-write with nothing else going on)
-        for rate in (10, 1000, half):
-            cpu = Cpu(self, ["writer", "projector", "reader", "postgres", "kafka"]).start()
-            out, gen_cpu = run_tool([
-                os.path.join(TOOLS, "lag_probe"), str(self.daemons["writer"].port),
-                str(self.daemons["reader"].port), f["token"], f["clients"][0], str(rate),
-                str(self.seconds), str(max(1, rate // 50)), "3"])
-            used = cpu.stop()
-            used["loadgen(lag_probe)"] = gen_cpu
-            r = json.loads(out)
-            label = {10: "10/s (idle)", 1000: "1,000/s"}.get(rate, f"{rate}/s (50% of max)")
-            self.row("lag", f"ack → visible in reader at {label}", round(r["rate"]), rate,
-                     "commands/s", r["lag_p50_ms"], r["lag_p99_ms"],
-                     per_k(used, max(1, r["acked"])), "target rate",
-                     f"lag max {r['lag_max_ms']} ms over {r['probes_seen']} probes "
-                     f"(of {r['probes']}, polled every 3 ms); ack p50/p99 "
-                     f"{r['ack_p50_ms']}/{r['ack_p99_ms']} ms; errors {r['errors']}")
+        # Lag by stage: the time each event_log row was inserted, in the bench's
+        # database only (no migration: the daemons and their schema stay as
+        # shipped; the projector names its columns, so it fills this by default)
+        self.sql("ALTER TABLE read.event_log ADD COLUMN bench_applied_at timestamptz")
+        self.sql("ALTER TABLE read.event_log ALTER COLUMN bench_applied_at "
+                 "SET DEFAULT clock_timestamp()")
+        try:
+            # 10/s: an idle system (read-your-write with nothing else going on)
+            for rate in (10, 1000, half):
+                self.lag_run(rate)
+        finally:
+            self.sql("ALTER TABLE read.event_log DROP COLUMN bench_applied_at")
+
+    def lag_run(self, rate):
+        f = self.facts
+        cpu = Cpu(self, ["writer", "projector", "reader", "postgres", "kafka"]).start()
+        out, gen_cpu = run_tool([
+            os.path.join(TOOLS, "lag_probe"), str(self.daemons["writer"].port),
+            str(self.daemons["reader"].port), f["token"], f["clients"][0], str(rate),
+            str(self.seconds), str(max(1, rate // 50)), "3",
+            self.stack.brokers, "vetpms.events", self.stack.superuser_dsn()])
+        used = cpu.stop()
+        used["loadgen(lag_probe)"] = gen_cpu
+        r = json.loads(out)
+        label = {10: "10/s (idle)", 1000: "1,000/s"}.get(rate, f"{rate}/s (50% of max)")
+        self.row("lag", f"ack → visible in reader at {label}", round(r["rate"]), rate,
+                 "commands/s", r["lag_p50_ms"], r["lag_p99_ms"],
+                 per_k(used, max(1, r["acked"])), "target rate",
+                 f"lag max {r['lag_max_ms']} ms over {r['probes_seen']} probes "
+                 f"(of {r['probes']}, polled every 3 ms); ack p50/p99 "
+                 f"{r['ack_p50_ms']}/{r['ack_p99_ms']} ms; errors {r['errors']}")
+        since = r["since_ack"]
+        for i, (key, what) in enumerate(self.LAG_STAGES):
+            st = r["stages"][key]
+            note = ""
+            if i == 0:
+                note = (f"stages at {label} over {r['stage_samples']} probes; since the ack "
+                        "p50/p99 ms: " + ", ".join(
+                            f"{k} {v['p50_ms']}/{v['p99_ms']}" for k, v in since.items()))
+            self.row("lag", f"  {i + 1}. {what}", None, None, "ms", st["p50_ms"],
+                     st["p99_ms"], note=note)
+        self.facts.setdefault("lag_stages", {})[str(rate)] = {
+            "stages": r["stages"], "since_ack": since, "samples": r["stage_samples"]}
 
     # --- 7. visits ---------------------------------------------------------------
     VISIT_STEPS = (
@@ -1414,7 +1454,7 @@ def main():
     started = time.time()
     bench = Bench(args.quick)
     try:
-        bench.start()
+        bench.start(commit_timestamps="lag" in chosen)
         if {"queries", "lag"} & set(chosen) and "commands" not in chosen:
             bench.fill_patients()  # both need patients and a measured maximum
         for s in chosen:

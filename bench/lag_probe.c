@@ -16,7 +16,6 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,9 +34,9 @@
 
 #define WRITER_CONNS 64
 #define READER_CONNS 8
-#define MAX_SAMPLES 200000
-#define MAX_PROBES 20000
-#define MAX_PARTS 64
+#define MAX_SAMPLES  200000
+#define MAX_PROBES   20000
+#define MAX_PARTS    64
 
 typedef struct LagConn {
 	struct evhttp_connection *conn;
@@ -60,11 +59,15 @@ typedef struct LagSend {
 	int64_t sent_us, sent_real_us;
 } LagSend;
 
-/* A sampled command's moments, CLOCK_REALTIME microseconds (0 = not seen). */
+/* The moments of a sampled command, in the order they happen. */
+enum { AT_SENT, AT_ACKED, AT_IN_KAFKA, AT_APPLIED, AT_COMMITTED, AT_NOTIFIED, AT_VISIBLE, N_AT };
+
+/* A sampled command: its position and its moments, CLOCK_REALTIME
+ * microseconds (0 = not seen). */
 typedef struct StageTimes {
 	int32_t partition;
 	int64_t offset;
-	int64_t sent, acked, in_kafka, applied, committed, notified, visible;
+	int64_t at[N_AT];
 } StageTimes;
 
 /* When something was first seen at a position of one partition, in order. */
@@ -171,11 +174,11 @@ static void on_poll_answer(struct evhttp_request *req, void *arg)
 			lag_ms[n_lag++] = (double)(vp_time_mono_us() - p->acked_us) / 1000.0;
 		if (p->partition >= 0 && n_stage < MAX_PROBES)
 			stage_samples[n_stage++] = (StageTimes){
-				.partition = p->partition,
-				.offset = p->offset,
-				.sent = p->sent_real_us,
-				.acked = p->acked_real_us,
-				.visible = vp_time_now_us(),
+			    .partition = p->partition,
+			    .offset = p->offset,
+			    .at[AT_SENT] = p->sent_real_us,
+			    .at[AT_ACKED] = p->acked_real_us,
+			    .at[AT_VISIBLE] = vp_time_now_us(),
 			};
 		probes_done++;
 		event_free(p->timer);
@@ -226,8 +229,8 @@ static int32_t ack_position(const char *text, int64_t *offset)
 	return p;
 }
 
-static void start_probe(const char *answer, size_t len, int64_t acked_us,
-			const LagSend *send, int64_t acked_real_us)
+static void start_probe(const char *answer, size_t len, int64_t acked_us, const LagSend *send,
+			int64_t acked_real_us)
 {
 	const char *key = "\"id\":\"";
 	char text[512];
@@ -280,8 +283,9 @@ static void send_command(LagConn *c)
 	s->sent_real_us = vp_time_now_us();
 	struct evhttp_request *req = evhttp_request_new(on_command_answer, s);
 	add_headers(req, true);
-	int len = snprintf(body, sizeof(body), "%s\"Lag %ld\",\"species\":\"canine\",\"sex\":\"male\"}",
-			   body_prefix, sent);
+	int len =
+	    snprintf(body, sizeof(body), "%s\"Lag %ld\",\"species\":\"canine\",\"sex\":\"male\"}",
+		     body_prefix, sent);
 	evbuffer_add(evhttp_request_get_output_buffer(req), body, (size_t)len);
 	c->busy = true;
 	sent++;
@@ -350,9 +354,8 @@ static int kafka_watch(const char *brokers, const char *topic)
 {
 	char why[512];
 	const struct rd_kafka_metadata *md = NULL;
-	rd_kafka_conf_t *conf =
-		vp_kafka_consumer_conf_new(brokers, "lag_probe", "bench-lag-probe", NULL, why,
-					   sizeof(why));
+	rd_kafka_conf_t *conf = vp_kafka_consumer_conf_new(brokers, "lag_probe", "bench-lag-probe",
+							   NULL, why, sizeof(why));
 	if (!conf)
 		goto fail;
 	kafka = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
@@ -408,8 +411,7 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
 	while ((n = PQnotifies(listener))) {
 		long long next;
 		int part;
-		if (sscanf(n->extra, "%d:%lld", &part, &next) == 2 && part >= 0 &&
-		    part < MAX_PARTS)
+		if (sscanf(n->extra, "%d:%lld", &part, &next) == 2 && part >= 0 && part < MAX_PARTS)
 			seen_add(&notified[part], next, now);
 		PQfreemem(n);
 	}
@@ -458,13 +460,13 @@ static int fetch_row_times(void)
 	snprintf(offsets + no, cap - no, "}");
 	const char *params[] = {parts, offsets};
 	PQsetnonblocking(listener, 0);
-	PGresult *res = PQexecParams(
-		listener,
-		"SELECT s.i - 1, (extract(epoch FROM e.bench_applied_at) * 1e6)::int8, "
-		"(extract(epoch FROM pg_xact_commit_timestamp(e.xmin)) * 1e6)::int8 "
-		"FROM unnest($1::int[], $2::int8[]) WITH ORDINALITY AS s(p, o, i) "
-		"JOIN read.event_log e ON e.partition = s.p AND e.\"offset\" = s.o",
-		2, NULL, params, NULL, NULL, 0);
+	PGresult *res =
+	    PQexecParams(listener,
+			 "SELECT s.i - 1, (extract(epoch FROM e.bench_applied_at) * 1e6)::int8, "
+			 "(extract(epoch FROM pg_xact_commit_timestamp(e.xmin)) * 1e6)::int8 "
+			 "FROM unnest($1::int[], $2::int8[]) WITH ORDINALITY AS s(p, o, i) "
+			 "JOIN read.event_log e ON e.partition = s.p AND e.\"offset\" = s.o",
+			 2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		fprintf(stderr, "lag_probe: event_log times: %s", PQerrorMessage(listener));
 	} else {
@@ -473,9 +475,9 @@ static int fetch_row_times(void)
 			if (i < 0 || i >= n_stage)
 				continue;
 			if (!PQgetisnull(res, r, 1))
-				stage_samples[i].applied = atoll(PQgetvalue(res, r, 1));
+				stage_samples[i].at[AT_APPLIED] = atoll(PQgetvalue(res, r, 1));
 			if (!PQgetisnull(res, r, 2))
-				stage_samples[i].committed = atoll(PQgetvalue(res, r, 2));
+				stage_samples[i].at[AT_COMMITTED] = atoll(PQgetvalue(res, r, 2));
 		}
 		rc = 0;
 	}
@@ -487,13 +489,12 @@ done:
 }
 
 /* Percentiles of to - from over the samples that have both moments. */
-static void print_stage(const char *name, size_t from, size_t to, bool last)
+static void print_stage(const char *name, int from, int to, bool last)
 {
 	static double ms[MAX_PROBES];
 	long n = 0;
 	for (long i = 0; i < n_stage; i++) {
-		int64_t a = *(const int64_t *)((const char *)&stage_samples[i] + from);
-		int64_t b = *(const int64_t *)((const char *)&stage_samples[i] + to);
+		int64_t a = stage_samples[i].at[from], b = stage_samples[i].at[to];
 		if (a && b)
 			ms[n++] = (double)(b - a) / 1000.0;
 	}
@@ -506,33 +507,32 @@ static void print_stages(void)
 {
 	for (long i = 0; i < n_stage; i++) {
 		StageTimes *s = &stage_samples[i];
-		s->in_kafka = seen_first(&in_kafka[s->partition], s->offset, false);
-		s->notified = seen_first(&notified[s->partition], s->offset, true);
+		s->at[AT_IN_KAFKA] = seen_first(&in_kafka[s->partition], s->offset, false);
+		s->at[AT_NOTIFIED] = seen_first(&notified[s->partition], s->offset, true);
 	}
 	printf(",\"stage_samples\":%ld,\"stages\":{", n_stage);
-#define AT(field) offsetof(StageTimes, field)
 	/* one stage each: from the previous moment to this one */
-	print_stage("ack_to_kafka", AT(acked), AT(in_kafka), false);
-	print_stage("kafka_to_applied", AT(in_kafka), AT(applied), false);
-	print_stage("applied_to_committed", AT(applied), AT(committed), false);
-	print_stage("committed_to_notified", AT(committed), AT(notified), false);
-	print_stage("notified_to_visible", AT(notified), AT(visible), true);
+	print_stage("ack_to_kafka", AT_ACKED, AT_IN_KAFKA, false);
+	print_stage("kafka_to_applied", AT_IN_KAFKA, AT_APPLIED, false);
+	print_stage("applied_to_committed", AT_APPLIED, AT_COMMITTED, false);
+	print_stage("committed_to_notified", AT_COMMITTED, AT_NOTIFIED, false);
+	print_stage("notified_to_visible", AT_NOTIFIED, AT_VISIBLE, true);
 	printf("},\"since_ack\":{");
 	/* the same moments counted from the acknowledgement */
-	print_stage("kafka", AT(acked), AT(in_kafka), false);
-	print_stage("applied", AT(acked), AT(applied), false);
-	print_stage("committed", AT(acked), AT(committed), false);
-	print_stage("notified", AT(acked), AT(notified), false);
-	print_stage("visible", AT(acked), AT(visible), true);
+	print_stage("kafka", AT_ACKED, AT_IN_KAFKA, false);
+	print_stage("applied", AT_ACKED, AT_APPLIED, false);
+	print_stage("committed", AT_ACKED, AT_COMMITTED, false);
+	print_stage("notified", AT_ACKED, AT_NOTIFIED, false);
+	print_stage("visible", AT_ACKED, AT_VISIBLE, true);
 	printf("}");
-#undef AT
 }
 
 int main(int argc, char **argv)
 {
 	if (argc != 9 && argc != 12) {
-		fprintf(stderr, "usage: lag_probe WRITER_PORT READER_PORT TOKEN CLIENT_ID RATE SECONDS "
-				"SAMPLE_EVERY POLL_MS [BROKERS TOPIC PG_DSN]\n");
+		fprintf(stderr,
+			"usage: lag_probe WRITER_PORT READER_PORT TOKEN CLIENT_ID RATE SECONDS "
+			"SAMPLE_EVERY POLL_MS [BROKERS TOPIC PG_DSN]\n");
 		return 2;
 	}
 	bool stages = argc == 12;

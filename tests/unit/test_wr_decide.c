@@ -30,11 +30,7 @@ static int run(WrState *s, const char *name, const char *target, const char *bod
 	WrDecision d = {.state = s, .tenant = wr_state_tenant(s, TENANT), .tenant_id = TENANT,
 			.target_id = target, .body = body, .if_match = if_match,
 			.now_us = 1795400000000000LL};
-	vp_error_clear(err);
-	vp_json_check(body, c->fields, c->n_fields, false, err);
-	if (c->validate)
-		c->validate(body, d.now_us, err);
-	int rc = vp_error_finish_validation(err) ? -1 : c->decide(&d, err);
+	int rc = wr_test_decide(c, &d, err);
 	if (rc == 0) {
 		wr_test_apply(s, TENANT, d.aggregate, target, d.type, d.seq, d.data, d.now_us, n++);
 		if (data_out)

@@ -53,144 +53,6 @@
 /* 2026-11-24T23:33:20Z: already 2026-11-25 in Pacific/Kiritimati (UTC+14) */
 #define BASE_NOW 1795563200000000LL
 
-typedef struct Fixture {
-	WrState state;
-	int64_t now;
-	unsigned roles;
-	const char *actor;
-	const char *key; /* a client's idempotency key for the next command, or NULL */
-	int events;	 /* applied so far: a refusal must not add any */
-	cJSON *last[WR_MAX_COMMAND_EVENTS]; /* data of the last command's events */
-	char last_types[WR_MAX_COMMAND_EVENTS][48];
-	char last_ids[WR_MAX_COMMAND_EVENTS][37];
-	int64_t last_seqs[WR_MAX_COMMAND_EVENTS];
-	size_t n_last;
-} Fixture;
-
-static void clear_last(Fixture *f)
-{
-	for (size_t i = 0; i < f->n_last; i++)
-		cJSON_Delete(f->last[i]);
-	f->n_last = 0;
-}
-
-/* One decided event into the model, through the catalog as the writer does;
- * with f->key, remembered under it as a client's key is. */
-static void apply(Fixture *f, const char *aggregate, const char *aggregate_id, const char *type,
-		  int64_t seq, cJSON *data)
-{
-	if (f->key) {
-		char why[256];
-		const WrIdemNote idem = {.request_hash = "hash", .position = "", .pending = true};
-		VpEvent ev = {.v = 1, .seq = seq, .data = data, .at_us = f->now};
-		snprintf(ev.type, sizeof(ev.type), "%s", type);
-		snprintf(ev.tenant_id, sizeof(ev.tenant_id), "%s", TENANT);
-		snprintf(ev.aggregate, sizeof(ev.aggregate), "%s", aggregate);
-		snprintf(ev.aggregate_id, sizeof(ev.aggregate_id), "%s", aggregate_id);
-		snprintf(ev.command_id, sizeof(ev.command_id), "%s", f->key);
-		snprintf(ev.id, sizeof(ev.id), "%s", TENANT);
-		snprintf(ev.actor, sizeof(ev.actor), "unit");
-		char *text = vp_event_encode(&ev);
-		assert_non_null(text);
-		if (vp_catalog_check_encoded(text, strlen(text), why, sizeof(why)) < 0)
-			fail_msg("%s refused by the catalog: %s", type, why);
-		free(text);
-		if (wr_state_apply(&f->state, &ev, &idem, why, sizeof(why)) < 0)
-			fail_msg("%s refused by the model: %s", type, why);
-	} else {
-		wr_test_apply(&f->state, TENANT, aggregate, aggregate_id, type, seq, data, f->now,
-			      f->events);
-	}
-	f->events++;
-	snprintf(f->last_types[f->n_last], sizeof(f->last_types[0]), "%s", type);
-	snprintf(f->last_ids[f->n_last], sizeof(f->last_ids[0]), "%s", aggregate_id);
-	f->last_seqs[f->n_last] = seq;
-	f->last[f->n_last++] = cJSON_Duplicate(data, true);
-}
-
-static int run_item(Fixture *f, const char *name, const char *target, const char *item,
-		    const char *body_json, int64_t if_match, VpError *err)
-{
-	const WrCommand *c = wr_test_command(name);
-	cJSON *body = cJSON_Parse(body_json);
-	assert_non_null(body);
-	WrDecision d = {.state = &f->state,
-			.tenant = wr_state_tenant(&f->state, TENANT),
-			.tenant_id = TENANT,
-			.target_id = target,
-			.item_id = item,
-			.body = body,
-			.if_match = if_match,
-			.now_us = f->now,
-			.actor = f->actor,
-			.roles = f->roles};
-	vp_error_clear(err);
-	clear_last(f);
-	vp_json_check(body, c->fields, c->n_fields, false, err);
-	if (c->validate)
-		c->validate(body, d.now_us, err);
-	int rc = vp_error_finish_validation(err) ? -1 : c->decide(&d, err);
-	if (rc == 0) {
-		apply(f, d.aggregate, target, d.type, d.seq, d.data);
-		for (size_t i = 0; i < d.n_more; i++)
-			apply(f, d.more[i].aggregate, d.more[i].aggregate_id, d.more[i].type,
-			      d.more[i].seq, d.more[i].data);
-	}
-	wr_decision_release(&d);
-	cJSON_Delete(body);
-	return rc;
-}
-
-static void ok_item(Fixture *f, const char *name, const char *target, const char *item,
-		    const char *body)
-{
-	VpError err;
-	if (run_item(f, name, target, item, body, -1, &err) != 0)
-		fail_msg("%s %s refused: %d %s %s", name, body, err.status, err.code, err.message);
-}
-
-static void ok(Fixture *f, const char *name, const char *target, const char *body)
-{
-	ok_item(f, name, target, NULL, body);
-}
-
-/* Expects a refusal with status and code, and no event. */
-static void refused_item(Fixture *f, const char *name, const char *target, const char *item,
-			 const char *body, int status, const char *code)
-{
-	VpError err;
-	int before = f->events;
-	assert_int_equal(run_item(f, name, target, item, body, -1, &err), -1);
-	if (err.status != status || strcmp(err.code, code) != 0)
-		fail_msg("%s %s: want %d %s, got %d %s (%s)", name, body, status, code, err.status,
-			 err.code, err.message);
-	assert_int_equal(f->events, before);
-}
-
-static void refused(Fixture *f, const char *name, const char *target, const char *body, int status,
-		    const char *code)
-{
-	refused_item(f, name, target, NULL, body, status, code);
-}
-
-static const char *last_str(Fixture *f, size_t i, const char *name)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(f->last[i], name);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static long long last_num(Fixture *f, size_t i, const char *name)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(f->last[i], name);
-	assert_true(cJSON_IsNumber(v));
-	return (long long)v->valuedouble;
-}
-
-static WrTenant *tenant(Fixture *f)
-{
-	return wr_state_tenant(&f->state, TENANT);
-}
-
 static const WrInvoice *invoice(Fixture *f, const char *id)
 {
 	const WrInvoice *inv = wr_map_get(&tenant(f)->invoices, id);
@@ -243,11 +105,8 @@ static void add_item_line(Fixture *f, const char *inv, const char *item_id, cons
 
 static int setup(void **state)
 {
-	Fixture *f = calloc(1, sizeof(*f));
-	assert_non_null(f);
-	wr_state_init(&f->state);
+	Fixture *f = fixture_new(TENANT);
 	f->now = BASE_NOW - 2 * DAY;
-	f->actor = "unit";
 	f->roles = VP_ROLE_PLATFORM_ADMIN | VP_ROLE_ADMIN | VP_ROLE_VET | VP_ROLE_NURSE |
 		   VP_ROLE_RECEPTION;
 	ok(f, "ProvisionTenant", TENANT,
@@ -290,10 +149,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	Fixture *f = *state;
-	clear_last(f);
-	wr_state_clear(&f->state);
-	free(f);
+	*state = fixture_free(*state);
 	return 0;
 }
 

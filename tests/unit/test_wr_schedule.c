@@ -30,75 +30,26 @@
 #define MIN      (60 * VP_US_PER_SEC)
 #define BASE_NOW 1795400000000000LL /* 2026-11-24 */
 
-typedef struct Fixture {
-	WrState state;
-	int64_t now;
-	const char *actor;
-	unsigned roles;
-	cJSON *log; /* every event applied, to rebuild a second model */
-} Fixture;
-
-static void apply(WrState *s, const cJSON *rec)
+/* An event of f->log into s, as a rebuild reads it from the log. */
+static void replay(Fixture *f, WrState *s, const cJSON *rec)
 {
 	static int n;
-	wr_test_apply(s, TENANT, cJSON_GetObjectItem(rec, "aggregate")->valuestring,
+	wr_test_apply(s, f->tenant_id, cJSON_GetObjectItem(rec, "aggregate")->valuestring,
 		      cJSON_GetObjectItem(rec, "aggregate_id")->valuestring,
 		      cJSON_GetObjectItem(rec, "type")->valuestring,
 		      (int64_t)cJSON_GetObjectItem(rec, "seq")->valuedouble,
-		      cJSON_GetObjectItem(rec, "data"), 0, n++);
+		      cJSON_GetObjectItem(rec, "data"),
+		      (int64_t)cJSON_GetObjectItem(rec, "at_us")->valuedouble, n++);
 }
 
-/* Validates and decides; on success applies the event and logs it. */
+/* run_item with the decided event's data, the caller's to free, in data_out. */
 static int run(Fixture *f, const char *name, const char *target, const char *body_json,
 	       int64_t if_match, VpError *err, cJSON **data_out)
 {
-	const WrCommand *c = wr_test_command(name);
-	cJSON *body = cJSON_Parse(body_json);
-	assert_non_null(body);
-	WrDecision d = {.state = &f->state, .tenant = wr_state_tenant(&f->state, TENANT),
-			.tenant_id = TENANT, .target_id = target, .body = body,
-			.if_match = if_match, .now_us = f->now, .actor = f->actor,
-			.roles = f->roles};
-	vp_error_clear(err);
-	vp_json_check(body, c->fields, c->n_fields, false, err);
-	if (c->validate)
-		c->validate(body, d.now_us, err);
-	int rc = vp_error_finish_validation(err) ? -1 : c->decide(&d, err);
-	if (rc == 0) {
-		cJSON *rec = cJSON_CreateObject();
-		cJSON_AddStringToObject(rec, "type", d.type);
-		cJSON_AddStringToObject(rec, "aggregate", d.aggregate);
-		cJSON_AddStringToObject(rec, "aggregate_id", target);
-		cJSON_AddNumberToObject(rec, "seq", (double)d.seq);
-		cJSON_AddItemToObject(rec, "data", d.data);
-		d.data = NULL;
-		apply(&f->state, rec);
-		if (data_out)
-			*data_out = cJSON_Duplicate(cJSON_GetObjectItem(rec, "data"), true);
-		cJSON_AddItemToArray(f->log, rec);
-	}
-	cJSON_Delete(d.data);
-	cJSON_Delete(body);
+	int rc = run_item(f, name, target, NULL, body_json, if_match, err);
+	if (rc == 0 && data_out)
+		*data_out = cJSON_Duplicate(f->last[0], true);
 	return rc;
-}
-
-static void ok(Fixture *f, const char *name, const char *target, const char *body)
-{
-	VpError err;
-	int rc = run(f, name, target, body, -1, &err, NULL);
-	if (rc != 0)
-		fail_msg("%s refused: %d %s %s", name, err.status, err.code, err.message);
-}
-
-/* Expects a refusal with status and code. */
-static void refused(Fixture *f, const char *name, const char *target, const char *body,
-		    int status, const char *code)
-{
-	VpError err;
-	assert_int_equal(run(f, name, target, body, -1, &err, NULL), -1);
-	if (err.status != status || strcmp(err.code, code) != 0)
-		fail_msg("%s: want %d %s, got %d %s (%s)", name, status, code, err.status,
-			 err.code, err.message);
 }
 
 /* An RFC 3339 instant `minutes` after BASE_NOW, in a static ring of buffers. */
@@ -148,8 +99,7 @@ static const char *appt_id(int n)
 
 static int setup(void **state)
 {
-	Fixture *f = calloc(1, sizeof(*f));
-	wr_state_init(&f->state);
+	Fixture *f = fixture_new(TENANT);
 	f->now = BASE_NOW;
 	f->actor = "admin-user";
 	f->roles = VP_ROLE_ADMIN | VP_ROLE_PLATFORM_ADMIN;
@@ -175,10 +125,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	Fixture *f = *state;
-	wr_state_clear(&f->state);
-	cJSON_Delete(f->log);
-	free(f);
+	*state = fixture_free(*state);
 	return 0;
 }
 
@@ -386,7 +333,7 @@ static void rebuilt_model_equals_live_model(void **state)
 	const cJSON *rec;
 	cJSON_ArrayForEach(rec, f->log)
 	{
-		apply(&rebuilt, rec);
+		replay(f, &rebuilt, rec);
 	}
 	const WrStaff *live = staff(f, VET);
 	const WrStaff *again = wr_map_get(&wr_state_tenant(&rebuilt, TENANT)->staff, VET);

@@ -1344,7 +1344,8 @@ class Bench:
         running): from process start to its exit after the swap. Returns the
         seconds, the CPU used and the rebuild's own stage lines."""
         t0 = time.time()
-        d = self.stack.start_daemon("projector", port=free_port(), args=["rebuild"], env=penv)
+        d = self.stack.start_daemon("projector", port=free_port(), args=["rebuild"],
+                                    env=dict(penv, VETPMS_LOG_LEVEL="info"))
         cpu = Cpu(self, ["postgres", "kafka"]).start()
         own = 0.0
         while d.proc.poll() is None:  # its CPU is sampled while it lives

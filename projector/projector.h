@@ -74,9 +74,11 @@ int pj_deadletter_flush(PjDeadLetters *dl, int timeout_ms, char *why, size_t why
 
 /* rebuild.c: blue/green rebuild. pj_rebuild_reset drops the fresh schema
  * before its migrations. pj_rebuild_step runs between batches with the events
- * still to fetch (lag, -1 unknown): it locks the live schema when the rebuild
- * is nearly caught up and swaps once the rebuild has applied every position
- * the live one has: 1 swapped, 0 not yet, -1 error (why; retried later). */
+ * still to fetch (lag, -1 unknown): when the rebuild is nearly caught up (by
+ * the lag and by the two schemas' positions) it first builds the deferred
+ * indexes (rebuild_indexes.c) and returns to the fill; the next time, it locks
+ * the live schema and swaps once the rebuild has applied every position the
+ * live one has: 1 swapped, 0 not yet, -1 error (why; retried later). */
 typedef struct PjRebuild PjRebuild;
 int pj_rebuild_reset(PGconn *conn, const char *next_schema, char *why, size_t why_cap);
 PjRebuild *pj_rebuild_new(const PjConfig *cfg, const char *channel);

@@ -143,7 +143,23 @@ static int ensure_pg(Projector *p)
 		}
 		vp_log_info(NULL, "migrate", "schema %s: %d migration(s) applied", p->cfg->schema,
 			    applied);
+		int deferred = 0;
+		if (p->cfg->swap_into && pj_rebuild_defer_indexes(p->conn, p->cfg->schema, &deferred,
+								 why, sizeof(why)) < 0) {
+			vp_log_error(NULL, "rebuild", "cannot defer the indexes of %s: %s",
+				     p->cfg->schema, why);
+			lose_pg(p);
+			return -1;
+		}
+		if (p->cfg->swap_into)
+			vp_log_info(NULL, "rebuild_deferred", "%d secondary index(es) of %s built "
+				    "after the fill", deferred, p->cfg->schema);
 		p->migrated = true;
+	}
+	if (p->cfg->swap_into && pj_rebuild_session(p->conn, why, sizeof(why)) < 0) {
+		vp_log_error(NULL, "pg_session", "%s", why);
+		lose_pg(p);
+		return -1;
 	}
 	if (setup_session(p, why, sizeof(why)) < 0) {
 		vp_log_error(NULL, "pg_session", "%s", why);
@@ -675,8 +691,7 @@ int pj_consumer_run(const PjConfig *cfg, volatile sig_atomic_t *stop, const PjSt
 	progress_channel(cfg->schema, p->channel, sizeof(p->channel));
 	if (cfg->swap_into) {
 		progress_channel(cfg->swap_into, p->live_channel, sizeof(p->live_channel));
-		p->rebuild = pj_rebuild_new(cfg->dsn, cfg->swap_into, cfg->schema, cfg->topic,
-					    p->live_channel);
+		p->rebuild = pj_rebuild_new(cfg, p->live_channel);
 		if (!p->rebuild) {
 			vp_log_error(NULL, "startup", "out of memory");
 			goto done;

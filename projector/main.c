@@ -48,6 +48,9 @@ static const VpConfigItem config_items[] = {
 		  "longest idle wait for the first event of a batch, ms"),
 	VP_CF_INT("mv-refresh-ms", "VETPMS_PROJECTOR_MV_REFRESH_MS", &cfg.mv_refresh_ms, "5000",
 		  100, 86400000, "period of the materialized views' refresh (only when changed), ms"),
+	VP_CF_INT("rebuild-index-connections", "VETPMS_PROJECTOR_REBUILD_INDEX_CONNECTIONS",
+		  &cfg.rebuild_index_connections, "2", 1, PJ_REBUILD_MAX_INDEX_CONNECTIONS,
+		  "`rebuild`: connections building the deferred indexes in parallel"),
 	VP_CF_STR("log-level", "VETPMS_LOG_LEVEL", &cfg.log_level, "info",
 		  "debug, info, warn, error"),
 };

@@ -30,6 +30,7 @@ typedef struct PjConfig {
 	long batch_max;
 	long batch_ms;
 	long mv_refresh_ms;
+	long rebuild_index_connections; /* `projector rebuild`: parallel CREATE INDEX */
 	/* `projector rebuild`: the live schema to swap with once caught up
 	 * (schema is then <live>_next); NULL for the live projector. */
 	const char *swap_into;
@@ -73,15 +74,30 @@ int pj_deadletter_flush(PjDeadLetters *dl, int timeout_ms, char *why, size_t why
 
 /* rebuild.c: blue/green rebuild. pj_rebuild_reset drops the fresh schema
  * before its migrations. pj_rebuild_step runs between batches with the events
- * still to fetch (lag, -1 unknown): it locks the live schema when the rebuild
- * is nearly caught up and swaps once the rebuild has applied every position
- * the live one has: 1 swapped, 0 not yet, -1 error (why; retried later). */
+ * still to fetch (lag, -1 unknown): when the rebuild is nearly caught up (by
+ * the lag and by the two schemas' positions) it first builds the deferred
+ * indexes (rebuild_indexes.c) and returns to the fill; the next time, it locks
+ * the live schema and swaps once the rebuild has applied every position the
+ * live one has: 1 swapped, 0 not yet, -1 error (why; retried later). */
 typedef struct PjRebuild PjRebuild;
 int pj_rebuild_reset(PGconn *conn, const char *next_schema, char *why, size_t why_cap);
-PjRebuild *pj_rebuild_new(const char *dsn, const char *live, const char *next,
-			  const char *topic, const char *channel);
+PjRebuild *pj_rebuild_new(const PjConfig *cfg, const char *channel);
 PjRebuild *pj_rebuild_free(PjRebuild *rb);
 int pj_rebuild_step(PjRebuild *rb, int64_t lag, char *why, size_t why_cap);
+
+/* rebuild_indexes.c: the bulk fill. pj_rebuild_defer_indexes, right after
+ * the fresh schema's migrations, records and drops every secondary index no
+ * handler needs (*n_deferred of them); pj_rebuild_build_indexes (run by
+ * pj_rebuild_step once the fill has caught up, before the swap) creates what
+ * is still recorded over n_connections connections of its own; 0 when none
+ * is left. pj_rebuild_session sets the rebuild's consume session up
+ * (synchronous_commit off: a dead rebuild starts again from offset 0). */
+#define PJ_REBUILD_MAX_INDEX_CONNECTIONS 16
+int pj_rebuild_defer_indexes(PGconn *conn, const char *next_schema, int *n_deferred,
+			     char *why, size_t why_cap);
+int pj_rebuild_build_indexes(PGconn *conn, const char *dsn, const char *next_schema,
+			     int n_connections, char *why, size_t why_cap);
+int pj_rebuild_session(PGconn *conn, char *why, size_t why_cap);
 
 /* views.c: the refresh thread of the analysts' materialized views. Each view
  * is marked dirty on its own: after a committed batch that applied an event

@@ -18,6 +18,11 @@
  * still applied exactly once. A rebuild that cannot catch up within
  * CATCH_UP_US releases the lock and tries again later.
  *
+ * The fill runs without the fresh schema's secondary indexes
+ * (rebuild_indexes.c). The first time the rebuild is nearly caught up it
+ * builds them, while nothing is locked but its own tables, then catches up
+ * again with them in place; only then is the live schema locked.
+ *
  * Identifiers cannot be parameters: every statement that names a schema is
  * built server-side with format(%I) and run as a statement of its own. */
 #include <stdio.h>
@@ -65,6 +70,15 @@ static const char behind[] =
 	" AND NOT EXISTS (SELECT 1 FROM %I.projection_offsets n WHERE n.topic = l.topic"
 	" AND n.partition = l.partition AND n.next_offset >= l.next_offset)', $1::text,"
 	" $3::text, $2::text)";
+
+/* Events the fresh schema has still to apply to reach the live positions.
+ * The consumer's lag comes from Kafka's cached watermarks, which read 0 for
+ * a partition not fetched yet: at start it can say "caught up" wrongly. */
+static const char behind_live[] =
+	"SELECT format('SELECT coalesce(sum(l.next_offset - coalesce(n.next_offset, 0)), 0)"
+	" FROM %I.projection_offsets l LEFT JOIN %I.projection_offsets n ON n.topic = l.topic"
+	" AND n.partition = l.partition WHERE l.topic = %L"
+	" AND l.next_offset > coalesce(n.next_offset, 0)', $1::text, $2::text, $3::text)";
 
 /* The live schema's grants to other roles, on the schema, on its relations
  * and as default privileges, given the same way in the fresh one. */
@@ -136,6 +150,9 @@ static const char notify_swapped[] = "SELECT pg_notify($1, $2)";
 
 struct PjRebuild {
 	const char *dsn;
+	int index_connections;
+	bool indexed; /* the deferred indexes are built */
+	int64_t started_at;
 	const char *params[3]; /* live, next, topic */
 	const char *notify[3]; /* live, topic, channel */
 	PGconn *conn;	       /* the swap's own connection */
@@ -144,18 +161,19 @@ struct PjRebuild {
 	int64_t next_try;
 };
 
-PjRebuild *pj_rebuild_new(const char *dsn, const char *live, const char *next,
-			  const char *topic, const char *channel)
+PjRebuild *pj_rebuild_new(const PjConfig *cfg, const char *channel)
 {
 	PjRebuild *rb = calloc(1, sizeof(*rb));
 	if (!rb)
 		return NULL;
-	rb->dsn = dsn;
-	rb->params[0] = live;
-	rb->params[1] = next;
-	rb->params[2] = topic;
-	rb->notify[0] = live;
-	rb->notify[1] = topic;
+	rb->dsn = cfg->dsn;
+	rb->index_connections = (int)cfg->rebuild_index_connections;
+	rb->started_at = vp_time_mono_us();
+	rb->params[0] = cfg->swap_into;
+	rb->params[1] = cfg->schema;
+	rb->params[2] = cfg->topic;
+	rb->notify[0] = cfg->swap_into;
+	rb->notify[1] = cfg->topic;
 	rb->notify[2] = channel;
 	return rb;
 }
@@ -195,14 +213,53 @@ static int count_behind(PGconn *conn, const char *const *params, char *why, size
 	return n;
 }
 
+static int connect_swap(PjRebuild *rb, char *why, size_t why_cap)
+{
+	if (rb->conn && PQstatus(rb->conn) != CONNECTION_OK) {
+		PQfinish(rb->conn);
+		rb->conn = NULL;
+	}
+	if (!rb->conn)
+		rb->conn = vp_pg_connect(rb->dsn, "vetpms-projector-swap", why, why_cap);
+	return rb->conn ? 0 : -1;
+}
+
+/* The deferred indexes, once the fill has caught up (the consume loop waits
+ * meanwhile: CREATE INDEX would block its inserts anyway). */
+static int build_indexes(PjRebuild *rb, int64_t now, char *why, size_t why_cap)
+{
+	vp_log_info(NULL, "rebuild_filled", "%s caught up without its secondary indexes %.1f s "
+		    "after start", rb->params[1], (double)(now - rb->started_at) / VP_US_PER_SEC);
+	if (connect_swap(rb, why, why_cap) < 0 ||
+	    pj_rebuild_build_indexes(rb->conn, rb->dsn, rb->params[1], rb->index_connections,
+				     why, why_cap) < 0) {
+		rb->next_try = now + RETRY_US;
+		return -1;
+	}
+	rb->indexed = true;
+	return 0;
+}
+
+/* 1 when the fresh schema is within LOCK_AT_LAG events of the live one. */
+static int near_live(PjRebuild *rb, char *why, size_t why_cap)
+{
+	PGresult *built = NULL, *res = NULL;
+	int near = -1;
+	if (connect_swap(rb, why, why_cap) < 0 ||
+	    vp_pg_exec(rb->conn, behind_live, 3, rb->params, &built, why, why_cap) < 0)
+		return -1;
+	if (vp_pg_exec(rb->conn, PQgetvalue(built, 0, 0), 0, NULL, &res, why, why_cap) == 0)
+		near = atoll(PQgetvalue(res, 0, 0)) <= LOCK_AT_LAG;
+	PQclear(res);
+	PQclear(built);
+	return near;
+}
+
 /* Takes the live schema's locks; -1 when busy (lock timeout) or failed. */
 static int lock_live_schema(PjRebuild *rb, int64_t now, char *why, size_t why_cap)
 {
-	if (!rb->conn) {
-		rb->conn = vp_pg_connect(rb->dsn, "vetpms-projector-swap", why, why_cap);
-		if (!rb->conn)
-			return -1;
-	}
+	if (connect_swap(rb, why, why_cap) < 0)
+		return -1;
 	if (vp_pg_exec(rb->conn, "BEGIN", 0, NULL, NULL, why, why_cap) < 0 ||
 	    exec_built(rb->conn, lock_live, 1, rb->params, why, why_cap) < 0) {
 		release(rb, now);
@@ -219,6 +276,14 @@ int pj_rebuild_step(PjRebuild *rb, int64_t lag, char *why, size_t why_cap)
 	if (!rb->locked) {
 		if (lag < 0 || lag > LOCK_AT_LAG || now < rb->next_try)
 			return 0;
+		int near = near_live(rb, why, why_cap);
+		if (near <= 0) {
+			if (near < 0)
+				release(rb, now);
+			return near;
+		}
+		if (!rb->indexed) /* then catch up again, indexed, before locking */
+			return build_indexes(rb, now, why, why_cap);
 		if (lock_live_schema(rb, now, why, why_cap) < 0)
 			return -1;
 	}
@@ -236,6 +301,7 @@ int pj_rebuild_step(PjRebuild *rb, int64_t lag, char *why, size_t why_cap)
 		}
 		return 0;
 	}
+	int64_t caught_up = vp_time_mono_us();
 	if (exec_built(rb->conn, refresh_views, 2, rb->params, why, why_cap) < 0 ||
 	    exec_built(rb->conn, copy_grants, 2, rb->params, why, why_cap) < 0 ||
 	    exec_built(rb->conn, repin_functions, 2, rb->params, why, why_cap) < 0 ||
@@ -249,5 +315,12 @@ int pj_rebuild_step(PjRebuild *rb, int64_t lag, char *why, size_t why_cap)
 		return -1;
 	}
 	rb->locked = false;
+	int64_t done = vp_time_mono_us();
+	vp_log_info(NULL, "rebuild_swapped", "live schema locked %.2f s (catching up %.2f s, "
+		    "views, grants, rename and commit %.2f s); %.1f s after start",
+		    (double)(done - rb->locked_at) / VP_US_PER_SEC,
+		    (double)(caught_up - rb->locked_at) / VP_US_PER_SEC,
+		    (double)(done - caught_up) / VP_US_PER_SEC,
+		    (double)(done - rb->started_at) / VP_US_PER_SEC);
 	return 1;
 }

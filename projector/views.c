@@ -205,7 +205,10 @@ PjViews *pj_views_start(const PjConfig *cfg)
 
 void pj_views_mark_dirty(PjViews *v, unsigned views_mask)
 {
-	if (!v || !views_mask)
+	/* A rebuild's views are refreshed once, in its swap transaction
+	 * (rebuild.c): refreshed while the fill runs, they would be work
+	 * thrown away. */
+	if (!v || !views_mask || v->cfg->swap_into)
 		return;
 	pthread_mutex_lock(&v->lock);
 	v->dirty |= views_mask & ((1u << (N_VIEWS - 1)) * 2 - 1);

@@ -46,6 +46,8 @@ typedef struct Projector {
 	PjRebuild *rebuild; /* `projector rebuild` only */
 	rd_kafka_message_t **batch;
 	int batch_len;
+	VpEvent *events;	  /* the batch decoded (pipelined apply) */
+	PjLogEntry *log_entries; /* its event_log rows */
 } Projector;
 
 static VpMetric *applied_total;
@@ -347,28 +349,35 @@ typedef enum {
 	PIPE_FAILED,   /* the connection failed */
 } PipeOutcome;
 
-/* Queues one record's statements; false when it cannot apply cleanly (it does
- * not decode, is rejected before any SQL) or could not be sent. */
-static bool queue_record(Projector *p, const rd_kafka_message_t *msg)
+/* Decodes the batch for the pipeline; false when a record cannot apply
+ * cleanly (it does not decode, or the catalog rejects it before any SQL). */
+static bool decode_batch(Projector *p, VpEvent *events, PjLogEntry *entries, int *n_decoded)
 {
-	char reason[512] = "";
-	VpEvent ev;
-	if (vp_event_decode(msg->payload, msg->len, &ev, reason, sizeof(reason)) < 0)
-		return false;
-	PjApplyResult result = pj_apply_event(p->conn, &ev, msg->payload, msg->len,
-					      msg->partition, msg->offset, reason, sizeof(reason));
-	if (result == PJ_APPLIED)
-		p->views_touched |= pj_views_fed_by(&ev);
-	vp_event_release(&ev);
-	return result == PJ_APPLIED;
+	char reason[512];
+	*n_decoded = 0;
+	for (int i = 0; i < p->batch_len; i++) {
+		const rd_kafka_message_t *msg = p->batch[i];
+		if (vp_event_decode(msg->payload, msg->len, &events[i], reason, sizeof(reason)) < 0)
+			return false;
+		(*n_decoded)++;
+		if (pj_apply_check(&events[i], reason, sizeof(reason)) != PJ_APPLIED)
+			return false;
+		entries[i] = (PjLogEntry){&events[i], msg->payload, msg->len, msg->partition,
+					  msg->offset};
+	}
+	return true;
 }
 
 /* Reads every result up to the pipeline's Sync. *clean stays true when each
  * one succeeded and none had a row count of 0 (a duplicate event, a violated
- * invariant, a fenced position). -1 when the connection failed. */
-static int drain_pipeline(PGconn *conn, bool *clean, char *why, size_t why_cap)
+ * invariant, a fenced position), and result number expect_at (from 0) had
+ * expect_rows rows (the batch's event_log rows: none a duplicate). -1 when
+ * the connection failed. */
+static int drain_pipeline(PGconn *conn, int expect_at, long expect_rows, bool *clean, char *why,
+			  size_t why_cap)
 {
 	bool after_null = false;
+	int at = 0;
 	*clean = true;
 	for (;;) {
 		PGresult *res = PQgetResult(conn);
@@ -391,36 +400,52 @@ static int drain_pipeline(PGconn *conn, bool *clean, char *why, size_t why_cap)
 		}
 		if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
 			const char *affected = PQcmdTuples(res);
-			if (*affected && strtol(affected, NULL, 10) == 0)
+			long rows = *affected ? strtol(affected, NULL, 10) : -1;
+			if (rows == 0 || (at == expect_at && rows != expect_rows))
 				*clean = false;
 		} else {
 			*clean = false;
 		}
+		at++;
 		PQclear(res);
 	}
 }
 
-/* The whole batch in one pipeline: BEGIN, the offset moves, each event's
- * statements, the NOTIFYs, then one Sync. No savepoints: any event that does
- * not apply cleanly sends the batch to apply_one_by_one. */
+/* The whole batch in one pipeline: BEGIN, the offset moves, every event's
+ * event_log row in one statement, each event's read model statement, the
+ * NOTIFYs, then one Sync. No savepoints: any event that does not apply
+ * cleanly sends the batch to apply_one_by_one. */
 static PipeOutcome apply_pipelined(Projector *p, const int *touched, int n_touched,
 				   const int64_t *next_of, int *n_applied, char *why,
 				   size_t why_cap)
 {
 	bool queued, clean;
+	int n_decoded;
+	char reason[512];
+	PipeOutcome outcome = PIPE_FAILED;
+
+	if (!decode_batch(p, p->events, p->log_entries, &n_decoded)) {
+		outcome = PIPE_FALLBACK;
+		goto done;
+	}
 	if (PQenterPipelineMode(p->conn) != 1) {
 		snprintf(why, why_cap, "pipeline mode: %s", PQerrorMessage(p->conn));
-		return PIPE_FAILED;
+		goto done;
 	}
 	queued = PQsendQueryParams(p->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1;
 	for (int i = 0; queued && i < n_touched; i++)
 		queued = pj_offsets_advance(p->conn, p->cfg->topic, touched[i],
 					    p->committed_next[touched[i]], next_of[touched[i]],
 					    why, why_cap) == 1;
+	/* Result 0 is BEGIN, then one per offset move: then the log's rows. */
+	queued = queued && pj_log_events(p->conn, p->log_entries, p->batch_len, why, why_cap) == 1;
 	for (int i = 0; queued && i < p->batch_len; i++) {
-		queued = queue_record(p, p->batch[i]);
-		if (queued)
+		queued = pj_apply_model(p->conn, &p->events[i], reason, sizeof(reason)) ==
+			 PJ_APPLIED;
+		if (queued) {
+			p->views_touched |= pj_views_fed_by(&p->events[i]);
 			(*n_applied)++;
+		}
 	}
 	for (int i = 0; queued && i < n_touched; i++) {
 		char payload[48];
@@ -432,22 +457,31 @@ static PipeOutcome apply_pipelined(Projector *p, const int *touched, int n_touch
 	}
 	if (PQpipelineSync(p->conn) != 1) {
 		snprintf(why, why_cap, "pipeline sync: %s", PQerrorMessage(p->conn));
-		return PIPE_FAILED;
+		goto done;
 	}
-	if (drain_pipeline(p->conn, &clean, why, why_cap) < 0)
-		return PIPE_FAILED;
+	if (drain_pipeline(p->conn, 1 + n_touched, p->batch_len, &clean, why, why_cap) < 0)
+		goto done;
 	if (PQexitPipelineMode(p->conn) != 1) {
 		snprintf(why, why_cap, "pipeline exit: %s", PQerrorMessage(p->conn));
-		return PIPE_FAILED;
+		goto done;
 	}
-	if (queued && clean)
-		return PIPE_OPEN;
-	*n_applied = 0;
+	if (queued && clean) {
+		outcome = PIPE_OPEN;
+		goto done;
+	}
 	if (simple(p, "ROLLBACK", why, why_cap) < 0)
-		return PIPE_FAILED;
-	vp_log_debug(NULL, "batch", "%d record(s): not clean in the pipeline, one by one",
-		     p->batch_len);
-	return PIPE_FALLBACK;
+		goto done;
+	outcome = PIPE_FALLBACK;
+done:
+	for (int i = 0; i < n_decoded; i++)
+		vp_event_release(&p->events[i]);
+	if (outcome == PIPE_FALLBACK) {
+		*n_applied = 0;
+		p->views_touched = 0;
+		vp_log_debug(NULL, "batch", "%d record(s): not clean in the pipeline, one by one",
+			     p->batch_len);
+	}
+	return outcome;
 }
 
 static BatchOutcome run_batch(Projector *p, int *n_applied, int *n_dead, char *why,
@@ -668,7 +702,9 @@ int pj_consumer_run(const PjConfig *cfg, volatile sig_atomic_t *stop, const PjSt
 	p->cfg = cfg;
 	p->status = status;
 	p->batch = calloc((size_t)cfg->batch_max, sizeof(*p->batch));
-	if (!p->batch) {
+	p->events = calloc((size_t)cfg->batch_max, sizeof(*p->events));
+	p->log_entries = calloc((size_t)cfg->batch_max, sizeof(*p->log_entries));
+	if (!p->batch || !p->events || !p->log_entries) {
 		vp_log_error(NULL, "startup", "out of memory");
 		goto done;
 	}
@@ -757,6 +793,8 @@ done:
 	if (p->conn)
 		PQfinish(p->conn);
 	free(p->batch);
+	free(p->events);
+	free(p->log_entries);
 	free(p);
 	return rc;
 }

@@ -29,6 +29,7 @@ typedef struct PjConfig {
 	char *dlq_topic;
 	long batch_max;
 	long batch_ms;
+	long connections; /* PostgreSQL connections applying partitions in parallel */
 	long mv_refresh_ms;
 	/* `projector rebuild`: the live schema to swap with once caught up
 	 * (schema is then <live>_next); NULL for the live projector. */

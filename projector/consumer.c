@@ -7,7 +7,12 @@
  * A batch is first sent whole in one libpq pipeline (one round trip); only
  * when something in it does not apply cleanly (a duplicate, a dead letter, a
  * fenced position, an error) is it rolled back and applied again one statement
- * at a time, with a savepoint per event. */
+ * at a time, with a savepoint per event.
+ * Partitions are independent (a tenant's events share one), so a batch is
+ * split by partition % VETPMS_PROJECTOR_CONNECTIONS over that many
+ * connections (Applier): each slice is its own transaction with its own
+ * partitions' positions, and the consumer waits for every slice before it
+ * polls again. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -8,6 +8,7 @@
 
 #include "apply_runner.h"
 #include "projector.h"
+#include "vp_buf.h"
 #include "vp_catalog.h"
 
 /* Every read model's rows. A catalogued type without a row only goes to
@@ -34,6 +35,14 @@ static const PjStatement event_statements[] = {
 	 "aggregate_id, seq, command_id, actor, at, envelope) VALUES ($1::uuid, $2::uuid, "
 	 "$3::integer, $4::bigint, $5, $6::integer, $7, $8::uuid, $9::integer, $10, $11, "
 	 "$12::timestamptz, $13::jsonb) ON CONFLICT (tenant_id, event_id) DO NOTHING"},
+	/* A pipelined batch's events in one statement, a column per array (the
+	 * same rules: a duplicate id is skipped, a taken position fails it). */
+	{"event_log_insert_many",
+	 "INSERT INTO event_log (tenant_id, event_id, partition, \"offset\", type, v, aggregate, "
+	 "aggregate_id, seq, command_id, actor, at, envelope) SELECT * FROM unnest($1::uuid[], "
+	 "$2::uuid[], $3::integer[], $4::bigint[], $5::text[], $6::integer[], $7::text[], "
+	 "$8::uuid[], $9::integer[], $10::text[], $11::text[], $12::timestamptz[], $13::jsonb[]) "
+	 "ON CONFLICT (tenant_id, event_id) DO NOTHING"},
 	{NULL, NULL},
 };
 
@@ -83,6 +92,79 @@ static PjApplyResult log_event(PGconn *conn, const VpEvent *ev, const char *raw,
 	if (rows == 0)
 		return PJ_DUPLICATE;
 	return pj_apply_rows(rows, why, why_cap, "");
+}
+
+/* Appends text as one element of a PostgreSQL array literal: quoted, with
+ * its quotes and backslashes escaped. */
+static void array_add(VpBuf *array, const char *text, size_t len)
+{
+	vp_buf_append(array, array->len > 1 ? ",\"" : "\"", array->len > 1 ? 2 : 1);
+	size_t start = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] != '"' && text[i] != '\\')
+			continue;
+		vp_buf_append(array, text + start, i - start);
+		vp_buf_append(array, "\\", 1);
+		start = i;
+	}
+	vp_buf_append(array, text + start, len - start);
+	vp_buf_append(array, "\"", 1);
+}
+
+#define LOG_COLUMNS	13
+#define LOG_ARRAY_LIMIT (256u << 20)
+
+long pj_log_events(PGconn *conn, const PjLogEntry *entries, int n, char *why, size_t why_cap)
+{
+	VpBuf columns[LOG_COLUMNS];
+	const char *params[LOG_COLUMNS];
+	long rows = PJ_EXEC_FAILED;
+
+	for (int c = 0; c < LOG_COLUMNS; c++) {
+		vp_buf_init(&columns[c], LOG_ARRAY_LIMIT);
+		vp_buf_append(&columns[c], "{", 1);
+	}
+	for (int i = 0; i < n; i++) {
+		const PjLogEntry *e = &entries[i];
+		char partition_text[16], offset_text[24], v_text[16];
+		PjEnvText env;
+		pj_env_text(e->ev, &env);
+		snprintf(partition_text, sizeof(partition_text), "%d", (int)e->partition);
+		snprintf(offset_text, sizeof(offset_text), "%lld", (long long)e->offset);
+		snprintf(v_text, sizeof(v_text), "%d", e->ev->v);
+		const char *values[LOG_COLUMNS - 1] = {
+		    e->ev->tenant_id, e->ev->id,	   partition_text,	offset_text,
+		    e->ev->type,      v_text,	   e->ev->aggregate,	e->ev->aggregate_id,
+		    env.seq,	      e->ev->command_id, e->ev->actor,		env.at};
+		for (int c = 0; c < LOG_COLUMNS - 1; c++)
+			array_add(&columns[c], values[c], strlen(values[c]));
+		/* The envelope as received; text stops at a NUL as a parameter would. */
+		array_add(&columns[LOG_COLUMNS - 1], e->raw, strnlen(e->raw, e->raw_len));
+	}
+	for (int c = 0; c < LOG_COLUMNS; c++) {
+		vp_buf_append(&columns[c], "}", 1);
+		if (columns[c].oom) {
+			snprintf(why, why_cap, "event_log arrays: out of memory");
+			goto done;
+		}
+		params[c] = vp_buf_str(&columns[c]);
+	}
+	rows = pj_apply_exec(conn, "event_log_insert_many", LOG_COLUMNS, params, why, why_cap);
+done:
+	for (int c = 0; c < LOG_COLUMNS; c++)
+		vp_buf_free(&columns[c]);
+	return rows;
+}
+
+PjApplyResult pj_apply_check(const VpEvent *ev, char *why, size_t why_cap)
+{
+	return vp_catalog_check(ev, why, why_cap) < 0 ? PJ_REJECTED : PJ_APPLIED;
+}
+
+PjApplyResult pj_apply_model(PGconn *conn, const VpEvent *ev, char *why, size_t why_cap)
+{
+	const PjApplyRow *row = row_find(ev->type);
+	return row ? pj_run_row(conn, row, ev, why, why_cap) : PJ_APPLIED;
 }
 
 PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, size_t raw_len,

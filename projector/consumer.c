@@ -7,7 +7,13 @@
  * A batch is first sent whole in one libpq pipeline (one round trip); only
  * when something in it does not apply cleanly (a duplicate, a dead letter, a
  * fenced position, an error) is it rolled back and applied again one statement
- * at a time, with a savepoint per event. */
+ * at a time, with a savepoint per event.
+ * Partitions are independent (a tenant's events share one), so a batch is
+ * split by partition % VETPMS_PROJECTOR_CONNECTIONS over that many
+ * connections (Applier): each slice is its own transaction with its own
+ * partitions' positions, and the consumer waits for every slice before it
+ * polls again. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +31,40 @@
 #define PJ_MAX_PARTITIONS 1024
 #define DLQ_FLUSH_MS	  30000
 
-typedef struct Projector {
+typedef struct Projector Projector;
+typedef enum { BATCH_COMMITTED, BATCH_FENCED, BATCH_FAILED } BatchOutcome;
+
+/* One PostgreSQL connection applying the partitions p with p % n_appliers ==
+ * index, each slice of a batch in a transaction of its own that also moves
+ * those partitions' positions. Applier 0 runs on the consumer thread with its
+ * connection (p->conn); the others are threads with connections of their
+ * own, woken for a slice and waited for before the next one. */
+typedef struct Applier {
+	Projector *p;
+	int index;
+	PGconn *conn; /* applier 0: borrowed p->conn for the slice */
+	rd_kafka_message_t **slice; /* borrowed from the batch */
+	int slice_len;
+	VpEvent *events;	  /* the slice decoded (pipelined apply) */
+	PjLogEntry *log_entries; /* its event_log rows */
+	int64_t next_of[PJ_MAX_PARTITIONS];
+	bool seen[PJ_MAX_PARTITIONS];
+	unsigned views_touched; /* the views (pj_views_fed_by) the slice's events change */
+	/* the slice's outcome, read by the consumer thread once it is done */
+	BatchOutcome outcome;
+	int n_applied;
+	int n_dead;
+	char why[1024];
+	/* worker threads (index > 0) */
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool has_work; /* under lock: a slice to run, cleared when done */
+	bool quit;
+} Applier;
+
+struct Projector {
 	const PjConfig *cfg;
 	const PjStatus *status;
 	rd_kafka_t *consumer;
@@ -46,7 +85,12 @@ typedef struct Projector {
 	PjRebuild *rebuild; /* `projector rebuild` only */
 	rd_kafka_message_t **batch;
 	int batch_len;
-} Projector;
+	Applier *appliers;
+	int n_appliers;
+	/* The DLQ producer's flush and failure count are shared: one applier at
+	 * a time takes the savepoint path, where dead letters are made. */
+	pthread_mutex_t dead_letter_lock;
+};
 
 static VpMetric *applied_total;
 static VpMetric *duplicates_total;
@@ -99,19 +143,22 @@ static void lose_pg(Projector *p)
 	p->status->set_pg_ok(false);
 }
 
-/* search_path = the read schema, then every prepared statement. */
-static int setup_session(Projector *p, char *why, size_t why_cap)
+/* search_path = the read schema, then every prepared statement; a rebuild's
+ * sessions (every applier's) also get pj_rebuild_session's settings. */
+static int setup_session(PGconn *conn, const PjConfig *cfg, char *why, size_t why_cap)
 {
 	PGresult *res = NULL;
-	const char *params[] = {p->cfg->schema};
-	if (vp_pg_exec(p->conn, "SELECT format('SET search_path = %I, public', $1::text)", 1,
+	const char *params[] = {cfg->schema};
+	if (cfg->swap_into && pj_rebuild_session(conn, why, why_cap) < 0)
+		return -1;
+	if (vp_pg_exec(conn, "SELECT format('SET search_path = %I, public', $1::text)", 1,
 		       params, &res, why, why_cap) < 0)
 		return -1;
-	int rc = vp_pg_exec(p->conn, PQgetvalue(res, 0, 0), 0, NULL, NULL, why, why_cap);
+	int rc = vp_pg_exec(conn, PQgetvalue(res, 0, 0), 0, NULL, NULL, why, why_cap);
 	PQclear(res);
-	if (rc < 0 || pj_offsets_prepare(p->conn, why, why_cap) < 0 ||
-	    pj_deadletter_prepare(p->conn, why, why_cap) < 0 ||
-	    pj_apply_prepare(p->conn, why, why_cap) < 0)
+	if (rc < 0 || pj_offsets_prepare(conn, why, why_cap) < 0 ||
+	    pj_deadletter_prepare(conn, why, why_cap) < 0 ||
+	    pj_apply_prepare(conn, why, why_cap) < 0)
 		return -1;
 	return 0;
 }
@@ -156,12 +203,7 @@ static int ensure_pg(Projector *p)
 				    "after the fill", deferred, p->cfg->schema);
 		p->migrated = true;
 	}
-	if (p->cfg->swap_into && pj_rebuild_session(p->conn, why, sizeof(why)) < 0) {
-		vp_log_error(NULL, "pg_session", "%s", why);
-		lose_pg(p);
-		return -1;
-	}
-	if (setup_session(p, why, sizeof(why)) < 0) {
+	if (setup_session(p->conn, p->cfg, why, sizeof(why)) < 0) {
 		vp_log_error(NULL, "pg_session", "%s", why);
 		lose_pg(p);
 		return -1;
@@ -258,16 +300,14 @@ static const char *tenant_from_key(const rd_kafka_message_t *msg, char out[37])
 	return out;
 }
 
-typedef enum { BATCH_COMMITTED, BATCH_FENCED, BATCH_FAILED } BatchOutcome;
-
-static int simple(Projector *p, const char *sql, char *why, size_t why_cap)
+static int simple(Applier *a, const char *sql, char *why, size_t why_cap)
 {
-	return vp_pg_exec(p->conn, sql, 0, NULL, NULL, why, why_cap);
+	return vp_pg_exec(a->conn, sql, 0, NULL, NULL, why, why_cap);
 }
 
 /* Applies one record inside the batch transaction: 0 done (applied, skipped
  * or dead-lettered), -1 the batch failed. */
-static int apply_record(Projector *p, const rd_kafka_message_t *msg, bool first, int *n_applied,
+static int apply_record(Applier *a, const rd_kafka_message_t *msg, bool first, int *n_applied,
 			int *n_dead, char *why, size_t why_cap)
 {
 	char reason[512] = "";
@@ -277,17 +317,17 @@ static int apply_record(Projector *p, const rd_kafka_message_t *msg, bool first,
 	PjApplyResult result;
 
 	/* One savepoint per event: a bad event rolls back only itself. */
-	if (simple(p, first ? "SAVEPOINT ev" : "RELEASE SAVEPOINT ev; SAVEPOINT ev", why,
+	if (simple(a, first ? "SAVEPOINT ev" : "RELEASE SAVEPOINT ev; SAVEPOINT ev", why,
 		   why_cap) < 0)
 		return -1;
 	if (vp_event_decode(msg->payload, msg->len, &ev, reason, sizeof(reason)) < 0) {
 		result = PJ_REJECTED;
 		tenant = tenant_from_key(msg, key_tenant);
 	} else {
-		result = pj_apply_event(p->conn, &ev, msg->payload, msg->len, msg->partition,
+		result = pj_apply_event(a->conn, &ev, msg->payload, msg->len, msg->partition,
 					msg->offset, reason, sizeof(reason));
 		if (result == PJ_APPLIED)
-			p->views_touched |= pj_views_fed_by(&ev);
+			a->views_touched |= pj_views_fed_by(&ev);
 		snprintf(key_tenant, sizeof(key_tenant), "%s", ev.tenant_id);
 		tenant = key_tenant;
 		vp_event_release(&ev);
@@ -308,8 +348,8 @@ static int apply_record(Projector *p, const rd_kafka_message_t *msg, bool first,
 	utf8_trim(reason);
 	vp_log_warn(NULL, "dead_letter", "partition %d offset %lld: %s", (int)msg->partition,
 		    (long long)msg->offset, reason);
-	if (simple(p, "ROLLBACK TO SAVEPOINT ev", why, why_cap) < 0 ||
-	    pj_deadletter_record(p->dead_letters, p->conn, msg, tenant, reason, why, why_cap) < 0)
+	if (simple(a, "ROLLBACK TO SAVEPOINT ev", why, why_cap) < 0 ||
+	    pj_deadletter_record(a->p->dead_letters, a->conn, msg, tenant, reason, why, why_cap) < 0)
 		return -1;
 	(*n_dead)++;
 	return 0;
@@ -317,18 +357,18 @@ static int apply_record(Projector *p, const rd_kafka_message_t *msg, bool first,
 
 /* The batch one statement at a time: a savepoint per event, so a dead letter
  * rolls back only its own event. */
-static BatchOutcome apply_one_by_one(Projector *p, const int *touched, int n_touched,
+static BatchOutcome apply_one_by_one(Applier *a, const int *touched, int n_touched,
 				     const int64_t *next_of, int *n_applied, int *n_dead,
 				     char *why, size_t why_cap)
 {
-	if (simple(p, "BEGIN", why, why_cap) < 0)
+	if (simple(a, "BEGIN", why, why_cap) < 0)
 		return BATCH_FAILED;
 	/* Positions first: the row locks fence another projector for the whole
 	 * transaction, and a moved position means this batch is stale. */
 	for (int i = 0; i < n_touched; i++) {
 		int part = touched[i];
-		int moved = pj_offsets_advance(p->conn, p->cfg->topic, part,
-					       p->committed_next[part], next_of[part], why,
+		int moved = pj_offsets_advance(a->conn, a->p->cfg->topic, part,
+					       a->p->committed_next[part], next_of[part], why,
 					       why_cap);
 		if (moved < 0)
 			return BATCH_FAILED;
@@ -338,21 +378,21 @@ static BatchOutcome apply_one_by_one(Projector *p, const int *touched, int n_tou
 			return BATCH_FENCED;
 		}
 	}
-	for (int i = 0; i < p->batch_len; i++)
-		if (apply_record(p, p->batch[i], i == 0, n_applied, n_dead, why, why_cap) < 0)
+	for (int i = 0; i < a->slice_len; i++)
+		if (apply_record(a, a->slice[i], i == 0, n_applied, n_dead, why, why_cap) < 0)
 			return BATCH_FAILED;
 	for (int i = 0; i < n_touched; i++) {
 		char payload[48];
 		snprintf(payload, sizeof(payload), "%d:%lld", touched[i],
 			 (long long)next_of[touched[i]]);
-		const char *params[] = {p->channel, payload};
-		if (vp_pg_exec(p->conn, "SELECT pg_notify($1, $2)", 2, params, NULL, why,
+		const char *params[] = {a->p->channel, payload};
+		if (vp_pg_exec(a->conn, "SELECT pg_notify($1, $2)", 2, params, NULL, why,
 			       why_cap) < 0)
 			return BATCH_FAILED;
 	}
-	if (*n_dead > 0 && pj_deadletter_flush(p->dead_letters, DLQ_FLUSH_MS, why, why_cap) < 0)
+	if (*n_dead > 0 && pj_deadletter_flush(a->p->dead_letters, DLQ_FLUSH_MS, why, why_cap) < 0)
 		return BATCH_FAILED;
-	if (simple(p, "COMMIT", why, why_cap) < 0)
+	if (simple(a, "COMMIT", why, why_cap) < 0)
 		return BATCH_FAILED;
 	return BATCH_COMMITTED;
 }
@@ -363,28 +403,35 @@ typedef enum {
 	PIPE_FAILED,   /* the connection failed */
 } PipeOutcome;
 
-/* Queues one record's statements; false when it cannot apply cleanly (it does
- * not decode, is rejected before any SQL) or could not be sent. */
-static bool queue_record(Projector *p, const rd_kafka_message_t *msg)
+/* Decodes the batch for the pipeline; false when a record cannot apply
+ * cleanly (it does not decode, or the catalog rejects it before any SQL). */
+static bool decode_batch(Applier *a, VpEvent *events, PjLogEntry *entries, int *n_decoded)
 {
-	char reason[512] = "";
-	VpEvent ev;
-	if (vp_event_decode(msg->payload, msg->len, &ev, reason, sizeof(reason)) < 0)
-		return false;
-	PjApplyResult result = pj_apply_event(p->conn, &ev, msg->payload, msg->len,
-					      msg->partition, msg->offset, reason, sizeof(reason));
-	if (result == PJ_APPLIED)
-		p->views_touched |= pj_views_fed_by(&ev);
-	vp_event_release(&ev);
-	return result == PJ_APPLIED;
+	char reason[512];
+	*n_decoded = 0;
+	for (int i = 0; i < a->slice_len; i++) {
+		const rd_kafka_message_t *msg = a->slice[i];
+		if (vp_event_decode(msg->payload, msg->len, &events[i], reason, sizeof(reason)) < 0)
+			return false;
+		(*n_decoded)++;
+		if (pj_apply_check(&events[i], reason, sizeof(reason)) != PJ_APPLIED)
+			return false;
+		entries[i] = (PjLogEntry){&events[i], msg->payload, msg->len, msg->partition,
+					  msg->offset};
+	}
+	return true;
 }
 
 /* Reads every result up to the pipeline's Sync. *clean stays true when each
  * one succeeded and none had a row count of 0 (a duplicate event, a violated
- * invariant, a fenced position). -1 when the connection failed. */
-static int drain_pipeline(PGconn *conn, bool *clean, char *why, size_t why_cap)
+ * invariant, a fenced position), and result number expect_at (from 0) had
+ * expect_rows rows (the batch's event_log rows: none a duplicate). -1 when
+ * the connection failed. */
+static int drain_pipeline(PGconn *conn, int expect_at, long expect_rows, bool *clean, char *why,
+			  size_t why_cap)
 {
 	bool after_null = false;
+	int at = 0;
 	*clean = true;
 	for (;;) {
 		PGresult *res = PQgetResult(conn);
@@ -407,94 +454,121 @@ static int drain_pipeline(PGconn *conn, bool *clean, char *why, size_t why_cap)
 		}
 		if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
 			const char *affected = PQcmdTuples(res);
-			if (*affected && strtol(affected, NULL, 10) == 0)
+			long rows = *affected ? strtol(affected, NULL, 10) : -1;
+			if (rows == 0 || (at == expect_at && rows != expect_rows))
 				*clean = false;
 		} else {
 			*clean = false;
 		}
+		at++;
 		PQclear(res);
 	}
 }
 
-/* The whole batch in one pipeline: BEGIN, the offset moves, each event's
- * statements, the NOTIFYs, then one Sync. No savepoints: any event that does
- * not apply cleanly sends the batch to apply_one_by_one. */
-static PipeOutcome apply_pipelined(Projector *p, const int *touched, int n_touched,
+/* The whole batch in one pipeline: BEGIN, the offset moves, every event's
+ * event_log row in one statement, each event's read model statement, the
+ * NOTIFYs, then one Sync. No savepoints: any event that does not apply
+ * cleanly sends the batch to apply_one_by_one. */
+static PipeOutcome apply_pipelined(Applier *a, const int *touched, int n_touched,
 				   const int64_t *next_of, int *n_applied, char *why,
 				   size_t why_cap)
 {
 	bool queued, clean;
-	if (PQenterPipelineMode(p->conn) != 1) {
-		snprintf(why, why_cap, "pipeline mode: %s", PQerrorMessage(p->conn));
-		return PIPE_FAILED;
+	int n_decoded;
+	char reason[512];
+	PipeOutcome outcome = PIPE_FAILED;
+
+	if (!decode_batch(a, a->events, a->log_entries, &n_decoded)) {
+		outcome = PIPE_FALLBACK;
+		goto done;
 	}
-	queued = PQsendQueryParams(p->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1;
+	if (PQenterPipelineMode(a->conn) != 1) {
+		snprintf(why, why_cap, "pipeline mode: %s", PQerrorMessage(a->conn));
+		goto done;
+	}
+	queued = PQsendQueryParams(a->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1;
 	for (int i = 0; queued && i < n_touched; i++)
-		queued = pj_offsets_advance(p->conn, p->cfg->topic, touched[i],
-					    p->committed_next[touched[i]], next_of[touched[i]],
+		queued = pj_offsets_advance(a->conn, a->p->cfg->topic, touched[i],
+					    a->p->committed_next[touched[i]], next_of[touched[i]],
 					    why, why_cap) == 1;
-	for (int i = 0; queued && i < p->batch_len; i++) {
-		queued = queue_record(p, p->batch[i]);
-		if (queued)
+	/* Result 0 is BEGIN, then one per offset move: then the log's rows. */
+	queued = queued && pj_log_events(a->conn, a->log_entries, a->slice_len, why, why_cap) == 1;
+	for (int i = 0; queued && i < a->slice_len; i++) {
+		queued = pj_apply_model(a->conn, &a->events[i], reason, sizeof(reason)) ==
+			 PJ_APPLIED;
+		if (queued) {
+			a->views_touched |= pj_views_fed_by(&a->events[i]);
 			(*n_applied)++;
+		}
 	}
 	for (int i = 0; queued && i < n_touched; i++) {
 		char payload[48];
 		snprintf(payload, sizeof(payload), "%d:%lld", touched[i],
 			 (long long)next_of[touched[i]]);
-		const char *params[] = {p->channel, payload};
-		queued = PQsendQueryParams(p->conn, "SELECT pg_notify($1, $2)", 2, NULL, params,
+		const char *params[] = {a->p->channel, payload};
+		queued = PQsendQueryParams(a->conn, "SELECT pg_notify($1, $2)", 2, NULL, params,
 					   NULL, NULL, 0) == 1;
 	}
-	if (PQpipelineSync(p->conn) != 1) {
-		snprintf(why, why_cap, "pipeline sync: %s", PQerrorMessage(p->conn));
-		return PIPE_FAILED;
+	if (PQpipelineSync(a->conn) != 1) {
+		snprintf(why, why_cap, "pipeline sync: %s", PQerrorMessage(a->conn));
+		goto done;
 	}
-	if (drain_pipeline(p->conn, &clean, why, why_cap) < 0)
-		return PIPE_FAILED;
-	if (PQexitPipelineMode(p->conn) != 1) {
-		snprintf(why, why_cap, "pipeline exit: %s", PQerrorMessage(p->conn));
-		return PIPE_FAILED;
+	if (drain_pipeline(a->conn, 1 + n_touched, a->slice_len, &clean, why, why_cap) < 0)
+		goto done;
+	if (PQexitPipelineMode(a->conn) != 1) {
+		snprintf(why, why_cap, "pipeline exit: %s", PQerrorMessage(a->conn));
+		goto done;
 	}
-	if (queued && clean)
-		return PIPE_OPEN;
-	*n_applied = 0;
-	if (simple(p, "ROLLBACK", why, why_cap) < 0)
-		return PIPE_FAILED;
-	vp_log_debug(NULL, "batch", "%d record(s): not clean in the pipeline, one by one",
-		     p->batch_len);
-	return PIPE_FALLBACK;
+	if (queued && clean) {
+		outcome = PIPE_OPEN;
+		goto done;
+	}
+	if (simple(a, "ROLLBACK", why, why_cap) < 0)
+		goto done;
+	outcome = PIPE_FALLBACK;
+done:
+	for (int i = 0; i < n_decoded; i++)
+		vp_event_release(&a->events[i]);
+	if (outcome == PIPE_FALLBACK) {
+		*n_applied = 0;
+		a->views_touched = 0;
+		vp_log_debug(NULL, "batch", "%d record(s): not clean in the pipeline, one by one",
+			     a->slice_len);
+	}
+	return outcome;
 }
 
-static BatchOutcome run_batch(Projector *p, int *n_applied, int *n_dead, char *why,
+static BatchOutcome run_batch(Applier *a, int *n_applied, int *n_dead, char *why,
 			      size_t why_cap)
 {
 	int touched[PJ_MAX_PARTITIONS];
 	int n_touched = 0;
-	static int64_t next_of[PJ_MAX_PARTITIONS];
-	static bool seen[PJ_MAX_PARTITIONS];
+	int64_t *next_of = a->next_of;
+	bool *seen = a->seen;
 	BatchOutcome outcome = BATCH_COMMITTED;
 
-	for (int i = 0; i < p->batch_len; i++) {
-		int32_t part = p->batch[i]->partition;
+	for (int i = 0; i < a->slice_len; i++) {
+		int32_t part = a->slice[i]->partition;
 		if (!seen[part]) {
 			seen[part] = true;
 			touched[n_touched++] = part;
 		}
-		next_of[part] = p->batch[i]->offset + 1;
+		next_of[part] = a->slice[i]->offset + 1;
 	}
 	for (int i = 0; i < n_touched; i++)
 		seen[touched[i]] = false;
-	p->views_touched = 0;
+	a->views_touched = 0;
 
-	switch (apply_pipelined(p, touched, n_touched, next_of, n_applied, why, why_cap)) {
+	switch (apply_pipelined(a, touched, n_touched, next_of, n_applied, why, why_cap)) {
 	case PIPE_OPEN:
-		if (simple(p, "COMMIT", why, why_cap) < 0)
+		if (simple(a, "COMMIT", why, why_cap) < 0)
 			outcome = BATCH_FAILED;
 		break;
 	case PIPE_FALLBACK:
-		outcome = apply_one_by_one(p, touched, n_touched, next_of, n_applied, n_dead, why,
+		pthread_mutex_lock(&a->p->dead_letter_lock);
+		outcome = apply_one_by_one(a, touched, n_touched, next_of, n_applied, n_dead, why,
 					   why_cap);
+		pthread_mutex_unlock(&a->p->dead_letter_lock);
 		break;
 	case PIPE_FAILED:
 		outcome = BATCH_FAILED;
@@ -502,10 +576,148 @@ static BatchOutcome run_batch(Projector *p, int *n_applied, int *n_dead, char *w
 	}
 	if (outcome != BATCH_COMMITTED)
 		return outcome;
+	/* Only this applier moves these partitions (partition % n_appliers). */
 	for (int i = 0; i < n_touched; i++)
-		p->committed_next[touched[i]] = next_of[touched[i]];
-	pj_views_mark_dirty(p->views, p->views_touched);
+		a->p->committed_next[touched[i]] = next_of[touched[i]];
 	return BATCH_COMMITTED;
+}
+
+/* A worker's own connection, made on its first slice and after a failure. */
+static int applier_connect(Applier *a)
+{
+	a->conn = vp_pg_connect(a->p->cfg->dsn, "vetpms-projector", a->why, sizeof(a->why));
+	if (a->conn && setup_session(a->conn, a->p->cfg, a->why, sizeof(a->why)) == 0)
+		return 0;
+	if (a->conn)
+		PQfinish(a->conn);
+	a->conn = NULL;
+	return -1;
+}
+
+/* Runs a's slice and leaves the outcome in a: committed, or rolled back (a
+ * worker that failed drops its connection: the next slice makes a new one). */
+static void applier_run(Applier *a)
+{
+	a->n_applied = a->n_dead = 0;
+	a->why[0] = '\0';
+	if (!a->conn && applier_connect(a) < 0) {
+		a->outcome = BATCH_FAILED;
+		return;
+	}
+	a->outcome = run_batch(a, &a->n_applied, &a->n_dead, a->why, sizeof(a->why));
+	if (a->outcome == BATCH_COMMITTED)
+		return;
+	char ignored[256];
+	simple(a, "ROLLBACK", ignored, sizeof(ignored));
+	if (a->outcome == BATCH_FAILED && a->index > 0) {
+		PQfinish(a->conn);
+		a->conn = NULL;
+	}
+}
+
+static void *applier_main(void *arg)
+{
+	Applier *a = arg;
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		while (!a->has_work && !a->quit)
+			pthread_cond_wait(&a->wake, &a->lock);
+		if (a->quit)
+			break;
+		pthread_mutex_unlock(&a->lock);
+		applier_run(a);
+		pthread_mutex_lock(&a->lock);
+		a->has_work = false;
+		pthread_cond_broadcast(&a->wake);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+static int appliers_start(Projector *p, int n)
+{
+	size_t slots = (size_t)p->cfg->batch_max;
+	p->appliers = calloc((size_t)n, sizeof(*p->appliers));
+	if (!p->appliers)
+		return -1;
+	p->n_appliers = n;
+	for (int i = 0; i < n; i++) {
+		Applier *a = &p->appliers[i];
+		a->p = p;
+		a->index = i;
+		a->slice = calloc(slots, sizeof(*a->slice));
+		a->events = calloc(slots, sizeof(*a->events));
+		a->log_entries = calloc(slots, sizeof(*a->log_entries));
+		if (!a->slice || !a->events || !a->log_entries)
+			return -1;
+		if (i == 0)
+			continue;
+		pthread_mutex_init(&a->lock, NULL);
+		pthread_cond_init(&a->wake, NULL);
+		if (pthread_create(&a->thread, NULL, applier_main, a) != 0)
+			return -1;
+		a->started = true;
+	}
+	return 0;
+}
+
+static void appliers_stop(Projector *p)
+{
+	for (int i = 0; p->appliers && i < p->n_appliers; i++) {
+		Applier *a = &p->appliers[i];
+		if (a->started) {
+			pthread_mutex_lock(&a->lock);
+			a->quit = true;
+			pthread_cond_broadcast(&a->wake);
+			pthread_mutex_unlock(&a->lock);
+			pthread_join(a->thread, NULL);
+			pthread_mutex_destroy(&a->lock);
+			pthread_cond_destroy(&a->wake);
+		}
+		if (i > 0 && a->conn)
+			PQfinish(a->conn);
+		free(a->slice);
+		free(a->events);
+		free(a->log_entries);
+	}
+	free(p->appliers);
+	p->appliers = NULL;
+}
+
+/* Splits the batch by partition % n_appliers, runs every slice (applier 0
+ * here, the others on their threads) and waits for all of them: when this
+ * returns, no applier holds anything of the batch (a revoked partition's
+ * work is drained before the rebalance callback returns). */
+static void appliers_run(Projector *p)
+{
+	for (int i = 0; i < p->n_appliers; i++)
+		p->appliers[i].slice_len = 0;
+	for (int i = 0; i < p->batch_len; i++) {
+		Applier *a = &p->appliers[p->batch[i]->partition % p->n_appliers];
+		a->slice[a->slice_len++] = p->batch[i];
+	}
+	for (int i = 1; i < p->n_appliers; i++) {
+		Applier *a = &p->appliers[i];
+		if (a->slice_len == 0)
+			continue;
+		pthread_mutex_lock(&a->lock);
+		a->has_work = true;
+		pthread_cond_broadcast(&a->wake);
+		pthread_mutex_unlock(&a->lock);
+	}
+	Applier *own = &p->appliers[0];
+	if (own->slice_len > 0) {
+		own->conn = p->conn;
+		applier_run(own);
+		own->conn = NULL;
+	}
+	for (int i = 1; i < p->n_appliers; i++) {
+		Applier *a = &p->appliers[i];
+		pthread_mutex_lock(&a->lock);
+		while (a->has_work)
+			pthread_cond_wait(&a->wake, &a->lock);
+		pthread_mutex_unlock(&a->lock);
+	}
 }
 
 /* Events in the owned partitions not applied yet, as far as the last fetch
@@ -548,12 +760,15 @@ static bool swapped_in(Projector *p)
 	return rc == 1;
 }
 
-/* Applies the pending batch; on failure rolls back and forgets the connection,
- * so the next round reconnects and re-seeks (nothing is skipped). */
+/* Applies the pending batch, a slice per applier; a slice that failed was
+ * rolled back and its connection forgotten, so the next round reconnects and
+ * re-seeks every partition to its stored position (nothing is skipped; the
+ * slices that committed are not applied again). */
 static int flush_batch(Projector *p)
 {
-	char why[1024] = "";
-	int n_applied = 0, n_dead = 0;
+	int n_applied = 0, n_dead = 0, count = p->batch_len;
+	unsigned views_touched = 0;
+	bool failed = false;
 	if (p->batch_len == 0)
 		return 0;
 	if (!p->conn || p->need_reseek) {
@@ -561,30 +776,42 @@ static int flush_batch(Projector *p)
 		return -1;
 	}
 	int64_t started = vp_time_mono_us();
-	BatchOutcome outcome = run_batch(p, &n_applied, &n_dead, why, sizeof(why));
-	int count = p->batch_len;
+	appliers_run(p);
 	drop_batch(p);
-	if (outcome == BATCH_COMMITTED) {
-		vp_metric_add(applied_total, n_applied);
-		vp_metric_add(dead_letters_total, n_dead);
-		vp_metric_add(batches_total, 1);
-		vp_metric_observe_us(batch_seconds, vp_time_mono_us() - started);
-		update_lag(p);
-		vp_log_debug(NULL, "batch", "%d record(s): %d applied, %d dead letter(s)", count,
-			     n_applied, n_dead);
-		return 0;
-	}
-	vp_metric_add(batch_failures_total, 1);
-	char ignored[256];
-	simple(p, "ROLLBACK", ignored, sizeof(ignored));
-	if (outcome == BATCH_FENCED) {
-		vp_log_warn(NULL, "batch_fenced", "%s; re-seeking", why);
+	for (int i = 0; i < p->n_appliers; i++) {
+		Applier *a = &p->appliers[i];
+		if (a->slice_len == 0)
+			continue;
+		if (a->outcome == BATCH_COMMITTED) {
+			n_applied += a->n_applied;
+			n_dead += a->n_dead;
+			views_touched |= a->views_touched;
+			continue;
+		}
+		failed = true;
+		vp_metric_add(batch_failures_total, 1);
+		if (a->outcome == BATCH_FENCED) {
+			vp_log_warn(NULL, "batch_fenced", "%s; re-seeking", a->why);
+		} else {
+			vp_log_error(NULL, "batch_failed", "connection %d: %d record(s) rolled back: %s",
+				     i, a->slice_len, a->why);
+			if (i == 0)
+				lose_pg(p);
+		}
 		p->need_reseek = true;
-	} else {
-		vp_log_error(NULL, "batch_failed", "%d record(s) rolled back: %s", count, why);
-		lose_pg(p);
 	}
-	return -1;
+	/* What the committed slices applied counts, even when another failed. */
+	vp_metric_add(applied_total, n_applied);
+	vp_metric_add(dead_letters_total, n_dead);
+	pj_views_mark_dirty(p->views, views_touched);
+	if (failed)
+		return -1;
+	vp_metric_add(batches_total, 1);
+	vp_metric_observe_us(batch_seconds, vp_time_mono_us() - started);
+	update_lag(p);
+	vp_log_debug(NULL, "batch", "%d record(s): %d applied, %d dead letter(s)", count, n_applied,
+		     n_dead);
+	return 0;
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -683,9 +910,10 @@ int pj_consumer_run(const PjConfig *cfg, volatile sig_atomic_t *stop, const PjSt
 	}
 	p->cfg = cfg;
 	p->status = status;
+	pthread_mutex_init(&p->dead_letter_lock, NULL);
 	p->batch = calloc((size_t)cfg->batch_max, sizeof(*p->batch));
-	if (!p->batch) {
-		vp_log_error(NULL, "startup", "out of memory");
+	if (!p->batch || appliers_start(p, (int)cfg->connections) < 0) {
+		vp_log_error(NULL, "startup", "out of memory or no applier thread");
 		goto done;
 	}
 	progress_channel(cfg->schema, p->channel, sizeof(p->channel));
@@ -771,6 +999,8 @@ done:
 	pj_rebuild_free(p->rebuild);
 	if (p->conn)
 		PQfinish(p->conn);
+	appliers_stop(p);
+	pthread_mutex_destroy(&p->dead_letter_lock);
 	free(p->batch);
 	free(p);
 	return rc;

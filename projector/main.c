@@ -46,6 +46,8 @@ static const VpConfigItem config_items[] = {
 		  "events per batch (one transaction)"),
 	VP_CF_INT("batch-ms", "VETPMS_PROJECTOR_BATCH_MS", &cfg.batch_ms, "50", 1, 60000,
 		  "longest idle wait for the first event of a batch, ms"),
+	VP_CF_INT("connections", "VETPMS_PROJECTOR_CONNECTIONS", &cfg.connections, "2", 1, 64,
+		  "PostgreSQL connections applying partitions in parallel (partition % n)"),
 	VP_CF_INT("mv-refresh-ms", "VETPMS_PROJECTOR_MV_REFRESH_MS", &cfg.mv_refresh_ms, "5000",
 		  100, 86400000, "period of the materialized views' refresh (only when changed), ms"),
 	VP_CF_INT("rebuild-index-connections", "VETPMS_PROJECTOR_REBUILD_INDEX_CONNECTIONS",

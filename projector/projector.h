@@ -29,6 +29,7 @@ typedef struct PjConfig {
 	char *dlq_topic;
 	long batch_max;
 	long batch_ms;
+	long connections; /* PostgreSQL connections applying partitions in parallel */
 	long mv_refresh_ms;
 	long rebuild_index_connections; /* `projector rebuild`: parallel CREATE INDEX */
 	/* `projector rebuild`: the live schema to swap with once caught up
@@ -48,6 +49,20 @@ int pj_migrate(PGconn *conn, const char *schema, const char *dir, char *why, siz
 int pj_apply_prepare(PGconn *conn, char *why, size_t why_cap);
 PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, size_t raw_len,
 			     int32_t partition, int64_t offset, char *why, size_t why_cap);
+/* The same in two steps, for a pipelined batch: every event's event_log row in
+ * one statement (pj_log_events: the rows inserted, a duplicate id counting
+ * none, or PJ_EXEC_*), then each event's read model row (pj_apply_model).
+ * pj_apply_check is the catalog's check both run first. */
+typedef struct PjLogEntry {
+	const VpEvent *ev;
+	const char *raw; /* the envelope as received */
+	size_t raw_len;
+	int32_t partition;
+	int64_t offset;
+} PjLogEntry;
+PjApplyResult pj_apply_check(const VpEvent *ev, char *why, size_t why_cap);
+long pj_log_events(PGconn *conn, const PjLogEntry *entries, int n, char *why, size_t why_cap);
+PjApplyResult pj_apply_model(PGconn *conn, const VpEvent *ev, char *why, size_t why_cap);
 
 /* offsets.c: read.projection_offsets. */
 #define PJ_NO_OFFSET (-1) /* no row: start from the beginning */

@@ -1,9 +1,12 @@
 """The projector against the real stack: every event type of schema/events lands
 in its read model, aborted Kafka transactions never do, bad records become dead
 letters (table, DLQ topic, metric) while the partition moves on, progress is
-NOTIFYed, and the read model is exactly-once across kill -9 (compared with a
-second projector that rebuilt the same topic into another schema)."""
+NOTIFYed, and the read model is exactly-once across kill -9 with one or several
+PostgreSQL connections (compared with a second projector that rebuilt the same
+topic into another schema), and with two projector processes in one group
+splitting the partitions."""
 
+import json
 import re
 import time
 import uuid
@@ -269,29 +272,35 @@ EO_TABLES = {
 }
 
 
-def eo_events(n_tenants=4, per_tenant=5000):
-    out = []
-    for _ in range(n_tenants):
-        t = ev.new_id()
-        out.append(ev.tenant_provisioned(t))
-        left = per_tenant - 1
-        k = 0
-        while left > 0:
-            c, p = ev.new_id(), ev.new_id()
-            batch = [ev.client_registered(t, c, f"F{k}", f"L{k}"),
-                     ev.patient_registered(t, p, c, f"P{k}", weight_g=1000 + k),
-                     ev.weight_recorded(t, p, 2, 2000 + k, ev.now_rfc3339())]
-            out.extend(batch[:left])
-            left -= len(batch[:left])
-            k += 1
+def tenant_events(t, n, provision=True, first_k=0):
+    """n events of tenant t: provisioned (when provision), then clients, their
+    patients and a weight each."""
+    out = [ev.tenant_provisioned(t)] if provision else []
+    left = n - len(out)
+    k = first_k
+    while left > 0:
+        c, p = ev.new_id(), ev.new_id()
+        batch = [ev.client_registered(t, c, f"F{k}", f"L{k}"),
+                 ev.patient_registered(t, p, c, f"P{k}", weight_g=1000 + k),
+                 ev.weight_recorded(t, p, 2, 2000 + k, ev.now_rfc3339())]
+        out.extend(batch[:left])
+        left -= len(batch[:left])
+        k += 1
     return out
 
 
-def stored_offsets(stack, schema):
+def eo_events(n_tenants=4, per_tenant=5000):
+    out = []
+    for _ in range(n_tenants):
+        out.extend(tenant_events(ev.new_id(), per_tenant))
+    return out
+
+
+def stored_offsets(stack, schema, topic=EO_TOPIC):
     q = sql.SQL("SELECT partition, next_offset FROM {}.projection_offsets WHERE topic = %s"
                 ).format(sql.Identifier(schema))
     try:
-        return dict(query(stack, q, (EO_TOPIC,)))
+        return dict(query(stack, q, (topic,)))
     except psycopg.errors.UndefinedTable:
         return {}
 
@@ -303,52 +312,150 @@ def table_digest(stack, schema, table, columns):
     return query(stack, q)[0]
 
 
-def test_exactly_once_across_kill_9(stack, capsys):
+def create_topic(stack, topic):
     admin = AdminClient({"bootstrap.servers": stack.brokers})
-    for f in admin.create_topics([NewTopic(EO_TOPIC, stack.partitions, 1)]).values():
+    for f in admin.create_topics([NewTopic(topic, stack.partitions, 1)]).values():
         f.result(30)
+
+
+def end_offsets(delivered):
+    end = {}
+    for partition, offset in delivered:
+        end[partition] = max(end.get(partition, 0), offset + 1)
+    return end
+
+
+def rebuilt_alike(stack, topic, live_schema, check_schema, end, n, capsys, what):
+    """A third projector projects the topic from offset 0 into check_schema;
+    every table of live_schema must equal it row for row."""
+    env = {"VETPMS_TOPIC": topic, "VETPMS_READ_SCHEMA": check_schema,
+           "VETPMS_PROJECTOR_GROUP": f"e2e-{check_schema}"}
+    started = time.time()
+    check = stack.start_daemon("projector", port=free_port(), env=env)
+    wait_for(lambda: stored_offsets(stack, check_schema, topic) == end, timeout=90,
+             interval=0.1, what="checking projector at the end offsets")
+    elapsed = time.time() - started
+    with capsys.disabled():
+        print(f"\nprojector: {n} events applied from offset 0 in {elapsed:.2f}s "
+              f"({n / elapsed:.0f} events/s, including start-up and group join); {what}")
+    assert check.terminate() == 0
+    for table, columns in EO_TABLES.items():
+        live = table_digest(stack, live_schema, table, columns)
+        rebuilt = table_digest(stack, check_schema, table, columns)
+        assert live == rebuilt, table
+
+
+@pytest.mark.parametrize("connections", [1, 2, 3])
+def test_exactly_once_across_kill_9(stack, capsys, connections):
+    topic, schema = f"{EO_TOPIC}.{connections}", f"read_eo{connections}"
+    create_topic(stack, topic)
     envs = eo_events()
     assert len(envs) == 20000
     producer = ev.EventProducer(stack.brokers, transactional_id=f"e2e-eo-{uuid.uuid4()}",
-                                topic=EO_TOPIC)
+                                topic=topic)
     producer.send_all(envs, per_transaction=1000)
-    end = {}
-    for partition, offset in producer.delivered:
-        end[partition] = max(end.get(partition, 0), offset + 1)
+    end = end_offsets(producer.delivered)
 
-    env = {"VETPMS_TOPIC": EO_TOPIC, "VETPMS_READ_SCHEMA": "read_eo",
-           "VETPMS_PROJECTOR_GROUP": "e2e-eo",
+    env = {"VETPMS_TOPIC": topic, "VETPMS_READ_SCHEMA": schema,
+           "VETPMS_PROJECTOR_GROUP": f"e2e-eo-{connections}",
+           "VETPMS_PROJECTOR_CONNECTIONS": str(connections),
            "VETPMS_KAFKA_PROPS": "session.timeout.ms=6000,heartbeat.interval.ms=500"}
     first = stack.start_daemon("projector", port=free_port(), env=env)
-    wait_for(lambda: sum(stored_offsets(stack, "read_eo").values()) > 1500, timeout=60,
+    wait_for(lambda: sum(stored_offsets(stack, schema, topic).values()) > 1500, timeout=60,
              interval=0.02, what="rows appearing")
     first.kill9()
-    applied_at_kill = sum(stored_offsets(stack, "read_eo").values())
+    applied_at_kill = sum(stored_offsets(stack, schema, topic).values())
     assert applied_at_kill < 20000, "projector finished before the kill: test proves nothing"
 
     again = stack.start_daemon("projector", port=free_port(), env=env)
-    wait_for(lambda: stored_offsets(stack, "read_eo") == end, timeout=90, interval=0.2,
+    wait_for(lambda: stored_offsets(stack, schema, topic) == end, timeout=90, interval=0.2,
              what="restarted projector at the end offsets")
-
-    check_env = dict(env, VETPMS_READ_SCHEMA="read_check", VETPMS_PROJECTOR_GROUP="e2e-check")
-    started = time.time()
-    check = stack.start_daemon("projector", port=free_port(), env=check_env)
-    wait_for(lambda: stored_offsets(stack, "read_check") == end, timeout=90, interval=0.1,
-             what="checking projector at the end offsets")
-    elapsed = time.time() - started
-    with capsys.disabled():
-        print(f"\nprojector: 20000 events applied from offset 0 in {elapsed:.2f}s "
-              f"({20000 / elapsed:.0f} events/s, including start-up and group join); "
-              f"kill -9 after ~{applied_at_kill} records")
-    assert again.terminate() == 0 and check.terminate() == 0
-
-    for table, columns in EO_TABLES.items():
-        live = table_digest(stack, "read_eo", table, columns)
-        rebuilt = table_digest(stack, "read_check", table, columns)
-        assert live == rebuilt, table
+    assert again.terminate() == 0
+    rebuilt_alike(stack, topic, schema, f"read_check{connections}", end, len(envs), capsys,
+                  f"kill -9 after ~{applied_at_kill} records, {connections} connection(s)")
     (n, distinct_ids, distinct_pos), = query(
-        stack, "SELECT count(*), count(DISTINCT event_id), count(DISTINCT (partition, \"offset\")) "
-               "FROM read_eo.event_log")
+        stack, sql.SQL("SELECT count(*), count(DISTINCT event_id), "
+                       "count(DISTINCT (partition, \"offset\")) FROM {}.event_log").format(
+                           sql.Identifier(schema)))
     assert n == distinct_ids == distinct_pos == len(envs)
-    assert query(stack, "SELECT count(*) FROM read_eo.dead_letters") == [(0,)]
-    assert query(stack, "SELECT count(*) FROM read_eo.patients") == [(6664,)]  # 4 x 1666 triples
+    assert query(stack, sql.SQL("SELECT count(*) FROM {}.dead_letters").format(
+        sql.Identifier(schema))) == [(0,)]
+    assert query(stack, sql.SQL("SELECT count(*) FROM {}.patients").format(
+        sql.Identifier(schema))) == [(6664,)]  # 4 x 1666 triples
+
+
+def owned_partitions(daemon):
+    """The partitions a projector holds at the end of its log (assign and
+    revoke lines replayed in order)."""
+    owned = set()
+    for line in daemon.log_lines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        m = re.match(r"partition (\d+)", entry.get("msg", ""))
+        if not m:
+            continue
+        if entry.get("event") == "assign":
+            owned.add(int(m.group(1)))
+        elif entry.get("event") == "revoke":
+            owned.discard(int(m.group(1)))
+    return owned
+
+
+def test_two_processes_in_one_group_split_the_partitions_exactly_once(stack, capsys):
+    """A second projector joins the group on the same schema while the first
+    is applying and events keep coming: the group splits the partitions
+    between them, and every event is applied once (the positions' compare-
+    and-set fences a process that still believes it owns a partition)."""
+    topic, schema = "vetpms.e2e.two-processes", "read_two"
+    create_topic(stack, topic)
+    tenants = []
+    for part in range(stack.partitions):  # one tenant on each partition
+        t = ev.new_id()
+        while kafka_partition.partition(t, stack.partitions) != part:
+            t = ev.new_id()
+        tenants.append(t)
+    producer = ev.EventProducer(stack.brokers, transactional_id=f"e2e-two-{uuid.uuid4()}",
+                                topic=topic)
+    waves = [[e for t in tenants for e in tenant_events(t, 1000)]]
+    producer.send_all(waves[0], per_transaction=500)
+
+    env = {"VETPMS_TOPIC": topic, "VETPMS_READ_SCHEMA": schema,
+           "VETPMS_PROJECTOR_GROUP": "e2e-two",
+           "VETPMS_KAFKA_PROPS": "session.timeout.ms=6000,heartbeat.interval.ms=500"}
+    first = stack.start_daemon("projector", port=free_port(), env=env)
+    wait_for(lambda: sum(stored_offsets(stack, schema, topic).values()) > 500, timeout=60,
+             interval=0.02, what="the first projector applying")
+    second = stack.start_daemon("projector", port=free_port(), env=env)
+    # events keep coming while the group rebalances
+    for k in range(1, 4):
+        wave = [e for t in tenants for e in tenant_events(t, 200, False, k * 1000)]
+        waves.append(wave)
+        producer.send_all(wave, per_transaction=100)
+    wait_for(lambda: owned_partitions(first) and owned_partitions(second), timeout=60,
+             what="both projectors holding partitions",
+             explain=lambda: first.log_tail(10) + "\n" + second.log_tail(10))
+    # and after the split: every partition gets events, so both apply some
+    wave = [e for t in tenants for e in tenant_events(t, 300, False, 9000)]
+    waves.append(wave)
+    producer.send_all(wave, per_transaction=100)
+    end = end_offsets(producer.delivered)
+    wait_for(lambda: stored_offsets(stack, schema, topic) == end, timeout=90, interval=0.2,
+             what="both projectors at the end offsets")
+
+    mine, theirs = owned_partitions(first), owned_partitions(second)
+    assert mine and theirs and not mine & theirs, (mine, theirs)
+    assert mine | theirs == set(range(stack.partitions)), (mine, theirs)
+    applied = [metric(d, "vetpms_projector_events_applied_total") for d in (first, second)]
+    assert all(a and a > 0 for a in applied), applied
+    assert first.terminate() == 0 and second.terminate() == 0
+
+    produced = sum(len(w) for w in waves)
+    (n, distinct_ids, distinct_pos), = query(
+        stack, "SELECT count(*), count(DISTINCT event_id), count(DISTINCT (partition, \"offset\"))"
+               " FROM read_two.event_log")
+    assert n == distinct_ids == distinct_pos == produced
+    assert query(stack, "SELECT count(*) FROM read_two.dead_letters") == [(0,)]
+    rebuilt_alike(stack, topic, schema, "read_two_check", end, produced, capsys,
+                  f"two processes applied {applied[0]} + {applied[1]} events")

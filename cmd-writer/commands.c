@@ -17,6 +17,7 @@ const WrCommandTable wr_command_tables[] = {
 	{wr_appointment_commands, &wr_n_appointment_commands},
 	{wr_record_commands, &wr_n_record_commands},
 	{wr_stock_commands, &wr_n_stock_commands},
+	{wr_invoice_commands, &wr_n_invoice_commands},
 };
 const size_t wr_n_command_tables = sizeof(wr_command_tables) / sizeof(wr_command_tables[0]);
 

@@ -32,7 +32,7 @@ typedef struct WrDecision {
 	const WrTenant *tenant;  /* NULL only for ProvisionTenant */
 	const char *tenant_id;
 	const char *target_id;   /* {id} of the path, or the new aggregate's id */
-	const char *item_id;     /* the path's second id ({diagnosis_id}), or NULL */
+	const char *item_id;     /* the path's second id ({diagnosis_id}, {line_id}), or NULL */
 	const cJSON *body;
 	int64_t if_match;        /* -1 when no If-Match */
 	int64_t now_us;
@@ -80,6 +80,8 @@ extern const WrCommand wr_record_commands[];
 extern const size_t wr_n_record_commands;
 extern const WrCommand wr_stock_commands[];
 extern const size_t wr_n_stock_commands;
+extern const WrCommand wr_invoice_commands[];
+extern const size_t wr_n_invoice_commands;
 
 /* commands.c: every table above, in routing order (the first match wins). */
 typedef struct WrCommandTable {

@@ -370,8 +370,7 @@ static int decide_dispense(WrDecision *d, VpError *err)
 	const WrPrescription *p;
 	if (!it || check_witness(d, it->controlled, err) < 0)
 		return -1;
-	/* No invoice exists yet (billing is another issue): any id names nothing. */
-	if (invoice_id)
+	if (invoice_id && !wr_map_get(&d->tenant->invoices, invoice_id))
 		return wr_not_found(err, "invoice", invoice_id);
 	p = check_prescription(d, it, want, err);
 	if (err->status)

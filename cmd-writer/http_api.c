@@ -42,7 +42,7 @@ typedef struct WrPending {
 	char tenant_id[37];
 	char command_id[MAX_KEY_LEN + 1];
 	int64_t version;
-	char types[WR_MAX_COMMAND_EVENTS][48];
+	uint8_t types[WR_MAX_COMMAND_EVENTS]; /* wr_event_type_index, in order */
 	int n_types;
 	int events_left; /* not yet back from the appender */
 	bool failed;     /* one failed: all did (one transaction) */
@@ -139,7 +139,7 @@ static void request_hash(const VpHttpRequest *r, const cJSON *body, char out[65]
 }
 
 static void reply_result(VpHttpRequest *r, int status, const char *aggregate_id, int64_t version,
-			 const char (*types)[48], int n_types, const char *position,
+			 const uint8_t *types, int n_types, const char *position,
 			 const char *location, bool replayed)
 {
 	char etag[32];
@@ -149,7 +149,7 @@ static void reply_result(VpHttpRequest *r, int status, const char *aggregate_id,
 	cJSON_AddStringToObject(json, "id", aggregate_id);
 	cJSON_AddNumberToObject(json, "version", (double)version);
 	for (int i = 0; i < n_types; i++)
-		cJSON_AddItemToArray(events, cJSON_CreateString(types[i]));
+		cJSON_AddItemToArray(events, cJSON_CreateString(wr_event_type_name(types[i])));
 	cJSON_AddStringToObject(json, "position", position);
 	body = cJSON_PrintUnformatted(json);
 	cJSON_Delete(json);
@@ -326,10 +326,12 @@ static void decided_event(WrDecision *d, size_t i, const char *command_id, const
 		d->data = NULL;
 }
 
-/* A command's events on their way: envelopes and their encoded items. */
+/* A command's events on their way: envelopes and their encoded items, on
+ * the heap and as many as the decision has (an issue: up to
+ * WR_MAX_COMMAND_EVENTS envelopes, too many for the loop's stack). */
 typedef struct WrCommandEvents {
-	VpEvent ev[WR_MAX_COMMAND_EVENTS];
-	WrAppend *item[WR_MAX_COMMAND_EVENTS];
+	VpEvent *ev;
+	WrAppend **item;
 	size_t n;
 } WrCommandEvents;
 
@@ -341,6 +343,10 @@ static void command_events_release(WrCommandEvents *ce)
 		ce->item[i] = NULL;
 	}
 	ce->n = 0;
+	free(ce->ev);
+	free(ce->item);
+	ce->ev = NULL;
+	ce->item = NULL;
 }
 
 /* Encodes every event of the decision and checks it against the catalog. The
@@ -352,6 +358,10 @@ static int encode_events(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, WrD
 {
 	char why[256];
 	size_t n = 1 + d->n_more;
+	ce->ev = calloc(n, sizeof(*ce->ev));
+	ce->item = calloc(n, sizeof(*ce->item));
+	if (!ce->ev || !ce->item)
+		return vp_error_set(err, 500, VP_ERR_INTERNAL, "out of memory");
 	for (ce->n = 0; ce->n < n; ce->n++) {
 		VpEvent *ev = &ce->ev[ce->n];
 		decided_event(d, ce->n, command_id, actor, ev);
@@ -415,7 +425,7 @@ static void pending_describe(WrPending *p, const WrCommand *cmd, const WrCommand
 	p->n_types = (int)ce->n;
 	p->events_left = (int)ce->n;
 	for (size_t i = 0; i < ce->n; i++)
-		snprintf(p->types[i], sizeof(p->types[i]), "%s", ce->ev[i].type);
+		p->types[i] = wr_event_type_index(ce->ev[i].type);
 }
 
 /* Links the items into one chain (one transaction) for p to answer. */
@@ -606,7 +616,7 @@ static void finish_command(WrApi *api, WrPending *p, const WrAppend *item)
 	if (!p->orphaned) {
 		if (!p->failed) {
 			reply_result(&p->http, p->creates ? 201 : 200, p->aggregate_id, p->version,
-				     (const char(*)[48])p->types, p->n_types, p->position,
+				     p->types, p->n_types, p->position,
 				     p->location, false);
 		} else {
 			VpError err;

@@ -4,6 +4,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vp_catalog.h"
+
+_Static_assert(WR_MAX_COMMAND_EVENTS <= INT8_MAX, "n_events and the indices stay small");
+
+uint8_t wr_event_type_index(const char *type)
+{
+	for (size_t i = 0; type && i < vp_catalog_len && i < WR_EVENT_TYPE_UNKNOWN; i++)
+		if (!strcmp(vp_catalog[i].type, type))
+			return (uint8_t)i;
+	return WR_EVENT_TYPE_UNKNOWN;
+}
+
+const char *wr_event_type_name(uint8_t index)
+{
+	return index < vp_catalog_len ? vp_catalog[index].type : "?";
+}
+
 static void unlink_entry(WrIdemStore *st, WrIdem *k)
 {
 	if (k->older)

@@ -12,10 +12,18 @@
 #include <stdint.h>
 
 #include "strmap.h"
+#include "vp_money.h"
 
 #define WR_IDEM_DEFAULT_WINDOW_S 86400 /* 24 h, as VETPMS_IDEMPOTENCY_WINDOW_S */
-/* The most events one command appends (vitals with a weight: two). */
-#define WR_MAX_COMMAND_EVENTS 4
+/* The most events one command appends: an invoice's issue, with one
+ * StockDispensed per line (vitals with a weight: two). */
+#define WR_MAX_COMMAND_EVENTS (1 + VP_MAX_INVOICE_LINES)
+/* An event type as its index in vp_catalog[] (one byte: an entry kept for
+ * every key of the window costs a byte per event, not a name). */
+#define WR_EVENT_TYPE_UNKNOWN UINT8_MAX
+uint8_t wr_event_type_index(const char *type);
+/* The type an index names ("?" for WR_EVENT_TYPE_UNKNOWN). */
+const char *wr_event_type_name(uint8_t index);
 
 /* The first answer of a command, kept to replay it for the same key: the
  * target aggregate (its first event's), every event type, the last event's
@@ -23,7 +31,7 @@
 typedef struct WrIdem {
 	char request_hash[65];
 	char aggregate_id[37];
-	char event_types[WR_MAX_COMMAND_EVENTS][48];
+	uint8_t event_types[WR_MAX_COMMAND_EVENTS]; /* wr_event_type_index, in order */
 	int n_events;
 	int64_t at_us;     /* the events' time: one command's events share it */
 	int64_t version;

@@ -37,6 +37,10 @@ static void free_tenant(void *value)
 	wr_map_clear(&t->prescriptions, free);
 	wr_map_clear(&t->item_codes, NULL); /* values are the items' */
 	wr_map_clear(&t->items, wr_item_free);
+	wr_map_clear(&t->appointment_invoices, NULL); /* values are the invoices' */
+	wr_map_clear(&t->invoice_payments, NULL);
+	wr_map_clear(&t->invoice_refunds, NULL);
+	wr_map_clear(&t->invoices, wr_invoice_free);
 	wr_idem_clear(&t->idem);
 	free(t);
 }
@@ -394,7 +398,7 @@ static int apply_idem(WrState *s, WrTenant *t, const VpEvent *ev, const WrIdemNo
 {
 	WrIdem *k = wr_idem_get(&t->idem, ev->command_id);
 	if (idem_continues(k, ev, idem)) {
-		copy_str(k->event_types[k->n_events++], sizeof(k->event_types[0]), ev->type);
+		k->event_types[k->n_events++] = wr_event_type_index(ev->type);
 		copy_str(k->position, sizeof(k->position), idem->position);
 		return 0;
 	}
@@ -405,7 +409,7 @@ static int apply_idem(WrState *s, WrTenant *t, const VpEvent *ev, const WrIdemNo
 	s->idem_keys += wr_idem_count(&t->idem) - before;
 	copy_str(k->request_hash, sizeof(k->request_hash), idem->request_hash);
 	copy_str(k->aggregate_id, sizeof(k->aggregate_id), ev->aggregate_id);
-	copy_str(k->event_types[0], sizeof(k->event_types[0]), ev->type);
+	k->event_types[0] = wr_event_type_index(ev->type);
 	k->n_events = 1;
 	k->at_us = ev->at_us;
 	copy_str(k->position, sizeof(k->position), idem->position);
@@ -442,6 +446,8 @@ int wr_state_apply(WrState *s, const VpEvent *ev, const WrIdemNote *idem, char *
 		rc = wr_record_apply(t, ev, why, why_cap);
 	else if (!strcmp(ev->aggregate, VP_AGG_INVENTORY_ITEM))
 		rc = wr_stock_apply(t, ev, why, why_cap);
+	else if (!strcmp(ev->aggregate, VP_AGG_INVOICE))
+		rc = wr_invoice_apply(t, ev, why, why_cap);
 	else
 		rc = 0; /* tenant done above; later aggregates do not touch this model */
 	if (rc < 0)

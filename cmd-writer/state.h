@@ -126,7 +126,51 @@ typedef struct WrItem {
 	WrBatch **fefo;    /* every batch, in FEFO order */
 	size_t n_batches, cap_batches;
 	int64_t receipts;
+	int64_t sale_price_cents; /* WR_NO_PRICE when none: an invoice line's defaults */
+	int64_t tax_rate_bp;      /* WR_NO_PRICE when none (a line then takes 0) */
 } WrItem;
+#define WR_NO_PRICE (-1)
+
+/* In the order of vp_enum_invoice_statuses (common/vp_catalog.h), which
+ * names them. */
+typedef enum WrInvoiceStatus {
+	WR_INVOICE_DRAFT,
+	WR_INVOICE_ISSUED,
+	WR_INVOICE_PARTIALLY_PAID,
+	WR_INVOICE_PAID,
+	WR_INVOICE_VOID,
+} WrInvoiceStatus;
+
+/* A draft invoice's line: what an issue dispenses and what it totals. */
+typedef struct WrInvoiceLine {
+	char id[37];
+	char item_id[37]; /* "" when none */
+	int64_t quantity_milli;
+	int64_t line_total_cents;
+} WrInvoiceLine;
+
+typedef struct WrPayment {
+	char id[37];
+	int64_t amount_cents;
+	int64_t refunded_cents;
+} WrPayment;
+
+/* An invoice (state_invoice.c). Its lines are kept while it is a draft (in
+ * the order added, at most VP_MAX_INVOICE_LINES) and freed once it is issued
+ * or void: no rule reads them after; total_cents stays. */
+typedef struct WrInvoice {
+	int64_t version;
+	char client_id[37];
+	char appointment_id[37]; /* "" when none */
+	WrInvoiceStatus status;
+	WrInvoiceLine *lines;
+	size_t n_lines, cap_lines;
+	int64_t total_cents;
+	int64_t paid_cents; /* net of refunds */
+	int32_t issued_on;  /* days since 1970-01-01; 0 while a draft */
+	WrPayment *payments;
+	size_t n_payments, cap_payments;
+} WrInvoice;
 
 typedef struct WrTenant {
 	char id[37];
@@ -143,6 +187,11 @@ typedef struct WrTenant {
 	WrMap prescriptions; /* prescription id -> WrPrescription */
 	WrMap items;        /* id -> WrItem */
 	WrMap item_codes;   /* code -> WrItem (values are the items') */
+	WrMap invoices;     /* id -> WrInvoice */
+	WrMap appointment_invoices; /* appointment id -> its live (not void) WrInvoice */
+	WrMap invoice_payments; /* payment id -> its WrInvoice (ids are the tenant's) */
+	WrMap invoice_refunds;  /* refund id -> its WrInvoice */
+	int64_t invoices_issued; /* the last invoice number's seq: numbers are gapless */
 	WrIdemStore idem;   /* command id -> WrIdem, for a time window */
 } WrTenant;
 
@@ -198,6 +247,14 @@ typedef struct WrAllocation {
 } WrAllocation;
 long wr_item_fefo(const WrItem *it, int32_t today, int64_t quantity_milli, WrAllocation *alloc,
 		  size_t cap);
+
+/* state_invoice.c: the invoice events into t (called by wr_state_apply). */
+int wr_invoice_apply(WrTenant *t, const VpEvent *ev, char *why, size_t why_cap);
+void wr_invoice_free(void *invoice);
+const WrInvoiceLine *wr_invoice_line(const WrInvoice *inv, const char *line_id);
+const WrPayment *wr_invoice_payment(const WrInvoice *inv, const char *payment_id);
+/* What is left to pay: total − paid while issued or partially paid, else 0. */
+int64_t wr_invoice_balance(const WrInvoice *inv);
 
 /* Marks the command's entry appended at position (commands with a client key;
  * others have no entry). */

@@ -88,8 +88,21 @@ static void copy_str(char *dst, size_t cap, const char *src)
 	snprintf(dst, cap, "%s", src ? src : "");
 }
 
+/* A price member the event carries: a number sets it, null clears it, an
+ * absent member (an update that leaves it) keeps it. */
+static void apply_price(int64_t *field, const cJSON *data, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(data, name);
+	if (cJSON_IsNumber(v))
+		*field = (int64_t)v->valuedouble;
+	else if (v)
+		*field = WR_NO_PRICE;
+}
+
 static void apply_flags(WrItem *it, const cJSON *data)
 {
+	apply_price(&it->sale_price_cents, data, "sale_price_cents");
+	apply_price(&it->tax_rate_bp, data, "tax_rate_bp");
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(data, "requires_prescription");
 	if (cJSON_IsBool(v))
 		it->requires_prescription = cJSON_IsTrue(v);
@@ -112,6 +125,8 @@ static int apply_created(WrTenant *t, const VpEvent *ev, char *why, size_t why_c
 		return -1;
 	it->active = true;
 	it->version = ev->seq;
+	it->sale_price_cents = WR_NO_PRICE;
+	it->tax_rate_bp = WR_NO_PRICE;
 	copy_str(it->code, sizeof(it->code), code);
 	apply_flags(it, ev->data);
 	wr_map_put(&t->items, ev->aggregate_id, it, &oom);

@@ -19,6 +19,7 @@ static const PjApplyRow *const read_models[] = {
 	pj_scheduling_rows,
 	pj_record_rows,
 	pj_stock_rows,
+	pj_billing_rows,
 };
 
 #define COUNT(table) (sizeof(table) / sizeof(table[0]))
@@ -94,10 +95,4 @@ PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, s
 	if (result != PJ_APPLIED || !row)
 		return result;
 	return pj_run_row(conn, row, ev, why, why_cap);
-}
-
-bool pj_event_feeds_views(const VpEvent *ev)
-{
-	return !strcmp(ev->aggregate, VP_AGG_APPOINTMENT) ||
-	       !strcmp(ev->aggregate, VP_AGG_MEDICAL_RECORD);
 }

@@ -102,5 +102,6 @@ extern const PjApplyRow pj_patient_rows[];
 extern const PjApplyRow pj_scheduling_rows[];
 extern const PjApplyRow pj_record_rows[];
 extern const PjApplyRow pj_stock_rows[];
+extern const PjApplyRow pj_billing_rows[];
 
 #endif

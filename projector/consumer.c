@@ -31,7 +31,7 @@ typedef struct Projector {
 	rd_kafka_t *consumer;
 	PjDeadLetters *dead_letters;
 	PjViews *views;
-	bool views_touched; /* the batch applied an event that feeds the views */
+	unsigned views_touched; /* the views (pj_views_fed_by) the batch's events change */
 	PGconn *conn;
 	bool migrated;
 	bool need_reseek; /* positions unknown (PostgreSQL lost): drop what is polled */
@@ -219,7 +219,7 @@ static int reseek(Projector *p)
 		return -1;
 	/* The positions may come from a schema a rebuild swapped in, with
 	 * events this process never applied: refresh the views once. */
-	pj_views_mark_dirty(p->views);
+	pj_views_mark_dirty(p->views, PJ_VIEWS_ALL);
 	return 0;
 }
 
@@ -270,8 +270,8 @@ static int apply_record(Projector *p, const rd_kafka_message_t *msg, bool first,
 	} else {
 		result = pj_apply_event(p->conn, &ev, msg->payload, msg->len, msg->partition,
 					msg->offset, reason, sizeof(reason));
-		if (result == PJ_APPLIED && pj_event_feeds_views(&ev))
-			p->views_touched = true;
+		if (result == PJ_APPLIED)
+			p->views_touched |= pj_views_fed_by(&ev);
 		snprintf(key_tenant, sizeof(key_tenant), "%s", ev.tenant_id);
 		tenant = key_tenant;
 		vp_event_release(&ev);
@@ -357,8 +357,8 @@ static bool queue_record(Projector *p, const rd_kafka_message_t *msg)
 		return false;
 	PjApplyResult result = pj_apply_event(p->conn, &ev, msg->payload, msg->len,
 					      msg->partition, msg->offset, reason, sizeof(reason));
-	if (result == PJ_APPLIED && pj_event_feeds_views(&ev))
-		p->views_touched = true;
+	if (result == PJ_APPLIED)
+		p->views_touched |= pj_views_fed_by(&ev);
 	vp_event_release(&ev);
 	return result == PJ_APPLIED;
 }
@@ -469,7 +469,7 @@ static BatchOutcome run_batch(Projector *p, int *n_applied, int *n_dead, char *w
 	}
 	for (int i = 0; i < n_touched; i++)
 		seen[touched[i]] = false;
-	p->views_touched = false;
+	p->views_touched = 0;
 
 	switch (apply_pipelined(p, touched, n_touched, next_of, n_applied, why, why_cap)) {
 	case PIPE_OPEN:
@@ -488,8 +488,7 @@ static BatchOutcome run_batch(Projector *p, int *n_applied, int *n_dead, char *w
 		return outcome;
 	for (int i = 0; i < n_touched; i++)
 		p->committed_next[touched[i]] = next_of[touched[i]];
-	if (p->views_touched)
-		pj_views_mark_dirty(p->views);
+	pj_views_mark_dirty(p->views, p->views_touched);
 	return BATCH_COMMITTED;
 }
 
@@ -699,7 +698,7 @@ int pj_consumer_run(const PjConfig *cfg, volatile sig_atomic_t *stop, const PjSt
 		vp_log_error(NULL, "startup", "materialized views thread");
 		goto done;
 	}
-	pj_views_mark_dirty(p->views);
+	pj_views_mark_dirty(p->views, PJ_VIEWS_ALL);
 	rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
 	if (!topics) {
 		vp_log_error(NULL, "startup", "out of memory");

@@ -47,8 +47,6 @@ int pj_migrate(PGconn *conn, const char *schema, const char *dir, char *why, siz
 int pj_apply_prepare(PGconn *conn, char *why, size_t why_cap);
 PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, size_t raw_len,
 			     int32_t partition, int64_t offset, char *why, size_t why_cap);
-/* Whether an applied event changes what the analysts' views show. */
-bool pj_event_feeds_views(const VpEvent *ev);
 
 /* offsets.c: read.projection_offsets. */
 #define PJ_NO_OFFSET (-1) /* no row: start from the beginning */
@@ -85,13 +83,17 @@ PjRebuild *pj_rebuild_new(const char *dsn, const char *live, const char *next,
 PjRebuild *pj_rebuild_free(PjRebuild *rb);
 int pj_rebuild_step(PjRebuild *rb, int64_t lag, char *why, size_t why_cap);
 
-/* views.c: the refresh thread of the analysts' materialized views. Marked
- * dirty after a committed batch that applied an event feeding them (and once
- * at start and after each re-seek: a rebuild may have swapped the schema);
- * refreshes at most every cfg->mv_refresh_ms, never when clean. */
+/* views.c: the refresh thread of the analysts' materialized views. Each view
+ * is marked dirty on its own: after a committed batch that applied an event
+ * feeding it (pj_views_fed_by: a bit per view), and all of them once at start
+ * and after each re-seek (a rebuild may have swapped the schema). A dirty view
+ * is refreshed at most every cfg->mv_refresh_ms, a clean one never. */
 typedef struct PjViews PjViews;
+#define PJ_VIEWS_ALL (~0u)
 PjViews *pj_views_start(const PjConfig *cfg); /* NULL: out of memory or no thread */
-void pj_views_mark_dirty(PjViews *views);
+/* The views an applied event changes: a bit per view (0: none). */
+unsigned pj_views_fed_by(const VpEvent *ev);
+void pj_views_mark_dirty(PjViews *views, unsigned views_mask);
 PjViews *pj_views_stop(PjViews *views);
 
 /* consumer.c: the consume loop. Returns when *stop becomes true (0), when a

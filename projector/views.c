@@ -1,6 +1,8 @@
 /* Materialized views for analysts, refreshed CONCURRENTLY on a side thread with
- * its own connection, every VETPMS_PROJECTOR_MV_REFRESH_MS, and only when the
- * consume loop committed an event that feeds them since the last refresh.
+ * its own connection, every VETPMS_PROJECTOR_MV_REFRESH_MS. Each view has its
+ * own dirty flag, set when the consume loop committed an event of the
+ * aggregate that feeds it (appointments, medical records, invoices): a view is
+ * refreshed only when such an event was applied since its last refresh.
  * CONCURRENTLY takes only an ExclusiveLock on the view: readers keep reading
  * the old contents and event application (writes to the base tables) never
  * waits for a refresh. */
@@ -13,6 +15,7 @@
 #include <time.h>
 
 #include "projector.h"
+#include "vp_catalog.h"
 #include "vp_log.h"
 #include "vp_metrics.h"
 #include "vp_pg.h"
@@ -21,6 +24,7 @@
 /* Fixed names, never input: each refresh statement is a constant. */
 typedef struct PjView {
 	const char *name;
+	const char *aggregate; /* VP_AGG_*: the events that change what it shows */
 	const char *labels; /* kept by the metrics registry: a literal */
 	const char *refresh_sql;
 	VpMetric *refreshes;
@@ -30,23 +34,31 @@ typedef struct PjView {
 
 static PjView views[] = {
     {.name = "appointment_type_mix_monthly",
+     .aggregate = VP_AGG_APPOINTMENT,
      .labels = "view=\"appointment_type_mix_monthly\"",
      .refresh_sql = "REFRESH MATERIALIZED VIEW CONCURRENTLY appointment_type_mix_monthly"},
     {.name = "diagnosis_counts_monthly",
+     .aggregate = VP_AGG_MEDICAL_RECORD,
      .labels = "view=\"diagnosis_counts_monthly\"",
      .refresh_sql = "REFRESH MATERIALIZED VIEW CONCURRENTLY diagnosis_counts_monthly"},
     {.name = "treatment_counts_monthly",
+     .aggregate = VP_AGG_MEDICAL_RECORD,
      .labels = "view=\"treatment_counts_monthly\"",
      .refresh_sql = "REFRESH MATERIALIZED VIEW CONCURRENTLY treatment_counts_monthly"},
+    {.name = "revenue_monthly_summary",
+     .aggregate = VP_AGG_INVOICE,
+     .labels = "view=\"revenue_monthly_summary\"",
+     .refresh_sql = "REFRESH MATERIALIZED VIEW CONCURRENTLY revenue_monthly_summary"},
 };
 #define N_VIEWS (sizeof(views) / sizeof(views[0]))
+_Static_assert(N_VIEWS <= sizeof(unsigned) * 8, "one dirty bit per view");
 
 struct PjViews {
 	const PjConfig *cfg;
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
-	bool dirty;
+	unsigned dirty; /* bit i: views[i] changed since its last refresh */
 	bool stopping;
 	PGconn *conn;
 };
@@ -93,27 +105,40 @@ static int connect_views(PjViews *v, char *why, size_t why_cap)
 	return rc;
 }
 
-/* Every view once; -1 when one failed (the caller marks them dirty again). */
-static int refresh_all(PjViews *v)
+unsigned pj_views_fed_by(const VpEvent *ev)
+{
+	unsigned mask = 0;
+	for (size_t i = 0; i < N_VIEWS; i++)
+		if (!strcmp(ev->aggregate, views[i].aggregate))
+			mask |= 1u << i;
+	return mask;
+}
+
+/* The dirty views once each; returns those that are still dirty (a refresh
+ * failed, or no connection): the caller marks them dirty again. */
+static unsigned refresh_dirty(PjViews *v, unsigned dirty)
 {
 	char why[512];
 	if (connect_views(v, why, sizeof(why)) < 0) {
 		vp_log_warn(NULL, "mv_refresh", "connect: %s", why);
-		return -1;
+		return dirty;
 	}
 	for (size_t i = 0; i < N_VIEWS; i++) {
+		if (!(dirty & (1u << i)))
+			continue;
 		int64_t started = vp_time_mono_us();
 		if (vp_pg_exec(v->conn, views[i].refresh_sql, 0, NULL, NULL, why, sizeof(why)) <
 		    0) {
 			vp_metric_add(views[i].failures, 1);
 			vp_log_warn(NULL, "mv_refresh", "%s: %s", views[i].name, why);
-			return -1;
+			return dirty;
 		}
+		dirty &= ~(1u << i);
 		vp_metric_add(views[i].refreshes, 1);
 		vp_metric_observe_us(views[i].seconds, vp_time_mono_us() - started);
 		vp_log_debug(NULL, "mv_refresh", "%s refreshed", views[i].name);
 	}
-	return 0;
+	return dirty;
 }
 
 static void *views_thread(void *arg)
@@ -134,12 +159,12 @@ static void *views_thread(void *arg)
 			rc = pthread_cond_timedwait(&v->wake, &v->lock, &until);
 		if (v->stopping || !v->dirty)
 			continue;
-		v->dirty = false;
+		unsigned dirty = v->dirty;
+		v->dirty = 0;
 		pthread_mutex_unlock(&v->lock);
-		int refreshed = refresh_all(v);
+		unsigned left = refresh_dirty(v, dirty);
 		pthread_mutex_lock(&v->lock);
-		if (refreshed < 0)
-			v->dirty = true;
+		v->dirty |= left;
 	}
 	pthread_mutex_unlock(&v->lock);
 	return NULL;
@@ -175,12 +200,12 @@ PjViews *pj_views_start(const PjConfig *cfg)
 	return v;
 }
 
-void pj_views_mark_dirty(PjViews *v)
+void pj_views_mark_dirty(PjViews *v, unsigned views_mask)
 {
-	if (!v)
+	if (!v || !views_mask)
 		return;
 	pthread_mutex_lock(&v->lock);
-	v->dirty = true;
+	v->dirty |= views_mask & ((1u << (N_VIEWS - 1)) * 2 - 1);
 	pthread_mutex_unlock(&v->lock);
 }
 

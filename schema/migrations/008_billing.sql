@@ -14,7 +14,7 @@ CREATE TABLE invoices (
     status           text NOT NULL DEFAULT 'draft'
                      CHECK (status IN ('draft', 'issued', 'partially_paid', 'paid', 'void')),
     number           text,                    -- INV-000001, from issue on
-    number_seq       integer,                 -- 1, 2, ... per tenant, gapless
+    number_seq       bigint,                  -- 1, 2, ... per tenant, gapless (the number's digits: up to 18)
     issued_on        date,                    -- tenant-local
     due_on           date,
     issued_at        timestamptz,

@@ -4,7 +4,7 @@
  * without one, a computed answer, binds its own from $2); a list
  * takes $2 = limit, $3/$4 = the keyset position (NULL on the first page) and
  * its filters from $5, and answers one row (data, next k1, next k2[, parent
- * exists]). */
+ * exists[, a JSON object whose members go beside data]]). */
 #ifndef ROUTES_H
 #define ROUTES_H
 
@@ -16,6 +16,12 @@
 #define RD_RFC3339(x)                                                                        \
 	"(rtrim(rtrim(to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), "  \
 	"'0'), '.') || 'Z')"
+/* The ISO 4217 exponent of the currency code c (SQL text), with p the
+ * parameter bound by rd_bind_currency_exponents; NULL when c is. */
+#define RD_CURRENCY_EXPONENT(c, p)                                                           \
+	"(CASE WHEN " c " IS NULL THEN NULL ELSE coalesce((" p "::jsonb ->> upper(" c          \
+	"::text))::int, 2) END)"
+
 typedef enum { RD_SHAPE_ITEM, RD_SHAPE_LIST } RdShape;
 
 typedef struct RdRequest RdRequest;
@@ -48,6 +54,7 @@ extern const RdRoute rd_routes_events[];
 extern const RdRoute rd_routes_scheduling[];
 extern const RdRoute rd_routes_records[];
 extern const RdRoute rd_routes_stock[];
+extern const RdRoute rd_routes_billing[];
 /* routes_table.c: all of them, NULL-terminated. */
 extern const RdRoute *const rd_route_groups[];
 
@@ -63,5 +70,8 @@ int rd_bind_uuid_query(RdRequest *rq, VpHttpRequest *r, const char *name, int in
 int rd_bind_text_query(RdRequest *rq, VpHttpRequest *r, const char *name, int index,
 		       size_t max_len, VpError *err);
 int rd_bind_search(RdRequest *rq, VpHttpRequest *r, int index, VpError *err);
+/* params[index] = the currencies whose exponent is not 2, a JSON object
+ * ({"BHD":3,"JPY":0,...}) for RD_CURRENCY_EXPONENT. */
+int rd_bind_currency_exponents(RdRequest *rq, int index);
 
 #endif

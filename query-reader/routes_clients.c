@@ -1,5 +1,5 @@
 /* GET /v1/clients (newest first, typo-tolerant search) and /v1/clients/{id}
- * with its patients summary. Search: word similarity (pg_trgm `<%`, threshold
+ * with its patients summary and balance. Search: word similarity (pg_trgm `<%`, threshold
  * pg_trgm.word_similarity_threshold, default 0.6) of the search text against
  * any part of names, email and phone, or the text anywhere in them (LIKE with
  * wildcards escaped); both use the trigram index, through read.client_page_ids
@@ -27,6 +27,8 @@ static const RdStatement clients_list = {
 	"  k ON true",
 	5};
 
+/* $3 the currency exponents. balance_cents: what the client owes, the sum of
+ * its invoices' balances (non-zero only while issued or partially paid). */
 static const RdStatement client_get = {
 	"rd_client_get",
 	"SELECT json_build_object(" CLIENT_JSON("c") ","
@@ -34,9 +36,13 @@ static const RdStatement client_get = {
 	"   'species', p.species, 'status', p.status) ORDER BY p.created_at, p.id)"
 	"  FROM read.patients p WHERE p.tenant_id = c.tenant_id AND p.client_id = c.id),"
 	"  '[]'::json),"
-	" 'balance_cents', 0)::text"
-	" FROM read.clients c WHERE c.tenant_id = $1::uuid AND c.id = $2::uuid",
-	2};
+	" 'balance_cents', (SELECT coalesce(sum(i.balance_cents), 0)::bigint"
+	"  FROM read.invoices i WHERE i.tenant_id = c.tenant_id AND i.client_id = c.id),"
+	" 'currency', t.currency::text,"
+	" 'currency_exponent', " RD_CURRENCY_EXPONENT("t.currency", "$3") ")::text"
+	" FROM read.clients c LEFT JOIN read.tenants t ON t.id = c.tenant_id"
+	" WHERE c.tenant_id = $1::uuid AND c.id = $2::uuid",
+	3};
 
 static int bind_list(RdRequest *rq, VpHttpRequest *r, const char *id, VpError *err)
 {
@@ -44,8 +50,16 @@ static int bind_list(RdRequest *rq, VpHttpRequest *r, const char *id, VpError *e
 	return rd_bind_search(rq, r, 4, err);
 }
 
+static int bind_get(RdRequest *rq, VpHttpRequest *r, const char *id, VpError *err)
+{
+	(void)r;
+	(void)id;
+	(void)err;
+	return rd_bind_currency_exponents(rq, 2);
+}
+
 const RdRoute rd_routes_clients[] = {
 	{"/v1/clients", RD_ROLES_CLINIC, &clients_list, RD_SHAPE_LIST, "clients", bind_list},
-	{"/v1/clients/{id}", RD_ROLES_CLINIC, &client_get, RD_SHAPE_ITEM, NULL, NULL},
+	{"/v1/clients/{id}", RD_ROLES_CLINIC, &client_get, RD_SHAPE_ITEM, NULL, bind_get},
 	{NULL},
 };

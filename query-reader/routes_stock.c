@@ -156,7 +156,9 @@ static const RdStatement item_register = {
     7};
 
 /* $2 the lot number. The batches of that lot (any item) and every dispense
- * from them in log order, with the patient and its owner as they are now. */
+ * from them in log order, with the patient and its owner as they are now and
+ * the number of the invoice it was billed on (null without one, or while
+ * that invoice is a draft). */
 static const RdStatement recall = {
     "rd_inventory_recall",
     "WITH bt AS (SELECT b.*, i.code, i.name, i.unit FROM read.stock_batches b"
@@ -180,6 +182,7 @@ static const RdStatement recall = {
     "   'batch_number', d.batch_number, 'quantity', " QTY("-d.delta_milli") ","
     "   'actor', d.actor, 'witness_id', d.witness_id,"
     "   'prescription_id', d.prescription_id, 'invoice_id', d.invoice_id,"
+    "   'invoice_number', inv.number,"
     "   'patient', CASE WHEN d.patient_id IS NULL THEN NULL ELSE json_build_object("
     "    'id', d.patient_id, 'name', p.name, 'species', p.species, 'status', p.status) END,"
     "   'client', CASE WHEN c.id IS NULL THEN NULL ELSE json_build_object('id', c.id,"
@@ -187,7 +190,8 @@ static const RdStatement recall = {
     "    'phone', c.phone, 'address', c.address) END)"
     "   ORDER BY d.partition, d.\"offset\", d.line) FROM d"
     "   LEFT JOIN read.patients p ON p.tenant_id = d.tenant_id AND p.id = d.patient_id"
-    "   LEFT JOIN read.clients c ON c.tenant_id = p.tenant_id AND c.id = p.client_id),"
+    "   LEFT JOIN read.clients c ON c.tenant_id = p.tenant_id AND c.id = p.client_id"
+    "   LEFT JOIN read.invoices inv ON inv.tenant_id = d.tenant_id AND inv.id = d.invoice_id),"
     "   '[]'::json))::text",
     2};
 /* clang-format on */

@@ -16,14 +16,15 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
+import psycopg
 import pytest
 import requests
 
 import events as ev
-from stack import free_port
-from test_billing_write import (Clinic, boundary_zone, check_revenue, code, line_amounts,
-                                milli, query, rebuild_equals_live, recompute_every_invoice,
-                                refused)
+from stack import free_port, wait_for
+from test_billing_write import (Clinic, boundary_zone, check_revenue, check_schema,
+                                check_statements, code, line_amounts, milli, query, rdiv,
+                                rebuild_equals_live, recompute_every_invoice, refused)
 
 FLOW_CLINICS = []
 FLOW_INVOICES = []
@@ -37,7 +38,8 @@ class FlowClinic(Clinic):
 
 @pytest.fixture(scope="module")
 def daemons(stack):
-    projector = stack.start_daemon("projector", port=free_port())
+    projector = stack.start_daemon("projector", port=free_port(),
+                                   env={"VETPMS_PROJECTOR_MV_REFRESH_MS": "300"})
     reader = stack.start_daemon("query-reader", port=free_port(),
                                 env={"VETPMS_CONSISTENCY_WAIT_MS": "30000"})
     writer = stack.start_daemon("cmd-writer", port=free_port())
@@ -276,6 +278,80 @@ def test_the_invoice_list_pages_and_filters(flow):
     assert c.pages("/v1/invoices", client_id=str(uuid.uuid4())) == []
 
 
+# --- stock ----------------------------------------------------------------------
+
+def test_issue_of_interleaved_items_recall_and_void_keep_the_stock(flow):
+    c = flow
+    lot = f"LOT-{uuid.uuid4().hex[:6]}"
+    a = c.item(sale_price_cents=100)
+    b = c.item(sale_price_cents=200)
+    c.ok("admin", "POST", f"/v1/inventory/items/{a}/receipts",
+         {"batch_number": "A1", "quantity": 10, "lot_number": lot})
+    c.receive(b, "B1", 10)
+    appt = c.appointment()
+    inv = c.invoice(appointment_id=appt)
+    c.line(inv, 1, None, item_id=a)
+    c.line(inv, 2, None, item_id=b)
+    c.line(inv, 3, None, item_id=a)
+    r = c.issue(inv)
+    assert r["events"] == ["InvoiceIssued"] + ["StockDispensed"] * 3
+    da = c.events(aggregate_id=a, type="StockDispensed")
+    db = c.events(aggregate_id=b, type="StockDispensed")
+    assert [e["seq"] for e in da] == [3, 4] and [e["seq"] for e in db] == [3]
+    assert [e["data"]["allocations"][0]["quantity_milli"] for e in da] == [1000, 3000]
+    p = int(c.events(aggregate_id=inv, type="InvoiceIssued")[0]["position"].split(":")[1])
+    offsets = [int(e["position"].split(":")[1]) for e in (da[0], db[0], da[1])]
+    assert offsets == [p + 1, p + 2, p + 3]
+    # a dispense naming a draft invoice: no number yet in the recall
+    draft = c.invoice()
+    c.ok("nurse", "POST", f"/v1/inventory/items/{a}/dispenses",
+         {"quantity": 1, "invoice_id": draft})
+    recall = c.read("/v1/inventory/recall", lot_number=lot)
+    got = [(d["invoice_id"], d["invoice_number"], milli(d["quantity"]))
+           for d in recall["dispenses"]]
+    number = c.view(inv)["number"]
+    assert got == [(inv, number, 1000), (inv, number, 3000), (draft, None, 1000)], recall
+    assert recall["dispenses"][0]["patient"]["id"] == c.patient_id
+    c.line(draft, 1, 100, description="Dispensed at the counter")
+    c.issue(draft)
+    recall = c.read("/v1/inventory/recall", lot_number=lot)
+    assert recall["dispenses"][2]["invoice_number"] == c.view(draft)["number"]
+    # a void returns nothing to stock
+    c.void(inv)
+    assert milli(c.read(f"/v1/inventory/items/{a}")["on_hand"]) == 5000
+    assert milli(c.read(f"/v1/inventory/items/{b}")["on_hand"]) == 8000
+    assert c.events(aggregate_id=a, type="StockAdjusted") == []
+
+
+# --- revenue arithmetic ----------------------------------------------------------
+
+@pytest.mark.parametrize("totals,paid,average,rate_bp", [
+    ((15, 17), 3, 16, 938),      # 937.5 -> 938
+    ((16, 16), 1, 16, 312),      # 312.5 -> 312
+    ((1, 2), 1, 2, 3333),        # average 1.5 -> 2
+    ((2, 3), 1, 2, 2000),        # average 2.5 -> 2
+    ((0,), 0, 0, 10000),         # nothing invoiced: 10000
+])
+def test_revenue_average_and_payment_rate_round_half_even(stack, daemons, totals, paid, average,
+                                                          rate_bp):
+    c = FlowClinic(stack, daemons[:3], tz="Asia/Kathmandu", currency="GBP", name="Rates")
+    invoices = [c.issued_invoice(t) for t in totals]
+    if paid:
+        c.pay(invoices[0], paid, method="cash")
+    assert rdiv(paid * 10000, sum(totals)) == rate_bp if sum(totals) else True
+    month = c.today().strftime("%Y-%m")
+    rev = c.read("/v1/stats/revenue/monthly", "analyst", **{"from": month, "to": month})
+    check_schema(rev, "RevenueMonthly")
+    [row] = rev["data"]
+    assert (row["month"], row["invoice_count"], row["invoiced_cents"], row["paid_cents"],
+            row["outstanding_cents"], row["collected_cents"]) == \
+        (month, len(totals), sum(totals), paid, sum(totals) - paid, paid), row
+    assert row["average_invoice_cents"] == average, row
+    assert row["payment_rate_bp"] == rate_bp, row
+    assert row["payment_rate"] == round(rate_bp / 10000, 4), row
+    check_revenue(c, month)
+
+
 # --- the writer's restart (last) -------------------------------------------------
 
 def test_an_old_overdue_invoice_and_the_billing_state_survive_a_writer_restart(stack, daemons):
@@ -397,10 +473,50 @@ def test_an_old_overdue_invoice_and_the_billing_state_survive_a_writer_restart(s
     assert (old_month["invoice_count"], old_month["invoiced_cents"], old_month["paid_cents"]) == \
         (1, total, 1000)
     assert requests.get(w2.url + "/healthz", timeout=10).status_code == 200
+    # the statement: the old rows first (by date, though logged last)
+    st = c.read(f"/v1/clients/{c.client_id}/statement")
+    assert [(x["date"], x["invoice_id"], x["kind"]) for x in st["data"][:2]] == [
+        (str(issued_on), old, "invoice"),
+        (str(issued_on + timedelta(days=1)), old, "payment")], st["data"]
+    assert st["data"][0]["balance_cents"] == total
+    since = c.read(f"/v1/clients/{c.client_id}/statement", **{"from": str(today)})
+    assert since["opening_balance_cents"] == total - 1000
+    assert since["data"] == st["data"][2:]
+    until = c.read(f"/v1/clients/{c.client_id}/statement", to=str(issued_on))
+    assert [x["invoice_id"] for x in until["data"]] == [old]
+    assert until["closing_balance_cents"] == total
+    check_statements(c)
 
 
 # --- the whole module ------------------------------------------------------------
 
+def test_the_analysts_revenue_view_agrees_with_the_reader(stack, daemons):
+    """read.revenue (a materialized view computed from the invoice tables) and
+    the reader's months (from revenue_monthly, kept per event) agree."""
+    for c in FLOW_CLINICS:
+        rev = c.read("/v1/stats/revenue/monthly", "analyst",
+                     **{"from": "2025-01", "to": "2027-12"})
+        want = [(m["month"], m["invoice_count"], m["invoiced_cents"], m["paid_cents"],
+                 m["outstanding_cents"], m["collected_cents"]) for m in rev["data"]]
+
+        def analyst_rows():
+            with psycopg.connect(stack.dsn("analyst"), autocommit=True) as conn:
+                conn.execute("SELECT set_config('vetpms.tenant_id', %s, false)", (c.tid,))
+                return [(m.strftime("%Y-%m"), *rest) for (m, *rest) in conn.execute(
+                    "SELECT month, invoice_count, invoiced_cents, paid_cents, outstanding_cents, "
+                    "collected_cents FROM read.revenue ORDER BY month").fetchall()]
+        wait_for(lambda: analyst_rows() == want, timeout=30,
+                 what=f"read.revenue of {c.tz} {c.currency} to agree with {want}",
+                 explain=lambda: repr(analyst_rows()))
+    with psycopg.connect(stack.dsn("analyst"), autocommit=True) as conn:
+        conn.execute("SELECT set_config('vetpms.tenant_id', %s, false)", (FLOW_CLINICS[0].tid,))
+        assert conn.execute("SELECT count(*) FROM read.invoices").fetchone()[0] > 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM read.client_ledger")
+
+
 def test_every_flow_invoice_recomputes_and_the_read_model_equals_a_rebuild(stack, daemons):
     recompute_every_invoice(stack, FLOW_CLINICS, FLOW_INVOICES)
+    for c in FLOW_CLINICS:
+        check_statements(c)
     rebuild_equals_live(stack, FLOW_CLINICS, "read_bill_flow_check")

@@ -30,6 +30,7 @@ import jsonschema
 import psycopg
 import pytest
 import requests
+import yaml
 
 from kafka_log import events as log_events
 from stack import ROOT, free_port, wait_for
@@ -75,6 +76,24 @@ def boundary_zone():
         if local_today(tz) != utc:
             return tz
     return "Pacific/Kiritimati"
+
+
+SPEC_PATH = os.path.join(ROOT, "schema", "openapi.yaml")
+_COMPONENTS = []
+
+
+def check_schema(body, name):
+    """body against components/schemas/<name> of schema/openapi.yaml."""
+    if not _COMPONENTS:
+        with open(SPEC_PATH, encoding="utf-8") as f:
+            _COMPONENTS.append(yaml.safe_load(f)["components"])
+    jsonschema.validate(body, {"$ref": f"#/components/schemas/{name}",
+                               "components": _COMPONENTS[0]},
+                        cls=jsonschema.Draft202012Validator)
+
+
+def local_date_of(at, tz):
+    return datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone(ZoneInfo(tz)).date()
 
 
 def query(stack, text, params=()):
@@ -1128,6 +1147,7 @@ def check_revenue(c, month):
     """The reader's revenue of one tenant-local month against the events."""
     want = revenue_from_events(c, month)
     rev = c.read("/v1/stats/revenue/monthly", "analyst", **{"from": month, "to": month})
+    check_schema(rev, "RevenueMonthly")
     assert rev["currency"] == c.currency
     assert rev["currency_exponent"] == CURRENCY_EXPONENT[c.currency]
     if want["invoice_count"] == 0:
@@ -1156,6 +1176,7 @@ def recompute_every_invoice(stack, clinics, invoices):
     checked = 0
     for c, inv in invoices:
         v = c.view(inv)
+        check_schema(v, "InvoiceDetail")
         check_totals(v)
         paid = sum(p["amount_cents"] - p["refunded_cents"] for p in v["payments"])
         refunded = sum(r["amount_cents"] for p in v["payments"] for r in p["refunds"])
@@ -1199,6 +1220,58 @@ def recompute_every_invoice(stack, clinics, invoices):
         for (inv, version) in query(stack, "SELECT id::text, version FROM read.invoices "
                                            "WHERE tenant_id = %s", (c.tid,)):
             assert counts[inv] == version, inv
+        check_schema(c.read("/v1/invoices", limit=5), "InvoicePage")
+
+
+def ledger_from_events(c):
+    """client id -> the statement's rows recomputed from the tenant's events:
+    (date, offset, kind, invoice id, amount), in the statement's order."""
+    rows, owner, issued = {}, {}, {}
+    for e in c.events():
+        t, d, agg = e["type"], e["data"], e["aggregate_id"]
+        offset = int(e["position"].split(":")[1])
+        row = None
+        if t == "InvoiceCreated":
+            owner[agg] = d["client_id"]
+            rows.setdefault(d["client_id"], [])
+        elif t == "InvoiceIssued":
+            issued[agg] = d["total_cents"]
+            row = (d["issued_on"], offset, "invoice", agg, d["total_cents"])
+        elif t == "PaymentRecorded":
+            row = (d["received_on"], offset, "payment", agg, -d["amount_cents"])
+        elif t == "PaymentRefunded":
+            row = (str(local_date_of(e["at"], c.tz)), offset, "refund", agg, d["amount_cents"])
+        elif t == "InvoiceVoided" and agg in issued:
+            row = (str(local_date_of(e["at"], c.tz)), offset, "void", agg, -issued[agg])
+        if row:
+            rows[owner[agg]].append(row)
+    return {client: sorted(r) for client, r in rows.items()}
+
+
+def check_statements(c):
+    """Every billed client's statement (rows, running balance, closing) and
+    balance against a recomputation from the events."""
+    for client, want in ledger_from_events(c).items():
+        st = c.read(f"/v1/clients/{client}/statement")
+        check_schema(st, "StatementPage")
+        assert st["next_cursor"] is None or len(st["data"]) == 50
+        data = c.pages(f"/v1/clients/{client}/statement")
+        balance, expected = 0, []
+        for (day, _off, kind, inv, amount) in want:
+            balance += amount
+            expected.append((day, kind, inv, amount, balance))
+        got = [(x["date"], x["kind"], x["invoice_id"], x["amount_cents"], x["balance_cents"])
+               for x in data]
+        assert got == expected, (c.tz, client)
+        assert st["opening_balance_cents"] == 0
+        if len(data) == len(st["data"]):
+            assert st["closing_balance_cents"] == balance
+        assert c.read(f"/v1/clients/{client}")["balance_cents"] == balance, client
+
+
+def test_every_statement_and_client_balance_recomputes_from_the_events(stack, daemons):
+    for c in CLINICS:
+        check_statements(c)
 
 
 def test_every_billing_event_matches_its_json_schema(stack, daemons):

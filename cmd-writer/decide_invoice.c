@@ -16,7 +16,7 @@
 #include "vp_time.h"
 #include "vp_uuid.h"
 
-#define N(a) (sizeof(a) / sizeof((a)[0]))
+#define N(a)		    (sizeof(a) / sizeof((a)[0]))
 #define DEFAULT_DUE_IN_DAYS 30
 
 /* body[name] (checked by the field table), or fallback when absent or null. */
@@ -114,7 +114,8 @@ static int decide_create(WrDecision *d, VpError *err)
 	if (!c)
 		return wr_not_found(err, "client", client_id);
 	if (!c->active)
-		return vp_error_set(err, 409, "CLIENT_INACTIVE", "client %s is inactive", client_id);
+		return vp_error_set(err, 409, "CLIENT_INACTIVE", "client %s is inactive",
+				    client_id);
 	if (appointment_id) {
 		const WrAppointment *a = wr_map_get(&d->tenant->appointments, appointment_id);
 		if (!a)
@@ -192,15 +193,16 @@ static int decide_add_line(WrDecision *d, VpError *err)
 	if (!inv)
 		return -1;
 	if (inv->n_lines >= VP_MAX_INVOICE_LINES)
-		return invalid_state(err, d->target_id, "already holds the most lines an invoice may");
+		return invalid_state(err, d->target_id,
+				     "already holds the most lines an invoice may");
 	chosen_or_new_id(d->body, "line_id", line_id);
 	if (wr_invoice_line(inv, line_id))
 		return vp_error_set(err, 409, "ALREADY_EXISTS", "invoice %s already has line %s",
 				    d->target_id, line_id);
 	if (item_id && !(it = line_item(d, item_id, err)))
 		return -1;
-	int64_t price = body_int(d->body, "unit_price_cents",
-				 it ? it->sale_price_cents : WR_NO_PRICE);
+	int64_t price =
+	    body_int(d->body, "unit_price_cents", it ? it->sale_price_cents : WR_NO_PRICE);
 	int64_t tax = body_int(d->body, "tax_rate_bp",
 			       it && it->tax_rate_bp != WR_NO_PRICE ? it->tax_rate_bp : 0);
 	int64_t discount = body_int(d->body, "discount_bp", 0);
@@ -302,12 +304,14 @@ static int fefo(const WrItem *it, const char *item_id, int32_t day, int64_t want
 {
 	*n = want > 0 ? wr_item_fefo(it, day, want, alloc, VP_MAX_ALLOCATIONS) : 0;
 	if (*n == -2)
-		return field_error(err, "lines", "an item spans more batches than one dispense "
-						 "lists: dispense it in parts");
+		return field_error(err, "lines",
+				   "an item spans more batches than one dispense "
+				   "lists: dispense it in parts");
 	if (*n < 0)
-		return vp_error_set(err, 409, "INSUFFICIENT_STOCK",
-				    "inventory item %s holds %lld thousandths unexpired, %lld asked",
-				    item_id, (long long)wr_item_on_hand(it, day), (long long)want);
+		return vp_error_set(
+		    err, 409, "INSUFFICIENT_STOCK",
+		    "inventory item %s holds %lld thousandths unexpired, %lld asked", item_id,
+		    (long long)wr_item_on_hand(it, day), (long long)want);
 	return 0;
 }
 
@@ -327,8 +331,8 @@ static cJSON *line_allocations(const WrDecision *d, const WrInvoice *inv, size_t
 		if (!strcmp(inv->lines[j].item_id, line->item_id))
 			earlier += inv->lines[j].quantity_milli;
 	if (fefo(it, line->item_id, day, earlier, before, &n_before, err) < 0 ||
-	    fefo(it, line->item_id, day, earlier + line->quantity_milli, through, &n_through,
-		 err) < 0)
+	    fefo(it, line->item_id, day, earlier + line->quantity_milli, through, &n_through, err) <
+		0)
 		return NULL;
 	cJSON *allocations = cJSON_CreateArray();
 	for (long k = 0; allocations && k < n_through; k++) {
@@ -340,10 +344,15 @@ static cJSON *line_allocations(const WrDecision *d, const WrInvoice *inv, size_t
 		cJSON *a = cJSON_CreateObject();
 		if (!a || !cJSON_AddItemToArray(allocations, a)) {
 			cJSON_Delete(a);
-			break;
+			cJSON_Delete(allocations);
+			return NULL;
 		}
-		cJSON_AddStringToObject(a, "batch_number", through[k].batch->number);
-		cJSON_AddNumberToObject(a, "quantity_milli", (double)q);
+		/* never a dispense that lists less than it takes: none (500) */
+		if (!cJSON_AddStringToObject(a, "batch_number", through[k].batch->number) ||
+		    !cJSON_AddNumberToObject(a, "quantity_milli", (double)q)) {
+			cJSON_Delete(allocations);
+			return NULL;
+		}
 	}
 	return allocations;
 }
@@ -353,9 +362,9 @@ static cJSON *line_allocations(const WrDecision *d, const WrInvoice *inv, size_t
 static int dispense_lines(WrDecision *d, const WrInvoice *inv, VpError *err)
 {
 	int32_t day = today(d);
-	const WrAppointment *a =
-	    inv->appointment_id[0] ? wr_map_get(&d->tenant->appointments, inv->appointment_id)
-				   : NULL;
+	const WrAppointment *a = inv->appointment_id[0]
+				     ? wr_map_get(&d->tenant->appointments, inv->appointment_id)
+				     : NULL;
 	for (size_t i = 0; i < inv->n_lines; i++) {
 		const WrInvoiceLine *line = &inv->lines[i];
 		if (!line->item_id[0])
@@ -366,8 +375,9 @@ static int dispense_lines(WrDecision *d, const WrInvoice *inv, VpError *err)
 			k += !strcmp(inv->lines[j].item_id, line->item_id);
 		cJSON *allocations = line_allocations(d, inv, i, day, err);
 		if (!allocations)
-			return err->status ? -1
-					   : vp_error_set(err, 500, VP_ERR_INTERNAL, "out of memory");
+			return err->status
+				   ? -1
+				   : vp_error_set(err, 500, VP_ERR_INTERNAL, "out of memory");
 		cJSON *data = cJSON_CreateObject();
 		if (!data || !cJSON_AddItemToObject(data, "allocations", allocations)) {
 			cJSON_Delete(allocations);
@@ -378,8 +388,8 @@ static int dispense_lines(WrDecision *d, const WrInvoice *inv, VpError *err)
 		add_str_or_null(data, "patient_id", a ? a->patient_id : NULL);
 		cJSON_AddStringToObject(data, "invoice_id", d->target_id);
 		wr_copy_field(data, d->body, "witness_id");
-		if (wr_decision_add(d, VP_AGG_INVENTORY_ITEM, line->item_id,
-				    VP_EV_STOCK_DISPENSED, it->version + k, data, err) < 0)
+		if (wr_decision_add(d, VP_AGG_INVENTORY_ITEM, line->item_id, VP_EV_STOCK_DISPENSED,
+				    it->version + k, data, err) < 0)
 			return -1;
 	}
 	return 0;
@@ -483,12 +493,13 @@ static int decide_void(WrDecision *d, VpError *err)
 	const WrInvoice *inv = target_invoice(d, err);
 	if (!inv)
 		return -1;
-	if (inv->status != WR_INVOICE_DRAFT &&
-	    !(inv->status == WR_INVOICE_ISSUED && inv->paid_cents == 0))
+	if (inv->status == WR_INVOICE_VOID)
+		return invalid_state(err, d->target_id, "is already void");
+	if (inv->status == WR_INVOICE_PAID && inv->paid_cents == 0)
+		return invalid_state(err, d->target_id, "was paid at its issue (a zero total)");
+	if (inv->status != WR_INVOICE_DRAFT && inv->status != WR_INVOICE_ISSUED)
 		return invalid_state(err, d->target_id,
-				     inv->status == WR_INVOICE_VOID
-					 ? "is already void"
-					 : "holds payments: refund them before a void");
+				     "holds payments: refund them before a void");
 	if (begin_event(d, VP_EV_INVOICE_VOIDED, inv->version + 1, err) < 0)
 		return -1;
 	wr_copy_field(d->data, d->body, "reason");
@@ -536,14 +547,14 @@ static const VpJsonField void_fields[] = {VP_F_VOID_REASON, CMD_ID};
 #define ADMIN	   VP_ROLE_ADMIN
 #define FRONT_DESK (VP_ROLE_ADMIN | VP_ROLE_RECEPTION)
 const WrCommand wr_invoice_commands[] = {
-    {"CreateInvoice", EVHTTP_REQ_POST, "/v1/invoices", FRONT_DESK, create_fields,
-     N(create_fields), true, "/v1/invoices/", NULL, decide_create},
+    {"CreateInvoice", EVHTTP_REQ_POST, "/v1/invoices", FRONT_DESK, create_fields, N(create_fields),
+     true, "/v1/invoices/", NULL, decide_create},
     {"AddInvoiceLine", EVHTTP_REQ_POST, INVOICE "/lines", FRONT_DESK | VP_ROLE_VET, line_fields,
      N(line_fields), false, NULL, validate_line, decide_add_line},
     {"RemoveInvoiceLine", EVHTTP_REQ_DELETE, INVOICE "/lines/{line_id}", FRONT_DESK,
      remove_line_fields, N(remove_line_fields), false, NULL, NULL, decide_remove_line},
-    {"IssueInvoice", EVHTTP_REQ_POST, INVOICE "/issue", FRONT_DESK, issue_fields,
-     N(issue_fields), false, NULL, NULL, decide_issue},
+    {"IssueInvoice", EVHTTP_REQ_POST, INVOICE "/issue", FRONT_DESK, issue_fields, N(issue_fields),
+     false, NULL, NULL, decide_issue},
     {"RecordPayment", EVHTTP_REQ_POST, INVOICE "/payments", FRONT_DESK, payment_fields,
      N(payment_fields), false, NULL, NULL, decide_payment},
     {"RefundPayment", EVHTTP_REQ_POST, INVOICE "/payments/{payment_id}/refund", ADMIN,

@@ -186,8 +186,7 @@ static void settle(WrInvoice *inv)
 		inv->status = WR_INVOICE_ISSUED;
 }
 
-static int apply_payment(WrTenant *t, WrInvoice *inv, const VpEvent *ev, char *why,
-			 size_t why_cap)
+static int apply_payment(WrTenant *t, WrInvoice *inv, const VpEvent *ev, char *why, size_t why_cap)
 {
 	const char *payment_id = vp_json_str(ev->data, "payment_id");
 	const char *received_on = vp_json_str(ev->data, "received_on");
@@ -242,9 +241,11 @@ static int apply_voided(WrTenant *t, WrInvoice *inv, const VpEvent *ev, char *wh
 {
 	bool unpaid_issue = inv->status == WR_INVOICE_ISSUED && inv->paid_cents == 0;
 	if (inv->status != WR_INVOICE_DRAFT && !unpaid_issue)
-		return refuse(why, why_cap, ev, "only a draft or an unpaid issued invoice is voided");
+		return refuse(why, why_cap, ev,
+			      "only a draft or an unpaid issued invoice is voided");
 	inv->status = WR_INVOICE_VOID;
-	if (inv->appointment_id[0] && wr_map_get(&t->appointment_invoices, inv->appointment_id) == inv)
+	if (inv->appointment_id[0] &&
+	    wr_map_get(&t->appointment_invoices, inv->appointment_id) == inv)
 		wr_map_remove(&t->appointment_invoices, inv->appointment_id);
 	drop_lines(inv);
 	return 0;

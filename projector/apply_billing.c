@@ -14,7 +14,11 @@
  * before in the same transaction). revenue_monthly is upserted from a CTE that
  * sums the event's deltas per month first: one event may move two months or
  * twice the same one (ON CONFLICT DO UPDATE cannot touch a row twice).
- * Tenant-local dates (a refund's, a void's) use tenants.timezone. */
+ * Tenant-local dates (a refund's, a void's) use tenants.timezone.
+ *
+ * Every statement's parameters start alike: $1 tenant, $2 invoice, $3 seq
+ * (the new version), $4 at, $5 the event id (for the ledger's position), then
+ * the members of data. */
 #include "apply_runner.h"
 #include "vp_catalog.h"
 

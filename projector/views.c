@@ -114,8 +114,9 @@ unsigned pj_views_fed_by(const VpEvent *ev)
 	return mask;
 }
 
-/* The dirty views once each; returns those that are still dirty (a refresh
- * failed, or no connection): the caller marks them dirty again. */
+/* The dirty views once each; returns those that are still dirty (their
+ * refresh failed, or the connection did): the caller marks them dirty again.
+ * One view that fails does not hold the others back. */
 static unsigned refresh_dirty(PjViews *v, unsigned dirty)
 {
 	char why[512];
@@ -131,7 +132,9 @@ static unsigned refresh_dirty(PjViews *v, unsigned dirty)
 		    0) {
 			vp_metric_add(views[i].failures, 1);
 			vp_log_warn(NULL, "mv_refresh", "%s: %s", views[i].name, why);
-			return dirty;
+			if (PQstatus(v->conn) != CONNECTION_OK)
+				return dirty;
+			continue;
 		}
 		dirty &= ~(1u << i);
 		vp_metric_add(views[i].refreshes, 1);

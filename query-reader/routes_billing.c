@@ -103,8 +103,10 @@ static const RdStatement invoice_get = {
     " FROM read.invoices i CROSS JOIN tn WHERE i.tenant_id = $1::uuid AND i.id = $2::uuid",
     3};
 
-/* The client's ledger rows of one client, in statement order. */
-#define LEDGER(l) "read.client_ledger " l " WHERE " l ".tenant_id = $1::uuid AND " l ".client_id = $5::uuid"
+/* The ledger rows of the client $5, and their statement order. */
+#define LEDGER(l)                                                                            \
+	"read.client_ledger " l " WHERE " l ".tenant_id = $1::uuid AND " l                     \
+	".client_id = $5::uuid"
 #define LEDGER_KEY(l) "(" l ".on_date, " l ".partition, " l ".\"offset\")"
 
 /* $5 the client, $6 from, $7 to (local dates, both included), $8 the currency
@@ -151,7 +153,8 @@ static const RdStatement statement = {
     8};
 
 /* $2 first month, $3 last month (first days), $4 the currency exponents.
- * Months without invoices are left out; oldest first. */
+ * Months without invoices are left out (nullif: never a division by zero,
+ * whatever order the planner evaluates the filter in); oldest first. */
 static const RdStatement revenue = {
     "rd_revenue_monthly",
     "WITH " TENANT_CTE("$4")
@@ -166,7 +169,8 @@ static const RdStatement revenue = {
     "  'payment_rate', round(x.rate_bp::numeric / 10000, 4),"
     "  'collected_cents', r.collected_cents) ORDER BY r.month)"
     "  FROM read.revenue_monthly r CROSS JOIN LATERAL (SELECT"
-    "   " HALF_EVEN_DIV("r.invoiced_cents::numeric", "r.invoice_count::numeric") " AS average,"
+    "   " HALF_EVEN_DIV("r.invoiced_cents::numeric", "nullif(r.invoice_count, 0)::numeric")
+    "   AS average,"
     "   CASE WHEN r.invoiced_cents = 0 THEN 10000::bigint ELSE "
     HALF_EVEN_DIV("(r.paid_cents::numeric * 10000)", "r.invoiced_cents::numeric") " END"
     "   AS rate_bp) x"

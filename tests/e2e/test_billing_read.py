@@ -237,11 +237,6 @@ class Clinic:
                  (self.t, date.fromisoformat(month + "-01"), count, invoiced, paid, collected))
 
 
-@pytest.fixture(scope="module")
-def clinic(stack, daemons, producer):
-    return Clinic(stack, producer, daemons[1])
-
-
 @pytest.fixture
 def fresh(stack, daemons, producer):
     """A new clinic per test (its own ids, numbers, ledger and revenue)."""

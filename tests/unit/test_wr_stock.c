@@ -338,7 +338,7 @@ static void fefo_order_ties_and_no_expiry(void **state)
 	refused(f, "DispenseStock", ITEM, "{\"quantity\":1,\"batch_number\":\"Q\"}", 404,
 		"NOT_FOUND");
 	refused(f, "DispenseStock", ITEM, "{\"quantity\":1,\"invoice_id\":\"" NOPE "\"}", 404,
-		"NOT_FOUND"); /* no invoices exist yet */
+		"NOT_FOUND"); /* no such invoice */
 	ok(f, "DispenseStock", ITEM, "{\"quantity\":2,\"batch_number\":\"N\"}");
 	ok(f, "DispenseStock", ITEM, "{\"quantity\":2}");
 	allocations(f, got, sizeof(got));

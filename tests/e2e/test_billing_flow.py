@@ -279,6 +279,72 @@ def test_the_invoice_list_pages_and_filters(flow):
     assert c.pages("/v1/invoices", client_id=str(uuid.uuid4())) == []
 
 
+def test_answers_headers_and_a_line_racing_the_issue(flow):
+    c = flow
+    r = c.cmd("reception", "POST", "/v1/invoices", {"client_id": c.client_id})
+    assert r.status_code == 201, r.text
+    inv = r.json()["id"]
+    c.all_invoices.append((c, inv))
+    assert r.headers["Location"] == f"/v1/invoices/{inv}"
+    assert r.headers["ETag"] == '"1"'
+    r = c.cmd("reception", "POST", f"/v1/invoices/{inv}/lines",
+              {"description": "x", "quantity": 1, "unit_price_cents": 0})
+    assert r.headers["ETag"] == '"2"' and r.headers["X-Consistency-Token"] == r.json()["position"]
+    r = c.cmd("reception", "POST", f"/v1/invoices/{inv}/issue", {})
+    assert r.status_code == 200 and r.headers["ETag"] == '"3"', r.text
+    v = c.view(inv)
+    assert (v["status"], v["total_cents"], v["paid_on"]) == ("paid", 0, str(c.today()))
+    # paid at its issue: neither void nor payment nor refund
+    refused(c.cmd("admin", "POST", f"/v1/invoices/{inv}/void", {"reason": "x"}), 409,
+            "INVALID_STATE")
+    refused(c.cmd("reception", "POST", f"/v1/invoices/{inv}/payments",
+                  {"amount_cents": 1, "method": "cash"}), 409, "INVALID_STATE")
+    # a client without rows has an empty statement
+    nobody = c.new_client("No", "Rows")
+    st = c.read(f"/v1/clients/{nobody}/statement")
+    assert st["data"] == [] and st["opening_balance_cents"] == st["closing_balance_cents"] == 0
+    assert c.read(f"/v1/clients/{nobody}")["balance_cents"] == 0
+    # a key reused with another body
+    key = f"k-{uuid.uuid4()}"
+    other = c.issued_invoice(900)
+    r1 = c.cmd("reception", "POST", f"/v1/invoices/{other}/payments",
+               {"amount_cents": 100, "method": "cash"}, headers={"Idempotency-Key": key})
+    assert r1.status_code == 200, r1.text
+    refused(c.cmd("reception", "POST", f"/v1/invoices/{other}/payments",
+                  {"amount_cents": 200, "method": "cash"}, headers={"Idempotency-Key": key}),
+            409, "IDEMPOTENCY_KEY_REUSED")
+    assert c.view(other)["paid_cents"] == 100
+
+    # a line racing the issue: in the issued total, or refused
+    drafts = []
+    for i in range(10):
+        d = c.invoice()
+        c.line(d, 1, 1000)
+        drafts.append(d)
+    jobs = [(d, kind) for d in drafts for kind in ("issue", "line")]
+
+    def run(job):
+        d, kind = job
+        if kind == "issue":
+            return c.cmd("reception", "POST", f"/v1/invoices/{d}/issue", {})
+        return c.cmd("vet", "POST", f"/v1/invoices/{d}/lines",
+                     {"description": "late", "quantity": 1, "unit_price_cents": 7})
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(run, jobs))
+    for k, d in enumerate(drafts):
+        issue, line = answers[2 * k], answers[2 * k + 1]
+        assert issue.status_code == 200, issue.text
+        v = c.view(d)
+        [issued] = c.events(aggregate_id=d, type="InvoiceIssued")
+        if line.status_code == 200:
+            assert v["line_count"] == 2 and v["total_cents"] == 1007
+            assert line.json()["version"] == 3 and issue.json()["version"] == 4
+        else:
+            refused(line, 409, "INVALID_STATE")
+            assert v["line_count"] == 1 and v["total_cents"] == 1000
+        assert issued["data"]["total_cents"] == v["total_cents"]
+
+
 # --- stock ----------------------------------------------------------------------
 
 def test_issue_of_interleaved_items_recall_and_void_keep_the_stock(flow):
@@ -532,6 +598,9 @@ def test_an_old_overdue_invoice_and_the_billing_state_survive_a_writer_restart(s
                    "received_on": str(issued_on - timedelta(days=1))}),
             400, "VALIDATION_ERROR", "received_on")
     c.pay(old, 1000, received_on=str(issued_on + timedelta(days=1)))
+    late = str(uuid.uuid4())
+    c.pay(old, 500, payment_id=late)  # today: the old month's paid, this month's collected
+    c.refund(old, late, 200)
     refused(c.cmd("reception", "POST", f"/v1/invoices/{one}/payments",
                   {"amount_cents": 7001, "method": "card"}), 409, "PAYMENT_EXCEEDS_BALANCE")
     refused(c.cmd("admin", "POST", f"/v1/invoices/{one}/payments/{p1}/refund",
@@ -579,7 +648,7 @@ def test_an_old_overdue_invoice_and_the_billing_state_survive_a_writer_restart(s
         {issued_on.strftime("%Y-%m"), today.strftime("%Y-%m")})
     old_month = months["data"][0]
     assert (old_month["invoice_count"], old_month["invoiced_cents"], old_month["paid_cents"]) == \
-        (1, total, 1000)
+        (1, total, 1300)
     assert requests.get(w2.url + "/healthz", timeout=10).status_code == 200
     # the statement: the old rows first (by date, though logged last)
     st = c.read(f"/v1/clients/{c.client_id}/statement")
@@ -589,6 +658,7 @@ def test_an_old_overdue_invoice_and_the_billing_state_survive_a_writer_restart(s
     assert st["data"][0]["balance_cents"] == total
     since = c.read(f"/v1/clients/{c.client_id}/statement", **{"from": str(today)})
     assert since["opening_balance_cents"] == total - 1000
+    assert since["closing_balance_cents"] == st["closing_balance_cents"]
     assert since["data"] == st["data"][2:]
     until = c.read(f"/v1/clients/{c.client_id}/statement", to=str(issued_on))
     assert [x["invoice_id"] for x in until["data"]] == [old]

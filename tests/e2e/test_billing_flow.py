@@ -666,6 +666,74 @@ def test_an_old_overdue_invoice_and_the_billing_state_survive_a_writer_restart(s
     check_statements(c)
 
 
+def test_month_boundaries_in_kiritimati_follow_the_local_date(stack, daemons):
+    """Events of a clinic at UTC+14 around 31 October 10:00 UTC (midnight
+    there), written into the log: a refund made at 10:30 UTC on 31 October is
+    dated 1 November there, and counts in November's collected cash; a void
+    at 09:59 UTC still on 31 October."""
+    projector, reader, _, state = daemons
+    c = FlowClinic(stack, (projector, reader, state["writer"]), tz="Pacific/Kiritimati",
+                   currency="AUD", name="Dateline")
+    producer = ev.EventProducer(stack.brokers)
+    seqs = {}
+
+    def send(type_, inv, data, at):
+        seqs[inv] = seqs.get(inv, 0) + 1
+        producer.send(ev.envelope(type_, c.tid, "invoice", inv, seqs[inv], data, at=at))
+
+    def invoice(number, issued_on, total_price, at):
+        inv = str(uuid.uuid4())
+        c.all_invoices.append((c, inv))
+        send("InvoiceCreated", inv, {"client_id": c.client_id, "appointment_id": None}, at)
+        net, disc, tax, total = line_amounts(1000, total_price, 0, 0)
+        send("InvoiceLineAdded", inv, {
+            "line_id": str(uuid.uuid4()), "description": "Visit", "quantity_milli": 1000,
+            "unit_price_cents": total_price, "discount_bp": 0, "tax_rate_bp": 0,
+            "net_cents": net, "discount_cents": disc, "tax_cents": tax,
+            "line_total_cents": total, "item_id": None}, at)
+        send("InvoiceIssued", inv, {"number": number, "issued_on": issued_on,
+                                    "due_on": "2026-11-10", "total_cents": total}, at)
+        return inv
+
+    oct_inv = invoice("INV-000001", "2026-10-31", 10000, "2026-10-31T09:00:00.000000Z")
+    pay = str(uuid.uuid4())
+    send("PaymentRecorded", oct_inv, {"payment_id": pay, "amount_cents": 6000, "method": "card",
+                                      "reference": None, "received_on": "2026-10-31"},
+         "2026-10-31T09:30:00.000000Z")
+    send("PaymentRefunded", oct_inv, {"refund_id": str(uuid.uuid4()), "payment_id": pay,
+                                      "amount_cents": 1000, "reason": "late"},
+         "2026-10-31T10:30:00.000000Z")
+    voided = invoice("INV-000002", "2026-10-31", 300, "2026-10-31T09:40:00.000000Z")
+    send("InvoiceVoided", voided, {"reason": "x"}, "2026-10-31T09:59:59.000000Z")
+    nov_inv = invoice("INV-000003", "2026-11-01", 700, "2026-10-31T10:00:00.000000Z")
+    producer.flush()
+    c.pos = "{}:{}".format(*producer.delivered[-1])
+    producer.close()
+
+    v = c.view(oct_inv)
+    assert (v["status"], v["paid_cents"], v["balance_cents"], v["overdue"]) == \
+        ("partially_paid", 5000, 5000, True)
+    assert v["payments"][0]["refunds"][0]["refunded_on"] == "2026-11-01"
+    assert query(stack, "SELECT voided_on::text FROM read.invoices WHERE tenant_id = %s "
+                        "AND id = %s", (c.tid, voided)) == [("2026-10-31",)]
+    assert c.view(nov_inv)["issued_on"] == "2026-11-01"
+    rev = c.read("/v1/stats/revenue/monthly", "analyst", **{"from": "2026-10", "to": "2026-11"})
+    got = [(m["month"], m["invoice_count"], m["invoiced_cents"], m["paid_cents"],
+            m["collected_cents"]) for m in rev["data"]]
+    assert got == [("2026-10", 1, 10000, 5000, 6000), ("2026-11", 1, 700, 0, -1000)], got
+    check_revenue(c, "2026-10")
+    check_revenue(c, "2026-11")
+    st = c.read(f"/v1/clients/{c.client_id}/statement")
+    assert [(x["date"], x["kind"], x["amount_cents"]) for x in st["data"]] == [
+        ("2026-10-31", "invoice", 10000), ("2026-10-31", "payment", -6000),
+        ("2026-10-31", "invoice", 300), ("2026-10-31", "void", -300),
+        ("2026-11-01", "refund", 1000), ("2026-11-01", "invoice", 700)], st["data"]
+    october = c.read(f"/v1/clients/{c.client_id}/statement",
+                     **{"from": "2026-10-01", "to": "2026-10-31"})
+    assert october["closing_balance_cents"] == 4000 and len(october["data"]) == 4
+    check_statements(c)
+
+
 # --- the whole module ------------------------------------------------------------
 
 def test_the_analysts_revenue_view_agrees_with_the_reader(stack, daemons):

@@ -39,7 +39,7 @@ CLINICS = []   # every tenant of this module
 INVOICES = []  # (clinic, invoice id) of every invoice created here
 TOPIC = "vetpms.events"
 MONTH = {"from": "2026-01", "to": "2026-12"}
-CURRENCY_EXPONENT = {"GBP": 2, "NZD": 2, "EUR": 2, "USD": 2, "JPY": 0, "BHD": 3}
+CURRENCY_EXPONENT = {"GBP": 2, "NZD": 2, "EUR": 2, "USD": 2, "AUD": 2, "JPY": 0, "BHD": 3}
 
 
 # --- arithmetic (DOMAIN.md § Billing) ------------------------------------------------

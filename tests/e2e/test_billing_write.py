@@ -1148,6 +1148,7 @@ def check_revenue(c, month):
     want = revenue_from_events(c, month)
     rev = c.read("/v1/stats/revenue/monthly", "analyst", **{"from": month, "to": month})
     check_schema(rev, "RevenueMonthly")
+    check_integers(rev, "revenue")
     assert rev["currency"] == c.currency
     assert rev["currency_exponent"] == CURRENCY_EXPONENT[c.currency]
     if want["invoice_count"] == 0:
@@ -1177,6 +1178,7 @@ def recompute_every_invoice(stack, clinics, invoices):
     for c, inv in invoices:
         v = c.view(inv)
         check_schema(v, "InvoiceDetail")
+        check_integers(v)
         check_totals(v)
         paid = sum(p["amount_cents"] - p["refunded_cents"] for p in v["payments"])
         refunded = sum(r["amount_cents"] for p in v["payments"] for r in p["refunds"])
@@ -1223,6 +1225,19 @@ def recompute_every_invoice(stack, clinics, invoices):
         check_schema(c.read("/v1/invoices", limit=5), "InvoicePage")
 
 
+def check_integers(doc, where="answer"):
+    """Every *_cents, *_milli and *_bp of a JSON document is written as an
+    integer (json gives int for 10000000000000, float for 1e+13 or 5.0)."""
+    if isinstance(doc, dict):
+        for k, x in doc.items():
+            if k.endswith(("_cents", "_milli", "_bp")) and x is not None:
+                assert type(x) is int, f"{where}: {k} = {x!r}"
+            check_integers(x, where)
+    elif isinstance(doc, list):
+        for x in doc:
+            check_integers(x, where)
+
+
 def ledger_from_events(c):
     """client id -> the statement's rows recomputed from the tenant's events:
     (date, offset, kind, invoice id, amount), in the statement's order."""
@@ -1254,6 +1269,7 @@ def check_statements(c):
     for client, want in ledger_from_events(c).items():
         st = c.read(f"/v1/clients/{client}/statement")
         check_schema(st, "StatementPage")
+        check_integers(st, "statement")
         assert st["next_cursor"] is None or len(st["data"]) == 50
         data = c.pages(f"/v1/clients/{client}/statement")
         balance, expected = 0, []
@@ -1285,6 +1301,7 @@ def test_every_billing_event_matches_its_json_schema(stack, daemons):
             with open(path) as f:
                 schemas[path] = json.load(f)
         jsonschema.validate(e, schemas[path])
+        check_integers(e["data"], f"{e['type']} event")
         seen.add(e["type"])
     assert {"InvoiceCreated", "InvoiceLineAdded", "InvoiceLineRemoved", "InvoiceIssued",
             "PaymentRecorded", "PaymentRefunded", "InvoiceVoided", "StockDispensed"} <= seen

@@ -1155,6 +1155,7 @@ def check_revenue(c, month):
         assert rev["data"] == [], (c.tz, rev)
         return
     [row] = rev["data"]
+    assert REVENUE_KEYS <= set(row), REVENUE_KEYS - set(row)
     got = {k: row[k] for k in want}
     assert got == want, (c.tz, c.currency)
     assert abs(row["payment_rate"] - want["payment_rate_bp"] / 10000) < 1e-9, row
@@ -1178,6 +1179,7 @@ def recompute_every_invoice(stack, clinics, invoices):
     for c, inv in invoices:
         v = c.view(inv)
         check_schema(v, "InvoiceDetail")
+        check_keys(v)
         check_integers(v)
         check_totals(v)
         paid = sum(p["amount_cents"] - p["refunded_cents"] for p in v["payments"])
@@ -1222,7 +1224,36 @@ def recompute_every_invoice(stack, clinics, invoices):
         for (inv, version) in query(stack, "SELECT id::text, version FROM read.invoices "
                                            "WHERE tenant_id = %s", (c.tid,)):
             assert counts[inv] == version, inv
-        check_schema(c.read("/v1/invoices", limit=5), "InvoicePage")
+        page = c.read("/v1/invoices", limit=5)
+        check_schema(page, "InvoicePage")
+        for x in page["data"]:
+            assert INVOICE_KEYS - {"lines", "payments"} <= set(x)
+            assert "lines" not in x and "payments" not in x
+
+
+# The read shapes of docs/billing.md.
+INVOICE_KEYS = {"id", "client_id", "client_name", "appointment_id", "status", "number",
+                "issued_on", "due_on", "overdue", "paid_on", "currency", "currency_exponent",
+                "net_cents", "discount_cents", "tax_cents", "total_cents", "paid_cents",
+                "refunded_cents", "balance_cents", "line_count", "lines", "payments",
+                "void_reason", "voided_at", "version", "created_at", "updated_at"}
+LINE_KEYS = {"id", "position", "description", "item_id", "quantity", "unit_price_cents",
+             "discount_bp", "tax_rate_bp", "net_cents", "discount_cents", "tax_cents",
+             "line_total_cents"}
+PAYMENT_KEYS = {"id", "amount_cents", "refunded_cents", "method", "reference", "received_on",
+                "refunds"}
+STATEMENT_ROW_KEYS = {"date", "kind", "invoice_id", "invoice_number", "payment_id",
+                      "refund_id", "amount_cents", "balance_cents"}
+REVENUE_KEYS = {"month", "invoice_count", "invoiced_cents", "paid_cents", "outstanding_cents",
+                "average_invoice_cents", "payment_rate_bp", "payment_rate", "collected_cents"}
+
+
+def check_keys(v):
+    assert INVOICE_KEYS <= set(v), INVOICE_KEYS - set(v)
+    for ln in v["lines"]:
+        assert LINE_KEYS <= set(ln), LINE_KEYS - set(ln)
+    for p in v["payments"]:
+        assert PAYMENT_KEYS <= set(p), PAYMENT_KEYS - set(p)
 
 
 def check_integers(doc, where="answer"):
@@ -1270,6 +1301,9 @@ def check_statements(c):
         st = c.read(f"/v1/clients/{client}/statement")
         check_schema(st, "StatementPage")
         check_integers(st, "statement")
+        for row in st["data"]:
+            assert STATEMENT_ROW_KEYS <= set(row), STATEMENT_ROW_KEYS - set(row)
+        assert {"opening_balance_cents", "closing_balance_cents", "data"} <= set(st)
         assert st["next_cursor"] is None or len(st["data"]) == 50
         data = c.pages(f"/v1/clients/{client}/statement")
         balance, expected = 0, []

@@ -114,6 +114,57 @@ def test_if_match_and_upper_case_ids(flow):
     assert v["lines"][0]["id"] == line
 
 
+def test_idempotent_creations_and_payments_and_upper_case_line_removal(flow):
+    c = flow
+    key = f"create-{uuid.uuid4()}"
+    r1 = c.cmd("reception", "POST", "/v1/invoices", {"client_id": c.client_id},
+               headers={"Idempotency-Key": key})
+    r2 = c.cmd("reception", "POST", "/v1/invoices", {"client_id": c.client_id},
+               headers={"Idempotency-Key": key})
+    assert r1.status_code == r2.status_code == 201, (r1.text, r2.text)
+    assert r1.json() == r2.json() and r2.headers.get("Idempotent-Replayed") == "true"
+    inv = r1.json()["id"]
+    c.all_invoices.append((c, inv))
+    line = str(uuid.uuid4())
+    c.line(inv, 1, 1000, line_id=line)
+    c.line(inv, 1, 1, line_id=str(uuid.uuid4()))
+    r = c.cmd("reception", "DELETE", f"/v1/invoices/{inv}/lines/{line.upper()}")
+    assert r.status_code == 200, r.text
+    c.issue(inv)
+    pkey = f"pay-{uuid.uuid4()}"
+    body = {"amount_cents": 1, "method": "cash"}
+    p1 = c.cmd("reception", "POST", f"/v1/invoices/{inv}/payments", body,
+               headers={"Idempotency-Key": pkey})
+    p2 = c.cmd("reception", "POST", f"/v1/invoices/{inv}/payments", body,
+               headers={"Idempotency-Key": pkey})
+    assert p1.status_code == p2.status_code == 200 and p1.json() == p2.json(), p2.text
+    c.harmless()
+    assert len([e for e in c.events(type="InvoiceCreated") if e["aggregate_id"] == inv]) == 1
+    v = c.view(inv)
+    assert (v["status"], v["paid_cents"], len(v["payments"]), v["line_count"]) == \
+        ("paid", 1, 1, 1)
+
+
+def test_an_issue_racing_a_dispense_for_the_last_units(flow):
+    c = flow
+    for round_ in range(5):
+        it = c.item(sale_price_cents=100)
+        c.receive(it, "LAST", 5)
+        inv = c.invoice()
+        c.line(inv, 3, None, item_id=it)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            issue = pool.submit(c.cmd, "reception", "POST", f"/v1/invoices/{inv}/issue", {})
+            dispense = pool.submit(c.cmd, "nurse", "POST", f"/v1/inventory/items/{it}/dispenses",
+                                   {"quantity": 3})
+            issue, dispense = issue.result(), dispense.result()
+        assert sorted([issue.status_code, dispense.status_code]) == [200, 409], \
+            (issue.text, dispense.text)
+        loser = issue if issue.status_code == 409 else dispense
+        assert code(loser) == "INSUFFICIENT_STOCK", loser.text
+        assert milli(c.read(f"/v1/inventory/items/{it}")["on_hand"]) == 2000
+        assert c.view(inv)["status"] == ("issued" if issue.status_code == 200 else "draft")
+
+
 # --- races ----------------------------------------------------------------------
 
 def test_races_on_lines_issues_payments_voids_and_refunds(flow):

@@ -145,6 +145,44 @@ def test_idempotent_creations_and_payments_and_upper_case_line_removal(flow):
         ("paid", 1, 1, 1)
 
 
+def test_ids_of_lines_payments_and_refunds_across_invoices(flow):
+    c = flow
+    a, b = c.invoice(), c.invoice()
+    shared = str(uuid.uuid4())
+    c.line(a, 1, 300, line_id=shared)
+    c.line(b, 2, 300, line_id=shared)  # a line's id is its invoice's
+    assert c.view(a)["lines"][0]["id"] == c.view(b)["lines"][0]["id"] == shared
+    c.issue(a)
+    c.issue(b)
+    pay = str(uuid.uuid4())
+    c.pay(a, 100, payment_id=pay)
+    # a payment's id is the tenant's: not again on another invoice
+    refused(c.cmd("reception", "POST", f"/v1/invoices/{b}/payments",
+                  {"amount_cents": 1, "method": "cash", "payment_id": pay}), 409,
+            "ALREADY_EXISTS")
+    # a payment is refunded through its own invoice only
+    refused(c.cmd("admin", "POST", f"/v1/invoices/{b}/payments/{pay}/refund",
+                  {"amount_cents": 1, "reason": "x"}), 404, "NOT_FOUND")
+    rid = str(uuid.uuid4())
+    c.ok("admin", "POST", f"/v1/invoices/{a}/payments/{pay}/refund",
+         {"amount_cents": 40, "reason": "x", "refund_id": rid})
+    pay_b = str(uuid.uuid4())
+    c.pay(b, 100, payment_id=pay_b)
+    refused(c.cmd("admin", "POST", f"/v1/invoices/{b}/payments/{pay_b}/refund",
+                  {"amount_cents": 1, "reason": "x", "refund_id": rid}), 409, "ALREADY_EXISTS")
+    va, vb = c.view(a), c.view(b)
+    assert (va["paid_cents"], va["balance_cents"], vb["paid_cents"], vb["balance_cents"]) == \
+        (60, 240, 100, 500)
+    # paid, refunded a little, paid again: paid_on back
+    c.pay(a, 240)
+    assert c.view(a)["paid_on"] == str(c.today())
+    c.refund(a, pay, 60)
+    assert c.view(a)["paid_on"] is None
+    c.pay(a, 60)
+    v = c.view(a)
+    assert (v["status"], v["paid_on"]) == ("paid", str(c.today()))
+
+
 def test_an_issue_racing_a_dispense_for_the_last_units(flow):
     c = flow
     for round_ in range(5):

@@ -79,6 +79,11 @@ def boundary_zone():
 
 
 SPEC_PATH = os.path.join(ROOT, "schema", "openapi.yaml")
+with open(os.path.join(ROOT, "docs", "billing.md"), encoding="utf-8") as _f:
+    BILLING_MD = " ".join(_f.read().split())
+# Rules that docs/billing.md gained later: tested as the spec in the tree says.
+ZERO_TOTAL_VOIDABLE = "or `paid` at its issue by a zero total" in BILLING_MD
+BACKDATED_ISSUE = "due_in_days (0–365, default 30), issued_on" in BILLING_MD
 _COMPONENTS = []
 
 

@@ -428,7 +428,9 @@ class Generator:
             fit = [i for i, a in pool.items() if a["status"] in APPOINTMENT_NEEDS[name]]
             ids = fit if fit and self.chance(0.85) else ids
         elif segment == "invoices" and name in INVOICE_NEEDS:
-            fit = [i for i, x in pool.items() if x["status"] in INVOICE_NEEDS[name]]
+            fit = [i for i, x in pool.items() if x["status"] in INVOICE_NEEDS[name]
+                   and (x["lines"] or name != "RemoveInvoiceLine")
+                   and (x["payments"] or name != "RefundPayment")]
             ids = fit if fit and self.chance(0.85) else ids
         elif segment == "inventory":
             live = [i for i, x in pool.items() if x["active"]]

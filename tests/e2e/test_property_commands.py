@@ -65,6 +65,10 @@ APPOINTMENT_NEEDS = {"RescheduleAppointment": {"scheduled"}, "CheckInAppointment
                      "StartAppointment": {"checked_in"}, "CompleteAppointment": {"in_progress"},
                      "CancelAppointment": {"scheduled", "checked_in"},
                      "MarkNoShow": {"scheduled"}}
+# The status an invoice command needs to succeed (docs/billing.md).
+INVOICE_NEEDS = {"AddInvoiceLine": {"draft"}, "RemoveInvoiceLine": {"draft"},
+                 "IssueInvoice": {"draft"}, "RecordPayment": {"issued", "partially_paid"},
+                 "RefundPayment": {"partially_paid", "paid"}, "VoidInvoice": {"draft", "issued"}}
 APPOINTMENT_AFTER = {"CheckInAppointment": "checked_in", "StartAppointment": "in_progress",
                      "CompleteAppointment": "completed", "CancelAppointment": "canceled",
                      "MarkNoShow": "no_show"}
@@ -116,9 +120,7 @@ class Pools:
         self.batches = {}       # item id -> [batch numbers received]
         self.prescriptions = []  # prescription ids (read from the log at set-up)
         self.tenants = []       # the tenant's own id, for its settings
-        self.invoices = {}      # id -> {}
-        self.lines = {}         # invoice id -> [line ids]
-        self.payments = {}      # invoice id -> [payment ids]
+        self.invoices = {}      # id -> {"status", "lines": [line ids], "payments": [ids]}
         self.core = set()       # made by the set-up: rarely deactivated or killed
         self.avail_vet = None   # the vet with published blocks on days 1-60
 
@@ -295,7 +297,7 @@ class Generator:
         name, p = f["name"], self.pools
         if name == "id":
             pool = {"patients": p.patients, "clients": p.clients, "staff": p.staff,
-                    "appointments": p.appointments}.get(path_pool, {})
+                    "appointments": p.appointments, "invoices": p.invoices}.get(path_pool, {})
             value = str(uuid.uuid4()) if not pool or self.chance(0.9) \
                 else self.rng.choice(list(pool))
         elif name == "client_id":
@@ -411,7 +413,8 @@ class Generator:
         segment = cmd["pattern"].split("/")[2]
         pool_name = {"staff": "staff", "clients": "clients", "patients": "patients",
                      "appointments": "appointments", "medical-records": "records",
-                     "tenants": "tenants", "inventory": "items", "invoices": "invoices"}[segment]
+                     "tenants": "tenants", "inventory": "items",
+                     "invoices": "invoices"}[segment]
         pool = getattr(p, pool_name)
         ids = list(pool)
         if segment == "medical-records":
@@ -423,6 +426,11 @@ class Generator:
             ids = p.vets() if self.chance(0.85) else ids
         elif name in APPOINTMENT_NEEDS:
             fit = [i for i, a in pool.items() if a["status"] in APPOINTMENT_NEEDS[name]]
+            ids = fit if fit and self.chance(0.85) else ids
+        elif segment == "invoices" and name in INVOICE_NEEDS:
+            fit = [i for i, x in pool.items() if x["status"] in INVOICE_NEEDS[name]
+                   and (x["lines"] or name != "RemoveInvoiceLine")
+                   and (x["payments"] or name != "RefundPayment")]
             ids = fit if fit and self.chance(0.85) else ids
         elif segment == "inventory":
             live = [i for i, x in pool.items() if x["active"]]
@@ -468,13 +476,15 @@ class Generator:
         return body
 
     def item_target(self, path, record):
-        """A record's {diagnosis_id} / {treatment_id}: one of its own, mostly."""
-        for param, pool in (("{diagnosis_id}", self.pools.diagnoses),
-                            ("{treatment_id}", self.pools.treatments),
-                            ("{line_id}", self.pools.lines),
-                            ("{payment_id}", self.pools.payments)):
+        """A record's {diagnosis_id} / {treatment_id}, an invoice's {line_id} /
+        {payment_id}: one of its own, mostly."""
+        invoice = self.pools.invoices.get(record) or {}
+        for param, ids in (("{diagnosis_id}", self.pools.diagnoses.get(record)),
+                           ("{treatment_id}", self.pools.treatments.get(record)),
+                           ("{line_id}", invoice.get("lines")),
+                           ("{payment_id}", invoice.get("payments"))):
             if param in path:
-                ids = pool.get(record) or []
+                ids = ids or []
                 item = self.rng.choice(ids) if ids and self.chance(0.8) else str(uuid.uuid4())
                 path = path.replace(param, item.upper() if self.chance(0.1) else item)
         return path
@@ -683,14 +693,25 @@ def learn(pools, o):
         p.items[agg] = {"active": True}
     elif name == "DeactivateInventoryItem":
         p.items.setdefault(agg, {})["active"] = False
-    elif name == "CreateInvoice":
-        p.invoices[agg] = {}
-    elif name == "AddInvoiceLine" and isinstance(body.get("line_id"), str):
-        p.lines.setdefault(agg, []).append(body["line_id"].lower())
-    elif name == "RecordPayment" and isinstance(body.get("payment_id"), str):
-        p.payments.setdefault(agg, []).append(body["payment_id"].lower())
     elif name == "ReceiveStock" and isinstance(body.get("batch_number"), str):
         p.batches.setdefault(agg, []).append(body["batch_number"])
+    elif name == "CreateInvoice":
+        p.invoices[agg] = {"status": "draft", "lines": [], "payments": []}
+    elif name in INVOICE_NEEDS:
+        inv = p.invoices.setdefault(agg, {"status": "draft", "lines": [], "payments": []})
+        if name == "AddInvoiceLine" and isinstance(body.get("line_id"), str):
+            inv["lines"].append(body["line_id"].lower())
+        elif name == "RemoveInvoiceLine":
+            gone = o.req.path.split("/")[5].lower()
+            inv["lines"] = [x for x in inv["lines"] if x != gone]
+        elif name == "IssueInvoice":
+            inv["status"] = "issued"  # or paid at once (a zero total): a guess is enough
+        elif name == "RecordPayment":
+            inv["status"] = "partially_paid"
+            if isinstance(body.get("payment_id"), str):
+                inv["payments"].append(body["payment_id"].lower())
+        elif name == "VoidInvoice":
+            inv["status"] = "void"
 
 
 def list_commands():
@@ -769,6 +790,31 @@ def set_up(stack, writer, gen, pools, commands, outcomes):
             must("StartAppointment", {}, "vet", target=appt)
     set_up_records(stack, gen, pools, patients, must)
     set_up_stock(stack, gen, pools, must)
+    set_up_billing(gen, pools, must)
+
+
+def set_up_billing(gen, pools, must):
+    """Invoices in each status, with chosen line and payment ids (the answers
+    carry only the invoice's), one with a line of a stocked item."""
+    clients = [c for c in pools.clients if c in pools.core]
+    plain_item = next(iter(pools.items))
+    for i in range(6):
+        inv = must("CreateInvoice", {"client_id": clients[i % len(clients)]}, "reception")
+        pools.core.add(inv)
+        for k in range(2):
+            must("AddInvoiceLine", {"description": f"Line {k}", "quantity": 1.5,
+                                    "unit_price_cents": 1234 + i, "tax_rate_bp": 2000,
+                                    "discount_bp": 500 * k, "line_id": str(uuid.uuid4())},
+                 "reception", target=inv)
+        if i == 2:
+            must("AddInvoiceLine", {"description": "Tabs", "quantity": 1, "unit_price_cents": 99,
+                                    "item_id": plain_item, "line_id": str(uuid.uuid4())},
+                 "vet", target=inv)
+        if i >= 2:
+            must("IssueInvoice", {"due_in_days": 14}, "reception", target=inv)
+        if i >= 4:
+            must("RecordPayment", {"amount_cents": 100, "method": "card",
+                                   "payment_id": str(uuid.uuid4())}, "reception", target=inv)
 
 
 def set_up_stock(stack, gen, pools, must):

@@ -120,6 +120,9 @@ bool wr_timezone_known(const char *zoneinfo_dir, const char *tz);
 int wr_tz_utc_offset(const char *zoneinfo_dir, const char *tz, int64_t at_us, int32_t *offset_s);
 /* The date (days since 1970-01-01) at at_us in zone tz; UTC if it cannot be read. */
 int32_t wr_local_date(const char *zoneinfo_dir, const char *tz, int64_t at_us);
+/* How many zone files wr_tz_utc_offset has read and parsed (each zone's once
+ * while it stays among the 16 cached): for tests. */
+uint64_t wr_tz_cache_loads(void);
 #define WR_ZONEINFO_DIR "/usr/share/zoneinfo"
 
 /* Adds an event after the first, taking data; -1 (data freed) when the

@@ -22,4 +22,11 @@
 int vp_auth_bearer(const VpJwtVerifier *v, const char *authorization, int64_t now_s,
 		   VpClaims *claims, VpError *err);
 
+/* vp_auth_bearer remembers the claims of the last 4096 tokens it verified (per
+ * process, thread-safe) and skips the signature check for a byte-identical
+ * token under the same verifier; exp and nbf are checked on every use. How
+ * many calls the cache answered, and emptying it (for tests). */
+uint64_t vp_auth_cache_hits(void);
+void vp_auth_cache_clear(void);
+
 #endif

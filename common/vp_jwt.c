@@ -243,6 +243,28 @@ static bool aud_matches(const cJSON *aud, const char *audience)
 	return false;
 }
 
+/* |exp|, |nbf| <= 2^53 and leeway fits an int: no overflow. */
+static bool expired(int64_t leeway, int64_t exp, int64_t now_s)
+{
+	return !(now_s < exp + leeway);
+}
+
+static bool not_yet_valid(int64_t leeway, int64_t nbf, int64_t now_s)
+{
+	return nbf - leeway > now_s;
+}
+
+const char *vp_jwt_check_times(const VpJwtVerifier *v, const VpClaims *claims, int64_t now_s)
+{
+	int64_t leeway = v->leeway_s > 0 ? v->leeway_s : 0;
+
+	if (expired(leeway, claims->exp, now_s))
+		return "expired";
+	if (claims->has_nbf && not_yet_valid(leeway, claims->nbf, now_s))
+		return "not yet valid";
+	return NULL;
+}
+
 static const char *read_claims(const VpJwtVerifier *v, const cJSON *payload, int64_t now_s,
 			       VpClaims *out)
 {
@@ -264,14 +286,15 @@ static const char *read_claims(const VpJwtVerifier *v, const cJSON *payload, int
 		return "exp missing";
 	if (rc != 0)
 		return "bad exp";
-	/* |exp| <= 2^53 and leeway fits an int: no overflow. */
-	if (!(now_s < out->exp + leeway))
+	if (expired(leeway, out->exp, now_s))
 		return "expired";
 	rc = numeric_date(payload, "nbf", true, &nbf);
 	if (rc == -1)
 		return "bad nbf";
-	if (rc == 0 && nbf - leeway > now_s)
+	if (rc == 0 && not_yet_valid(leeway, nbf, now_s))
 		return "not yet valid";
+	out->nbf = rc == 0 ? nbf : 0;
+	out->has_nbf = rc == 0;
 	if (numeric_date(payload, "iat", false, &out->iat) == -1)
 		return "bad iat";
 

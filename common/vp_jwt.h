@@ -51,6 +51,8 @@ typedef struct VpClaims {
 	unsigned roles; /* VP_ROLE_* bits; unknown role names are ignored */
 	int64_t exp;    /* seconds since the epoch */
 	int64_t iat;    /* 0 when absent */
+	int64_t nbf;    /* when has_nbf */
+	bool has_nbf;
 } VpClaims;
 
 /* Verifies token (len bytes, need not be NUL-terminated) at now_s (Unix seconds).
@@ -62,6 +64,12 @@ typedef struct VpClaims {
  * "bad tid", "bad roles", "wrong issuer", "wrong audience". */
 int vp_jwt_verify(const VpJwtVerifier *v, const char *token, size_t len, int64_t now_s,
 		  VpClaims *out, char *why, size_t why_cap);
+
+/* The time rules of vp_jwt_verify alone, on claims it filled before: NULL when
+ * they hold at now_s, else "expired" or "not yet valid" (the same checks, leeway
+ * and order). For a cache of verified tokens (vp_auth.c), which must re-apply
+ * them on every use. */
+const char *vp_jwt_check_times(const VpJwtVerifier *v, const VpClaims *claims, int64_t now_s);
 
 /* A token over payload_json (used as given) with header {"alg":"HS256","typ":"JWT"}
  * or {"alg":"EdDSA","typ":"JWT"} per key->alg; EdDSA needs the 64-byte libsodium

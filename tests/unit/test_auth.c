@@ -110,6 +110,129 @@ static void one_leeway_on_expiry(void **state)
 	free(outside);
 }
 
+/* --- the cache of verified tokens ---------------------------------------- */
+
+static void cached_token_still_expires(void **state)
+{
+	(void)state;
+	char header[2048];
+	char *token = token_with("\"u-cache\"", NOW + 60);
+	VpClaims claims;
+	VpError err;
+	vp_auth_cache_clear();
+	snprintf(header, sizeof(header), "Bearer %s", token);
+	assert_int_equal(auth(header, &claims, &err), 0); /* verified, cached */
+	uint64_t hits = vp_auth_cache_hits();
+	assert_int_equal(auth(header, &claims, &err), 0);
+	assert_int_equal(vp_auth_cache_hits(), hits + 1);
+	assert_string_equal(claims.sub, "u-cache");
+	assert_int_equal(claims.roles, VP_ROLE_VET);
+	assert_int_equal(claims.exp, NOW + 60);
+	/* the same token, from the cache, at and after exp + leeway */
+	vp_error_clear(&err);
+	assert_int_equal(vp_auth_bearer(&verifier, header, NOW + 60 + VP_AUTH_LEEWAY_S - 1, &claims,
+					&err),
+			 0);
+	vp_error_clear(&err);
+	assert_int_equal(vp_auth_bearer(&verifier, header, NOW + 60 + VP_AUTH_LEEWAY_S, &claims,
+					&err),
+			 -1);
+	assert_int_equal(vp_auth_cache_hits(), hits + 3);
+	assert_int_equal(err.status, 401);
+	assert_string_equal(err.message, "invalid token: expired");
+	assert_string_equal(claims.sub, "");
+	free(token);
+}
+
+static void cached_token_still_waits_for_nbf(void **state)
+{
+	(void)state;
+	char header[2048];
+	char payload[256];
+	VpClaims claims;
+	VpError err;
+	vp_auth_cache_clear();
+	snprintf(payload, sizeof(payload), "{\"sub\":\"u\",\"roles\":[\"vet\"],\"exp\":%lld,\"nbf\":%lld}",
+		 (long long)(NOW + 600), (long long)(NOW - 10));
+	char *token = vp_jwt_sign(&verifier.key, NULL, payload);
+	assert_non_null(token);
+	snprintf(header, sizeof(header), "Bearer %s", token);
+	assert_int_equal(auth(header, &claims, &err), 0);
+	/* a clock stepped back: the cached claims meet nbf again */
+	vp_error_clear(&err);
+	assert_int_equal(vp_auth_bearer(&verifier, header, NOW - 10 - VP_AUTH_LEEWAY_S - 1,
+					&claims, &err),
+			 -1);
+	assert_string_equal(err.message, "invalid token: not yet valid");
+	free(token);
+}
+
+static void other_signature_of_same_claims_is_not_cached(void **state)
+{
+	(void)state;
+	char header[2048];
+	const char *payload = "{\"sub\":\"u-1\",\"roles\":[\"admin\"],\"exp\":1800000060}";
+	VpJwtKey other_key;
+	VpClaims claims;
+	VpError err;
+	vp_auth_cache_clear();
+	assert_int_equal(vp_jwt_key_from_hs256_secret(&other_key, "another-secret-of-32-bytes-long!"),
+			 0);
+	char *good = vp_jwt_sign(&verifier.key, NULL, payload);
+	char *forged = vp_jwt_sign(&other_key, NULL, payload);
+	assert_non_null(good);
+	assert_non_null(forged);
+	/* same header and claims, only the signature differs */
+	assert_memory_equal(good, forged, (size_t)(strrchr(good, '.') - good));
+	snprintf(header, sizeof(header), "Bearer %s", good);
+	assert_int_equal(auth(header, &claims, &err), 0);
+	assert_int_equal(auth(header, &claims, &err), 0);
+	snprintf(header, sizeof(header), "Bearer %s", forged);
+	assert_401(header, "invalid token: bad signature");
+	assert_401(header, "invalid token: bad signature"); /* the failure is not cached */
+	/* the same token under another verifier's key is verified by that one */
+	VpJwtVerifier saved = verifier;
+	verifier.key = other_key;
+	snprintf(header, sizeof(header), "Bearer %s", good);
+	assert_401(header, "invalid token: bad signature");
+	verifier = saved;
+	free(good);
+	free(forged);
+}
+
+/* Verifies a token of sub "e-<i>" and says whether the cache answered. */
+static bool auth_numbered(int i)
+{
+	char name[16], sub_json[32], header[2048];
+	VpClaims claims;
+	VpError err;
+	snprintf(name, sizeof(name), "e-%d", i);
+	snprintf(sub_json, sizeof(sub_json), "\"%s\"", name);
+	char *token = token_with(sub_json, NOW + 60);
+	snprintf(header, sizeof(header), "Bearer %s", token);
+	uint64_t hits = vp_auth_cache_hits();
+	assert_int_equal(auth(header, &claims, &err), 0);
+	assert_string_equal(claims.sub, name);
+	free(token);
+	return vp_auth_cache_hits() == hits + 1;
+}
+
+static void oldest_token_is_evicted(void **state)
+{
+	(void)state;
+	vp_auth_cache_clear();
+	assert_false(auth_numbered(0));
+	assert_true(auth_numbered(0));
+	for (int i = 1; i < 4096; i++) /* fills the cache: 0 is the oldest */
+		assert_false(auth_numbered(i));
+	assert_true(auth_numbered(0));
+	assert_true(auth_numbered(1));
+	assert_false(auth_numbered(4096)); /* takes the place of 0 */
+	assert_false(auth_numbered(0));    /* evicted, verified again */
+	assert_true(auth_numbered(4096));
+	assert_true(auth_numbered(2));
+}
+
 static void assert_sub(const char *sub_json, bool good)
 {
 	char header[4096];
@@ -157,6 +280,10 @@ int main(void)
 		cmocka_unit_test(malformed_headers_are_401),
 		cmocka_unit_test(one_leeway_on_expiry),
 		cmocka_unit_test(sub_is_printable_utf8_of_1_to_128_bytes),
+		cmocka_unit_test(cached_token_still_expires),
+		cmocka_unit_test(cached_token_still_waits_for_nbf),
+		cmocka_unit_test(other_signature_of_same_claims_is_not_cached),
+		cmocka_unit_test(oldest_token_is_evicted),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

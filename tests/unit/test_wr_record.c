@@ -350,6 +350,56 @@ static void tzif_offsets_match_the_c_library(void **state)
 	assert_int_equal(wr_tz_utc_offset(WR_ZONEINFO_DIR, "Not/AZone", 0, &(int32_t){0}), -1);
 }
 
+/* Each zone's file is read once however often it is asked (issue 14), and
+ * the cached transitions give the answers the first read did. */
+static void zone_file_is_read_once(void **state)
+{
+	(void)state;
+	int32_t first = 0, again = 0;
+	assert_int_equal(wr_tz_utc_offset(WR_ZONEINFO_DIR, "Europe/Paris", 1711846800 * VP_US_PER_SEC,
+					  &first),
+			 0);
+	uint64_t loads = wr_tz_cache_loads();
+	for (int i = 0; i < 100000; i++) {
+		int64_t at_us = (1700000000 + (int64_t)i * 997) * VP_US_PER_SEC;
+		int32_t date = wr_local_date(WR_ZONEINFO_DIR, "Europe/Paris", at_us);
+		assert_true(date >= vp_date_from_us(at_us) - 1 && date <= vp_date_from_us(at_us) + 1);
+	}
+	assert_int_equal(wr_tz_utc_offset(WR_ZONEINFO_DIR, "Europe/Paris", 1711846800 * VP_US_PER_SEC,
+					  &again),
+			 0);
+	assert_int_equal(again, first);
+	assert_int_equal(first, 7200); /* CEST from 2024-03-31 01:00 UTC */
+	assert_int_equal(wr_tz_cache_loads(), loads);
+	/* an unknown zone is never cached as known */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(wr_tz_utc_offset(WR_ZONEINFO_DIR, "Not/AZone", 0, &(int32_t){0}), -1);
+	assert_int_equal(wr_tz_cache_loads(), loads);
+	/* more zones than the cache holds: still right, the oldest read again */
+	const char *zones[] = {"UTC", "Asia/Tokyo", "Asia/Kolkata", "America/New_York",
+			       "Europe/London", "Europe/Berlin", "Europe/Madrid", "Europe/Rome",
+			       "Asia/Dubai", "Asia/Singapore", "Australia/Sydney",
+			       "Pacific/Auckland", "America/Chicago", "America/Denver",
+			       "America/Los_Angeles", "America/Sao_Paulo", "Africa/Lagos",
+			       "Asia/Kathmandu"};
+	uint64_t loads_before_round = 0;
+	for (int round = 0; round < 2; round++) {
+		loads_before_round = wr_tz_cache_loads();
+		for (size_t z = 0; z < sizeof(zones) / sizeof(zones[0]); z++) {
+			int32_t offset = -1;
+			assert_int_equal(wr_tz_utc_offset(WR_ZONEINFO_DIR, zones[z],
+							  1700000000 * VP_US_PER_SEC, &offset),
+					 0);
+			if (strcmp(zones[z], "Asia/Kathmandu") == 0)
+				assert_int_equal(offset, 20700);
+			if (strcmp(zones[z], "Asia/Tokyo") == 0)
+				assert_int_equal(offset, 32400);
+		}
+	}
+	/* 18 zones do not fit in 16 entries: the second round reads some again */
+	assert_true(wr_tz_cache_loads() > loads_before_round);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -362,6 +412,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(signing_locks_the_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(the_tenant_period_locks_by_time, setup, teardown),
 		cmocka_unit_test(tzif_offsets_match_the_c_library),
+		cmocka_unit_test(zone_file_is_read_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

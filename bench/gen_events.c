@@ -11,6 +11,7 @@
 #include <string.h>
 #include <librdkafka/rdkafka.h>
 
+#include "gen_producer.h"
 #include "vp_catalog.h"
 #include "vp_time.h"
 #include "vp_uuid.h"
@@ -59,18 +60,6 @@ static const char *const conditions[] = {"diabetes mellitus", "chronic kidney di
 static const char *const severities[] = {"mild", "moderate", "severe"};
 static const char *const roles[] = {"veterinarian", "veterinarian", "veterinarian", "nurse",
 				    "nurse", "receptionist"};
-#define PICK(a) (a[next_rand() % (sizeof(a) / sizeof(a[0]))])
-
-static unsigned long long rand_state = 88172645463325252ULL;
-
-static unsigned long long next_rand(void)
-{
-	rand_state ^= rand_state << 13;
-	rand_state ^= rand_state >> 7;
-	rand_state ^= rand_state << 17;
-	return rand_state;
-}
-
 static GenId *list_add(GenList *l)
 {
 	if (l->n == l->cap) {
@@ -190,57 +179,6 @@ static int make_data(GenTenant *t, int type, char *data, size_t cap, GenId **tar
 	return -1;
 }
 
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
-{
-	(void)rk;
-	long *failed = opaque;
-	if (m->err)
-		(*failed)++;
-}
-
-static rd_kafka_t *producer_new(const char *brokers, long *failed)
-{
-	char errstr[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	const char *settings[][2] = {
-		{"bootstrap.servers", brokers}, {"client.id", "vetpms-bench-gen-events"},
-		{"partitioner", "murmur2_random"}, {"linger.ms", "20"},
-		{"batch.num.messages", "10000"}, {"queue.buffering.max.messages", "1000000"},
-		{"queue.buffering.max.kbytes", "1048576"}, {"acks", "all"},
-		{"enable.idempotence", "true"}, /* retries keep each tenant in order */
-	};
-	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
-		if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], errstr,
-				      sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-			fprintf(stderr, "gen_events: %s\n", errstr);
-			rd_kafka_conf_destroy(conf);
-			return NULL;
-		}
-	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-	rd_kafka_conf_set_opaque(conf, failed);
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-	if (!rk) {
-		fprintf(stderr, "gen_events: %s\n", errstr);
-		rd_kafka_conf_destroy(conf);
-	}
-	return rk;
-}
-
-static int produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const char *key, const char *type,
-		   const char *value, size_t len)
-{
-	for (;;) {
-		rd_kafka_resp_err_t err = rd_kafka_producev(
-			rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, strlen(key)),
-			RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-			RD_KAFKA_V_HEADER("type", type, -1), RD_KAFKA_V_HEADER("v", "1", 1),
-			RD_KAFKA_V_END);
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-			return err ? -1 : 0;
-		rd_kafka_poll(rk, 100); /* backpressure: wait for deliveries */
-	}
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 5) {
@@ -249,7 +187,7 @@ int main(int argc, char **argv)
 	}
 	long n_events = atol(argv[3]), n_tenants = atol(argv[4]);
 	if (argc > 5)
-		rand_state ^= strtoull(argv[5], NULL, 10) * 0x9E3779B97F4A7C15ULL;
+		gen_seed(strtoull(argv[5], NULL, 10));
 	if (n_events < 1 || n_tenants < 1 || n_tenants > 100000) {
 		fprintf(stderr, "gen_events: bad arguments\n");
 		return 2;
@@ -257,7 +195,8 @@ int main(int argc, char **argv)
 	long failed = 0, counts[N_TYPES] = {0};
 	size_t bytes = 0;
 	GenTenant *tenants = calloc((size_t)n_tenants, sizeof(*tenants));
-	rd_kafka_t *rk = producer_new(argv[1], &failed);
+	rd_kafka_t *rk =
+	    gen_producer_new(argv[1], "gen_events", "vetpms-bench-gen-events", &failed);
 	if (!tenants || !rk)
 		return 1;
 	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, argv[2], NULL);
@@ -302,7 +241,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		if (len < 0 || (size_t)len >= sizeof(envelope) ||
-		    produce(rk, rkt, t->id, type_names[type], envelope, (size_t)len) < 0) {
+		    gen_produce(rk, rkt, t->id, type_names[type], envelope, (size_t)len) !=
+			RD_KAFKA_RESP_ERR_NO_ERROR) {
 			fprintf(stderr, "gen_events: cannot produce event %ld\n", i);
 			return 1;
 		}

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <librdkafka/rdkafka.h>
 
+#include "gen_producer.h"
 #include "vp_catalog.h"
 #include "vp_money.h"
 #include "vp_time.h"
@@ -44,18 +45,6 @@ static const char *const descriptions[] = {
     "X-ray, two views", "Flea and worm treatment"};
 static const char *const methods[] = {"card", "card", "card", "cash", "bank_transfer", "insurance"};
 static const int64_t quantities_milli[] = {1000, 1000, 1000, 2000, 500, 1500, 3000};
-#define PICK(a) (a[next_rand() % (sizeof(a) / sizeof(a[0]))])
-
-static unsigned long long rand_state = 88172645463325252ULL;
-
-static unsigned long long next_rand(void)
-{
-	rand_state ^= rand_state << 13;
-	rand_state ^= rand_state >> 7;
-	rand_state ^= rand_state << 17;
-	return rand_state;
-}
-
 typedef struct GenOut {
 	rd_kafka_t *rk;
 	rd_kafka_topic_t *rkt;
@@ -78,46 +67,6 @@ static void new_id(char out[37])
 	VpUuid u;
 	vp_uuid_v7(&u);
 	vp_uuid_format(&u, out);
-}
-
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
-{
-	(void)rk;
-	long *failed = opaque;
-	if (m->err)
-		(*failed)++;
-}
-
-static rd_kafka_t *producer_new(const char *brokers, long *failed)
-{
-	char errstr[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	const char *settings[][2] = {
-	    {"bootstrap.servers", brokers},
-	    {"client.id", "vetpms-bench-gen-invoices"},
-	    {"partitioner", "murmur2_random"},
-	    {"linger.ms", "20"},
-	    {"batch.num.messages", "10000"},
-	    {"queue.buffering.max.messages", "1000000"},
-	    {"queue.buffering.max.kbytes", "1048576"},
-	    {"acks", "all"},
-	    {"enable.idempotence", "true"}, /* retries keep the tenant's order */
-	};
-	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
-		if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], errstr,
-				      sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-			fprintf(stderr, "gen_invoices: %s\n", errstr);
-			rd_kafka_conf_destroy(conf);
-			return NULL;
-		}
-	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-	rd_kafka_conf_set_opaque(conf, failed);
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-	if (!rk) {
-		fprintf(stderr, "gen_invoices: %s\n", errstr);
-		rd_kafka_conf_destroy(conf);
-	}
-	return rk;
 }
 
 /* One envelope of the tenant: built, checked against the catalog, produced
@@ -147,22 +96,12 @@ static int emit(GenOut *out, int type, const char *aggregate_id, int seq, int64_
 			type_names[type], why);
 		return -1;
 	}
-	for (;;) {
-		rd_kafka_resp_err_t err =
-		    rd_kafka_producev(out->rk, RD_KAFKA_V_RKT(out->rkt),
-				      RD_KAFKA_V_KEY(out->tenant, strlen(out->tenant)),
-				      RD_KAFKA_V_VALUE(envelope, (size_t)len),
-				      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-				      RD_KAFKA_V_HEADER("type", type_names[type], -1),
-				      RD_KAFKA_V_HEADER("v", "1", 1), RD_KAFKA_V_END);
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-			break;
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-			fprintf(stderr, "gen_invoices: cannot produce event %ld: %s\n", out->events,
-				rd_kafka_err2str(err));
-			return -1;
-		}
-		rd_kafka_poll(out->rk, 100); /* backpressure: wait for deliveries */
+	rd_kafka_resp_err_t err =
+	    gen_produce(out->rk, out->rkt, out->tenant, type_names[type], envelope, (size_t)len);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		fprintf(stderr, "gen_invoices: cannot produce event %ld: %s\n", out->events,
+			rd_kafka_err2str(err));
+		return -1;
 	}
 	rd_kafka_poll(out->rk, 0);
 	out->counts[type]++;
@@ -305,7 +244,7 @@ int main(int argc, char **argv)
 	long n_invoices = atol(argv[3]), months = atol(argv[5]);
 	long n_clients = argc > 6 ? atol(argv[6]) : 300;
 	if (argc > 7)
-		rand_state ^= strtoull(argv[7], NULL, 10) * 0x9E3779B97F4A7C15ULL;
+		gen_seed(strtoull(argv[7], NULL, 10));
 	int32_t first_day, end_day, today = vp_date_from_us(vp_time_now_us());
 	int month = strlen(argv[4]) == 7 && argv[4][4] == '-' ? atoi(argv[4] + 5) : 0;
 	int first_ordinal = month >= 1 && month <= 12 ? atoi(argv[4]) * 12 + month - 1 : -1;
@@ -319,7 +258,8 @@ int main(int argc, char **argv)
 	GenOut out = {0};
 	GenTotals tot = {0};
 	char(*clients)[37] = calloc((size_t)n_clients, sizeof(*clients));
-	out.rk = producer_new(argv[1], &out.failed);
+	out.rk =
+	    gen_producer_new(argv[1], "gen_invoices", "vetpms-bench-gen-invoices", &out.failed);
 	if (!clients || !out.rk)
 		return 1;
 	out.rkt = rd_kafka_topic_new(out.rk, argv[2], NULL);

@@ -147,6 +147,8 @@ extern const VpJsonField wr_weight_parts[2];
 int wr_decimal_milli(const cJSON *v, int64_t *milli);
 
 /* Shared by the decide files. */
+/* The tenant's local date (days since 1970-01-01) at the decision's now. */
+int32_t wr_tenant_today(const WrDecision *d);
 int wr_check_version(const WrDecision *d, int64_t current, VpError *err);
 /* Copies body[name] into data (null when absent), strings trimmed of nothing:
  * values are stored as sent. */

@@ -147,3 +147,8 @@ int wr_decimal_milli(const cJSON *v, int64_t *milli)
 		return -1;
 	return *milli > VP_MAX_QUANTITY_MILLI || *milli < -VP_MAX_QUANTITY_MILLI ? -1 : 0;
 }
+
+int32_t wr_tenant_today(const WrDecision *d)
+{
+	return wr_local_date(WR_ZONEINFO_DIR, d->tenant->timezone, d->now_us);
+}

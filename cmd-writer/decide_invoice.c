@@ -29,11 +29,6 @@ static int64_t body_int(const cJSON *body, const char *name, int64_t fallback)
 	return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : fallback;
 }
 
-static int32_t today(const WrDecision *d)
-{
-	return wr_local_date(WR_ZONEINFO_DIR, d->tenant->timezone, d->now_us);
-}
-
 static void add_date(cJSON *data, const char *name, int32_t days)
 {
 	char text[16] = "";
@@ -364,7 +359,7 @@ static cJSON *line_allocations(const WrDecision *d, const WrInvoice *inv, size_t
  * + k for its k-th line. */
 static int dispense_lines(WrDecision *d, const WrInvoice *inv, VpError *err)
 {
-	int32_t day = today(d);
+	int32_t day = wr_tenant_today(d);
 	const WrAppointment *a = inv->appointment_id[0]
 				     ? wr_map_get(&d->tenant->appointments, inv->appointment_id)
 				     : NULL;
@@ -404,7 +399,7 @@ static int dispense_lines(WrDecision *d, const WrInvoice *inv, VpError *err)
 static int issue_date(const WrDecision *d, int32_t *issued_on, VpError *err)
 {
 	const char *given = vp_json_str(d->body, "issued_on");
-	int32_t local_today = today(d);
+	int32_t local_today = wr_tenant_today(d);
 	*issued_on = local_today;
 	if (!given)
 		return 0;
@@ -462,7 +457,7 @@ static int decide_payment(WrDecision *d, VpError *err)
 		return vp_error_set(err, 409, "PAYMENT_EXCEEDS_BALANCE",
 				    "invoice %s has a balance of %lld, %lld offered", d->target_id,
 				    (long long)wr_invoice_balance(inv), (long long)amount);
-	local_today = today(d);
+	local_today = wr_tenant_today(d);
 	received_on = local_today;
 	if (received && vp_date_parse(received, strlen(received), &received_on) < 0)
 		return field_error(err, "received_on", "must be a date");

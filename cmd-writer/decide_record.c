@@ -107,7 +107,7 @@ static int check_appointment(const WrDecision *d, const char *appointment_id,
 /* visit_date as given (not after the tenant-local today), else that today. */
 static int visit_date(const WrDecision *d, char out[11], VpError *err)
 {
-	int32_t today = wr_local_date(WR_ZONEINFO_DIR, d->tenant->timezone, d->now_us);
+	int32_t today = wr_tenant_today(d);
 	const char *given = vp_json_str(d->body, "visit_date");
 	int32_t days = today;
 	if (given && vp_date_parse(given, strlen(given), &days) == 0 && days > today) {

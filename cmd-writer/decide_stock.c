@@ -56,11 +56,6 @@ static void add_milli_or_null(cJSON *data, const char *name, const cJSON *body, 
 		cJSON_AddNullToObject(data, name);
 }
 
-static int32_t today(const WrDecision *d)
-{
-	return wr_local_date(WR_ZONEINFO_DIR, d->tenant->timezone, d->now_us);
-}
-
 static void begin_event(WrDecision *d, const char *type, int64_t seq)
 {
 	d->aggregate = VP_AGG_INVENTORY_ITEM;
@@ -200,7 +195,8 @@ static int decide_receipt(WrDecision *d, VpError *err)
 	int32_t expiry = WR_NO_EXPIRY;
 	if (!it)
 		return -1;
-	if (text && vp_date_parse(text, strlen(text), &expiry) == 0 && expiry < today(d)) {
+	if (text && vp_date_parse(text, strlen(text), &expiry) == 0 &&
+	    expiry < wr_tenant_today(d)) {
 		vp_error_add_detail(err, "expiry_date",
 				    "must not be before the clinic's local date");
 		vp_error_finish_validation(err);
@@ -332,7 +328,7 @@ static int allocate_named(const WrDecision *d, const WrItem *it, int64_t want, c
 	const WrBatch *b = wr_map_get(&it->batch_index, number);
 	if (!b)
 		return wr_not_found(err, "batch", number);
-	if (b->expiry < today(d))
+	if (b->expiry < wr_tenant_today(d))
 		return vp_error_set(err, 409, "BATCH_EXPIRED", "batch %s expired", number);
 	if (b->remaining_milli < want)
 		return short_stock(err, "the batch", b->remaining_milli, want);
@@ -343,7 +339,7 @@ static int allocate_fefo(const WrDecision *d, const WrItem *it, int64_t want, cJ
 			 VpError *err)
 {
 	static WrAllocation alloc[VP_MAX_ALLOCATIONS]; /* loop thread only */
-	int32_t day = today(d);
+	int32_t day = wr_tenant_today(d);
 	long n = wr_item_fefo(it, day, want, alloc, N(alloc));
 	if (n == -2) {
 		/* one event lists at most VP_MAX_ALLOCATIONS batches (the catalog) */

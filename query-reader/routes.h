@@ -16,6 +16,8 @@
 #define RD_RFC3339(x)                                                                        \
 	"(rtrim(rtrim(to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), "  \
 	"'0'), '.') || 'Z')"
+/* Thousandths (quantity_milli) as a number with 3 places. */
+#define RD_QTY(milli) "round((" milli ") / 1000.0, 3)"
 /* The ISO 4217 exponent of the currency code c (SQL text), with p the
  * parameter bound by rd_bind_currency_exponents; NULL when c is. */
 #define RD_CURRENCY_EXPONENT(c, p)                                                           \

@@ -16,7 +16,6 @@
 #define ROLES_REVENUE (VP_ROLE_ADMIN | VP_ROLE_ANALYST)
 #define MAX_REVENUE_MONTHS 120
 
-#define QTY(milli) "round((" milli ") / 1000.0, 3)"
 
 /* One row, tn, even for a tenant the read model does not hold yet: its local
  * today, timezone, currency and currency exponent (exps: the parameter of
@@ -83,7 +82,7 @@ static const RdStatement invoice_get = {
     " SELECT json_build_object(" INVOICE_JSON("i") ","
     " 'lines', coalesce((SELECT json_agg(json_build_object('id', l.id, 'position', l.position,"
     "  'description', l.description, 'item_id', l.item_id,"
-    "  'quantity', " QTY("l.quantity_milli") ", 'unit_price_cents', l.unit_price_cents,"
+    "  'quantity', " RD_QTY("l.quantity_milli") ", 'unit_price_cents', l.unit_price_cents,"
     "  'discount_bp', l.discount_bp, 'tax_rate_bp', l.tax_rate_bp,"
     "  'net_cents', l.net_cents, 'discount_cents', l.discount_cents,"
     "  'tax_cents', l.tax_cents, 'line_total_cents', l.line_total_cents)"

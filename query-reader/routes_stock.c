@@ -15,7 +15,6 @@
 #define DEFAULT_WITHIN_DAYS "30"
 #define MAX_LOT_LEN 50
 
-#define QTY(milli) "round((" milli ") / 1000.0, 3)"
 
 /* The tenant's local today, as a one-row CTE named td. */
 #define TODAY_CTE                                                                            \
@@ -33,11 +32,11 @@
 	"'id', " i ".id, 'code', " i ".code, 'name', " i ".name, 'category', " i ".category, "   \
 	"'unit', " i ".unit, 'controlled', " i ".controlled, "                                  \
 	"'requires_prescription', " i ".requires_prescription, "                                \
-	"'reorder_point', " QTY(i ".reorder_point_milli") ", "                                  \
-	"'reorder_quantity', " QTY(i ".reorder_quantity_milli") ", "                            \
+	"'reorder_point', " RD_QTY(i ".reorder_point_milli") ", "                                  \
+	"'reorder_quantity', " RD_QTY(i ".reorder_quantity_milli") ", "                            \
 	"'sale_price_cents', " i ".sale_price_cents, 'tax_rate_bp', " i ".tax_rate_bp, "        \
 	"'active', " i ".active, 'deactivation_reason', " i ".deactivation_reason, "            \
-	"'on_hand', " QTY(i ".on_hand") ", 'expired_stock', " QTY(i ".stock_milli - " i         \
+	"'on_hand', " RD_QTY(i ".on_hand") ", 'expired_stock', " RD_QTY(i ".stock_milli - " i         \
 	".on_hand") ", 'low_stock', " i ".low_stock, 'version', " i ".version, "                \
 	"'created_at', " RD_RFC3339(i ".created_at") ", 'updated_at', " RD_RFC3339(i ".updated_at")
 
@@ -77,7 +76,7 @@ static const RdStatement item_get = {
     "  'batches', coalesce((SELECT json_agg(json_build_object('id', b.id,"
     "   'batch_number', b.batch_number, 'lot_number', b.lot_number,"
     "   'expiry_date', b.expiry_date, 'expired', coalesce(b.expiry_date < td.today, false),"
-    "   'received', " QTY("b.received_milli") ", 'remaining', " QTY("b.remaining_milli") ","
+    "   'received', " RD_QTY("b.received_milli") ", 'remaining', " RD_QTY("b.remaining_milli") ","
     "   'unit_cost_cents', b.unit_cost_cents, 'supplier_invoice', b.supplier_invoice,"
     "   'first_received_at', " RD_RFC3339("b.first_received_at") ","
     "   'last_received_at', " RD_RFC3339("b.last_received_at") ")"
@@ -105,7 +104,7 @@ static const RdStatement expiring = {
     "    'unit', p.unit),"
     "   'batch_number', p.batch_number, 'lot_number', p.lot_number,"
     "   'expiry_date', p.expiry_date, 'days_left', p.expiry_date - p.today,"
-    "   'expired', p.expiry_date < p.today, 'remaining', " QTY("p.remaining_milli") ","
+    "   'expired', p.expiry_date < p.today, 'remaining', " RD_QTY("p.remaining_milli") ","
     "   'unit_cost_cents', p.unit_cost_cents) ORDER BY p.rn), '[]'::json)"
     "   FROM page p WHERE p.rn <= $2::int)::text,"
     "  k.k1, k.k2"
@@ -132,8 +131,8 @@ static const RdStatement item_register = {
     "   'position', m.partition || ':' || m.\"offset\", 'line', m.line,"
     "   'event_id', m.event_id, 'kind', m.kind, 'at', " RD_RFC3339("m.at") ","
     "   'batch_number', m.batch_number, 'lot_number', b.lot_number,"
-    "   'expiry_date', b.expiry_date, 'quantity', " QTY("m.delta_milli") ","
-    "   'balance', " QTY("m.balance_milli") ", 'actor', m.actor,"
+    "   'expiry_date', b.expiry_date, 'quantity', " RD_QTY("m.delta_milli") ","
+    "   'balance', " RD_QTY("m.balance_milli") ", 'actor', m.actor,"
     "   'witness', CASE WHEN m.witness_id IS NULL THEN NULL ELSE json_build_object("
     "    'id', m.witness_id, 'name', s.name) END,"
     "   'patient', CASE WHEN m.patient_id IS NULL THEN NULL ELSE json_build_object("
@@ -172,14 +171,14 @@ static const RdStatement recall = {
     "   'item', json_build_object('id', bt.item_id, 'code', bt.code, 'name', bt.name,"
     "    'unit', bt.unit),"
     "   'batch_number', bt.batch_number, 'expiry_date', bt.expiry_date,"
-    "   'received', " QTY("bt.received_milli") ", 'remaining', " QTY("bt.remaining_milli") ","
+    "   'received', " RD_QTY("bt.received_milli") ", 'remaining', " RD_QTY("bt.remaining_milli") ","
     "   'first_received_at', " RD_RFC3339("bt.first_received_at") ")"
     "   ORDER BY bt.code, bt.batch_number) FROM bt), '[]'::json),"
     "  'dispenses', coalesce((SELECT json_agg(json_build_object("
     "   'position', d.partition || ':' || d.\"offset\", 'line', d.line,"
     "   'event_id', d.event_id, 'at', " RD_RFC3339("d.at") ","
     "   'item', json_build_object('id', d.item_id, 'code', d.code, 'name', d.name),"
-    "   'batch_number', d.batch_number, 'quantity', " QTY("-d.delta_milli") ","
+    "   'batch_number', d.batch_number, 'quantity', " RD_QTY("-d.delta_milli") ","
     "   'actor', d.actor, 'witness_id', d.witness_id,"
     "   'prescription_id', d.prescription_id, 'invoice_id', d.invoice_id,"
     "   'invoice_number', inv.number,"

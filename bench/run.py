@@ -299,26 +299,43 @@ class Bench:
                  r["p99_us"] / 1000, per_k(used, r["requests"]),
                  "raw librdkafka txn loop",
                  f"{per_txn} records/txn ({events} events in {commits} txns), {size} B values; "
-                 f"ceiling p50/p99 {raw['p50_ms']:.1f}/{raw['p99_ms']:.1f} ms per txn, "
-                 f"ceiling CPU/1k: raw_producer {raw_cpu / raw['records'] * 1000:.4f} s, "
-                 f"kafka {kused['kafka'] / raw['records'] * 1000:.4f} s; "
-                 f"non-2xx {r['errors']}")
+                 f"{self.raw_note(raw, raw_cpu, kused)}; non-2xx {r['errors']}")
+
+    RAW_PAUSES_US = (0, 1000)
 
     def raw_ceiling(self, per_txn, size):
         """bench/raw_producer: the writer's Kafka settings, per_txn records of size
-        bytes per transaction, on the tenant's partition of a topic of its own.
-        Returns (its JSON, its CPU seconds, Kafka's CPU during the run)."""
+        bytes per transaction, on the tenant's partition of a topic of its own,
+        once per pause after each commit (raw_producer.c says why); the best
+        run is the ceiling. Returns (its JSON with the other runs' rates under
+        "runs", its CPU seconds, Kafka's CPU during it)."""
         if not self.facts.get("raw_topic"):
             self.stack.env["VETPMS_TOPIC"] = "bench.raw"
             self.stack.env["VETPMS_DLQ_TOPIC"] = "bench.raw.dlq"
             self.stack.vetctl("topics", "create", "--partitions", "6")
             del self.stack.env["VETPMS_TOPIC"], self.stack.env["VETPMS_DLQ_TOPIC"]
             self.facts["raw_topic"] = True
-        kcpu = Cpu(self, ["kafka"]).start()
-        out, raw_cpu = run_tool([os.path.join(TOOLS, "raw_producer"), self.stack.brokers,
-                                 "bench.raw", str(self.facts["partition"]), str(size),
-                                 str(per_txn), str(self.seconds)])
-        return json.loads(out), raw_cpu, kcpu.stop()
+        best, runs = None, {}
+        for pause in self.RAW_PAUSES_US:
+            kcpu = Cpu(self, ["kafka"]).start()
+            out, raw_cpu = run_tool([os.path.join(TOOLS, "raw_producer"), self.stack.brokers,
+                                     "bench.raw", str(self.facts["partition"]), str(size),
+                                     str(per_txn), str(self.seconds), str(pause)])
+            raw = json.loads(out)
+            runs[pause] = round(raw["records_per_s"])
+            if best is None or raw["records_per_s"] > best[0]["records_per_s"]:
+                best = (raw, raw_cpu, kcpu.stop())
+        best[0]["runs"] = runs
+        return best
+
+    @staticmethod
+    def raw_note(raw, raw_cpu, kused):
+        """The ceiling's part of a row's note."""
+        runs = ", ".join(f"{p / 1000:g} ms {r}/s" for p, r in raw["runs"].items())
+        return (f"ceiling = best of pauses after each commit ({runs}); ceiling p50/p99 "
+                f"{raw['p50_ms']:.1f}/{raw['p99_ms']:.1f} ms per txn, CPU/1k records "
+                f"raw_producer {raw_cpu / raw['records'] * 1000:.4f} s, kafka "
+                f"{kused['kafka'] / raw['records'] * 1000:.4f} s")
 
     def post_lines(self, daemon, path, bodies, token, name, conns=64):
         """Every body POSTed by bench/post_lines over conns keep-alive
@@ -440,10 +457,8 @@ class Bench:
                  f"{n_fill} patients; pre-fill of {total} through POST /v1/appointments "
                  f"(post_lines, 64 conns, shuffled) {pre['wall_s']:.1f}s wall = "
                  f"{pre['rate']:.0f}/s, statuses {pre['status']}; {per_txn} records/txn "
-                 f"({events} events in {commits} txns), {size} B values; ceiling p50/p99 "
-                 f"{raw['p50_ms']:.1f}/{raw['p99_ms']:.1f} ms per txn, CPU/1k raw_producer "
-                 f"{raw_cpu / raw['records'] * 1000:.4f} s, kafka "
-                 f"{kused['kafka'] / raw['records'] * 1000:.4f} s; writer RSS "
+                 f"({events} events in {commits} txns), {size} B values; "
+                 f"{self.raw_note(raw, raw_cpu, kused)}; writer RSS "
                  f"{rss_mb(writer.proc.pid)} MB after; load average "
                  f"{load_avg[0]:.2f} (1 min) after the run")
 
@@ -849,9 +864,7 @@ class Bench:
                  f"; {events / total_s:.0f} events/s (vitals with a weight is 2 events)"
                  f"; {per_txn} records/txn ({events} events in {commits} txns, "
                  f"the {vac['requests']} unmeasured vaccinations left out), {size} B values; "
-                 f"ceiling p50/p99 {raw['p50_ms']:.1f}/{raw['p99_ms']:.1f} ms per txn, "
-                 f"CPU/1k raw_producer {raw_cpu / raw['records'] * 1000:.4f} s, kafka "
-                 f"{kused['kafka'] / raw['records'] * 1000:.4f} s; load average "
+                 f"{self.raw_note(raw, raw_cpu, kused)}; load average "
                  f"{os.getloadavg()[0]:.2f} (1 min) after")
 
     # --- 8. timeline ---------------------------------------------------------------
@@ -1054,9 +1067,7 @@ class Bench:
                  f"non-2xx {r['requests'] - ok}"
                  f"{' first: ' + r['first_error'][:200] if r['requests'] != ok else ''}; "
                  f"{per_txn} records/txn ({events} events in {commits} txns), {size} B values; "
-                 f"ceiling p50/p99 {raw['p50_ms']:.1f}/{raw['p99_ms']:.1f} ms per txn, "
-                 f"CPU/1k raw_producer {raw_cpu / raw['records'] * 1000:.4f} s, kafka "
-                 f"{kused['kafka'] / raw['records'] * 1000:.4f} s; pre-fill {n_batches} receipts "
+                 f"{self.raw_note(raw, raw_cpu, kused)}; pre-fill {n_batches} receipts "
                  f"at {pre['rate']:.0f}/s (p99 {pre['p99_ms']:.1f} ms, not timed here); load "
                  f"average {os.getloadavg()[0]:.2f} (1 min) after")
 
@@ -1315,9 +1326,7 @@ class Bench:
                  f"per stocked line); non-2xx {r['requests'] - ok}"
                  f"{' first: ' + r['first_error'][:200] if r['requests'] != ok else ''}; "
                  f"{per_txn} records/txn ({events} events in {commits} txns), {size} B values; "
-                 f"ceiling p50/p99 {raw['p50_ms']:.1f}/{raw['p99_ms']:.1f} ms per txn, "
-                 f"CPU/1k records raw_producer {raw_cpu / raw['records'] * 1000:.4f} s, kafka "
-                 f"{kused['kafka'] / raw['records'] * 1000:.4f} s; preparation {prep_s:.0f}s "
+                 f"{self.raw_note(raw, raw_cpu, kused)}; preparation {prep_s:.0f}s "
                  f"(not timed); load average {os.getloadavg()[0]:.2f} (1 min) after")
 
     # --- 3. projection ---------------------------------------------------------------

@@ -59,6 +59,7 @@ struct WrApi {
 	LIST_HEAD(, WrPending) pending;
 	struct event *idem_sweep; /* forgets expired keys of tenants that send nothing */
 	VpMetric *m_idem_keys;
+	VpBuf encoded; /* reused for every event: one allocation per event, its copy */
 };
 
 /* The command for r's path and method; *path_known when the path exists with
@@ -349,6 +350,19 @@ static void command_events_release(WrCommandEvents *ce)
 	ce->item = NULL;
 }
 
+/* The envelope's text in a malloc'd block of its own size (the item owns
+ * it until the appender frees it); NULL on out of memory. */
+static char *encode_value(WrApi *api, const VpEvent *ev)
+{
+	vp_buf_reset(&api->encoded);
+	if (vp_event_encode_into(ev, &api->encoded) < 0)
+		return NULL;
+	char *value = malloc(api->encoded.len + 1);
+	if (value)
+		memcpy(value, api->encoded.data, api->encoded.len + 1);
+	return value;
+}
+
 /* Encodes every event of the decision and checks it against the catalog. The
  * log is never repaired: an event the projector would refuse is our bug,
  * answered 500 with nothing appended, never a poison record. */
@@ -371,7 +385,7 @@ static int encode_events(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, WrD
 		WrAppend *item = calloc(1, sizeof(*item));
 		ce->item[ce->n] = item;
 		if (item)
-			item->value = vp_event_encode(ev);
+			item->value = encode_value(api, ev);
 		if (!item || !item->value) {
 			ce->n++;
 			return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot record the event");
@@ -710,6 +724,7 @@ WrApi *wr_api_new(const WrConfig *cfg, VpService *service, char *why, size_t why
 	}
 	api->cfg = cfg;
 	LIST_INIT(&api->pending);
+	vp_buf_init(&api->encoded, VP_EVENT_MAX_ENCODED);
 	if (setup_verifier(api, why, why_cap) < 0)
 		return wr_api_free(api);
 	api->appender = wr_appender_new(cfg, service->base, on_appended, on_rebuilt, api, why,
@@ -756,6 +771,7 @@ WrApi *wr_api_free(WrApi *api)
 		wr_state_clear(api->state);
 		free(api->state);
 	}
+	vp_buf_free(&api->encoded);
 	free(api);
 	return NULL;
 }

@@ -396,13 +396,6 @@ static int encode_events(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, WrD
 		if (*api->cfg->fault_poison_type && !strcmp(api->cfg->fault_poison_type, ev->type))
 			cJSON_AddStringToObject(ev->data, "fault_injected",
 						"a member no catalog entry has");
-		if (vp_catalog_check_outgoing(ev, why, sizeof(why)) < 0) {
-			vp_log_error(r->request_id, "event_refused", "%s %s: %s", cmd->name,
-				     ev->type, why);
-			ce->n++;
-			return vp_error_set(err, 500, VP_ERR_INTERNAL, "the event failed the catalog "
-								       "check; nothing was appended");
-		}
 		WrAppend *item = calloc(1, sizeof(*item));
 		ce->item[ce->n] = item;
 		if (item)
@@ -410,6 +403,14 @@ static int encode_events(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, WrD
 		if (!item || !item->value) {
 			ce->n++;
 			return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot record the event");
+		}
+		if (vp_catalog_check_encoded(item->value, strlen(item->value), why, sizeof(why)) <
+		    0) {
+			vp_log_error(r->request_id, "event_refused", "%s %s: %s", cmd->name,
+				     ev->type, why);
+			ce->n++;
+			return vp_error_set(err, 500, VP_ERR_INTERNAL, "the event failed the catalog "
+								       "check; nothing was appended");
 		}
 	}
 	return 0;

@@ -479,33 +479,18 @@ int vp_catalog_check(const VpEvent *ev, char *why, size_t why_cap)
 	return check_data(spec, ev->data, why, why_cap);
 }
 
-/* The catalog check of an event about to leave: its type must have a table. */
-static int check_leaving(const VpEvent *ev, char *why, size_t why_cap)
-{
-	if (vp_catalog_check(ev, why, why_cap) < 0)
-		return -1;
-	if (!vp_catalog_find(ev->type, ev->v)->specified) {
-		snprintf(why, why_cap, "%s has no data table in the catalog yet", ev->type);
-		return -1;
-	}
-	return 0;
-}
-
 int vp_catalog_check_encoded(const char *json, size_t len, char *why, size_t why_cap)
 {
 	VpEvent ev;
 	if (vp_event_decode(json, len, &ev, why, why_cap) < 0)
 		return -1;
-	int rc = check_leaving(&ev, why, why_cap);
+	int rc = vp_catalog_check(&ev, why, why_cap);
+	if (rc == 0 && !vp_catalog_find(ev.type, ev.v)->specified) {
+		snprintf(why, why_cap, "%s has no data table in the catalog yet", ev.type);
+		rc = -1;
+	}
 	vp_event_release(&ev);
 	return rc;
-}
-
-int vp_catalog_check_outgoing(const VpEvent *ev, char *why, size_t why_cap)
-{
-	if (vp_event_check(ev, why, why_cap) < 0)
-		return -1;
-	return check_leaving(ev, why, why_cap);
 }
 
 cJSON *vp_catalog_describe(void)

@@ -242,13 +242,6 @@ int vp_catalog_check(const VpEvent *ev, char *why, size_t why_cap);
  * whose type has no field table is refused here. */
 int vp_catalog_check_encoded(const char *json, size_t len, char *why, size_t why_cap);
 
-/* The same verdict on the event before it is encoded (vp_event_check for
- * what the envelope decode would refuse, then as above): the writer's hot
- * path, which would otherwise parse every event it just printed. The
- * encoder prints what cJSON prints (tests/unit/test_json_write.c), so the
- * text decodes to this event. */
-int vp_catalog_check_outgoing(const VpEvent *ev, char *why, size_t why_cap);
-
 /* The whole catalog as JSON (`vetctl catalog`): [{type, v, aggregate,
  * specified, fields: vp_json_fields_describe}]. NULL on out of memory. */
 cJSON *vp_catalog_describe(void);

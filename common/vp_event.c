@@ -79,48 +79,6 @@ static int check_type_name(const char *type, char *why, size_t why_cap)
 	return 0;
 }
 
-/* A UUID member as decode leaves it: canonical and lower case. */
-static int check_uuid_text(const char *text, const char *member, char *why, size_t why_cap)
-{
-	VpUuid parsed;
-	char canonical[37];
-	if (!*text)
-		return fail(why, why_cap, member, "is required");
-	if (vp_uuid_parse(text, strlen(text), &parsed) < 0)
-		return fail(why, why_cap, member, "must be a canonical UUID");
-	vp_uuid_format(&parsed, canonical);
-	if (strcmp(canonical, text) != 0)
-		return fail(why, why_cap, member, "must be a canonical UUID");
-	return 0;
-}
-
-static int check_text(const char *text, const char *member, char *why, size_t why_cap)
-{
-	return *text ? 0 : fail(why, why_cap, member, "must not be empty");
-}
-
-int vp_event_check(const VpEvent *ev, char *why, size_t why_cap)
-{
-	if (check_uuid_text(ev->id, "id", why, why_cap) < 0 ||
-	    check_text(ev->type, "type", why, why_cap) < 0 ||
-	    check_type_name(ev->type, why, why_cap) < 0)
-		return -1;
-	if (ev->v < 1 || ev->v > 1000000)
-		return fail(why, why_cap, "v", "is out of range");
-	if (check_uuid_text(ev->tenant_id, "tenant_id", why, why_cap) < 0 ||
-	    check_text(ev->aggregate, "aggregate", why, why_cap) < 0 ||
-	    check_uuid_text(ev->aggregate_id, "aggregate_id", why, why_cap) < 0)
-		return -1;
-	if (ev->seq < 1 || ev->seq > VP_JSON_MAX_SAFE_INT)
-		return fail(why, why_cap, "seq", "is out of range");
-	if (check_text(ev->command_id, "command_id", why, why_cap) < 0 ||
-	    check_text(ev->actor, "actor", why, why_cap) < 0)
-		return -1;
-	if (ev->data && !cJSON_IsObject(ev->data))
-		return fail(why, why_cap, "data", "must be an object");
-	return 0;
-}
-
 int vp_event_decode(const char *json, size_t len, VpEvent *ev, char *why, size_t why_cap)
 {
 	cJSON *root = NULL;

@@ -44,14 +44,6 @@ int vp_event_encode_into(const VpEvent *ev, VpBuf *out);
  * is wrong and ev holds nothing to release. */
 int vp_event_decode(const char *json, size_t len, VpEvent *ev, char *why, size_t why_cap);
 
-/* What vp_event_decode would say of ev's encoding, without the text: every
- * member non-empty, ids canonical lower-case UUIDs, type letters and digits,
- * v and seq in range, data an object (or NULL, encoded as {}). 0, or -1 with
- * why as decode words it. The writer checks its events with this instead of
- * decoding their text again (tests/unit/test_event.c holds the two to the
- * same answers). */
-int vp_event_check(const VpEvent *ev, char *why, size_t why_cap);
-
 void vp_event_release(VpEvent *ev);
 
 #endif

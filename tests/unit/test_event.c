@@ -380,62 +380,6 @@ static void encode_into_appends_to_a_reused_buffer(void **state)
 	vp_event_release(&ev);
 }
 
-/* vp_event_check says of an event what decoding its text says. */
-static void assert_check_agrees_with_decode(VpEvent *ev, bool valid)
-{
-	VpEvent back;
-	char why[256], why_decoded[256];
-	char *text = vp_event_encode(ev);
-	assert_non_null(text);
-	int decoded = decode_text(text, &back, why_decoded, sizeof(why_decoded));
-	int checked = vp_event_check(ev, why, sizeof(why));
-	assert_int_equal(decoded, valid ? 0 : -1);
-	assert_int_equal(checked, decoded);
-	if (decoded == 0)
-		vp_event_release(&back);
-	else
-		assert_string_equal(why, why_decoded);
-	free(text);
-}
-
-static void check_gives_the_decode_verdict_without_the_text(void **state)
-{
-	VpEvent ev;
-	(void)state;
-	fill_event(&ev, "c", "a", "{\"x\":1}");
-	assert_check_agrees_with_decode(&ev, true);
-	ev.actor[0] = '\0';
-	assert_check_agrees_with_decode(&ev, false);
-	snprintf(ev.actor, sizeof(ev.actor), "a");
-	ev.command_id[0] = '\0';
-	assert_check_agrees_with_decode(&ev, false);
-	snprintf(ev.command_id, sizeof(ev.command_id), "c");
-	snprintf(ev.type, sizeof(ev.type), "Patient-Registered");
-	assert_check_agrees_with_decode(&ev, false);
-	snprintf(ev.type, sizeof(ev.type), "PatientRegistered");
-	ev.seq = 0;
-	assert_check_agrees_with_decode(&ev, false);
-	ev.seq = 1;
-	ev.v = 0;
-	assert_check_agrees_with_decode(&ev, false);
-	ev.v = 1;
-	ev.aggregate[0] = '\0';
-	assert_check_agrees_with_decode(&ev, false);
-	snprintf(ev.aggregate, sizeof(ev.aggregate), "patient");
-	snprintf(ev.aggregate_id, sizeof(ev.aggregate_id), "not-a-uuid");
-	assert_check_agrees_with_decode(&ev, false);
-	snprintf(ev.aggregate_id, sizeof(ev.aggregate_id), "%s", GOOD_AGG);
-	assert_check_agrees_with_decode(&ev, true);
-	vp_event_release(&ev);
-	/* upper-case ids decode (and are lowered); the writer makes only lower
-	 * case, and the check holds it to that */
-	fill_event(&ev, "c", "a", NULL);
-	snprintf(ev.tenant_id, sizeof(ev.tenant_id), "0193A5C2-7B1D-7000-8000-0000000000B1");
-	char why[256];
-	assert_int_equal(vp_event_check(&ev, why, sizeof(why)), -1);
-	assert_string_equal(why, "envelope: tenant_id must be a canonical UUID");
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -449,7 +393,6 @@ int main(void)
 		cmocka_unit_test(decode_reads_only_len_bytes),
 		cmocka_unit_test(encode_writes_what_the_tree_encoder_wrote),
 		cmocka_unit_test(encode_into_appends_to_a_reused_buffer),
-		cmocka_unit_test(check_gives_the_decode_verdict_without_the_text),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,8 +5,10 @@
  * appender thread takes everything submitted since its last commit as one
  * Kafka transaction (group commit: commands decided while a commit is in flight
  * ride together in the next one), commits, and hands the list back to the loop
- * which answers the HTTP requests. The answer leaves only after the commit, so
- * an acknowledged command is in the log.
+ * which answers the HTTP requests. The loop stages what one iteration of it
+ * submits and hands it over with one wake-up after that iteration (a wake-up
+ * per command took 8.5% of the dry-run writer's samples). The answer leaves
+ * only after the commit, so an acknowledged command is in the log.
  *
  * A failed commit fails its batch and everything decided after it (those
  * decisions saw the failed events): the appender bumps the model generation,
@@ -43,6 +45,11 @@ struct WrAppender {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	WrAppend *queue_head, *queue_tail; /* submitted, not yet taken */
+	/* Loop thread only: chains submitted during this loop iteration, moved
+	 * to the queue by one flush (one lock, one wake-up) after the iteration's
+	 * other callbacks, instead of a wake-up of the commit thread per command. */
+	WrAppend *staged_head, *staged_tail;
+	struct event *flush_event;
 	WrAppend *done_head, *done_tail;   /* finished, not yet given to the loop */
 	WrState *rebuilt_state;            /* a model waiting for the loop */
 	uint64_t generation;               /* current model generation */
@@ -144,6 +151,26 @@ static void on_done(evutil_socket_t fd, short events, void *arg)
 		a->rebuilt_cb(rebuilt, generation, a->cb_arg);
 		atomic_store(&a->ready, true);
 	}
+}
+
+/* On the loop thread: the iteration's staged chains onto the queue, whole
+ * and in order, with one wake-up of the commit thread. */
+static void on_flush(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	WrAppender *a = arg;
+	if (!a->staged_head)
+		return;
+	pthread_mutex_lock(&a->lock);
+	if (a->queue_tail)
+		a->queue_tail->next = a->staged_head;
+	else
+		a->queue_head = a->staged_head;
+	a->queue_tail = a->staged_tail;
+	pthread_cond_signal(&a->wake);
+	pthread_mutex_unlock(&a->lock);
+	a->staged_head = a->staged_tail = NULL;
 }
 
 static int produce_one(WrAppender *a, WrAppend *item)
@@ -444,7 +471,8 @@ WrAppender *wr_appender_new(const WrConfig *cfg, struct event_base *base, WrAppe
 	a->m_quarantined = vp_metrics_gauge("vetpms_writer_quarantined_records", NULL,
 					    "quarantined records the last rebuild skipped");
 	a->done_event = event_new(base, -1, 0, on_done, a);
-	a->producer = a->done_event ? producer_new(a, cfg, why, why_cap) : NULL;
+	a->flush_event = event_new(base, -1, 0, on_flush, a);
+	a->producer = a->done_event && a->flush_event ? producer_new(a, cfg, why, why_cap) : NULL;
 	a->topic = a->producer ? rd_kafka_topic_new(a->producer, cfg->topic, NULL) : NULL;
 	if (!a->topic)
 		return wr_appender_free(a);
@@ -464,14 +492,15 @@ void wr_appender_submit(WrAppender *a, WrAppend *item)
 	WrAppend *last = item;
 	while (last->next)
 		last = last->next;
-	pthread_mutex_lock(&a->lock);
-	if (a->queue_tail)
-		a->queue_tail->next = item;
-	else
-		a->queue_head = item;
-	a->queue_tail = last;
-	pthread_cond_signal(&a->wake);
-	pthread_mutex_unlock(&a->lock);
+	if (a->staged_tail) {
+		a->staged_tail->next = item;
+	} else {
+		a->staged_head = item;
+		/* runs once the loop has handled what else is ready now, so the
+		 * commands of one loop iteration reach the commit thread together */
+		event_active(a->flush_event, EV_WRITE, 0);
+	}
+	a->staged_tail = last;
 }
 
 void wr_appender_rebuild(WrAppender *a)
@@ -522,6 +551,7 @@ WrAppender *wr_appender_free(WrAppender *a)
 	pthread_mutex_unlock(&a->lock);
 	if (a->started)
 		pthread_join(a->thread, NULL);
+	free_list(a->staged_head);
 	free_list(a->queue_head);
 	free_list(a->done_head);
 	if (a->rebuilt_state) {
@@ -534,6 +564,8 @@ WrAppender *wr_appender_free(WrAppender *a)
 		rd_kafka_destroy(a->producer);
 	if (a->done_event)
 		event_free(a->done_event);
+	if (a->flush_event)
+		event_free(a->flush_event);
 	pthread_cond_destroy(&a->wake);
 	pthread_mutex_destroy(&a->lock);
 	free(a);

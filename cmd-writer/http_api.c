@@ -59,6 +59,8 @@ struct WrApi {
 	LIST_HEAD(, WrPending) pending;
 	struct event *idem_sweep; /* forgets expired keys of tenants that send nothing */
 	VpMetric *m_idem_keys;
+	VpBuf encoded; /* reused for every event: one allocation per event, its copy */
+	VpBuf scratch; /* the canonical body to hash, an answer's body */
 };
 
 /* The command for r's path and method; *path_known when the path exists with
@@ -120,39 +122,53 @@ bad:
 }
 
 /* SHA-256 over method, path and the canonical body: the same command sent
- * twice with one key hashes the same; any other body does not. */
-static void request_hash(const VpHttpRequest *r, const cJSON *body, char out[65])
+ * twice with one key hashes the same; any other body does not. The body is
+ * printed as cJSON_PrintUnformatted prints it (vp_json_write): the hashes in
+ * the log's headers were made from that text. */
+static void request_hash(WrApi *api, const VpHttpRequest *r, const cJSON *body, char out[65])
 {
 	unsigned char digest[crypto_hash_sha256_BYTES];
 	crypto_hash_sha256_state st;
 	char method[8];
-	char *canonical = cJSON_PrintUnformatted(body);
+	VpBuf *canonical = &api->scratch;
+	vp_buf_reset(canonical);
+	vp_json_write(canonical, body);
 	snprintf(method, sizeof(method), "%d ", (int)r->method);
 	crypto_hash_sha256_init(&st);
 	crypto_hash_sha256_update(&st, (const unsigned char *)method, strlen(method));
 	crypto_hash_sha256_update(&st, (const unsigned char *)r->path, strlen(r->path) + 1);
-	if (canonical)
-		crypto_hash_sha256_update(&st, (const unsigned char *)canonical, strlen(canonical));
+	if (!canonical->oom)
+		crypto_hash_sha256_update(&st, (const unsigned char *)canonical->data,
+					  canonical->len);
 	crypto_hash_sha256_final(&st, digest);
 	sodium_bin2hex(out, 65, digest, sizeof(digest));
-	free(canonical);
 }
 
-static void reply_result(VpHttpRequest *r, int status, const char *aggregate_id, int64_t version,
-			 const uint8_t *types, int n_types, const char *position,
+/* {"events":[...],"id":...,"version":N,"position":...}, the members in the
+ * order the cJSON tree had them; into api->scratch. */
+static int result_body(WrApi *api, const char *aggregate_id, int64_t version,
+		       const uint8_t *types, int n_types, const char *position)
+{
+	VpBuf *out = &api->scratch;
+	vp_buf_reset(out);
+	vp_buf_append(out, "{\"events\":[", 11);
+	for (int i = 0; i < n_types; i++) {
+		if (i > 0)
+			vp_buf_append(out, ",", 1);
+		vp_json_write_string(out, wr_event_type_name(types[i]));
+	}
+	vp_buf_append(out, "],\"id\":", 7);
+	vp_json_write_string(out, aggregate_id);
+	vp_buf_printf(out, ",\"version\":%lld,\"position\":", (long long)version);
+	vp_json_write_string(out, position);
+	return vp_buf_append(out, "}", 1);
+}
+
+static void reply_result(WrApi *api, VpHttpRequest *r, int status, const char *aggregate_id,
+			 int64_t version, const uint8_t *types, int n_types, const char *position,
 			 const char *location, bool replayed)
 {
 	char etag[32];
-	char *body = NULL;
-	cJSON *json = cJSON_CreateObject();
-	cJSON *events = cJSON_AddArrayToObject(json, "events");
-	cJSON_AddStringToObject(json, "id", aggregate_id);
-	cJSON_AddNumberToObject(json, "version", (double)version);
-	for (int i = 0; i < n_types; i++)
-		cJSON_AddItemToArray(events, cJSON_CreateString(wr_event_type_name(types[i])));
-	cJSON_AddStringToObject(json, "position", position);
-	body = cJSON_PrintUnformatted(json);
-	cJSON_Delete(json);
 	snprintf(etag, sizeof(etag), "\"%lld\"", (long long)version);
 	vp_http_add_header(r, "ETag", etag);
 	vp_http_add_header(r, "X-Consistency-Token", position);
@@ -160,20 +176,19 @@ static void reply_result(VpHttpRequest *r, int status, const char *aggregate_id,
 		vp_http_add_header(r, "Location", location);
 	if (replayed)
 		vp_http_add_header(r, "Idempotent-Replayed", "true");
-	if (!body) {
+	if (result_body(api, aggregate_id, version, types, n_types, position) < 0) {
 		VpError err;
 		vp_error_clear(&err);
 		vp_error_set(&err, 500, VP_ERR_INTERNAL, "out of memory");
 		vp_http_reply_error(r, &err);
 		return;
 	}
-	vp_http_reply_json(r, status, body, strlen(body));
-	free(body);
+	vp_http_reply_json(r, status, api->scratch.data, api->scratch.len);
 }
 
 /* 0: go on; 1: answered from the idempotency store; -1: err set. */
-static int check_idempotency(const WrTenant *t, VpHttpRequest *r, const WrCommand *cmd,
-			     const char *key, const char *hash, VpError *err)
+static int check_idempotency(WrApi *api, const WrTenant *t, VpHttpRequest *r,
+			     const WrCommand *cmd, const char *key, const char *hash, VpError *err)
 {
 	const WrIdem *k = t ? wr_idem_get(&t->idem, key) : NULL;
 	char location[128] = "";
@@ -187,7 +202,7 @@ static int check_idempotency(const WrTenant *t, VpHttpRequest *r, const WrComman
 				    "the command with this key is still being appended");
 	if (cmd->creates)
 		snprintf(location, sizeof(location), "%s%s", cmd->location_prefix, k->aggregate_id);
-	reply_result(r, k->status, k->aggregate_id, k->version, k->event_types, k->n_events,
+	reply_result(api, r, k->status, k->aggregate_id, k->version, k->event_types, k->n_events,
 		     k->position, location, true);
 	return 1;
 }
@@ -349,6 +364,19 @@ static void command_events_release(WrCommandEvents *ce)
 	ce->item = NULL;
 }
 
+/* The envelope's text in a malloc'd block of its own size (the item owns
+ * it until the appender frees it); NULL on out of memory. */
+static char *encode_value(WrApi *api, const VpEvent *ev)
+{
+	vp_buf_reset(&api->encoded);
+	if (vp_event_encode_into(ev, &api->encoded) < 0)
+		return NULL;
+	char *value = malloc(api->encoded.len + 1);
+	if (value)
+		memcpy(value, api->encoded.data, api->encoded.len + 1);
+	return value;
+}
+
 /* Encodes every event of the decision and checks it against the catalog. The
  * log is never repaired: an event the projector would refuse is our bug,
  * answered 500 with nothing appended, never a poison record. */
@@ -371,7 +399,7 @@ static int encode_events(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, WrD
 		WrAppend *item = calloc(1, sizeof(*item));
 		ce->item[ce->n] = item;
 		if (item)
-			item->value = vp_event_encode(ev);
+			item->value = encode_value(api, ev);
 		if (!item || !item->value) {
 			ce->n++;
 			return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot record the event");
@@ -564,14 +592,14 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 		vp_error_set(err, 404, VP_ERR_NOT_FOUND, "tenant %s is not provisioned", tenant_id);
 		goto done;
 	}
-	request_hash(r, body, hash);
+	request_hash(api, r, body, hash);
 	/* Keys older than the window are forgotten before the lookup: the same
 	 * key then makes a new command. Popping the FIFO's expired head costs O(1)
 	 * per key over its life. */
 	if (tenant)
 		wr_state_idem_expire(api->state, tenant, d.now_us);
 	if (client_key) {
-		rc = check_idempotency(d.tenant, r, cmd, key, hash, err);
+		rc = check_idempotency(api, d.tenant, r, cmd, key, hash, err);
 		if (rc != 0)
 			goto done;
 		rc = -1;
@@ -615,7 +643,7 @@ static void finish_command(WrApi *api, WrPending *p, const WrAppend *item)
 		wr_state_idem_done(api->state, p->tenant_id, p->command_id, p->position);
 	if (!p->orphaned) {
 		if (!p->failed) {
-			reply_result(&p->http, p->creates ? 201 : 200, p->aggregate_id, p->version,
+			reply_result(api, &p->http, p->creates ? 201 : 200, p->aggregate_id, p->version,
 				     p->types, p->n_types, p->position,
 				     p->location, false);
 		} else {
@@ -710,6 +738,8 @@ WrApi *wr_api_new(const WrConfig *cfg, VpService *service, char *why, size_t why
 	}
 	api->cfg = cfg;
 	LIST_INIT(&api->pending);
+	vp_buf_init(&api->encoded, VP_EVENT_MAX_ENCODED);
+	vp_buf_init(&api->scratch, VP_EVENT_MAX_ENCODED);
 	if (setup_verifier(api, why, why_cap) < 0)
 		return wr_api_free(api);
 	api->appender = wr_appender_new(cfg, service->base, on_appended, on_rebuilt, api, why,
@@ -756,6 +786,8 @@ WrApi *wr_api_free(WrApi *api)
 		wr_state_clear(api->state);
 		free(api->state);
 	}
+	vp_buf_free(&api->encoded);
+	vp_buf_free(&api->scratch);
 	free(api);
 	return NULL;
 }

@@ -19,6 +19,7 @@
 #include "writer.h"
 
 #define REBUILD_POLL_MS 500
+#define REBUILD_BATCH 1000
 #define REBUILD_MAX_IDLE_POLLS 120 /* a minute without progress: give up, retry */
 #define REBUILD_MAX_LOGGED_UNREADABLE 100 /* a topic of garbage must not flood the log */
 
@@ -144,6 +145,8 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 	int rc = WR_REBUILD_FAILED, owned = 0, at_end = 0, idle = 0;
 	long long records = 0;
 	RebuildRefusals refusals = {0};
+	rd_kafka_message_t *batch[REBUILD_BATCH];
+	rd_kafka_queue_t *queue = NULL;
 	int64_t started_us = vp_time_now_us();
 	rd_kafka_t *rk = reader_new(cfg, why, why_cap);
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partition_cnt);
@@ -163,22 +166,32 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 		snprintf(why, why_cap, "cannot assign the owned partitions");
 		goto done;
 	}
+	queue = rd_kafka_queue_get_consumer(rk);
+	if (!queue) {
+		snprintf(why, why_cap, "no consumer queue");
+		goto done;
+	}
 	while (at_end < owned && idle < REBUILD_MAX_IDLE_POLLS && !atomic_load(stopping)) {
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, REBUILD_POLL_MS);
-		if (!m) {
+		/* a batch per call: one queue lock and wake-up per REBUILD_BATCH
+		 * records instead of per record */
+		ssize_t n = rd_kafka_consume_batch_queue(queue, REBUILD_POLL_MS, batch, REBUILD_BATCH);
+		if (n <= 0) {
 			idle++;
 			continue;
 		}
 		idle = 0;
-		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-			at_end++;
-		else if (m->err)
-			vp_log_warn(NULL, "rebuild_consume", "%s", rd_kafka_message_errstr(m));
-		else {
-			take_record(cfg, state, m, started_us, &refusals);
-			records++;
+		for (ssize_t i = 0; i < n; i++) {
+			rd_kafka_message_t *m = batch[i];
+			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+				at_end++;
+			else if (m->err)
+				vp_log_warn(NULL, "rebuild_consume", "%s", rd_kafka_message_errstr(m));
+			else {
+				take_record(cfg, state, m, started_us, &refusals);
+				records++;
+			}
+			rd_kafka_message_destroy(m);
 		}
-		rd_kafka_message_destroy(m);
 	}
 	if (at_end < owned) {
 		snprintf(why, why_cap, "owned partitions not read to the end (%d of %d)", at_end,
@@ -199,6 +212,8 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 		    records, owned, refusals.quarantined, state->idem_keys);
 	rc = WR_REBUILD_OK;
 done:
+	if (queue)
+		rd_kafka_queue_destroy(queue);
 	if (parts)
 		rd_kafka_topic_partition_list_destroy(parts);
 	if (rk) {

@@ -30,17 +30,19 @@ void wr_map_init(WrMap *m)
 	memset(m, 0, sizeof(*m));
 }
 
-/* Slot holding key, or NULL. */
-static WrMapSlot *find(const WrMap *m, const char *key)
+/* Slot holding key (whose hash is h), or NULL. Ids share long prefixes
+ * (UUIDv7s of one second), so a strcmp of another key is not cheap: the
+ * stored hash settles almost every probe of a key that is not there. */
+static WrMapSlot *find(const WrMap *m, const char *key, uint64_t h)
 {
 	if (!m->cap)
 		return NULL;
 	size_t mask = m->cap - 1;
-	for (size_t i = hash_of(key) & mask;; i = (i + 1) & mask) {
+	for (size_t i = h & mask;; i = (i + 1) & mask) {
 		WrMapSlot *s = &m->slots[i];
 		if (!s->key)
 			return NULL;
-		if (s->key != WR_MAP_TOMBSTONE && !strcmp(s->key, key))
+		if (s->key != WR_MAP_TOMBSTONE && s->hash == h && !strcmp(s->key, key))
 			return s;
 	}
 }
@@ -61,7 +63,7 @@ static int grow(WrMap *m)
 		WrMapSlot *old = &m->slots[i];
 		if (!old->key || old->key == WR_MAP_TOMBSTONE)
 			continue;
-		size_t j = hash_of(old->key) & (cap - 1);
+		size_t j = old->hash & (cap - 1);
 		while (slots[j].key)
 			j = (j + 1) & (cap - 1);
 		slots[j] = *old;
@@ -75,14 +77,15 @@ static int grow(WrMap *m)
 
 void *wr_map_get(const WrMap *m, const char *key)
 {
-	WrMapSlot *s = find(m, key);
+	WrMapSlot *s = find(m, key, hash_of(key));
 	return s ? s->value : NULL;
 }
 
 void *wr_map_put(WrMap *m, const char *key, void *value, bool *oom)
 {
 	*oom = false;
-	WrMapSlot *s = find(m, key);
+	uint64_t h = hash_of(key);
+	WrMapSlot *s = find(m, key, h);
 	if (s) {
 		void *previous = s->value;
 		s->value = value;
@@ -99,20 +102,21 @@ void *wr_map_put(WrMap *m, const char *key, void *value, bool *oom)
 		return NULL;
 	}
 	size_t mask = m->cap - 1;
-	size_t i = hash_of(key) & mask;
+	size_t i = h & mask;
 	while (m->slots[i].key && m->slots[i].key != WR_MAP_TOMBSTONE)
 		i = (i + 1) & mask;
 	if (!m->slots[i].key)
 		m->used++;
 	m->slots[i].key = copy;
 	m->slots[i].value = value;
+	m->slots[i].hash = h;
 	m->count++;
 	return NULL;
 }
 
 void *wr_map_remove(WrMap *m, const char *key)
 {
-	WrMapSlot *s = find(m, key);
+	WrMapSlot *s = find(m, key, hash_of(key));
 	if (!s)
 		return NULL;
 	void *value = s->value;

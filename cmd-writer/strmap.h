@@ -7,10 +7,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct WrMapSlot {
 	char *key; /* NULL: empty; WR_MAP_TOMBSTONE: deleted */
 	void *value;
+	uint64_t hash; /* the key's: probes skip other keys without a strcmp, and
+			* growing does not hash again */
 } WrMapSlot;
 
 typedef struct WrMap {

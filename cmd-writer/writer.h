@@ -97,7 +97,9 @@ WrAppender *wr_appender_new(const WrConfig *cfg, struct event_base *base, WrAppe
 			    WrRebuilt rebuilt, void *arg, char *why, size_t why_cap);
 int wr_appender_start(WrAppender *a);
 /* Queues the chain item->next->... (one command's events) in one step, so
- * the commit thread never sees half a command. */
+ * the commit thread never sees half a command. Loop thread only: chains are
+ * staged and reach the commit thread together, in order, once the loop has
+ * run this iteration's other callbacks. */
 void wr_appender_submit(WrAppender *a, WrAppend *item);
 /* The loop's model holds what the log does not (a command's later event could
  * not be applied after its first was): fail everything decided on it and

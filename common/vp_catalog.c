@@ -396,9 +396,10 @@ static int check_canonical(const cJSON *obj, const VpJsonField *fields, size_t n
 	for (size_t i = 0; i < n; i++) {
 		const VpJsonField *f = &fields[i];
 		const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, f->name);
+		bool nested = (f->type == VP_JSON_OBJECT || f->type == VP_JSON_ARRAY) && f->fields;
+		if (!item || cJSON_IsNull(item) || (f->type != VP_JSON_UUID && !nested))
+			continue; /* nothing to check: no printf for its path */
 		snprintf(child, sizeof(child), "%s.%s", path, f->name);
-		if (!item || cJSON_IsNull(item))
-			continue;
 		if (f->type == VP_JSON_UUID) {
 			VpUuid u;
 			char canonical[37];

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vp_buf.h"
 #include "vp_error.h"
 #include "vp_json.h"
 #include "vp_time.h"
@@ -140,42 +141,56 @@ done:
 	return rc;
 }
 
-char *vp_event_encode(const VpEvent *ev)
+/* "name": as a member's opening; names are ours and need no escaping. */
+static int write_member_name(VpBuf *out, const char *name, bool first)
+{
+	if (!first && vp_buf_append(out, ",", 1) < 0)
+		return -1;
+	return vp_buf_printf(out, "\"%s\":", name);
+}
+
+static int write_string_member(VpBuf *out, const char *name, const char *value)
+{
+	if (write_member_name(out, name, false) < 0)
+		return -1;
+	return vp_json_write_string(out, value);
+}
+
+/* The members in the order cJSON gave them when the envelope was a tree, so
+ * the log reads the same before and after. Integers as integer text: a double
+ * with 15 significant digits would round a seq above 10^15. */
+int vp_event_encode_into(const VpEvent *ev, VpBuf *out)
 {
 	char at[VP_TIME_RFC3339_MAX];
-	char v[24], seq[24];
-	char *text = NULL;
-	cJSON *root = cJSON_CreateObject();
-	cJSON *data = NULL;
+	if (vp_time_format_rfc3339_us(ev->at_us, at, sizeof(at)) == 0) {
+		out->oom = true;
+		return -1;
+	}
+	if (vp_buf_append(out, "{", 1) < 0 || write_member_name(out, "id", true) < 0 ||
+	    vp_json_write_string(out, ev->id) < 0 || write_string_member(out, "type", ev->type) < 0 ||
+	    vp_buf_printf(out, ",\"v\":%d", ev->v) < 0 ||
+	    write_string_member(out, "tenant_id", ev->tenant_id) < 0 ||
+	    write_string_member(out, "aggregate", ev->aggregate) < 0 ||
+	    write_string_member(out, "aggregate_id", ev->aggregate_id) < 0 ||
+	    vp_buf_printf(out, ",\"seq\":%lld", (long long)ev->seq) < 0 ||
+	    write_string_member(out, "command_id", ev->command_id) < 0 ||
+	    write_string_member(out, "actor", ev->actor) < 0 ||
+	    write_string_member(out, "at", at) < 0 || write_member_name(out, "data", false) < 0)
+		return -1;
+	if (ev->data ? vp_json_write(out, ev->data) : vp_buf_append(out, "{}", 2))
+		return -1;
+	return vp_buf_append(out, "}", 1);
+}
 
-	if (!root || vp_time_format_rfc3339_us(ev->at_us, at, sizeof(at)) == 0)
-		goto done;
-	/* Integers as raw text: cJSON prints doubles with 15 significant digits
-	 * and would round a seq above 10^15. */
-	snprintf(v, sizeof(v), "%d", ev->v);
-	snprintf(seq, sizeof(seq), "%lld", (long long)ev->seq);
-	data = ev->data ? cJSON_Duplicate(ev->data, true) : cJSON_CreateObject();
-	if (!data)
-		goto done;
-	if (!cJSON_AddStringToObject(root, "id", ev->id) ||
-	    !cJSON_AddStringToObject(root, "type", ev->type) ||
-	    !cJSON_AddRawToObject(root, "v", v) ||
-	    !cJSON_AddStringToObject(root, "tenant_id", ev->tenant_id) ||
-	    !cJSON_AddStringToObject(root, "aggregate", ev->aggregate) ||
-	    !cJSON_AddStringToObject(root, "aggregate_id", ev->aggregate_id) ||
-	    !cJSON_AddRawToObject(root, "seq", seq) ||
-	    !cJSON_AddStringToObject(root, "command_id", ev->command_id) ||
-	    !cJSON_AddStringToObject(root, "actor", ev->actor) ||
-	    !cJSON_AddStringToObject(root, "at", at))
-		goto done;
-	if (!cJSON_AddItemToObject(root, "data", data))
-		goto done;
-	data = NULL; /* owned by root now */
-	text = cJSON_PrintUnformatted(root);
-done:
-	cJSON_Delete(data);
-	cJSON_Delete(root);
-	return text;
+char *vp_event_encode(const VpEvent *ev)
+{
+	VpBuf out;
+	vp_buf_init(&out, VP_EVENT_MAX_ENCODED);
+	if (vp_event_encode_into(ev, &out) < 0) {
+		vp_buf_free(&out);
+		return NULL;
+	}
+	return vp_buf_take(&out);
 }
 
 void vp_event_release(VpEvent *ev)

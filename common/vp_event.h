@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <cjson/cJSON.h>
 
+#include "vp_buf.h"
+
 #define VP_EVENT_MAX_COMMAND_ID 255
 #define VP_EVENT_MAX_ACTOR      128
 
@@ -28,8 +30,14 @@ typedef struct VpEvent {
 	cJSON *data;   /* owned: vp_event_release frees it */
 } VpEvent;
 
+/* The most bytes an encoded envelope may take (a Kafka record holds 1 MB). */
+#define VP_EVENT_MAX_ENCODED (1024 * 1024)
+
 /* Envelope JSON (malloc'd, NUL-terminated) with `at` to the microsecond. */
 char *vp_event_encode(const VpEvent *ev);
+/* The same text appended to out, so a caller can reuse one buffer for many
+ * events; 0, or -1 with out->oom set. */
+int vp_event_encode_into(const VpEvent *ev, VpBuf *out);
 
 /* Parses and checks the envelope: every field present with its type, UUIDs
  * canonical, v ≥ 1, seq ≥ 1, at RFC 3339, data an object. On -1 `why` says what

@@ -58,6 +58,15 @@ static size_t utf8_invalid_at(const char *s, size_t len)
 	size_t i = 0;
 
 	while (i < len) {
+		/* ASCII runs, most of any text here, eight bytes at a time */
+		uint64_t word;
+		if (len - i >= sizeof(word)) {
+			memcpy(&word, p + i, sizeof(word));
+			if (!(word & 0x8080808080808080ULL)) {
+				i += sizeof(word);
+				continue;
+			}
+		}
 		size_t n = vp_utf8_seq_len(p + i, len - i);
 		if (n == 0)
 			return i;
@@ -188,13 +197,29 @@ static void path_format(char *out, size_t cap, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* "blocks[2]" + "start" -> "blocks[2].start"; a top-level name stays as it is. */
+/* Appends src to out[*used] within cap, cutting as snprintf would. */
+static void path_append(char *out, size_t cap, size_t *used, const char *src)
+{
+	size_t len = strlen(src);
+	if (*used + len >= cap)
+		len = cap - 1 - *used;
+	memcpy(out + *used, src, len);
+	*used += len;
+	out[*used] = '\0';
+}
+
+/* "blocks[2]" + "start" -> "blocks[2].start"; a top-level name stays as it is.
+ * Every field of every checked object passes here, error or not (the event
+ * rebuild checks millions), so no printf. */
 static void join_path(char *out, size_t cap, const char *parent, const char *name)
 {
-	if (parent[0])
-		path_format(out, cap, "%s.%s", parent, name);
-	else
-		path_format(out, cap, "%s", name);
+	size_t used = 0;
+	out[0] = '\0';
+	if (parent[0]) {
+		path_append(out, cap, &used, parent);
+		path_append(out, cap, &used, ".");
+	}
+	path_append(out, cap, &used, name);
 }
 
 static void add_enum_detail(VpError *err, const char *path, const char *const *values)

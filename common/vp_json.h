@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <cjson/cJSON.h>
 
+#include "vp_buf.h"
 #include "vp_error.h"
 
 /* Integers travel as JSON numbers (doubles): only ±2^53 are exact. */
@@ -90,5 +91,13 @@ bool vp_json_number(const cJSON *obj, const char *name, double *out); /* finite 
 
 /* Unformatted text of j, malloc'd (free()); NULL on out of memory or NULL j. */
 char *vp_json_print(const cJSON *j);
+
+/* Appends j's unformatted text to out, byte for byte what cJSON_PrintUnformatted
+ * gives (the same escapes and number formats), without its intermediate
+ * allocations. 0, or -1 (out->oom set) on a full buffer or a value cJSON
+ * cannot print either (an invalid item, a raw member without text). */
+int vp_json_write(VpBuf *out, const cJSON *j);
+/* Appends s as a JSON string literal, escaped as cJSON escapes it. */
+int vp_json_write_string(VpBuf *out, const char *s);
 
 #endif

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "vp_event.h"
+#include "vp_time.h"
 
 #define GOOD_ID     "0193a5c2-7b1d-7000-8000-00000000000a"
 #define GOOD_TENANT "0193a5c2-7b1d-7000-8000-0000000000b1"
@@ -266,6 +267,119 @@ static void decode_reads_only_len_bytes(void **state)
 	free(text);
 }
 
+/* The envelope as the writer built it before it encoded straight into a
+ * buffer: a cJSON tree printed by cJSON. The log written then and the log
+ * written now must read the same. */
+static char *tree_encode(const VpEvent *ev)
+{
+	char at[VP_TIME_RFC3339_MAX], v[24], seq[24];
+	cJSON *root = cJSON_CreateObject();
+	assert_non_null(root);
+	assert_true(vp_time_format_rfc3339_us(ev->at_us, at, sizeof(at)) > 0);
+	snprintf(v, sizeof(v), "%d", ev->v);
+	snprintf(seq, sizeof(seq), "%lld", (long long)ev->seq);
+	cJSON_AddStringToObject(root, "id", ev->id);
+	cJSON_AddStringToObject(root, "type", ev->type);
+	cJSON_AddRawToObject(root, "v", v);
+	cJSON_AddStringToObject(root, "tenant_id", ev->tenant_id);
+	cJSON_AddStringToObject(root, "aggregate", ev->aggregate);
+	cJSON_AddStringToObject(root, "aggregate_id", ev->aggregate_id);
+	cJSON_AddRawToObject(root, "seq", seq);
+	cJSON_AddStringToObject(root, "command_id", ev->command_id);
+	cJSON_AddStringToObject(root, "actor", ev->actor);
+	cJSON_AddStringToObject(root, "at", at);
+	cJSON_AddItemToObject(root, "data",
+			      ev->data ? cJSON_Duplicate(ev->data, true) : cJSON_CreateObject());
+	char *text = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	return text;
+}
+
+static void fill_event(VpEvent *ev, const char *command_id, const char *actor, const char *data)
+{
+	memset(ev, 0, sizeof(*ev));
+	snprintf(ev->id, sizeof(ev->id), "%s", GOOD_ID);
+	snprintf(ev->type, sizeof(ev->type), "%s", "PatientRegistered");
+	ev->v = 1;
+	snprintf(ev->tenant_id, sizeof(ev->tenant_id), "%s", GOOD_TENANT);
+	snprintf(ev->aggregate, sizeof(ev->aggregate), "%s", "patient");
+	snprintf(ev->aggregate_id, sizeof(ev->aggregate_id), "%s", GOOD_AGG);
+	ev->seq = 9007199254740991LL; /* above 10^15: no double rounding */
+	snprintf(ev->command_id, sizeof(ev->command_id), "%s", command_id);
+	snprintf(ev->actor, sizeof(ev->actor), "%s", actor);
+	ev->at_us = 1795339800000001LL;
+	ev->data = data ? cJSON_Parse(data) : NULL;
+	assert_true(!data || ev->data);
+}
+
+/* Byte-identical to the tree encoder, and decodes back to the same event. */
+static void assert_encodes_like_the_tree(VpEvent *ev)
+{
+	VpEvent back;
+	char why[256];
+	char *expected = tree_encode(ev);
+	char *text = vp_event_encode(ev);
+	assert_non_null(expected);
+	assert_non_null(text);
+	assert_string_equal(text, expected);
+	if (decode_text(text, &back, why, sizeof(why)) != 0)
+		fail_msg("%s: %s", why, text);
+	assert_string_equal(back.command_id, ev->command_id);
+	assert_string_equal(back.actor, ev->actor);
+	assert_true(back.seq == ev->seq);
+	assert_true(back.at_us == ev->at_us);
+	if (ev->data)
+		assert_true(cJSON_Compare(back.data, ev->data, true));
+	else
+		assert_null(back.data->child);
+	vp_event_release(&back);
+	free(text);
+	cJSON_free(expected);
+}
+
+static void encode_writes_what_the_tree_encoder_wrote(void **state)
+{
+	VpEvent ev;
+	(void)state;
+	/* escapes in the envelope's own strings and in data, multi-byte UTF-8,
+	 * nested objects and arrays, numbers cJSON prints three ways */
+	fill_event(&ev, "key \"q\" \\ \t\n\r\b\f \x01\x1f end", "Zoë 猫 🐈",
+		   "{\"name\":\"Rex \\\"the\\\" dog\\n\\u0007\",\"species\":\"dog\","
+		   "\"notes\":\"Größe 12 cm — ok ✓\",\"weight\":12.5,\"n\":3,\"tiny\":1e-7,"
+		   "\"third\":0.3333333333333333,\"big\":9007199254740993,"
+		   "\"nested\":{\"list\":[1,\"two\",{\"three\":[true,false,null]}],\"empty\":{},"
+		   "\"none\":[]}}");
+	assert_encodes_like_the_tree(&ev);
+	vp_event_release(&ev);
+	fill_event(&ev, "c", "a", NULL); /* no data: {} */
+	assert_encodes_like_the_tree(&ev);
+	fill_event(&ev, "c", "a", "{}");
+	assert_encodes_like_the_tree(&ev);
+	vp_event_release(&ev);
+}
+
+static void encode_into_appends_to_a_reused_buffer(void **state)
+{
+	VpEvent ev;
+	VpBuf out;
+	(void)state;
+	fill_event(&ev, "c", "a", "{\"x\":1}");
+	char *single = vp_event_encode(&ev);
+	assert_non_null(single);
+	vp_buf_init(&out, VP_EVENT_MAX_ENCODED);
+	assert_int_equal(vp_event_encode_into(&ev, &out), 0);
+	assert_string_equal(vp_buf_str(&out), single);
+	vp_buf_reset(&out);
+	assert_int_equal(vp_event_encode_into(&ev, &out), 0);
+	assert_string_equal(vp_buf_str(&out), single);
+	vp_buf_free(&out);
+	vp_buf_init(&out, 64); /* too small: fails, nothing half-written is handed out */
+	assert_int_equal(vp_event_encode_into(&ev, &out), -1);
+	assert_null(vp_buf_take(&out));
+	free(single);
+	vp_event_release(&ev);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -277,6 +391,8 @@ int main(void)
 		cmocka_unit_test(long_command_id_and_actor_are_refused),
 		cmocka_unit_test(bad_json_is_refused),
 		cmocka_unit_test(decode_reads_only_len_bytes),
+		cmocka_unit_test(encode_writes_what_the_tree_encoder_wrote),
+		cmocka_unit_test(encode_into_appends_to_a_reused_buffer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,7 +30,7 @@ SAN     :=
 endif
 
 CFLAGS  := $(CFLAGS_BASE) $(SAN) $(EXTRA_CFLAGS)
-LDFLAGS := $(SAN)
+LDFLAGS := $(SAN) -Wl,--export-dynamic-symbol=evhttp_send_error
 LIBS    := -lrdkafka -lpq -levent_pthreads -levent -lcjson -lsodium -lpthread -lm
 
 COMMON_SRC := $(wildcard common/*.c)

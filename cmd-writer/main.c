@@ -8,12 +8,19 @@
 
 #include "decide.h"
 #include "vp_config.h"
+#include "vp_http_guard.h"
+#include "vp_ratelimit.h"
 #include "vp_log.h"
 #include "writer.h"
 
 static WrConfig cfg;
 
+static VpHttpLimits http_limits;
+static VpRateLimits rate_limits;
+
 static const VpConfigItem config_items[] = {
+	VP_HTTP_LIMIT_ITEMS(http_limits),
+	VP_RATE_LIMIT_ITEMS(rate_limits),
 	VP_CF_STR("host", "VETPMS_WRITER_HOST", &cfg.host, "127.0.0.1", "listen address"),
 	VP_CF_INT("port", "VETPMS_WRITER_PORT", &cfg.port, "8080", 0, 65535, "listen port"),
 	VP_CF_STR("brokers", "VETPMS_KAFKA_BROKERS", &cfg.brokers, "127.0.0.1:59092",
@@ -70,6 +77,10 @@ static int load_config(int argc, char **argv)
 				NULL, why, sizeof(why));
 	if (rc < 0)
 		fprintf(stderr, "cmd-writer: %s\n", why);
+	if (rc == 0) {
+		vp_http_guard_set_limits(&http_limits);
+		vp_ratelimit_configure(&rate_limits);
+	}
 	if (rc == 0 && cfg.instance >= cfg.instances) {
 		fprintf(stderr, "cmd-writer: --instance must be below --instances\n");
 		rc = -1;

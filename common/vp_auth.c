@@ -9,6 +9,9 @@
 
 #include <sodium.h>
 
+#include "vp_ratelimit.h"
+#include "vp_time.h"
+
 #define SCHEME	   "Bearer"
 #define SCHEME_LEN (sizeof(SCHEME) - 1)
 
@@ -194,7 +197,7 @@ int vp_auth_bearer(const VpJwtVerifier *v, const char *authorization, int64_t no
 		const char *late = vp_jwt_check_times(v, claims, now_s);
 
 		if (!late)
-			return 0;
+			return vp_ratelimit_admit(digest, claims->has_tid ? claims->tid : NULL, vp_time_mono_us(), err);
 		memset(claims, 0, sizeof(*claims));
 		return vp_error_set(err, 401, VP_ERR_UNAUTHENTICATED, "invalid token: %s", late);
 	}
@@ -202,7 +205,8 @@ int vp_auth_bearer(const VpJwtVerifier *v, const char *authorization, int64_t no
 verify:
 	if (vp_jwt_verify(v, token, len, now_s, claims, why, sizeof(why)) < 0)
 		return vp_error_set(err, 401, VP_ERR_UNAUTHENTICATED, "invalid token: %s", why);
-	if (cacheable)
-		cache_insert(digest, claims);
-	return 0;
+	if (!cacheable) /* over VP_JWT_MAX_TOKEN_LEN: never verifies */
+		return 0;
+	cache_insert(digest, claims);
+	return vp_ratelimit_admit(digest, claims->has_tid ? claims->tid : NULL, vp_time_mono_us(), err);
 }

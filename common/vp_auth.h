@@ -18,7 +18,8 @@
  * trailing blanks are ignored. 0 with *claims filled, or -1 with err set to
  * 401 UNAUTHENTICATED ("a Bearer token is required", "Authorization must be a
  * Bearer token", "invalid token: <vp_jwt_verify's reason>"). The caller adds
- * WWW-Authenticate if it answers with one. */
+ * WWW-Authenticate if it answers with one. A token that verifies may still be
+ * refused: 429 RATE_LIMITED over its own or its tenant's rate (vp_ratelimit.h). */
 int vp_auth_bearer(const VpJwtVerifier *v, const char *authorization, int64_t now_s,
 		   VpClaims *claims, VpError *err);
 

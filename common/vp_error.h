@@ -21,6 +21,7 @@ typedef struct VpError {
 	VpErrorDetail details[VP_ERROR_MAX_DETAILS];
 	int n_details;
 	bool details_truncated; /* more bad fields than fit; the body says so */
+	int retry_after_s;      /* Retry-After of a 429 or 503; 0 = the default, 1 */
 } VpError;
 
 void vp_error_clear(VpError *err);

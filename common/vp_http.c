@@ -37,6 +37,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <event2/buffer.h>
+#include <event2/http_struct.h> /* major, minor: see evhttp_send_error */
 #include <event2/util.h>
 
 #include "vp_json.h"
@@ -449,7 +450,7 @@ static void send_reply(VpHttpRequest *r, int status, const char *content_type, c
 	set_header(headers, "X-Request-Id", r->request_id);
 	set_header(headers, "Content-Type", content_type);
 	set_header(headers, "Cache-Control", "no-store");
-	if (status == 429 || status == 503)
+	if ((status == 429 || status == 503) && !evhttp_find_header(headers, "Retry-After"))
 		set_header(headers, "Retry-After", "1");
 	if (status == 405 && r->allow[0])
 		set_header(headers, "Allow", r->allow);
@@ -492,6 +493,11 @@ void vp_http_reply_error(VpHttpRequest *r, const VpError *err)
 		vp_error_set(&internal, 500, VP_ERR_INTERNAL, "internal error");
 		err = &internal;
 	}
+	if ((err->status == 429 || err->status == 503) && err->retry_after_s > 0) {
+		char seconds[16];
+		snprintf(seconds, sizeof(seconds), "%d", err->retry_after_s);
+		set_header(evhttp_request_get_output_headers(r->req), "Retry-After", seconds);
+	}
 	body = vp_error_body_json(err, r->request_id, vp_time_now_us());
 	if (body) {
 		send_reply(r, err->status, "application/json", body, strlen(body));
@@ -512,13 +518,70 @@ void vp_http_reply_error(VpHttpRequest *r, const VpError *err)
 	send_reply(r, 500, "application/json", fallback, (size_t)len);
 }
 
+/* libevent answers a few requests itself, before any handler runs, with
+ * evhttp_send_error and an HTML page: a request line or header it cannot parse
+ * or headers over VP_HTTP_MAX_HEADERS (400), a body over
+ * VP_HTTP_LIBEVENT_MAX_BODY (413), a method it does not let through (501:
+ * CONNECT, whose target libevent parses as host:port). This definition
+ * replaces libevent's for the whole process, so those answers carry the
+ * contract's error body and X-Request-Id too: libevent calls
+ * evhttp_send_error through its PLT, and the Makefile exports this symbol
+ * from every executable (-Wl,--export-dynamic-symbol=evhttp_send_error), so
+ * the dynamic linker binds libevent's calls here. test_http_limits.py fails
+ * if that ever stops being true. The connection is closed after the answer:
+ * what follows a request libevent could not read cannot be trusted. */
+void evhttp_send_error(struct evhttp_request *req, int error, const char *reason)
+{
+	VpHttpRequest r;
+	VpError err;
+
+	(void)reason;
+	/* A request line libevent could not read leaves no version: answer as
+	 * HTTP/1.1, as libevent's own page did (evhttp_send_page_). */
+	if (!req->major || !req->minor) {
+		req->major = 1;
+		req->minor = 1;
+	}
+	memset(&r, 0, sizeof(r));
+	r.req = req;
+	r.method = evhttp_request_get_command(req);
+	r.started_us = vp_time_mono_us();
+	snprintf(r.path, sizeof(r.path), "%s", "(unread)");
+	set_request_id(&r);
+	vp_error_clear(&err);
+	switch (error) {
+	case HTTP_ENTITYTOOLARGE:
+		vp_error_set(&err, 413, VP_ERR_TOO_LARGE,
+			     "request body over %d bytes", VP_HTTP_LIBEVENT_MAX_BODY);
+		break;
+	case HTTP_NOTIMPLEMENTED:
+		vp_error_set(&err, 405, VP_ERR_METHOD, "method not allowed");
+		break;
+	case HTTP_NOTFOUND:
+		vp_error_set(&err, 404, VP_ERR_NOT_FOUND, "no such route");
+		break;
+	case HTTP_BADREQUEST:
+		vp_error_set(&err, 400, VP_ERR_VALIDATION,
+			     "malformed HTTP request: request line or headers unreadable, or "
+			     "headers over %d bytes", VP_HTTP_MAX_HEADERS);
+		break;
+	default:
+		vp_error_set(&err, error >= 400 && error <= 599 ? error : 400, VP_ERR_VALIDATION,
+			     "request refused by the HTTP layer (%d)", error);
+		break;
+	}
+	vp_http_add_header(&r, "Connection", "close");
+	vp_http_reply_error(&r, &err);
+}
+
+/* TRACE reaches the handlers, which answer 405 with the route's Allow. */
 void vp_http_configure(struct evhttp *http)
 {
 	evhttp_set_max_body_size(http, VP_HTTP_LIBEVENT_MAX_BODY);
 	evhttp_set_max_headers_size(http, VP_HTTP_MAX_HEADERS);
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
 					     EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
-					     EVHTTP_REQ_OPTIONS);
+					     EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE);
 }
 
 struct evhttp *vp_http_listen(struct event_base *base, const char *host, int port,

@@ -75,14 +75,15 @@ void vp_http_add_header(VpHttpRequest *r, const char *name, const char *value);
 void vp_http_reply_json(VpHttpRequest *r, int status, const char *json, size_t len);
 void vp_http_reply_text(VpHttpRequest *r, int status, const char *content_type,
 			const char *body, size_t len);
-/* The contract's error body; 503 and 429 carry Retry-After: 1, 405 its Allow. An
+/* The contract's error body; 503 and 429 carry Retry-After (err->retry_after_s,
+ * else 1), 405 its Allow. An
  * err without a status (an internal bug) is answered as 500 INTERNAL. */
 void vp_http_reply_error(VpHttpRequest *r, const VpError *err);
 
 /* Creates an evhttp on base bound to host:port (port 0 = any free port, read back
  * with vp_http_bound_port). Sets the body cap libevent enforces before our own
- * 64 KiB check, the header cap, and lets every method but TRACE and CONNECT reach
- * the handler (405 is ours to answer). `bound` may be NULL. Returns NULL with err
+ * 64 KiB check, the header cap, and lets every method but CONNECT reach the
+ * handler (405 is ours to answer; CONNECT gets it from evhttp_send_error). `bound` may be NULL. Returns NULL with err
  * set. The caller installs its handler with evhttp_set_gencb. */
 struct evhttp *vp_http_listen(struct event_base *base, const char *host, int port,
 			      struct evhttp_bound_socket **bound, VpError *err);

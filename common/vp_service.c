@@ -12,6 +12,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "vp_http_guard.h"
 #include "vp_log.h"
 #include "vp_metrics.h"
 
@@ -77,7 +78,13 @@ static void on_request(struct evhttp_request *req, void *arg)
 	VpHttpRequest r;
 	VpError err;
 	vp_error_clear(&err);
+	bool admitted = vp_http_guard_admit(req);
 	if (vp_http_request_init(&r, req, &err) < 0) {
+		vp_http_reply_error(&r, &err);
+	} else if (!admitted) {
+		vp_error_set(&err, 503, VP_ERR_UNAVAILABLE,
+			     "too many connections: try again on a new one");
+		vp_http_add_header(&r, "Connection", "close");
 		vp_http_reply_error(&r, &err);
 	} else if (!handle_builtin(s, &r) && !(s->route && s->route(&r, s->route_arg))) {
 		vp_error_set(&err, 404, VP_ERR_NOT_FOUND, "no route for %s", r.path);
@@ -97,6 +104,8 @@ static void on_signal(evutil_socket_t sig, short events, void *arg)
 /* The request handler and, with handle_signals, SIGTERM/SIGINT on s->base. */
 static int finish_open(VpService *s, bool handle_signals, VpError *err)
 {
+	vp_http_guard(s->http);
+	vp_http_guard_listener(s->bound);
 	evhttp_set_gencb(s->http, on_request, s);
 	if (!handle_signals)
 		return 0;

@@ -15,6 +15,7 @@
 
 #include "projector.h"
 #include "vp_config.h"
+#include "vp_http_guard.h"
 #include "vp_kafka.h"
 #include "vp_log.h"
 #include "vp_pg.h"
@@ -23,7 +24,10 @@
 static PjConfig cfg;
 static volatile sig_atomic_t stop_requested;
 
+static VpHttpLimits http_limits;
+
 static const VpConfigItem config_items[] = {
+	VP_HTTP_LIMIT_ITEMS(http_limits),
 	VP_CF_STR("host", "VETPMS_PROJECTOR_HOST", &cfg.host, "127.0.0.1",
 		  "listen address (health, metrics)"),
 	VP_CF_INT("port", "VETPMS_PROJECTOR_PORT", &cfg.port, "8082", 0, 65535, "listen port"),
@@ -114,6 +118,8 @@ static int load_config(int argc, char **argv)
 				"usage: projector [rebuild] [options]", NULL, why, sizeof(why));
 	if (rc < 0)
 		fprintf(stderr, "projector: %s\n", why);
+	if (rc == 0)
+		vp_http_guard_set_limits(&http_limits);
 	return rc;
 }
 

@@ -18,6 +18,8 @@
 #include "reader.h"
 #include "vp_auth.h"
 #include "vp_config.h"
+#include "vp_http_guard.h"
+#include "vp_ratelimit.h"
 #include "vp_log.h"
 #include "vp_service.h"
 #include "vp_time.h"
@@ -29,7 +31,12 @@
 
 static RdConfig cfg;
 
+static VpHttpLimits http_limits;
+static VpRateLimits rate_limits;
+
 static const VpConfigItem config_items[] = {
+	VP_HTTP_LIMIT_ITEMS(http_limits),
+	VP_RATE_LIMIT_ITEMS(rate_limits),
 	VP_CF_STR("host", "VETPMS_READER_HOST", &cfg.host, "127.0.0.1", "listen address"),
 	VP_CF_INT("port", "VETPMS_READER_PORT", &cfg.port, "8081", 0, 65535, "listen port"),
 	VP_CF_STR("dsn", "VETPMS_READER_DSN", &cfg.dsn,
@@ -317,6 +324,8 @@ int main(int argc, char **argv)
 		vp_config_free(config_items, N_CONFIG_ITEMS);
 		return loaded > 0 ? 0 : 2;
 	}
+	vp_http_guard_set_limits(&http_limits);
+	vp_ratelimit_configure(&rate_limits);
 	int level = vp_log_level_parse(cfg.log_level);
 	vp_log_init("query-reader", level < 0 ? VP_LOG_INFO : (VpLogLevel)level);
 	vp_error_clear(&err);

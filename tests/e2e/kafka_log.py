@@ -8,8 +8,10 @@ from confluent_kafka import Consumer, TopicPartition
 TOPIC = "vetpms.events"
 
 
-def read_all(brokers, topic=TOPIC, partitions=6, timeout=30):
-    """Every committed record of the topic as (partition, offset, headers, value)."""
+def read_all(brokers, topic=TOPIC, partitions=6, timeout=120):
+    """Every committed record of the topic as (partition, offset, headers, value).
+    Raises if the end of every partition is not reached within timeout seconds: a
+    partial read would look like missing events (it did, on a loaded machine)."""
     c = Consumer({"bootstrap.servers": brokers, "group.id": "e2e-reader",
                   "isolation.level": "read_committed", "enable.auto.commit": False,
                   "enable.partition.eof": True})
@@ -30,6 +32,9 @@ def read_all(brokers, topic=TOPIC, partitions=6, timeout=30):
             records.append((m.partition(), m.offset(), dict(m.headers() or []), m.value()))
     finally:
         c.close()
+    if len(at_end) < partitions:
+        raise AssertionError(f"read_all: only {len(at_end)} of {partitions} partitions of "
+                             f"{topic} read to their end in {timeout}s ({len(records)} records)")
     return records
 
 

@@ -1,8 +1,8 @@
 """Conformance: schemathesis (from .cache/venv, scripts/venv.sh) against
 schema/openapi.yaml on both daemons of a stack of its own — every operation,
 `--checks all` but what tests/e2e/schemathesis.toml turns off with its reason,
-a fixed seed and few examples per operation, so the smoke stays around a
-minute. The spec is split per daemon (each path names its daemon with
+a fixed seed, few examples per operation and no stateful phase, so the
+smoke stays around a minute. The spec is split per daemon (each path names its daemon with
 `servers`), and the run is judged from its JUnit report: every failure fails
 this test, except answers libevent gives itself before our handlers run
 (issue 15, item 1: HTML 501 to TRACE/CONNECT, HTML 413/400 to oversized
@@ -30,6 +30,10 @@ EXAMPLES = os.environ.get("VETPMS_SCHEMATHESIS_EXAMPLES", "5")
 # one worker: hypothesis describing strategies from several threads at once
 # fails now and then ("AST constructor recursion depth mismatch")
 WORKERS = os.environ.get("VETPMS_SCHEMATHESIS_WORKERS", "1")
+# the stateful phase (sequences of commands along inferred links) doubles the
+# run's time and found nothing the others did not: on by hand, see
+# docs/conformance.md
+PHASES = os.environ.get("VETPMS_SCHEMATHESIS_PHASES", "examples,coverage,fuzzing")
 # libevent's own answers, not our handlers' (no JSON error body, no X-Request-Id)
 HTTP_LAYER = re.compile(r"^\[(501|413|400)\] [^\n]*:\n\n\s*`<HTML>", re.M)
 HTTP_LAYER_REASON = ("issue 15 item 1 (HTTP layer): libevent answers TRACE/CONNECT with "
@@ -111,7 +115,8 @@ def test_schemathesis_finds_no_failure(stack, daemons, daemon, tmp_path):
            # states in prose: cross-field (`to` after `from`), relative to now
            # (in the future), UTF-8 byte limits, signed cursors bound to their
            # list, ids of existing aggregates, If-Match versions, no NUL in text
-           "--checks", "all", "--exclude-checks", "positive_data_acceptance", "--seed", SEED, "--max-examples", EXAMPLES,
+           "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+           "--seed", SEED, "--max-examples", EXAMPLES, "--phases", PHASES,
            "--generation-database", "none", "--workers", WORKERS, "--request-timeout", "10",
            "-H", f"Authorization: Bearer {token}",
            "--report", "junit", "--report-junit-path", str(junit), "--no-color"]

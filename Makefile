@@ -83,6 +83,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(COMMON_LIB)
 deps:
 	@scripts/install-deps.sh
 	@scripts/kafka.sh fetch
+	@scripts/venv.sh
 
 unit: $(UNIT_BINS)
 	@scripts/run-unit-tests.sh $(UNIT_BINS)

@@ -10,6 +10,7 @@ packages=(
   openjdk-17-jre-headless maven
   python3 python3-pytest python3-requests python3-psycopg python3-confluent-kafka
   python3-jsonschema python3-yaml
+  python3-venv  # scripts/venv.sh: schemathesis in .cache/venv
   curl procps jq
   valgrind  # make valgrind-unit
   wrk  # make bench: the HTTP load generator

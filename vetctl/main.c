@@ -1,5 +1,5 @@
 /* vetctl — ops CLI for VetPMS: Kafka readiness, topic creation through the Admin
- * API, dev tokens, reading the event log. Exit codes: 0 ok, 1 failure, 2 usage. */
+ * API, dev tokens, reading the event log, analyst logins. Exit codes: 0 ok, 1 failure, 2 usage. */
 #include <stdio.h>
 #include <string.h>
 #include <sodium.h>
@@ -13,6 +13,7 @@ static const char usage[] =
 	"  token         --role R[,R...] [--tenant UUID] [--sub S] [--ttl-s N]   mint a dev JWT (HS256)\n"
 	"  events tail   [--tenant T] [--aggregate A] [--follow]   print the log's envelopes\n"
 	"  events check  list the records the event catalog refuses, and their quarantine list\n"
+	"  analyst create|grant|revoke --tenant UUID --login NAME [--dsn DSN]   analyst logins per tenant\n"
 	"  catalog       print the event catalog (types, aggregates, versions, data fields) as JSON\n"
 	"each command takes --help; options also come from VETPMS_* variables (see README)\n";
 
@@ -34,6 +35,8 @@ int main(int argc, char **argv)
 		return vc_cmd_token(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "catalog"))
 		return vc_cmd_catalog(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "analyst"))
+		return vc_cmd_analyst(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "events"))
 		return vc_cmd_events(argc - 1, argv + 1);
 	fprintf(stderr, "vetctl: unknown command '%s'\n%s", argv[1], usage);

@@ -8,5 +8,6 @@ int vc_cmd_topics(int argc, char **argv);
 int vc_cmd_token(int argc, char **argv);
 int vc_cmd_catalog(int argc, char **argv);
 int vc_cmd_events(int argc, char **argv);
+int vc_cmd_analyst(int argc, char **argv);
 
 #endif

@@ -4,14 +4,12 @@ schema/openapi.yaml on both daemons of a stack of its own — every operation,
 a fixed seed, few examples per operation and no stateful phase, so the
 smoke stays around a minute. The spec is split per daemon (each path names its daemon with
 `servers`), and the run is judged from its JUnit report: every failure fails
-this test, except answers libevent gives itself before our handlers run
-(issue 15, item 1: HTML 501 to TRACE/CONNECT, HTML 413/400 to oversized
-bodies and headers), which make it xfail while they remain. See
-docs/conformance.md to run it by hand or longer."""
+this test. Two checks are left out, each with its reason below and in
+docs/decisions.md ("Conformance run"). See docs/conformance.md to run it by
+hand or longer."""
 
 import json
 import os
-import re
 import subprocess
 import xml.etree.ElementTree as ET
 
@@ -34,13 +32,6 @@ WORKERS = os.environ.get("VETPMS_SCHEMATHESIS_WORKERS", "1")
 # run's time and found nothing the others did not: on by hand, see
 # docs/conformance.md
 PHASES = os.environ.get("VETPMS_SCHEMATHESIS_PHASES", "examples,coverage,fuzzing")
-# libevent's own answers, not our handlers' (no JSON error body, no X-Request-Id)
-HTTP_LAYER = re.compile(r"^\[(501|413|400)\] [^\n]*:\n\n\s*`<HTML>", re.M)
-HTTP_LAYER_REASON = ("issue 15 item 1 (HTTP layer): libevent answers TRACE/CONNECT with "
-                     "its HTML 501 (contract: JSON 405) and oversized bodies/headers with "
-                     "HTML 413/400 without X-Request-Id")
-
-
 def spec_of(spec, daemon, url):
     """The operations daemon serves, under one server: url."""
     out = {k: v for k, v in spec.items() if k != "servers"}
@@ -115,7 +106,14 @@ def test_schemathesis_finds_no_failure(stack, daemons, daemon, tmp_path):
            # states in prose: cross-field (`to` after `from`), relative to now
            # (in the future), UTF-8 byte limits, signed cursors bound to their
            # list, ids of existing aggregates, If-Match versions, no NUL in text
-           "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+           # unsupported_method (an undeclared method gets 405 with Allow):
+           # libevent 2.1 stops a method it does not know (QUERY, FOO) before
+           # our routers, so our evhttp_send_error answers 405 with the error
+           # body but cannot know the path's Allow (and 400 when such a
+           # request has a body libevent cannot frame); TRACE and the declared
+           # methods do get the router's 405 with Allow (test_http_limits.py)
+           "--checks", "all",
+           "--exclude-checks", "positive_data_acceptance,unsupported_method",
            "--seed", SEED, "--max-examples", EXAMPLES, "--phases", PHASES,
            "--generation-database", "none", "--workers", WORKERS, "--request-timeout", "10",
            "-H", f"Authorization: Bearer {token}",
@@ -124,12 +122,7 @@ def test_schemathesis_finds_no_failure(stack, daemons, daemon, tmp_path):
     summary = r.stdout[r.stdout.rfind("SUMMARY"):] if "SUMMARY" in r.stdout else r.stdout[-3000:]
     assert junit.exists(), f"schemathesis did not run ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     cases, errors = failures_of(junit)
-    ours = [(op, text) for op, text in cases if not HTTP_LAYER.search(text)]
-    known = [op for op, text in cases if HTTP_LAYER.search(text)]
     assert not errors, f"schemathesis errors: {errors[:3]}\n{summary}"
-    assert not ours, (f"{len(ours)} failures beyond the HTTP layer's:\n"
-                      + "\n".join(f"{op}\n{text[:1500]}" for op, text in ours[:8]) + summary)
-    if known:
-        pytest.xfail(f"{len(known)} known failures ({', '.join(sorted(set(known))[:5])}, ...): "
-                     + HTTP_LAYER_REASON)
+    assert not cases, (f"{len(cases)} failures:\n"
+                       + "\n".join(f"{op}\n{text[:1500]}" for op, text in cases[:8]) + summary)
     assert r.returncode == 0, summary

@@ -1,11 +1,20 @@
 /* Non-blocking libpq on libevent, after pgbouncer's test/asynctest.c:
- * PQconnectStart/PQconnectPoll for the handshake, then pipeline mode: one
- * query is [Parse of statements this connection has not prepared yet]
- * [set_config of the tenant] Execute of the statement, Sync — one round trip,
- * one implicit transaction. PQflush while it returns 1 (wait for EV_WRITE),
- * PQconsumeInput on EV_READ and PQisBusy/PQgetResult until the Sync result.
- * Nothing here blocks the loop. A failed connection is retried after RETRY_MS
- * and prepares its statements again. */
+ * PQconnectStart/PQconnectPoll for the handshake, then pipeline mode. Each
+ * query is its own segment of the connection's pipeline: [Parse of statements
+ * this connection has not prepared yet] [set_config of the tenant] Execute of
+ * the statement, Sync — one implicit transaction, and an error ends at its
+ * Sync, so it fails only its own query. Several queries (up to MAX_IN_FLIGHT)
+ * ride one connection at once: the backend goes on to the next without
+ * waiting for this loop to read the last answer and send again.
+ *
+ * Once connected, a connection keeps one persistent read event for its life
+ * and a write event armed only while PQflush has output left; PQconsumeInput
+ * on EV_READ then PQisBusy/PQgetResult, answers in the order sent. Queries are
+ * only sent by the pump (an event made active by rd_pgpool_query, run later in
+ * the same loop iteration, and the end of a read), never from inside a
+ * callback, so a callback may query or renew freely. Nothing here blocks the
+ * loop. A failed connection is retried after RETRY_MS and prepares its
+ * statements again. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,42 +24,54 @@
 #define MAX_PARAMS        16
 #define MAX_QUEUED        10000
 #define MAX_PREPARED      64
+#define MAX_IN_FLIGHT     16
 #define RETRY_MS          1000
 
 /* The tenant for row-level security, local to the pipeline's transaction. */
 static const RdStatement set_tenant = {
 	"rd_set_tenant", "SELECT set_config('vetpms.tenant_id', $1::text, true)", 1};
 
+/* One query: queued in the pool, then in flight on a connection. Parameters
+ * are copied into the same allocation (text after the struct). */
 typedef struct PgQuery {
 	const RdStatement *stmt;
 	char tenant_id[37]; /* empty: no tenant */
-	char *params[MAX_PARAMS];
+	const char *params[MAX_PARAMS];
 	RdPgCallback cb;
 	void *arg;
 	struct PgQuery *next;
-} PgQuery;
-
-typedef enum { CONN_DOWN, CONN_CONNECTING, CONN_IDLE, CONN_BUSY } ConnState;
-
-typedef struct PgConn {
-	RdPgPool *pool;
-	PGconn *conn;
-	ConnState state;
-	struct event *io;
-	struct event *retry;
-	PgQuery *current;
-	/* statements prepared on this connection */
-	const RdStatement *prepared[MAX_PREPARED];
-	int n_prepared;
-	/* the pipeline in flight: commands 0..n_preparing-1 are Parse steps, then
-	 * the tenant (when set), then the statement at main_index */
+	/* its segment of the pipeline: commands 0..n_preparing-1 are Parse
+	 * steps, then the tenant (when set), then the statement at main_index */
 	const RdStatement *preparing[2];
 	int n_preparing;
 	int main_index;
 	int command_index;
 	PGresult *main_result;
-	bool renew; /* the session's statements went stale: reconnect after this query */
-	char query_error[256];
+	bool retried;
+	char error[256];
+	char sqlstate[6];
+} PgQuery;
+
+typedef enum { CONN_DOWN, CONN_CONNECTING, CONN_READY } ConnState;
+
+typedef struct PgConn {
+	RdPgPool *pool;
+	PGconn *conn;
+	ConnState state;
+	struct event *io;       /* connecting: one step's wait; ready: persistent EV_READ */
+	struct event *write_io; /* ready: armed while PQflush has output left */
+	struct event *retry;
+	/* sent, answer not complete yet (until its Sync), oldest first */
+	PgQuery *sent_head;
+	PgQuery *sent_tail;
+	int n_sent;
+	bool preparing;  /* the query in flight prepares a statement: it goes alone */
+	bool stale_seen; /* a query of this session failed as a stale session */
+	/* statements prepared on this connection */
+	const RdStatement *prepared[MAX_PREPARED];
+	int n_prepared;
+	bool renew; /* the session's statements went stale: reconnect once drained */
+	char renew_why[256];
 	char error[256];
 } PgConn;
 
@@ -59,25 +80,62 @@ struct RdPgPool {
 	char *dsn;
 	int size;
 	PgConn *conns;
+	struct event *pump;
 	PgQuery *queue_head;
 	PgQuery *queue_tail;
 	int queued;
+	bool closing;
 };
 
 static void conn_start(PgConn *c);
-static void conn_dispatch(PgConn *c);
+static void pool_pump(RdPgPool *pool);
 
-static void query_free(PgQuery *q)
+static PgQuery *query_free(PgQuery *q)
 {
-	if (!q)
-		return;
-	for (int i = 0; i < MAX_PARAMS; i++)
-		free(q->params[i]);
+	if (q)
+		PQclear(q->main_result);
 	free(q);
+	return NULL;
 }
 
-/* (Re)arms the socket event for what libpq waits on. The socket can change
- * during a handshake, so the event is rebuilt each time. */
+static void queue_push(RdPgPool *pool, PgQuery *q, bool at_head)
+{
+	q->next = NULL;
+	if (!pool->queue_head) {
+		pool->queue_head = pool->queue_tail = q;
+	} else if (at_head) {
+		q->next = pool->queue_head;
+		pool->queue_head = q;
+	} else {
+		pool->queue_tail->next = q;
+		pool->queue_tail = q;
+	}
+	pool->queued++;
+}
+
+static PgQuery *queue_pop(RdPgPool *pool)
+{
+	PgQuery *q = pool->queue_head;
+	if (!q)
+		return NULL;
+	pool->queue_head = q->next;
+	if (!pool->queue_head)
+		pool->queue_tail = NULL;
+	pool->queued--;
+	q->next = NULL;
+	return q;
+}
+
+/* Runs the pump later in this loop iteration (after the callbacks already
+ * due, so the queries they add leave together). */
+static void pool_wake(RdPgPool *pool)
+{
+	if (pool->pump)
+		event_active(pool->pump, EV_TIMEOUT, 0);
+}
+
+/* The connection step's wait while connecting; the socket can change during a
+ * handshake, so the event is rebuilt each time. */
 static void conn_wait(PgConn *c, short what, event_callback_fn fn)
 {
 	if (c->io)
@@ -87,16 +145,10 @@ static void conn_wait(PgConn *c, short what, event_callback_fn fn)
 		vp_log_error(NULL, "pgpool", "cannot arm the socket event");
 }
 
-static void finish_query(PgConn *c, const char *error)
+static void finish_query(PgQuery *q, const char *error)
 {
-	PgQuery *q = c->current;
-	c->current = NULL;
-	if (q) {
-		q->cb(error ? NULL : c->main_result, error, q->arg);
-		query_free(q);
-	}
-	PQclear(c->main_result);
-	c->main_result = NULL;
+	q->cb(error ? NULL : q->main_result, error, q->arg);
+	query_free(q);
 }
 
 static void on_retry(evutil_socket_t fd, short events, void *arg)
@@ -106,33 +158,52 @@ static void on_retry(evutil_socket_t fd, short events, void *arg)
 	conn_start(arg);
 }
 
-/* Closes the session; its prepared statements go with it. */
+/* Closes the session; its prepared statements go with it. The queries in
+ * flight are the caller's to finish. */
 static void conn_close(PgConn *c)
 {
-	if (c->io) {
+	if (c->io)
 		event_free(c->io);
-		c->io = NULL;
-	}
+	if (c->write_io)
+		event_free(c->write_io);
+	c->io = NULL;
+	c->write_io = NULL;
 	PQfinish(c->conn);
 	c->conn = NULL;
 	c->state = CONN_DOWN;
 	c->n_prepared = 0;
+	c->preparing = false;
+	c->stale_seen = false;
 }
 
-/* Drops the connection, fails its query, schedules a reconnect. */
+/* Fails every query in flight on c (taken off it first: the callbacks only
+ * queue, they never send). */
+static void fail_sent(PgConn *c, const char *error)
+{
+	PgQuery *q = c->sent_head;
+	c->sent_head = c->sent_tail = NULL;
+	c->n_sent = 0;
+	while (q) {
+		PgQuery *next = q->next;
+		finish_query(q, error);
+		q = next;
+	}
+}
+
+/* Drops the connection, fails its queries, schedules a reconnect. */
 static void conn_broken(PgConn *c, const char *why)
 {
 	snprintf(c->error, sizeof(c->error), "%s", why);
 	c->error[strcspn(c->error, "\n")] = '\0';
 	vp_log_warn(NULL, "pg_connection", "%s", c->error);
 	conn_close(c);
-	finish_query(c, "database connection lost");
+	fail_sent(c, "database connection lost");
 	struct timeval later = {RETRY_MS / 1000, (RETRY_MS % 1000) * 1000};
 	evtimer_add(c->retry, &later);
 }
 
 /* Replaces a healthy connection whose session went stale by a fresh one at
- * once (no retry delay: the server is up). */
+ * once (no retry delay: the server is up). Nothing is in flight on it. */
 static void conn_renew(PgConn *c)
 {
 	conn_close(c);
@@ -173,162 +244,248 @@ static bool is_stale_session_error(const char *sqlstate)
 	return false;
 }
 
-static void note_error(PgConn *c, const PGresult *res)
+static void note_error(PgQuery *q, const PGresult *res)
 {
-	if (is_stale_session_error(PQresultErrorField(res, PG_DIAG_SQLSTATE)))
-		c->renew = true;
-	if (c->query_error[0])
+	if (q->error[0])
 		return; /* the first error explains the rest (PIPELINE_ABORTED) */
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	snprintf(q->sqlstate, sizeof(q->sqlstate), "%s", state ? state : "");
 	const char *msg = PQresultErrorMessage(res);
-	snprintf(c->query_error, sizeof(c->query_error), "%s",
+	snprintf(q->error, sizeof(q->error), "%s",
 		 msg && *msg ? msg : PQresStatus(PQresultStatus(res)));
-	c->query_error[strcspn(c->query_error, "\n")] = '\0';
+	q->error[strcspn(q->error, "\n")] = '\0';
 }
 
-/* One result of the pipeline; true once its Sync has arrived. */
-static bool take_result(PgConn *c, PGresult *res)
+/* One result of the head query's segment; true once its Sync has arrived. */
+static bool take_result(PgConn *c, PgQuery *q, PGresult *res)
 {
-	ExecStatusType st = PQresultStatus(res);
-
-	switch (st) {
+	switch (PQresultStatus(res)) {
 	case PGRES_PIPELINE_SYNC:
 		PQclear(res);
 		return true;
 	case PGRES_COMMAND_OK:
-		if (c->command_index < c->n_preparing)
-			mark_prepared(c, c->preparing[c->command_index]);
+		if (q->command_index < q->n_preparing)
+			mark_prepared(c, q->preparing[q->command_index]);
 		break;
 	case PGRES_TUPLES_OK:
-		if (c->command_index == c->main_index) {
-			PQclear(c->main_result);
-			c->main_result = res;
+		if (q->command_index == q->main_index) {
+			PQclear(q->main_result);
+			q->main_result = res;
 			return false;
 		}
 		break;
 	default:
-		note_error(c, res);
+		note_error(q, res);
 	}
 	PQclear(res);
 	return false;
 }
 
-static void on_query_io(evutil_socket_t fd, short events, void *arg)
+/* The head query's answer is complete: off the connection, then answered.
+ * A query that failed only because an earlier query of the same session found
+ * it stale goes back to the front of the queue, once: with one query per
+ * session at a time it would have gone to a fresh session. */
+static void complete_head(PgConn *c)
 {
-	(void)fd;
-	PgConn *c = arg;
-	if (events & EV_WRITE) {
-		int flushed = PQflush(c->conn);
-		if (flushed < 0) {
-			conn_broken(c, PQerrorMessage(c->conn));
-			return;
-		}
-		if (flushed == 1) {
-			conn_wait(c, EV_READ | EV_WRITE, on_query_io);
-			return;
-		}
+	PgQuery *q = c->sent_head;
+	c->sent_head = q->next;
+	if (!c->sent_head)
+		c->sent_tail = NULL;
+	c->n_sent--;
+	q->next = NULL;
+	if (q->n_preparing > 0)
+		c->preparing = false;
+	bool stale = q->error[0] && (is_stale_session_error(q->sqlstate) ||
+				      !strcmp(q->sqlstate, "26000") /* no such statement */);
+	if (stale)
+		c->renew = true;
+	if (stale && c->stale_seen && !q->retried && !c->pool->closing) {
+		q->retried = true;
+		q->n_preparing = q->main_index = q->command_index = 0;
+		q->error[0] = q->sqlstate[0] = '\0';
+		PQclear(q->main_result);
+		q->main_result = NULL;
+		queue_push(c->pool, q, true);
+		return;
 	}
-	if ((events & EV_READ) && !PQconsumeInput(c->conn)) {
+	if (stale && !c->stale_seen) {
+		c->stale_seen = true;
+		snprintf(c->renew_why, sizeof(c->renew_why), "%s", q->error);
+	}
+	bool ok = !q->error[0] && q->main_result;
+	finish_query(q, ok ? NULL : q->error[0] ? q->error : "no result");
+}
+
+/* Reads what arrived and answers every query whose segment is complete. */
+static void conn_read(PgConn *c)
+{
+	if (!PQconsumeInput(c->conn)) {
 		conn_broken(c, PQerrorMessage(c->conn));
 		return;
 	}
-	while (!PQisBusy(c->conn)) {
+	while (c->sent_head && !PQisBusy(c->conn)) {
+		PgQuery *q = c->sent_head;
 		PGresult *res = PQgetResult(c->conn);
 		if (!res) {
 			/* the end of one command's results in the pipeline */
-			c->command_index++;
-			if (c->command_index > c->main_index + 1) {
+			if (++q->command_index > q->main_index + 1) {
 				conn_broken(c, "pipeline out of step");
 				return;
 			}
 			continue;
 		}
-		if (take_result(c, res)) {
-			bool ok = !c->query_error[0] && c->main_result;
-			finish_query(c, ok ? NULL : c->query_error[0] ? c->query_error : "no result");
-			if (c->renew) {
-				vp_log_info(NULL, "pg_connection", "session renewed after: %s",
-					    c->query_error[0] ? c->query_error : "a schema swap");
-				conn_renew(c);
-				return;
-			}
-			c->state = CONN_IDLE;
-			conn_dispatch(c);
-			return;
-		}
+		if (take_result(c, q, res))
+			complete_head(c);
 	}
-	conn_wait(c, EV_READ, on_query_io);
+	if (c->renew && c->n_sent == 0) {
+		vp_log_info(NULL, "pg_connection", "session renewed after: %s",
+			    c->renew_why[0] ? c->renew_why : "a schema swap");
+		conn_renew(c);
+	}
 }
 
-/* An idle connection still watches its socket: a server that goes away is
- * noticed at once instead of on the next query. */
-static void on_idle_io(evutil_socket_t fd, short events, void *arg)
+static void on_read(evutil_socket_t fd, short events, void *arg)
 {
 	(void)fd;
 	(void)events;
 	PgConn *c = arg;
-	if (!PQconsumeInput(c->conn)) {
-		conn_broken(c, PQerrorMessage(c->conn));
-		return;
-	}
-	conn_wait(c, EV_READ, on_idle_io);
+	conn_read(c);
+	pool_pump(c->pool);
 }
 
-static int send_prepare(PgConn *c, const RdStatement *stmt)
+/* Pushes pending output; arms the write event while some is left. */
+static int conn_flush(PgConn *c)
+{
+	int flushed = PQflush(c->conn);
+	if (flushed < 0) {
+		conn_broken(c, PQerrorMessage(c->conn));
+		return -1;
+	}
+	if (flushed == 1 && event_add(c->write_io, NULL) < 0) {
+		conn_broken(c, "cannot arm the socket event");
+		return -1;
+	}
+	return 0;
+}
+
+static void on_write(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	PgConn *c = arg;
+	if (conn_flush(c) == 0)
+		conn_read(c); /* libpq may have read while flushing */
+	pool_pump(c->pool);
+}
+
+static int send_prepare(PgConn *c, PgQuery *q, const RdStatement *stmt)
 {
 	if (is_prepared(c, stmt))
 		return 0;
 	if (!PQsendPrepare(c->conn, stmt->name, stmt->sql, stmt->n_params, NULL))
 		return -1;
-	c->preparing[c->n_preparing++] = stmt;
+	q->preparing[q->n_preparing++] = stmt;
 	return 0;
 }
 
-/* Sends one query as a pipeline; -1 when libpq refused (connection broken). */
-static int send_pipeline(PgConn *c, const PgQuery *q)
+/* Appends the query's segment to the pipeline; -1 when libpq refused
+ * (connection broken). */
+static int send_segment(PgConn *c, PgQuery *q)
 {
 	const char *tenant[] = {q->tenant_id};
 	bool with_tenant = q->tenant_id[0] != '\0';
 
-	c->n_preparing = 0;
-	c->command_index = 0;
-	c->query_error[0] = '\0';
-	if ((with_tenant && send_prepare(c, &set_tenant) < 0) || send_prepare(c, q->stmt) < 0)
+	q->n_preparing = 0;
+	q->command_index = 0;
+	if ((with_tenant && send_prepare(c, q, &set_tenant) < 0) || send_prepare(c, q, q->stmt) < 0)
 		return -1;
-	c->main_index = c->n_preparing + (with_tenant ? 1 : 0);
+	q->main_index = q->n_preparing + (with_tenant ? 1 : 0);
 	if (with_tenant && !PQsendQueryPrepared(c->conn, set_tenant.name, 1, tenant, NULL, NULL, 0))
 		return -1;
-	if (!PQsendQueryPrepared(c->conn, q->stmt->name, q->stmt->n_params,
-				 (const char *const *)q->params, NULL, NULL, 0))
+	if (!PQsendQueryPrepared(c->conn, q->stmt->name, q->stmt->n_params, q->params, NULL, NULL,
+				 0))
 		return -1;
 	return PQpipelineSync(c->conn) ? 0 : -1;
 }
 
-/* Takes the next queued query onto an idle connection, or watches it idle. */
-static void conn_dispatch(PgConn *c)
+static bool needs_prepare(const PgConn *c, const PgQuery *q)
 {
-	RdPgPool *pool = c->pool;
-	PgQuery *q = pool->queue_head;
-	if (c->state != CONN_IDLE)
-		return;
-	if (!q) {
-		conn_wait(c, EV_READ, on_idle_io);
-		return;
-	}
-	pool->queue_head = q->next;
-	if (!pool->queue_head)
-		pool->queue_tail = NULL;
-	pool->queued--;
-	c->current = q;
-	c->state = CONN_BUSY;
-	if (send_pipeline(c, q) < 0) {
-		conn_broken(c, PQerrorMessage(c->conn));
-		return;
-	}
-	int flushed = PQflush(c->conn);
-	if (flushed < 0)
-		conn_broken(c, PQerrorMessage(c->conn));
+	return (q->tenant_id[0] && !is_prepared(c, &set_tenant)) || !is_prepared(c, q->stmt);
+}
+
+/* Whether c may take q now. A query that prepares goes on an empty pipeline
+ * and nothing joins it until its answer: a later query never depends on a
+ * Parse that may yet fail. */
+static bool can_take(const PgConn *c, const PgQuery *q)
+{
+	if (c->state != CONN_READY || c->renew || c->preparing)
+		return false;
+	if (needs_prepare(c, q))
+		return c->n_sent == 0;
+	return c->n_sent < MAX_IN_FLIGHT;
+}
+
+/* Sends q on c; false when the connection broke (q was failed with it). */
+static bool conn_send(PgConn *c, PgQuery *q)
+{
+	if (needs_prepare(c, q))
+		c->preparing = true;
+	if (c->sent_tail)
+		c->sent_tail->next = q;
 	else
-		conn_wait(c, flushed ? EV_READ | EV_WRITE : EV_READ, on_query_io);
+		c->sent_head = q;
+	c->sent_tail = q;
+	c->n_sent++;
+	if (send_segment(c, q) < 0) {
+		conn_broken(c, PQerrorMessage(c->conn));
+		return false;
+	}
+	return conn_flush(c) == 0;
+}
+
+/* Renews the sessions that wait for it and have drained, then hands queued
+ * queries to the connections with the fewest in flight. */
+static void pool_pump(RdPgPool *pool)
+{
+	for (int i = 0; i < pool->size; i++) {
+		PgConn *c = &pool->conns[i];
+		if (c->state == CONN_READY && c->renew && c->n_sent == 0)
+			conn_renew(c);
+	}
+	while (pool->queue_head && !pool->closing) {
+		PgConn *best = NULL;
+		for (int i = 0; i < pool->size; i++) {
+			PgConn *c = &pool->conns[i];
+			if (can_take(c, pool->queue_head) && (!best || c->n_sent < best->n_sent))
+				best = c;
+		}
+		if (!best)
+			return;
+		conn_send(best, queue_pop(pool));
+	}
+}
+
+static void on_pump(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	pool_pump(arg);
+}
+
+/* The connection is up: its events for life, then work. */
+static void conn_ready(PgConn *c)
+{
+	evutil_socket_t fd = PQsocket(c->conn);
+	if (c->io)
+		event_free(c->io);
+	c->io = event_new(c->pool->base, fd, EV_READ | EV_PERSIST, on_read, c);
+	c->write_io = event_new(c->pool->base, fd, EV_WRITE, on_write, c);
+	if (!c->io || !c->write_io || event_add(c->io, NULL) < 0) {
+		conn_broken(c, "cannot arm the socket event");
+		return;
+	}
+	c->state = CONN_READY;
+	pool_pump(c->pool);
 }
 
 static void on_connect_io(evutil_socket_t fd, short events, void *arg)
@@ -348,8 +505,7 @@ static void on_connect_io(evutil_socket_t fd, short events, void *arg)
 			conn_broken(c, PQerrorMessage(c->conn));
 			return;
 		}
-		c->state = CONN_IDLE;
-		conn_dispatch(c);
+		conn_ready(c);
 		return;
 	default:
 		conn_broken(c, PQerrorMessage(c->conn));
@@ -360,6 +516,7 @@ static void conn_start(PgConn *c)
 {
 	c->n_prepared = 0;
 	c->renew = false;
+	c->renew_why[0] = '\0';
 	c->conn = PQconnectStart(c->pool->dsn);
 	if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {
 		conn_broken(c, c->conn ? PQerrorMessage(c->conn) : "out of memory");
@@ -378,7 +535,8 @@ RdPgPool *rd_pgpool_new(struct event_base *base, const char *dsn, int size)
 	pool->size = size;
 	pool->dsn = strdup(dsn);
 	pool->conns = calloc((size_t)size, sizeof(PgConn));
-	if (!pool->dsn || !pool->conns)
+	pool->pump = event_new(base, -1, 0, on_pump, pool);
+	if (!pool->dsn || !pool->conns || !pool->pump)
 		return rd_pgpool_free(pool);
 	for (int i = 0; i < size; i++) {
 		PgConn *c = &pool->conns[i];
@@ -394,42 +552,44 @@ RdPgPool *rd_pgpool_new(struct event_base *base, const char *dsn, int size)
 static PgQuery *query_new(const RdStatement *stmt, const char *tenant_id,
 			  const char *const *params, RdPgCallback cb, void *arg)
 {
-	PgQuery *q = calloc(1, sizeof(*q));
-	if (!q || stmt->n_params > MAX_PARAMS)
-		goto fail;
+	size_t lens[MAX_PARAMS];
+	size_t text_len = 0;
+
+	if (stmt->n_params > MAX_PARAMS)
+		return NULL;
+	for (int i = 0; i < stmt->n_params; i++) {
+		lens[i] = params[i] ? strlen(params[i]) + 1 : 0;
+		text_len += lens[i];
+	}
+	PgQuery *q = calloc(1, sizeof(*q) + text_len);
+	if (!q)
+		return NULL;
+	char *text = (char *)(q + 1);
 	q->stmt = stmt;
 	if (tenant_id)
 		snprintf(q->tenant_id, sizeof(q->tenant_id), "%s", tenant_id);
 	for (int i = 0; i < stmt->n_params; i++) {
-		const char *p = params[i];
-		q->params[i] = p ? strdup(p) : NULL;
-		if (p && !q->params[i])
-			goto fail;
+		if (!params[i])
+			continue;
+		memcpy(text, params[i], lens[i]);
+		q->params[i] = text;
+		text += lens[i];
 	}
 	q->cb = cb;
 	q->arg = arg;
 	return q;
-fail:
-	query_free(q);
-	return NULL;
 }
 
 int rd_pgpool_query(RdPgPool *pool, const RdStatement *stmt, const char *tenant_id,
 		    const char *const *params, RdPgCallback cb, void *arg)
 {
-	if (pool->queued >= MAX_QUEUED)
+	if (pool->closing || pool->queued >= MAX_QUEUED)
 		return -1;
 	PgQuery *q = query_new(stmt, tenant_id, params, cb, arg);
 	if (!q)
 		return -1;
-	if (pool->queue_tail)
-		pool->queue_tail->next = q;
-	else
-		pool->queue_head = q;
-	pool->queue_tail = q;
-	pool->queued++;
-	for (int i = 0; i < pool->size && pool->queue_head; i++)
-		conn_dispatch(&pool->conns[i]);
+	queue_push(pool, q, false);
+	pool_wake(pool);
 	return 0;
 }
 
@@ -437,7 +597,7 @@ int rd_pgpool_healthy(const RdPgPool *pool)
 {
 	int healthy = 0;
 	for (int i = 0; i < pool->size; i++)
-		healthy += pool->conns[i].state == CONN_IDLE || pool->conns[i].state == CONN_BUSY;
+		healthy += pool->conns[i].state == CONN_READY;
 	return healthy;
 }
 
@@ -445,21 +605,19 @@ RdPgPool *rd_pgpool_free(RdPgPool *pool)
 {
 	if (!pool)
 		return NULL;
+	pool->closing = true;
 	for (int i = 0; pool->conns && i < pool->size; i++) {
 		PgConn *c = &pool->conns[i];
-		if (c->io)
-			event_free(c->io);
+		conn_close(c);
 		if (c->retry)
 			event_free(c->retry);
-		finish_query(c, "shutting down");
-		PQfinish(c->conn);
+		fail_sent(c, "shutting down");
 	}
-	while (pool->queue_head) {
-		PgQuery *q = pool->queue_head;
-		pool->queue_head = q->next;
-		q->cb(NULL, "shutting down", q->arg);
-		query_free(q);
-	}
+	PgQuery *q;
+	while ((q = queue_pop(pool)) != NULL)
+		finish_query(q, "shutting down");
+	if (pool->pump)
+		event_free(pool->pump);
 	free(pool->conns);
 	free(pool->dsn);
 	free(pool);
@@ -471,12 +629,11 @@ void rd_pgpool_renew(RdPgPool *pool)
 	int renewed = 0;
 	for (int i = 0; i < pool->size; i++) {
 		PgConn *c = &pool->conns[i];
-		if (c->state == CONN_IDLE) {
-			conn_renew(c);
-			renewed++;
-		} else if (c->state == CONN_BUSY) {
-			c->renew = true;
-		}
+		if (c->state != CONN_READY)
+			continue;
+		c->renew = true;
+		renewed += c->n_sent == 0;
 	}
+	pool_wake(pool); /* the pump renews the drained ones */
 	vp_log_info(NULL, "pg_connection", "schema swapped: %d idle session(s) renewed", renewed);
 }

@@ -48,13 +48,15 @@ typedef struct RdStatement {
 } RdStatement;
 
 /* pgpool.c: a small pool of non-blocking connections on one event_base, in
- * pipeline mode. A query with a tenant runs as one pipeline, one implicit
- * transaction: set_config('vetpms.tenant_id', tenant, true), the statement,
- * Sync; so row-level security sees the tenant, and the setting ends with the
- * transaction. Queries queue when every connection is busy; the callback runs
- * on the loop with the statement's result (NULL and an error text on failure)
- * and must not keep `res`: it is cleared when the callback returns. Every
- * accepted query gets exactly one callback, also at shutdown. */
+ * pipeline mode. A query with a tenant runs as one segment of its connection's
+ * pipeline, one implicit transaction: set_config('vetpms.tenant_id', tenant,
+ * true), the statement, Sync; so row-level security sees the tenant, the
+ * setting ends with the transaction, and an error fails only that query.
+ * Several queries ride one connection at once (up to a depth); they queue when
+ * every connection is that deep. The callback runs on the loop, never from
+ * inside rd_pgpool_query, with the statement's result (NULL and an error text
+ * on failure) and must not keep `res`: it is cleared when the callback
+ * returns. Every accepted query gets exactly one callback, also at shutdown. */
 typedef struct RdPgPool RdPgPool;
 typedef void (*RdPgCallback)(const PGresult *res, const char *error, void *arg);
 

@@ -35,12 +35,20 @@
 #define DEFAULT_LIMIT      50
 #define MAX_LIMIT          200
 
+static void param_clear(RdRequest *rq, int index)
+{
+	if (rq->heap_params & (1u << index))
+		free(rq->params[index]);
+	rq->heap_params &= ~(1u << index);
+	rq->params[index] = NULL;
+}
+
 static void request_free(RdRequest *rq)
 {
 	if (!rq)
 		return;
 	for (int i = 0; i < RD_MAX_PARAMS; i++)
-		free(rq->params[i]);
+		param_clear(rq, i);
 	vp_http_request_release(&rq->http);
 	free(rq);
 }
@@ -60,12 +68,21 @@ int rd_param_set(RdRequest *rq, int index, const char *value)
 {
 	if (index < 0 || index >= RD_MAX_PARAMS)
 		return -1;
-	free(rq->params[index]);
-	rq->params[index] = NULL;
+	param_clear(rq, index);
 	if (!value)
 		return 0;
+	size_t size = strlen(value) + 1;
+	if (size <= sizeof(rq->param_text) - rq->param_text_used) {
+		rq->params[index] = rq->param_text + rq->param_text_used;
+		memcpy(rq->params[index], value, size);
+		rq->param_text_used += size;
+		return 0;
+	}
 	rq->params[index] = strdup(value);
-	return rq->params[index] ? 0 : -1;
+	if (!rq->params[index])
+		return -1;
+	rq->heap_params |= 1u << index;
+	return 0;
 }
 
 /* Canonical lower-case text of a UUID; -1 when s is not one. */

@@ -39,12 +39,19 @@ typedef struct RdRoute {
 	int (*bind)(RdRequest *rq, VpHttpRequest *r, const char *id, VpError *err);
 } RdRoute;
 
+/* Parameter text most requests need (tenant, id, limit, a cursor) fits in
+ * param_text; a longer value gets its own allocation (bit set in heap_params). */
+#define RD_PARAM_TEXT 256
+
 struct RdRequest {
 	VpHttpRequest http; /* copied; owns the evhttp_request until the reply */
 	RdLoop *loop;
 	const RdRoute *route;
 	char tenant_id[37];
 	char *params[RD_MAX_PARAMS];
+	unsigned heap_params;
+	size_t param_text_used;
+	char param_text[RD_PARAM_TEXT];
 	int limit;
 };
 

@@ -5,6 +5,8 @@
 #   make asan test  the same, built with AddressSanitizer + UBSan into build/asan/
 #   make valgrind-unit  the writer's unit tests under Valgrind (uninitialised reads, leaks)
 #   make property   the command property test alone, longer (PROPERTY_EXAMPLES per command)
+#   make fuzz       every libFuzzer target of fuzz/ for FUZZ_SECONDS each (docs/fuzzing.md);
+#                   make fuzz-smoke, their short run over the checked-in corpus, is in make test
 #   make bench      benchmarks (own isolated stack; never part of make test;
 #                   BENCH_ARGS="--quick" or "--only commands", see docs/bench.md)
 
@@ -46,7 +48,7 @@ UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST := /usr/bin/python3 -m pytest
 
 .PHONY: all asan deps test unit e2e run stop demo bench bench-tools clean format distclean \
-        valgrind-unit property
+        valgrind-unit property fuzz fuzz-smoke fuzz-build
 all: $(PROGS)
 # `make asan` alone builds the sanitized binaries; `make asan test` tests them.
 asan:
@@ -113,7 +115,7 @@ property: $(PROGS)
 # second make so the wildcards and pkg headers are seen after the install.
 test:
 	@$(MAKE) --no-print-directory deps
-	@$(MAKE) --no-print-directory VARIANT=$(VARIANT) unit e2e
+	@$(MAKE) --no-print-directory VARIANT=$(VARIANT) unit fuzz-smoke e2e
 
 run:
 	@$(MAKE) --no-print-directory deps
@@ -137,6 +139,49 @@ bench:
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory all bench-tools
 	@/usr/bin/python3 bench/run.py $(BENCH_ARGS)
+
+# libFuzzer targets (fuzz/fuzz_*.c), built by Debian's clang into build/fuzz/
+# whatever CC and VARIANT say: every source they reach is compiled with the
+# fuzzer's coverage and ASan + UBSan (an UBSan report is a crash). Each target
+# links the common sources and both daemons' modules but their main.c, so it
+# can reach the writer's command tables and the reader's routes.
+FUZZ_CC     := clang
+FUZZ_BUILD  := build/fuzz
+FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS := $(CFLAGS_BASE) -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_LIB_SRC := $(COMMON_SRC) $(filter-out %/main.c,$(wildcard cmd-writer/*.c query-reader/*.c))
+FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_SRC     := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BINS    := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_BUILD)/bin/%)
+FUZZ_SECONDS ?= 60
+# Objects reached only through the pattern rules below: keep them between builds.
+.SECONDARY: $(FUZZ_LIB_OBJ) $(FUZZ_SRC:fuzz/%.c=$(FUZZ_BUILD)/fuzz/%.o)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/bin/%: $(FUZZ_BUILD)/fuzz/%.o $(FUZZ_LIB_OBJ)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(LIBS)
+
+$(FUZZ_BUILD)/fuzz/%.o: fuzz/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icmd-writer -Iquery-reader -c -o $@ $<
+
+fuzz-build: $(FUZZ_BINS)
+
+# Each target for FUZZ_SECONDS over a scratch corpus (build/fuzz/corpus/, kept
+# between runs) seeded from fuzz/corpus/<target>/, which stays as checked in.
+fuzz:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@scripts/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_BINS)
+
+# Part of make test: every checked-in corpus file once, then a few thousand
+# mutations from a fixed seed (seconds in all).
+fuzz-smoke: fuzz-build
+	@scripts/fuzz.sh smoke 0 $(FUZZ_BINS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -14,6 +14,8 @@ packages=(
   curl procps jq
   valgrind  # make valgrind-unit
   wrk  # make bench: the HTTP load generator
+  clang libfuzzer-14-dev libclang-rt-14-dev  # make fuzz, and its smoke in make test:
+                                            # libFuzzer, the sanitizer runtimes
 )
 
 missing=()

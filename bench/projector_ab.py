@@ -8,7 +8,10 @@ with N mixed events once; each run projects all of them from offset 0 into a
 fresh schema, timed from the first committed batch to caught up (start-up and
 group join excluded: they are most of the spread of `run.py --quick --only
 projection`), the variants interleaved round by round so that a busy machine
-weighs on all of them alike. Prints each run and the medians."""
+weighs on all of them alike. Prints each run and the medians, with the CPU
+seconds per 1k offsets of the projector's PostgreSQL backends and of the
+projector process (read from /proc just before it stops): on a shared
+machine the CPU per event moves much less than the rate."""
 import os
 import subprocess
 import sys
@@ -57,7 +60,21 @@ def main():
             except psycopg.Error:
                 return {}
 
+        def cpu_seconds(pid):
+            try:
+                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, IndexError, ValueError):
+                return 0.0
+
+        def backends_cpu():
+            with psycopg.connect(s.superuser_dsn(), autocommit=True) as conn:
+                pids = [r[0] for r in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE usename = 'vetpms_projector'")]
+            return sum(cpu_seconds(pid) for pid in pids)
+
         results = {k: [] for k in variants}
+        cpu = {k: [] for k in variants}
         for r in range(rounds):
             for name, (bindir, env) in variants.items():
                 schema = f"ab_{r}_" + "".join(ch if ch.isalnum() else "_" for ch in name)
@@ -76,18 +93,24 @@ def main():
                         t_end = time.time()
                         break
                     time.sleep(0.02)
+                pg_cpu, pj_cpu = backends_cpu(), cpu_seconds(d.proc.pid)
                 d.terminate(60)
                 rate = (sum(ends.values()) - first) / (t_end - t_first)
                 results[name].append(rate)
+                per_1k = 1000 * pg_cpu / sum(ends.values())
+                cpu[name].append(per_1k)
                 load = open("/proc/loadavg").read().split()[0]
                 print(f"round {r} {name:12s} {rate:8.0f} offsets/s ({t_end - t_first:.1f}s, "
-                      f"load {load})", flush=True)
+                      f"load {load}) PostgreSQL {per_1k:.3f} CPU-s/1k, projector "
+                      f"{1000 * pj_cpu / sum(ends.values()):.3f} CPU-s/1k", flush=True)
                 with psycopg.connect(s.superuser_dsn(), autocommit=True) as conn:
                     conn.execute(f"DROP SCHEMA {schema} CASCADE")
         for name, rates in results.items():
             rates.sort()
+            used = sorted(cpu[name])
             print(f"{name:12s} median {rates[len(rates) // 2]:8.0f}  all "
-                  f"{[round(x) for x in rates]}")
+                  f"{[round(x) for x in rates]}  PostgreSQL CPU-s/1k median "
+                  f"{used[len(used) // 2]:.3f} all {[round(x, 3) for x in used]}")
     finally:
         s.stop()
 

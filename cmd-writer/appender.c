@@ -16,6 +16,15 @@
  * it to the loop, which swaps it in. A fatal error (fenced by a newer writer
  * with our transactional.id) stops the daemon.
  *
+ * Kafka out of reach (librdkafka reports all brokers down): the writer turns
+ * not ready, so new commands are refused at once (503, nothing appended), and
+ * a batch taken while it is down is failed without producing (true: nothing
+ * of it reached Kafka) and the model rebuilt from the log once Kafka answers.
+ * A batch already inside its commit waits for the broker's answer instead:
+ * its outcome is not ours to guess. While idle, the appender probes Kafka
+ * every second and turns ready again when it answers. The queue of commands
+ * waiting for a commit is bounded (VETPMS_WRITER_MAX_QUEUE events).
+ *
  * With --dry-run (benchmarks) the batch is handed back without a transaction:
  * the request path is the same up to the append, which is what the HTTP
  * overhead benchmark wants to measure. */
@@ -24,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <event2/event.h>
 
@@ -34,6 +44,9 @@
 #include "writer.h"
 
 #define WR_UNREADABLE_RETRY_S 60
+/* One wait for a commit's answer; retried while the outcome is unknown, so a
+ * batch in flight when Kafka went away is answered within this of its return. */
+#define COMMIT_WAIT_MS 5000
 
 struct WrAppender {
 	const WrConfig *cfg;
@@ -61,6 +74,8 @@ struct WrAppender {
 	atomic_bool fatal;
 	atomic_bool stopping;
 	atomic_bool rebuild_requested; /* the loop's model got ahead of the log */
+	atomic_bool kafka_down;        /* all brokers down, since the last probe or rebuild */
+	atomic_long queued;            /* events staged or queued, not yet taken */
 	char not_ready_why[640];
 	VpMetric *m_commits, *m_commit_failures, *m_events, *m_batch_us, *m_quarantined;
 };
@@ -93,6 +108,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		atomic_store(&a->fatal, true);
 		return;
 	}
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && !atomic_exchange(&a->kafka_down, true))
+		set_not_ready(a, "Kafka is unreachable (all brokers down)");
 	vp_log_warn(NULL, "kafka_error", "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err),
 		    reason);
 }
@@ -203,7 +220,7 @@ static int commit_batch(WrAppender *a, WrAppend *batch)
 			fail_all(batch, RD_KAFKA_RESP_ERR__FAIL);
 			goto failed;
 		}
-	error = rd_kafka_commit_transaction(a->producer, 30000);
+	error = rd_kafka_commit_transaction(a->producer, COMMIT_WAIT_MS);
 	/* Retriable (timed out): the outcome is unknown and the transaction still
 	 * open; rdkafka.h says to call commit again. Failing the batch here would
 	 * answer "failed" for events that may yet commit, and the next
@@ -211,7 +228,7 @@ static int commit_batch(WrAppender *a, WrAppend *batch)
 	while (error && rd_kafka_error_is_retriable(error) && !atomic_load(&a->stopping)) {
 		vp_log_warn(NULL, "commit_retry", "%s", rd_kafka_error_string(error));
 		rd_kafka_error_destroy(error);
-		error = rd_kafka_commit_transaction(a->producer, 30000);
+		error = rd_kafka_commit_transaction(a->producer, COMMIT_WAIT_MS);
 	}
 	if (!error)
 		return 0;
@@ -243,14 +260,24 @@ static WrAppend *take_batch(WrAppender *a, WrAppend **stale)
 	long taken = 0;
 	bool inside_command = false;
 	*stale = NULL;
+	long n_taken = 0;
 	pthread_mutex_lock(&a->lock);
 	while (!a->queue_head && !atomic_load(&a->stopping) &&
-	       !atomic_load(&a->rebuild_requested))
+	       !atomic_load(&a->rebuild_requested)) {
+		if (atomic_load(&a->kafka_down)) { /* back in a second to probe */
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += 1;
+			pthread_cond_timedwait(&a->wake, &a->lock, &until);
+			break;
+		}
 		pthread_cond_wait(&a->wake, &a->lock);
+	}
 	while (a->queue_head && (taken < a->cfg->max_batch || inside_command)) {
 		WrAppend *it = a->queue_head;
 		a->queue_head = it->next;
 		it->next = NULL;
+		n_taken++;
 		inside_command = it->more;
 		if (it->generation != a->generation) {
 			it->error = RD_KAFKA_RESP_ERR__FAIL;
@@ -265,6 +292,7 @@ static WrAppend *take_batch(WrAppender *a, WrAppend **stale)
 	if (!a->queue_head)
 		a->queue_tail = NULL;
 	pthread_mutex_unlock(&a->lock);
+	atomic_fetch_sub(&a->queued, n_taken);
 	return batch;
 }
 
@@ -295,6 +323,7 @@ static int rebuild_until_done(WrAppender *a, const char *doing)
 					    &quarantined, why, sizeof(why))
 			       : WR_REBUILD_FAILED;
 		if (rc == WR_REBUILD_OK) {
+			atomic_store(&a->kafka_down, false); /* it answered the whole log */
 			vp_log_info(NULL, "write_model_ready", "%d partitions, rebuilt in %lld ms",
 				    a->partition_cnt, (long long)(vp_time_mono_us() - started) / 1000);
 			vp_metric_set(a->m_quarantined, quarantined);
@@ -341,6 +370,18 @@ static void skip_batch(WrAppender *a, WrAppend *batch)
 	hand_back(a, batch);
 }
 
+/* While Kafka was reported down and nothing was failed: ready again as soon
+ * as it answers a metadata request (the model is intact, nothing to rebuild). */
+static void probe_kafka(WrAppender *a)
+{
+	int partitions = 0;
+	if (vp_kafka_probe(a->producer, a->cfg->topic, 1000, &partitions) < 0 || partitions < 1)
+		return;
+	atomic_store(&a->kafka_down, false);
+	vp_log_info(NULL, "kafka_reachable", "Kafka answers again");
+	atomic_store(&a->ready, true);
+}
+
 static void commit_loop(WrAppender *a)
 {
 	while (!atomic_load(&a->stopping)) {
@@ -349,8 +390,11 @@ static void commit_loop(WrAppender *a)
 		hand_back(a, stale);
 		if (atomic_exchange(&a->rebuild_requested, false))
 			rebuild_until_done(a, "rebuilding the write model: it got ahead of the log");
-		if (!batch)
+		if (!batch) {
+			if (atomic_load(&a->kafka_down))
+				probe_kafka(a);
 			continue;
+		}
 		int64_t started = vp_time_mono_us();
 		int n = 0;
 		for (WrAppend *it = batch; it; it = it->next)
@@ -359,8 +403,13 @@ static void commit_loop(WrAppender *a)
 			skip_batch(a, batch);
 			continue;
 		}
-		int rc = atomic_load(&a->fatal) ? -1 : commit_batch(a, batch);
+		/* Kafka out of reach: nothing of this batch has been produced, so
+		 * failing it now is the truth, and its clients hear it at once. */
+		bool unreachable = atomic_load(&a->kafka_down);
+		int rc = atomic_load(&a->fatal) || unreachable ? -1 : commit_batch(a, batch);
 		if (rc == 0) {
+			if (atomic_exchange(&a->kafka_down, false)) /* it answered after all */
+				atomic_store(&a->ready, true);
 			vp_metric_add(a->m_commits, 1);
 			vp_metric_add(a->m_events, n);
 			vp_metric_observe_us(a->m_batch_us, vp_time_mono_us() - started);
@@ -490,8 +539,12 @@ int wr_appender_start(WrAppender *a)
 void wr_appender_submit(WrAppender *a, WrAppend *item)
 {
 	WrAppend *last = item;
-	while (last->next)
+	long n = 1;
+	while (last->next) {
 		last = last->next;
+		n++;
+	}
+	atomic_fetch_add(&a->queued, n);
 	if (a->staged_tail) {
 		a->staged_tail->next = item;
 	} else {
@@ -519,6 +572,16 @@ bool wr_appender_ready(WrAppender *a, char *why, size_t why_cap)
 	pthread_mutex_lock(&a->lock);
 	snprintf(why, why_cap, "%s", a->not_ready_why);
 	pthread_mutex_unlock(&a->lock);
+	return false;
+}
+
+bool wr_appender_accepting(WrAppender *a, char *why, size_t why_cap)
+{
+	if (!wr_appender_ready(a, why, why_cap))
+		return false;
+	if (atomic_load(&a->queued) < a->cfg->max_queue)
+		return true;
+	snprintf(why, why_cap, "%ld events already wait for a commit", a->cfg->max_queue);
 	return false;
 }
 

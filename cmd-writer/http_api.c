@@ -545,6 +545,7 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 	VpClaims claims;
 	cJSON *body = NULL;
 	char tenant_id[37], target_id[37], item_id[37], hash[65], key[MAX_KEY_LEN + 1];
+	char why[200];
 	bool client_key;
 	int rc = -1;
 	WrDecision d = {.if_match = -1, .now_us = vp_time_now_us()};
@@ -572,6 +573,14 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 		goto done;
 	if (!api->state) {
 		vp_error_set(err, 503, VP_ERR_UNAVAILABLE, "the write model is being rebuilt");
+		goto done;
+	}
+	/* Refused before deciding, so nothing waits on an append that cannot be
+	 * made now (Kafka out of reach, a rebuild, a full queue). */
+	if (!api->cfg->dry_run && !wr_appender_accepting(api->appender, why, sizeof(why))) {
+		vp_error_set(err, 503, VP_ERR_UNAVAILABLE,
+			     "cannot append now (%s); nothing was appended", why);
+		err->retry_after_s = 2;
 		goto done;
 	}
 	if (!owned_tenant(api, tenant_id)) {

@@ -39,6 +39,8 @@ static const VpConfigItem config_items[] = {
 	VP_CF_STR("jwt-issuer", "VETPMS_JWT_ISSUER", &cfg.jwt_issuer, "", "required iss, if set"),
 	VP_CF_STR("jwt-audience", "VETPMS_JWT_AUDIENCE", &cfg.jwt_audience, "",
 		  "required aud, if set"),
+	VP_CF_INT("max-queue", "VETPMS_WRITER_MAX_QUEUE", &cfg.max_queue, "20000", 1, 10000000,
+		  "events decided and waiting for a commit; over it commands get 503"),
 	VP_CF_INT("max-batch", "VETPMS_WRITER_MAX_BATCH", &cfg.max_batch, "1000", 1, 100000,
 		  "most events in one transaction (group commit)"),
 	VP_CF_INT("idempotency-window-s", "VETPMS_IDEMPOTENCY_WINDOW_S", &cfg.idempotency_window_s,

@@ -38,6 +38,7 @@ typedef struct WrConfig {
 	char *jwt_issuer;
 	char *jwt_audience;
 	long max_batch;
+	long max_queue; /* events waiting for a commit; over it commands get 503 */
 	long idempotency_window_s; /* keys are remembered this long after their event */
 	char *log_level;
 	/* Benchmarks only: decide and answer, append nothing. No transactional.id,
@@ -107,6 +108,9 @@ void wr_appender_submit(WrAppender *a, WrAppend *item);
 void wr_appender_rebuild(WrAppender *a);
 bool wr_appender_ready(WrAppender *a, char *why, size_t why_cap);
 bool wr_appender_fatal(WrAppender *a);
+/* Ready, and the queue below max_queue: a command may be decided now. Else
+ * false with why (not ready: its reason; queue full). */
+bool wr_appender_accepting(WrAppender *a, char *why, size_t why_cap);
 int wr_appender_partition_count(WrAppender *a);
 WrAppender *wr_appender_free(WrAppender *a);
 void wr_append_free(WrAppend *item);

@@ -42,6 +42,10 @@ static const VpConfigItem config_items[] = {
 	VP_CF_STR("dsn", "VETPMS_READER_DSN", &cfg.dsn,
 		  "host=127.0.0.1 port=55432 dbname=vetpms user=vetpms_reader",
 		  "libpq connection string of the read-only role"),
+	VP_CF_INT("pg-deadline-ms", "VETPMS_READER_PG_DEADLINE_MS", &cfg.pg_deadline_ms, "5000",
+		  100, 600000,
+		  "a query's wait for a connection and then its answer, before 503; also "
+		  "statement_timeout"),
 	VP_CF_INT("pool-size", "VETPMS_READER_POOL_SIZE", &cfg.pool_size, "4", 1, 64,
 		  "PostgreSQL connections per loop"),
 	VP_CF_STR("log-level", "VETPMS_LOG_LEVEL", &cfg.log_level, "info",
@@ -182,7 +186,8 @@ static int worker_open(RdWorker *w, int fd, VpError *err)
 		return -1;
 	w->service.ready = check_ready;
 	w->service.ready_arg = &w->state;
-	w->state.pool = rd_pgpool_new(w->service.base, cfg.dsn, (int)cfg.pool_size);
+	w->state.pool = rd_pgpool_new(w->service.base, cfg.dsn, (int)cfg.pool_size,
+				      cfg.pg_deadline_ms);
 	w->state.ping_timer = event_new(w->service.base, -1, EV_PERSIST, on_ping_timer, &w->state);
 	w->loop.shared = &shared;
 	w->loop.base = w->service.base;

@@ -14,18 +14,28 @@
  * the same loop iteration, and the end of a read), never from inside a
  * callback, so a callback may query or renew freely. Nothing here blocks the
  * loop. A failed connection is retried after RETRY_MS and prepares its
- * statements again. */
+ * statements again.
+ *
+ * Deadlines (a PostgreSQL that is down, unreachable or frozen must cost a
+ * client a 503 within deadline_ms, never a hang): a sweep every SWEEP_MS
+ * fails queued queries older than the deadline, and drops a connection whose
+ * oldest query in flight, or whose handshake, is older than it (a frozen
+ * server keeps the TCP connection alive, so only a clock notices). The
+ * sessions also carry statement_timeout = deadline_ms (the server cancels a
+ * slow query itself) and TCP keepalives (a vanished host). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "reader.h"
 #include "vp_log.h"
+#include "vp_time.h"
 
 #define MAX_PARAMS        16
 #define MAX_QUEUED        10000
 #define MAX_PREPARED      64
 #define MAX_IN_FLIGHT     16
 #define RETRY_MS          1000
+#define SWEEP_MS          250
 
 /* The tenant for row-level security, local to the pipeline's transaction. */
 static const RdStatement set_tenant = {
@@ -47,6 +57,8 @@ typedef struct PgQuery {
 	int main_index;
 	int command_index;
 	PGresult *main_result;
+	int64_t queued_us; /* when rd_pgpool_query took it: its deadline counts from here */
+	int64_t sent_us;   /* when it left on a connection */
 	bool retried;
 	char error[256];
 	char sqlstate[6];
@@ -61,6 +73,7 @@ typedef struct PgConn {
 	struct event *io;       /* connecting: one step's wait; ready: persistent EV_READ */
 	struct event *write_io; /* ready: armed while PQflush has output left */
 	struct event *retry;
+	int64_t connecting_since_us;
 	/* sent, answer not complete yet (until its Sync), oldest first */
 	PgQuery *sent_head;
 	PgQuery *sent_tail;
@@ -81,6 +94,8 @@ struct RdPgPool {
 	int size;
 	PgConn *conns;
 	struct event *pump;
+	struct event *sweep;
+	long deadline_ms;
 	PgQuery *queue_head;
 	PgQuery *queue_tail;
 	int queued;
@@ -436,6 +451,7 @@ static bool conn_send(PgConn *c, PgQuery *q)
 		c->sent_head = q;
 	c->sent_tail = q;
 	c->n_sent++;
+	q->sent_us = vp_time_mono_us();
 	if (send_segment(c, q) < 0) {
 		conn_broken(c, PQerrorMessage(c->conn));
 		return false;
@@ -512,12 +528,26 @@ static void on_connect_io(evutil_socket_t fd, short events, void *arg)
 	}
 }
 
+/* The pool's dsn, with what makes a dead or frozen server show (see above);
+ * keywords after dbname override the same ones in the dsn. */
+static PGconn *connect_start(const RdPgPool *pool)
+{
+	char options[64];
+	snprintf(options, sizeof(options), "-c statement_timeout=%ld", pool->deadline_ms);
+	const char *keys[] = {"dbname",         "keepalives",          "keepalives_idle",
+			      "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+			      "options",        NULL};
+	const char *values[] = {pool->dsn, "1", "5", "2", "3", "10000", options, NULL};
+	return PQconnectStartParams(keys, values, 1);
+}
+
 static void conn_start(PgConn *c)
 {
 	c->n_prepared = 0;
 	c->renew = false;
 	c->renew_why[0] = '\0';
-	c->conn = PQconnectStart(c->pool->dsn);
+	c->conn = connect_start(c->pool);
+	c->connecting_since_us = vp_time_mono_us();
 	if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {
 		conn_broken(c, c->conn ? PQerrorMessage(c->conn) : "out of memory");
 		return;
@@ -526,7 +556,50 @@ static void conn_start(PgConn *c)
 	conn_wait(c, EV_WRITE, on_connect_io);
 }
 
-RdPgPool *rd_pgpool_new(struct event_base *base, const char *dsn, int size)
+/* Fails the queued queries past the deadline, and drops the connections
+ * stuck in a handshake or on an answer past it (their queries fail too). */
+static void on_sweep(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	RdPgPool *pool = arg;
+	int64_t now = vp_time_mono_us();
+	int64_t deadline_us = (int64_t)pool->deadline_ms * 1000;
+	char why[128];
+
+	for (int i = 0; i < pool->size; i++) {
+		PgConn *c = &pool->conns[i];
+		bool stuck_connecting = c->state == CONN_CONNECTING &&
+					now - c->connecting_since_us > deadline_us;
+		bool stuck_answering = c->state == CONN_READY && c->sent_head &&
+				       now - c->sent_head->sent_us > deadline_us;
+		if (!stuck_connecting && !stuck_answering)
+			continue;
+		snprintf(why, sizeof(why), "PostgreSQL did not %s within %ld ms",
+			 stuck_connecting ? "accept the session" : "answer", pool->deadline_ms);
+		conn_broken(c, why);
+	}
+	PgQuery *q = pool->queue_head, *late = NULL;
+	pool->queue_head = pool->queue_tail = NULL;
+	pool->queued = 0;
+	while (q) {
+		PgQuery *next = q->next;
+		if (now - q->queued_us > deadline_us) {
+			q->next = late;
+			late = q;
+		} else {
+			queue_push(pool, q, false);
+		}
+		q = next;
+	}
+	while (late) {
+		PgQuery *next = late->next;
+		finish_query(late, "no database connection within the deadline");
+		late = next;
+	}
+}
+
+RdPgPool *rd_pgpool_new(struct event_base *base, const char *dsn, int size, long deadline_ms)
 {
 	RdPgPool *pool = calloc(1, sizeof(*pool));
 	if (!pool)
@@ -535,8 +608,12 @@ RdPgPool *rd_pgpool_new(struct event_base *base, const char *dsn, int size)
 	pool->size = size;
 	pool->dsn = strdup(dsn);
 	pool->conns = calloc((size_t)size, sizeof(PgConn));
+	pool->deadline_ms = deadline_ms;
 	pool->pump = event_new(base, -1, 0, on_pump, pool);
-	if (!pool->dsn || !pool->conns || !pool->pump)
+	pool->sweep = event_new(base, -1, EV_PERSIST, on_sweep, pool);
+	struct timeval every = {0, SWEEP_MS * 1000};
+	if (!pool->dsn || !pool->conns || !pool->pump || !pool->sweep ||
+	    event_add(pool->sweep, &every) < 0)
 		return rd_pgpool_free(pool);
 	for (int i = 0; i < size; i++) {
 		PgConn *c = &pool->conns[i];
@@ -588,6 +665,7 @@ int rd_pgpool_query(RdPgPool *pool, const RdStatement *stmt, const char *tenant_
 	PgQuery *q = query_new(stmt, tenant_id, params, cb, arg);
 	if (!q)
 		return -1;
+	q->queued_us = vp_time_mono_us();
 	queue_push(pool, q, false);
 	pool_wake(pool);
 	return 0;
@@ -618,6 +696,8 @@ RdPgPool *rd_pgpool_free(RdPgPool *pool)
 		finish_query(q, "shutting down");
 	if (pool->pump)
 		event_free(pool->pump);
+	if (pool->sweep)
+		event_free(pool->sweep);
 	free(pool->conns);
 	free(pool->dsn);
 	free(pool);

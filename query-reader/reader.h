@@ -21,6 +21,7 @@ typedef struct RdConfig {
 	long port;
 	char *dsn;
 	long pool_size;
+	long pg_deadline_ms;
 	char *log_level;
 	char *topic;
 	char *jwt_hs256_secret;
@@ -60,7 +61,10 @@ typedef struct RdStatement {
 typedef struct RdPgPool RdPgPool;
 typedef void (*RdPgCallback)(const PGresult *res, const char *error, void *arg);
 
-RdPgPool *rd_pgpool_new(struct event_base *base, const char *dsn, int size);
+/* deadline_ms: how long a query may wait for a connection and then for its
+ * answer before it fails (and a connection that long in a handshake or on an
+ * answer is dropped); also the sessions' statement_timeout. */
+RdPgPool *rd_pgpool_new(struct event_base *base, const char *dsn, int size, long deadline_ms);
 /* tenant_id may be NULL (tables without RLS). Parameters are copied. -1 when
  * the queue is full or memory runs out (the caller answers 503). */
 int rd_pgpool_query(RdPgPool *pool, const RdStatement *stmt, const char *tenant_id,

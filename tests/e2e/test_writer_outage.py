@@ -1,0 +1,120 @@
+"""Kafka killed under load (issue 15 item 3, the writer's part): while the broker
+is down the writer is not ready and answers commands 503 UNAVAILABLE with
+Retry-After within a bounded time instead of holding them; once the broker is
+back it recovers by itself; every acknowledged command is in the log exactly
+once, and a command refused with 503 and retried with its Idempotency-Key lands
+once. Its own stack: the session's Kafka stays up for the other tests."""
+
+import os
+import signal
+import threading
+import time
+import uuid
+
+import requests
+
+from kafka_log import events
+from stack import running_stack, wait_for
+
+CLIENTS = 4          # concurrent posting threads
+DEADLINE_S = 2.5     # a command refused because Kafka is down: answered within this
+ANSWER_S = 90        # the load's requests: a batch inside its commit when Kafka died
+                     # is answered once Kafka answers (outage + restart + 5 s)
+PROBES = 10          # fresh commands sent while Kafka is known down
+
+
+def kafka_pid(stack):
+    with open(os.path.join(stack.dir, "kafka", "kafka.pid")) as f:
+        return int(f.read().strip())
+
+
+def test_kafka_killed_under_load_gets_503s_then_recovers_losing_nothing():
+    with running_stack() as stack:
+        writer = stack.start_daemon("cmd-writer")
+        writer.wait_ready(90)
+        tenant = stack.provision(writer, "Outage Vets", "Europe/Paris", "EUR")
+        token = stack.token("admin", tenant=tenant, sub="outage")
+        results, stop = [], threading.Event()
+        lock = threading.Lock()
+
+        def post(key, body):
+            t0 = time.monotonic()
+            try:
+                r = requests.post(writer.url + "/v1/clients", json=body, timeout=ANSWER_S,
+                                  headers={"Authorization": f"Bearer {token}",
+                                           "Idempotency-Key": key})
+                status, retry, code = r.status_code, r.headers.get("Retry-After"), \
+                    r.json().get("error", {}).get("code") if r.status_code >= 400 else None
+            except requests.RequestException as e:
+                status, retry, code = type(e).__name__, None, None
+            return {"key": key, "body": body, "status": status, "retry_after": retry,
+                    "code": code, "started": t0, "took": time.monotonic() - t0}
+
+        def load():
+            while not stop.is_set():
+                key = str(uuid.uuid4())
+                res = post(key, {"first_name": "Out", "last_name": key})
+                with lock:
+                    results.append(res)
+                time.sleep(0.02)
+
+        threads = [threading.Thread(target=load) for _ in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        time.sleep(3)
+        killed_at = time.monotonic()
+        os.kill(kafka_pid(stack), signal.SIGKILL)
+        # not ready within a few seconds
+        wait_for(lambda: writer.get("/readyz").status_code == 503, timeout=15,
+                 what="writer /readyz 503 with Kafka down")
+        not_ready_after = time.monotonic() - killed_at
+        # fresh commands while the writer knows Kafka is down: 503 at once
+        probes = [post(str(uuid.uuid4()), {"first_name": "Probe", "last_name": str(i)})
+                  for i in range(PROBES)]
+        time.sleep(3)
+        restarted_at = time.monotonic()
+        stack.script("kafka.sh", "start")
+        writer.wait_ready(120)
+        ready_after = time.monotonic() - restarted_at
+        time.sleep(3)
+        stop.set()
+        for t in threads:
+            t.join(ANSWER_S + 5)
+
+        statuses = {}
+        for r in results:
+            statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+        print(f"\noutage: {len(results)} requests {statuses}; not ready {not_ready_after:.1f} s "
+              f"after the kill; {PROBES} fresh commands then answered in at most "
+              f"{max(p['took'] for p in probes):.2f} s; ready {ready_after:.1f} s after the "
+              f"restart; slowest {max(r['took'] for r in results):.1f} s")
+        # every request got an answer, and only the contract's answers
+        assert all(r["status"] in (201, 503) for r in results), statuses
+        assert all(r["took"] < ANSWER_S for r in results)
+        refused = [r for r in results if r["status"] == 503]
+        for r in refused:
+            assert r["code"] == "UNAVAILABLE" and int(r["retry_after"]) >= 1, r
+        # commands sent while the writer knew Kafka was down were refused at
+        # once (the batch inside its commit at the kill waits for Kafka's
+        # answer instead: its outcome is not the writer's to guess)
+        for p in probes:
+            assert p["status"] == 503 and p["code"] == "UNAVAILABLE", p
+            assert p["took"] < DEADLINE_S and int(p["retry_after"]) >= 1, p
+        refused += probes
+        # after recovery commands land again
+        assert any(r["status"] == 201 and r["started"] > restarted_at + ready_after
+                   for r in results)
+
+        # retry every refused command with its key: each lands (201), or was in
+        # the log already (200, replayed)
+        for r in refused:
+            again = post(r["key"], r["body"])
+            assert again["status"] in (200, 201), again
+        log = [e for e in events(stack.brokers)
+               if e["tenant_id"] == tenant and e["type"] == "ClientRegistered"]
+        names = [e["data"]["last_name"] for e in log]
+        assert len(names) == len(set(names)), "a command appended twice"
+        acknowledged = {r["body"]["last_name"] for r in results if r["status"] == 201}
+        retried = {r["body"]["last_name"] for r in refused}
+        assert acknowledged | retried == set(names)
+        assert writer.terminate() == 0

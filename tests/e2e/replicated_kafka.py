@@ -25,6 +25,7 @@ from stack import BIN_DIR, ROOT, free_port
 
 NODES = (1, 2, 3)
 HEAP = os.environ.get("VETPMS_E2E_KAFKA_CLUSTER_HEAP", "256m")
+REPORT = []  # lines for the session summary (conftest.py): what clients saw
 
 
 class ReplicatedKafka:

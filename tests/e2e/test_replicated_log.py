@@ -237,6 +237,19 @@ def isr_full(kc):
     return all(isr == list(NODES) and leader in NODES for leader, isr in ps.values())
 
 
+def writer_errors(writer, since_line=0, top=4):
+    """The writer's most frequent error lines (event: message) since a log line."""
+    seen = collections.Counter()
+    for line in writer.log_lines()[since_line:]:
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e.get("level") == "error" and e.get("event") != "librdkafka":
+            seen[f"{e.get('event')}: {str(e.get('msg'))[:120]}"] += 1
+    return "; ".join(f"{n} x {k}" for k, n in seen.most_common(top)) or "none"
+
+
 def ready_status(writer):
     try:
         return writer.get("/readyz").status_code
@@ -291,6 +304,7 @@ def test_one_broker_killed_under_load_costs_only_latency(kc, cluster_writer):
 def test_two_brokers_down_answer_503_within_the_deadline(kc, cluster_writer):
     w, tenant_part = cluster_writer["writer"], cluster_writer["partition"]
     leader = leaders(kc, TOPIC)[tenant_part][0]
+    log_from = len(w.log_lines())
     victims = [leader, next(n for n in NODES if n != leader)]
     readyz = []
     with Load(w.url, cluster_writer["token"]) as load:
@@ -338,6 +352,9 @@ def test_two_brokers_down_answer_503_within_the_deadline(kc, cluster_writer):
         + ", first 2xx " + (f"{t_first_ok - t_back:.1f}s" if t_first_ok else "never")
         + " after both answered",
         f"  after: {summary(after)}",
+        f"  writer: " + ("running" if w.proc.poll() is None else
+                         f"exited with code {w.proc.returncode}")
+        + f"; its errors: {writer_errors(w, log_from)}",
     ])
     late = [r for r in down if r["status"] != 503 or r["dt"] > UNAVAILABLE_DEADLINE_S]
     assert down and not late, (

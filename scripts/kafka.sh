@@ -5,14 +5,32 @@
 #   kafka.sh start   format the storage if new, start, wait until a metadata
 #                    request is answered
 #   kafka.sh stop    clean shutdown (by pid file)
+#   kafka.sh launch  start without waiting (a node of a cluster cannot be ready
+#                    before a quorum of its controllers runs)
+#   kafka.sh wait    wait until the node answers a metadata request
+#
+# One node of a replicated cluster (the e2e suite's tests/e2e/replicated_kafka.py
+# starts three): the same script with, per node,
+#   VETPMS_KAFKA_DIR              data, config, log and pid file (default $VAR_DIR/kafka)
+#   VETPMS_KAFKA_NODE_ID          node.id (default 1)
+#   VETPMS_KAFKA_QUORUM_VOTERS    controller.quorum.voters (default: this node alone)
+#   VETPMS_KAFKA_CLUSTER_ID       the cluster id the storage is formatted with
+#                                 (default: a random one; every node needs the same)
+#   VETPMS_KAFKA_REPLICATION      default and internal topics' replication factor (1)
+#   VETPMS_KAFKA_MIN_ISR          min.insync.replicas, also of the transaction log (1)
+# Unset, they give exactly the single node above.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 LIBS="$CACHE_DIR/kafka/libs"
-DIR="$VAR_DIR/kafka"
+DIR=${VETPMS_KAFKA_DIR:-$VAR_DIR/kafka}
 PID_FILE="$DIR/kafka.pid"
 HEAP=${VETPMS_KAFKA_HEAP:-512m}
 READY_TIMEOUT=${VETPMS_KAFKA_READY_TIMEOUT:-120}
+NODE_ID=${VETPMS_KAFKA_NODE_ID:-1}
+QUORUM_VOTERS=${VETPMS_KAFKA_QUORUM_VOTERS:-$NODE_ID@127.0.0.1:$KAFKA_CONTROLLER_PORT}
+REPLICATION=${VETPMS_KAFKA_REPLICATION:-1}
+MIN_ISR=${VETPMS_KAFKA_MIN_ISR:-1}
 
 fetch() {
   [ -f "$LIBS/kafka_2.13-3.9.1.jar" ] && return 0
@@ -31,8 +49,8 @@ write_config() {
   [ "${VETPMS_KAFKA_FSYNC:-0}" = "1" ] && flush="log.flush.interval.messages=1"
   cat > "$DIR/server.properties" <<CONF
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+node.id=$NODE_ID
+controller.quorum.voters=$QUORUM_VOTERS
 listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
 controller.listener.names=CONTROLLER
@@ -41,10 +59,12 @@ listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$DIR/data
 num.partitions=1
 auto.create.topics.enable=false
-offsets.topic.replication.factor=1
+default.replication.factor=$REPLICATION
+min.insync.replicas=$MIN_ISR
+offsets.topic.replication.factor=$REPLICATION
 offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$REPLICATION
+transaction.state.log.min.isr=$MIN_ISR
 transaction.state.log.num.partitions=1
 group.initial.rebalance.delay.ms=0
 num.network.threads=2
@@ -71,16 +91,16 @@ java_cmd() {
     -cp "$LIBS/*")
 }
 
-start() {
+# Starts the node in the background; sets STARTED (for wait_ready's message).
+launch() {
   fetch
   mkdir -p "$DIR"
   if pid_alive "$PID_FILE"; then log "kafka: already running (pid $(cat "$PID_FILE"))"; return 0; fi
   write_config
   if [ ! -f "$DIR/data/meta.properties" ]; then
     # A cluster id is 16 random bytes in url-safe base64 without padding.
-    local cluster_id
+    local cluster_id=${VETPMS_KAFKA_CLUSTER_ID:--}
     # (one starting with '-' would read as an option to StorageTool: draw again)
-    cluster_id=-
     while [ "${cluster_id#-}" != "$cluster_id" ]; do
       cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
     done
@@ -89,12 +109,16 @@ start() {
       -c "$DIR/server.properties" > "$DIR/format.log" 2>&1 \
       || { cat "$DIR/format.log" >&2; die "kafka: storage format failed"; }
   fi
-  local started
-  started=$(date +%s.%N)
+  STARTED=$(date +%s.%N)
   java_cmd
   setsid "${JAVA[@]}" kafka.Kafka "$DIR/server.properties" >> "$DIR/kafka.log" 2>&1 < /dev/null &
   echo $! > "$PID_FILE"
-  wait_ready "$started"
+}
+
+start() {
+  STARTED=
+  launch
+  [ -z "$STARTED" ] || wait_ready "$STARTED"
 }
 
 # Ready = a metadata request answered by the broker (vetctl, librdkafka).
@@ -117,5 +141,7 @@ case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 fetch|start|stop" >&2; exit 2 ;;
+  launch) launch ;;
+  wait) wait_ready "$(date +%s.%N)" ;;
+  *) echo "usage: $0 fetch|start|stop|launch|wait" >&2; exit 2 ;;
 esac

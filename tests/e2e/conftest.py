@@ -18,6 +18,9 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"e2e stack: kafka ready in {TIMINGS['kafka_ready_s']:.1f}s "
             f"(start to metadata answered)")
+    from replicated_kafka import REPORT
+    for line in REPORT:
+        terminalreporter.write_line("replicated log: " + line)
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,10 @@
 /* One wait for a commit's answer; retried while the outcome is unknown, so a
  * batch in flight when Kafka went away is answered within this of its return. */
 #define COMMIT_WAIT_MS 5000
+/* A commit not answered this soon means Kafka cannot take writes now (all
+ * brokers down, or too few in sync for min.insync.replicas): the writer turns
+ * not ready so that new commands are refused at once while this one waits. */
+#define COMMIT_SLOW_MS 2000
 
 struct WrAppender {
 	const WrConfig *cfg;
@@ -88,6 +92,13 @@ static void set_not_ready(WrAppender *a, const char *why)
 	atomic_store(&a->ready, false);
 }
 
+/* Kafka cannot take writes now: refuse new commands until it answers. */
+static void mark_unavailable(WrAppender *a, const char *why)
+{
+	if (!atomic_exchange(&a->kafka_down, true))
+		set_not_ready(a, why);
+}
+
 void wr_append_free(WrAppend *item)
 {
 	if (item) {
@@ -108,8 +119,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		atomic_store(&a->fatal, true);
 		return;
 	}
-	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && !atomic_exchange(&a->kafka_down, true))
-		set_not_ready(a, "Kafka is unreachable (all brokers down)");
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+		mark_unavailable(a, "Kafka is unreachable (all brokers down)");
 	vp_log_warn(NULL, "kafka_error", "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err),
 		    reason);
 }
@@ -207,6 +218,21 @@ static int produce_one(WrAppender *a, WrAppend *item)
 	return err ? -1 : 0;
 }
 
+/* Aborts the open transaction, waiting while the outcome is unknown: an abort
+ * left half done makes every later begin_transaction fail ("an abort is
+ * already in progress"), which kept a writer refusing everything after an
+ * outage. */
+static rd_kafka_error_t *abort_until_done(WrAppender *a)
+{
+	rd_kafka_error_t *error = rd_kafka_abort_transaction(a->producer, COMMIT_WAIT_MS);
+	while (error && rd_kafka_error_is_retriable(error) && !atomic_load(&a->stopping)) {
+		vp_log_warn(NULL, "abort_retry", "%s", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+		error = rd_kafka_abort_transaction(a->producer, COMMIT_WAIT_MS);
+	}
+	return error;
+}
+
 /* One transaction for the whole batch. 0 when committed. */
 static int commit_batch(WrAppender *a, WrAppend *batch)
 {
@@ -216,11 +242,13 @@ static int commit_batch(WrAppender *a, WrAppend *batch)
 	for (WrAppend *it = batch; it; it = it->next)
 		if (produce_one(a, it) < 0) {
 			vp_log_warn(NULL, "produce", "%s", rd_kafka_err2str(it->error));
-			error = rd_kafka_abort_transaction(a->producer, 30000);
+			error = abort_until_done(a);
 			fail_all(batch, RD_KAFKA_RESP_ERR__FAIL);
 			goto failed;
 		}
-	error = rd_kafka_commit_transaction(a->producer, COMMIT_WAIT_MS);
+	error = rd_kafka_commit_transaction(a->producer, COMMIT_SLOW_MS);
+	if (error && rd_kafka_error_is_retriable(error))
+		mark_unavailable(a, "Kafka has not completed a commit in 2 s");
 	/* Retriable (timed out): the outcome is unknown and the transaction still
 	 * open; rdkafka.h says to call commit again. Failing the batch here would
 	 * answer "failed" for events that may yet commit, and the next
@@ -237,7 +265,7 @@ static int commit_batch(WrAppender *a, WrAppend *batch)
 						   : RD_KAFKA_RESP_ERR__FAIL);
 	if (rd_kafka_error_txn_requires_abort(error)) {
 		rd_kafka_error_destroy(error);
-		error = rd_kafka_abort_transaction(a->producer, 30000);
+		error = abort_until_done(a);
 	}
 failed:
 	fail_all(batch, RD_KAFKA_RESP_ERR__FAIL);

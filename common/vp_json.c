@@ -331,9 +331,12 @@ static bool utc_out_of_range(const char *s, size_t len)
 	char as_utc[64];
 	int64_t us;
 
-	const char *off = s + len - 6;
+	const char *off;
 
-	if (len < 7 || len >= sizeof(as_utc) || (off[0] != '+' && off[0] != '-') || off[3] != ':')
+	if (len < 7 || len >= sizeof(as_utc))
+		return false;
+	off = s + len - 6; /* formed only once it points inside s (fuzzing review) */
+	if ((off[0] != '+' && off[0] != '-') || off[3] != ':')
 		return false;
 	for (int i = 1; i < 6; i++)
 		if (i != 3 && (off[i] < '0' || off[i] > '9'))

@@ -13,8 +13,17 @@
  * A failed commit fails its batch and everything decided after it (those
  * decisions saw the failed events): the appender bumps the model generation,
  * fails items of older generations, rebuilds the model from the log and gives
- * it to the loop, which swaps it in. A fatal error (fenced by a newer writer
- * with our transactional.id) stops the daemon.
+ * it to the loop, which swaps it in.
+ *
+ * A producer that fails fatally leaves the outcome of the batch inside its
+ * commit unknown (Kafka may have committed or aborted it). The appender drops
+ * that producer, and unless a newer writer with our transactional.id fenced
+ * it, makes a new one whose init_transactions completes the old transaction;
+ * then it reads the batch's partition (outcome.c) to learn whether it landed,
+ * answers 2xx or 503 accordingly, and goes on (rebuilding the model when the
+ * batch did not land). Fenced by a newer writer, it learns the outcome the
+ * same way (the newer writer's init_transactions completes the transaction),
+ * answers, and stops the daemon: the id is someone else's now.
  *
  * Kafka out of reach (librdkafka reports all brokers down): the writer turns
  * not ready, so new commands are refused at once (503, nothing appended), and
@@ -51,6 +60,13 @@
  * brokers down, or too few in sync for min.insync.replicas): the writer turns
  * not ready so that new commands are refused at once while this one waits. */
 #define COMMIT_SLOW_MS 2000
+/* How long to wait for the outcome of a transaction the failed producer left:
+ * after our own init_transactions it is complete and one read answers; after
+ * a newer writer fenced us, that writer completes it when it starts. */
+#define OUTCOME_WAIT_MS 30000
+
+/* commit_batch's results */
+enum { COMMIT_OK = 0, COMMIT_FAILED = -1, COMMIT_UNKNOWN = -2 };
 
 struct WrAppender {
 	const WrConfig *cfg;
@@ -76,12 +92,16 @@ struct WrAppender {
 	void *cb_arg;
 	atomic_bool ready;
 	atomic_bool fatal;
+	atomic_bool producer_failed; /* librdkafka raised a fatal error: recover or stop */
+	int64_t txn_begun_us;        /* monotonic start of the current transaction */
+	int64_t txn_timeout_us;      /* the producer's transaction.timeout.ms */
 	atomic_bool stopping;
 	atomic_bool rebuild_requested; /* the loop's model got ahead of the log */
 	atomic_bool kafka_down;        /* all brokers down, since the last probe or rebuild */
 	atomic_long queued;            /* events staged or queued, not yet taken */
 	char not_ready_why[640];
 	VpMetric *m_commits, *m_commit_failures, *m_events, *m_batch_us, *m_quarantined;
+	VpMetric *m_reinits, *m_unknown_outcomes;
 };
 
 static void set_not_ready(WrAppender *a, const char *why)
@@ -115,8 +135,12 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		rd_kafka_fatal_error(rk, fatal_reason, sizeof(fatal_reason));
 		vp_log_error(NULL, "kafka_fatal", "%s", fatal_reason);
-		set_not_ready(a, "producer fenced or failed fatally");
-		atomic_store(&a->fatal, true);
+		set_not_ready(a, "the producer failed fatally: learning the last commit's outcome");
+		/* the appender thread recovers; wake it if it waits for work */
+		pthread_mutex_lock(&a->lock);
+		atomic_store(&a->producer_failed, true);
+		pthread_cond_signal(&a->wake);
+		pthread_mutex_unlock(&a->lock);
 		return;
 	}
 	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
@@ -133,6 +157,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	WrAppend *item = m->_private;
 	item->error = m->err;
 	item->offset = m->offset;
+	item->delivered = !m->err;
 }
 
 /* Moves list onto the done queue and wakes the loop. */
@@ -233,9 +258,12 @@ static rd_kafka_error_t *abort_until_done(WrAppender *a)
 	return error;
 }
 
-/* One transaction for the whole batch. 0 when committed. */
+/* One transaction for the whole batch: COMMIT_OK, COMMIT_FAILED (not
+ * committed), or COMMIT_UNKNOWN when the producer failed fatally or got stuck
+ * in a state it cannot leave (recover_producer learns what became of it). */
 static int commit_batch(WrAppender *a, WrAppend *batch)
 {
+	a->txn_begun_us = vp_time_mono_us();
 	rd_kafka_error_t *error = rd_kafka_begin_transaction(a->producer);
 	if (error)
 		goto failed;
@@ -259,7 +287,7 @@ static int commit_batch(WrAppender *a, WrAppend *batch)
 		error = rd_kafka_commit_transaction(a->producer, COMMIT_WAIT_MS);
 	}
 	if (!error)
-		return 0;
+		return COMMIT_OK;
 	vp_log_warn(NULL, "commit_failed", "%s", rd_kafka_error_string(error));
 	fail_all(batch, rd_kafka_error_code(error) ? rd_kafka_error_code(error)
 						   : RD_KAFKA_RESP_ERR__FAIL);
@@ -269,13 +297,13 @@ static int commit_batch(WrAppender *a, WrAppend *batch)
 	}
 failed:
 	fail_all(batch, RD_KAFKA_RESP_ERR__FAIL);
+	bool stuck = false;
 	if (error) {
 		vp_log_error(NULL, "transaction", "%s", rd_kafka_error_string(error));
-		if (rd_kafka_error_is_fatal(error) || !rd_kafka_error_is_retriable(error))
-			atomic_store(&a->fatal, true);
+		stuck = rd_kafka_error_is_fatal(error) || !rd_kafka_error_is_retriable(error);
 		rd_kafka_error_destroy(error);
 	}
-	return -1;
+	return stuck || atomic_load(&a->producer_failed) ? COMMIT_UNKNOWN : COMMIT_FAILED;
 }
 
 /* Takes up to max_batch items of the current generation, and past that bound
@@ -291,7 +319,7 @@ static WrAppend *take_batch(WrAppender *a, WrAppend **stale)
 	long n_taken = 0;
 	pthread_mutex_lock(&a->lock);
 	while (!a->queue_head && !atomic_load(&a->stopping) &&
-	       !atomic_load(&a->rebuild_requested)) {
+	       !atomic_load(&a->rebuild_requested) && !atomic_load(&a->producer_failed)) {
 		if (atomic_load(&a->kafka_down)) { /* back in a second to probe */
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);
@@ -390,6 +418,16 @@ static void rebuild_after_failure(WrAppender *a)
 	rebuild_until_done(a, "rebuilding the write model after a failed commit");
 }
 
+/* After a failed commit: a fenced writer stops (its answers are handed back:
+ * the watchdog waits for them), any other rebuilds its model. */
+static void rebuild_after_recovery(WrAppender *a, bool fenced)
+{
+	if (fenced)
+		atomic_store(&a->fatal, true);
+	else if (!atomic_load(&a->fatal))
+		rebuild_after_failure(a);
+}
+
 /* Dry run: everything but the append; the answers carry offset -1. */
 static void skip_batch(WrAppender *a, WrAppend *batch)
 {
@@ -403,11 +441,124 @@ static void skip_batch(WrAppender *a, WrAppend *batch)
 static void probe_kafka(WrAppender *a)
 {
 	int partitions = 0;
-	if (vp_kafka_probe(a->producer, a->cfg->topic, 1000, &partitions) < 0 || partitions < 1)
+	if (!a->producer || vp_kafka_probe(a->producer, a->cfg->topic, 1000, &partitions) < 0 ||
+	    partitions < 1)
 		return;
 	atomic_store(&a->kafka_down, false);
 	vp_log_info(NULL, "kafka_reachable", "Kafka answers again");
 	atomic_store(&a->ready, true);
+}
+
+static rd_kafka_t *producer_new(WrAppender *a, const WrConfig *cfg, char *why, size_t why_cap);
+
+/* init_transactions, retried while retriable (short waits: a stop request is
+ * noticed within 2 s). 0, or -1 on a fatal answer (a->fatal set) or a stop. */
+static int init_transactions_until_done(WrAppender *a)
+{
+	while (!atomic_load(&a->stopping)) {
+		rd_kafka_error_t *error = rd_kafka_init_transactions(a->producer, 2000);
+		if (!error)
+			return 0;
+		set_not_ready(a, rd_kafka_error_string(error));
+		vp_log_warn(NULL, "init_transactions", "%s", rd_kafka_error_string(error));
+		bool fatal = rd_kafka_error_is_fatal(error);
+		rd_kafka_error_destroy(error);
+		if (fatal) {
+			atomic_store(&a->fatal, true);
+			return -1;
+		}
+		usleep(200000);
+	}
+	return -1;
+}
+
+/* The failed producer goes. What it still holds is purged; the flush serves
+ * the purged records' delivery reports while their items are still alive. */
+static void producer_discard(WrAppender *a)
+{
+	rd_kafka_purge(a->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	rd_kafka_flush(a->producer, 1000);
+	rd_kafka_topic_destroy(a->topic);
+	rd_kafka_destroy(a->producer);
+	a->topic = NULL;
+	a->producer = NULL;
+}
+
+/* A new producer with our transactional.id: its init_transactions completes
+ * (commits or aborts) whatever transaction the failed one left open. */
+static int producer_reinit(WrAppender *a)
+{
+	char why[512];
+	a->producer = producer_new(a, a->cfg, why, sizeof(why));
+	a->topic = a->producer ? rd_kafka_topic_new(a->producer, a->cfg->topic, NULL) : NULL;
+	if (!a->topic) {
+		vp_log_error(NULL, "producer_reinit", "%s", a->producer ? "no topic handle" : why);
+		return -1;
+	}
+	return init_transactions_until_done(a);
+}
+
+/* Each item of batch as its transaction's outcome says. */
+static void settle(WrAppend *batch, int outcome)
+{
+	for (WrAppend *it = batch; it; it = it->next)
+		it->error = outcome == WR_OUTCOME_LANDED	? 0
+			    : outcome == WR_OUTCOME_UNKNOWN ? WR_ERR_OUTCOME_UNKNOWN
+							    : RD_KAFKA_RESP_ERR__FAIL;
+}
+
+/* Fenced by a newer writer with our transactional.id? The broker fences us
+ * the same way when it aborts a transaction that outlived its timeout (it
+ * bumps the producer epoch: a frozen process, a long stall): that is ours to
+ * recover from, a newer writer is not. */
+static bool fenced_by_newer_writer(WrAppender *a, rd_kafka_resp_err_t code, bool in_txn)
+{
+	bool fenced = code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+		      code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+	bool timed_out = in_txn && vp_time_mono_us() - a->txn_begun_us >= a->txn_timeout_us;
+	return fenced && !timed_out;
+}
+
+/* The producer failed fatally with batch (NULL: none) inside its
+ * transaction. Settles batch with what became of it: COMMIT_OK when it
+ * landed, else COMMIT_FAILED. *fenced: a newer writer holds our
+ * transactional.id, or no new producer could be had; the daemon must stop
+ * once the batch is answered. */
+static int recover_producer(WrAppender *a, WrAppend *batch, bool *fenced)
+{
+	char reason[512];
+	char why[512];
+	rd_kafka_resp_err_t code = rd_kafka_fatal_error(a->producer, reason, sizeof(reason));
+	if (!code)
+		snprintf(reason, sizeof(reason), "the transaction is in a state it cannot leave");
+	*fenced = fenced_by_newer_writer(a, code, batch != NULL);
+	vp_log_error(NULL, "producer_failed", "%s: %s", reason,
+		     *fenced ? "a newer writer holds our transactional.id; learning the last "
+			       "commit's outcome, then stopping"
+			     : "re-initialising the producer");
+	producer_discard(a);
+	if (!*fenced && producer_reinit(a) < 0)
+		*fenced = true;
+	/* no batch: nothing was in flight, the model is intact */
+	int outcome = batch ? wr_outcome_landed(a->cfg, batch, OUTCOME_WAIT_MS, &a->stopping,
+						 why, sizeof(why))
+			    : WR_OUTCOME_LANDED;
+	if (outcome == WR_OUTCOME_UNKNOWN) {
+		vp_log_error(NULL, "commit_outcome_unknown", "%s", why);
+		vp_metric_add(a->m_unknown_outcomes, 1);
+	} else if (batch) {
+		vp_log_info(NULL, "commit_outcome", "the batch of the failed producer %s",
+			    outcome == WR_OUTCOME_LANDED ? "committed" : "was aborted");
+	}
+	settle(batch, outcome);
+	atomic_store(&a->producer_failed, false); /* a->fatal says the rest */
+	if (!*fenced) {
+		vp_metric_add(a->m_reinits, 1);
+		vp_log_info(NULL, "producer_reinit", "a new producer took over the transactional.id");
+		if (outcome == WR_OUTCOME_LANDED) /* else ready once the model is rebuilt */
+			atomic_store(&a->ready, !atomic_load(&a->kafka_down));
+	}
+	return outcome == WR_OUTCOME_LANDED ? COMMIT_OK : COMMIT_FAILED;
 }
 
 static void commit_loop(WrAppender *a)
@@ -418,8 +569,14 @@ static void commit_loop(WrAppender *a)
 		hand_back(a, stale);
 		if (atomic_exchange(&a->rebuild_requested, false))
 			rebuild_until_done(a, "rebuilding the write model: it got ahead of the log");
+		bool fenced = false;
 		if (!batch) {
-			if (atomic_load(&a->kafka_down))
+			if (atomic_load(&a->producer_failed) && !a->cfg->dry_run) {
+				recover_producer(a, NULL, &fenced);
+				if (fenced)
+					rebuild_after_recovery(a, fenced);
+			}
+			else if (atomic_load(&a->kafka_down))
 				probe_kafka(a);
 			continue;
 		}
@@ -434,8 +591,10 @@ static void commit_loop(WrAppender *a)
 		/* Kafka out of reach: nothing of this batch has been produced, so
 		 * failing it now is the truth, and its clients hear it at once. */
 		bool unreachable = atomic_load(&a->kafka_down);
-		int rc = atomic_load(&a->fatal) || unreachable ? -1 : commit_batch(a, batch);
-		if (rc == 0) {
+		int rc = atomic_load(&a->fatal) || unreachable ? COMMIT_FAILED : commit_batch(a, batch);
+		if (rc == COMMIT_UNKNOWN)
+			rc = recover_producer(a, batch, &fenced);
+		if (rc == COMMIT_OK) {
 			if (atomic_exchange(&a->kafka_down, false)) /* it answered after all */
 				atomic_store(&a->ready, true);
 			vp_metric_add(a->m_commits, 1);
@@ -446,29 +605,16 @@ static void commit_loop(WrAppender *a)
 			vp_metric_add(a->m_commit_failures, 1);
 		}
 		hand_back(a, batch);
-		if (rc < 0 && !atomic_load(&a->fatal))
-			rebuild_after_failure(a);
+		if (rc != COMMIT_OK || fenced)
+			rebuild_after_recovery(a, fenced);
 	}
 }
 
 /* init_transactions (retried while retriable), then the first rebuild. */
 static int prepare(WrAppender *a)
 {
-	while (!atomic_load(&a->stopping) && !a->cfg->dry_run) {
-		/* short waits, retried: a stop request is noticed within 2 s */
-		rd_kafka_error_t *error = rd_kafka_init_transactions(a->producer, 2000);
-		if (!error)
-			break;
-		set_not_ready(a, rd_kafka_error_string(error));
-		vp_log_warn(NULL, "init_transactions", "%s", rd_kafka_error_string(error));
-		bool fatal = rd_kafka_error_is_fatal(error);
-		rd_kafka_error_destroy(error);
-		if (fatal) {
-			atomic_store(&a->fatal, true);
-			return -1;
-		}
-		usleep(200000);
-	}
+	if (!a->cfg->dry_run && init_transactions_until_done(a) < 0)
+		return -1;
 	while (!atomic_load(&a->stopping)) {
 		int partitions = 0;
 		if (vp_kafka_probe(a->producer, a->cfg->topic, 5000, &partitions) == 0 &&
@@ -513,6 +659,12 @@ static rd_kafka_t *producer_new(WrAppender *a, const WrConfig *cfg, char *why, s
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}
+	char timeout_ms[32];
+	size_t size = sizeof(timeout_ms);
+	long long txn_timeout_ms = 60000; /* librdkafka's default */
+	if (rd_kafka_conf_get(conf, "transaction.timeout.ms", timeout_ms, &size) == RD_KAFKA_CONF_OK)
+		txn_timeout_ms = atoll(timeout_ms);
+	a->txn_timeout_us = txn_timeout_ms * 1000;
 	rd_kafka_conf_set_error_cb(conf, on_error);
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_opaque(conf, a);
@@ -547,6 +699,11 @@ WrAppender *wr_appender_new(const WrConfig *cfg, struct event_base *base, WrAppe
 					     "time to append and commit one group");
 	a->m_quarantined = vp_metrics_gauge("vetpms_writer_quarantined_records", NULL,
 					    "quarantined records the last rebuild skipped");
+	a->m_reinits = vp_metrics_counter("vetpms_writer_producer_reinits_total", NULL,
+					  "producers replaced after a fatal error");
+	a->m_unknown_outcomes = vp_metrics_counter(
+		"vetpms_writer_unknown_outcomes_total", NULL,
+		"transactions whose outcome could not be learnt (answered 503 saying so)");
 	a->done_event = event_new(base, -1, 0, on_done, a);
 	a->flush_event = event_new(base, -1, 0, on_flush, a);
 	a->producer = a->done_event && a->flush_event ? producer_new(a, cfg, why, why_cap) : NULL;
@@ -613,9 +770,16 @@ bool wr_appender_accepting(WrAppender *a, char *why, size_t why_cap)
 	return false;
 }
 
+/* Fatal once the last answers are handed to the loop: the daemon stops only
+ * after the clients of the failed batch heard what became of it. */
 bool wr_appender_fatal(WrAppender *a)
 {
-	return atomic_load(&a->fatal);
+	if (!atomic_load(&a->fatal))
+		return false;
+	pthread_mutex_lock(&a->lock);
+	bool answered = !a->done_head;
+	pthread_mutex_unlock(&a->lock);
+	return answered;
 }
 
 int wr_appender_partition_count(WrAppender *a)

@@ -46,6 +46,7 @@ typedef struct WrPending {
 	int n_types;
 	int events_left; /* not yet back from the appender */
 	bool failed;     /* one failed: all did (one transaction) */
+	bool unknown;    /* its transaction's outcome could not be learnt */
 	char position[32]; /* the last event's */
 	LIST_ENTRY(WrPending) link;
 } WrPending;
@@ -659,7 +660,10 @@ static void finish_command(WrApi *api, WrPending *p, const WrAppend *item)
 			VpError err;
 			vp_error_clear(&err);
 			vp_error_set(&err, 503, VP_ERR_UNAVAILABLE,
-				     "the events could not be appended; nothing was written");
+				     p->unknown ? "Kafka did not tell whether the events were "
+						  "appended: retry with the same Idempotency-Key"
+						: "the events could not be appended; nothing was written");
+			err.retry_after_s = 2; /* a failed commit rebuilds the model first */
 			vp_http_reply_error(&p->http, &err);
 		}
 	}
@@ -679,6 +683,8 @@ static void on_appended(WrAppend *list, void *arg)
 		list = item->next;
 		if (p && item->error)
 			p->failed = true;
+		if (p && item->error == WR_ERR_OUTCOME_UNKNOWN)
+			p->unknown = true;
 		if (p && !item->error && !item->more)
 			snprintf(p->position, sizeof(p->position), "%d:%lld", item->partition,
 				 (long long)item->offset);

@@ -78,10 +78,15 @@ typedef struct WrAppend {
 	bool more;               /* the next item is the same command's next event */
 	/* filled by the appender */
 	int64_t offset;
-	int error;               /* 0 ok, else a librdkafka error code */
+	bool delivered;          /* a successful delivery report gave offset */
+	int error;               /* 0 ok, WR_ERR_OUTCOME_UNKNOWN, else a librdkafka error code */
 	void *owner;             /* the HTTP request waiting for it */
 	struct WrAppend *next;
 } WrAppend;
+
+/* An item's error when its transaction's outcome could not be learnt: it may
+ * or may not be in the log (answered 503 saying so; the Idempotency-Key tells). */
+#define WR_ERR_OUTCOME_UNKNOWN (-100000)
 
 typedef struct WrAppender WrAppender;
 
@@ -128,6 +133,18 @@ enum {
 int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stopping,
 	       WrState *state, long long *quarantined, char *why, size_t why_cap);
 bool wr_owns_partition(const WrConfig *cfg, int partition);
+
+/* outcome.c: whether batch (one transaction whose commit outcome the producer
+ * could not tell) committed, read from its partition read_committed within
+ * timeout_ms. WR_OUTCOME_UNKNOWN (with why) while the transaction is still
+ * open: it is completed by the next init_transactions of its transactional.id. */
+enum {
+	WR_OUTCOME_LANDED = 1,
+	WR_OUTCOME_ABORTED = 0,
+	WR_OUTCOME_UNKNOWN = -1,
+};
+int wr_outcome_landed(const WrConfig *cfg, const WrAppend *batch, int timeout_ms,
+		      const atomic_bool *stopping, char *why, size_t why_cap);
 
 /* quarantine.c: "P:O[,P:O...]" (no spaces, no duplicates; "" is none) into q.
  * 0, or -1 with why naming the bad item and q empty. */

@@ -18,6 +18,8 @@
 #                                 (default: a random one; every node needs the same)
 #   VETPMS_KAFKA_REPLICATION      default and internal topics' replication factor (1)
 #   VETPMS_KAFKA_MIN_ISR          min.insync.replicas, also of the transaction log (1)
+# And for a test that needs a broker setting of its own:
+#   VETPMS_KAFKA_EXTRA_CONFIG     lines added to server.properties as they are
 # Unset, they give exactly the single node above.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -71,6 +73,7 @@ num.network.threads=2
 num.io.threads=4
 log.retention.hours=-1
 $flush
+${VETPMS_KAFKA_EXTRA_CONFIG:-}
 CONF
   cat > "$DIR/log4j.properties" <<CONF
 log4j.rootLogger=INFO, stdout

@@ -234,10 +234,12 @@ class Stack:
 
 
 @contextmanager
-def running_stack():
-    """A started Stack, stopped on the way out; fails when a daemon's log holds
-    a sanitizer report."""
+def running_stack(env=None):
+    """A started Stack (env: settings of its own scripts, e.g. the broker's
+    VETPMS_KAFKA_EXTRA_CONFIG), stopped on the way out; fails when a daemon's
+    log holds a sanitizer report."""
     s = Stack()
+    s.env.update(env or {})
     atexit.register(s.stop)  # also on KeyboardInterrupt
     try:
         s.start()

@@ -1,0 +1,123 @@
+"""An unknown commit outcome (issue 15 item 3): the writer frozen (SIGSTOP)
+under load for longer than its transaction timeout, so Kafka aborts the open
+transaction behind its back and the producer, once thawed, fails fatally
+(INVALID_TXN_STATE) with a batch inside its commit. The writer must not die
+nor guess: it re-initialises its producer, reads the partition to learn what
+became of the batch, answers 201 or 503 truthfully, and goes on. Every 201 is
+in the log once, every "nothing was written" 503 is not, and each refused
+command retried with its Idempotency-Key lands once.
+
+Its own stack: the broker looks for timed-out transactions every 500 ms (the
+default 10 s would make the abort a matter of luck) and the writer's
+transactions time out after 2 s."""
+
+import signal
+import threading
+import time
+import uuid
+
+import requests
+
+from kafka_log import events
+from stack import running_stack
+
+CLIENTS = 4
+FREEZE_S = 4        # > transaction.timeout.ms + the broker's cleanup interval
+MAX_FREEZES = 5     # until the producer has failed fatally once
+ANSWER_S = 60       # the outcome wait is 30 s at most
+NOTHING_WRITTEN = "nothing was"  # "... written" after a commit, "... appended" before
+
+
+def test_frozen_writer_learns_the_outcome_and_answers_truthfully():
+    broker = {"VETPMS_KAFKA_EXTRA_CONFIG":
+              "transaction.abort.timed.out.transaction.cleanup.interval.ms=500"}
+    with running_stack(env=broker) as stack:
+        writer = stack.start_daemon("cmd-writer", env={
+            "VETPMS_KAFKA_PROPS": "transaction.timeout.ms=2000",
+            "VETPMS_RATE_TOKEN_PER_S": "0", "VETPMS_RATE_TENANT_PER_S": "0"})
+        writer.wait_ready(90)
+        tenant = stack.provision(writer, "Frozen Vets", "Europe/Paris", "EUR")
+        token = stack.token("admin", tenant=tenant, sub="frozen")
+        results, stop, lock = [], threading.Event(), threading.Lock()
+
+        def post(key, body):
+            t0 = time.monotonic()
+            try:
+                r = requests.post(writer.url + "/v1/clients", json=body, timeout=ANSWER_S,
+                                  headers={"Authorization": f"Bearer {token}",
+                                           "Idempotency-Key": key})
+                status = r.status_code
+                error = r.json().get("error", {}) if status >= 400 else {}
+            except requests.RequestException as e:
+                status, error = type(e).__name__, {}
+            return {"key": key, "body": body, "status": status, "error": error,
+                    "took": time.monotonic() - t0}
+
+        def load():
+            while not stop.is_set():
+                key = str(uuid.uuid4())
+                res = post(key, {"first_name": "Frozen", "last_name": key})
+                with lock:
+                    results.append(res)
+                if res["status"] != 201:
+                    time.sleep(0.1)
+
+        def reinits():
+            return writer.metric("vetpms_writer_producer_reinits_total")
+
+        threads = [threading.Thread(target=load) for _ in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        freezes = 0
+        try:
+            while freezes < MAX_FREEZES and writer.proc.poll() is None and reinits() == 0:
+                time.sleep(1.5)
+                writer.proc.send_signal(signal.SIGSTOP)
+                time.sleep(FREEZE_S)
+                writer.proc.send_signal(signal.SIGCONT)
+                freezes += 1
+                # the thawed producer meets the abort within its next round trips
+                time.sleep(2)
+                if writer.proc.poll() is None:
+                    writer.wait_ready(60)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(ANSWER_S + 5)
+
+        statuses = {}
+        for r in results:
+            statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+        print(f"\nunknown outcome: {freezes} freezes of {FREEZE_S} s, {len(results)} "
+              f"requests {statuses}, slowest {max(r['took'] for r in results):.1f} s")
+        assert writer.proc.poll() is None, \
+            f"the writer died after a fatal producer error:\n{writer.log_tail()}"
+        assert reinits() >= 1, f"no fatal producer error in {freezes} freezes"
+        assert any(l for l in writer.log_lines() if '"commit_outcome' in l), writer.log_tail()
+        assert all(r["status"] in (201, 503) for r in results), statuses
+        for r in results:
+            if r["status"] == 503:
+                assert r["error"]["code"] == "UNAVAILABLE", r
+
+        # what the answers said against the log, before any retry
+        names = [e["data"]["last_name"] for e in events(stack.brokers)
+                 if e["tenant_id"] == tenant and e["type"] == "ClientRegistered"]
+        assert len(names) == len(set(names)), "a command appended twice"
+        in_log = set(names)
+        acked = {r["body"]["last_name"] for r in results if r["status"] == 201}
+        said_not_written = {r["body"]["last_name"] for r in results
+                            if r["status"] == 503 and NOTHING_WRITTEN in r["error"]["message"]}
+        assert acked <= in_log, f"acknowledged but not in the log: {acked - in_log}"
+        assert not said_not_written & in_log, \
+            f"answered 'nothing was written' but in the log: {said_not_written & in_log}"
+
+        # every refused command retried with its key: lands once
+        refused = [r for r in results if r["status"] != 201]
+        for r in refused:
+            again = post(r["key"], r["body"])
+            assert again["status"] in (200, 201), again
+        names = [e["data"]["last_name"] for e in events(stack.brokers)
+                 if e["tenant_id"] == tenant and e["type"] == "ClientRegistered"]
+        assert len(names) == len(set(names)), "a retried command appended twice"
+        assert set(names) == acked | {r["body"]["last_name"] for r in refused}
+        assert writer.terminate() == 0

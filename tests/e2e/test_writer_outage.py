@@ -118,3 +118,55 @@ def test_kafka_killed_under_load_gets_503s_then_recovers_losing_nothing():
         retried = {r["body"]["last_name"] for r in refused}
         assert acknowledged | retried == set(names)
         assert writer.terminate() == 0
+
+
+def test_a_full_commit_queue_refuses_at_once_and_takes_commands_again():
+    """VETPMS_WRITER_MAX_QUEUE bounds what waits for a commit: with Kafka
+    frozen (SIGSTOP: connections open, no answers) the first batch sits in its
+    commit, the queue fills to its bound, and every further command is refused
+    503 at once instead of queueing without bound; once Kafka thaws the
+    queued ones commit and new commands are taken again."""
+    with running_stack() as stack:
+        writer = stack.start_daemon("cmd-writer", env={"VETPMS_WRITER_MAX_QUEUE": "4"})
+        writer.wait_ready(90)
+        tenant = stack.provision(writer, "Queue Vets", "Europe/Paris", "EUR")
+        token = stack.token("admin", tenant=tenant, sub="queue")
+
+        def post(i):
+            t0 = time.monotonic()
+            r = requests.post(writer.url + "/v1/clients", timeout=ANSWER_S,
+                              json={"first_name": "Queued", "last_name": str(i)},
+                              headers={"Authorization": f"Bearer {token}"})
+            return r, time.monotonic() - t0
+
+        pid = kafka_pid(stack)
+        os.kill(pid, signal.SIGSTOP)
+        answers = []
+        try:
+            # one command goes into the commit that hangs, then four queue
+            first = threading.Thread(target=lambda: answers.append(post(0)))
+            frozen_at = time.monotonic()
+            first.start()
+            time.sleep(0.2)
+            queued = [threading.Thread(target=lambda i=i: answers.append(post(i)))
+                      for i in range(1, 5)]
+            for t in queued:
+                t.start()
+            time.sleep(0.3)
+            # over the bound: refused at once (within the 2 s after which a
+            # slow commit turns the writer not ready for another reason)
+            r, took = post(99)
+            assert time.monotonic() - frozen_at < 2.0, "too slow to tell the two refusals apart"
+            assert r.status_code == 503, r.text
+            assert "wait for a commit" in r.json()["error"]["message"], r.text
+            assert took < 1.0 and r.headers["Retry-After"]
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        for t in [first] + queued:
+            t.join(ANSWER_S)
+        assert sorted(r.status_code for r, _ in answers) == [201] * 5, \
+            [(r.status_code, r.text) for r, _ in answers]
+        writer.wait_ready(60)
+        r, _ = post(100)
+        assert r.status_code == 201, r.text
+        assert writer.terminate() == 0

@@ -95,6 +95,7 @@ struct WrAppender {
 	atomic_bool producer_failed; /* librdkafka raised a fatal error: recover or stop */
 	int64_t txn_begun_us;        /* monotonic start of the current transaction */
 	int64_t txn_timeout_us;      /* the producer's transaction.timeout.ms */
+	bool fault_done;             /* the tests' commit fault has been played */
 	atomic_bool stopping;
 	atomic_bool rebuild_requested; /* the loop's model got ahead of the log */
 	atomic_bool kafka_down;        /* all brokers down, since the last probe or rebuild */
@@ -243,6 +244,18 @@ static int produce_one(WrAppender *a, WrAppend *item)
 	return err ? -1 : 0;
 }
 
+/* The tests' commit fault (VETPMS_WRITER_FAULT_COMMIT) named `which`, played
+ * on the first transaction only. */
+static bool fault_once(WrAppender *a, const char *which)
+{
+	const char *fault = a->cfg->fault_commit; /* NULL outside the daemon's config */
+	if (a->fault_done || !fault || strcmp(fault, which) != 0)
+		return false;
+	a->fault_done = true;
+	vp_log_warn(NULL, "fault_commit", "tests only: %s", which);
+	return true;
+}
+
 /* Aborts the open transaction, waiting while the outcome is unknown: an abort
  * left half done makes every later begin_transaction fail ("an abort is
  * already in progress"), which kept a writer refusing everything after an
@@ -274,6 +287,12 @@ static int commit_batch(WrAppender *a, WrAppend *batch)
 			fail_all(batch, RD_KAFKA_RESP_ERR__FAIL);
 			goto failed;
 		}
+	if (fault_once(a, "abort-once")) {
+		/* every record delivered, then past the timeout: the broker aborts
+		 * the transaction and fences this producer before EndTxn */
+		rd_kafka_flush(a->producer, COMMIT_WAIT_MS);
+		usleep((useconds_t)(a->txn_timeout_us + 1500000));
+	}
 	error = rd_kafka_commit_transaction(a->producer, COMMIT_SLOW_MS);
 	if (error && rd_kafka_error_is_retriable(error))
 		mark_unavailable(a, "Kafka has not completed a commit in 2 s");
@@ -547,8 +566,8 @@ static int recover_producer(WrAppender *a, WrAppend *batch, bool *fenced)
 		vp_log_error(NULL, "commit_outcome_unknown", "%s", why);
 		vp_metric_add(a->m_unknown_outcomes, 1);
 	} else if (batch) {
-		vp_log_info(NULL, "commit_outcome", "the batch of the failed producer %s",
-			    outcome == WR_OUTCOME_LANDED ? "committed" : "was aborted");
+		vp_log_info(NULL, "commit_outcome", "the batch of the failed producer %s: %s",
+			    outcome == WR_OUTCOME_LANDED ? "committed" : "was aborted", why);
 	}
 	settle(batch, outcome);
 	atomic_store(&a->producer_failed, false); /* a->fatal says the rest */
@@ -558,6 +577,20 @@ static int recover_producer(WrAppender *a, WrAppend *batch, bool *fenced)
 		if (outcome == WR_OUTCOME_LANDED) /* else ready once the model is rebuilt */
 			atomic_store(&a->ready, !atomic_load(&a->kafka_down));
 	}
+	return outcome == WR_OUTCOME_LANDED ? COMMIT_OK : COMMIT_FAILED;
+}
+
+/* The tests' lost answer: the commit succeeded, but the batch is answered
+ * from what the log says, as after a failed producer (outcome.c's committed
+ * branch, which a real fault reaches only inside librdkafka). */
+static int outcome_of_lost_answer(WrAppender *a, WrAppend *batch)
+{
+	char why[512];
+	int outcome = wr_outcome_landed(a->cfg, batch, OUTCOME_WAIT_MS, &a->stopping, why,
+					sizeof(why));
+	vp_log_info(NULL, "commit_outcome", "the batch whose answer was lost %s: %s",
+		    outcome == WR_OUTCOME_LANDED ? "committed" : "was not committed", why);
+	settle(batch, outcome);
 	return outcome == WR_OUTCOME_LANDED ? COMMIT_OK : COMMIT_FAILED;
 }
 
@@ -594,6 +627,8 @@ static void commit_loop(WrAppender *a)
 		int rc = atomic_load(&a->fatal) || unreachable ? COMMIT_FAILED : commit_batch(a, batch);
 		if (rc == COMMIT_UNKNOWN)
 			rc = recover_producer(a, batch, &fenced);
+		else if (rc == COMMIT_OK && fault_once(a, "lose-answer-once"))
+			rc = outcome_of_lost_answer(a, batch);
 		if (rc == COMMIT_OK) {
 			if (atomic_exchange(&a->kafka_down, false)) /* it answered after all */
 				atomic_store(&a->ready, true);

@@ -28,27 +28,16 @@
 static const WrAppend *probe_record(const WrAppend *batch)
 {
 	for (const WrAppend *it = batch; it; it = it->next)
-		if (it->error || it->offset < 0)
+		if (!it->delivered) /* its error says why the commit failed, not this */
 			return NULL;
 	return batch;
 }
 
 static rd_kafka_t *reader_at(const WrConfig *cfg, const WrAppend *probe, char *why, size_t why_cap)
 {
-	rd_kafka_conf_t *conf = vp_kafka_consumer_conf_new(
-		cfg->brokers, "vetpms-cmd-writer-outcome", "vetpms-writer-outcome", cfg->kafka_props,
-		why, why_cap);
-	if (!conf)
+	rd_kafka_t *rk = wr_log_reader_new(cfg, "vetpms-cmd-writer-outcome", why, why_cap);
+	if (!rk)
 		return NULL;
-	if (vp_kafka_conf_set(conf, "enable.partition.eof", "true", why, why_cap) < 0) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, why_cap);
-	if (!rk) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(parts, cfg->topic, probe->partition)->offset =
 		probe->offset;
@@ -83,8 +72,10 @@ int wr_outcome_landed(const WrConfig *cfg, const WrAppend *batch, int timeout_ms
 		      const atomic_bool *stopping, char *why, size_t why_cap)
 {
 	const WrAppend *probe = probe_record(batch);
-	if (!probe)
+	if (!probe) {
+		snprintf(why, why_cap, "a record of it was never delivered");
 		return WR_OUTCOME_ABORTED;
+	}
 	rd_kafka_t *rk = reader_at(cfg, probe, why, why_cap);
 	if (!rk)
 		return WR_OUTCOME_UNKNOWN;
@@ -104,5 +95,7 @@ int wr_outcome_landed(const WrConfig *cfg, const WrAppend *batch, int timeout_ms
 			 probe->partition, (long long)probe->offset, timeout_ms);
 		return WR_OUTCOME_UNKNOWN;
 	}
+	snprintf(why, why_cap, "partition %d offset %lld read back %s", probe->partition,
+		 (long long)probe->offset, verdict ? "committed" : "skipped as aborted");
 	return verdict ? WR_OUTCOME_LANDED : WR_OUTCOME_ABORTED;
 }

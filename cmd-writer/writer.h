@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <librdkafka/rdkafka.h>
 
 #include "state.h"
 #include "vp_jwt.h"
@@ -47,6 +48,7 @@ typedef struct WrConfig {
 	/* Tests only: a decided event of this type gets a data member the catalog
 	 * refuses ("" = never), the writer bug the pre-append check is there for. */
 	char *fault_poison_type;
+	char *fault_commit;      /* tests only: "abort-once", "lose-answer-once" or "" */
 	/* --quarantine as given, and parsed (docs/operations.md, "A rebuild
 	 * stopped at a record"). */
 	char *quarantine_text;
@@ -133,11 +135,16 @@ enum {
 int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stopping,
 	       WrState *state, long long *quarantined, char *why, size_t why_cap);
 bool wr_owns_partition(const WrConfig *cfg, int partition);
+/* A read_committed consumer of the log that reports each partition's end,
+ * for partitions assigned by hand (no group is joined, nothing committed). */
+rd_kafka_t *wr_log_reader_new(const WrConfig *cfg, const char *client_id, char *why,
+			      size_t why_cap);
 
 /* outcome.c: whether batch (one transaction whose commit outcome the producer
  * could not tell) committed, read from its partition read_committed within
- * timeout_ms. WR_OUTCOME_UNKNOWN (with why) while the transaction is still
- * open: it is completed by the next init_transactions of its transactional.id. */
+ * timeout_ms; why says how it was told. WR_OUTCOME_UNKNOWN while the
+ * transaction is still open: the next init_transactions of its
+ * transactional.id completes it. */
 enum {
 	WR_OUTCOME_LANDED = 1,
 	WR_OUTCOME_ABORTED = 0,

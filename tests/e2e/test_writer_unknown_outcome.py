@@ -9,7 +9,13 @@ command retried with its Idempotency-Key lands once.
 
 Its own stack: the broker looks for timed-out transactions every 500 ms (the
 default 10 s would make the abort a matter of luck) and the writer's
-transactions time out after 2 s."""
+transactions time out after 2 s.
+
+A frozen writer's batch has a record still undelivered when the abort comes,
+so the two branches of outcome.c that read the log back are driven by the
+writer's test-only VETPMS_WRITER_FAULT_COMMIT: every record delivered and then
+aborted by the broker (read back: skipped), and a commit whose answer is taken
+as lost (read back: committed)."""
 
 import signal
 import threading
@@ -93,7 +99,9 @@ def test_frozen_writer_learns_the_outcome_and_answers_truthfully():
         assert writer.proc.poll() is None, \
             f"the writer died after a fatal producer error:\n{writer.log_tail()}"
         assert reinits() >= 1, f"no fatal producer error in {freezes} freezes"
-        assert any(l for l in writer.log_lines() if '"commit_outcome' in l), writer.log_tail()
+        outcomes = [l for l in writer.log_lines() if '"event":"commit_outcome' in l]
+        print("unknown outcome: " + "; ".join(l[l.index('"msg"'):] for l in outcomes))
+        assert outcomes, writer.log_tail()
         assert all(r["status"] in (201, 503) for r in results), statuses
         for r in results:
             if r["status"] == 503:
@@ -120,4 +128,67 @@ def test_frozen_writer_learns_the_outcome_and_answers_truthfully():
                  if e["tenant_id"] == tenant and e["type"] == "ClientRegistered"]
         assert len(names) == len(set(names)), "a retried command appended twice"
         assert set(names) == acked | {r["body"]["last_name"] for r in refused}
+        assert writer.terminate() == 0
+
+
+def provision(stack, writer, key):
+    r = requests.post(writer.url + "/v1/tenants", timeout=ANSWER_S,
+                      json={"name": "Outcome Vets", "timezone": "Europe/Paris",
+                            "currency": "EUR"},
+                      headers={"Authorization": "Bearer " + stack.token("platform-admin"),
+                               "Idempotency-Key": key})
+    return r.status_code, r.json(), r.headers.get("Idempotent-Replayed")
+
+
+def provisioned(stack, name="Outcome Vets"):
+    return [e for e in events(stack.brokers)
+            if e["type"] == "TenantProvisioned" and e["data"]["name"] == name]
+
+
+def outcome_lines(writer):
+    return [l for l in writer.log_lines() if '"event":"commit_outcome' in l]
+
+
+def test_an_aborted_batch_whose_records_were_delivered_is_read_back_and_answered_503():
+    """VETPMS_WRITER_FAULT_COMMIT=abort-once: the first transaction's records
+    are all delivered, then it waits past its timeout, so the broker aborts it
+    and fences the producer before EndTxn. The writer reads the record's
+    offset back (read_committed skips it), answers 503 "nothing was written",
+    and the same key then lands once."""
+    broker = {"VETPMS_KAFKA_EXTRA_CONFIG":
+              "transaction.abort.timed.out.transaction.cleanup.interval.ms=500"}
+    with running_stack(env=broker) as stack:
+        writer = stack.start_daemon("cmd-writer", env={
+            "VETPMS_KAFKA_PROPS": "transaction.timeout.ms=2000",
+            "VETPMS_WRITER_FAULT_COMMIT": "abort-once"})
+        writer.wait_ready(90)
+        key = str(uuid.uuid4())
+        status, body, _ = provision(stack, writer, key)
+        assert status == 503 and NOTHING_WRITTEN in body["error"]["message"], body
+        assert not provisioned(stack)
+        assert any("skipped as aborted" in l for l in outcome_lines(writer)), writer.log_tail()
+        writer.wait_ready(60)
+        assert provision(stack, writer, key)[0] == 201
+        assert provision(stack, writer, key)[::2] == (201, "true")  # replayed
+        assert len(provisioned(stack)) == 1
+        assert writer.metric("vetpms_writer_producer_reinits_total") == 1
+        assert writer.terminate() == 0
+
+
+def test_a_commit_whose_answer_was_lost_is_read_back_and_answered_201():
+    """VETPMS_WRITER_FAULT_COMMIT=lose-answer-once: the first commit succeeds
+    but its answer is taken as lost; the writer reads the record back
+    (committed) and answers 201, and the key replays it."""
+    with running_stack() as stack:
+        writer = stack.start_daemon("cmd-writer",
+                                    env={"VETPMS_WRITER_FAULT_COMMIT": "lose-answer-once"})
+        writer.wait_ready(90)
+        key = str(uuid.uuid4())
+        status, body, _ = provision(stack, writer, key)
+        assert status == 201, body
+        assert any("read back committed" in l for l in outcome_lines(writer)), writer.log_tail()
+        log = provisioned(stack)
+        assert [e["aggregate_id"] for e in log] == [body["id"]]
+        assert provision(stack, writer, key)[::2] == (201, "true")  # replayed
+        assert len(provisioned(stack)) == 1
         assert writer.terminate() == 0

@@ -530,8 +530,9 @@ static void row_event(const PGresult *res, int i, RdStreamEvent *ev)
 }
 
 /* The rows after s->pos that pass its filter into one chunk; s->pos moves to
- * the last row. False when the stream was dropped. */
-static bool deliver_rows(Stream *s, const PGresult *res, struct evbuffer *chunk, VpBuf *text)
+ * the last row. False when the stream was dropped; *wrote whether it sent any. */
+static bool deliver_rows(Stream *s, const PGresult *res, struct evbuffer *chunk, VpBuf *text,
+			 bool *wrote)
 {
 	int n = PQntuples(res);
 	int64_t sent = 0;
@@ -549,6 +550,7 @@ static bool deliver_rows(Stream *s, const PGresult *res, struct evbuffer *chunk,
 			sent++;
 	}
 	vp_metric_add(events_total, sent);
+	*wrote = evbuffer_get_length(chunk) > 0;
 	return stream_send(s, chunk);
 }
 
@@ -626,7 +628,8 @@ static void on_feed_rows(const PGresult *res, const char *error, void *arg)
 		snprintf(tenant, sizeof(tenant), "%s", f->tenant_id);
 		for (Stream *s = f->members, *next; s; s = next) {
 			next = s->feed_next;
-			deliver_rows(s, res, chunk, &text);
+			bool wrote;
+			deliver_rows(s, res, chunk, &text, &wrote);
 		}
 		vp_buf_free(&text);
 		evbuffer_free(chunk);
@@ -723,8 +726,8 @@ static void on_catchup_rows(const PGresult *res, const char *error, void *arg)
 	struct evbuffer *chunk = evbuffer_new();
 	VpBuf text;
 	vp_buf_init(&text, EVENT_TEXT_MAX);
-	size_t before = pending_bytes(s);
-	bool alive = chunk && deliver_rows(s, res, chunk, &text);
+	bool wrote = false;
+	bool alive = chunk && deliver_rows(s, res, chunk, &text, &wrote);
 	vp_buf_free(&text);
 	if (chunk)
 		evbuffer_free(chunk);
@@ -736,8 +739,10 @@ static void on_catchup_rows(const PGresult *res, const char *error, void *arg)
 		return;
 	if (PQntuples(res) < PAGE_ROWS) {
 		try_join(s);
-	} else if (pending_bytes(s) > before || pending_bytes(s) > 0) {
-		s->waiting_drain = true; /* on_written asks for the next page */
+	} else if (wrote) {
+		/* on_written asks for the next page once the socket took this one
+		 * (it fires for what was just added; nothing added, nothing fires) */
+		s->waiting_drain = true;
 	} else {
 		catchup_fetch(s);
 	}

@@ -218,6 +218,37 @@ def test_reconnect_with_last_event_id_or_after_misses_nothing(stack, live):
         s.close()
 
 
+
+def test_catch_up_over_several_pages_then_live(stack, live):
+    """A resume far behind reads the log page by page (500 rows), also when a
+    filter lets nothing of whole pages through, then follows live."""
+    projector, reader, writer = live
+    tid, token = tenant(stack, writer, "Backlog Vets")
+    start = head_of(stack, tid)  # TenantProvisioned
+    written = register_clients(writer, token, 1100, "Old")
+    client = written[-1][1]
+    auth = {"Authorization": "Bearer " + token}
+    r = requests.patch(writer.url + f"/v1/clients/{client}", json={"phone": "+441111111111"},
+                       headers=auth, timeout=30)
+    assert r.status_code == 200, r.text
+    backlog = [r[0] for r in wait_for(lambda: (lambda rows: len(rows) == 1101 and rows)(
+        log_of(stack, tid, start)), what="1,101 events applied")]
+    everything = Sse(reader, token, path=f"/v1/stream?after={start}")
+    rare = Sse(reader, token, path=f"/v1/stream?after={start}&types=ClientContactUpdated")
+    assert len(wait_events(everything, 1101, reader)) == 1101
+    assert [e[1] for e in wait_events(rare, 1, reader)] == ["ClientContactUpdated"]
+    r = requests.patch(writer.url + f"/v1/clients/{client}", json={"phone": "+442222222222"},
+                       headers=auth, timeout=30)
+    assert r.status_code == 200, r.text
+    assert len(wait_events(rare, 2, reader)) == 2
+    wait_events(everything, 1102, reader)
+    time.sleep(0.3)
+    assert [e[0] for e in everything.got()] == [r[0] for r in log_of(stack, tid, start)]
+    assert [e[0] for e in everything.got()][:1101] == backlog
+    assert len(rare.got()) == 2
+    for s in (everything, rare):
+        s.close()
+
 def test_filters_by_type_and_aggregate(stack, live):
     projector, reader, writer = live
     tid, token = tenant(stack, writer, "Filter Vets")

@@ -385,6 +385,40 @@ def test_slow_client_is_dropped_with_a_log_line(stack, live):
         reader.terminate()
 
 
+
+def test_process_cap_and_a_peer_that_takes_nothing(stack, live):
+    """VETPMS_STREAM_MAX counts every tenant (503 over it); a client that
+    stops taking bytes (window closed) is cut after VETPMS_STREAM_DEAD_PEER_MS
+    even when the buffer limit is far away."""
+    projector, _, writer = live
+    reader = stack.start_daemon("query-reader", port=free_port(), env={
+        "VETPMS_STREAM_MAX": "2", "VETPMS_STREAM_DEAD_PEER_MS": "1000",
+        "VETPMS_STREAM_BUFFER_BYTES": "1073741824"})
+    reader.wait_ready(60)
+    try:
+        (t1, tok1), (t2, tok2) = (tenant(stack, writer, "Cap Vets A"),
+                                  tenant(stack, writer, "Cap Vets B"))
+        a = Sse(reader, tok1)
+        stuck = socket.socket()
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        stuck.connect(("127.0.0.1", reader.port))
+        stuck.sendall(f"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok2}"
+                      "\r\n\r\n".encode())
+        wait_for(lambda: reader.metric("vetpms_reader_streams_open") == 2, what="two streams")
+        r = requests.get(reader.url + "/v1/stream", timeout=10,
+                         headers={"Authorization": "Bearer " + tok2})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "UNAVAILABLE", r.text
+        assert reader.metric("vetpms_reader_stream_refused_total") == 1
+        register_clients(writer, tok2, 400, "Stuck")  # far more than its window
+        wait_for(lambda: reader.metric("vetpms_reader_streams_open") == 1, timeout=30,
+                 what="the stuck stream cut", explain=lambda: reader.log_tail(10))
+        assert reader.metric("vetpms_reader_stream_drops_total") == 0
+        assert a.ended is None  # the other stream is untouched
+        a.close()
+        stuck.close()
+    finally:
+        reader.terminate()
+
 def test_a_rebuild_swap_loses_and_repeats_nothing(stack, live):
     projector, reader, writer = live
     tid, token = tenant(stack, writer, "Rebuild Stream Vets")

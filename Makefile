@@ -78,6 +78,12 @@ $(BUILD)/tests/test_wr_%: tests/unit/test_wr_%.c $(WRITER_MODULES) $(COMMON_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Icmd-writer $(LDFLAGS) -o $@ $< $(WRITER_MODULES) $(COMMON_LIB) $(LIBS) -lcmocka
 
+# Reader unit tests (test_rd_*) link the reader's modules (all but main.o).
+READER_MODULES = $(filter-out %/main.o,$(query-reader_OBJ))
+$(BUILD)/tests/test_rd_%: tests/unit/test_rd_%.c $(READER_MODULES) $(COMMON_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Iquery-reader $(LDFLAGS) -o $@ $< $(READER_MODULES) $(COMMON_LIB) $(LIBS) -lcmocka
+
 $(BUILD)/tests/%: tests/unit/%.c $(COMMON_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_LIB) $(LIBS) -lcmocka

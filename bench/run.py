@@ -7,7 +7,7 @@ tests/e2e/stack.py), then one table on stdout and var/bench/results.json.
   bench/run.py --quick             a small smoke run of every scenario
   bench/run.py --only queries      one scenario (commands, http, queries, lag,
                                    appointments, visits, timeline, dispense,
-                                   register, revenue, issue, projection;
+                                   register, revenue, issue, projection, stream;
                                    repeatable; timeline runs visits first)
 
 CPU-seconds come from /proc/<pid>/stat (utime + stime, children reaped by the
@@ -37,7 +37,7 @@ TOOLS = os.path.join(BIN_DIR, "bench")
 LUA = os.path.join(ROOT, "bench", "lua")
 TICK = os.sysconf("SC_CLK_TCK")
 SCENARIOS = ("commands", "http", "queries", "lag", "appointments", "visits", "timeline",
-             "dispense", "register", "revenue", "issue", "projection")
+             "dispense", "register", "revenue", "issue", "projection", "stream")
 # pgbench cannot bind a NULL parameter (it sends the text "NULL"); this stays a
 # parameter (same generic/custom plan choice as the reader's) that is NULL.
 NULL = "nullif(:none::text, '-')"
@@ -1468,6 +1468,66 @@ class Bench:
 
 
 # --- output ------------------------------------------------------------------------
+    # --- stream fan-out (GET /v1/stream, docs/streaming.md) ------------------------
+    STREAM_SUBSCRIBERS = 200
+    STREAM_RATE = 500
+
+    def scenario_stream(self):
+        """200 subscribers of one tenant's stream while lag_probe writes 500
+        commands/s to it: event → delivered (the event's `at` to its arrival)
+        against the same events' `at` → the projector's NOTIFY seen by a bare
+        LISTEN connection (the floor of anything fed from the read model), and
+        the reader's CPU per 1k deliveries. lag_probe's own lag row (ack →
+        visible by GET) comes from the same run."""
+        self.read_side()
+        f = self.facts
+        reader = self.daemons["reader"]
+        subs = 20 if self.quick else self.STREAM_SUBSCRIBERS
+        rate = 100 if self.quick else self.STREAM_RATE
+        sent0 = self.metric(reader, "vetpms_reader_stream_events_sent_total")
+        fan = subprocess.Popen(
+            [os.path.join(TOOLS, "sse_fanout"), str(reader.port), f["token"], str(subs),
+             str(self.seconds + 6), self.stack.superuser_dsn(), f["tenant"]],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 30
+        while self.metric(reader, "vetpms_reader_streams_open") < subs:
+            if time.time() > deadline or fan.poll() is not None:
+                fan.kill()
+                raise RuntimeError(f"only {self.metric(reader, 'vetpms_reader_streams_open')}"
+                                   f" of {subs} streams opened: {fan.stderr.read()}")
+            time.sleep(0.1)
+        cpu = Cpu(self, ["reader", "projector", "postgres"]).start()
+        out, gen_cpu = run_tool([
+            os.path.join(TOOLS, "lag_probe"), str(self.daemons["writer"].port),
+            str(reader.port), f["token"], f["clients"][0], str(rate), str(self.seconds),
+            str(max(1, rate // 50)), "3"])
+        fan_out, fan_err = fan.communicate(timeout=120)
+        used = cpu.stop()
+        lag = json.loads(out)
+        r = json.loads(fan_out)
+        sent = self.metric(reader, "vetpms_reader_stream_events_sent_total") - sent0
+        used["loadgen(lag_probe)"] = gen_cpu
+        expected = subs * r["ceiling_events"]
+        self.row("stream", f"fan-out: {subs} subscribers of one tenant at {rate} commands/s",
+                 r["deliveries"], expected, "deliveries", r["p50_ms"], r["p99_ms"],
+                 per_k(used, max(1, r["deliveries"])), "subscribers × events written",
+                 f"event `at` → delivered; {r['ok']}/{subs} streams 200, per subscriber "
+                 f"{r['min_events']}-{r['max_events']} events, out of order "
+                 f"{r['out_of_order']}, ended early {r['ended']}, max {r['max_ms']} ms; "
+                 f"reader counted {sent} sent; {lag['acked']} commands acked at "
+                 f"{round(lag['rate'])}/s, errors {lag['errors']}")
+        self.row("stream", "  the same events' `at` → NOTIFY on a bare LISTEN (ceiling)", None,
+                 None, "ms", r["ceiling_p50_ms"], r["ceiling_p99_ms"],
+                 note=f"{r['ceiling_events']} events, {r['notes']} notifications: the floor of "
+                      "a stream fed from the read model (the event committed and announced)")
+        self.row("stream", f"  ack → visible in reader at {rate}/s (lag_probe, same run)",
+                 round(lag["rate"]), rate, "commands/s", lag["lag_p50_ms"], lag["lag_p99_ms"],
+                 ceiling_name="target rate",
+                 note=f"lag max {lag['lag_max_ms']} ms over {lag['probes_seen']} probes")
+        self.facts["stream"] = {"fanout": r, "lag": {k: lag[k] for k in
+                                                     ("rate", "lag_p50_ms", "lag_p99_ms")}}
+
+
 def fmt(v, nd=1):
     if v is None:
         return "-"

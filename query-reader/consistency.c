@@ -45,6 +45,8 @@ struct RdConsistency {
 	ListenState state;
 	struct event *io;
 	struct event *retry;
+	RdProgressFn progress_fn; /* the streams of this loop (stream.c) */
+	void *progress_arg;
 };
 
 /* A table check in flight; owns nothing but its own memory. */
@@ -121,6 +123,8 @@ static void advance(RdConsistency *cs, int partition, int64_t next_offset)
 	    next_offset <= cs->next_offset[partition])
 		return;
 	cs->next_offset[partition] = next_offset;
+	if (cs->progress_fn)
+		cs->progress_fn(partition, cs->progress_arg);
 	for (RdWaiter *w = cs->waiters; w; w = w->next)
 		if (w->partition == partition && next_offset > w->offset)
 			event_active(w->timer, EV_TIMEOUT, 1);
@@ -270,6 +274,8 @@ static void on_listen_io(evutil_socket_t fd, short events, void *arg)
 			vp_log_debug(NULL, "consistency", "listening on " VP_PROGRESS_CHANNEL);
 			for (RdWaiter *w = cs->waiters; w; w = w->next)
 				check_table(cs, w->partition);
+			if (cs->progress_fn)
+				cs->progress_fn(-1, cs->progress_arg);
 		}
 	}
 	take_notifications(cs);
@@ -329,6 +335,12 @@ RdConsistency *rd_consistency_new(struct event_base *base, const char *dsn, cons
 		return rd_consistency_free(cs);
 	listen_start(cs);
 	return cs;
+}
+
+void rd_consistency_on_progress(RdConsistency *cs, RdProgressFn fn, void *arg)
+{
+	cs->progress_fn = fn;
+	cs->progress_arg = arg;
 }
 
 RdConsistency *rd_consistency_free(RdConsistency *cs)

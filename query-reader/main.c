@@ -66,6 +66,19 @@ static const VpConfigItem config_items[] = {
 		  "2000", 0, 60000, "longest wait for a consistency token's position"),
 	VP_CF_INT("threads", "VETPMS_READER_THREADS", &cfg.threads, "2", 1, MAX_THREADS,
 		  "worker threads, each with its own event loop and pool"),
+	VP_CF_INT("stream-max", "VETPMS_STREAM_MAX", &cfg.stream_max, "1000", 0, 100000,
+		  "open GET /v1/stream answers per process (503 over it)"),
+	VP_CF_INT("stream-max-per-tenant", "VETPMS_STREAM_MAX_PER_TENANT",
+		  &cfg.stream_max_per_tenant, "200", 0, 100000,
+		  "open streams of one tenant per process (429 over it)"),
+	VP_CF_INT("stream-heartbeat-ms", "VETPMS_STREAM_HEARTBEAT_MS", &cfg.stream_heartbeat_ms,
+		  "15000", 100, 600000, "a comment line on every stream this often"),
+	VP_CF_INT("stream-buffer-bytes", "VETPMS_STREAM_BUFFER_BYTES", &cfg.stream_buffer_bytes,
+		  "1048576", 4096, 1073741824,
+		  "bytes a stream's client has not taken yet before it is dropped"),
+	VP_CF_INT("stream-dead-peer-ms", "VETPMS_STREAM_DEAD_PEER_MS", &cfg.stream_dead_peer_ms,
+		  "45000", 1000, 3600000,
+		  "a stream's peer that acknowledges nothing this long is gone (TCP_USER_TIMEOUT)"),
 };
 #define N_CONFIG_ITEMS (sizeof(config_items) / sizeof(config_items[0]))
 
@@ -196,10 +209,14 @@ static int worker_open(RdWorker *w, int fd, VpError *err)
 				      ? rd_consistency_new(w->service.base, cfg.dsn, cfg.topic,
 							   w->state.pool, cfg.consistency_wait_ms)
 				      : NULL;
+	w->loop.streams = w->loop.consistency ? rd_streams_new(&w->loop, &cfg) : NULL;
+	if (w->loop.streams)
+		rd_consistency_on_progress(w->loop.consistency, rd_streams_progress,
+					   w->loop.streams);
 	w->service.route = rd_route;
 	w->service.route_arg = &w->loop;
 	struct timeval every = {PING_EVERY_US / 1000000, PING_EVERY_US % 1000000};
-	if (!w->state.pool || !w->loop.consistency || !w->state.ping_timer ||
+	if (!w->state.pool || !w->loop.consistency || !w->loop.streams || !w->state.ping_timer ||
 	    event_add(w->state.ping_timer, &every) < 0)
 		return vp_error_set(err, 500, VP_ERR_INTERNAL, "out of memory");
 	on_ping_timer(-1, 0, &w->state);
@@ -213,8 +230,13 @@ static void worker_release(RdWorker *w)
 	if (w->state.ping_timer)
 		event_free(w->state.ping_timer);
 	w->state.ping_timer = NULL;
-	/* Pool first: its pending table checks call into the consistency waits;
-	 * both answer their pending requests (503) before evhttp_free. */
+	/* Streams first (each answer ends cleanly; their queries in flight free
+	 * them when the pool fails them). Then the pool: its pending table checks
+	 * call into the consistency waits; both answer their pending requests
+	 * (503) before evhttp_free. */
+	if (w->loop.consistency)
+		rd_consistency_on_progress(w->loop.consistency, NULL, NULL);
+	w->loop.streams = rd_streams_free(w->loop.streams);
 	w->state.pool = rd_pgpool_free(w->state.pool);
 	w->loop.pool = NULL; /* rd_route answers 503 from now on */
 	w->loop.consistency = rd_consistency_free(w->loop.consistency);

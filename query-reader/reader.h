@@ -31,6 +31,11 @@ typedef struct RdConfig {
 	char *cursor_secret;
 	long consistency_wait_ms;
 	long threads;
+	long stream_max;            /* open streams per process */
+	long stream_max_per_tenant; /* open streams of one tenant per process */
+	long stream_heartbeat_ms;
+	long stream_buffer_bytes; /* unsent bytes of a stream before it is dropped */
+	long stream_dead_peer_ms; /* TCP_USER_TIMEOUT and write timeout of a stream */
 } RdConfig;
 
 /* What every loop reads and nobody writes once serving. */
@@ -93,18 +98,69 @@ int rd_consistency_parse(const char *token, int *partition, int64_t *offset);
  * partition exceeds offset or the wait times out. NULL on out of memory. */
 RdWaiter *rd_consistency_wait(RdConsistency *cs, int partition, int64_t offset, RdReachedFn fn,
 			      void *arg);
+/* fn(partition, arg) after each notification that moved a partition on, and
+ * fn(-1, arg) once LISTEN is up again (what it missed is unknown); NULL stops. */
+typedef void (*RdProgressFn)(int partition, void *arg);
+void rd_consistency_on_progress(RdConsistency *cs, RdProgressFn fn, void *arg);
 /* Ends every wait with RD_WAIT_SHUTDOWN. Free the pool first: its pending
  * table checks call back into cs. */
 RdConsistency *rd_consistency_free(RdConsistency *cs);
 
+/* stream.c: GET /v1/stream, Server-Sent Events of the tenant's applied
+ * events (docs/streaming.md). One RdStreams per loop. */
+typedef struct RdStreams RdStreams;
+typedef struct RdLoop RdLoop;
+RdStreams *rd_streams_new(RdLoop *loop, const RdConfig *cfg);
+/* Ends every stream (a clean end of each answer). Before the pool is freed. */
+RdStreams *rd_streams_free(RdStreams *hub);
+/* An RdProgressFn (arg: the RdStreams). */
+void rd_streams_progress(int partition, void *arg);
+/* True when r was GET /v1/stream (answered, or streaming from now on). */
+bool rd_stream_route(VpHttpRequest *r, RdLoop *loop);
+
+/* The pure parts, unit tested (tests/unit/test_rd_stream.c). */
+#define RD_STREAM_MAX_TYPES 32
+typedef struct RdStreamPos {
+	int partition; /* -1: before every event */
+	int64_t offset;
+} RdStreamPos;
+typedef struct RdStreamFilter {
+	char types[RD_STREAM_MAX_TYPES][64];
+	int n_types; /* 0: every type */
+	bool has_aggregate;
+	char aggregate_id[37];
+} RdStreamFilter;
+typedef struct RdStreamEvent {
+	RdStreamPos pos;
+	const char *type;
+	const char *aggregate;
+	const char *aggregate_id;
+	const char *at;
+} RdStreamEvent;
+int rd_stream_pos_cmp(RdStreamPos a, RdStreamPos b);
+/* ?types= (comma-separated catalog types) and ?aggregate_id= (a UUID), either
+ * NULL; bad input adds details to err (and -1 for types). */
+int rd_stream_filter_parse(RdStreamFilter *f, const char *types, const char *aggregate_id,
+			   VpError *err);
+bool rd_stream_filter_match(const RdStreamFilter *f, const char *type, const char *aggregate_id);
+/* Where a stream starts: after Last-Event-ID (when not empty), else after
+ * ?after=, else (*has_pos false) after the tenant's last event. -1 with a
+ * detail on a malformed position. */
+int rd_stream_start_parse(const char *last_event_id, const char *after, RdStreamPos *pos,
+			  bool *has_pos, VpError *err);
+/* "id: P:O\nevent: T\ndata: {...}\n\n" appended to out; -1 when out is full. */
+struct VpBuf;
+int rd_stream_format_event(struct VpBuf *out, const RdStreamEvent *ev);
+
 /* One loop (thread) of the daemon. */
-typedef struct RdLoop {
+struct RdLoop {
 	const RdShared *shared;
 	struct event_base *base;
 	RdPgPool *pool;
 	RdConsistency *consistency;
+	RdStreams *streams;
 	VpMetric *requests; /* vetpms_reader_thread_requests_total of this thread */
-} RdLoop;
+};
 
 /* routes.c: the /v1 router given to vp_service (arg is the RdLoop). */
 bool rd_route(VpHttpRequest *r, void *arg);

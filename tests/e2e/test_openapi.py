@@ -211,7 +211,12 @@ def test_reader_queries_in_scope(spec):
         "closing_balance_cents"}}
     found = {(path, method) for path, method, item, op in operations(spec)
              if path not in BUILTIN_PATHS and "query-reader" in daemons_of(spec, item, op)}
-    assert found == expected
+    # the stream (docs/streaming.md) is no query: no consistency token, no JSON
+    assert found == expected | {("/v1/stream", "get")}
+    stream = spec["paths"]["/v1/stream"]["get"]
+    assert {resolve(spec, p)["name"] for p in stream["parameters"]} >= {
+        "Last-Event-ID", "after", "types", "aggregate_id"}
+    assert list(stream["responses"]["200"]["content"]) == ["text/event-stream"]
     for path, method in expected:
         op = spec["paths"][path][method]
         names = {resolve(spec, p)["name"] for p in op.get("parameters", [])}

@@ -170,6 +170,36 @@ def test_app_files_are_served_with_a_strict_policy(clinic):
     assert reader.get("/v1/staff").status_code == 401
 
 
+def test_symlinks_and_folders_in_the_app_dir_are_not_served(stack, tmp_path):
+    """A reader on a folder of the test's own (VETPMS_READER_APP_DIR): a symlink
+    (to a file outside, or inside) and a folder with an acceptable name are 404,
+    a plain file is served; the vendor folder is a setting too."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "index.html").write_text("<!doctype html><title>t</title>")
+    secret = tmp_path / "secret.js"
+    secret.write_text("secret")
+    os.symlink(secret, app / "out.js")
+    os.symlink(app / "index.html", app / "in.html")
+    (app / "folder.js").mkdir()
+    vendor = tmp_path / "vendor"
+    vendor.mkdir()
+    (vendor / "chart.min.js").write_text("/* stand-in */")
+    reader = stack.start_daemon("query-reader", port=free_port(),
+                                env={"VETPMS_READER_APP_DIR": str(app),
+                                     "VETPMS_READER_VENDOR_DIR": str(vendor)})
+    try:
+        reader.wait_ready(60)
+        assert reader.get("/app/").text == "<!doctype html><title>t</title>"
+        assert reader.get("/app/vendor/chart.min.js").text == "/* stand-in */"
+        for path in ("/app/out.js", "/app/in.html", "/app/folder.js", "/app/secret.js",
+                     "/app/vendor/out.js"):
+            status, body = raw_get(reader, path)
+            assert status == 404 and body["error"]["code"] == "NOT_FOUND", path
+    finally:
+        reader.terminate()
+
+
 # --- the page in a browser ------------------------------------------------------
 
 def test_sign_in_and_see_the_demo_clinic(clinic, browser, tmp_path):

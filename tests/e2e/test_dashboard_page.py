@@ -261,6 +261,34 @@ def test_sign_in_and_see_the_demo_clinic(clinic, browser, tmp_path):
     browser.set_window_size(1280, 1800)
 
 
+def test_the_pages_sse_parser(clinic, browser):
+    """web/app/stream.js's parser, run in the browser on the stream's wire format
+    cut into awkward chunks: CRLF split between chunks, heartbeat comments, an
+    event without data (ignored), multi-line data, a field without a space."""
+    browser.get(clinic["reader"].url + "/app/")
+    got = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        import('/app/stream.js').then((m) => {
+          const events = [], comments = [];
+          const p = m.sseParser((e) => events.push(e), (c) => comments.push(c));
+          const wire = ': heartbeat\\r\\n\\r\\nid: 3:41\\r\\nevent: AppointmentScheduled\\r\\n' +
+            'data: {"type":"AppointmentScheduled","position":"3:41"}\\r\\n\\r\\n' +
+            'id: 3:42\\nevent: Nothing\\n\\n' +
+            'id:3:43\\nevent:AppointmentCheckedIn\\ndata: {"a":1,\\ndata: "b":2}\\n\\n: heartbeat\\n\\n';
+          for (let i = 0; i < wire.length; i += 7) p.feed(wire.slice(i, i + 7));
+          done({events, comments, last: p.lastId()});
+        }).catch((e) => done({error: String(e)}));
+    """)
+    assert "error" not in got, got
+    assert got["comments"] == ["heartbeat", "heartbeat"]
+    assert got["events"] == [
+        {"id": "3:41", "event": "AppointmentScheduled",
+         "data": '{"type":"AppointmentScheduled","position":"3:41"}'},
+        {"id": "3:43", "event": "AppointmentCheckedIn", "data": '{"a":1,\n"b":2}'},
+    ]
+    assert got["last"] == "3:43"
+
+
 def test_appointments_appear_and_change_live(clinic, browser, tmp_path):
     if not clinic["room_today"]:
         pytest.skip("under 40 minutes left in the clinic's day: nothing to book today")

@@ -325,4 +325,11 @@ def test_appointments_appear_and_change_live(clinic, browser, tmp_path):
         EC.text_to_be_present_in_element((By.CSS_SELECTOR, row), "checked in"))
     assert browser.execute_script("return window.__notReloaded === true")
     shot(browser, tmp_path, "05-checked-in.png")
+
+    # every panel filled at once (docs/dashboard.png is this one)
+    browser.find_element(By.ID, "patient-search").send_keys("Bella")
+    wait_text(browser, "patient-results", "Bella (canine, Labrador)")
+    browser.find_element(By.CSS_SELECTOR, "#patient-results button").click()
+    wait_text(browser, "timeline", "Stifle strain")
+    shot(browser, tmp_path, "06-overview.png")
     assert csp_violations(browser) == []

@@ -119,6 +119,18 @@ def open_signed_in(browser, clinic):
     WebDriverWait(browser, 15).until(EC.visibility_of_element_located((By.ID, "dashboard")))
 
 
+def live_wait(browser, condition, what):
+    """condition within LIVE_DEADLINE_S; on timeout, what the page showed."""
+    try:
+        WebDriverWait(browser, LIVE_DEADLINE_S).until(condition)
+    except Exception as e:
+        rows = browser.find_element(By.ID, "appointments").text
+        live = browser.find_element(By.ID, "live").get_attribute("title")
+        logs = [m["message"] for m in browser.get_log("browser")]
+        raise AssertionError(f"{what} not seen within {LIVE_DEADLINE_S} s ({e!r}); rows: "
+                             f"{rows!r}; stream: {live!r}; console: {logs}") from None
+
+
 def raw_get(daemon, path):
     """GET with the path sent as written (requests would resolve the dots
     first): (status, parsed JSON body or None)."""
@@ -324,8 +336,7 @@ def test_appointments_appear_and_change_live(clinic, browser, tmp_path):
     assert r.status_code == 201, r.text
     aid = r.json()["id"]
     row = f'#appointments tr[data-id="{aid}"]'
-    WebDriverWait(browser, LIVE_DEADLINE_S).until(
-        EC.presence_of_element_located((By.CSS_SELECTOR, row)))
+    live_wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, row)), "the new row")
     text = browser.find_element(By.CSS_SELECTOR, row).text
     assert "Daisy (rabbit)" in text and TEST_VET in text and "scheduled" in text
     shot(browser, tmp_path, "04-scheduled.png")
@@ -333,8 +344,8 @@ def test_appointments_appear_and_change_live(clinic, browser, tmp_path):
     r = requests.post(writer.url + f"/v1/appointments/{aid}/check-in",
                       headers={**admin, "Idempotency-Key": str(uuid.uuid4())}, timeout=30)
     assert r.status_code == 200, r.text
-    WebDriverWait(browser, LIVE_DEADLINE_S).until(
-        EC.text_to_be_present_in_element((By.CSS_SELECTOR, row), "checked in"))
+    live_wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, row), "checked in"),
+              "the row's check-in")
     assert browser.execute_script("return window.__notReloaded === true")
     shot(browser, tmp_path, "05-checked-in.png")
 

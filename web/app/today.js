@@ -30,8 +30,11 @@ function row(a) {
 
 // Today's date in the clinic's timezone: the browser's guess first, then the
 // one the answer's timezone gives (asked again when they differ).
+let dashboardAsks = 0; // answers may arrive out of order: only the newest ask draws
+
 export async function loadDashboard(position) {
   const extra = position ? { consistent_with: position } : {};
+  const mine = ++dashboardAsks;
   try {
     let date = localDate(new Date());
     let answer = await get("/v1/dashboards/appointments", { date, ...extra });
@@ -40,6 +43,7 @@ export async function loadDashboard(position) {
       date = localDate(new Date());
       answer = await get("/v1/dashboards/appointments", { date, ...extra });
     }
+    if (mine !== dashboardAsks) return;
     byId("today-date").textContent = date;
     const body = byId("appointments").querySelector("tbody");
     const rows = answer.data.map(row);
@@ -47,11 +51,14 @@ export async function loadDashboard(position) {
     shown = new Map(answer.data.map((a) => [a.id, a.status]));
     setStatus("today-status", answer.data.length ? answer.data.length + " appointment(s)" : "No appointments today.");
   } catch (e) {
-    setStatus("today-status", explain(e), true);
+    if (mine === dashboardAsks) setStatus("today-status", explain(e), true);
   }
 }
 
+let slotAsks = 0;
+
 export async function loadSlots(position) {
+  const mine = ++slotAsks;
   const now = new Date();
   const end = startOfLocalDate(addDays(localDate(now), 1));
   const box = byId("slots");
@@ -60,6 +67,7 @@ export async function loadSlots(position) {
       from: now.toISOString(), to: end.toISOString(), duration_minutes: 15,
       consistent_with: position,
     });
+    if (mine !== slotAsks) return;
     const byVet = new Map();
     for (const s of answer.data) {
       if (!byVet.has(s.vet_name)) byVet.set(s.vet_name, []);
@@ -72,6 +80,6 @@ export async function loadSlots(position) {
     }
     setStatus("slots-status", byVet.size ? "" : "No free slots left today.");
   } catch (e) {
-    setStatus("slots-status", explain(e), true);
+    if (mine === slotAsks) setStatus("slots-status", explain(e), true);
   }
 }

@@ -55,7 +55,7 @@ export async function loadRevenue(position) {
     draw("revenue-chart", "bar", answer.data.map((m) => m.month), [
       { label: "invoiced", data: answer.data.map((m) => m.invoiced_cents / scale), backgroundColor: "#1f6feb" },
       { label: "paid", data: answer.data.map((m) => m.paid_cents / scale), backgroundColor: "#1a7f37" },
-    ], { scales: { y: { beginAtZero: true } } });
+    ], { scales: { y: { beginAtZero: true, ticks: { callback: (v) => money(v * scale) } } } });
     const invoiced = answer.data.reduce((n, m) => n + m.invoiced_cents, 0);
     const paid = answer.data.reduce((n, m) => n + m.paid_cents, 0);
     setStatus("revenue-status", answer.data.length

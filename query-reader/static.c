@@ -116,6 +116,8 @@ static char *read_file(const char *dir, const char *name, size_t *len, char *eta
 
 	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
 		return NULL;
+	/* O_NONBLOCK: a FIFO given a page's name must not hang the loop in open();
+	 * fstat then refuses it like any other non-regular file. */
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return NULL;

@@ -4,6 +4,7 @@
 import { get, explain } from "./api.js";
 import { byId, setStatus } from "./dom.js";
 import { localDate, addDays, addMonths } from "./time.js";
+import { setCurrency, formatCents } from "./money.js";
 
 const charts = {};
 
@@ -47,10 +48,9 @@ export async function loadRevenue(position) {
     const answer = await get("/v1/stats/revenue/monthly", {
       from: addMonths(today, -11), to: addMonths(today, 0), consistent_with: position,
     });
+    setCurrency(answer.currency, answer.currency_exponent);
     const scale = Math.pow(10, answer.currency_exponent == null ? 2 : answer.currency_exponent);
-    const money = (cents) => answer.currency
-      ? new Intl.NumberFormat("en-GB", { style: "currency", currency: answer.currency }).format(cents / scale)
-      : (cents / scale).toFixed(2);
+    const money = formatCents;
     byId("revenue-currency").textContent = answer.currency || "";
     draw("revenue-chart", "bar", answer.data.map((m) => m.month), [
       { label: "invoiced", data: answer.data.map((m) => m.invoiced_cents / scale), backgroundColor: "#1f6feb" },

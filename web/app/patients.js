@@ -2,6 +2,7 @@
 import { get, explain } from "./api.js";
 import { el, byId, clear, setStatus } from "./dom.js";
 import { localDateTime } from "./time.js";
+import { formatCents } from "./money.js";
 
 const DEBOUNCE_MS = 250;
 let timer = null;
@@ -29,6 +30,10 @@ function describe(item) {
       return [item.temperature_c != null ? item.temperature_c + " °C" : "",
               item.pulse_bpm != null ? item.pulse_bpm + " bpm" : "",
               item.weight_kg != null ? item.weight_kg + " kg" : ""].filter(Boolean).join(", ");
+    case "invoice":
+      return ["no. " + item.number, "total " + formatCents(item.total_cents),
+              item.balance_cents ? "balance " + formatCents(item.balance_cents) : "paid",
+              "(" + item.status + ")"].join(", ");
     default:
       return "";
   }

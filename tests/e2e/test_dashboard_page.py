@@ -103,7 +103,13 @@ def shot(driver, folder, name):
 
 
 def wait_text(driver, element_id, text, timeout=15):
-    WebDriverWait(driver, timeout).until(EC.text_to_be_present_in_element((By.ID, element_id), text))
+    try:
+        WebDriverWait(driver, timeout).until(
+            EC.text_to_be_present_in_element((By.ID, element_id), text))
+    except Exception:
+        shown = driver.find_element(By.ID, element_id).text
+        raise AssertionError(f"#{element_id} never showed {text!r} in {timeout} s; "
+                             f"it shows {shown!r}") from None
 
 
 def open_signed_in(browser, clinic):
@@ -349,8 +355,31 @@ def test_appointments_appear_and_change_live(clinic, browser, tmp_path):
     assert browser.execute_script("return window.__notReloaded === true")
     shot(browser, tmp_path, "05-checked-in.png")
 
+    # the visit billed: the revenue chart follows live, the invoice is on
+    # Daisy's timeline (it bills her appointment)
+    revenue_before = browser.find_element(By.ID, "revenue-status").text
+    def post(path, body):
+        r = requests.post(writer.url + path, json=body, timeout=30,
+                          headers={**admin, "Idempotency-Key": str(uuid.uuid4())})
+        assert r.status_code in (200, 201), r.text
+        return r.json()
+    invoice = post("/v1/invoices", {"client_id": daisy["client_id"], "appointment_id": aid})["id"]
+    post(f"/v1/invoices/{invoice}/lines", {"description": "Consultation", "quantity": 1,
+                                           "unit_price_cents": 5000, "tax_rate_bp": 0})
+    post(f"/v1/invoices/{invoice}/issue", {"due_in_days": 30})
+    WebDriverWait(browser, 5).until(
+        lambda d: d.find_element(By.ID, "revenue-status").text not in ("", revenue_before))
+    browser.find_element(By.ID, "patient-search").send_keys("Daisy")
+    wait_text(browser, "patient-results", "Daisy (rabbit")
+    browser.find_element(By.CSS_SELECTOR, "#patient-results button").click()
+    wait_text(browser, "timeline", "total £50.00, balance £50.00 (issued)")
+    wait_text(browser, "timeline", "consultation with Dr. Page Test — Live test (checked in)")
+    assert browser.execute_script("return window.__notReloaded === true")
+
     # every panel filled at once (docs/dashboard.png is this one)
-    browser.find_element(By.ID, "patient-search").send_keys("Bella")
+    search = browser.find_element(By.ID, "patient-search")
+    search.clear()
+    search.send_keys("Bella")
     wait_text(browser, "patient-results", "Bella (canine, Labrador)")
     browser.find_element(By.CSS_SELECTOR, "#patient-results button").click()
     wait_text(browser, "timeline", "Stifle strain")

@@ -32,8 +32,8 @@ function describe(item) {
               item.weight_kg != null ? item.weight_kg + " kg" : ""].filter(Boolean).join(", ");
     case "invoice":
       return ["no. " + item.number, "total " + formatCents(item.total_cents),
-              item.balance_cents ? "balance " + formatCents(item.balance_cents) : "paid",
-              "(" + item.status + ")"].join(", ");
+              item.balance_cents ? "balance " + formatCents(item.balance_cents) : "paid"].join(", ") +
+             " (" + (item.status || "").replace(/_/g, " ") + ")";
     default:
       return "";
   }
@@ -49,8 +49,8 @@ async function showTimeline(patient) {
     const answer = await get("/v1/patients/" + encodeURIComponent(patient.id) + "/timeline", { limit: 50 });
     list.replaceChildren(...(answer.data.length ? answer.data.map((item) =>
       el("li", { "data-kind": item.kind },
-        el("span", { class: "when" }, localDateTime(item.at)),
-        el("span", { class: "kind" }, item.kind.replace(/_/g, " ")),
+        el("span", { class: "when" }, localDateTime(item.at)), " ",
+        el("span", { class: "kind" }, item.kind.replace(/_/g, " ")), " ",
         describe(item)))
       : [el("li", { class: "muted" }, "Nothing recorded yet.")]));
     setStatus("patients-status", "");

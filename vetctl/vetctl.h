@@ -3,11 +3,26 @@
 #ifndef VETCTL_H
 #define VETCTL_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 int vc_cmd_kafka(int argc, char **argv);
 int vc_cmd_topics(int argc, char **argv);
 int vc_cmd_token(int argc, char **argv);
 int vc_cmd_catalog(int argc, char **argv);
 int vc_cmd_events(int argc, char **argv);
 int vc_cmd_analyst(int argc, char **argv);
+int vc_cmd_deadletters(int argc, char **argv);
+
+/* progress.c: progress of long work on stderr (at most once a second, and
+ * once with final): count, rate, position and, with a total, time left. */
+typedef struct VcProgress {
+	const char *what;
+	long long total; /* 0: unknown */
+	int64_t started_us;
+	int64_t last_us;
+} VcProgress;
+void vc_progress_start(VcProgress *pr, const char *what, long long total);
+void vc_progress_report(VcProgress *pr, long long done, const char *position, bool final);
 
 #endif

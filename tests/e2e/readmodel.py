@@ -1,0 +1,29 @@
+"""Row-by-row comparison of read model schemas, shared by the tests that check
+a read model equals a rebuild (test_rebuild_bulk.py, test_deadletters.py)."""
+
+import psycopg
+
+
+def query(stack, text, params=()):
+    with psycopg.connect(stack.superuser_dsn(), autocommit=True) as conn:
+        return conn.execute(text, params).fetchall()
+
+
+def table_digests(stack, schema, exclude=()):
+    """{table: (rows, md5 of the rows in text form)} of every base table of the
+    schema but its migrations (applied_at), positions (positions(); the
+    event_log rows say which events are in) and `exclude`; dead letters by
+    position, tenant, error and payload only (not when they were recorded, nor
+    how ops resolved them)."""
+    tables = [t for (t,) in query(stack, "SELECT table_name FROM information_schema.tables "
+                                         "WHERE table_schema = %s AND table_type = 'BASE TABLE' "
+                                         "AND table_name NOT IN ('schema_migrations',"
+                                         " 'projection_offsets')", (schema,))
+              if t not in exclude]
+    out = {}
+    for t in tables:
+        cols = ("x.partition, x.\"offset\", x.tenant_id, x.error, x.payload"
+                if t == "dead_letters" else "x.*")
+        out[t] = query(stack, f"SELECT count(*), md5(coalesce(string_agg(r, '|' ORDER BY r), ''))"
+                              f" FROM (SELECT ROW({cols})::text AS r FROM \"{schema}\".\"{t}\" x) s")[0]
+    return out

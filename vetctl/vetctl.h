@@ -13,6 +13,7 @@ int vc_cmd_catalog(int argc, char **argv);
 int vc_cmd_events(int argc, char **argv);
 int vc_cmd_analyst(int argc, char **argv);
 int vc_cmd_deadletters(int argc, char **argv);
+int vc_cmd_tenant(int argc, char **argv);
 
 /* progress.c: progress of long work on stderr (at most once a second, and
  * once with final): count, rate, position and, with a total, time left. */

@@ -52,6 +52,7 @@ static void on_interrupt(int sig)
 
 static const char usage[] =
 	"usage: vetctl tenant export --tenant UUID [--brokers B] [--topic T] > tenant.ndjson\n"
+	"       vetctl tenant import --file tenant.ndjson --writer URL --token JWT [--dry-run]\n"
 	"  every committed event of the tenant in log order, one envelope per line, then\n"
 	"  {\"trailer\":{\"count\":N,\"blake2b\":\"<hex>\"}} (docs/operations.md)\n";
 
@@ -231,6 +232,8 @@ int vc_cmd_tenant(int argc, char **argv)
 {
 	if (argc >= 2 && !strcmp(argv[1], "export"))
 		return cmd_export(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "import"))
+		return vc_tenant_import(argc - 1, argv + 1);
 	bool help = argc >= 2 && !strcmp(argv[1], "--help");
 	fputs(usage, help ? stdout : stderr);
 	return help ? 0 : 2;

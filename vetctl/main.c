@@ -16,6 +16,7 @@ static const char usage[] =
 	"  analyst create|grant|revoke --tenant UUID --login NAME [--dsn DSN]   analyst logins per tenant\n"
 	"  deadletters list|show|redrive|discard   the projector's dead letters (see --help)\n"
 	"  tenant export --tenant UUID > t.ndjson   a tenant's committed events and a BLAKE2b trailer\n"
+	"  tenant import --file t.ndjson --writer URL --token JWT   load it into another deployment\n"
 	"  catalog       print the event catalog (types, aggregates, versions, data fields) as JSON\n"
 	"each command takes --help; options also come from VETPMS_* variables (see README)\n";
 

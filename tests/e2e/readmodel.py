@@ -27,3 +27,23 @@ def table_digests(stack, schema, exclude=()):
         out[t] = query(stack, f"SELECT count(*), md5(coalesce(string_agg(r, '|' ORDER BY r), ''))"
                               f" FROM (SELECT ROW({cols})::text AS r FROM \"{schema}\".\"{t}\" x) s")[0]
     return out
+
+
+def tenant_digests(stack, tenant, schema="read"):
+    """{table: (rows, md5)} of one tenant's rows in every base table with a
+    tenant_id column but the dead letters, without the columns that say where
+    an event sits in one deployment's log (event_log's partition and offset):
+    the read model of the same history in two deployments compares equal."""
+    tables = [t for (t,) in query(stack, "SELECT c.table_name FROM information_schema.columns c "
+                                         "JOIN information_schema.tables t USING (table_schema,"
+                                         " table_name) WHERE c.table_schema = %s AND "
+                                         "c.column_name = 'tenant_id' AND t.table_type = "
+                                         "'BASE TABLE' AND c.table_name <> 'dead_letters'",
+                                  (schema,))]
+    out = {}
+    for t in sorted(tables):
+        out[t] = query(stack, f"SELECT count(*), md5(coalesce(string_agg(r, '|' ORDER BY r), ''))"
+                              f" FROM (SELECT (to_jsonb(x) - 'partition' - 'offset')::text AS r"
+                              f" FROM \"{schema}\".\"{t}\" x WHERE x.tenant_id = %s) s",
+                       (tenant,))[0]
+    return out

@@ -2,13 +2,30 @@
 log order, each line the envelope exactly as stored, then a trailer with the
 count and the BLAKE2b-256 of the event lines (each with its newline). Another
 tenant's events in the same partition and an aborted transaction's are not in
-the file; a record keyed by the tenant that is not an event stops the export."""
+the file; a record keyed by the tenant that is not an event stops the export.
+
+vetctl tenant import (vetctl/tenant_import.c, cmd-writer/import.c): the export
+of a tenant with the property test's history of every command goes into a
+second stack through the writer's ops route; vetctl is killed mid-import and
+the target writer with it, the rerun resumes without duplicates, and both read
+models are equal row by row for the tenant."""
 
 import hashlib
 import json
+import os
+import subprocess
+
+import pytest
+import requests
 
 import events as ev
+import test_property_commands as prop
 from kafka_partition import partition as partition_for_key  # the writer's partitioner
+from readmodel import query, tenant_digests
+from stack import BIN_DIR, free_port, running_stack, wait_for
+
+# Commands per command type of the source tenant's random history.
+IMPORT_EXAMPLES = int(os.environ.get("VETPMS_IMPORT_EXAMPLES", "4"))
 
 
 def history(tenant, n_clients):
@@ -84,3 +101,127 @@ def test_export_stops_at_a_record_of_the_tenant_that_is_not_an_event(stack):
     assert r.returncode == 1
     assert "not an event" in r.stderr
     assert "trailer" not in r.stdout  # an incomplete file never looks complete
+
+
+# --- import into a second deployment ---------------------------------------
+
+def caught_up(projector):
+    """Waits until the projector has applied a batch and sees no lag (its
+    lag counts transaction markers out)."""
+    wait_for(lambda: projector.metric("vetpms_projector_batches_total") >= 1
+             and projector.metric("vetpms_projector_lag_events") == 0,
+             timeout=120, what="the projector to reach the end of the log",
+             explain=lambda: projector.log_tail(10))
+
+
+@pytest.fixture(scope="module")
+def source(stack):
+    """The session stack with a writer and a projector, and a tenant with the
+    property test's random history of every command (so every event type)."""
+    projector = stack.start_daemon("projector", port=free_port())
+    writer = stack.start_daemon("cmd-writer", port=free_port())
+    for d in (projector, writer):
+        d.wait_ready(90)
+    caught_up(projector)  # earlier tests' dead letters are not the property test's
+    prop.EXAMPLES = IMPORT_EXAMPLES
+    prop.test_every_command_answers_4xx_or_commits_an_event_the_projector_applies(
+        stack, (projector, writer))
+    (tenant,) = query(stack, "SELECT id::text FROM read.tenants WHERE name = 'Property Paws' "
+                             "ORDER BY created_at DESC LIMIT 1")[0]
+    yield writer, tenant
+    writer.terminate()
+    projector.terminate()
+
+
+@pytest.fixture(scope="module")
+def target():
+    with running_stack() as s:
+        projector = s.start_daemon("projector", port=free_port())
+        writer = s.start_daemon("cmd-writer", port=free_port())
+        for d in (projector, writer):
+            d.wait_ready(90)
+        yield s, projector, writer
+
+
+def start_import(stack, writer, path, *args):
+    return subprocess.Popen([os.path.join(BIN_DIR, "vetctl"), "tenant", "import", "--file", path,
+                             "--writer", writer.url, "--token", stack.token("platform-ops"),
+                             *args], env=stack.env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def import_file(stack, writer, path, *args):
+    p = start_import(stack, writer, path, *args)
+    out, err = p.communicate(timeout=300)
+    return p.returncode, err
+
+
+def logged(stack, tenant):
+    return query(stack, "SELECT count(*) FROM read.event_log WHERE tenant_id = %s", (tenant,))[0][0]
+
+
+def test_import_into_a_second_stack_resumes_after_a_kill_and_equals_the_source(
+        stack, source, target, tmp_path):
+    writer, tenant = source
+    tstack, tprojector, twriter = target
+    path = str(tmp_path / "tenant.ndjson")
+    with open(path, "w") as f:
+        f.write(export(stack, tenant).stdout)
+    lines = open(path).read().splitlines()
+    exported = [json.loads(ln) for ln in lines[:-1]]
+    types = {e["type"] for e in exported}
+    catalog = {e["type"] for e in json.loads(stack.vetctl("catalog").stdout)}
+    print(f"import: {len(exported)} events, {len(types)} of {len(catalog)} types; missing "
+          f"{sorted(catalog - types)}")
+    assert len(types) >= 30, sorted(types)
+
+    # the checks before anything is sent: a tampered file, a dry run
+    bad = str(tmp_path / "tampered.ndjson")
+    with open(bad, "w") as f:
+        f.write("\n".join(lines[:1] + [lines[1].replace('"', ' "', 1)] + lines[2:]) + "\n")
+    code, err = import_file(tstack, twriter, bad)
+    assert code == 1 and "BLAKE2b" in err, err
+    code, err = import_file(tstack, twriter, path, "--dry-run")
+    assert code == 0 and "checked" in err, err
+    assert logged(tstack, tenant) == 0
+    # a tenant token, even an admin's, is not enough
+    r = requests.post(f"{twriter.url}/v1/ops/tenants/{tenant}/import",
+                      json={"import": "0" * 64, "from": 0, "events": []},
+                      headers={"Authorization": "Bearer " + tstack.token("admin", tenant=tenant)})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN"
+    # a tenant that exists where it is imported is refused
+    code, err = import_file(stack, writer, path)
+    assert code == 1 and "TENANT_EXISTS" in err, err
+
+    # interrupted: vetctl killed after some batches landed, then the writer too
+    first = start_import(tstack, twriter, path, "--batch", "1")
+    wait_for(lambda: logged(tstack, tenant) >= len(exported) // 3 or first.poll() is not None,
+             timeout=120, what="a third of the import")
+    first.kill()
+    first.wait()
+    landed = logged(tstack, tenant)
+    assert 0 < landed < len(exported), landed
+    twriter.kill9()
+    twriter = tstack.start_daemon("cmd-writer", port=free_port())
+    twriter.wait_ready(90)
+    code, err = import_file(tstack, twriter, path, "--batch", "50")
+    assert code == 0, err
+    assert "resuming at event" in err and "import:" in err and "/s" in err, err
+    # again: nothing left to send, nothing appended twice
+    code, err = import_file(tstack, twriter, path)
+    assert code == 0 and f"resuming at event {len(exported)}" in err, err
+
+    wait_for(lambda: logged(tstack, tenant) == len(exported), timeout=120,
+             what="the target projector to apply the import", explain=lambda: tprojector.log_tail(10))
+    ids = [i for (i,) in query(tstack, "SELECT event_id::text FROM read.event_log "
+                                       "WHERE tenant_id = %s ORDER BY partition, \"offset\"",
+                               (tenant,))]
+    assert ids == [e["id"] for e in exported]  # each once, in the file's order
+    assert not query(tstack, "SELECT 1 FROM read.dead_letters WHERE tenant_id = %s", (tenant,))
+    assert tenant_digests(tstack, tenant) == tenant_digests(stack, tenant)
+    # the imported tenant takes commands on the target: the writer's model has it
+    r = requests.post(f"{twriter.url}/v1/clients",
+                      json={"first_name": "After", "last_name": "Import"},
+                      headers={"Authorization": "Bearer " + tstack.token("admin", tenant=tenant)})
+    assert r.status_code == 201, r.text
+    twriter.terminate()

@@ -25,7 +25,7 @@ from readmodel import query, tenant_digests
 from stack import BIN_DIR, free_port, running_stack, wait_for
 
 # Commands per command type of the source tenant's random history.
-IMPORT_EXAMPLES = int(os.environ.get("VETPMS_IMPORT_EXAMPLES", "4"))
+IMPORT_EXAMPLES = int(os.environ.get("VETPMS_IMPORT_EXAMPLES", "15"))
 
 
 def history(tenant, n_clients):
@@ -105,13 +105,51 @@ def test_export_stops_at_a_record_of_the_tenant_that_is_not_an_event(stack):
 
 # --- import into a second deployment ---------------------------------------
 
-def caught_up(projector):
-    """Waits until the projector has applied a batch and sees no lag (its
-    lag counts transaction markers out)."""
-    wait_for(lambda: projector.metric("vetpms_projector_batches_total") >= 1
-             and projector.metric("vetpms_projector_lag_events") == 0,
+def caught_up(stack, projector):
+    """Waits until the projector has read every partition up to now: a marker
+    tenant provisioned in each partition, all of them applied (a partition is
+    applied in order, so what came before each marker is applied or dead-lettered)."""
+    markers = {}
+    while len(markers) < stack.partitions:
+        tenant = ev.new_id()
+        markers.setdefault(partition_for_key(tenant, stack.partitions), tenant)
+    producer = ev.EventProducer(stack.brokers, transactional_id=f"e2e-import-{ev.new_id()}")
+    try:
+        producer.send_all([ev.tenant_provisioned(t, "Marker") for t in markers.values()])
+    finally:
+        producer.close()
+    wait_for(lambda: query(stack, "SELECT count(*) FROM read.tenants WHERE id = ANY(%s::uuid[])",
+                           (list(markers.values()),))[0][0] == len(markers),
              timeout=120, what="the projector to reach the end of the log",
              explain=lambda: projector.log_tail(10))
+
+
+def complete_the_types(stack, projector, tenant):
+    """Two event types the random history rarely reaches (a no-show needs a
+    start in the past, an adjustment a received batch), appended behind the
+    writer to aggregates of the tenant that can take them, when it has some."""
+    envs = []
+    appt = query(stack, "SELECT id::text, version FROM read.appointments WHERE tenant_id = %s "
+                        "AND status = 'scheduled' ORDER BY id LIMIT 1", (tenant,))
+    if appt:
+        envs.append(ev.envelope("AppointmentNoShow", tenant, "appointment", appt[0][0],
+                                appt[0][1] + 1, {}))
+    batch = query(stack, "SELECT b.item_id::text, i.version, b.batch_number FROM "
+                         "read.stock_batches b JOIN read.inventory_items i ON i.tenant_id = "
+                         "b.tenant_id AND i.id = b.item_id WHERE b.tenant_id = %s AND i.active "
+                         "AND b.remaining_milli >= 1000 ORDER BY 1, 3 LIMIT 1", (tenant,))
+    if batch:
+        item, version, number = batch[0]
+        envs.append(ev.envelope("StockAdjusted", tenant, "inventory_item", item, version + 1,
+                                {"batch_number": number, "delta_milli": -1000,
+                                 "reason": "damage"}))
+    producer = ev.EventProducer(stack.brokers, transactional_id=f"e2e-import-{tenant}")
+    try:
+        producer.send_all(envs)
+    finally:
+        producer.close()
+    caught_up(stack, projector)
+    assert not query(stack, "SELECT error FROM read.dead_letters WHERE tenant_id = %s", (tenant,))
 
 
 @pytest.fixture(scope="module")
@@ -122,12 +160,13 @@ def source(stack):
     writer = stack.start_daemon("cmd-writer", port=free_port())
     for d in (projector, writer):
         d.wait_ready(90)
-    caught_up(projector)  # earlier tests' dead letters are not the property test's
+    caught_up(stack, projector)  # earlier tests' dead letters are not the property test's
     prop.EXAMPLES = IMPORT_EXAMPLES
     prop.test_every_command_answers_4xx_or_commits_an_event_the_projector_applies(
         stack, (projector, writer))
     (tenant,) = query(stack, "SELECT id::text FROM read.tenants WHERE name = 'Property Paws' "
                              "ORDER BY created_at DESC LIMIT 1")[0]
+    complete_the_types(stack, projector, tenant)
     yield writer, tenant
     writer.terminate()
     projector.terminate()
@@ -173,7 +212,9 @@ def test_import_into_a_second_stack_resumes_after_a_kill_and_equals_the_source(
     catalog = {e["type"] for e in json.loads(stack.vetctl("catalog").stdout)}
     print(f"import: {len(exported)} events, {len(types)} of {len(catalog)} types; missing "
           f"{sorted(catalog - types)}")
-    assert len(types) >= 30, sorted(types)
+    # the random history reaches 43-44 of the 46 types with 15 examples per
+    # command; every type in every run is not guaranteed yet (docs/status.md)
+    assert len(types) >= 40, sorted(catalog - types)
 
     # the checks before anything is sent: a tampered file, a dry run
     bad = str(tmp_path / "tampered.ndjson")

@@ -190,7 +190,8 @@ static int redrive_one(PGconn *conn, const char *part_text, const char *offset_t
 	const char *done[] = {part_text, offset_text, refusal};
 	if (found && vp_pg_exec(conn, rc == 1
 		? "UPDATE dead_letters SET status = 'redriven', resolved_at = now(), "
-		  "resolved_by = requested_by, last_error = NULL WHERE partition = $1::integer AND "
+		  "resolved_by = coalesce(requested_by, session_user), last_error = NULL WHERE "
+		  "partition = $1::integer AND "
 		  "\"offset\" = $2::bigint"
 		: "UPDATE dead_letters SET status = 'dead', last_error = $3 WHERE "
 		  "partition = $1::integer AND \"offset\" = $2::bigint",

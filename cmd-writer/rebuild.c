@@ -62,6 +62,17 @@ static void header_value(const rd_kafka_message_t *m, const char *name, char *ou
 	}
 }
 
+/* An imported record: how far the import of its file got (import.c). */
+static void note_import(WrState *state, const rd_kafka_message_t *m, const char *tenant_id)
+{
+	char digest[65], index[24];
+	header_value(m, WR_HEADER_IMPORT, digest, sizeof(digest));
+	header_value(m, WR_HEADER_IMPORT_INDEX, index, sizeof(index));
+	WrTenant *t = *digest ? wr_state_tenant(state, tenant_id) : NULL;
+	if (t)
+		wr_import_note(t, digest, strtoll(index, NULL, 10) + 1);
+}
+
 /* One record into the model: 0, or -1 with why when it cannot enter it. A
  * record enters when its envelope decodes, the catalog accepts it (the
  * projector applies the same check) and the model takes it; an event the
@@ -89,9 +100,12 @@ static int apply_record(WrState *state, const rd_kafka_message_t *m, int64_t now
 	header_value(m, WR_HEADER_COMMAND_ID_ORIGIN, origin, sizeof(origin));
 	snprintf(position, sizeof(position), "%d:%lld", m->partition, (long long)m->offset);
 	const WrIdemNote idem = {.request_hash = hash, .position = position, .pending = false};
-	bool generated = !strcmp(origin, WR_ORIGIN_WRITER);
+	/* an imported event's command id was not sent here: not remembered */
+	bool generated = !strcmp(origin, WR_ORIGIN_WRITER) || !strcmp(origin, WR_ORIGIN_IMPORT);
 	if (rc == 0)
 		rc = wr_state_apply(state, &ev, generated ? NULL : &idem, why, why_cap);
+	if (rc == 0)
+		note_import(state, m, ev.tenant_id);
 	WrTenant *t = rc < 0 || generated ? NULL : wr_state_tenant(state, ev.tenant_id);
 	if (t) /* only a remembered key can push the window past its bound */
 		wr_state_idem_expire(state, t, now_us);

@@ -19,7 +19,7 @@ import requests
 
 from kafka_log import events
 from stack import free_port, running_stack, wait_for
-from test_rebuild_bulk import query, run_rebuild, table_digests
+from readmodel import query, run_rebuild, table_digests
 from test_reader_outage import postgres_pids
 
 WRITERS = 3              # posting threads

@@ -28,26 +28,6 @@ bool wr_owns_partition(const WrConfig *cfg, int partition)
 	return partition % cfg->instances == cfg->instance;
 }
 
-rd_kafka_t *wr_log_reader_new(const WrConfig *cfg, const char *client_id, char *why,
-			      size_t why_cap)
-{
-	/* The group is never joined: partitions are assigned explicitly and no
-	 * position is committed. */
-	rd_kafka_conf_t *conf = vp_kafka_consumer_conf_new(cfg->brokers, client_id,
-							   "vetpms-writer-rebuild", cfg->kafka_props,
-							   why, why_cap);
-	if (!conf)
-		return NULL;
-	if (vp_kafka_conf_set(conf, "enable.partition.eof", "true", why, why_cap) < 0) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, why_cap);
-	if (!rk)
-		rd_kafka_conf_destroy(conf);
-	return rk;
-}
-
 static void header_value(const rd_kafka_message_t *m, const char *name, char *out, size_t cap)
 {
 	rd_kafka_headers_t *headers = NULL;
@@ -163,7 +143,9 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 	rd_kafka_message_t *batch[REBUILD_BATCH];
 	rd_kafka_queue_t *queue = NULL;
 	int64_t started_us = vp_time_now_us();
-	rd_kafka_t *rk = wr_log_reader_new(cfg, "vetpms-cmd-writer-rebuild", why, why_cap);
+	rd_kafka_t *rk = vp_kafka_log_reader_new(cfg->brokers, "vetpms-cmd-writer-rebuild",
+						"vetpms-writer-rebuild", cfg->kafka_props, false, why,
+						why_cap);
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partition_cnt);
 	if (!rk || !parts)
 		goto done;

@@ -146,10 +146,6 @@ enum {
 int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stopping,
 	       WrState *state, long long *quarantined, char *why, size_t why_cap);
 bool wr_owns_partition(const WrConfig *cfg, int partition);
-/* A read_committed consumer of the log that reports each partition's end,
- * for partitions assigned by hand (no group is joined, nothing committed). */
-rd_kafka_t *wr_log_reader_new(const WrConfig *cfg, const char *client_id, char *why,
-			      size_t why_cap);
 
 /* outcome.c: whether batch (one transaction whose commit outcome the producer
  * could not tell) committed, read from its partition read_committed within

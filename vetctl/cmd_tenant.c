@@ -56,23 +56,6 @@ static const char usage[] =
 	"  every committed event of the tenant in log order, one envelope per line, then\n"
 	"  {\"trailer\":{\"count\":N,\"blake2b\":\"<hex>\"}} (docs/operations.md)\n";
 
-static rd_kafka_t *export_consumer(const ExportOptions *o, char *why, size_t why_cap)
-{
-	rd_kafka_conf_t *conf = vp_kafka_consumer_conf_new(o->brokers, "vetctl", "vetctl-export",
-							   o->kafka_props, why, why_cap);
-	if (!conf)
-		return NULL;
-	if (vp_kafka_conf_set(conf, "enable.partition.eof", "true", why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "log_level", "3", why, why_cap) < 0) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, why_cap);
-	if (!rk)
-		rd_kafka_conf_destroy(conf);
-	return rk;
-}
-
 /* One record of the partition: written and hashed when it is the tenant's;
  * 0, or -1 with x->why. */
 static int export_record(Export *x, const rd_kafka_message_t *m)
@@ -216,7 +199,8 @@ static int cmd_export(int argc, char **argv)
 	vp_uuid_format(&tenant, o.tenant); /* the key's spelling: canonical lower case */
 	signal(SIGINT, on_interrupt);
 	signal(SIGTERM, on_interrupt);
-	x.rk = export_consumer(&o, x.why, sizeof(x.why));
+	x.rk = vp_kafka_log_reader_new(o.brokers, "vetctl", "vetctl-export", o.kafka_props, true,
+				       x.why, sizeof(x.why));
 	rc = x.rk && export_tenant(&x) == 0 ? 0 : 1;
 	if (rc)
 		fprintf(stderr, "vetctl: tenant export: %s\n", x.why);

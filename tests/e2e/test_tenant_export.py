@@ -125,10 +125,20 @@ def caught_up(stack, projector):
 
 
 def complete_the_types(stack, projector, tenant):
-    """Two event types the random history rarely reaches (a no-show needs a
-    start in the past, an adjustment a received batch), appended behind the
-    writer to aggregates of the tenant that can take them, when it has some."""
+    """The event types the random history rarely reaches (a no-show needs a
+    start in the past, an adjustment a received batch, a refund a paid
+    invoice), appended behind the writer to aggregates of the tenant that can
+    take them, when it has some."""
     envs = []
+    paid = query(stack, "SELECT i.id::text, i.version, p.id::text FROM read.invoices i "
+                        "JOIN read.payments p ON p.tenant_id = i.tenant_id AND p.invoice_id = i.id "
+                        "WHERE i.tenant_id = %s AND i.status IN ('paid', 'partially_paid') "
+                        "AND p.amount_cents > p.refunded_cents ORDER BY 1, 3 LIMIT 1", (tenant,))
+    if paid:
+        invoice, version, payment = paid[0]
+        envs.append(ev.envelope("PaymentRefunded", tenant, "invoice", invoice, version + 1,
+                                {"refund_id": ev.new_id(), "payment_id": payment,
+                                 "amount_cents": 1, "reason": "goodwill"}))
     appt = query(stack, "SELECT id::text, version FROM read.appointments WHERE tenant_id = %s "
                         "AND status = 'scheduled' ORDER BY id LIMIT 1", (tenant,))
     if appt:
@@ -212,8 +222,10 @@ def test_import_into_a_second_stack_resumes_after_a_kill_and_equals_the_source(
     catalog = {e["type"] for e in json.loads(stack.vetctl("catalog").stdout)}
     print(f"import: {len(exported)} events, {len(types)} of {len(catalog)} types; missing "
           f"{sorted(catalog - types)}")
-    # the random history reaches 43-44 of the 46 types with 15 examples per
-    # command; every type in every run is not guaranteed yet (docs/status.md)
+    # the random history reaches 43-45 of the 46 types with 15 examples per
+    # command (seeds 1-3: AppointmentNoShow, AppointmentRescheduled,
+    # InvoiceLineRemoved or PatientTransferred missing); every type in every run
+    # needs a scripted history, not done yet (docs/status.md)
     assert len(types) >= 40, sorted(catalog - types)
 
     # the checks before anything is sent: a tampered file, a dry run

@@ -13,7 +13,12 @@ set -euo pipefail
 
 WRITER="http://127.0.0.1:$WRITER_PORT"
 jwt=$(secret jwt_hs256_secret "${VETPMS_JWT_HS256_SECRET:-}")
-tenant_file="$VAR_DIR/demo_tenant_id"
+# What a run remembers for the next (its tenant, dates loaded, billing done)
+# and the prefix of its Idempotency-Keys: a test that wants a demo clinic of its
+# own on a shared stack names another folder and prefix.
+STATE_DIR=${VETPMS_DEMO_STATE_DIR:-$VAR_DIR}
+KEYS=${VETPMS_DEMO_KEY_PREFIX:-demo}
+tenant_file="$STATE_DIR/demo_tenant_id"
 # the tenant's timezone: clinic hours are local (a test may pick another, so
 # that "now" falls inside the clinic's day)
 TZNAME="${VETPMS_DEMO_TIMEZONE:-Europe/London}"
@@ -24,7 +29,7 @@ token() { VETPMS_JWT_HS256_SECRET=$jwt "$BIN_DIR/vetctl" token --ttl-s 600 "$@";
 post() {
   local answer
   answer=$(curl -fsS -X POST "$WRITER$3" -H "Authorization: Bearer $1" \
-    -H "Idempotency-Key: demo-$2" -H 'Content-Type: application/json' -d "$4") \
+    -H "Idempotency-Key: $KEYS-$2" -H 'Content-Type: application/json' -d "$4") \
     || die "demo: POST $3 failed"
   printf '%s' "$answer" | sed -n 's/.*"id":"\([0-9a-f-]*\)".*/\1/p'
 }
@@ -34,7 +39,7 @@ post() {
 post_soft() {
   local answer code
   answer=$(curl -sS -o - -w '\n%{http_code}' -X POST "$WRITER$3" -H "Authorization: Bearer $1" \
-    -H "Idempotency-Key: demo-$2" -H 'Content-Type: application/json' -d "$4") \
+    -H "Idempotency-Key: $KEYS-$2" -H 'Content-Type: application/json' -d "$4") \
     || die "demo: POST $3 failed"
   code=${answer##*$'\n'}
   case $code in
@@ -139,7 +144,7 @@ last=$(date_plus 7)
 # --- past visits: medical records ---------------------------------------------
 # Dated back from the day of the first run, kept in var/ so a re-run replays the
 # same commands (same keys, same bodies) on any later day.
-visits_file="$VAR_DIR/demo_visits_date"
+visits_file="$STATE_DIR/demo_visits_date"
 [ -s "$visits_file" ] || echo "$today" > "$visits_file"
 anchor=$(date -u -d "$(cat "$visits_file") 12:00" +%s)
 ago() { date -u -d "@$((anchor - $1 * 86400))" +%F; }        # DAYS -> local date
@@ -209,7 +214,7 @@ inv "$admin" adj-1 "/$food/adjustments" '{"batch_number":"RC-A","reason":"count"
 # food lines name their items: issuing dispenses them FEFO. Loaded once per
 # tenant (var/demo_billing_done): a re-run after the idempotency window would
 # otherwise bill the same visits again.
-billing_done="$VAR_DIR/demo_billing_done"
+billing_done="$STATE_DIR/demo_billing_done"
 if [ ! -e "$billing_done" ]; then
 reception=$(token --role reception --tenant "$tenant" --sub demo-reception)
 bill() { post "$1" "bill-$2" "/v1/invoices$3" "$4"; }          # TOKEN KEY PATH JSON
@@ -218,7 +223,7 @@ issue() { bill "$reception" "$1" "/$2/issue" "{\"issued_on\":\"$(ago "$3")\",\"d
 pay() { bill "$reception" "$1" "/$2/payments" "{\"amount_cents\":$3,\"method\":\"$4\",\"received_on\":\"$(ago "$5")\"}" >/dev/null; }
 # Daisy, 45 days ago: nail clip and a check-up, paid by card, then 20.00 refunded.
 # The payment's id is the demo's choice, kept in var/ so a re-run replays it.
-payment_file="$VAR_DIR/demo_payment_id"
+payment_file="$STATE_DIR/demo_payment_id"
 [ -s "$payment_file" ] || cat /proc/sys/kernel/random/uuid > "$payment_file"
 payment=$(cat "$payment_file")
 inv1=$(bill "$reception" 1 "" "{\"client_id\":\"${clients[6]}\"}")

@@ -59,7 +59,12 @@ def clinic(stack):
     for d in ds:
         d.wait_ready(90)
     writer, reader = ds[2], ds[1]
-    env = dict(stack.env, VETPMS_WRITER_PORT=str(writer.port), VETPMS_DEMO_TIMEZONE=TZNAME)
+    # a demo clinic of its own (its state and keys): test_demo.py expects the
+    # var dir's demo not to exist before its first run
+    state = os.path.join(stack.dir, "page-demo")
+    os.makedirs(state, exist_ok=True)
+    env = dict(stack.env, VETPMS_WRITER_PORT=str(writer.port), VETPMS_DEMO_TIMEZONE=TZNAME,
+               VETPMS_DEMO_STATE_DIR=state, VETPMS_DEMO_KEY_PREFIX="page-demo")
     r = subprocess.run([os.path.join(ROOT, "scripts", "demo.sh")], env=env, text=True,
                        capture_output=True, timeout=180)
     assert r.returncode == 0, r.stderr

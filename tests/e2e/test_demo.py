@@ -81,7 +81,8 @@ def test_demo_loads_a_week_of_scheduling_and_reruns_append_nothing(stack, daemon
             "InvoiceCreated": 7, "InvoiceLineAdded": 11, "InvoiceIssued": 6,
             "PaymentRecorded": 3, "PaymentRefunded": 1, "InvoiceVoided": 1}
     wait_for(lambda: {k: v for k, v in counts(stack, tid).items() if k in want} == want,
-             timeout=60, what="the demo's events projected")
+             timeout=60, what="the demo's events projected",
+             explain=lambda: f"projected {counts(stack, tid)}, wanted {want}")
 
     auth = {"Authorization": "Bearer " + stack.token(["admin", "vet"], tenant=tid)}
     lo = datetime.combine(today, datetime.min.time(), TZ)

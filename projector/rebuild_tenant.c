@@ -71,7 +71,7 @@ typedef struct TenantRebuild {
 	int64_t position; /* every record below it is applied (or not T's) */
 	int64_t target;	  /* for progress */
 	int64_t records, applied, rejected;
-	int64_t started, last_progress, last_moved;
+	int64_t started, fill_started, last_progress, last_moved;
 } TenantRebuild;
 
 /* Runs the one-row, one-column text a query builds (NULL/empty: nothing). */
@@ -159,7 +159,7 @@ static void progress(TenantRebuild *t, bool force)
 	if (!force && now - t->last_progress < PROGRESS_US)
 		return;
 	t->last_progress = now;
-	double secs = (double)(now - t->started) / VP_US_PER_SEC;
+	double secs = (double)(now - t->fill_started) / VP_US_PER_SEC;
 	double rate = secs > 0 ? (double)t->records / secs : 0;
 	int64_t left = t->target > t->position ? t->target - t->position : 0;
 	fprintf(stderr, "rebuild --tenant %s: partition %d at offset %lld of %lld, %lld record(s) "
@@ -173,14 +173,14 @@ static int simple(PGconn *conn, const char *sql, char *why, size_t why_cap)
 	return vp_pg_exec(conn, sql, 0, NULL, NULL, why, why_cap);
 }
 
-/* One record of T into the scratch schema. 1 applied or skipped (a duplicate
- * id), 0 rejected (a dead letter of the live projector too), -1 failed. */
-static int apply_one(TenantRebuild *t, const rd_kafka_message_t *msg, bool savepoint, char *why,
-		     size_t why_cap)
+/* One record of T into the scratch schema, behind a savepoint. 1 applied or
+ * skipped (a duplicate id), 0 rejected (a dead letter of the live projector
+ * too, left out the same way), -1 failed. */
+static int apply_one(TenantRebuild *t, const rd_kafka_message_t *msg, char *why, size_t why_cap)
 {
 	char reason[512];
 	VpEvent ev;
-	if (savepoint && simple(t->apply, "SAVEPOINT ev", why, why_cap) < 0)
+	if (simple(t->apply, "SAVEPOINT ev", why, why_cap) < 0)
 		return -1;
 	PjApplyResult result = PJ_REJECTED;
 	if (vp_event_decode(msg->payload, msg->len, &ev, reason, sizeof(reason)) == 0) {
@@ -193,53 +193,116 @@ static int apply_one(TenantRebuild *t, const rd_kafka_message_t *msg, bool savep
 		return -1;
 	}
 	if (result != PJ_REJECTED)
-		return savepoint ? simple(t->apply, "RELEASE SAVEPOINT ev", why, why_cap) < 0 ? -1 : 1
-				 : 1;
-	if (savepoint) {
-		vp_log_warn(NULL, "rebuild_tenant", "offset %lld not applied (a dead letter): %s",
-			    (long long)msg->offset, reason);
-		if (simple(t->apply, "ROLLBACK TO SAVEPOINT ev", why, why_cap) < 0)
+		return simple(t->apply, "RELEASE SAVEPOINT ev", why, why_cap) < 0 ? -1 : 1;
+	vp_log_warn(NULL, "rebuild_tenant", "offset %lld not applied (a dead letter): %s",
+		    (long long)msg->offset, reason);
+	return simple(t->apply, "ROLLBACK TO SAVEPOINT ev", why, why_cap) < 0 ? -1 : 0;
+}
+
+static int apply_one_by_one(TenantRebuild *t, char *why, size_t why_cap)
+{
+	int64_t applied = 0, rejected = 0;
+	if (simple(t->apply, "BEGIN", why, why_cap) < 0)
+		return -1;
+	for (int i = 0; i < t->batch_len; i++) {
+		int one = apply_one(t, t->batch[i], why, why_cap);
+		if (one < 0)
 			return -1;
+		applied += one;
+		rejected += !one;
 	}
+	if (simple(t->apply, "COMMIT", why, why_cap) < 0)
+		return -1;
+	t->applied += applied;
+	t->rejected += rejected;
 	return 0;
 }
 
-/* The batch in one transaction; when a record is rejected, again with a
- * savepoint per record so only that one is left out (as the live projector
- * leaves its dead letters out). */
-static int flush_tenant_batch(TenantRebuild *t, char *why, size_t why_cap)
+/* Reads every result up to the pipeline's Sync; *clean stays true when each
+ * succeeded and none had a row count of 0 (a duplicate, a violated
+ * invariant). -1 when the connection failed. */
+static int drain_pipeline(PGconn *conn, bool *clean, char *why, size_t why_cap)
 {
-	int rc = 0;
-	for (int pass = 0; t->batch_len > 0 && pass < 2; pass++) {
-		bool savepoints = pass == 1, rejected = false;
-		int64_t n_rejected = 0;
-		rc = simple(t->apply, "BEGIN", why, why_cap);
-		for (int i = 0; rc == 0 && i < t->batch_len && !(rejected && !savepoints); i++) {
-			int one = apply_one(t, t->batch[i], savepoints, why, why_cap);
-			rc = one < 0 ? -1 : 0;
-			rejected = rejected || one == 0;
-			n_rejected += one == 0;
-		}
-		if (rc == 0 && rejected && !savepoints) {
-			rc = simple(t->apply, "ROLLBACK", why, why_cap);
+	bool after_null = false;
+	*clean = true;
+	for (;;) {
+		PGresult *res = PQgetResult(conn);
+		if (!res) {
+			/* One NULL ends each statement's results; two in a row, or a
+			 * broken connection, mean the Sync will not come. */
+			if (after_null || PQstatus(conn) != CONNECTION_OK) {
+				snprintf(why, why_cap, "pipeline: %s", PQerrorMessage(conn));
+				why[strcspn(why, "\n")] = '\0';
+				return -1;
+			}
+			after_null = true;
 			continue;
 		}
-		if (rc == 0)
-			rc = simple(t->apply, "COMMIT", why, why_cap);
-		if (rc == 0) {
-			t->applied += t->batch_len - n_rejected;
-			t->rejected += n_rejected;
+		after_null = false;
+		ExecStatusType status = PQresultStatus(res);
+		if (status == PGRES_PIPELINE_SYNC) {
+			PQclear(res);
+			return 0;
 		}
-		break;
+		const char *affected = PQcmdTuples(res);
+		if ((status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) ||
+		    (*affected && strtol(affected, NULL, 10) == 0))
+			*clean = false;
+		PQclear(res);
 	}
-	if (rc < 0) {
+}
+
+/* The batch in one pipeline, one round trip, as the live projector sends
+ * its batches: 1 committed, 0 something did not apply cleanly (rolled back:
+ * apply it one by one), -1 the connection failed. */
+static int apply_pipelined(TenantRebuild *t, char *why, size_t why_cap)
+{
+	char reason[512];
+	bool clean = false;
+	if (PQenterPipelineMode(t->apply) != 1) {
+		snprintf(why, why_cap, "pipeline mode: %s", PQerrorMessage(t->apply));
+		return -1;
+	}
+	bool queued = PQsendQueryParams(t->apply, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1;
+	for (int i = 0; queued && i < t->batch_len; i++) {
+		const rd_kafka_message_t *msg = t->batch[i];
+		VpEvent ev;
+		queued = vp_event_decode(msg->payload, msg->len, &ev, reason, sizeof(reason)) == 0;
+		if (!queued)
+			break;
+		queued = pj_apply_event(t->apply, &ev, msg->payload, msg->len, msg->partition,
+					msg->offset, reason, sizeof(reason)) == PJ_APPLIED;
+		vp_event_release(&ev);
+	}
+	if (PQpipelineSync(t->apply) != 1 || drain_pipeline(t->apply, &clean, why, why_cap) < 0 ||
+	    PQexitPipelineMode(t->apply) != 1) {
+		if (!*why)
+			snprintf(why, why_cap, "pipeline: %s", PQerrorMessage(t->apply));
+		return -1;
+	}
+	if (!queued || !clean)
+		return simple(t->apply, "ROLLBACK", why, why_cap) < 0 ? -1 : 0;
+	if (simple(t->apply, "COMMIT", why, why_cap) < 0)
+		return -1;
+	t->applied += t->batch_len;
+	return 1;
+}
+
+/* T's pending records into the scratch schema: pipelined, or one by one
+ * with a savepoint each when something in the batch did not apply cleanly. */
+static int flush_tenant_batch(TenantRebuild *t, char *why, size_t why_cap)
+{
+	int rc = t->batch_len > 0 ? apply_pipelined(t, why, why_cap) : 1;
+	if (rc == 0)
+		rc = apply_one_by_one(t, why, why_cap);
+	if (rc < 0 && PQstatus(t->apply) == CONNECTION_OK) {
 		char ignored[128];
 		simple(t->apply, "ROLLBACK", ignored, sizeof(ignored));
 	}
 	for (int i = 0; i < t->batch_len; i++)
 		rd_kafka_message_destroy(t->batch[i]);
 	t->batch_len = 0;
-	return rc;
+	return rc < 0 ? -1 : 0;
 }
 
 /* Is the record T's? By its envelope, as the live projector applies it
@@ -380,7 +443,7 @@ static int swap_once(TenantRebuild *t, char *why, size_t why_cap)
 {
 	PGresult *tables = NULL;
 	const char *names[] = {t->live, t->scratch};
-	int64_t locked_at = 0, n = 0;
+	int64_t locked_at = 0, compared_at = 0, n = 0;
 	int n_differ = 0, rc = -1;
 	if (simple(t->swap, "BEGIN", why, why_cap) < 0 ||
 	    simple(t->swap, "SET LOCAL lock_timeout = '2s'", why, why_cap) < 0 ||
@@ -391,6 +454,7 @@ static int swap_once(TenantRebuild *t, char *why, size_t why_cap)
 	    vp_pg_exec(t->swap, tenant_tables, 2, names, &tables, why, why_cap) < 0 ||
 	    compare(t, tables, &n_differ, why, why_cap) < 0)
 		goto done;
+	compared_at = vp_time_mono_us();
 	if (t->cfg->dry_run) {
 		rc = simple(t->swap, "ROLLBACK", why, why_cap) < 0 ? -1 : 1;
 		goto done;
@@ -401,9 +465,11 @@ static int swap_once(TenantRebuild *t, char *why, size_t why_cap)
 	    replace_rows(t, tables, why, why_cap) < 0 ||
 	    simple(t->swap, "COMMIT", why, why_cap) < 0)
 		goto done;
-	vp_log_info(NULL, "rebuild_tenant_swapped", "tenant %s: %d table(s) replaced at partition %d "
-		    "offset %lld; partition held %.2f s", t->tenant, n_differ, (int)t->partition,
-		    (long long)n, (double)(vp_time_mono_us() - locked_at) / VP_US_PER_SEC);
+	vp_log_info(NULL, "rebuild_tenant_swapped", "tenant %s: rows replaced (%d table(s) differed) at partition %d "
+		    "offset %lld; partition held %.2f s (catching up and comparing %.2f s)", t->tenant,
+		    n_differ, (int)t->partition, (long long)n,
+		    (double)(vp_time_mono_us() - locked_at) / VP_US_PER_SEC,
+		    (double)(compared_at - locked_at) / VP_US_PER_SEC);
 	rc = 1;
 done:
 	if (rc < 0) {
@@ -628,6 +694,7 @@ int pj_rebuild_tenant(const PjConfig *cfg, volatile sig_atomic_t *stop)
 	rc = PJ_TENANT_EXIT_FAILED;
 	if (open_consumer(&t, why, sizeof(why)) < 0 || open_scratch(&t, why, sizeof(why)) < 0)
 		goto done;
+	t.fill_started = t.last_progress = vp_time_mono_us();
 	vp_log_info(NULL, "rebuild_tenant", "tenant %s: partition %d into %s%s", t.tenant,
 		    (int)t.partition, t.scratch, cfg->dry_run ? " (dry run: nothing swapped)" : "");
 	if (fill_and_swap(&t, why, sizeof(why)) < 0) {

@@ -274,10 +274,14 @@ static int apply_pipelined(TenantRebuild *t, char *why, size_t why_cap)
 					msg->offset, reason, sizeof(reason)) == PJ_APPLIED;
 		vp_event_release(&ev);
 	}
-	if (PQpipelineSync(t->apply) != 1 || drain_pipeline(t->apply, &clean, why, why_cap) < 0 ||
-	    PQexitPipelineMode(t->apply) != 1) {
-		if (!*why)
-			snprintf(why, why_cap, "pipeline: %s", PQerrorMessage(t->apply));
+	if (PQpipelineSync(t->apply) != 1) {
+		snprintf(why, why_cap, "pipeline sync: %s", PQerrorMessage(t->apply));
+		return -1;
+	}
+	if (drain_pipeline(t->apply, &clean, why, why_cap) < 0)
+		return -1;
+	if (PQexitPipelineMode(t->apply) != 1) {
+		snprintf(why, why_cap, "pipeline exit: %s", PQerrorMessage(t->apply));
 		return -1;
 	}
 	if (!queued || !clean)
@@ -465,9 +469,9 @@ static int swap_once(TenantRebuild *t, char *why, size_t why_cap)
 	    replace_rows(t, tables, why, why_cap) < 0 ||
 	    simple(t->swap, "COMMIT", why, why_cap) < 0)
 		goto done;
-	vp_log_info(NULL, "rebuild_tenant_swapped", "tenant %s: rows replaced (%d table(s) differed) at partition %d "
-		    "offset %lld; partition held %.2f s (catching up and comparing %.2f s)", t->tenant,
-		    n_differ, (int)t->partition, (long long)n,
+	vp_log_info(NULL, "rebuild_tenant_swapped", "tenant %s: rows replaced (%d table(s) "
+		    "differed) at partition %d offset %lld; partition held %.2f s (catching up "
+		    "and comparing %.2f s)", t->tenant, n_differ, (int)t->partition, (long long)n,
 		    (double)(vp_time_mono_us() - locked_at) / VP_US_PER_SEC,
 		    (double)(compared_at - locked_at) / VP_US_PER_SEC);
 	rc = 1;

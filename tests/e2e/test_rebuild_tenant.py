@@ -310,7 +310,8 @@ def test_one_tenant_rebuilt_under_load_of_two_others_equals_a_full_rebuild(stack
     written = len({e["id"] for e in kafka_log.events(stack.brokers) if e.get("tenant_id") in ids})
     wait_for(lambda: query(stack, "SELECT count(*) FROM read.event_log "
                                   "WHERE tenant_id = ANY(%s::uuid[])", (ids,))[0][0] == written,
-             timeout=90, what="every event of the clinics and T in read.event_log (one missing: lost by the swap)",
+             timeout=90, what="every event of the clinics and T in read.event_log "
+                              "(one missing: lost by the swap)",
              explain=lambda: projector.log_tail(10))
     after = table_digests(stack, "read")
     run_rebuild(stack)

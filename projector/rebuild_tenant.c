@@ -17,8 +17,9 @@
  *     final for this transaction.
  *  2. The scratch schema is caught up to exactly N (records below N, none
  *     beyond) on its own connection, which commits on its own.
- *  3. Per table: how many of T's rows differ (printed; --dry-run stops here
- *     and rolls back).
+ *  3. --dry-run: per table, how many of T's rows differ, printed; then
+ *     ROLLBACK. (A real run prints the same just before step 1, unfenced,
+ *     to hold the partition no longer than the copy needs.)
  *  4. The user triggers of the tables that have them are disabled (the
  *     append-only registers refuse a DELETE; the appointment rollup would
  *     re-derive rows the scratch schema holds already), then per table
@@ -427,6 +428,20 @@ static int compare(TenantRebuild *t, PGresult *tables, int *n_differ, char *why,
 	return 0;
 }
 
+/* What the swap is about to replace, compared outside its transaction: the
+ * live projector may still add to T's rows until the fence is taken. */
+static int report_differences(TenantRebuild *t, char *why, size_t why_cap)
+{
+	PGresult *tables = NULL;
+	const char *names[] = {t->live, t->scratch};
+	int n_differ = 0;
+	if (vp_pg_exec(t->swap, tenant_tables, 2, names, &tables, why, why_cap) < 0)
+		return -1;
+	int rc = compare(t, tables, &n_differ, why, why_cap);
+	PQclear(tables);
+	return rc;
+}
+
 /* DELETE then INSERT, table by table, triggers off meanwhile. */
 static int replace_rows(TenantRebuild *t, PGresult *tables, char *why, size_t why_cap)
 {
@@ -455,23 +470,25 @@ static int swap_once(TenantRebuild *t, char *why, size_t why_cap)
 		goto done;
 	locked_at = vp_time_mono_us();
 	if (catch_up(t, n, why, why_cap) < 0 ||
-	    vp_pg_exec(t->swap, tenant_tables, 2, names, &tables, why, why_cap) < 0 ||
-	    compare(t, tables, &n_differ, why, why_cap) < 0)
+	    vp_pg_exec(t->swap, tenant_tables, 2, names, &tables, why, why_cap) < 0)
 		goto done;
-	compared_at = vp_time_mono_us();
+	/* --dry-run compares at the fenced position, exactly; the swap does not
+	 * compare again under the fence (fill_and_swap did just before): the
+	 * partition is held only to catch up and replace. */
 	if (t->cfg->dry_run) {
-		rc = simple(t->swap, "ROLLBACK", why, why_cap) < 0 ? -1 : 1;
+		if (compare(t, tables, &n_differ, why, why_cap) == 0)
+			rc = simple(t->swap, "ROLLBACK", why, why_cap) < 0 ? -1 : 1;
 		goto done;
 	}
+	compared_at = vp_time_mono_us();
 	/* Below deadlock_timeout (1 s): a lock wait that could be a deadlock
 	 * with a live batch gives up here first, and the swap is retried. */
 	if (simple(t->swap, "SET LOCAL lock_timeout = '500ms'", why, why_cap) < 0 ||
 	    replace_rows(t, tables, why, why_cap) < 0 ||
 	    simple(t->swap, "COMMIT", why, why_cap) < 0)
 		goto done;
-	vp_log_info(NULL, "rebuild_tenant_swapped", "tenant %s: rows replaced (%d table(s) "
-		    "differed) at partition %d offset %lld; partition held %.2f s (catching up "
-		    "and comparing %.2f s)", t->tenant, n_differ, (int)t->partition, (long long)n,
+	vp_log_info(NULL, "rebuild_tenant_swapped", "tenant %s: rows replaced at partition %d "
+		    "offset %lld; partition held %.2f s (catching up %.2f s)", t->tenant, (int)t->partition, (long long)n,
 		    (double)(vp_time_mono_us() - locked_at) / VP_US_PER_SEC,
 		    (double)(compared_at - locked_at) / VP_US_PER_SEC);
 	rc = 1;
@@ -638,6 +655,8 @@ static int fill_and_swap(TenantRebuild *t, char *why, size_t why_cap)
 			return -1;
 	}
 	progress(t, true);
+	if (!t->cfg->dry_run && report_differences(t, why, why_cap) < 0)
+		return -1;
 	vp_log_info(NULL, "rebuild_tenant_filled", "tenant %s: %lld event(s) applied, %lld not "
 		    "(dead letters), %.1f s after start; swapping", t->tenant, (long long)t->applied,
 		    (long long)t->rejected, (double)(vp_time_mono_us() - t->started) / VP_US_PER_SEC);

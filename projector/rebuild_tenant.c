@@ -23,8 +23,10 @@
  *  4. The user triggers of the tables that have them are disabled (the
  *     append-only registers refuse a DELETE; the appointment rollup would
  *     re-derive rows the scratch schema holds already), then per table
- *     with a tenant_id column: DELETE T's rows, INSERT the scratch's; the
- *     triggers are enabled again; COMMIT.
+ *     with a tenant_id column: DELETE T's rows the scratch schema does not
+ *     have, INSERT the scratch's rows live does not have (rows compared
+ *     whole); the triggers are enabled again; COMMIT. T's rows are then
+ *     exactly the scratch schema's.
  * The live batch waiting on the offsets row then applies the events after N
  * to the new rows: nothing is lost, nothing applied twice. Readers under
  * READ COMMITTED see, per statement, T's old rows (before the commit) or the
@@ -116,14 +118,24 @@ static const char live_position_locked[] =
 	" WHERE topic = $1 AND partition = $2::integer FOR UPDATE', $1::text)";
 
 /* Per live table with a tenant_id column (dead letters aside): its name,
- * the DELETE of T's rows, the INSERT of the scratch's, and the count of T's
- * rows only in live and only in scratch. Generated columns are neither
- * inserted (PostgreSQL computes them) nor compared (they follow the rest). */
+ * the DELETE of T's live rows that the scratch schema does not have, the
+ * INSERT of the scratch's rows that live does not have (after that DELETE),
+ * and the count of each. Rows are compared whole, by the md5 of their text
+ * (NOT IN a hashed subplan: one pass over each side, the hashes small
+ * enough for the swap's work_mem): only what differs is written, so the
+ * fence is held for reading T's rows, not for rewriting all of them. A row
+ * text is never NULL, so NOT IN means "not among". Generated columns are
+ * neither inserted (PostgreSQL computes them) nor compared (they follow the
+ * rest). */
 static const char tenant_tables[] =
 	"SELECT c.relname,"
-	" format('DELETE FROM %I.%I WHERE tenant_id = $1::uuid', $1::text, c.relname),"
-	" format('INSERT INTO %1$I.%3$I (%4$s) SELECT %4$s FROM %2$I.%3$I WHERE tenant_id = $1::uuid',"
-	"  $1::text, $2::text, c.relname, cols.list),"
+	" format('DELETE FROM %1$I.%3$I x WHERE x.tenant_id = $1::uuid AND md5(ROW(%4$s)::text)"
+	"  NOT IN (SELECT md5(ROW(%5$s)::text) FROM %2$I.%3$I y WHERE y.tenant_id = $1::uuid)',"
+	"  $1::text, $2::text, c.relname, cols.x, cols.y),"
+	" format('INSERT INTO %1$I.%3$I (%6$s) SELECT %5$s FROM %2$I.%3$I y"
+	"  WHERE y.tenant_id = $1::uuid AND md5(ROW(%5$s)::text) NOT IN"
+	"  (SELECT md5(ROW(%4$s)::text) FROM %1$I.%3$I x WHERE x.tenant_id = $1::uuid)',"
+	"  $1::text, $2::text, c.relname, cols.x, cols.y, cols.list),"
 	" format('SELECT (SELECT count(*) FROM (SELECT ROW(%4$s)::text FROM %1$I.%3$I"
 	"  WHERE tenant_id = $1::uuid EXCEPT ALL SELECT ROW(%4$s)::text FROM %2$I.%3$I"
 	"  WHERE tenant_id = $1::uuid) d), (SELECT count(*) FROM (SELECT ROW(%4$s)::text"
@@ -131,7 +143,9 @@ static const char tenant_tables[] =
 	"  FROM %1$I.%3$I WHERE tenant_id = $1::uuid) a)', $1::text, $2::text, c.relname, cols.list)"
 	" FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
 	" CROSS JOIN LATERAL (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)"
-	"  AS list FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0"
+	"  AS list, string_agg('x.' || quote_ident(a.attname), ', ' ORDER BY a.attnum) AS x,"
+	"  string_agg('y.' || quote_ident(a.attname), ', ' ORDER BY a.attnum) AS y"
+	"  FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0"
 	"  AND NOT a.attisdropped AND a.attgenerated = '') cols"
 	" WHERE n.nspname = $1::text AND c.relkind = 'r' AND c.relname <> 'dead_letters'"
 	" AND EXISTS (SELECT 1 FROM pg_attribute t WHERE t.attrelid = c.oid"
@@ -462,7 +476,7 @@ static int swap_once(TenantRebuild *t, char *why, size_t why_cap)
 {
 	PGresult *tables = NULL;
 	const char *names[] = {t->live, t->scratch};
-	int64_t locked_at = 0, compared_at = 0, n = 0;
+	int64_t locked_at = 0, caught_up_at = 0, n = 0;
 	int n_differ = 0, rc = -1;
 	if (simple(t->swap, "BEGIN", why, why_cap) < 0 ||
 	    simple(t->swap, "SET LOCAL lock_timeout = '2s'", why, why_cap) < 0 ||
@@ -480,17 +494,19 @@ static int swap_once(TenantRebuild *t, char *why, size_t why_cap)
 			rc = simple(t->swap, "ROLLBACK", why, why_cap) < 0 ? -1 : 1;
 		goto done;
 	}
-	compared_at = vp_time_mono_us();
+	caught_up_at = vp_time_mono_us();
 	/* Below deadlock_timeout (1 s): a lock wait that could be a deadlock
 	 * with a live batch gives up here first, and the swap is retried. */
 	if (simple(t->swap, "SET LOCAL lock_timeout = '500ms'", why, why_cap) < 0 ||
+	    simple(t->swap, "SET LOCAL work_mem = '256MB'", why, why_cap) < 0 ||
 	    replace_rows(t, tables, why, why_cap) < 0 ||
 	    simple(t->swap, "COMMIT", why, why_cap) < 0)
 		goto done;
 	vp_log_info(NULL, "rebuild_tenant_swapped", "tenant %s: rows replaced at partition %d "
-		    "offset %lld; partition held %.2f s (catching up %.2f s)", t->tenant, (int)t->partition, (long long)n,
+		    "offset %lld; partition held %.2f s (catching up %.2f s)", t->tenant,
+		    (int)t->partition, (long long)n,
 		    (double)(vp_time_mono_us() - locked_at) / VP_US_PER_SEC,
-		    (double)(compared_at - locked_at) / VP_US_PER_SEC);
+		    (double)(caught_up_at - locked_at) / VP_US_PER_SEC);
 	rc = 1;
 done:
 	if (rc < 0) {

@@ -75,6 +75,7 @@ typedef struct TenantRebuild {
 	int64_t target;	  /* for progress */
 	int64_t records, applied, rejected;
 	int64_t started, fill_started, last_progress, last_moved;
+	int64_t triggers_off_us; /* how long the swap held the triggered tables */
 } TenantRebuild;
 
 /* Runs the one-row, one-column text a query builds (NULL/empty: nothing). */
@@ -120,7 +121,8 @@ static const char live_position_locked[] =
 /* Per live table with a tenant_id column (dead letters aside): its name,
  * the DELETE of T's live rows that the scratch schema does not have, the
  * INSERT of the scratch's rows that live does not have (after that DELETE),
- * and the count of each. Rows are compared whole, by the md5 of their text
+ * the count of each, and whether the table has user triggers. Rows are
+ * compared whole, by the md5 of their text
  * (NOT IN a hashed subplan: one pass over each side, the hashes small
  * enough for the swap's work_mem): only what differs is written, so the
  * fence is held for reading T's rows, not for rewriting all of them. A row
@@ -140,7 +142,8 @@ static const char tenant_tables[] =
 	"  WHERE tenant_id = $1::uuid EXCEPT ALL SELECT ROW(%4$s)::text FROM %2$I.%3$I"
 	"  WHERE tenant_id = $1::uuid) d), (SELECT count(*) FROM (SELECT ROW(%4$s)::text"
 	"  FROM %2$I.%3$I WHERE tenant_id = $1::uuid EXCEPT ALL SELECT ROW(%4$s)::text"
-	"  FROM %1$I.%3$I WHERE tenant_id = $1::uuid) a)', $1::text, $2::text, c.relname, cols.list)"
+	"  FROM %1$I.%3$I WHERE tenant_id = $1::uuid) a)', $1::text, $2::text, c.relname, cols.list),"
+	" EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)"
 	" FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
 	" CROSS JOIN LATERAL (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)"
 	"  AS list, string_agg('x.' || quote_ident(a.attname), ', ' ORDER BY a.attnum) AS x,"
@@ -456,18 +459,37 @@ static int report_differences(TenantRebuild *t, char *why, size_t why_cap)
 	return rc;
 }
 
-/* DELETE then INSERT, table by table, triggers off meanwhile. */
-static int replace_rows(TenantRebuild *t, PGresult *tables, char *why, size_t why_cap)
+/* DELETE then INSERT of the tables with user triggers (triggered true) or
+ * of the others. */
+static int replace_tables(TenantRebuild *t, PGresult *tables, bool triggered, char *why,
+			  size_t why_cap)
 {
 	const char *params[] = {t->tenant};
-	const char *disable[] = {t->live, "DISABLE"}, *enable[] = {t->live, "ENABLE"};
-	if (run_built(t->swap, toggle_triggers, 2, disable, why, why_cap) < 0)
-		return -1;
-	for (int i = 0; i < PQntuples(tables); i++)
+	for (int i = 0; i < PQntuples(tables); i++) {
+		if ((*PQgetvalue(tables, i, 4) == 't') != triggered)
+			continue;
 		if (vp_pg_exec(t->swap, PQgetvalue(tables, i, 1), 1, params, NULL, why, why_cap) < 0 ||
 		    vp_pg_exec(t->swap, PQgetvalue(tables, i, 2), 1, params, NULL, why, why_cap) < 0)
 			return -1;
-	return run_built(t->swap, toggle_triggers, 2, enable, why, why_cap);
+	}
+	return 0;
+}
+
+/* The tables without triggers first; then, triggers off, the others: the
+ * SHARE ROW EXCLUSIVE lock the toggle takes (other tenants' writes to those
+ * tables wait) is held for their rows only. */
+static int replace_rows(TenantRebuild *t, PGresult *tables, char *why, size_t why_cap)
+{
+	const char *disable[] = {t->live, "DISABLE"}, *enable[] = {t->live, "ENABLE"};
+	if (replace_tables(t, tables, false, why, why_cap) < 0)
+		return -1;
+	int64_t off = vp_time_mono_us();
+	if (run_built(t->swap, toggle_triggers, 2, disable, why, why_cap) < 0 ||
+	    replace_tables(t, tables, true, why, why_cap) < 0 ||
+	    run_built(t->swap, toggle_triggers, 2, enable, why, why_cap) < 0)
+		return -1;
+	t->triggers_off_us = vp_time_mono_us() - off;
+	return 0;
 }
 
 /* One attempt at the swap transaction: 1 swapped (or compared, --dry-run),
@@ -503,10 +525,11 @@ static int swap_once(TenantRebuild *t, char *why, size_t why_cap)
 	    simple(t->swap, "COMMIT", why, why_cap) < 0)
 		goto done;
 	vp_log_info(NULL, "rebuild_tenant_swapped", "tenant %s: rows replaced at partition %d "
-		    "offset %lld; partition held %.2f s (catching up %.2f s)", t->tenant,
-		    (int)t->partition, (long long)n,
+		    "offset %lld; partition held %.2f s (catching up %.2f s, triggered tables "
+		    "%.2f s)", t->tenant, (int)t->partition, (long long)n,
 		    (double)(vp_time_mono_us() - locked_at) / VP_US_PER_SEC,
-		    (double)(caught_up_at - locked_at) / VP_US_PER_SEC);
+		    (double)(caught_up_at - locked_at) / VP_US_PER_SEC,
+		    (double)t->triggers_off_us / VP_US_PER_SEC);
 	rc = 1;
 done:
 	if (rc < 0) {

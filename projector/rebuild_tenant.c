@@ -542,8 +542,8 @@ done:
 
 /* The analysts' views derive from every tenant's rows: refreshed so they
  * show T's rebuilt ones (the live projector refreshes only views its own
- * batches dirtied). A failure is reported, not fatal: the next refresh of
- * the live projector fixes it. */
+ * batches dirtied). A failure is reported, not fatal: the rows are right,
+ * and the views catch up at the live projector's next refresh of them. */
 static void refresh_views(TenantRebuild *t)
 {
 	PGresult *list = NULL;

@@ -27,15 +27,20 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       librdkafka1 libpq5 libevent-2.1-7 libevent-pthreads-2.1-7 libcjson1 libsodium23 \
       ca-certificates curl \
+      libjs-chart.js \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --user-group --uid 10001 --home-dir /opt/vetpms --no-create-home \
       --shell /usr/sbin/nologin vetpms
 COPY --from=build /src/bin/ /usr/local/bin/
 COPY schema/ /opt/vetpms/schema/
+# The dashboard page query-reader serves at /app/ (docs/dashboard.md); Chart.js
+# comes from libjs-chart.js above (VETPMS_READER_VENDOR_DIR's default).
+COPY web/app/ /opt/vetpms/web/app/
 # The projector reads migrations from schema/migrations relative to its working
 # directory; the variable makes that independent of WORKDIR.
 WORKDIR /opt/vetpms
 ENV VETPMS_MIGRATIONS_DIR=/opt/vetpms/schema/migrations
+ENV VETPMS_READER_APP_DIR=/opt/vetpms/web/app
 USER vetpms
 EXPOSE 8080 8081 8082
 CMD ["vetctl", "--help"]

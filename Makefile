@@ -97,7 +97,7 @@ unit: $(UNIT_BINS)
 	@scripts/run-unit-tests.sh $(UNIT_BINS)
 
 e2e: $(PROGS)
-	VETPMS_BIN_DIR=$(CURDIR)/$(BIN) $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
+	VETPMS_BIN_DIR=$(CURDIR)/$(BIN) $(PYTEST) -q --durations=15 tests/e2e $(PYTEST_ARGS)
 
 # The writer's unit tests once under Valgrind: it sees reads of uninitialised
 # memory, which ASan does not. Release build only (Valgrind and ASan do not mix).

@@ -37,7 +37,7 @@ TOOLS = os.path.join(BIN_DIR, "bench")
 LUA = os.path.join(ROOT, "bench", "lua")
 TICK = os.sysconf("SC_CLK_TCK")
 SCENARIOS = ("commands", "http", "queries", "lag", "appointments", "visits", "timeline",
-             "dispense", "register", "revenue", "issue", "projection", "stream")
+             "dispense", "register", "revenue", "issue", "projection", "stream", "tenant")
 # pgbench cannot bind a NULL parameter (it sends the text "NULL"); this stays a
 # parameter (same generic/custom plan choice as the reader's) that is NULL.
 NULL = "nullif(:none::text, '-')"
@@ -1404,14 +1404,14 @@ class Bench:
         """`projector rebuild --tenant` of one tenant of m events (a topic of
         its own, projected live first), next to the whole-log rebuild row."""
         m = 20000 if self.quick else 200000
-        topic, schema = "bench.tenant", "bench_tenant"
+        topic, schema = "bench.tenant-rebuild", "bench_tenant_rebuild"
         env = dict(self.stack.env, VETPMS_TOPIC=topic, VETPMS_DLQ_TOPIC=topic + ".dlq")
         self.stack.env, saved = env, self.stack.env
         self.stack.vetctl("topics", "create", "--partitions", "6")
         self.stack.env = saved
         run_tool([os.path.join(TOOLS, "gen_events"), self.stack.brokers, topic, str(m), "1"])
         penv = {"VETPMS_TOPIC": topic, "VETPMS_DLQ_TOPIC": topic + ".dlq",
-                "VETPMS_READ_SCHEMA": schema, "VETPMS_PROJECTOR_GROUP": "bench-tenant"}
+                "VETPMS_READ_SCHEMA": schema, "VETPMS_PROJECTOR_GROUP": "bench-tenant-rebuild"}
         self.daemons["projector-tenant"] = self.stack.start_daemon("projector", port=free_port(),
                                                                    env=penv)
         self.wait_caught_up(schema, topic)
@@ -1445,6 +1445,80 @@ class Bench:
                  f"{triggered.group(1) if triggered else '?'} s of it), the live projector "
                  "running, nothing else writing")
         self.facts["tenant_rebuild"] = {"events": m, "seconds": took}
+
+    def scenario_tenant(self):
+        """Issue 17: `vetctl tenant export` of a one-tenant history (bench/gen_events
+        on a topic of its own) and `vetctl tenant import` of the file into a writer
+        on another fresh topic. Ceilings: `vetctl events tail` of the same log to
+        /dev/null (read + decode, no filter, no hash) for the export; the raw
+        transactional loop at the import's records per transaction and record
+        size for the import."""
+        for key in ("writer", "projector", "reader"):
+            self.drop(key)  # the box has two cores: nothing else runs
+        n = 50000 if self.quick else 1000000
+        src, dst = "bench.tenant", "bench.tenant.import"
+        saved = self.stack.env
+        for topic in (src, dst):
+            self.stack.env = dict(saved, VETPMS_TOPIC=topic, VETPMS_DLQ_TOPIC=topic + ".dlq")
+            self.stack.vetctl("topics", "create", "--partitions", "6")
+        self.stack.env = saved
+        out, _ = run_tool([os.path.join(TOOLS, "gen_events"), self.stack.brokers, src, str(n),
+                           "1"])
+        gen = json.loads(out)
+        tenant, partition = self.first_key(src)
+        vetctl = os.path.join(BIN_DIR, "vetctl")
+        path = os.path.join(self.stack.dir, "tenant.ndjson")
+        env = dict(saved, VETPMS_TOPIC=src)
+        export_s = self.timed([vetctl, "tenant", "export", "--tenant", tenant], env, path)
+        tail_s = self.timed([vetctl, "events", "tail"], env, os.devnull)
+        size = os.path.getsize(path) // n
+        self.row("tenant", f"`vetctl tenant export` of a {n}-event tenant", round(n / export_s),
+                 round(n / tail_s), "events/s", None, None, None,
+                 "vetctl events tail of the same log",
+                 f"export {export_s:.1f}s, tail {tail_s:.1f}s, {size} B/event")
+        w = self.daemon("writer-import", "cmd-writer",
+                        env={"VETPMS_TOPIC": dst, "VETPMS_DLQ_TOPIC": dst + ".dlq"})
+        commits0 = self.metric(w, "vetpms_writer_commits_total")
+        import_s = self.timed([vetctl, "tenant", "import", "--file", path, "--writer", w.url,
+                               "--token", self.stack.token("platform-ops"), "--batch", "1000"],
+                              saved, os.devnull)
+        commits = self.metric(w, "vetpms_writer_commits_total") - commits0
+        self.drop("writer-import")
+        per_txn = max(1, round(n / commits)) if commits else 1
+        self.facts.setdefault("partition", partition)
+        raw, raw_cpu, kused = self.raw_ceiling(per_txn, size)
+        self.row("tenant", f"`vetctl tenant import` of the {n} events (through the writer)",
+                 round(n / import_s), round(raw["records_per_s"]), "events/s", None, None, None,
+                 "raw librdkafka txn loop",
+                 f"import {import_s:.1f}s including the file check; {per_txn} records/txn "
+                 f"({commits} txns), {size} B values; {self.raw_note(raw, raw_cpu, kused)}")
+        self.facts["tenant_export"] = {"events": n, "export_seconds": export_s,
+                                "import_seconds": import_s, "types": gen["types"]}
+
+    def first_key(self, topic):
+        """(key, partition) of the first record of topic (gen_events, one tenant)."""
+        c = Consumer({"bootstrap.servers": self.stack.brokers, "group.id": "bench-first-key",
+                      "enable.partition.eof": False})
+        try:
+            for p in c.list_topics(topic, timeout=10).topics[topic].partitions:
+                if c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] > 0:
+                    c.assign([TopicPartition(topic, p, 0)])
+                    m = c.poll(30)
+                    return m.key().decode(), p
+        finally:
+            c.close()
+        raise RuntimeError(f"{topic} is empty")
+
+    @staticmethod
+    def timed(args, env, out_path):
+        """Runs a vetctl command with stdout to out_path; its wall seconds."""
+        t0 = time.time()
+        with open(out_path, "w") as out:
+            r = subprocess.run(args, env=env, stdout=out, stderr=subprocess.PIPE, text=True,
+                               timeout=3600)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(args[:3])} exited {r.returncode}: {r.stderr[-2000:]}")
+        return time.time() - t0
 
     def rebuild_projection(self, penv):
         """`projector rebuild` of the schema just projected (nothing else

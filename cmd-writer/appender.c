@@ -230,17 +230,30 @@ static void on_flush(evutil_socket_t fd, short events, void *arg)
 static int produce_one(WrAppender *a, WrAppend *item)
 {
 	char *hash = item->request_hash;
-	const char *origin = item->client_key ? WR_ORIGIN_CLIENT : WR_ORIGIN_WRITER;
+	const char *origin = item->import_digest[0] ? WR_ORIGIN_IMPORT
+			     : item->client_key	    ? WR_ORIGIN_CLIENT
+						    : WR_ORIGIN_WRITER;
+	char v[16], index[24];
+	snprintf(v, sizeof(v), "%d", item->v > 0 ? item->v : 1);
+	snprintf(index, sizeof(index), "%lld", (long long)item->import_index);
+	rd_kafka_headers_t *headers = rd_kafka_headers_new(6);
+	rd_kafka_header_add(headers, "type", -1, item->type, -1);
+	rd_kafka_header_add(headers, "v", -1, v, -1);
+	rd_kafka_header_add(headers, WR_HEADER_COMMAND_HASH, -1, hash, -1);
+	rd_kafka_header_add(headers, WR_HEADER_COMMAND_ID_ORIGIN, -1, origin, -1);
+	if (item->import_digest[0]) {
+		rd_kafka_header_add(headers, WR_HEADER_IMPORT, -1, item->import_digest, -1);
+		rd_kafka_header_add(headers, WR_HEADER_IMPORT_INDEX, -1, index, -1);
+	}
 	rd_kafka_resp_err_t err = rd_kafka_producev(
 		a->producer, RD_KAFKA_V_RKT(a->topic), RD_KAFKA_V_PARTITION(item->partition),
 		RD_KAFKA_V_KEY(item->tenant_id, strlen(item->tenant_id)),
-		RD_KAFKA_V_VALUE(item->value, strlen(item->value)),
-		RD_KAFKA_V_HEADER("type", item->type, -1), RD_KAFKA_V_HEADER("v", "1", 1),
-		RD_KAFKA_V_HEADER(WR_HEADER_COMMAND_HASH, hash, -1),
-		RD_KAFKA_V_HEADER(WR_HEADER_COMMAND_ID_ORIGIN, origin, -1), RD_KAFKA_V_OPAQUE(item),
-		RD_KAFKA_V_END);
-	if (err)
+		RD_KAFKA_V_VALUE(item->value, strlen(item->value)), RD_KAFKA_V_HEADERS(headers),
+		RD_KAFKA_V_OPAQUE(item), RD_KAFKA_V_END);
+	if (err) {
+		rd_kafka_headers_destroy(headers); /* only a produced record takes them */
 		item->error = err;
+	}
 	return err ? -1 : 0;
 }
 

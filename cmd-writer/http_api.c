@@ -48,6 +48,8 @@ typedef struct WrPending {
 	bool failed;     /* one failed: all did (one transaction) */
 	bool unknown;    /* its transaction's outcome could not be learnt */
 	char position[32]; /* the last event's */
+	bool import;         /* an import batch: answered {"next": import_next} */
+	int64_t import_next;
 	LIST_ENTRY(WrPending) link;
 } WrPending;
 
@@ -626,6 +628,144 @@ done:
 	return rc;
 }
 
+/* An import batch's answer: where the import stands, and the position of its
+ * last event (the consistency token) when it appended any. */
+static void reply_import(WrApi *api, VpHttpRequest *r, int64_t next, const char *position)
+{
+	VpBuf *out = &api->scratch;
+	vp_buf_reset(out);
+	vp_buf_printf(out, "{\"next\":%lld", (long long)next);
+	if (*position) {
+		vp_http_add_header(r, "X-Consistency-Token", position);
+		vp_buf_append(out, ",\"position\":", 12);
+		vp_json_write_string(out, position);
+	}
+	vp_buf_append(out, "}", 1);
+	vp_http_reply_json(r, 200, out->data, out->len);
+}
+
+/* The batch's events as one chain (one transaction), each line as it came. */
+static int import_chain(WrApi *api, const WrImportBatch *b, WrPending *p, WrAppend **first)
+{
+	int partition = vp_kafka_partition_for_key(b->tenant_id, strlen(b->tenant_id),
+						   wr_appender_partition_count(api->appender));
+	WrAppend *prev = NULL;
+	*first = NULL;
+	for (size_t i = 0; i < b->n; i++) {
+		WrAppend *item = calloc(1, sizeof(*item));
+		if (item && !(item->value = strdup(b->line[i]))) {
+			free(item);
+			item = NULL;
+		}
+		if (!item) {
+			while (*first) {
+				WrAppend *next = (*first)->next;
+				wr_append_free(*first);
+				*first = next;
+			}
+			return -1;
+		}
+		const VpEvent *ev = &b->ev[i];
+		snprintf(item->tenant_id, sizeof(item->tenant_id), "%s", ev->tenant_id);
+		snprintf(item->type, sizeof(item->type), "%s", ev->type);
+		snprintf(item->command_id, sizeof(item->command_id), "%s", ev->command_id);
+		snprintf(item->import_digest, sizeof(item->import_digest), "%s", b->digest);
+		item->import_index = b->from + (int64_t)i;
+		item->v = ev->v;
+		item->partition = partition;
+		item->generation = api->generation;
+		item->owner = p;
+		item->more = i + 1 < b->n;
+		if (prev)
+			prev->next = item;
+		else
+			*first = item;
+		prev = item;
+	}
+	return 0;
+}
+
+/* Checks that may refuse the batch before the model is touched. */
+static int import_admit(WrApi *api, VpHttpRequest *r, cJSON **body, char tenant_id[37],
+			VpError *err)
+{
+	VpClaims claims;
+	VpUuid u;
+	char why[200];
+	if (authenticate(api, r, &claims, err) < 0)
+		return -1;
+	if (!(claims.roles & VP_ROLE_PLATFORM_OPS) || claims.has_tid)
+		return vp_error_set(err, 403, VP_ERR_FORBIDDEN, "an import needs a platform-ops "
+								"token that names no tenant");
+	if (vp_http_read_json(r, body, err) < 0)
+		return -1;
+	if (vp_uuid_parse(r->params[0], strlen(r->params[0]), &u) < 0)
+		return wr_not_found(err, "tenant", r->params[0]);
+	vp_uuid_format(&u, tenant_id);
+	if (!api->state)
+		return vp_error_set(err, 503, VP_ERR_UNAVAILABLE, "the write model is being rebuilt");
+	if (!api->cfg->dry_run && !wr_appender_accepting(api->appender, why, sizeof(why))) {
+		err->retry_after_s = 2;
+		return vp_error_set(err, 503, VP_ERR_UNAVAILABLE,
+				    "cannot append now (%s); nothing was appended", why);
+	}
+	if (!owned_tenant(api, tenant_id))
+		return vp_error_set(err, 421, VP_ERR_MISDIRECTED,
+				    "tenant %s belongs to another writer instance", tenant_id);
+	return 0;
+}
+
+/* POST /v1/ops/tenants/{tenant_id}/import: 1 answered later (after the
+ * commit), 0 answered now, -1 err. */
+static int handle_import(WrApi *api, VpHttpRequest *r, VpError *err)
+{
+	cJSON *body = NULL;
+	char tenant_id[37];
+	WrImportBatch b = {0};
+	int64_t next = 0;
+	size_t applied = 0;
+	WrAppend *first = NULL;
+	int rc = -1;
+	if (import_admit(api, r, &body, tenant_id, err) < 0 ||
+	    wr_import_parse(body, tenant_id, &b, err) < 0)
+		goto done;
+	int position = wr_import_position(api->state, &b, &next, err);
+	if (position != 0) {
+		if (position == 1)
+			reply_import(api, r, next, "");
+		rc = position == 1 ? 0 : -1;
+		goto done;
+	}
+	WrPending *p = pending_new(api, r);
+	if (!p || import_chain(api, &b, p, &first) < 0) {
+		if (p)
+			pending_free(p);
+		vp_error_set(err, 500, VP_ERR_INTERNAL, "out of memory");
+		goto done;
+	}
+	if (wr_import_apply(api->state, &b, &applied, err) < 0) {
+		if (applied > 0) /* the model is ahead of the log: take it back from the log */
+			wr_appender_rebuild(api->appender);
+		while (first) {
+			WrAppend *item = first->next;
+			wr_append_free(first);
+			first = item;
+		}
+		pending_free(p);
+		goto done;
+	}
+	p->import = true;
+	p->import_next = b.from + (int64_t)b.n;
+	p->events_left = (int)b.n;
+	snprintf(p->tenant_id, sizeof(p->tenant_id), "%s", tenant_id);
+	wr_appender_submit(api->appender, first);
+	rc = 1;
+done:
+	wr_import_release(&b);
+	cJSON_Delete(body);
+	return rc;
+}
+
 bool wr_api_route(VpHttpRequest *r, void *arg)
 {
 	WrApi *api = arg;
@@ -633,6 +773,12 @@ bool wr_api_route(VpHttpRequest *r, void *arg)
 	unsigned allowed;
 	VpError err;
 	vp_error_clear(&err);
+	if (vp_http_route_match(r, WR_IMPORT_ROUTE)) {
+		if (vp_http_require_method(r, EVHTTP_REQ_POST, &err) < 0 ||
+		    handle_import(api, r, &err) < 0)
+			vp_http_reply_error(r, &err);
+		return true;
+	}
 	const WrCommand *cmd = find_command(r, &path_known, &allowed);
 	if (!path_known)
 		return false;
@@ -652,7 +798,9 @@ static void finish_command(WrApi *api, WrPending *p, const WrAppend *item)
 	if (!p->failed && item->client_key && api->state && item->generation == api->generation)
 		wr_state_idem_done(api->state, p->tenant_id, p->command_id, p->position);
 	if (!p->orphaned) {
-		if (!p->failed) {
+		if (!p->failed && p->import) {
+			reply_import(api, &p->http, p->import_next, p->position);
+		} else if (!p->failed) {
 			reply_result(api, &p->http, p->creates ? 201 : 200, p->aggregate_id, p->version,
 				     p->types, p->n_types, p->position,
 				     p->location, false);

@@ -35,7 +35,9 @@ static const WrAppend *probe_record(const WrAppend *batch)
 
 static rd_kafka_t *reader_at(const WrConfig *cfg, const WrAppend *probe, char *why, size_t why_cap)
 {
-	rd_kafka_t *rk = wr_log_reader_new(cfg, "vetpms-cmd-writer-outcome", why, why_cap);
+	rd_kafka_t *rk = vp_kafka_log_reader_new(cfg->brokers, "vetpms-cmd-writer-outcome",
+						"vetpms-writer-rebuild", cfg->kafka_props, false, why,
+						why_cap);
 	if (!rk)
 		return NULL;
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);

@@ -28,26 +28,6 @@ bool wr_owns_partition(const WrConfig *cfg, int partition)
 	return partition % cfg->instances == cfg->instance;
 }
 
-rd_kafka_t *wr_log_reader_new(const WrConfig *cfg, const char *client_id, char *why,
-			      size_t why_cap)
-{
-	/* The group is never joined: partitions are assigned explicitly and no
-	 * position is committed. */
-	rd_kafka_conf_t *conf = vp_kafka_consumer_conf_new(cfg->brokers, client_id,
-							   "vetpms-writer-rebuild", cfg->kafka_props,
-							   why, why_cap);
-	if (!conf)
-		return NULL;
-	if (vp_kafka_conf_set(conf, "enable.partition.eof", "true", why, why_cap) < 0) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, why_cap);
-	if (!rk)
-		rd_kafka_conf_destroy(conf);
-	return rk;
-}
-
 static void header_value(const rd_kafka_message_t *m, const char *name, char *out, size_t cap)
 {
 	rd_kafka_headers_t *headers = NULL;
@@ -60,6 +40,17 @@ static void header_value(const rd_kafka_message_t *m, const char *name, char *ou
 		memcpy(out, value, size);
 		out[size] = '\0';
 	}
+}
+
+/* An imported record: how far the import of its file got (import.c). */
+static void note_import(WrState *state, const rd_kafka_message_t *m, const char *tenant_id)
+{
+	char digest[65], index[24];
+	header_value(m, WR_HEADER_IMPORT, digest, sizeof(digest));
+	header_value(m, WR_HEADER_IMPORT_INDEX, index, sizeof(index));
+	WrTenant *t = *digest ? wr_state_tenant(state, tenant_id) : NULL;
+	if (t)
+		wr_import_note(t, digest, strtoll(index, NULL, 10) + 1);
 }
 
 /* One record into the model: 0, or -1 with why when it cannot enter it. A
@@ -89,9 +80,12 @@ static int apply_record(WrState *state, const rd_kafka_message_t *m, int64_t now
 	header_value(m, WR_HEADER_COMMAND_ID_ORIGIN, origin, sizeof(origin));
 	snprintf(position, sizeof(position), "%d:%lld", m->partition, (long long)m->offset);
 	const WrIdemNote idem = {.request_hash = hash, .position = position, .pending = false};
-	bool generated = !strcmp(origin, WR_ORIGIN_WRITER);
+	/* an imported event's command id was not sent here: not remembered */
+	bool generated = !strcmp(origin, WR_ORIGIN_WRITER) || !strcmp(origin, WR_ORIGIN_IMPORT);
 	if (rc == 0)
 		rc = wr_state_apply(state, &ev, generated ? NULL : &idem, why, why_cap);
+	if (rc == 0)
+		note_import(state, m, ev.tenant_id);
 	WrTenant *t = rc < 0 || generated ? NULL : wr_state_tenant(state, ev.tenant_id);
 	if (t) /* only a remembered key can push the window past its bound */
 		wr_state_idem_expire(state, t, now_us);
@@ -149,7 +143,9 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 	rd_kafka_message_t *batch[REBUILD_BATCH];
 	rd_kafka_queue_t *queue = NULL;
 	int64_t started_us = vp_time_now_us();
-	rd_kafka_t *rk = wr_log_reader_new(cfg, "vetpms-cmd-writer-rebuild", why, why_cap);
+	rd_kafka_t *rk = vp_kafka_log_reader_new(cfg->brokers, "vetpms-cmd-writer-rebuild",
+						"vetpms-writer-rebuild", cfg->kafka_props, false, why,
+						why_cap);
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partition_cnt);
 	if (!rk || !parts)
 		goto done;

@@ -194,6 +194,10 @@ typedef struct WrTenant {
 	int64_t invoices_issued; /* the last invoice number's seq: numbers are gapless */
 	int32_t last_issued_on;  /* the last issued invoice's issued_on (days), 0 when none */
 	WrIdemStore idem;   /* command id -> WrIdem, for a time window */
+	/* A tenant made by an import (import.c): the file's BLAKE2b hex and the
+	 * index of its next event to append; "" and 0 otherwise. */
+	char import_digest[65];
+	int64_t import_next;
 } WrTenant;
 
 typedef struct WrState {

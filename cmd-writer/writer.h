@@ -10,7 +10,11 @@
 #include <stdint.h>
 #include <librdkafka/rdkafka.h>
 
+#include <cjson/cJSON.h>
+
 #include "state.h"
+#include "vp_error.h"
+#include "vp_event.h"
 #include "vp_jwt.h"
 #include "vp_service.h"
 
@@ -64,6 +68,10 @@ typedef struct WrConfig {
 #define WR_HEADER_COMMAND_ID_ORIGIN "command-id-origin"
 #define WR_ORIGIN_CLIENT "client" /* Idempotency-Key or body command_id */
 #define WR_ORIGIN_WRITER "writer" /* a UUIDv7 the writer made */
+#define WR_ORIGIN_IMPORT "import" /* an imported event's id from another deployment */
+/* Imported records: the file's BLAKE2b hex, and the event's index in it. */
+#define WR_HEADER_IMPORT "import"
+#define WR_HEADER_IMPORT_INDEX "import-index"
 
 /* One event on its way to the log, with what is needed to answer for it. A
  * command's events are submitted as one chain, `more` set on all but the last:
@@ -78,6 +86,9 @@ typedef struct WrAppend {
 	bool client_key;         /* command_id came from the client */
 	uint64_t generation;     /* write-model generation it was decided on */
 	bool more;               /* the next item is the same command's next event */
+	int v;                   /* the event's version (0 means 1) */
+	char import_digest[65];  /* imported: the file's digest ("" otherwise) */
+	int64_t import_index;    /* imported: the event's index in the file */
 	/* filled by the appender */
 	int64_t offset;
 	bool delivered;          /* a successful delivery report gave offset */
@@ -135,10 +146,6 @@ enum {
 int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stopping,
 	       WrState *state, long long *quarantined, char *why, size_t why_cap);
 bool wr_owns_partition(const WrConfig *cfg, int partition);
-/* A read_committed consumer of the log that reports each partition's end,
- * for partitions assigned by hand (no group is joined, nothing committed). */
-rd_kafka_t *wr_log_reader_new(const WrConfig *cfg, const char *client_id, char *why,
-			      size_t why_cap);
 
 /* outcome.c: whether batch (one transaction whose commit outcome the producer
  * could not tell) committed, read from its partition read_committed within
@@ -158,6 +165,35 @@ int wr_outcome_landed(const WrConfig *cfg, const WrAppend *batch, int timeout_ms
 int wr_quarantine_parse(const char *text, WrQuarantine *q, char *why, size_t why_cap);
 bool wr_quarantined(const WrQuarantine *q, int partition, int64_t offset);
 void wr_quarantine_clear(WrQuarantine *q);
+
+/* import.c: POST /v1/ops/tenants/{tenant_id}/import, a batch of a tenant
+ * export file (docs/operations.md, "Tenant export and import"). */
+#define WR_IMPORT_ROUTE "/v1/ops/tenants/{tenant_id}/import"
+#define WR_IMPORT_MAX_EVENTS 1000
+#define WR_ERR_TENANT_EXISTS "TENANT_EXISTS"
+#define WR_ERR_IMPORT_POSITION "IMPORT_POSITION"
+#define WR_ERR_IMPORT_REFUSED "IMPORT_REFUSED"
+typedef struct WrImportBatch {
+	char tenant_id[37];
+	char digest[65];
+	int64_t from;
+	size_t n;
+	const char **line; /* borrowed from the request body */
+	VpEvent *ev;       /* decoded, n_decoded of them */
+	size_t n_decoded;
+} WrImportBatch;
+/* Checks the body and every line (catalog, tenant, first event); 0 or -1
+ * with err (400). */
+int wr_import_parse(const cJSON *body, const char *tenant_id, WrImportBatch *b, VpError *err);
+/* Against the model: 0 append it, 1 nothing to append (an empty probe, or a
+ * batch that already landed; *next is where the import stands), -1 err (409:
+ * the tenant exists, or the batch does not start at *next). */
+int wr_import_position(const WrState *s, const WrImportBatch *b, int64_t *next, VpError *err);
+/* Applies the batch to the model as the rebuild does; -1 (409) at the first
+ * event the model refuses, *applied of them applied before it. */
+int wr_import_apply(WrState *s, WrImportBatch *b, size_t *applied, VpError *err);
+void wr_import_note(WrTenant *t, const char *digest, int64_t next);
+void wr_import_release(WrImportBatch *b);
 
 /* http_api.c: the command routes. */
 typedef struct WrApi WrApi;

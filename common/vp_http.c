@@ -74,6 +74,7 @@ static const struct {
     {201, "Created"},
     {202, "Accepted"},
     {204, "No Content"},
+    {301, "Moved Permanently"},
     {304, "Not Modified"},
     {400, "Bad Request"},
     {401, "Unauthorized"},
@@ -449,7 +450,9 @@ static void send_reply(VpHttpRequest *r, int status, const char *content_type, c
 	output = evhttp_request_get_output_buffer(r->req);
 	set_header(headers, "X-Request-Id", r->request_id);
 	set_header(headers, "Content-Type", content_type);
-	set_header(headers, "Cache-Control", "no-store");
+	/* no-store unless the handler chose (the reader's static files: no-cache) */
+	if (!evhttp_find_header(headers, "Cache-Control"))
+		set_header(headers, "Cache-Control", "no-store");
 	if ((status == 429 || status == 503) && !evhttp_find_header(headers, "Retry-After"))
 		set_header(headers, "Retry-After", "1");
 	if (status == 405 && r->allow[0])

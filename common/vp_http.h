@@ -69,7 +69,7 @@ int vp_http_read_json_or_empty(VpHttpRequest *r, cJSON **out, VpError *err);
 void vp_http_add_header(VpHttpRequest *r, const char *name, const char *value);
 
 /* Replies. Every answer leaves through these: X-Request-Id, Content-Type and
- * Cache-Control: no-store set (Retry-After: 1 on 429 and 503), the request logged
+ * Cache-Control: no-store set unless the handler added its own (Retry-After: 1 on 429 and 503), the request logged
  * at debug level with its status and duration. Only the first reply of a request
  * is sent; a later one is ignored. A HEAD request gets the headers only. */
 void vp_http_reply_json(VpHttpRequest *r, int status, const char *json, size_t len);

@@ -31,6 +31,7 @@ static const struct {
 	{VP_ROLE_RECEPTION, "reception"},
 	{VP_ROLE_ANALYST, "analyst"},
 	{VP_ROLE_OPS, "ops"},
+	{VP_ROLE_PLATFORM_OPS, "platform-ops"},
 };
 
 unsigned vp_role_parse(const char *name)

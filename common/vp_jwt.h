@@ -19,9 +19,13 @@ enum {
 	VP_ROLE_RECEPTION = 1u << 4,
 	VP_ROLE_ANALYST = 1u << 5,
 	VP_ROLE_OPS = 1u << 6,
+	/* Platform operations across tenants (the writer's tenant import): never
+	 * in a tenant's token; the import also requires that the token names no
+	 * tenant. */
+	VP_ROLE_PLATFORM_OPS = 1u << 7,
 };
 
-/* "platform-admin" "admin" "vet" "nurse" "reception" "analyst" "ops" (exact case)
+/* "platform-admin" "admin" "vet" "nurse" "reception" "analyst" "ops" "platform-ops" (exact case)
  * -> its bit; 0 when unknown or NULL. */
 unsigned vp_role_parse(const char *name);
 

@@ -91,6 +91,24 @@ rd_kafka_conf_t *vp_kafka_consumer_conf_new(const char *brokers, const char *cli
 	return conf;
 }
 
+rd_kafka_t *vp_kafka_log_reader_new(const char *brokers, const char *client_id, const char *group,
+				    const char *extra, bool quiet, char *why, size_t why_cap)
+{
+	rd_kafka_conf_t *conf =
+		vp_kafka_consumer_conf_new(brokers, client_id, group, extra, why, why_cap);
+	if (!conf)
+		return NULL;
+	if (vp_kafka_conf_set(conf, "enable.partition.eof", "true", why, why_cap) < 0 ||
+	    (quiet && vp_kafka_conf_set(conf, "log_level", "3", why, why_cap) < 0)) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, why_cap);
+	if (!rk)
+		rd_kafka_conf_destroy(conf);
+	return rk;
+}
+
 int32_t vp_kafka_murmur2(const void *key, size_t len)
 {
 	const uint32_t seed = 0x9747b28cu;

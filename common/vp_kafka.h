@@ -4,6 +4,7 @@
 #ifndef VP_KAFKA_H
 #define VP_KAFKA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <librdkafka/rdkafka.h>
@@ -23,6 +24,11 @@ rd_kafka_conf_t *vp_kafka_conf_new(const char *brokers, const char *client_id, c
 rd_kafka_conf_t *vp_kafka_consumer_conf_new(const char *brokers, const char *client_id,
 					    const char *group, const char *extra, char *why,
 					    size_t why_cap);
+/* A consumer of those options that reports each partition's end, for
+ * partitions assigned by hand (no group is joined, nothing committed); quiet:
+ * librdkafka logs errors only (a command-line tool's stderr). NULL with why. */
+rd_kafka_t *vp_kafka_log_reader_new(const char *brokers, const char *client_id, const char *group,
+				    const char *extra, bool quiet, char *why, size_t why_cap);
 int vp_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *why,
 		      size_t why_cap);
 

@@ -114,14 +114,18 @@ const PjApplyRow pj_billing_rows[] = {
 		"number = $6::text, number_seq = substr($6::text, 5)::bigint, "
 		"issued_on = $7::date, due_on = $8::date, issued_at = $4::timestamptz, " BUMP
 		" WHERE " THE_INVOICE("") " AND status = 'draft' AND line_count > 0 "
-		"AND total_cents = $9::bigint " RETURNING_I("") ", total_cents), "
+		"AND total_cents = $9::bigint "
+		/* gapless: the tenant's next number (the writer's rule, checked again) */
+		"AND substr($6::text, 5)::bigint = 1 + coalesce((SELECT max(n.number_seq) "
+		"FROM invoices n WHERE n.tenant_id = $1::uuid), 0) "
+		RETURNING_I("") ", total_cents), "
 		"r AS (" REVENUE("SELECT tenant_id, " MONTH("issued_on") ", 1, total_cents, "
 				 "0::bigint, 0::bigint FROM i") ") "
 		LEDGER("i.issued_on", "invoice", "NULL::uuid", "NULL::uuid", "i.total_cents"),
 	 .params = {PJ_TENANT, PJ_AGGREGATE, PJ_SEQ, PJ_AT, PJ_EVENT_ID, PJ_TEXT("number"),
 		    PJ_TEXT("issued_on"), PJ_TEXT("due_on"), PJ_INT("total_cents")},
-	 .not_applied = "invoice not found in the read model, not a draft, without lines, or "
-			"its total not the event's"},
+	 .not_applied = "invoice not found in the read model, not a draft, without lines, "
+			"its total not the event's, or its number not the tenant's next"},
 	/* Above the balance breaks paid_cents <= total_cents. */
 	{.type = VP_EV_PAYMENT_RECORDED,
 	 .stmt = "payment_recorded",

@@ -2,6 +2,7 @@
  * (common/vp_catalog.h), goes to event_log (which also makes a replayed event
  * a no-op: its id is already there), then the row of its type in a read
  * model's table (apply_<read model>.c) applies it, run by apply_runner.c. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,9 +157,32 @@ done:
 	return rows;
 }
 
+/* Test only (tests/e2e/test_deadletters.py): VETPMS_PROJECTOR_TEST_REJECT_TYPE
+ * names an event type this process pretends it cannot apply, standing in for
+ * a projector bug; the same projector started without it is "the fix". Read
+ * once: every applier thread checks it. */
+static const char *test_reject_type;
+static pthread_once_t test_reject_once = PTHREAD_ONCE_INIT;
+
+static void test_reject_load(void)
+{
+	const char *type = getenv("VETPMS_PROJECTOR_TEST_REJECT_TYPE");
+	test_reject_type = type && *type ? type : NULL;
+}
+
+static int check_event(const VpEvent *ev, char *why, size_t why_cap)
+{
+	pthread_once(&test_reject_once, test_reject_load);
+	if (test_reject_type && !strcmp(ev->type, test_reject_type)) {
+		snprintf(why, why_cap, "%s: refused by VETPMS_PROJECTOR_TEST_REJECT_TYPE", ev->type);
+		return -1;
+	}
+	return vp_catalog_check(ev, why, why_cap);
+}
+
 PjApplyResult pj_apply_check(const VpEvent *ev, char *why, size_t why_cap)
 {
-	return vp_catalog_check(ev, why, why_cap) < 0 ? PJ_REJECTED : PJ_APPLIED;
+	return check_event(ev, why, why_cap) < 0 ? PJ_REJECTED : PJ_APPLIED;
 }
 
 PjApplyResult pj_apply_model(PGconn *conn, const VpEvent *ev, char *why, size_t why_cap)
@@ -170,7 +194,7 @@ PjApplyResult pj_apply_model(PGconn *conn, const VpEvent *ev, char *why, size_t 
 PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, size_t raw_len,
 			     int32_t partition, int64_t offset, char *why, size_t why_cap)
 {
-	if (vp_catalog_check(ev, why, why_cap) < 0)
+	if (check_event(ev, why, why_cap) < 0)
 		return PJ_REJECTED;
 	PjApplyResult result = log_event(conn, ev, raw, raw_len, partition, offset, why, why_cap);
 	const PjApplyRow *row = row_find(ev->type);

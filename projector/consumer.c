@@ -116,6 +116,7 @@ static void register_metrics(void)
 				      "Records between the stored positions and the high watermarks");
 	batch_seconds = vp_metrics_histogram("vetpms_projector_batch_duration_seconds", NULL,
 					     "Time to apply and commit one batch");
+	pj_redrive_register_metrics();
 }
 
 /* NOTIFY channel of a schema's progress: the reader listens on the live one. */
@@ -141,6 +142,24 @@ static void lose_pg(Projector *p)
 	p->conn = NULL;
 	p->need_reseek = true;
 	p->status->set_pg_ok(false);
+}
+
+/* Live projector only, once a second between batches (no applier holds a
+ * slice then): the dead letters ops asked to redrive (redrive.c). A failure
+ * is only logged: the request stays and is tried again. */
+static void redrive_requested(Projector *p)
+{
+	char why[512];
+	if (p->rebuild || !p->conn || p->need_reseek)
+		return;
+	int redriven = pj_redrive_step(p->conn, p->owned, PJ_MAX_PARTITIONS, why, sizeof(why));
+	if (redriven < 0) {
+		vp_log_warn(NULL, "redrive", "%s", why);
+		if (!vp_pg_ping(p->conn))
+			lose_pg(p);
+	} else if (redriven > 0) {
+		pj_views_mark_dirty(p->views, PJ_VIEWS_ALL);
+	}
 }
 
 /* search_path = the read schema, then every prepared statement; a rebuild's
@@ -311,9 +330,9 @@ static int apply_record(Applier *a, const rd_kafka_message_t *msg, bool first, i
 			int *n_dead, char *why, size_t why_cap)
 {
 	char reason[512] = "";
-	char key_tenant[37];
+	char key_tenant[37], type[sizeof(((VpEvent *)0)->type)], aggregate_id[37];
 	VpEvent ev;
-	const char *tenant = NULL;
+	PjDeadLetterOf of = {0};
 	PjApplyResult result;
 
 	/* One savepoint per event: a bad event rolls back only itself. */
@@ -322,14 +341,16 @@ static int apply_record(Applier *a, const rd_kafka_message_t *msg, bool first, i
 		return -1;
 	if (vp_event_decode(msg->payload, msg->len, &ev, reason, sizeof(reason)) < 0) {
 		result = PJ_REJECTED;
-		tenant = tenant_from_key(msg, key_tenant);
+		of.tenant_id = tenant_from_key(msg, key_tenant);
 	} else {
 		result = pj_apply_event(a->conn, &ev, msg->payload, msg->len, msg->partition,
 					msg->offset, reason, sizeof(reason));
 		if (result == PJ_APPLIED)
 			a->views_touched |= pj_views_fed_by(&ev);
 		snprintf(key_tenant, sizeof(key_tenant), "%s", ev.tenant_id);
-		tenant = key_tenant;
+		snprintf(type, sizeof(type), "%s", ev.type);
+		snprintf(aggregate_id, sizeof(aggregate_id), "%s", ev.aggregate_id);
+		of = (PjDeadLetterOf){key_tenant, type, aggregate_id};
 		vp_event_release(&ev);
 	}
 	switch (result) {
@@ -346,10 +367,12 @@ static int apply_record(Applier *a, const rd_kafka_message_t *msg, bool first, i
 		break;
 	}
 	utf8_trim(reason);
+	if (of.type)
+		utf8_trim(type);
 	vp_log_warn(NULL, "dead_letter", "partition %d offset %lld: %s", (int)msg->partition,
 		    (long long)msg->offset, reason);
 	if (simple(a, "ROLLBACK TO SAVEPOINT ev", why, why_cap) < 0 ||
-	    pj_deadletter_record(a->p->dead_letters, a->conn, msg, tenant, reason, why, why_cap) < 0)
+	    pj_deadletter_record(a->p->dead_letters, a->conn, msg, &of, reason, why, why_cap) < 0)
 		return -1;
 	(*n_dead)++;
 	return 0;
@@ -969,6 +992,8 @@ int pj_consumer_run(const PjConfig *cfg, volatile sig_atomic_t *stop, const PjSt
 			status->set_kafka_ok(vp_kafka_probe(p->consumer, NULL, 2000, NULL) == 0);
 			if (p->conn && !vp_pg_ping(p->conn))
 				lose_pg(p);
+			else
+				redrive_requested(p);
 			next_probe = now + VP_US_PER_SEC;
 		}
 		if ((ensure_pg(p) < 0 || (p->need_reseek && reseek(p) < 0))) {

@@ -20,8 +20,9 @@ struct PjDeadLetters {
 
 static const PjStatement deadletter_statements[] = {
 	{"dead_letter_insert",
-	 "INSERT INTO dead_letters (partition, \"offset\", tenant_id, error, payload) "
-	 "VALUES ($1::integer, $2::bigint, $3::uuid, $4, $5::bytea) ON CONFLICT DO NOTHING"},
+	 "INSERT INTO dead_letters (partition, \"offset\", tenant_id, error, payload, type, "
+	 "aggregate_id) VALUES ($1::integer, $2::bigint, $3::uuid, $4, $5::bytea, $6, $7) "
+	 "ON CONFLICT DO NOTHING"},
 	{NULL, NULL},
 };
 
@@ -88,16 +89,17 @@ int pj_deadletter_prepare(PGconn *conn, char *why, size_t why_cap)
 }
 
 int pj_deadletter_record(PjDeadLetters *dl, PGconn *conn, const rd_kafka_message_t *msg,
-			 const char *tenant_id, const char *error, char *why, size_t why_cap)
+			 const PjDeadLetterOf *of, const char *error, char *why, size_t why_cap)
 {
 	char partition_text[16], offset_text[24];
 	snprintf(partition_text, sizeof(partition_text), "%d", (int)msg->partition);
 	snprintf(offset_text, sizeof(offset_text), "%lld", (long long)msg->offset);
-	const char *params[] = {partition_text, offset_text, tenant_id, error,
-				msg->payload ? (const char *)msg->payload : ""};
-	const int lengths[] = {0, 0, 0, 0, (int)msg->len};
-	const int formats[] = {0, 0, 0, 0, 1}; /* the payload as binary bytea */
-	PGresult *res = PQexecPrepared(conn, "dead_letter_insert", 5, params, lengths, formats, 0);
+	const char *params[] = {partition_text, offset_text, of->tenant_id, error,
+				msg->payload ? (const char *)msg->payload : "", of->type,
+				of->aggregate_id};
+	const int lengths[] = {0, 0, 0, 0, (int)msg->len, 0, 0};
+	const int formats[] = {0, 0, 0, 0, 1, 0, 0}; /* the payload as binary bytea */
+	PGresult *res = PQexecPrepared(conn, "dead_letter_insert", 7, params, lengths, formats, 0);
 	int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 	if (!ok) {
 		snprintf(why, why_cap, "dead letter: %s",

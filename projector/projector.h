@@ -86,10 +86,27 @@ PjDeadLetters *pj_deadletter_new(const char *brokers, const char *kafka_props, c
 				 char *why, size_t why_cap);
 PjDeadLetters *pj_deadletter_free(PjDeadLetters *dl);
 int pj_deadletter_prepare(PGconn *conn, char *why, size_t why_cap);
+/* What the envelope said of a dead letter; NULL members when it did not
+ * decode (the tenant then from the record's key, if a UUID). */
+typedef struct PjDeadLetterOf {
+	const char *tenant_id;
+	const char *type;
+	const char *aggregate_id;
+} PjDeadLetterOf;
 int pj_deadletter_record(PjDeadLetters *dl, PGconn *conn, const rd_kafka_message_t *msg,
-			 const char *tenant_id, const char *error, char *why, size_t why_cap);
+			 const PjDeadLetterOf *of, const char *error, char *why, size_t why_cap);
 /* Waits for every DLQ record produced so far; -1 when one failed. */
 int pj_deadletter_flush(PjDeadLetters *dl, int timeout_ms, char *why, size_t why_cap);
+
+/* redrive.c: the dead letters ops asked to apply again (status 'redrive'),
+ * in log order, each in its own transaction through pj_apply_event, only
+ * those of the partitions owned[] says this process applies; run by the live
+ * consume loop between batches. Returns how many were applied (the others
+ * are back to 'dead' with the reason in last_error), or -1 (why). Also
+ * refreshes the pending-by-type gauges registered by
+ * pj_redrive_register_metrics. */
+void pj_redrive_register_metrics(void);
+int pj_redrive_step(PGconn *conn, const bool *owned, int n_owned, char *why, size_t why_cap);
 
 /* rebuild.c: blue/green rebuild. pj_rebuild_reset drops the fresh schema
  * before its migrations. pj_rebuild_step runs between batches with the events

@@ -583,19 +583,10 @@ static int open_consumer(TenantRebuild *t, char *why, size_t why_cap)
 {
 	char group[256];
 	snprintf(group, sizeof(group), "%s-tenant-rebuild", t->cfg->group);
-	rd_kafka_conf_t *conf = vp_kafka_consumer_conf_new(t->cfg->brokers, "vetpms-projector",
-							   group, t->cfg->kafka_props, why, why_cap);
-	if (!conf)
+	t->consumer = vp_kafka_log_reader_new(t->cfg->brokers, "vetpms-projector", group,
+					      t->cfg->kafka_props, false, why, why_cap);
+	if (!t->consumer)
 		return -1;
-	if (vp_kafka_conf_set(conf, "enable.partition.eof", "true", why, why_cap) < 0) {
-		rd_kafka_conf_destroy(conf);
-		return -1;
-	}
-	t->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, why_cap);
-	if (!t->consumer) {
-		rd_kafka_conf_destroy(conf);
-		return -1;
-	}
 	rd_kafka_poll_set_consumer(t->consumer);
 	if (find_partition(t, why, why_cap) < 0)
 		return -1;

@@ -79,6 +79,12 @@ static const VpConfigItem config_items[] = {
 	VP_CF_INT("stream-dead-peer-ms", "VETPMS_STREAM_DEAD_PEER_MS", &cfg.stream_dead_peer_ms,
 		  "45000", 1000, 3600000,
 		  "a stream's peer that acknowledges nothing this long is gone (TCP_USER_TIMEOUT)"),
+	VP_CF_STR("app-dir", "VETPMS_READER_APP_DIR", &cfg.app_dir, "web/app",
+		  "folder of the dashboard page served at /app/ (relative: to the working "
+		  "directory)"),
+	VP_CF_STR("vendor-dir", "VETPMS_READER_VENDOR_DIR", &cfg.vendor_dir,
+		  "/usr/share/javascript/chart.js",
+		  "folder of Chart.js (Debian's libjs-chart.js), served at /app/vendor/"),
 };
 #define N_CONFIG_ITEMS (sizeof(config_items) / sizeof(config_items[0]))
 

@@ -36,6 +36,8 @@ typedef struct RdConfig {
 	long stream_heartbeat_ms;
 	long stream_buffer_bytes; /* unsent bytes of a stream before it is dropped */
 	long stream_dead_peer_ms; /* TCP_USER_TIMEOUT and write timeout of a stream */
+	char *app_dir;    /* the dashboard page's files (web/app) */
+	char *vendor_dir; /* Debian's Chart.js, served under /app/vendor/ */
 } RdConfig;
 
 /* What every loop reads and nobody writes once serving. */
@@ -161,6 +163,26 @@ struct RdLoop {
 	RdStreams *streams;
 	VpMetric *requests; /* vetpms_reader_thread_requests_total of this thread */
 };
+
+/* static.c: the dashboard page under /app/ (docs/dashboard.md). */
+#define RD_STATIC_MAX_NAME 100
+typedef enum {
+	RD_STATIC_NONE,     /* not under /app */
+	RD_STATIC_REDIRECT, /* "/app": to "/app/" */
+	RD_STATIC_APP,      /* a file of app_dir */
+	RD_STATIC_VENDOR,   /* a file of vendor_dir (/app/vendor/NAME) */
+	RD_STATIC_BAD       /* under /app/ but no acceptable name: 404 */
+} RdStaticKind;
+/* Pure: what a decoded request path names; *name points into path (or at
+ * "index.html" for "/app/") for APP and VENDOR. */
+RdStaticKind rd_static_map(const char *path, const char **name);
+/* One segment of [A-Za-z0-9._-], starting with a letter or digit, no "..",
+ * at most RD_STATIC_MAX_NAME bytes, with an extension of the type table. */
+bool rd_static_name_ok(const char *name);
+/* The Content-Type of a file name by its extension; NULL when unknown. */
+const char *rd_static_content_type(const char *name);
+/* Answers a request under /app (true) or leaves it to the others (false). */
+bool rd_static_route(VpHttpRequest *r, const RdConfig *cfg);
 
 /* routes.c: the /v1 router given to vp_service (arg is the RdLoop). */
 bool rd_route(VpHttpRequest *r, void *arg);

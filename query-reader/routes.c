@@ -377,6 +377,8 @@ bool rd_route(VpHttpRequest *r, void *arg)
 	bool wait = false;
 
 	vp_metric_add(loop->requests, 1);
+	if (rd_static_route(r, loop->shared->cfg))
+		return true;
 	if (rd_stream_route(r, loop))
 		return true;
 	for (const RdRoute *const *group = rd_route_groups; *group && !route; group++)

@@ -175,6 +175,17 @@ static const RdStatement patient_timeline = {
     TL_BRANCH("r.prescribed_at", "prescription", "r.id",
 	      "jsonb_build_object('record_id', r.record_id, " PRESCRIPTION_JSON("r") ")",
 	      "read.prescriptions r", "r.tenant_id = $1::uuid AND r.patient_id = $5::uuid")
+    " UNION ALL "
+    /* an invoice belongs to a client; it is the patient's through the
+     * appointment it bills. Drafts are not shown: not yet an invoice. */
+    TL_BRANCH("i.issued_at", "invoice", "i.id",
+	      "jsonb_build_object('number', i.number, 'status', i.status, 'issued_on',"
+	      " i.issued_on, 'due_on', i.due_on, 'total_cents', i.total_cents,"
+	      " 'balance_cents', i.balance_cents, 'appointment_id', i.appointment_id)",
+	      "read.invoices i JOIN read.appointments a ON a.tenant_id = i.tenant_id"
+	      " AND a.id = i.appointment_id",
+	      "a.tenant_id = $1::uuid AND a.patient_id = $5::uuid AND i.tenant_id = $1::uuid"
+	      " AND i.issued_at IS NOT NULL")
     ") u)"
     " SELECT (SELECT coalesce(json_agg(jsonb_build_object('kind', i.kind, 'id', i.id,"
     "   'at', " RD_RFC3339("i.at") ") || i.detail ORDER BY i.rn), '[]'::json)"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # PostgreSQL set-up of the compose stack (compose.yaml mounts this file into the
 # postgres image's /docker-entrypoint-initdb.d/): the same roles, database,
-# extension, schema and grants as scripts/pg.sh `setup` for the local stack —
-# keep the two in step.
+# extension, schema and grants as scripts/pg.sh `setup` for the local stack: both
+# run schema/setup/roles.sql and database.sql.
 #
 # The image's entrypoint runs it once, on the first start with an empty data
 # volume, against a temporary server on the Unix socket (local connections are
@@ -18,45 +18,12 @@ vetpms_psql() {
   psql -X -q -v ON_ERROR_STOP=1 --no-password --username "${POSTGRES_USER:-postgres}" "$@"
 }
 
-# Passwords as psql variables (quoted by psql with :'var'), never pasted into SQL.
+# The SQL is the local stack's (scripts/pg.sh): schema/setup/, mounted by
+# compose.yaml at /vetpms-setup. Passwords as psql variables, never pasted into SQL.
+setup_dir=${VETPMS_SETUP_DIR:-/vetpms-setup}
 vetpms_psql --dbname postgres \
   -v projector_pw="${VETPMS_PG_PROJECTOR_PASSWORD:?VETPMS_PG_PROJECTOR_PASSWORD not set}" \
   -v reader_pw="${VETPMS_PG_READER_PASSWORD:?VETPMS_PG_READER_PASSWORD not set}" \
-  -v analyst_pw="${VETPMS_PG_ANALYST_PASSWORD:?VETPMS_PG_ANALYST_PASSWORD not set}" <<'SQL'
-SELECT format('CREATE ROLE %I LOGIN', r) FROM unnest(ARRAY['vetpms_projector','vetpms_reader','vetpms_analyst']) r
- WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \gexec
-ALTER ROLE vetpms_projector PASSWORD :'projector_pw';
-ALTER ROLE vetpms_reader PASSWORD :'reader_pw';
-ALTER ROLE vetpms_analyst PASSWORD :'analyst_pw';
--- The reader and analysts must never bypass row-level security.
-ALTER ROLE vetpms_reader NOBYPASSRLS;
-ALTER ROLE vetpms_analyst NOBYPASSRLS;
--- Analysts read the tenants granted to their login (schema/migrations/
--- 010_analyst_scope.sql, docs/analysts.md): vetpms_analyst is the
--- platform-wide login for operators, granted every tenant; per-tenant logins
--- (vetctl analyst create) are members of vetpms_scoped_analyst.
-SELECT format('CREATE ROLE %I NOLOGIN', r) FROM unnest(ARRAY['vetpms_all_tenants','vetpms_scoped_analyst']) r
- WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \gexec
-ALTER ROLE vetpms_scoped_analyst NOBYPASSRLS;
-SELECT 'GRANT vetpms_all_tenants TO vetpms_analyst'
- WHERE NOT pg_has_role('vetpms_analyst', 'vetpms_all_tenants', 'MEMBER') \gexec
-SELECT 'CREATE DATABASE vetpms OWNER postgres ENCODING ''UTF8'' TEMPLATE template0'
- WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'vetpms') \gexec
-SQL
-
-vetpms_psql --dbname vetpms <<'SQL'
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS pg_trgm;
-REVOKE ALL ON DATABASE vetpms FROM PUBLIC;
-GRANT CONNECT ON DATABASE vetpms TO vetpms_projector, vetpms_reader, vetpms_analyst,
-  vetpms_scoped_analyst;
-REVOKE CREATE ON SCHEMA public FROM PUBLIC;
-CREATE SCHEMA IF NOT EXISTS read AUTHORIZATION vetpms_projector;
--- The projector may create fresh schemas for blue/green rebuilds.
-GRANT CREATE ON DATABASE vetpms TO vetpms_projector;
--- REFRESH MATERIALIZED VIEW CONCURRENTLY diffs through a temporary table.
-GRANT TEMPORARY ON DATABASE vetpms TO vetpms_projector;
-GRANT USAGE ON SCHEMA read TO vetpms_reader, vetpms_analyst, vetpms_scoped_analyst;
-ALTER DEFAULT PRIVILEGES FOR ROLE vetpms_projector IN SCHEMA read
-  GRANT SELECT ON TABLES TO vetpms_reader, vetpms_analyst, vetpms_scoped_analyst;
-SQL
+  -v analyst_pw="${VETPMS_PG_ANALYST_PASSWORD:?VETPMS_PG_ANALYST_PASSWORD not set}" \
+  -f "$setup_dir/roles.sql"
+vetpms_psql --dbname vetpms -f "$setup_dir/database.sql"

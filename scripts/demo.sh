@@ -14,7 +14,9 @@ set -euo pipefail
 WRITER="http://127.0.0.1:$WRITER_PORT"
 jwt=$(secret jwt_hs256_secret "${VETPMS_JWT_HS256_SECRET:-}")
 tenant_file="$VAR_DIR/demo_tenant_id"
-TZNAME="Europe/London"  # the tenant's timezone: clinic hours are local
+# the tenant's timezone: clinic hours are local (a test may pick another, so
+# that "now" falls inside the clinic's day)
+TZNAME="${VETPMS_DEMO_TIMEZONE:-Europe/London}"
 
 token() { VETPMS_JWT_HS256_SECRET=$jwt "$BIN_DIR/vetctl" token --ttl-s 600 "$@"; }
 

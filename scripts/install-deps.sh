@@ -16,6 +16,8 @@ packages=(
   wrk  # make bench: the HTTP load generator
   clang libfuzzer-14-dev libclang-rt-14-dev  # make fuzz, and its smoke in make test:
                                             # libFuzzer, the sanitizer runtimes
+  libjs-chart.js  # the dashboard page's charts (query-reader serves it under /app/vendor/)
+  chromium chromium-driver python3-selenium  # the page's browser test (tests/e2e)
 )
 
 missing=()

@@ -50,49 +50,15 @@ start() {
 
 su_psql() { psql -X -q -v ON_ERROR_STOP=1 -h "$DIR" -p "$PG_PORT" -U postgres "$@"; }
 
-# Roles, database, schema and extension; passwords as psql variables (quoted by
-# psql with :'var'), never pasted into SQL text.
+# Roles, database, schema and extension (schema/setup/, shared with the compose
+# stack's scripts/container-pg-init.sh); passwords as psql variables.
 setup() {
   su_psql -d postgres \
     -v projector_pw="$(secret pg_projector_password "${VETPMS_PG_PROJECTOR_PASSWORD:-}")" \
     -v reader_pw="$(secret pg_reader_password "${VETPMS_PG_READER_PASSWORD:-}")" \
-    -v analyst_pw="$(secret pg_analyst_password "${VETPMS_PG_ANALYST_PASSWORD:-}")" <<'SQL'
-SELECT format('CREATE ROLE %I LOGIN', r) FROM unnest(ARRAY['vetpms_projector','vetpms_reader','vetpms_analyst']) r
- WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \gexec
-ALTER ROLE vetpms_projector PASSWORD :'projector_pw';
-ALTER ROLE vetpms_reader PASSWORD :'reader_pw';
-ALTER ROLE vetpms_analyst PASSWORD :'analyst_pw';
--- The reader and analysts must never bypass row-level security.
-ALTER ROLE vetpms_reader NOBYPASSRLS;
-ALTER ROLE vetpms_analyst NOBYPASSRLS;
--- Analysts read the tenants granted to their login (schema/migrations/
--- 010_analyst_scope.sql, docs/analysts.md): vetpms_analyst is the
--- platform-wide login for operators, granted every tenant; per-tenant logins
--- (vetctl analyst create) are members of vetpms_scoped_analyst.
-SELECT format('CREATE ROLE %I NOLOGIN', r) FROM unnest(ARRAY['vetpms_all_tenants','vetpms_scoped_analyst']) r
- WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \gexec
-ALTER ROLE vetpms_scoped_analyst NOBYPASSRLS;
-SELECT 'GRANT vetpms_all_tenants TO vetpms_analyst'
- WHERE NOT pg_has_role('vetpms_analyst', 'vetpms_all_tenants', 'MEMBER') \gexec
-SELECT 'CREATE DATABASE vetpms OWNER postgres ENCODING ''UTF8'' TEMPLATE template0'
- WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'vetpms') \gexec
-SQL
-  su_psql -d vetpms <<'SQL'
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS pg_trgm;
-REVOKE ALL ON DATABASE vetpms FROM PUBLIC;
-GRANT CONNECT ON DATABASE vetpms TO vetpms_projector, vetpms_reader, vetpms_analyst,
-  vetpms_scoped_analyst;
-REVOKE CREATE ON SCHEMA public FROM PUBLIC;
-CREATE SCHEMA IF NOT EXISTS read AUTHORIZATION vetpms_projector;
--- The projector may create fresh schemas for blue/green rebuilds.
-GRANT CREATE ON DATABASE vetpms TO vetpms_projector;
--- REFRESH MATERIALIZED VIEW CONCURRENTLY diffs through a temporary table.
-GRANT TEMPORARY ON DATABASE vetpms TO vetpms_projector;
-GRANT USAGE ON SCHEMA read TO vetpms_reader, vetpms_analyst, vetpms_scoped_analyst;
-ALTER DEFAULT PRIVILEGES FOR ROLE vetpms_projector IN SCHEMA read
-  GRANT SELECT ON TABLES TO vetpms_reader, vetpms_analyst, vetpms_scoped_analyst;
-SQL
+    -v analyst_pw="$(secret pg_analyst_password "${VETPMS_PG_ANALYST_PASSWORD:-}")" \
+    -f "$ROOT/schema/setup/roles.sql"
+  su_psql -d vetpms -f "$ROOT/schema/setup/database.sql"
 }
 
 stop() {

@@ -61,6 +61,9 @@ tokens() {
     printf '  %-15s %s\n' "$role" \
       "$(VETPMS_JWT_HS256_SECRET=$jwt "$BIN_DIR/vetctl" token --role "$role" --tenant "$tenant" --sub "dev-$role")"
   done
+  # admin and vet: every panel of the dashboard page (docs/dashboard.md)
+  printf '  %-15s %s\n' "admin,vet" \
+    "$(VETPMS_JWT_HS256_SECRET=$jwt "$BIN_DIR/vetctl" token --role admin,vet --tenant "$tenant" --sub dev-dashboard)"
 }
 
 start() {
@@ -80,6 +83,7 @@ VetPMS is running.
   cmd-writer    http://127.0.0.1:$WRITER_PORT   (commands)
   query-reader  http://127.0.0.1:$READER_PORT   (queries)
   projector     http://127.0.0.1:$PROJECTOR_PORT   (health, metrics)
+  dashboard     http://127.0.0.1:$READER_PORT/app/   (sign in with the admin,vet token below)
   Kafka         $KAFKA_BROKERS      PostgreSQL  127.0.0.1:$PG_PORT (database vetpms)
   logs          $LOG_DIR/
 Try:  curl -s http://127.0.0.1:$WRITER_PORT/healthz

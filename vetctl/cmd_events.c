@@ -35,23 +35,6 @@ static void on_interrupt(int sig)
 	interrupted = 1;
 }
 
-static rd_kafka_t *tail_consumer(const TailOptions *o, char *why, size_t why_cap)
-{
-	rd_kafka_conf_t *conf =
-		vp_kafka_consumer_conf_new(o->brokers, "vetctl", "vetctl-tail", NULL, why, why_cap);
-	if (!conf)
-		return NULL;
-	if (vp_kafka_conf_set(conf, "enable.partition.eof", "true", why, why_cap) < 0 ||
-	    vp_kafka_conf_set(conf, "log_level", "3", why, why_cap) < 0) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, why_cap);
-	if (!rk)
-		rd_kafka_conf_destroy(conf);
-	return rk;
-}
-
 /* Prints the record when it passes the filters; undecodable records are shown
  * as such on stderr (they are the projector's dead letters). */
 static void print_record(const TailOptions *o, const rd_kafka_message_t *m)
@@ -150,7 +133,8 @@ int vc_cmd_events(int argc, char **argv)
 	}
 	signal(SIGINT, on_interrupt);
 	signal(SIGTERM, on_interrupt);
-	rd_kafka_t *rk = tail_consumer(&o, why, sizeof(why));
+	rd_kafka_t *rk =
+		vp_kafka_log_reader_new(o.brokers, "vetctl", "vetctl-tail", NULL, true, why, sizeof(why));
 	if (!rk)
 		fprintf(stderr, "vetctl: %s\n", why);
 	else {

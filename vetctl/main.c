@@ -14,6 +14,9 @@ static const char usage[] =
 	"  events tail   [--tenant T] [--aggregate A] [--follow]   print the log's envelopes\n"
 	"  events check  list the records the event catalog refuses, and their quarantine list\n"
 	"  analyst create|grant|revoke --tenant UUID --login NAME [--dsn DSN]   analyst logins per tenant\n"
+	"  deadletters list|show|redrive|discard   the projector's dead letters (see --help)\n"
+	"  tenant export --tenant UUID > t.ndjson   a tenant's committed events and a BLAKE2b trailer\n"
+	"  tenant import --file t.ndjson --writer URL --token JWT   load it into another deployment\n"
 	"  catalog       print the event catalog (types, aggregates, versions, data fields) as JSON\n"
 	"each command takes --help; options also come from VETPMS_* variables (see README)\n";
 
@@ -37,6 +40,10 @@ int main(int argc, char **argv)
 		return vc_cmd_catalog(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "analyst"))
 		return vc_cmd_analyst(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "deadletters"))
+		return vc_cmd_deadletters(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "tenant"))
+		return vc_cmd_tenant(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "events"))
 		return vc_cmd_events(argc - 1, argv + 1);
 	fprintf(stderr, "vetctl: unknown command '%s'\n%s", argv[1], usage);

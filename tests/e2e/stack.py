@@ -269,3 +269,11 @@ def new_tenant_id():
 
 def parse_log_line(line):
     return json.loads(line)
+
+
+def tally(rows, key="status"):
+    """{value: how many rows have it} of rows' key: a run's answers at a glance."""
+    out = {}
+    for r in rows:
+        out[r[key]] = out.get(r[key], 0) + 1
+    return out

@@ -502,6 +502,8 @@ def test_inconsistent_events_are_dead_letters_that_change_nothing(clinic, machin
                          "AND invoice_id = %s", (c.t, b))[0][0]
     before = c.snapshot()
     seqs = dict(c.seqs)
+    last = query(c.stack, "SELECT max(number_seq) FROM read.invoices WHERE tenant_id = %s",
+                 (c.t,))[0][0]
     bad = [
         c.pay(b, ev.new_id(), 5001, "2026-04-02"),                  # above the balance
         c.refund(b, pb1, ev.new_id(), 4001, at="2026-04-02T10:00:00"),  # above the payment
@@ -545,6 +547,14 @@ def test_inconsistent_events_are_dead_letters_that_change_nothing(clinic, machin
     # and the invoices still take what is consistent
     c.send([c.pay(b, ev.new_id(), 5000, "2026-04-02")])
     assert c.invoice(b)["status"] == "paid"
+    # numbers are gapless: the draft f (it has a line now) cannot be issued
+    # past the tenant's next number, and is at the next one
+    total = c.invoice(f)["total"]
+    [gap] = c.send([c.issue(f, f"INV-{last + 2:06d}", "2026-04-02", total)], dead=1)
+    assert "number not the tenant's next" in gap and c.invoice(f)["status"] == "draft", gap
+    c.seqs[f] -= 1
+    c.send([c.issue(f, f"INV-{last + 1:06d}", "2026-04-02", total)])
+    assert c.invoice(f)["number_seq"] == last + 1 and c.invoice(f)["status"] == "issued"
 
 
 def random_billing(c, rnd, n_invoices):
@@ -667,7 +677,7 @@ def test_projector_rebuild_gives_the_same_billing_tables(stack, clinic, machine,
     expected = {m: v for m, v in recompute_revenue(c.applied).items() if v[0] > 0}
     wait_for(lambda: summary_rows(stack, c.t) == expected, what="summary refreshed")
     before = c.snapshot()
-    assert len(before["client_ledger"]) == 13 and len(before["invoices"]) == 6
+    assert len(before["client_ledger"]) == 14 and len(before["invoices"]) == 6
     other = machine.get("random_clinic")
     other_before = other.snapshot() if other else None
     rebuild = stack.start_daemon("projector", port=free_port(), args=["rebuild"])

@@ -18,8 +18,8 @@ import uuid
 import requests
 
 from kafka_log import events
-from stack import free_port, running_stack, wait_for
-from test_rebuild_bulk import query, run_rebuild, table_digests
+from stack import free_port, running_stack, tally, wait_for
+from readmodel import query, run_rebuild, table_digests
 from test_reader_outage import postgres_pids
 
 WRITERS = 3              # posting threads
@@ -101,13 +101,6 @@ class Load:
             t.join(WRITE_ANSWER_S + 5)
 
 
-def counts(rows, key="status"):
-    out = {}
-    for r in rows:
-        out[r[key]] = out.get(r[key], 0) + 1
-    return out
-
-
 def pg_stopped(stack):
     stack.script("pg.sh", "stop")
     time.sleep(FAULT_S)
@@ -169,10 +162,10 @@ def test_faults_under_load_lose_nothing_and_the_read_model_equals_a_rebuild():
                 writer.wait_ready(120)
                 time.sleep(2)  # load on the recovered stack
                 print(f"faults: {name}: {len(load.writes) - before} commands "
-                      f"{counts(load.writes[before:])}")
-        print(f"faults: {len(load.writes)} commands {counts(load.writes)}, slowest "
+                      f"{tally(load.writes[before:])}")
+        print(f"faults: {len(load.writes)} commands {tally(load.writes)}, slowest "
               f"{max(w['took'] for w in load.writes):.1f} s; {len(load.reads)} reads "
-              f"{counts(load.reads)}, slowest {max(r['took'] for r in load.reads):.2f} s")
+              f"{tally(load.reads)}, slowest {max(r['took'] for r in load.reads):.2f} s")
 
         # every request got a clear answer within its deadline
         for w in load.writes:
@@ -183,7 +176,7 @@ def test_faults_under_load_lose_nothing_and_the_read_model_equals_a_rebuild():
             assert r["status"] in (200, 404) or (r["status"] == 503 and
                                                  r["code"] == "UNAVAILABLE"), r
             assert r["took"] < READ_ANSWER_S, r
-        assert counts(load.reads).get(200, 0) > 0
+        assert tally(load.reads).get(200, 0) > 0
 
         # the refused commands retried with their keys; then each
         # acknowledged command is in the log once

@@ -7,13 +7,13 @@ was killed with SIGKILL in the middle of its fill and started again."""
 
 import os
 import signal
-import subprocess
 
 import psycopg
 import pytest
 
 import events as ev
 import test_property_commands as prop
+from readmodel import query, run_rebuild, table_digests
 from stack import free_port, running_stack, wait_for
 
 # Commands per command type of the random history (the property test's own
@@ -37,29 +37,6 @@ def daemons(stack):
     yield projector, writer
     writer.terminate()
     projector.terminate()
-
-
-def query(stack, text, params=()):
-    with psycopg.connect(stack.superuser_dsn(), autocommit=True) as conn:
-        return conn.execute(text, params).fetchall()
-
-
-def table_digests(stack, schema):
-    """{table: (rows, md5 of the rows in text form)} of every base table of the
-    schema but its migrations (applied_at) and positions (positions(); the
-    event_log rows say which events are in); dead letters without the time
-    they were recorded at."""
-    tables = [t for (t,) in query(stack, "SELECT table_name FROM information_schema.tables "
-                                         "WHERE table_schema = %s AND table_type = 'BASE TABLE' "
-                                         "AND table_name NOT IN ('schema_migrations',"
-                                         " 'projection_offsets')", (schema,))]
-    out = {}
-    for t in tables:
-        cols = ("x.partition, x.\"offset\", x.tenant_id, x.error, x.payload"
-                if t == "dead_letters" else "x.*")
-        out[t] = query(stack, f"SELECT count(*), md5(coalesce(string_agg(r, '|' ORDER BY r), ''))"
-                              f" FROM (SELECT ROW({cols})::text AS r FROM \"{schema}\".\"{t}\" x) s")[0]
-    return out
 
 
 def positions(stack, schema):
@@ -114,17 +91,6 @@ def history(stack, daemons):
             "client_ledger", "event_log"} <= set(tables)
     print("history: rows per table", {t: n for t, (n, _) in sorted(tables.items())})
     return tables, index_definitions(stack, "read"), positions(stack, "read")
-
-
-def run_rebuild(stack, env=None, timeout=240):
-    rebuild = stack.start_daemon("projector", port=free_port(), args=["rebuild"], env=env)
-    try:
-        code = rebuild.proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        rebuild.terminate()
-        code = "timeout"
-    assert code == 0, "\n".join(rebuild.log_lines()[-30:])
-    return rebuild
 
 
 def assert_rebuilt_equals(stack, history):

@@ -25,7 +25,7 @@ import events as ev
 import kafka_log
 import test_property_commands as prop
 from stack import free_port, running_stack, wait_for
-from test_rebuild_bulk import query, run_rebuild, table_digests
+from readmodel import query, run_rebuild, table_digests, tenant_digests
 
 EXAMPLES = int(os.environ.get("VETPMS_TENANT_REBUILD_EXAMPLES", "4"))
 BULK_CLIENTS = 600  # 4 events each: T's fill crosses the lock distance (1,000)
@@ -48,21 +48,6 @@ def daemons(stack):
     yield projector, writer, reader
     for d in (reader, writer, projector):
         d.terminate()
-
-
-def tenant_digests(stack, schema, tenant):
-    """{table: (rows, md5 of the rows)} of one tenant's rows of every table
-    with a tenant_id column but the dead letters (rebuild_tenant.c leaves
-    those alone)."""
-    tables = [t for (t,) in query(
-        stack, "SELECT c.table_name FROM information_schema.columns c "
-               "JOIN information_schema.tables t USING (table_schema, table_name) "
-               "WHERE c.table_schema = %s AND c.column_name = 'tenant_id' "
-               "AND t.table_type = 'BASE TABLE' AND c.table_name <> 'dead_letters'", (schema,))]
-    return {t: query(stack, "SELECT count(*), md5(coalesce(string_agg(r, '|' ORDER BY r), ''))"
-                            f" FROM (SELECT ROW(x.*)::text AS r FROM \"{schema}\".\"{t}\" x"
-                            " WHERE x.tenant_id = %s) s", (tenant,))[0]
-            for t in sorted(tables)}
 
 
 def schemas(stack):
@@ -175,10 +160,10 @@ def world(stack, daemons):
         wait_for(lambda: query(stack, "SELECT count(*) FROM read.clients WHERE id = %s",
                                (c.last_client,))[0][0] == 1, timeout=60,
                  what="the clinic's client to be projected")
-    live = tenant_digests(stack, "read", tenant)
+    live = tenant_digests(stack, tenant)
     assert live["event_log"][0] > 2400 and live["client_ledger"][0] > 0, live
     corrupt(stack, tenant)
-    corrupted = tenant_digests(stack, "read", tenant)
+    corrupted = tenant_digests(stack, tenant)
     changed = {t for t in live if live[t] != corrupted[t]}
     assert changed == CORRUPTED_TABLES, changed
     return {"tenant": tenant, "live": live, "clinics": clinics}
@@ -257,7 +242,7 @@ def test_one_tenant_rebuilt_under_load_of_two_others_equals_a_full_rebuild(stack
     tenant, clinics = world["tenant"], world["clinics"]
     others = [t for (t,) in query(stack, "SELECT id::text FROM read.tenants WHERE id <> ALL(%s)",
                                   ([tenant] + [c.id for c in clinics],))]
-    quiet_before = {t: tenant_digests(stack, "read", t) for t in others}
+    quiet_before = {t: tenant_digests(stack, t) for t in others}
     # T is written and read meanwhile too: its events applied by the live
     # projector during the rebuild must survive the swap, and its reads
     # answer from the old rows or the new
@@ -292,11 +277,11 @@ def test_one_tenant_rebuilt_under_load_of_two_others_equals_a_full_rebuild(stack
                         "AND name = 'CORRUPT'", (tenant,))[0][0] == 0
     assert query(stack, "SELECT count(*) FROM read.daily_appointment_stats WHERE tenant_id = %s"
                         " AND local_date = '1999-12-31'", (tenant,))[0][0] == 0
-    now = tenant_digests(stack, "read", tenant)
+    now = tenant_digests(stack, tenant)
     assert now["clients"][0] >= world["live"]["clients"][0]
     assert now["event_log"][0] > world["live"]["event_log"][0]
     # the tenants nobody wrote to: untouched
-    assert {t: tenant_digests(stack, "read", t) for t in others} == quiet_before
+    assert {t: tenant_digests(stack, t) for t in others} == quiet_before
     assert schemas(stack) == {"read"}
 
     # every write applied (the last client of each is there),

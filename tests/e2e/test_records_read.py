@@ -378,9 +378,27 @@ def test_patient_records_newest_first_in_pages(stack, daemons, producer):
     assert c.ok(f"/v1/patients/{c.p2}/medical-records") == {"data": [], "next_cursor": None}
 
 
+def invoice_of(c, client, appointment, invoice, issued_at):
+    """An invoice of one 50.00 line for the appointment, issued at issued_at
+    (None: left a draft)."""
+    envs = [ev.envelope("InvoiceCreated", c.t, "invoice", invoice, c.seq(invoice),
+                        {"client_id": client, "appointment_id": appointment}),
+            ev.envelope("InvoiceLineAdded", c.t, "invoice", invoice, c.seq(invoice),
+                        {"line_id": ev.new_id(), "description": "Consultation",
+                         "quantity_milli": 1000, "unit_price_cents": 5000, "discount_bp": 0,
+                         "tax_rate_bp": 0, "net_cents": 5000, "discount_cents": 0,
+                         "tax_cents": 0, "line_total_cents": 5000, "item_id": None})]
+    if issued_at:
+        day = issued_at[:10]
+        envs.append(ev.envelope("InvoiceIssued", c.t, "invoice", invoice, c.seq(invoice),
+                                {"number": "INV-000001", "issued_on": day, "due_on": day,
+                                 "total_cents": 5000}, at=issued_at))
+    return envs
+
+
 def test_timeline_merges_every_kind_newest_first_with_one_keyset(stack, daemons, producer):
     c = Clinic(stack, producer, daemons[1])
-    appt, r = ev.new_id(), ev.new_id()
+    appt, r, inv = ev.new_id(), ev.new_id(), ev.new_id()
     vac, rx, vit = ev.new_id(), ev.new_id(), ev.new_id()
     t0 = ago(days=30).replace(microsecond=0)
     at = lambda d: rfc(t0 + timedelta(days=d))  # noqa: E731
@@ -401,14 +419,16 @@ def test_timeline_merges_every_kind_newest_first_with_one_keyset(stack, daemons,
                     treatment=vac, at=at(5)),
         c.treatment(r, "Bandage", type_="procedure", at=at(5)),  # not a vaccination
         c.prescribe(r, prescription=rx, at=at(6)),
-    ])
+    ] + invoice_of(c, c.c1, appt, inv, issued_at=at(7)) +
+        invoice_of(c, c.c1, appt, ev.new_id(), issued_at=None))  # a draft: not listed
     body = c.ok(f"/v1/patients/{c.p1}/timeline")
     kinds = [(i["kind"], i["id"]) for i in body["data"]]
-    assert kinds[:6] == [("prescription", rx), ("vaccination", vac), ("weight", kinds[2][1]),
-                         ("vitals", vit), ("medical_record", r), ("allergy", kinds[5][1])]
-    assert kinds[6] == ("appointment", appt)
-    assert kinds[7][0] == "weight"  # the registration weight, 400 days ago
-    assert len(kinds) == 8 and body["next_cursor"] is None
+    assert kinds[:7] == [("invoice", inv), ("prescription", rx), ("vaccination", vac),
+                         ("weight", kinds[3][1]), ("vitals", vit), ("medical_record", r),
+                         ("allergy", kinds[6][1])]
+    assert kinds[7] == ("appointment", appt)
+    assert kinds[8][0] == "weight"  # the registration weight, 400 days ago
+    assert len(kinds) == 9 and body["next_cursor"] is None
     check_schema(body, "TimelineList")
     items = {i["kind"]: i for i in body["data"]}
     assert items["medical_record"]["primary_diagnosis"]["name"] == "Otitis"
@@ -418,6 +438,10 @@ def test_timeline_merges_every_kind_newest_first_with_one_keyset(stack, daemons,
     assert items["allergy"]["allergen"] == "penicillin"
     assert items["appointment"]["vet"]["name"] == "Dr Alice Adams"
     assert items["prescription"]["medication"] == "Meloxicam"
+    assert {k: items["invoice"][k] for k in ("number", "status", "total_cents",
+                                             "balance_cents", "appointment_id")} == \
+        {"number": "INV-000001", "status": "issued", "total_cents": 5000,
+         "balance_cents": 5000, "appointment_id": appt}
     for item in body["data"]:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", item["at"])
     for limit in (1, 2, 3):

@@ -14,7 +14,7 @@ import uuid
 import requests
 
 from kafka_log import events
-from stack import running_stack, wait_for
+from stack import running_stack, tally, wait_for
 
 CLIENTS = 4          # concurrent posting threads
 DEADLINE_S = 2.5     # a command refused because Kafka is down: answered within this
@@ -81,9 +81,7 @@ def test_kafka_killed_under_load_gets_503s_then_recovers_losing_nothing():
         for t in threads:
             t.join(ANSWER_S + 5)
 
-        statuses = {}
-        for r in results:
-            statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+        statuses = tally(results)
         print(f"\noutage: {len(results)} requests {statuses}; not ready {not_ready_after:.1f} s "
               f"after the kill; {PROBES} fresh commands then answered in at most "
               f"{max(p['took'] for p in probes):.2f} s; ready {ready_after:.1f} s after the "

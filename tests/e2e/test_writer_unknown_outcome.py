@@ -25,7 +25,7 @@ import uuid
 import requests
 
 from kafka_log import events
-from stack import running_stack
+from stack import running_stack, tally
 
 CLIENTS = 4
 FREEZE_S = 4        # > transaction.timeout.ms + the broker's cleanup interval
@@ -91,9 +91,7 @@ def test_frozen_writer_learns_the_outcome_and_answers_truthfully():
             for t in threads:
                 t.join(ANSWER_S + 5)
 
-        statuses = {}
-        for r in results:
-            statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+        statuses = tally(results)
         print(f"\nunknown outcome: {freezes} freezes of {FREEZE_S} s, {len(results)} "
               f"requests {statuses}, slowest {max(r['took'] for r in results):.1f} s")
         assert writer.proc.poll() is None, \

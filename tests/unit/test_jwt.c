@@ -692,11 +692,11 @@ static void mutated_tokens_never_verify(void **state)
 static void roles_parse_and_name(void **state)
 {
 	static const char *const names[] = {"platform-admin", "admin",   "vet", "nurse",
-					    "reception",      "analyst", "ops"};
+					    "reception",      "analyst", "ops", "platform-ops"};
 	unsigned i;
 
 	(void)state;
-	for (i = 0; i < 7; i++) {
+	for (i = 0; i < 8; i++) {
 		assert_int_equal(vp_role_parse(names[i]), 1u << i);
 		assert_string_equal(vp_role_name(1u << i), names[i]);
 	}
@@ -706,7 +706,7 @@ static void roles_parse_and_name(void **state)
 	assert_int_equal(vp_role_parse(NULL), 0);
 	assert_null(vp_role_name(0));
 	assert_null(vp_role_name(VP_ROLE_VET | VP_ROLE_NURSE));
-	assert_null(vp_role_name(1u << 7));
+	assert_null(vp_role_name(1u << 8));
 }
 
 static void key_constructors(void **state)

@@ -1,0 +1,143 @@
+/* Tenant import (POST /v1/ops/tenants/{tenant_id}/import, docs/operations.md):
+ * a batch of a `vetctl tenant export` file — {"import": the file's BLAKE2b
+ * hex, "from": the index of the batch's first event in the file, "events":
+ * the lines as strings} — appended as it was, in one transaction. Each line
+ * must pass the catalog exactly as the projector reads it, belong to the
+ * path's tenant, and the first of the file must provision it; a tenant that
+ * exists and is not this file's import in progress is refused. The events
+ * enter the model as the rebuild takes a record (wr_state_apply, no
+ * idempotency key: a key of the old deployment was not sent here), and the
+ * records carry headers `import` and `import-index` so that a rebuild knows
+ * how far an import got: a batch is resumable at `next`, and one that
+ * already landed (its reply was lost) is answered again, not appended twice. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vp_catalog.h"
+#include "vp_json.h"
+#include "writer.h"
+
+static bool digest_ok(const char *digest)
+{
+	if (!digest || strlen(digest) != 64)
+		return false;
+	for (const char *c = digest; *c; c++)
+		if (!isxdigit((unsigned char)*c) || isupper((unsigned char)*c))
+			return false;
+	return true;
+}
+
+/* One line: the catalog's check of the text as the projector reads it, then
+ * the tenant's and the first event's rules. */
+static int check_line(WrImportBatch *b, size_t i, const char *tenant_id, VpError *err)
+{
+	char why[256], field[32];
+	const char *line = b->line[i];
+	snprintf(field, sizeof(field), "events[%zu]", i);
+	if (vp_catalog_check_encoded(line, strlen(line), why, sizeof(why)) < 0 ||
+	    vp_event_decode(line, strlen(line), &b->ev[i], why, sizeof(why)) < 0) {
+		vp_error_add_detail(err, field, "%s", why);
+		return -1;
+	}
+	b->n_decoded = i + 1;
+	if (strcmp(b->ev[i].tenant_id, tenant_id) != 0)
+		vp_error_add_detail(err, field, "is an event of tenant %s, not %s",
+				    b->ev[i].tenant_id, tenant_id);
+	else if (b->from + (int64_t)i == 0 && strcmp(b->ev[i].type, VP_EV_TENANT_PROVISIONED) != 0)
+		vp_error_add_detail(err, field, "the first event of an import must be %s",
+				    VP_EV_TENANT_PROVISIONED);
+	else
+		return 0;
+	return -1;
+}
+
+int wr_import_parse(const cJSON *body, const char *tenant_id, WrImportBatch *b, VpError *err)
+{
+	long long from = -1;
+	const char *digest = vp_json_str(body, "import");
+	const cJSON *events = cJSON_GetObjectItemCaseSensitive(body, "events");
+	memset(b, 0, sizeof(*b));
+	snprintf(b->tenant_id, sizeof(b->tenant_id), "%s", tenant_id);
+	if (!digest_ok(digest))
+		vp_error_add_detail(err, "import", "must be the file's BLAKE2b: 64 lower-case hex");
+	if (!vp_json_int(body, "from", &from) || from < 0)
+		vp_error_add_detail(err, "from", "must be an integer >= 0");
+	int n = cJSON_IsArray(events) ? cJSON_GetArraySize(events) : -1;
+	if (n < 0 || n > WR_IMPORT_MAX_EVENTS)
+		vp_error_add_detail(err, "events", "must be an array of at most %d strings",
+				    WR_IMPORT_MAX_EVENTS);
+	if (vp_error_finish_validation(err))
+		return -1;
+	snprintf(b->digest, sizeof(b->digest), "%s", digest);
+	b->from = from;
+	b->n = (size_t)n;
+	b->line = calloc((size_t)n + 1, sizeof(*b->line));
+	b->ev = calloc((size_t)n + 1, sizeof(*b->ev));
+	if (!b->line || !b->ev)
+		return vp_error_set(err, 500, VP_ERR_INTERNAL, "out of memory");
+	size_t i = 0;
+	for (const cJSON *e = events ? events->child : NULL; e; e = e->next, i++) {
+		b->line[i] = cJSON_IsString(e) ? e->valuestring : NULL;
+		if (!b->line[i]) {
+			vp_error_add_detail(err, "events", "every event is a line of the file, "
+							   "as a string");
+			break;
+		}
+		if (check_line(b, i, tenant_id, err) < 0)
+			break;
+	}
+	return vp_error_finish_validation(err) ? -1 : 0;
+}
+
+int wr_import_position(const WrState *s, const WrImportBatch *b, int64_t *next, VpError *err)
+{
+	const WrTenant *t = wr_state_tenant(s, b->tenant_id);
+	*next = t ? t->import_next : 0;
+	if (t && strcmp(t->import_digest, b->digest) != 0)
+		return vp_error_set(err, 409, WR_ERR_TENANT_EXISTS,
+				    "tenant %s exists here%s; an import only creates a tenant",
+				    b->tenant_id, *t->import_digest ? " (imported from another file)"
+								    : "");
+	if (b->from == *next)
+		return b->n == 0 ? 1 : 0;
+	if (b->from < *next && b->from + (int64_t)b->n <= *next)
+		return 1; /* landed before: a retry whose answer was lost */
+	vp_error_set(err, 409, WR_ERR_IMPORT_POSITION,
+		     "the import of this file is at event %lld; send from there", (long long)*next);
+	vp_error_add_detail(err, "from", "must be %lld", (long long)*next);
+	return -1;
+}
+
+int wr_import_apply(WrState *s, WrImportBatch *b, size_t *applied, VpError *err)
+{
+	char why[256];
+	for (*applied = 0; *applied < b->n; (*applied)++) {
+		if (wr_state_apply(s, &b->ev[*applied], NULL, why, sizeof(why)) < 0) {
+			vp_error_set(err, 409, WR_ERR_IMPORT_REFUSED,
+				     "events[%zu] contradicts the history before it: %s; nothing of "
+				     "this batch was appended", *applied, why);
+			return -1;
+		}
+	}
+	WrTenant *t = wr_state_tenant(s, b->tenant_id);
+	if (t)
+		wr_import_note(t, b->digest, b->from + (int64_t)b->n);
+	return 0;
+}
+
+void wr_import_note(WrTenant *t, const char *digest, int64_t next)
+{
+	snprintf(t->import_digest, sizeof(t->import_digest), "%s", digest);
+	t->import_next = next;
+}
+
+void wr_import_release(WrImportBatch *b)
+{
+	for (size_t i = 0; b->ev && i < b->n_decoded; i++)
+		vp_event_release(&b->ev[i]);
+	free(b->ev);
+	free(b->line);
+	memset(b, 0, sizeof(*b));
+}

@@ -1,0 +1,281 @@
+/* Keys, wrapping, sealed fields and blind indexes (vp_crypto.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "vp_crypto.h"
+
+#define B64 sodium_base64_VARIANT_URLSAFE_NO_PADDING
+#define NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define TAG_BYTES crypto_aead_xchacha20poly1305_ietf_ABYTES
+#define WRAPPED_BYTES (NONCE_BYTES + VP_KEY_BYTES + TAG_BYTES)
+#define MASTER_FILE_MAX 256
+#define SEALED_MAX (1024 * 1024) /* a personal field is short; a bound for decoding */
+
+struct VpKey {
+	unsigned char bytes[VP_KEY_BYTES];
+};
+
+int vp_crypto_init(char *why, size_t why_cap)
+{
+	if (sodium_init() < 0) {
+		snprintf(why, why_cap, "libsodium failed to initialise");
+		return -1;
+	}
+	return 0;
+}
+
+/* Locked, guarded memory for one key. */
+static VpKey *key_alloc(char *why, size_t why_cap)
+{
+	VpKey *key = sodium_malloc(sizeof(*key));
+	if (!key)
+		snprintf(why, why_cap, "no locked memory for a key (RLIMIT_MEMLOCK?)");
+	return key;
+}
+
+VpKey *vp_key_free(VpKey *key)
+{
+	sodium_free(key); /* wipes first; NULL is fine */
+	return NULL;
+}
+
+VpKey *vp_key_random(char *why, size_t why_cap)
+{
+	VpKey *key = key_alloc(why, why_cap);
+	if (key)
+		crypto_aead_xchacha20poly1305_ietf_keygen(key->bytes);
+	return key;
+}
+
+VpKey *vp_key_from_text(const char *text, char *why, size_t why_cap)
+{
+	size_t len = 0;
+	VpKey *key = key_alloc(why, why_cap);
+	if (!key)
+		return NULL;
+	if (sodium_base642bin(key->bytes, sizeof(key->bytes), text, strlen(text), NULL, &len, NULL,
+			      B64) != 0 ||
+	    len != VP_KEY_BYTES) {
+		/* never the text itself: it may be a key with a typo */
+		snprintf(why, why_cap, "not a key: %d bytes of base64url expected", VP_KEY_BYTES);
+		return vp_key_free(key);
+	}
+	return key;
+}
+
+void vp_key_id(const VpKey *key, char out[VP_KEY_ID_CHARS + 1])
+{
+	static const char label[] = "vetpms key id";
+	unsigned char id[VP_KEY_ID_CHARS / 2];
+	/* a MAC of a fixed text under the key, not a hash of the key itself */
+	crypto_generichash(id, sizeof(id), (const unsigned char *)label, sizeof(label) - 1,
+			   key->bytes, sizeof(key->bytes));
+	sodium_bin2hex(out, VP_KEY_ID_CHARS + 1, id, sizeof(id));
+}
+
+/* The master key file's first line, trimmed; 0 or -1 with why. */
+static int read_master_file(const char *path, char *text, size_t cap, char *why, size_t why_cap)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, why_cap, "master key file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
+		snprintf(why, why_cap,
+			 "master key file %s: must be a regular file readable by its owner only "
+			 "(chmod 600)",
+			 path);
+		close(fd);
+		return -1;
+	}
+	ssize_t n = read(fd, text, cap - 1);
+	close(fd);
+	if (n < 0) {
+		snprintf(why, why_cap, "master key file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	text[n] = '\0';
+	text[strcspn(text, " \t\r\n")] = '\0';
+	return 0;
+}
+
+VpKey *vp_key_master_load(const char *path, const char *env_text, char *why, size_t why_cap)
+{
+	char text[MASTER_FILE_MAX];
+	char inner[256];
+	VpKey *key = NULL;
+	if (path && *path) {
+		if (read_master_file(path, text, sizeof(text), why, why_cap) < 0)
+			return NULL;
+		key = vp_key_from_text(text, inner, sizeof(inner));
+		sodium_memzero(text, sizeof(text));
+		if (!key)
+			snprintf(why, why_cap, "master key file %s: %s", path, inner);
+		return key;
+	}
+	if (env_text && *env_text) {
+		key = vp_key_from_text(env_text, inner, sizeof(inner));
+		if (!key)
+			snprintf(why, why_cap, "VETPMS_MASTER_KEY: %s", inner);
+		return key;
+	}
+	snprintf(why, why_cap,
+		 "no master key: set VETPMS_MASTER_KEY_FILE (a file holding %d bytes of base64url, "
+		 "e.g. from `vetctl keys new-master`) or VETPMS_MASTER_KEY",
+		 VP_KEY_BYTES);
+	return NULL;
+}
+
+/* bin as base64url appended to out. */
+static int append_b64(VpBuf *out, const unsigned char *bin, size_t len, char *why,
+		      size_t why_cap)
+{
+	size_t cap = sodium_base64_encoded_len(len, B64);
+	char *text = malloc(cap);
+	int rc = -1;
+	if (text) {
+		sodium_bin2base64(text, cap, bin, len, B64);
+		rc = vp_buf_puts(out, text);
+		free(text);
+	}
+	if (rc < 0)
+		snprintf(why, why_cap, "out of memory");
+	return rc;
+}
+
+/* base64url text into at most cap bytes; the length, or -1 when it is not
+ * base64url or too long. */
+static long decode_b64(const char *text, unsigned char *bin, size_t cap)
+{
+	size_t len = 0;
+	if (!text || sodium_base642bin(bin, cap, text, strlen(text), NULL, &len, NULL, B64) != 0)
+		return -1;
+	return (long)len;
+}
+
+int vp_key_wrap(const VpKey *kek, const VpKey *key, const char *context, VpBuf *out, char *why,
+		size_t why_cap)
+{
+	unsigned char wrapped[WRAPPED_BYTES];
+	unsigned long long sealed_len = 0;
+	randombytes_buf(wrapped, NONCE_BYTES);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(
+		wrapped + NONCE_BYTES, &sealed_len, key->bytes, sizeof(key->bytes),
+		(const unsigned char *)context, strlen(context), NULL, wrapped, kek->bytes);
+	return append_b64(out, wrapped, NONCE_BYTES + (size_t)sealed_len, why, why_cap);
+}
+
+VpKey *vp_key_unwrap(const VpKey *kek, const char *wrapped_text, const char *context, char *why,
+		     size_t why_cap)
+{
+	unsigned char wrapped[WRAPPED_BYTES + 1];
+	unsigned long long len = 0;
+	if (decode_b64(wrapped_text, wrapped, sizeof(wrapped)) != WRAPPED_BYTES) {
+		snprintf(why, why_cap, "not a wrapped key");
+		return NULL;
+	}
+	VpKey *key = key_alloc(why, why_cap);
+	if (!key)
+		return NULL;
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+		    key->bytes, &len, NULL, wrapped + NONCE_BYTES, WRAPPED_BYTES - NONCE_BYTES,
+		    (const unsigned char *)context, strlen(context), wrapped, kek->bytes) != 0 ||
+	    len != VP_KEY_BYTES) {
+		snprintf(why, why_cap, "the key does not open under this key for %s (wrong key, or "
+				       "changed)", context);
+		return vp_key_free(key);
+	}
+	return key;
+}
+
+VpKey *vp_key_derive_index(const VpKey *tenant_key, char *why, size_t why_cap)
+{
+	VpKey *index = key_alloc(why, why_cap);
+	if (index)
+		crypto_kdf_derive_from_key(index->bytes, sizeof(index->bytes), 1, "vpblindx",
+					   tenant_key->bytes);
+	return index;
+}
+
+int vp_field_seal(const VpKey *data_key, const char *plain, size_t plain_len, const char *aad,
+		  VpBuf *nonce_out, VpBuf *sealed_out, char *why, size_t why_cap)
+{
+	unsigned char nonce[NONCE_BYTES];
+	unsigned long long sealed_len = 0;
+	if (plain_len > SEALED_MAX) {
+		snprintf(why, why_cap, "value too long to seal");
+		return -1;
+	}
+	unsigned char *sealed = malloc(plain_len + TAG_BYTES);
+	if (!sealed) {
+		snprintf(why, why_cap, "out of memory");
+		return -1;
+	}
+	randombytes_buf(nonce, sizeof(nonce));
+	crypto_aead_xchacha20poly1305_ietf_encrypt(sealed, &sealed_len, (const unsigned char *)plain,
+						   plain_len, (const unsigned char *)aad,
+						   strlen(aad), NULL, nonce, data_key->bytes);
+	int rc = append_b64(nonce_out, nonce, sizeof(nonce), why, why_cap);
+	if (rc == 0)
+		rc = append_b64(sealed_out, sealed, (size_t)sealed_len, why, why_cap);
+	free(sealed);
+	return rc;
+}
+
+int vp_field_open(const VpKey *data_key, const char *nonce_text, const char *sealed_text,
+		  const char *aad, VpBuf *plain_out, char *why, size_t why_cap)
+{
+	unsigned char nonce[NONCE_BYTES + 1];
+	size_t cap = sealed_text ? strlen(sealed_text) : 0; /* decoded is shorter */
+	if (decode_b64(nonce_text, nonce, sizeof(nonce)) != NONCE_BYTES || cap > SEALED_MAX * 2) {
+		snprintf(why, why_cap, "not a sealed value (nonce)");
+		return -1;
+	}
+	unsigned char *sealed = malloc(cap + 1);
+	unsigned char *plain = malloc(cap + 1);
+	unsigned long long plain_len = 0;
+	long sealed_len = sealed ? decode_b64(sealed_text, sealed, cap + 1) : -1;
+	int rc = -1;
+	if (!sealed || !plain)
+		snprintf(why, why_cap, "out of memory");
+	else if (sealed_len < TAG_BYTES)
+		snprintf(why, why_cap, "not a sealed value");
+	else if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+			 plain, &plain_len, NULL, sealed, (unsigned long long)sealed_len,
+			 (const unsigned char *)aad, strlen(aad), nonce, data_key->bytes) != 0)
+		snprintf(why, why_cap, "the sealed value does not open (tampered, wrong key, or "
+				       "moved from another field)");
+	else if (vp_buf_append(plain_out, (const char *)plain, (size_t)plain_len) < 0)
+		snprintf(why, why_cap, "out of memory");
+	else
+		rc = 0;
+	if (plain) {
+		sodium_memzero(plain, cap + 1);
+		free(plain);
+	}
+	free(sealed);
+	return rc;
+}
+
+void vp_blind_index(const VpKey *index_key, const char *field, const char *value,
+		    size_t value_len, char out[65])
+{
+	unsigned char digest[32];
+	crypto_generichash_state state;
+	crypto_generichash_init(&state, index_key->bytes, sizeof(index_key->bytes), sizeof(digest));
+	/* the NUL keeps ("ab", "c") and ("a", "bc") apart */
+	crypto_generichash_update(&state, (const unsigned char *)field, strlen(field) + 1);
+	crypto_generichash_update(&state, (const unsigned char *)value, value_len);
+	crypto_generichash_final(&state, digest, sizeof(digest));
+	sodium_memzero(&state, sizeof(state));
+	sodium_bin2hex(out, 65, digest, sizeof(digest));
+}

@@ -1,0 +1,77 @@
+/* Field encryption for personal data in the log (issue 18), over libsodium.
+ *
+ * Three levels of keys: a master key (a secret file or the environment, never
+ * logged) wraps each tenant's key; a tenant key wraps the data key of each
+ * client and derives the tenant's blind-index key; a client's data key seals
+ * the client's personal fields. Destroying a client's wrapped data key (a
+ * tombstone in the keys topic) makes its sealed fields unreadable for good:
+ * crypto-shredding.
+ *
+ * Sealing is XChaCha20-Poly1305 (IETF) with a random 24-byte nonce and the
+ * associated data the caller names (what the ciphertext belongs to, e.g.
+ * "client:<tenant>:<client>:email"), so a sealed value moved to another field
+ * or client does not open. Text forms are base64url without padding.
+ *
+ * Key material lives in sodium_malloc'd memory (guard pages, mlock'd, wiped
+ * on free). Functions return 0, or -1 with why; none logs. */
+#ifndef VP_CRYPTO_H
+#define VP_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "vp_buf.h"
+
+#define VP_KEY_BYTES 32
+#define VP_KEY_ID_CHARS 16 /* hex of the first 8 bytes of a key's fingerprint */
+
+typedef struct VpKey VpKey;
+
+/* libsodium's init; once per process before anything else here. */
+int vp_crypto_init(char *why, size_t why_cap);
+
+/* A fresh random key, or NULL (out of locked memory: why says). */
+VpKey *vp_key_random(char *why, size_t why_cap);
+/* The key whose base64url text is `text` (43 characters for 32 bytes). */
+VpKey *vp_key_from_text(const char *text, char *why, size_t why_cap);
+/* Wipes and frees; NULL is fine; returns NULL. */
+VpKey *vp_key_free(VpKey *key);
+/* A short public name of the key (hex, VP_KEY_ID_CHARS + 1 bytes): equal keys,
+ * equal ids; it does not reveal the key. "Wrapped under master key X, this
+ * daemon holds Y" is how a wrong master key is told at start. */
+void vp_key_id(const VpKey *key, char out[VP_KEY_ID_CHARS + 1]);
+
+/* The master key: the file's content when path is not empty (one line of
+ * base64url; the file must not be readable by group or others), else
+ * env_text; neither given is an error that says how to give one. */
+VpKey *vp_key_master_load(const char *path, const char *env_text, char *why, size_t why_cap);
+
+/* Seals key under kek for context (its associated data): out gets
+ * "<nonce><ciphertext>" in base64url. Unwrap is the inverse; a wrong kek,
+ * context or a changed text fails with why. */
+int vp_key_wrap(const VpKey *kek, const VpKey *key, const char *context, VpBuf *out, char *why,
+		size_t why_cap);
+VpKey *vp_key_unwrap(const VpKey *kek, const char *wrapped, const char *context, char *why,
+		     size_t why_cap);
+
+/* A tenant key's blind-index key (derived, one-way: the index key does not
+ * give the tenant key). */
+VpKey *vp_key_derive_index(const VpKey *tenant_key, char *why, size_t why_cap);
+
+/* One field's value sealed under a data key: *nonce_out and *sealed_out get
+ * base64url text. The associated data binds it to what it belongs to. */
+int vp_field_seal(const VpKey *data_key, const char *plain, size_t plain_len, const char *aad,
+		  VpBuf *nonce_out, VpBuf *sealed_out, char *why, size_t why_cap);
+/* The inverse into plain_out (its text, NUL-terminated by VpBuf); a tampered
+ * value, the wrong key or the wrong associated data fails with why. */
+int vp_field_open(const VpKey *data_key, const char *nonce, const char *sealed, const char *aad,
+		  VpBuf *plain_out, char *why, size_t why_cap);
+
+/* The blind index of a value (lower-case hex, 64 characters + NUL): keyed
+ * BLAKE2b over the field name and the value as given (normalise before:
+ * trimmed, lower-cased email, digits of a phone), so equal values of a tenant
+ * match without the value being stored, and other tenants' indexes differ. */
+void vp_blind_index(const VpKey *index_key, const char *field, const char *value,
+		    size_t value_len, char out[65]);
+
+#endif

@@ -1,0 +1,268 @@
+"""vetctl tenant export (vetctl/cmd_tenant.c): a tenant's committed events in
+log order, each line the envelope exactly as stored, then a trailer with the
+count and the BLAKE2b-256 of the event lines (each with its newline). Another
+tenant's events in the same partition and an aborted transaction's are not in
+the file; a record keyed by the tenant that is not an event stops the export.
+
+vetctl tenant import (vetctl/tenant_import.c, cmd-writer/import.c): the export
+of a tenant with the property test's history of every command goes into a
+second stack through the writer's ops route; vetctl is killed mid-import and
+the target writer with it, the rerun resumes without duplicates, and both read
+models are equal row by row for the tenant."""
+
+import hashlib
+import json
+import os
+import subprocess
+
+import pytest
+import requests
+
+import events as ev
+import test_property_commands as prop
+from kafka_partition import partition as partition_for_key  # the writer's partitioner
+from readmodel import query, tenant_digests
+from stack import BIN_DIR, free_port, running_stack, wait_for
+
+# Commands per command type of the source tenant's random history.
+IMPORT_EXAMPLES = int(os.environ.get("VETPMS_IMPORT_EXAMPLES", "15"))
+
+
+def history(tenant, n_clients):
+    envs = [ev.tenant_provisioned(tenant, "Export Vets")]
+    for i in range(n_clients):
+        client, patient = ev.new_id(), ev.new_id()
+        envs += [ev.client_registered(tenant, client, first=f"Exp{i}"),
+                 ev.patient_registered(tenant, patient, client, name=f"Pet{i}"),
+                 ev.weight_recorded(tenant, patient, 2, 9000 + i, "2026-01-01T10:00:00Z")]
+    return envs
+
+
+def same_partition_tenant(stack, tenant):
+    """Another tenant id whose records land in tenant's partition."""
+    want = partition_for_key(tenant, stack.partitions)
+    while True:
+        other = ev.new_id()
+        if partition_for_key(other, stack.partitions) == want:
+            return other
+
+
+def export(stack, tenant, check=True):
+    return stack.vetctl("tenant", "export", "--tenant", tenant, check=check)
+
+
+def test_export_writes_the_tenants_committed_events_in_log_order_with_a_digest(stack):
+    tenant = ev.new_id()
+    other = same_partition_tenant(stack, tenant)
+    mine, theirs = history(tenant, 40), history(other, 40)
+    producer = ev.EventProducer(stack.brokers, transactional_id=f"e2e-export-{tenant}")
+    try:
+        # interleaved with the other tenant, in several transactions
+        for i in range(0, len(mine), 20):
+            producer.begin()
+            for a, b in zip(mine[i:i + 20], theirs[i:i + 20]):
+                producer.send(a)
+                producer.send(b)
+            producer.commit()
+        # an aborted transaction of the tenant is not part of its history
+        producer.begin()
+        producer.send(ev.client_registered(tenant, ev.new_id(), first="Aborted"))
+        producer.flush()  # in the log, then aborted
+        producer.abort()
+    finally:
+        producer.close()
+
+    r = export(stack, tenant.upper())  # any spelling names the tenant
+    lines = r.stdout.splitlines(keepends=True)
+    body, trailer = lines[:-1], json.loads(lines[-1])
+    assert [json.loads(ln) for ln in body] == mine
+    assert body == [json.dumps(e) + "\n" for e in mine]  # the bytes as stored
+    digest = hashlib.blake2b("".join(body).encode(), digest_size=32).hexdigest()
+    assert trailer == {"trailer": {"count": len(mine), "blake2b": digest}}
+    assert "export:" in r.stderr and "/s" in r.stderr and "offset" in r.stderr  # progress
+
+    # a tenant without events: only the trailer, the digest of nothing
+    empty = export(stack, ev.new_id()).stdout
+    assert json.loads(empty) == {"trailer": {"count": 0, "blake2b":
+                                             hashlib.blake2b(b"", digest_size=32).hexdigest()}}
+    assert export(stack, "not-a-uuid", check=False).returncode == 2
+
+
+def test_export_stops_at_a_record_of_the_tenant_that_is_not_an_event(stack):
+    tenant = ev.new_id()
+    producer = ev.EventProducer(stack.brokers)
+    try:
+        producer.send(ev.tenant_provisioned(tenant))
+        producer.send(raw=b"{not json", key=tenant)
+        producer.flush()
+    finally:
+        producer.close()
+    r = export(stack, tenant, check=False)
+    assert r.returncode == 1
+    assert "not an event" in r.stderr
+    assert "trailer" not in r.stdout  # an incomplete file never looks complete
+
+
+# --- import into a second deployment ---------------------------------------
+
+def caught_up(stack, projector):
+    """Waits until the projector has read every partition up to now: a marker
+    tenant provisioned in each partition, all of them applied (a partition is
+    applied in order, so what came before each marker is applied or dead-lettered)."""
+    markers = {}
+    while len(markers) < stack.partitions:
+        tenant = ev.new_id()
+        markers.setdefault(partition_for_key(tenant, stack.partitions), tenant)
+    producer = ev.EventProducer(stack.brokers, transactional_id=f"e2e-import-{ev.new_id()}")
+    try:
+        producer.send_all([ev.tenant_provisioned(t, "Marker") for t in markers.values()])
+    finally:
+        producer.close()
+    wait_for(lambda: query(stack, "SELECT count(*) FROM read.tenants WHERE id = ANY(%s::uuid[])",
+                           (list(markers.values()),))[0][0] == len(markers),
+             timeout=120, what="the projector to reach the end of the log",
+             explain=lambda: projector.log_tail(10))
+
+
+def complete_the_types(stack, projector, tenant):
+    """Two event types the random history rarely reaches (a no-show needs a
+    start in the past, an adjustment a received batch), appended behind the
+    writer to aggregates of the tenant that can take them, when it has some."""
+    envs = []
+    appt = query(stack, "SELECT id::text, version FROM read.appointments WHERE tenant_id = %s "
+                        "AND status = 'scheduled' ORDER BY id LIMIT 1", (tenant,))
+    if appt:
+        envs.append(ev.envelope("AppointmentNoShow", tenant, "appointment", appt[0][0],
+                                appt[0][1] + 1, {}))
+    batch = query(stack, "SELECT b.item_id::text, i.version, b.batch_number FROM "
+                         "read.stock_batches b JOIN read.inventory_items i ON i.tenant_id = "
+                         "b.tenant_id AND i.id = b.item_id WHERE b.tenant_id = %s AND i.active "
+                         "AND b.remaining_milli >= 1000 ORDER BY 1, 3 LIMIT 1", (tenant,))
+    if batch:
+        item, version, number = batch[0]
+        envs.append(ev.envelope("StockAdjusted", tenant, "inventory_item", item, version + 1,
+                                {"batch_number": number, "delta_milli": -1000,
+                                 "reason": "damage"}))
+    producer = ev.EventProducer(stack.brokers, transactional_id=f"e2e-import-{tenant}")
+    try:
+        producer.send_all(envs)
+    finally:
+        producer.close()
+    caught_up(stack, projector)
+    assert not query(stack, "SELECT error FROM read.dead_letters WHERE tenant_id = %s", (tenant,))
+
+
+@pytest.fixture(scope="module")
+def source(stack):
+    """The session stack with a writer and a projector, and a tenant with the
+    property test's random history of every command (so every event type)."""
+    projector = stack.start_daemon("projector", port=free_port())
+    writer = stack.start_daemon("cmd-writer", port=free_port())
+    for d in (projector, writer):
+        d.wait_ready(90)
+    caught_up(stack, projector)  # earlier tests' dead letters are not the property test's
+    prop.EXAMPLES = IMPORT_EXAMPLES
+    prop.test_every_command_answers_4xx_or_commits_an_event_the_projector_applies(
+        stack, (projector, writer))
+    (tenant,) = query(stack, "SELECT id::text FROM read.tenants WHERE name = 'Property Paws' "
+                             "ORDER BY created_at DESC LIMIT 1")[0]
+    complete_the_types(stack, projector, tenant)
+    yield writer, tenant
+    writer.terminate()
+    projector.terminate()
+
+
+@pytest.fixture(scope="module")
+def target():
+    with running_stack() as s:
+        projector = s.start_daemon("projector", port=free_port())
+        writer = s.start_daemon("cmd-writer", port=free_port())
+        for d in (projector, writer):
+            d.wait_ready(90)
+        yield s, projector, writer
+
+
+def start_import(stack, writer, path, *args):
+    return subprocess.Popen([os.path.join(BIN_DIR, "vetctl"), "tenant", "import", "--file", path,
+                             "--writer", writer.url, "--token", stack.token("platform-ops"),
+                             *args], env=stack.env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def import_file(stack, writer, path, *args):
+    p = start_import(stack, writer, path, *args)
+    out, err = p.communicate(timeout=300)
+    return p.returncode, err
+
+
+def logged(stack, tenant):
+    return query(stack, "SELECT count(*) FROM read.event_log WHERE tenant_id = %s", (tenant,))[0][0]
+
+
+def test_import_into_a_second_stack_resumes_after_a_kill_and_equals_the_source(
+        stack, source, target, tmp_path):
+    writer, tenant = source
+    tstack, tprojector, twriter = target
+    path = str(tmp_path / "tenant.ndjson")
+    with open(path, "w") as f:
+        f.write(export(stack, tenant).stdout)
+    lines = open(path).read().splitlines()
+    exported = [json.loads(ln) for ln in lines[:-1]]
+    types = {e["type"] for e in exported}
+    catalog = {e["type"] for e in json.loads(stack.vetctl("catalog").stdout)}
+    print(f"import: {len(exported)} events, {len(types)} of {len(catalog)} types; missing "
+          f"{sorted(catalog - types)}")
+    # the random history reaches 43-44 of the 46 types with 15 examples per
+    # command; every type in every run is not guaranteed yet (docs/status.md)
+    assert len(types) >= 40, sorted(catalog - types)
+
+    # the checks before anything is sent: a tampered file, a dry run
+    bad = str(tmp_path / "tampered.ndjson")
+    with open(bad, "w") as f:
+        f.write("\n".join(lines[:1] + [lines[1].replace('"', ' "', 1)] + lines[2:]) + "\n")
+    code, err = import_file(tstack, twriter, bad)
+    assert code == 1 and "BLAKE2b" in err, err
+    code, err = import_file(tstack, twriter, path, "--dry-run")
+    assert code == 0 and "checked" in err, err
+    assert logged(tstack, tenant) == 0
+    # a tenant token, even an admin's, is not enough
+    r = requests.post(f"{twriter.url}/v1/ops/tenants/{tenant}/import",
+                      json={"import": "0" * 64, "from": 0, "events": []},
+                      headers={"Authorization": "Bearer " + tstack.token("admin", tenant=tenant)})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN"
+    # a tenant that exists where it is imported is refused
+    code, err = import_file(stack, writer, path)
+    assert code == 1 and "TENANT_EXISTS" in err, err
+
+    # interrupted: vetctl killed after some batches landed, then the writer too
+    first = start_import(tstack, twriter, path, "--batch", "1")
+    wait_for(lambda: logged(tstack, tenant) >= len(exported) // 3 or first.poll() is not None,
+             timeout=120, what="a third of the import")
+    first.kill()
+    first.wait()
+    landed = logged(tstack, tenant)
+    assert 0 < landed < len(exported), landed
+    twriter.kill9()
+    twriter = tstack.start_daemon("cmd-writer", port=free_port())
+    twriter.wait_ready(90)
+    code, err = import_file(tstack, twriter, path, "--batch", "50")
+    assert code == 0, err
+    assert "resuming at event" in err and "import:" in err and "/s" in err, err
+    # again: nothing left to send, nothing appended twice
+    code, err = import_file(tstack, twriter, path)
+    assert code == 0 and f"resuming at event {len(exported)}" in err, err
+
+    wait_for(lambda: logged(tstack, tenant) == len(exported), timeout=120,
+             what="the target projector to apply the import", explain=lambda: tprojector.log_tail(10))
+    ids = [i for (i,) in query(tstack, "SELECT event_id::text FROM read.event_log "
+                                       "WHERE tenant_id = %s ORDER BY partition, \"offset\"",
+                               (tenant,))]
+    assert ids == [e["id"] for e in exported]  # each once, in the file's order
+    assert not query(tstack, "SELECT 1 FROM read.dead_letters WHERE tenant_id = %s", (tenant,))
+    assert tenant_digests(tstack, tenant) == tenant_digests(stack, tenant)
+    # the imported tenant takes commands on the target: the writer's model has it
+    r = requests.post(f"{twriter.url}/v1/clients",
+                      json={"first_name": "After", "last_name": "Import"},
+                      headers={"Authorization": "Bearer " + tstack.token("admin", tenant=tenant)})
+    assert r.status_code == 201, r.text
+    twriter.terminate()

@@ -1,0 +1,224 @@
+/* vetctl tenant export: every committed event of one tenant, in log order, as
+ * NDJSON on stdout — each line the envelope exactly as stored in the record
+ * (EVENTS.md), then one trailer line
+ *   {"trailer":{"count":N,"blake2b":"<64 hex>"}}
+ * where count is the number of event lines and blake2b is libsodium's
+ * crypto_generichash (BLAKE2b, 32-byte output, no key) of the bytes of every
+ * event line including its "\n", in file order; the trailer line is not
+ * hashed. The events come from the tenant's partition (the record key is the
+ * tenant id), read_committed from the earliest offset to the end of what is
+ * committed when the read reaches it; records of other tenants are skipped.
+ * A record keyed by the tenant that is not an event of the tenant, or holds a
+ * newline, stops the export (exit 1): a file that leaves out part of a history
+ * must not look complete. Progress goes to stderr. */
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "vetctl.h"
+#include "vp_config.h"
+#include "vp_event.h"
+#include "vp_kafka.h"
+#include "vp_uuid.h"
+
+typedef struct ExportOptions {
+	char *brokers;
+	char *topic;
+	char *tenant;
+	char *kafka_props;
+} ExportOptions;
+
+typedef struct Export {
+	const ExportOptions *o;
+	rd_kafka_t *rk;
+	int partition;
+	int64_t low, high;
+	long long count;
+	crypto_generichash_state hash;
+	VcProgress progress;
+	char why[512];
+} Export;
+
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static const char usage[] =
+	"usage: vetctl tenant export --tenant UUID [--brokers B] [--topic T] > tenant.ndjson\n"
+	"       vetctl tenant import --file tenant.ndjson --writer URL --token JWT [--dry-run]\n"
+	"  every committed event of the tenant in log order, one envelope per line, then\n"
+	"  {\"trailer\":{\"count\":N,\"blake2b\":\"<hex>\"}} (docs/operations.md)\n";
+
+/* One record of the partition: written and hashed when it is the tenant's;
+ * 0, or -1 with x->why. */
+static int export_record(Export *x, const rd_kafka_message_t *m)
+{
+	const char *tenant = x->o->tenant;
+	if (!m->key || m->key_len != strlen(tenant) || memcmp(m->key, tenant, m->key_len) != 0)
+		return 0; /* another tenant's */
+	VpEvent ev;
+	char why[256];
+	if (!m->payload || vp_event_decode(m->payload, m->len, &ev, why, sizeof(why)) < 0) {
+		snprintf(x->why, sizeof(x->why), "partition %d offset %lld: keyed by the tenant "
+			 "but not an event (%s); see vetctl events check", m->partition,
+			 (long long)m->offset, m->payload ? why : "no payload");
+		return -1;
+	}
+	bool ours = !strcmp(ev.tenant_id, tenant);
+	vp_event_release(&ev);
+	if (!ours || memchr(m->payload, '\n', m->len)) {
+		snprintf(x->why, sizeof(x->why), "partition %d offset %lld: %s", m->partition,
+			 (long long)m->offset, ours ? "the envelope holds a newline"
+						    : "keyed by the tenant but of another tenant");
+		return -1;
+	}
+	crypto_generichash_update(&x->hash, m->payload, m->len);
+	crypto_generichash_update(&x->hash, (const unsigned char *)"\n", 1);
+	if (fwrite(m->payload, 1, m->len, stdout) != m->len || putchar('\n') == EOF) {
+		snprintf(x->why, sizeof(x->why), "cannot write the output");
+		return -1;
+	}
+	x->count++;
+	return 0;
+}
+
+static void report(Export *x, int64_t offset, bool final)
+{
+	char position[64];
+	snprintf(position, sizeof(position), "partition %d offset %lld of %lld", x->partition,
+		 (long long)offset, (long long)x->high);
+	vc_progress_report(&x->progress, x->count, position, final);
+}
+
+/* Reads the partition from the earliest offset to its committed end. */
+static int export_partition(Export *x)
+{
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(parts, x->o->topic, x->partition)->offset =
+		RD_KAFKA_OFFSET_BEGINNING;
+	rd_kafka_resp_err_t err = rd_kafka_assign(x->rk, parts);
+	rd_kafka_topic_partition_list_destroy(parts);
+	if (err) {
+		snprintf(x->why, sizeof(x->why), "assign: %s", rd_kafka_err2str(err));
+		return -1;
+	}
+	int64_t offset = x->low;
+	for (;;) {
+		if (interrupted) {
+			snprintf(x->why, sizeof(x->why), "interrupted; the output is incomplete");
+			return -1;
+		}
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(x->rk, 500);
+		if (!m)
+			continue;
+		int rc = 0;
+		bool end = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+		if (m->err && !end) {
+			snprintf(x->why, sizeof(x->why), "%s", rd_kafka_message_errstr(m));
+			rc = -1;
+		} else if (!end) {
+			offset = m->offset + 1;
+			rc = export_record(x, m);
+		}
+		rd_kafka_message_destroy(m);
+		if (rc < 0)
+			return -1;
+		if (end)
+			break;
+		report(x, offset, false);
+	}
+	report(x, offset, true);
+	return 0;
+}
+
+static int export_tenant(Export *x)
+{
+	int partitions = 0;
+	if (vp_kafka_probe(x->rk, x->o->topic, 10000, &partitions) < 0 || partitions == 0) {
+		snprintf(x->why, sizeof(x->why), "topic %s not found at %s", x->o->topic,
+			 x->o->brokers);
+		return -1;
+	}
+	x->partition = vp_kafka_partition_for_key(x->o->tenant, strlen(x->o->tenant), partitions);
+	rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+		x->rk, x->o->topic, x->partition, &x->low, &x->high, 10000);
+	if (err) {
+		snprintf(x->why, sizeof(x->why), "watermarks: %s", rd_kafka_err2str(err));
+		return -1;
+	}
+	vc_progress_start(&x->progress, "export", 0);
+	crypto_generichash_init(&x->hash, NULL, 0, crypto_generichash_BYTES);
+	if (export_partition(x) < 0)
+		return -1;
+	unsigned char digest[crypto_generichash_BYTES];
+	char hex[2 * crypto_generichash_BYTES + 1];
+	crypto_generichash_final(&x->hash, digest, sizeof(digest));
+	sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
+	printf("{\"trailer\":{\"count\":%lld,\"blake2b\":\"%s\"}}\n", x->count, hex);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		snprintf(x->why, sizeof(x->why), "cannot write the output");
+		return -1;
+	}
+	fprintf(stderr, "exported %lld event(s) of tenant %s\n", x->count, x->o->tenant);
+	return 0;
+}
+
+static int cmd_export(int argc, char **argv)
+{
+	ExportOptions o = {0};
+	Export x = {.o = &o};
+	const VpConfigItem items[] = {
+		VP_CF_STR("brokers", "VETPMS_KAFKA_BROKERS", &o.brokers, "127.0.0.1:59092",
+			  "Kafka bootstrap servers"),
+		VP_CF_STR("topic", "VETPMS_TOPIC", &o.topic, VP_TOPIC_EVENTS_DEFAULT, "events topic"),
+		VP_CF_STR("kafka-props", "VETPMS_KAFKA_PROPS", &o.kafka_props, "",
+			  "extra librdkafka properties a=b,c=d"),
+		VP_CF_STR("tenant", NULL, &o.tenant, "", "the tenant to export (UUID)"),
+	};
+	const size_t n = sizeof(items) / sizeof(items[0]);
+	int rc = vp_config_load(items, n, argc, argv, "vetctl tenant export", NULL, x.why,
+				sizeof(x.why));
+	VpUuid tenant;
+	if (rc == 0 && vp_uuid_parse(o.tenant, strlen(o.tenant), &tenant) < 0) {
+		snprintf(x.why, sizeof(x.why), "--tenant must be a UUID");
+		rc = -1;
+	}
+	if (rc != 0) {
+		if (rc < 0)
+			fprintf(stderr, "vetctl: %s\n%s", x.why, usage);
+		vp_config_free(items, n);
+		return rc < 0 ? 2 : 0;
+	}
+	vp_uuid_format(&tenant, o.tenant); /* the key's spelling: canonical lower case */
+	signal(SIGINT, on_interrupt);
+	signal(SIGTERM, on_interrupt);
+	x.rk = vp_kafka_log_reader_new(o.brokers, "vetctl", "vetctl-export", o.kafka_props, true,
+				       x.why, sizeof(x.why));
+	rc = x.rk && export_tenant(&x) == 0 ? 0 : 1;
+	if (rc)
+		fprintf(stderr, "vetctl: tenant export: %s\n", x.why);
+	if (x.rk) {
+		rd_kafka_consumer_close(x.rk);
+		rd_kafka_destroy(x.rk);
+	}
+	vp_config_free(items, n);
+	return rc;
+}
+
+int vc_cmd_tenant(int argc, char **argv)
+{
+	if (argc >= 2 && !strcmp(argv[1], "export"))
+		return cmd_export(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "import"))
+		return vc_tenant_import(argc - 1, argv + 1);
+	bool help = argc >= 2 && !strcmp(argv[1], "--help");
+	fputs(usage, help ? stdout : stderr);
+	return help ? 0 : 2;
+}

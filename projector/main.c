@@ -1,8 +1,10 @@
 /* projector entry point: configuration, PostgreSQL connection and migrations,
  * and the health/metrics HTTP service on a side thread. The main thread runs the
  * consume loop (consumer.c) until SIGTERM, or with `rebuild`, until the fresh
- * schema it built is swapped in (rebuild.c). Exit codes: 0 clean stop or
- * swapped, 1 fatal error, 2 bad options, 4 a rebuild stopped before its swap. */
+ * schema it built is swapped in (rebuild.c); `rebuild --tenant T` rebuilds one
+ * tenant's rows and exits (rebuild_tenant.c, no HTTP service). Exit codes: 0
+ * clean stop or swapped, 1 fatal error, 2 bad options (also a --tenant that
+ * is not a UUID), 3 unknown tenant, 4 a rebuild stopped before its swap. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -57,6 +59,10 @@ static const VpConfigItem config_items[] = {
 	VP_CF_INT("rebuild-index-connections", "VETPMS_PROJECTOR_REBUILD_INDEX_CONNECTIONS",
 		  &cfg.rebuild_index_connections, "2", 1, PJ_REBUILD_MAX_INDEX_CONNECTIONS,
 		  "`rebuild`: connections building the deferred indexes in parallel"),
+	VP_CF_STR("tenant", "VETPMS_REBUILD_TENANT", &cfg.rebuild_tenant, "",
+		  "`rebuild`: rebuild only this tenant's rows (its id, a UUID)"),
+	VP_CF_BOOL("dry-run", NULL, &cfg.dry_run, "false",
+		   "`rebuild --tenant`: build and compare, print what differs, change nothing"),
 	VP_CF_STR("log-level", "VETPMS_LOG_LEVEL", &cfg.log_level, "info",
 		  "debug, info, warn, error"),
 };
@@ -150,6 +156,21 @@ static int setup_rebuild(char *live_schema, size_t cap)
 	return 0;
 }
 
+/* `projector rebuild --tenant T`: no HTTP service, no consume loop; the
+ * live projector keeps running (rebuild_tenant.c). */
+static int rebuild_one_tenant(void)
+{
+	int level = vp_log_level_parse(cfg.log_level);
+	vp_log_init("projector", level < 0 ? VP_LOG_INFO : (VpLogLevel)level);
+	struct sigaction sa = {0};
+	sa.sa_handler = on_stop_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	int code = pj_rebuild_tenant(&cfg, &stop_requested);
+	vp_config_free(config_items, N_CONFIG_ITEMS);
+	return code;
+}
+
 int main(int argc, char **argv)
 {
 	static char live_schema[64];
@@ -169,6 +190,20 @@ int main(int argc, char **argv)
 	int loaded = load_config(argc, argv);
 	if (loaded != 0)
 		return loaded > 0 ? 0 : 2;
+	bool one_tenant = *cfg.rebuild_tenant != '\0';
+	if ((one_tenant || cfg.dry_run) && !rebuild) {
+		fprintf(stderr, "projector: --tenant and --dry-run go with `projector rebuild`\n");
+		vp_config_free(config_items, N_CONFIG_ITEMS);
+		return 2;
+	}
+	if (cfg.dry_run && !one_tenant) {
+		fprintf(stderr, "projector: --dry-run needs --tenant (a whole rebuild swaps nothing "
+			"until it is caught up; stop it instead)\n");
+		vp_config_free(config_items, N_CONFIG_ITEMS);
+		return 2;
+	}
+	if (one_tenant)
+		return rebuild_one_tenant();
 	if (rebuild && setup_rebuild(live_schema, sizeof(live_schema)) < 0) {
 		vp_config_free(config_items, N_CONFIG_ITEMS);
 		return 2;

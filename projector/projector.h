@@ -35,6 +35,10 @@ typedef struct PjConfig {
 	/* `projector rebuild`: the live schema to swap with once caught up
 	 * (schema is then <live>_next); NULL for the live projector. */
 	const char *swap_into;
+	/* `projector rebuild --tenant T [--dry-run]`: one tenant only
+	 * (rebuild_tenant.c); empty for a whole rebuild. */
+	char *rebuild_tenant;
+	bool dry_run;
 } PjConfig;
 
 /* migrate.c: applies schema/migrations/NNN_name.sql not yet recorded in
@@ -130,6 +134,16 @@ int pj_rebuild_defer_indexes(PGconn *conn, const char *next_schema, int *n_defer
 int pj_rebuild_build_indexes(PGconn *conn, const char *dsn, const char *next_schema,
 			     int n_connections, char *why, size_t why_cap);
 int pj_rebuild_session(PGconn *conn, char *why, size_t why_cap);
+
+/* rebuild_tenant.c: `projector rebuild --tenant T`. Rebuilds T's rows of
+ * every table of cfg->schema from T's partition into a scratch schema and
+ * replaces them in one transaction (cfg->dry_run: prints what differs and
+ * changes nothing). Returns the process's exit code: */
+#define PJ_TENANT_EXIT_FAILED  1 /* PostgreSQL, Kafka or the swap failed; nothing replaced */
+#define PJ_TENANT_EXIT_BAD     2 /* --tenant is not a UUID */
+#define PJ_TENANT_EXIT_UNKNOWN 3 /* the live schema knows no such tenant */
+#define PJ_TENANT_EXIT_STOPPED 4 /* a signal stopped it before the swap */
+int pj_rebuild_tenant(const PjConfig *cfg, volatile sig_atomic_t *stop);
 
 /* views.c: the refresh thread of the analysts' materialized views. Each view
  * is marked dirty on its own: after a committed batch that applied an event

@@ -42,9 +42,12 @@ struct AsOfJob {
 	struct event *done; /* on the loop: the fold has ended */
 	FoldOutcome outcome;
 	PGresult *res; /* FOLD_OK: the route statement's result */
-	char why[512];  /* FOLD_FAILED: for the log */
-	int events;     /* applied (or skipped) events, for the log */
+	char why[512]; /* FOLD_FAILED: for the log */
+	int events;    /* applied (or skipped) events, for the log */
 	int64_t started_us;
+	/* For the log: when the connection was up, the temp tables made, the
+	 * handlers prepared and the events applied (0: not reached). */
+	int64_t connected_us, tables_us, prepared_us, applied_us;
 };
 
 struct RdAsOf {
@@ -81,8 +84,8 @@ static bool ident_char(char c)
 /* Clock readings a statement could hide besides now(): refused rather than
  * answered from the real clock. */
 static const char *const other_clocks[] = {
-    "current_timestamp", "current_date",	  "current_time", "localtimestamp",
-    "localtime",	 "clock_timestamp",	  "statement_timestamp", "transaction_timestamp",
+    "current_timestamp", "current_date",    "current_time",	   "localtimestamp",
+    "localtime",	 "clock_timestamp", "statement_timestamp", "transaction_timestamp",
     "timeofday",
 };
 
@@ -167,8 +170,8 @@ static int exec(PGconn *conn, const char *sql, AsOfJob *job)
 
 /* One event, as the live projector applies it: a rejected event (a dead
  * letter there) leaves nothing behind, rolled back to its savepoint. */
-static int apply_one(PGconn *conn, const char *raw, size_t len, int32_t partition,
-		     int64_t offset, AsOfJob *job)
+static int apply_one(PGconn *conn, const char *raw, size_t len, int32_t partition, int64_t offset,
+		     AsOfJob *job)
 {
 	VpEvent ev;
 	char why[512];
@@ -185,8 +188,9 @@ static int apply_one(PGconn *conn, const char *raw, size_t len, int32_t partitio
 		return -1;
 	}
 	job->events++;
-	return exec(conn, r == PJ_REJECTED ? "ROLLBACK TO SAVEPOINT fold_event"
-					   : "RELEASE SAVEPOINT fold_event",
+	return exec(conn,
+		    r == PJ_REJECTED ? "ROLLBACK TO SAVEPOINT fold_event"
+				     : "RELEASE SAVEPOINT fold_event",
 		    job);
 }
 
@@ -240,13 +244,13 @@ static int fold_in(PGconn *conn, AsOfJob *job)
 	const char *history_params[] = {rq->tenant_id, as_of};
 	const char *event_params[] = {rq->tenant_id, as_of, rq->params[1], depth};
 
-	if (vp_pg_exec(conn, "SELECT set_config('statement_timeout', $1, false)", 1,
-		       timeout_params, NULL, job->why, sizeof(job->why)) < 0 ||
+	if (vp_pg_exec(conn, "SELECT set_config('statement_timeout', $1, false)", 1, timeout_params,
+		       NULL, job->why, sizeof(job->why)) < 0 ||
 	    exec(conn, "BEGIN", job) < 0 ||
 	    vp_pg_exec(conn, "SELECT set_config('vetpms.tenant_id', $1, true)", 1, tenant_params,
 		       NULL, job->why, sizeof(job->why)) < 0 ||
-	    vp_pg_exec(conn, history_starts, 2, history_params, &res, job->why,
-		       sizeof(job->why)) < 0)
+	    vp_pg_exec(conn, history_starts, 2, history_params, &res, job->why, sizeof(job->why)) <
+		0)
 		goto fail;
 	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
 		PQclear(res);
@@ -254,11 +258,19 @@ static int fold_in(PGconn *conn, AsOfJob *job)
 	}
 	PQclear(res);
 	res = NULL;
-	if (vp_pg_exec(conn, choose_events, 4, event_params, &res, job->why, sizeof(job->why)) < 0 ||
+	if (vp_pg_exec(conn, choose_events, 4, event_params, &res, job->why, sizeof(job->why)) <
+		0 ||
 	    exec(conn, create_temp_tables, job) < 0 ||
-	    exec(conn, "SET LOCAL search_path = pg_temp, read", job) < 0 ||
-	    pj_apply_prepare(conn, job->why, sizeof(job->why)) < 0 ||
-	    apply_all(conn, res, job) < 0 || answer(conn, as_of, job) < 0)
+	    exec(conn, "SET LOCAL search_path = pg_temp, read", job) < 0)
+		goto fail;
+	job->tables_us = vp_time_mono_us();
+	if (pj_apply_prepare(conn, job->why, sizeof(job->why)) < 0)
+		goto fail;
+	job->prepared_us = vp_time_mono_us();
+	if (apply_all(conn, res, job) < 0)
+		goto fail;
+	job->applied_us = vp_time_mono_us();
+	if (answer(conn, as_of, job) < 0)
 		goto fail;
 	PQclear(res);
 	return exec(conn, "ROLLBACK", job) < 0 ? FOLD_FAILED : FOLD_OK;
@@ -270,8 +282,9 @@ fail:
 static void *fold_main(void *arg)
 {
 	AsOfJob *job = arg;
-	PGconn *conn = vp_pg_connect(job->owner->dsn, "vetpms-reader-as-of", job->why,
-				     sizeof(job->why));
+	PGconn *conn =
+	    vp_pg_connect(job->owner->dsn, "vetpms-reader-as-of", job->why, sizeof(job->why));
+	job->connected_us = vp_time_mono_us();
 	job->outcome = conn ? fold_in(conn, job) : FOLD_FAILED;
 	if (job->outcome != FOLD_OK && job->res) {
 		PQclear(job->res);
@@ -312,9 +325,16 @@ static void on_done(evutil_socket_t fd, short events, void *arg)
 	} else if (job->outcome == FOLD_FAILED) {
 		rd_request_result(NULL, job->why, rq);
 	} else {
-		vp_log_debug(rq->http.request_id, "as_of_fold", "%s: %d events in %lld ms",
-			     rq->route->stmt->name, job->events,
-			     (long long)(vp_time_mono_us() - job->started_us) / 1000);
+		vp_log_debug(
+		    rq->http.request_id, "as_of_fold",
+		    "%s: %d events in %lld ms (connect %lld, choose and copy %lld, prepare %lld, "
+		    "apply %lld)",
+		    rq->route->stmt->name, job->events,
+		    (long long)(vp_time_mono_us() - job->started_us) / 1000,
+		    (long long)(job->connected_us - job->started_us) / 1000,
+		    (long long)(job->tables_us - job->connected_us) / 1000,
+		    (long long)(job->prepared_us - job->tables_us) / 1000,
+		    (long long)(job->applied_us - job->prepared_us) / 1000);
 		rd_request_result(job->res, NULL, rq);
 	}
 	job_free(job);

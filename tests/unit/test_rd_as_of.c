@@ -39,8 +39,12 @@ static void test_parse_accepts_rfc3339_up_to_now(void **state)
 static void test_parse_refuses_malformed_and_future(void **state)
 {
 	(void)state;
-	const char *bad[] = {"", "2026-11-30", "yesterday", "2026-13-01T00:00:00Z",
-			     "2026-11-30T12:00:00", "2026-11-30T12:00:00Zjunk"};
+	const char *bad[] = {"",
+			     "2026-11-30",
+			     "yesterday",
+			     "2026-13-01T00:00:00Z",
+			     "2026-11-30T12:00:00",
+			     "2026-11-30T12:00:00Zjunk"};
 	int64_t us, now = at("2026-11-30T12:00:00Z");
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		VpError err;
@@ -73,8 +77,8 @@ static void test_sql_reads_now_as_the_parameter(void **state)
 {
 	(void)state;
 	bool reads_now = false;
-	char *sql = rd_asof_sql("SELECT a < now() AND b < NOW() AND c.snow() FROM read.m", 3,
-				&reads_now);
+	char *sql =
+	    rd_asof_sql("SELECT a < now() AND b < NOW() AND c.snow() FROM read.m", 3, &reads_now);
 	assert_non_null(sql);
 	assert_string_equal(sql, "SELECT a < $3::timestamptz AND b < $3::timestamptz AND "
 				 "c.snow() FROM pg_temp.m");
@@ -102,8 +106,8 @@ static void test_every_as_of_route_rewrites(void **state)
 			if (!route->as_of_roles)
 				continue;
 			bool reads_now;
-			char *sql = rd_asof_sql(route->stmt->sql, route->stmt->n_params + 1,
-						&reads_now);
+			char *sql =
+			    rd_asof_sql(route->stmt->sql, route->stmt->n_params + 1, &reads_now);
 			assert_non_null(sql);
 			assert_int_equal(route->shape, RD_SHAPE_ITEM);
 			assert_null(strstr(sql, "read."));

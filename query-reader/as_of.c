@@ -196,7 +196,7 @@ static int apply_one(PGconn *conn, const char *raw, size_t len, int32_t partitio
 
 static int apply_all(PGconn *conn, const PGresult *events, AsOfJob *job)
 {
-	int64_t deadline = vp_time_mono_us() + job->owner->deadline_ms * 1000;
+	int64_t deadline = job->started_us + job->owner->deadline_ms * 1000; /* the whole fold's */
 	for (int i = 0; i < PQntuples(events); i++) {
 		if (atomic_load(&job->owner->stopping) || vp_time_mono_us() > deadline) {
 			snprintf(job->why, sizeof(job->why), "stopped or past the deadline");

@@ -8,17 +8,26 @@ answers of GET /v1/patients/{id} and GET /v1/medical-records/{id} are taken
 ?as_of= each of those times must answer exactly the snapshot, `locked` and
 `version` included; before the resource existed it is 404; before the
 tenant's first event, in the future or malformed as_of is 400; reception
-may read a patient but not its history (403)."""
+may read a patient but not its history (403); folds beyond the bound are 503
+at once and a fold past its deadline is 503."""
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
+import psycopg
 import pytest
 import requests
 
-from stack import free_port, running_stack
+from stack import free_port, running_stack, wait_for
 
 DAY = datetime.now(timezone.utc).date()
+
+
+def query(stack, text):
+    with psycopg.connect(stack.superuser_dsn(), autocommit=True) as conn:
+        return conn.execute(text).fetchall()
 
 
 def now_text():
@@ -85,11 +94,10 @@ def lifetime(stack, daemons):
     c = Clinic(stack, writer.url, reader.url)
     vet_reader = c.reader("vet", sub=c.vet_id)
     snapshots = []  # (time, patient answer or None, record answer or None)
-    ids = {}
+
+    ids = {"patient": None, "record": None}
 
     def change(answer):
-        for path, key in (("/v1/patients/", "patient"), ("/v1/medical-records/", "record")):
-            ids.setdefault(key, None)
         live = {}
         for path, key in (("/v1/patients/", "patient"), ("/v1/medical-records/", "record")):
             if ids[key] is None:
@@ -220,3 +228,42 @@ def test_another_tenants_resource_is_404(stack, lifetime):
                      f"{quote(other['position'])}&as_of={quote(now_text())}",
                      headers={"Authorization": f"Bearer {tok}"}, timeout=60)
     assert r.status_code == 404, r.text
+
+
+def test_folds_are_bounded_and_have_a_deadline(stack, lifetime):
+    """One loop, one fold at a time, a 2.5 s deadline. A lock on event_log
+    (held by the test) keeps the first fold waiting: a second request is 503
+    at once; released in time the first answers 200, held too long 503."""
+    c, snapshots, ids = lifetime
+    reader = stack.start_daemon("query-reader", port=free_port(), env={
+        "VETPMS_READER_THREADS": "1", "VETPMS_READER_AS_OF_FOLDS": "1",
+        "VETPMS_READER_PG_DEADLINE_MS": "2500"})
+    reader.wait_ready(90)
+    try:
+        vet = Api(reader.url, c.stack.token("vet", tenant=c.tid))
+        path = "/v1/patients/" + ids["patient"]
+        at, live = snapshots[-1][0], snapshots[-1][1]
+        for hold, status in ((0.2, 200), (5.0, 503)):
+            with psycopg.connect(stack.superuser_dsn()) as lock:
+                lock.execute("LOCK TABLE read.event_log IN ACCESS EXCLUSIVE MODE")
+                with ThreadPoolExecutor(1) as pool:
+                    first = pool.submit(vet.get, path, as_of=at)
+                    # the fold waits on the lock (its connection shows it; a
+                    # connection of its own: activity is a snapshot per transaction)
+                    wait_for(lambda: query(stack, "SELECT 1 FROM pg_stat_activity"
+                                           " WHERE application_name = 'vetpms-reader-as-of'"
+                                           " AND wait_event_type = 'Lock'"),
+                             timeout=10, what="the fold waiting on the lock")
+                    busy = vet.get(path, as_of=at)
+                    assert busy.status_code == 503, busy.text
+                    assert busy.json()["error"]["code"] == "UNAVAILABLE"
+                    time.sleep(hold)  # the lock is held this long: the point of the test
+                    lock.rollback()
+                    r = first.result(timeout=30)
+            assert r.status_code == status, r.text
+            if status == 200:
+                assert r.json() == live
+        # without as_of the loop answered all along
+        assert vet.get(path).status_code == 200
+    finally:
+        assert reader.terminate() == 0

@@ -55,14 +55,30 @@ asan:
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory VARIANT=asan all
 
-# Each program is every .c of its folder linked with the common library.
+# The projector's event handlers (the apply tables, their runner and
+# dispatcher, the statement helpers) as a library of their own: the projector
+# and the query-reader's history folds (query-reader/as_of.c,
+# docs/history.md) run the very same code.
+APPLY_SRC := $(wildcard projector/apply_*.c) projector/statements.c
+APPLY_OBJ := $(APPLY_SRC:%.c=$(BUILD)/%.o)
+APPLY_LIB := $(BUILD)/libvpapply.a
+projector_LIBS    := $(APPLY_LIB)
+query-reader_LIBS := $(APPLY_LIB)
+$(BUILD)/query-reader/as_of.o: CFLAGS += -Iprojector
+
+# Each program is every .c of its folder (but what a library of its own has)
+# linked with its libraries and the common library.
 define program_rule
-$(1)_OBJ := $$(patsubst %.c,$(BUILD)/%.o,$$(wildcard $(1)/*.c))
-$(BIN)/$(1): $$($(1)_OBJ) $(COMMON_LIB)
+$(1)_OBJ := $$(filter-out $(APPLY_OBJ),$$(patsubst %.c,$(BUILD)/%.o,$$(wildcard $(1)/*.c)))
+$(BIN)/$(1): $$($(1)_OBJ) $$($(1)_LIBS) $(COMMON_LIB)
 	@mkdir -p $$(@D)
-	$(CC) $(LDFLAGS) -o $$@ $$($(1)_OBJ) $(COMMON_LIB) $(LIBS)
+	$(CC) $(LDFLAGS) -o $$@ $$($(1)_OBJ) $$($(1)_LIBS) $(COMMON_LIB) $(LIBS)
 endef
 $(foreach d,$(DAEMONS),$(eval $(call program_rule,$(d))))
+
+$(APPLY_LIB): $(APPLY_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
 
 $(COMMON_LIB): $(COMMON_OBJ)
 	@mkdir -p $(@D)
@@ -80,9 +96,10 @@ $(BUILD)/tests/test_wr_%: tests/unit/test_wr_%.c $(WRITER_MODULES) $(COMMON_LIB)
 
 # Reader unit tests (test_rd_*) link the reader's modules (all but main.o).
 READER_MODULES = $(filter-out %/main.o,$(query-reader_OBJ))
-$(BUILD)/tests/test_rd_%: tests/unit/test_rd_%.c $(READER_MODULES) $(COMMON_LIB)
+$(BUILD)/tests/test_rd_%: tests/unit/test_rd_%.c $(READER_MODULES) $(APPLY_LIB) $(COMMON_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Iquery-reader $(LDFLAGS) -o $@ $< $(READER_MODULES) $(COMMON_LIB) $(LIBS) -lcmocka
+	$(CC) $(CFLAGS) -Iquery-reader $(LDFLAGS) -o $@ $< $(READER_MODULES) $(APPLY_LIB) \
+	  $(COMMON_LIB) $(LIBS) -lcmocka
 
 $(BUILD)/tests/%: tests/unit/%.c $(COMMON_LIB)
 	@mkdir -p $(@D)
@@ -155,7 +172,8 @@ FUZZ_CC     := clang
 FUZZ_BUILD  := build/fuzz
 FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS := $(CFLAGS_BASE) -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link
-FUZZ_LIB_SRC := $(COMMON_SRC) $(filter-out %/main.c,$(wildcard cmd-writer/*.c query-reader/*.c))
+FUZZ_LIB_SRC := $(COMMON_SRC) $(filter-out %/main.c,$(wildcard cmd-writer/*.c query-reader/*.c)) \
+                $(APPLY_SRC)
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_SRC     := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BINS    := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_BUILD)/bin/%)
@@ -165,7 +183,7 @@ FUZZ_SECONDS ?= 60
 
 $(FUZZ_BUILD)/%.o: %.c
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Iprojector -c -o $@ $<
 
 $(FUZZ_BUILD)/bin/%: $(FUZZ_BUILD)/fuzz/%.o $(FUZZ_LIB_OBJ)
 	@mkdir -p $(@D)

@@ -46,6 +46,9 @@ static const VpConfigItem config_items[] = {
 		  100, 600000,
 		  "a query's wait for a connection and then its answer, before 503; also "
 		  "statement_timeout"),
+	VP_CF_INT("as-of-folds", "VETPMS_READER_AS_OF_FOLDS", &cfg.as_of_folds, "2", 1, 64,
+		  "history folds (?as_of=) running at once per loop, each on a thread and a "
+		  "connection of its own (503 over it)"),
 	VP_CF_INT("pool-size", "VETPMS_READER_POOL_SIZE", &cfg.pool_size, "4", 1, 64,
 		  "PostgreSQL connections per loop"),
 	VP_CF_STR("log-level", "VETPMS_LOG_LEVEL", &cfg.log_level, "info",
@@ -216,13 +219,16 @@ static int worker_open(RdWorker *w, int fd, VpError *err)
 							   w->state.pool, cfg.consistency_wait_ms)
 				      : NULL;
 	w->loop.streams = w->loop.consistency ? rd_streams_new(&w->loop, &cfg) : NULL;
+	w->loop.as_of = rd_asof_new(w->service.base, cfg.dsn, cfg.pg_deadline_ms,
+				    (int)cfg.as_of_folds);
 	if (w->loop.streams)
 		rd_consistency_on_progress(w->loop.consistency, rd_streams_progress,
 					   w->loop.streams);
 	w->service.route = rd_route;
 	w->service.route_arg = &w->loop;
 	struct timeval every = {PING_EVERY_US / 1000000, PING_EVERY_US % 1000000};
-	if (!w->state.pool || !w->loop.consistency || !w->loop.streams || !w->state.ping_timer ||
+	if (!w->state.pool || !w->loop.consistency || !w->loop.streams || !w->loop.as_of ||
+	    !w->state.ping_timer ||
 	    event_add(w->state.ping_timer, &every) < 0)
 		return vp_error_set(err, 500, VP_ERR_INTERNAL, "out of memory");
 	on_ping_timer(-1, 0, &w->state);
@@ -243,6 +249,7 @@ static void worker_release(RdWorker *w)
 	if (w->loop.consistency)
 		rd_consistency_on_progress(w->loop.consistency, NULL, NULL);
 	w->loop.streams = rd_streams_free(w->loop.streams);
+	w->loop.as_of = rd_asof_free(w->loop.as_of); /* joins the folds, answers 503 */
 	w->state.pool = rd_pgpool_free(w->state.pool);
 	w->loop.pool = NULL; /* rd_route answers 503 from now on */
 	w->loop.consistency = rd_consistency_free(w->loop.consistency);

@@ -21,6 +21,7 @@ typedef struct RdConfig {
 	long port;
 	char *dsn;
 	long pool_size;
+	long as_of_folds; /* folds (as_of.c) at once per loop */
 	long pg_deadline_ms;
 	char *log_level;
 	char *topic;
@@ -154,6 +155,25 @@ int rd_stream_start_parse(const char *last_event_id, const char *after, RdStream
 struct VpBuf;
 int rd_stream_format_event(struct VpBuf *out, const RdStreamEvent *ev);
 
+/* as_of.c: GET /v1/patients/{id} and /v1/medical-records/{id} with ?as_of=
+ * (docs/history.md), folded from event_log by the projector's handlers on a
+ * thread and a connection of their own; at most max_folds at once per loop. */
+typedef struct RdAsOf RdAsOf;
+typedef struct RdRequest RdRequest;
+RdAsOf *rd_asof_new(struct event_base *base, const char *dsn, long deadline_ms, int max_folds);
+/* Starts the fold of rq (rq->as_of_us); -1 when max_folds are running or on
+ * out of memory (the caller answers 503). The answer comes later, on the loop. */
+int rd_asof_start(RdAsOf *a, RdRequest *rq);
+/* Joins the running folds and answers their requests 503. */
+RdAsOf *rd_asof_free(RdAsOf *a);
+/* The pure parts, unit tested (tests/unit/test_rd_as_of.c). rd_asof_parse:
+ * RFC 3339 not after now_us, else -1 with a detail on as_of. rd_asof_sql: a
+ * reader statement over the fold's temp tables ("read." becomes "pg_temp.")
+ * with now() read as the parameter $as_of_param (*reads_now: it does); NULL
+ * when the statement reads another clock (or out of memory). */
+int rd_asof_parse(const char *text, int64_t now_us, int64_t *out_us, VpError *err);
+char *rd_asof_sql(const char *sql, int as_of_param, bool *reads_now);
+
 /* One loop (thread) of the daemon. */
 struct RdLoop {
 	const RdShared *shared;
@@ -161,6 +181,7 @@ struct RdLoop {
 	RdPgPool *pool;
 	RdConsistency *consistency;
 	RdStreams *streams;
+	RdAsOf *as_of;
 	VpMetric *requests; /* vetpms_reader_thread_requests_total of this thread */
 };
 

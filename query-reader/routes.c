@@ -27,6 +27,7 @@
 #include "vp_buf.h"
 #include "vp_log.h"
 #include "vp_money.h"
+#include "vp_time.h"
 #include "vp_uuid.h"
 
 #define JWT_LEEWAY_S       5
@@ -264,7 +265,7 @@ static void reply_list(RdRequest *rq, const PGresult *res)
 	free(cursor);
 }
 
-static void on_result(const PGresult *res, const char *error, void *arg)
+void rd_request_result(const PGresult *res, const char *error, void *arg)
 {
 	RdRequest *rq = arg;
 	if (error) {
@@ -279,10 +280,22 @@ static void on_result(const PGresult *res, const char *error, void *arg)
 		reply_item(rq, res);
 }
 
+void rd_request_reply_error(RdRequest *rq, VpError *err)
+{
+	vp_http_reply_error(&rq->http, err);
+	request_free(rq);
+}
+
 static void start_query(RdRequest *rq)
 {
+	if (rq->has_as_of) {
+		if (rd_asof_start(rq->loop->as_of, rq) < 0)
+			reply_error_and_free(rq, 503, VP_ERR_UNAVAILABLE,
+					     "too many history queries running");
+		return;
+	}
 	if (rd_pgpool_query(rq->loop->pool, rq->route->stmt, rq->tenant_id,
-			    (const char *const *)rq->params, on_result, rq) < 0)
+			    (const char *const *)rq->params, rd_request_result, rq) < 0)
 		reply_error_and_free(rq, 503, VP_ERR_UNAVAILABLE, "too many queries waiting");
 }
 
@@ -307,9 +320,10 @@ static int authenticate(const RdShared *shared, VpHttpRequest *r, VpClaims *clai
 			      (int64_t)time(NULL), claims, err);
 }
 
-static int authorize(const RdRoute *route, const VpClaims *claims, VpError *err)
+/* With ?as_of= on a route that answers it, its as_of_roles decide. */
+static int authorize(const RdRoute *route, bool as_of, const VpClaims *claims, VpError *err)
 {
-	if (!(claims->roles & route->roles))
+	if (!(claims->roles & (as_of ? route->as_of_roles : route->roles)))
 		return vp_error_set(err, 403, VP_ERR_FORBIDDEN, "role not allowed");
 	if (!claims->has_tid)
 		return vp_error_set(err, 403, VP_ERR_FORBIDDEN, "a tenant token is required");
@@ -324,9 +338,11 @@ static RdRequest *prepare(RdLoop *loop, const RdRoute *route, VpHttpRequest *r, 
 	VpClaims claims;
 	RdRequest *rq = NULL;
 	char id[37];
+	const char *as_of = route->as_of_roles ? vp_http_query(r, "as_of") : NULL;
 
 	if (vp_http_require_method(r, EVHTTP_REQ_GET, err) < 0 ||
-	    authenticate(loop->shared, r, &claims, err) < 0 || authorize(route, &claims, err) < 0)
+	    authenticate(loop->shared, r, &claims, err) < 0 ||
+	    authorize(route, as_of != NULL, &claims, err) < 0)
 		return NULL;
 	if (r->n_params > 0 && rd_uuid_canonical(r->params[0], id) < 0) {
 		vp_error_set(err, 404, VP_ERR_NOT_FOUND, "no such resource");
@@ -346,6 +362,9 @@ static RdRequest *prepare(RdLoop *loop, const RdRoute *route, VpHttpRequest *r, 
 	snprintf(rq->tenant_id, sizeof(rq->tenant_id), "%s", claims.tid);
 	if (rd_param_set(rq, 0, claims.tid) < 0)
 		goto oom;
+	rq->has_as_of = as_of != NULL;
+	if (as_of)
+		rd_asof_parse(as_of, vp_time_now_us(), &rq->as_of_us, err);
 	if (route->shape == RD_SHAPE_LIST && bind_page(rq, r, err) < 0)
 		goto oom;
 	if (route->shape == RD_SHAPE_ITEM && r->n_params > 0 && rd_param_set(rq, 1, id) < 0)

@@ -26,8 +26,6 @@
 
 typedef enum { RD_SHAPE_ITEM, RD_SHAPE_LIST } RdShape;
 
-typedef struct RdRequest RdRequest;
-
 typedef struct RdRoute {
 	const char *pattern;
 	unsigned roles; /* VP_ROLE_* bits allowed */
@@ -37,6 +35,9 @@ typedef struct RdRoute {
 	/* Extra parameters from the query string (id: the canonical path id or
 	 * NULL); bad input adds details to err; -1 only on out of memory. */
 	int (*bind)(RdRequest *rq, VpHttpRequest *r, const char *id, VpError *err);
+	/* Items answered as of a moment too (?as_of=, as_of.c): the roles that
+	 * may ask (instead of roles); 0 when the route ignores as_of. */
+	unsigned as_of_roles;
 } RdRoute;
 
 /* Parameter text most requests need (tenant, id, limit, a cursor) fits in
@@ -53,7 +54,14 @@ struct RdRequest {
 	size_t param_text_used;
 	char param_text[RD_PARAM_TEXT];
 	int limit;
+	bool has_as_of;   /* ?as_of= given: answered by a fold (as_of.c) */
+	int64_t as_of_us; /* checked: not in the future */
 };
+
+/* The answer of rq from a statement's result (or error, then 503), and an
+ * error answer; both free rq. For answers computed off the pool (as_of.c). */
+void rd_request_result(const PGresult *res, const char *error, void *arg);
+void rd_request_reply_error(RdRequest *rq, VpError *err);
 
 /* Tables of the route files, each ending with an entry whose pattern is NULL. */
 extern const RdRoute rd_routes_clients[];
@@ -67,6 +75,8 @@ extern const RdRoute rd_routes_billing[];
 /* routes_table.c: all of them, NULL-terminated. */
 extern const RdRoute *const rd_route_groups[];
 
+/* Who may ask for an item as of a moment (as_of.c). */
+#define RD_ROLES_AS_OF (VP_ROLE_ADMIN | VP_ROLE_VET | VP_ROLE_NURSE)
 #define RD_ROLES_CLINIC (VP_ROLE_ADMIN | VP_ROLE_RECEPTION | VP_ROLE_VET | VP_ROLE_NURSE)
 #define RD_ROLES_TENANT                                                                      \
 	(VP_ROLE_ADMIN | VP_ROLE_RECEPTION | VP_ROLE_VET | VP_ROLE_NURSE | VP_ROLE_ANALYST |    \

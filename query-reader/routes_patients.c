@@ -1,6 +1,7 @@
 /* GET /v1/patients (newest first; search typo-tolerant over patient name and
  * client last name, or an exact microchip; filters client_id and species),
- * /v1/patients/{id} with client, allergies and conditions, and
+ * /v1/patients/{id} with client, allergies and conditions (also as of a
+ * moment: as_of.c), and
  * /v1/patients/{id}/weights (newest first). */
 #include "routes.h"
 
@@ -77,7 +78,8 @@ static int bind_weights(RdRequest *rq, VpHttpRequest *r, const char *id, VpError
 
 const RdRoute rd_routes_patients[] = {
 	{"/v1/patients", RD_ROLES_CLINIC, &patients_list, RD_SHAPE_LIST, "patients", bind_list},
-	{"/v1/patients/{id}", RD_ROLES_CLINIC, &patient_get, RD_SHAPE_ITEM, NULL, NULL},
+	{"/v1/patients/{id}", RD_ROLES_CLINIC, &patient_get, RD_SHAPE_ITEM, NULL, NULL,
+	 RD_ROLES_AS_OF},
 	{"/v1/patients/{id}/weights", VP_ROLE_VET | VP_ROLE_NURSE, &weights_list, RD_SHAPE_LIST,
 	 "weights", bind_weights},
 	{NULL},

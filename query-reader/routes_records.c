@@ -1,5 +1,6 @@
 /* Medical records (vet and nurse only: clinical data): one record with its
- * vitals, SOAP, diagnoses, treatments, prescriptions and addenda; a patient's
+ * vitals, SOAP, diagnoses, treatments, prescriptions and addenda (also as of a
+ * moment, as_of.c, where `locked` is computed at that moment); a patient's
  * records newest first; the record's own events (its audit trail); the
  * patient's timeline (one keyset over (time, kind, id) across appointments,
  * records, vitals, weights, allergies, vaccinations and prescriptions); and
@@ -259,7 +260,8 @@ static int bind_reminders(RdRequest *rq, VpHttpRequest *r, const char *id, VpErr
 }
 
 const RdRoute rd_routes_records[] = {
-	{"/v1/medical-records/{id}", ROLES_CLINICAL, &record_get, RD_SHAPE_ITEM, NULL, NULL},
+	{"/v1/medical-records/{id}", ROLES_CLINICAL, &record_get, RD_SHAPE_ITEM, NULL, NULL,
+	 RD_ROLES_AS_OF},
 	{"/v1/medical-records/{id}/history", ROLES_CLINICAL, &record_history, RD_SHAPE_LIST,
 	 "record-history", bind_parent},
 	{"/v1/patients/{id}/medical-records", ROLES_CLINICAL, &patient_records, RD_SHAPE_LIST,

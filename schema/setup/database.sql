@@ -12,6 +12,9 @@ CREATE SCHEMA IF NOT EXISTS read AUTHORIZATION vetpms_projector;
 GRANT CREATE ON DATABASE vetpms TO vetpms_projector;
 -- REFRESH MATERIALIZED VIEW CONCURRENTLY diffs through a temporary table.
 GRANT TEMPORARY ON DATABASE vetpms TO vetpms_projector;
+-- The reader's history folds (?as_of=, docs/history.md) apply events to temp
+-- copies of the read model's tables, dropped with their transaction.
+GRANT TEMPORARY ON DATABASE vetpms TO vetpms_reader;
 GRANT USAGE ON SCHEMA read TO vetpms_reader, vetpms_analyst, vetpms_scoped_analyst;
 ALTER DEFAULT PRIVILEGES FOR ROLE vetpms_projector IN SCHEMA read
   GRANT SELECT ON TABLES TO vetpms_reader, vetpms_analyst, vetpms_scoped_analyst;

@@ -73,3 +73,16 @@ int vp_pg_ping(PGconn *conn)
 	return conn && PQstatus(conn) == CONNECTION_OK &&
 	       vp_pg_exec(conn, "SELECT 1", 0, NULL, NULL, why, sizeof(why)) == 0;
 }
+
+int vp_pg_exec_built(PGconn *conn, const char *builder, int n_params, const char *const *params,
+		     char *why, size_t why_cap)
+{
+	PGresult *res = NULL;
+	if (vp_pg_exec(conn, builder, n_params, params, &res, why, why_cap) < 0)
+		return -1;
+	int rc = 0;
+	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) && *PQgetvalue(res, 0, 0))
+		rc = vp_pg_exec(conn, PQgetvalue(res, 0, 0), 0, NULL, NULL, why, why_cap);
+	PQclear(res);
+	return rc;
+}

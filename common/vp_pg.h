@@ -22,6 +22,11 @@ PGconn *vp_pg_connect(const char *dsn, const char *application_name, char *why, 
  * receives the result, which the caller PQclear()s. */
 int vp_pg_exec(PGconn *conn, const char *sql, int n_params, const char *const *params,
 	       PGresult **out, char *why, size_t why_cap);
+/* Runs the statement a builder query makes (its one-row, one-column text, e.g.
+ * from format() over the catalog); a NULL or empty text runs nothing. 0, or -1
+ * with why. */
+int vp_pg_exec_built(PGconn *conn, const char *builder, int n_params, const char *const *params,
+		     char *why, size_t why_cap);
 
 /* True when the connection answers `SELECT 1`. */
 int vp_pg_ping(PGconn *conn);

@@ -34,25 +34,12 @@
 #include "vp_pg.h"
 #include "vp_time.h"
 
-/* Runs the one-row, one-column text a query builds (NULL/empty: nothing). */
-static int exec_built(PGconn *conn, const char *builder, int n_params, const char *const *params,
-		      char *why, size_t why_cap)
-{
-	PGresult *res = NULL;
-	if (vp_pg_exec(conn, builder, n_params, params, &res, why, why_cap) < 0)
-		return -1;
-	int rc = 0;
-	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) && *PQgetvalue(res, 0, 0))
-		rc = vp_pg_exec(conn, PQgetvalue(res, 0, 0), 0, NULL, NULL, why, why_cap);
-	PQclear(res);
-	return rc;
-}
-
 int pj_rebuild_reset(PGconn *conn, const char *next_schema, char *why, size_t why_cap)
 {
 	const char *params[] = {next_schema};
-	return exec_built(conn, "SELECT format('DROP SCHEMA IF EXISTS %I CASCADE', $1::text)", 1,
-			  params, why, why_cap);
+	/* identifiers cannot be parameters: format(%I) quotes them server-side */
+	return vp_pg_exec_built(conn, "SELECT format('DROP SCHEMA IF EXISTS %I CASCADE', $1::text)",
+				1, params, why, why_cap);
 }
 
 /* Every table of the live schema, offsets last (LOCK TABLE refuses
@@ -261,7 +248,7 @@ static int lock_live_schema(PjRebuild *rb, int64_t now, char *why, size_t why_ca
 	if (connect_swap(rb, why, why_cap) < 0)
 		return -1;
 	if (vp_pg_exec(rb->conn, "BEGIN", 0, NULL, NULL, why, why_cap) < 0 ||
-	    exec_built(rb->conn, lock_live, 1, rb->params, why, why_cap) < 0) {
+	    vp_pg_exec_built(rb->conn, lock_live, 1, rb->params, why, why_cap) < 0) {
 		release(rb, now);
 		return -1;
 	}
@@ -302,11 +289,11 @@ int pj_rebuild_step(PjRebuild *rb, int64_t lag, char *why, size_t why_cap)
 		return 0;
 	}
 	int64_t caught_up = vp_time_mono_us();
-	if (exec_built(rb->conn, refresh_views, 2, rb->params, why, why_cap) < 0 ||
-	    exec_built(rb->conn, copy_grants, 2, rb->params, why, why_cap) < 0 ||
-	    exec_built(rb->conn, repin_functions, 2, rb->params, why, why_cap) < 0 ||
-	    exec_built(rb->conn, rename_and_drop, 2, rb->params, why, why_cap) < 0 ||
-	    exec_built(rb->conn, notify_positions, 3, rb->notify, why, why_cap) < 0 ||
+	if (vp_pg_exec_built(rb->conn, refresh_views, 2, rb->params, why, why_cap) < 0 ||
+	    vp_pg_exec_built(rb->conn, copy_grants, 2, rb->params, why, why_cap) < 0 ||
+	    vp_pg_exec_built(rb->conn, repin_functions, 2, rb->params, why, why_cap) < 0 ||
+	    vp_pg_exec_built(rb->conn, rename_and_drop, 2, rb->params, why, why_cap) < 0 ||
+	    vp_pg_exec_built(rb->conn, notify_positions, 3, rb->notify, why, why_cap) < 0 ||
 	    vp_pg_exec(rb->conn, notify_swapped, 2,
 		       (const char *const[]){rb->notify[2], VP_PROGRESS_SCHEMA_SWAPPED}, NULL, why,
 		       why_cap) < 0 ||

@@ -78,20 +78,6 @@ typedef struct TenantRebuild {
 	int64_t triggers_off_us; /* how long the swap held the triggered tables */
 } TenantRebuild;
 
-/* Runs the one-row, one-column text a query builds (NULL/empty: nothing). */
-static int run_built(PGconn *conn, const char *builder, int n_params, const char *const *params,
-		     char *why, size_t why_cap)
-{
-	PGresult *res = NULL;
-	if (vp_pg_exec(conn, builder, n_params, params, &res, why, why_cap) < 0)
-		return -1;
-	int rc = 0;
-	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) && *PQgetvalue(res, 0, 0))
-		rc = vp_pg_exec(conn, PQgetvalue(res, 0, 0), 0, NULL, NULL, why, why_cap);
-	PQclear(res);
-	return rc;
-}
-
 /* Runs the statement a builder makes with the given parameters; *out as
  * vp_pg_exec. */
 static int query_built(PGconn *conn, const char *builder, const char *const *builder_params,
@@ -484,9 +470,9 @@ static int replace_rows(TenantRebuild *t, PGresult *tables, char *why, size_t wh
 	if (replace_tables(t, tables, false, why, why_cap) < 0)
 		return -1;
 	int64_t off = vp_time_mono_us();
-	if (run_built(t->swap, toggle_triggers, 2, disable, why, why_cap) < 0 ||
+	if (vp_pg_exec_built(t->swap, toggle_triggers, 2, disable, why, why_cap) < 0 ||
 	    replace_tables(t, tables, true, why, why_cap) < 0 ||
-	    run_built(t->swap, toggle_triggers, 2, enable, why, why_cap) < 0)
+	    vp_pg_exec_built(t->swap, toggle_triggers, 2, enable, why, why_cap) < 0)
 		return -1;
 	t->triggers_off_us = vp_time_mono_us() - off;
 	return 0;

@@ -67,21 +67,6 @@ static void tenant_role_name(const VpUuid *tenant, char out[64])
 	out[used] = '\0';
 }
 
-/* Runs the one-row, one-column statement a query builds (identifiers cannot
- * be parameters: format(%I/%L) quotes them server-side); NULL: nothing. */
-static int exec_built(PGconn *conn, const char *builder, int n_params, const char *const *params,
-		      char *why, size_t why_cap)
-{
-	PGresult *res = NULL;
-	if (vp_pg_exec(conn, builder, n_params, params, &res, why, why_cap) < 0)
-		return -1;
-	int rc = 0;
-	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-		rc = vp_pg_exec(conn, PQgetvalue(res, 0, 0), 0, NULL, NULL, why, why_cap);
-	PQclear(res);
-	return rc;
-}
-
 /* 1 when the login exists and is a member of vetpms_scoped_analyst, 0 when not. */
 static int is_analyst_login(PGconn *conn, const char *login, char *why, size_t why_cap)
 {
@@ -124,7 +109,7 @@ static int run(PGconn *conn, const char *action, const AnalystOptions *o, const 
 		return -1;
 	const char *role_param[] = {role};
 	if (strcmp(action, "revoke") != 0 &&
-	    exec_built(conn, create_tenant_role, 1, role_param, why, why_cap) < 0)
+	    vp_pg_exec_built(conn, create_tenant_role, 1, role_param, why, why_cap) < 0)
 		goto done;
 	if (!strcmp(action, "create")) {
 		unsigned char random[24];
@@ -140,8 +125,8 @@ static int run(PGconn *conn, const char *action, const AnalystOptions *o, const 
 		}
 		const char *login_params[] = {o->login, hashed};
 		const char *default_params[] = {o->login, tenant_text};
-		if (exec_built(conn, create_login, 2, login_params, why, why_cap) < 0 ||
-		    exec_built(conn, default_tenant, 2, default_params, why, why_cap) < 0)
+		if (vp_pg_exec_built(conn, create_login, 2, login_params, why, why_cap) < 0 ||
+		    vp_pg_exec_built(conn, default_tenant, 2, default_params, why, why_cap) < 0)
 			goto done;
 	} else {
 		int found = is_analyst_login(conn, o->login, why, why_cap);
@@ -154,7 +139,7 @@ static int run(PGconn *conn, const char *action, const AnalystOptions *o, const 
 		}
 	}
 	const char *member_params[] = {role, o->login};
-	if (exec_built(conn,
+	if (vp_pg_exec_built(conn,
 		       strcmp(action, "revoke") ? "SELECT format('GRANT %I TO %I', $1::text, $2::text)"
 						: "SELECT format('REVOKE %I FROM %I', $1::text, $2::text)"
 						  " WHERE EXISTS (SELECT 1 FROM pg_roles"

@@ -448,10 +448,10 @@ static bool decode_batch(Applier *a, VpEvent *events, PjLogEntry *entries, int *
 /* Reads every result up to the pipeline's Sync. *clean stays true when each
  * one succeeded and none had a row count of 0 (a duplicate event, a violated
  * invariant, a fenced position), and result number expect_at (from 0) had
- * expect_rows rows (the batch's event_log rows: none a duplicate). -1 when
- * the connection failed. */
-static int drain_pipeline(PGconn *conn, int expect_at, long expect_rows, bool *clean, char *why,
-			  size_t why_cap)
+ * expect_rows rows (the batch's event_log rows: none a duplicate; expect_at
+ * -1: no such result). -1 when the connection failed. */
+int pj_drain_pipeline(PGconn *conn, int expect_at, long expect_rows, bool *clean, char *why,
+		      size_t why_cap)
 {
 	bool after_null = false;
 	int at = 0;
@@ -536,7 +536,7 @@ static PipeOutcome apply_pipelined(Applier *a, const int *touched, int n_touched
 		snprintf(why, why_cap, "pipeline sync: %s", PQerrorMessage(a->conn));
 		goto done;
 	}
-	if (drain_pipeline(a->conn, 1 + n_touched, a->slice_len, &clean, why, why_cap) < 0)
+	if (pj_drain_pipeline(a->conn, 1 + n_touched, a->slice_len, &clean, why, why_cap) < 0)
 		goto done;
 	if (PQexitPipelineMode(a->conn) != 1) {
 		snprintf(why, why_cap, "pipeline exit: %s", PQerrorMessage(a->conn));

@@ -165,5 +165,11 @@ typedef struct PjStatus {
 	void (*set_kafka_ok)(bool ok);
 } PjStatus;
 int pj_consumer_run(const PjConfig *cfg, volatile sig_atomic_t *stop, const PjStatus *status);
+/* Reads a pipeline's results up to its Sync (the live batches and the
+ * tenant rebuild's): *clean false when one failed, had 0 rows, or result
+ * expect_at (from 0; -1 none) had other than expect_rows rows. -1 when the
+ * connection failed (why). */
+int pj_drain_pipeline(PGconn *conn, int expect_at, long expect_rows, bool *clean, char *why,
+		      size_t why_cap);
 
 #endif

@@ -222,40 +222,6 @@ static int apply_one_by_one(TenantRebuild *t, char *why, size_t why_cap)
 	return 0;
 }
 
-/* Reads every result up to the pipeline's Sync; *clean stays true when each
- * succeeded and none had a row count of 0 (a duplicate, a violated
- * invariant). -1 when the connection failed. */
-static int drain_pipeline(PGconn *conn, bool *clean, char *why, size_t why_cap)
-{
-	bool after_null = false;
-	*clean = true;
-	for (;;) {
-		PGresult *res = PQgetResult(conn);
-		if (!res) {
-			/* One NULL ends each statement's results; two in a row, or a
-			 * broken connection, mean the Sync will not come. */
-			if (after_null || PQstatus(conn) != CONNECTION_OK) {
-				snprintf(why, why_cap, "pipeline: %s", PQerrorMessage(conn));
-				why[strcspn(why, "\n")] = '\0';
-				return -1;
-			}
-			after_null = true;
-			continue;
-		}
-		after_null = false;
-		ExecStatusType status = PQresultStatus(res);
-		if (status == PGRES_PIPELINE_SYNC) {
-			PQclear(res);
-			return 0;
-		}
-		const char *affected = PQcmdTuples(res);
-		if ((status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) ||
-		    (*affected && strtol(affected, NULL, 10) == 0))
-			*clean = false;
-		PQclear(res);
-	}
-}
-
 /* The batch in one pipeline, one round trip, as the live projector sends
  * its batches: 1 committed, 0 something did not apply cleanly (rolled back:
  * apply it one by one), -1 the connection failed. */
@@ -282,7 +248,7 @@ static int apply_pipelined(TenantRebuild *t, char *why, size_t why_cap)
 		snprintf(why, why_cap, "pipeline sync: %s", PQerrorMessage(t->apply));
 		return -1;
 	}
-	if (drain_pipeline(t->apply, &clean, why, why_cap) < 0)
+	if (pj_drain_pipeline(t->apply, -1, 0, &clean, why, why_cap) < 0)
 		return -1;
 	if (PQexitPipelineMode(t->apply) != 1) {
 		snprintf(why, why_cap, "pipeline exit: %s", PQerrorMessage(t->apply));

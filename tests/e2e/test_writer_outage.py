@@ -14,6 +14,7 @@ import uuid
 import requests
 
 from kafka_log import events
+from load import command_ids, keyed_post
 from stack import running_stack, tally, wait_for
 
 CLIENTS = 4          # concurrent posting threads
@@ -38,17 +39,7 @@ def test_kafka_killed_under_load_gets_503s_then_recovers_losing_nothing():
         lock = threading.Lock()
 
         def post(key, body):
-            t0 = time.monotonic()
-            try:
-                r = requests.post(writer.url + "/v1/clients", json=body, timeout=ANSWER_S,
-                                  headers={"Authorization": f"Bearer {token}",
-                                           "Idempotency-Key": key})
-                status, retry, code = r.status_code, r.headers.get("Retry-After"), \
-                    r.json().get("error", {}).get("code") if r.status_code >= 400 else None
-            except requests.RequestException as e:
-                status, retry, code = type(e).__name__, None, None
-            return {"key": key, "body": body, "status": status, "retry_after": retry,
-                    "code": code, "started": t0, "took": time.monotonic() - t0}
+            return keyed_post(writer.url + "/v1/clients", token, key, body, ANSWER_S)
 
         def load():
             while not stop.is_set():
@@ -108,13 +99,11 @@ def test_kafka_killed_under_load_gets_503s_then_recovers_losing_nothing():
         for r in refused:
             again = post(r["key"], r["body"])
             assert again["status"] in (200, 201), again
-        log = [e for e in events(stack.brokers)
-               if e["tenant_id"] == tenant and e["type"] == "ClientRegistered"]
-        names = [e["data"]["last_name"] for e in log]
-        assert len(names) == len(set(names)), "a command appended twice"
-        acknowledged = {r["body"]["last_name"] for r in results if r["status"] == 201}
-        retried = {r["body"]["last_name"] for r in refused}
-        assert acknowledged | retried == set(names)
+        keys = command_ids(events(stack.brokers), tenant)
+        assert len(keys) == len(set(keys)), "a command appended twice"
+        acknowledged = {r["key"] for r in results if r["status"] == 201}
+        retried = {r["key"] for r in refused}
+        assert acknowledged | retried == set(keys)
         assert writer.terminate() == 0
 
 

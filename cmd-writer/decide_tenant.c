@@ -173,6 +173,13 @@ static int decide_provision(WrDecision *d, VpError *err)
 static const char *const archive_settings[] = {"archive_appointments_after_days",
 					      "archive_records_after_days"};
 
+/* A member given a value (null is "not given", as the catalog reads it). */
+static bool given(const cJSON *body, const char *name)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(body, name);
+	return item && !cJSON_IsNull(item);
+}
+
 /* The settings of the token's own tenant: another tenant's id is reported as
  * not found (API.md: never reveal that it exists). */
 static int decide_settings(WrDecision *d, VpError *err)
@@ -188,13 +195,13 @@ static int decide_settings(WrDecision *d, VpError *err)
 	/* The event always carries record_lock_hours (required since v1): the
 	 * current value when the body changes only the archive settings. Those
 	 * are carried only when given; the projector keeps what is not. */
-	if (cJSON_GetObjectItemCaseSensitive(d->body, "record_lock_hours"))
+	if (given(d->body, "record_lock_hours"))
 		wr_copy_field(d->data, d->body, "record_lock_hours");
 	else
 		cJSON_AddNumberToObject(d->data, "record_lock_hours",
 					(double)d->tenant->record_lock_hours);
 	for (size_t i = 0; i < sizeof(archive_settings) / sizeof(archive_settings[0]); i++)
-		if (cJSON_GetObjectItemCaseSensitive(d->body, archive_settings[i]))
+		if (given(d->body, archive_settings[i]))
 			wr_copy_field(d->data, d->body, archive_settings[i]);
 	return 0;
 }
@@ -204,10 +211,10 @@ static int decide_settings(WrDecision *d, VpError *err)
 static void validate_settings(const cJSON *body, int64_t now_us, VpError *err)
 {
 	(void)now_us;
-	if (cJSON_GetObjectItemCaseSensitive(body, "record_lock_hours"))
+	if (given(body, "record_lock_hours"))
 		return;
 	for (size_t i = 0; i < sizeof(archive_settings) / sizeof(archive_settings[0]); i++)
-		if (cJSON_GetObjectItemCaseSensitive(body, archive_settings[i]))
+		if (given(body, archive_settings[i]))
 			return;
 	vp_error_add_detail(err, "record_lock_hours",
 			    "is required when no other setting is given");

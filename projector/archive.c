@@ -35,11 +35,12 @@
 
 /* The archived row: the live row's columns by name, and archived_at ($4).
  * By name (jsonb), not by position: a column added to the live table later
- * is appended to the child after archived_at. */
+ * is appended to the child after archived_at. LATERAL: one call per row
+ * (`(f(x)).*` would call it once per column). */
 #define AS_ARCHIVED_WITH(child, rows, more)                                                  \
-	"INSERT INTO " child " SELECT (jsonb_populate_record(NULL::" child ", to_jsonb(x)"    \
-	" || jsonb_build_object('archived_at', $4::timestamptz" more "))).* FROM " rows         \
-	" x RETURNING 1"
+	"INSERT INTO " child " SELECT r.* FROM " rows " x CROSS JOIN LATERAL"                  \
+	" jsonb_populate_record(NULL::" child ", to_jsonb(x) || jsonb_build_object("           \
+	"'archived_at', $4::timestamptz" more ")) r RETURNING 1"
 #define AS_ARCHIVED(child, rows) AS_ARCHIVED_WITH(child, rows, "")
 
 /* $1 tenant, $2 cutoff, $3 batch size, $4 archived_at. */

@@ -397,6 +397,9 @@ def test_settings_through_the_writer_and_the_next_pass_follows_them(stack, daemo
             assert r.status_code == 400, r.text
             assert r.json()["error"]["code"] == "VALIDATION_ERROR"
             assert {d["field"] for d in r.json()["error"]["details"]} == set(bad), r.text
+        r = requests.patch(path, json={"archive_records_after_days": None}, headers=h, timeout=30)
+        assert r.status_code == 400 and {d["field"] for d in r.json()["error"]["details"]} == {
+            "record_lock_hours"}, r.text  # null is no setting: nothing to change
         r = requests.patch(path, json={"archive_appointments_after_days": 365}, headers=h,
                            timeout=30)
         assert r.status_code == 200 and r.json()["version"] == 2, r.text

@@ -903,7 +903,10 @@ static rd_kafka_t *consumer_new(Projector *p, char *why, size_t why_cap)
  * writer does). The wait bounds an idle loop, which still probes health. */
 static void collect(Projector *p, volatile sig_atomic_t *stop)
 {
-	int64_t deadline = vp_time_mono_us() + p->cfg->batch_ms * 1000;
+	/* an archive pass under way works between batches: no idle wait then,
+	 * only a look at what the consumer holds */
+	long wait_ms = pj_archive_busy(p->archive) ? 1 : p->cfg->batch_ms;
+	int64_t deadline = vp_time_mono_us() + wait_ms * 1000;
 	while (p->batch_len < p->cfg->batch_max && !*stop) {
 		int64_t left_ms = (deadline - vp_time_mono_us()) / 1000;
 		if (p->batch_len == 0 && left_ms <= 0)

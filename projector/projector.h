@@ -169,13 +169,15 @@ PjViews *pj_views_stop(PjViews *views);
  * moved in this call, 0 when idle, -1 (why) when it failed (the pass is
  * over; a pending run is taken up again while PostgreSQL was lost).
  * pj_archive_abandon drops a pass in progress (re-seek: the owned partitions
- * may have changed). */
+ * may have changed). While a pass is under way the loop does not wait idle
+ * for events between its slices. */
 typedef struct PjArchive PjArchive;
 PjArchive *pj_archive_new(const PjConfig *cfg);
 PjArchive *pj_archive_free(PjArchive *ar);
 long pj_archive_step(PjArchive *ar, PGconn *conn, const bool *owned, int n_owned, char *why,
 		     size_t why_cap);
 void pj_archive_abandon(PjArchive *ar);
+bool pj_archive_busy(const PjArchive *ar); /* a pass under way (NULL: false) */
 
 /* consumer.c: the consume loop. Returns when *stop becomes true (0), when a
  * rebuild has swapped its schema in (1), or on a fatal error (-1). */

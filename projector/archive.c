@@ -148,7 +148,7 @@ struct PjArchive {
 };
 
 /* Result columns of the move statements: appointments or records, then the
- * children in vp_archive_children's order. */
+ * children in MOVE_CHILD's order (CHILD_COUNTS). */
 static const char *const table_labels[N_TABLES] = {
 	"table=\"appointments\"", "table=\"medical_records\"", "table=\"vitals\"",
 	"table=\"diagnoses\"",	  "table=\"treatments\"",      "table=\"prescriptions\"",

@@ -37,7 +37,8 @@ TOOLS = os.path.join(BIN_DIR, "bench")
 LUA = os.path.join(ROOT, "bench", "lua")
 TICK = os.sysconf("SC_CLK_TCK")
 SCENARIOS = ("commands", "http", "queries", "lag", "appointments", "visits", "timeline",
-             "dispense", "register", "revenue", "issue", "projection", "stream", "tenant")
+             "dispense", "register", "revenue", "issue", "projection", "stream", "tenant",
+             "archive")
 # pgbench cannot bind a NULL parameter (it sends the text "NULL"); this stays a
 # parameter (same generic/custom plan choice as the reader's) that is NULL.
 NULL = "nullif(:none::text, '-')"
@@ -1494,6 +1495,59 @@ class Bench:
                  f"({commits} txns), {size} B values; {self.raw_note(raw, raw_cpu, kused)}")
         self.facts["tenant_export"] = {"events": n, "export_seconds": export_s,
                                 "import_seconds": import_s, "types": gen["types"]}
+
+    # --- archiving (issue 17 item 5, docs/operations.md § Archiving) -----------------
+    def scenario_archive(self):
+        """One archive pass over n closed appointments of one tenant, 1000 days
+        old (`vetctl archive run --tenant`: the live projector moves them between
+        its batches, VETPMS_PROJECTOR_ARCHIVE_BATCH rows per transaction, each
+        fenced on the partition's offsets row, rows moved by name). Ceiling: the
+        same rows moved back, then moved again by one plain statement (DELETE
+        FROM ONLY ... RETURNING, INSERT into archive_appointments by position)
+        in one transaction: no batches, no fence, no progress."""
+        n = 20000 if self.quick else 200000
+        self.writer()
+        if "projector" not in self.daemons:
+            self.daemon("projector", "projector")
+        tid, vet = self.facts["tenant"], self.facts["vet"]
+        deadline = time.time() + 60
+        while not self.sql("SELECT 1 FROM read.staff WHERE tenant_id = %s AND id = %s",
+                           (tid, vet)):
+            if time.time() > deadline:
+                raise RuntimeError("the bench tenant is not projected")
+            time.sleep(0.1)
+        self.sql("INSERT INTO read.appointments (tenant_id, id, patient_id, patient_name,"
+                 " species, client_id, client_first_name, client_last_name, vet_id, vet_name,"
+                 " status, type, reason, start_at, end_at, local_date, checked_in_at,"
+                 " actual_start, actual_end, notes, cancel_reason, version, created_at,"
+                 " updated_at)"
+                 " SELECT %s, gen_random_uuid(), gen_random_uuid(), 'Rex', 'dog',"
+                 " gen_random_uuid(), 'Ann', 'Smith', %s, 'Dr Bench', 'completed',"
+                 " 'consultation', 'check', s, s + interval '30 minutes', s::date, s, s,"
+                 " s + interval '25 minutes', 'fine', NULL, 4, s, s"
+                 " FROM (SELECT now() - interval '1000 days' - i * interval '1 minute' AS s"
+                 "       FROM generate_series(1, %s) i) g", (tid, vet, n))
+        vetctl = os.path.join(BIN_DIR, "vetctl")
+        env = dict(self.stack.env, VETPMS_PROJECTOR_DSN=self.stack.dsn("projector"))
+        ours_s = self.timed([vetctl, "archive", "run", "--tenant", tid, "--timeout-s", "3600"],
+                            env, os.devnull)
+        moved = self.sql("SELECT count(*) FROM read.archive_appointments WHERE tenant_id = %s",
+                         (tid,))[0][0]
+        if moved != n:
+            raise RuntimeError(f"archive pass moved {moved} of {n}")
+        self.sql("WITH d AS (DELETE FROM read.archive_appointments WHERE tenant_id = %s"
+                 " RETURNING *) INSERT INTO read.appointments SELECT r.* FROM d CROSS JOIN"
+                 " LATERAL jsonb_populate_record(NULL::read.appointments, to_jsonb(d)) r",
+                 (tid,))
+        t0 = time.time()
+        self.sql("WITH d AS (DELETE FROM ONLY read.appointments WHERE tenant_id = %s"
+                 " AND status = 'completed' RETURNING *)"
+                 " INSERT INTO read.archive_appointments SELECT d.*, now() FROM d", (tid,))
+        raw_s = time.time() - t0
+        self.row("archive", f"archive pass of {n} closed appointments (vetctl archive run)",
+                 round(n / ours_s), round(n / raw_s), "rows/s", None, None, None,
+                 "one DELETE ... RETURNING + INSERT statement",
+                 f"pass {ours_s:.1f}s from request to done (batches of 500), raw {raw_s:.1f}s")
 
     def first_key(self, topic):
         """(key, partition) of the first record of topic (gen_events, one tenant)."""

@@ -170,6 +170,16 @@ static int decide_provision(WrDecision *d, VpError *err)
 	return 0;
 }
 
+static const char *const archive_settings[] = {"archive_appointments_after_days",
+					      "archive_records_after_days"};
+
+/* A member given a value (null is "not given", as the catalog reads it). */
+static bool given(const cJSON *body, const char *name)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(body, name);
+	return item && !cJSON_IsNull(item);
+}
+
 /* The settings of the token's own tenant: another tenant's id is reported as
  * not found (API.md: never reveal that it exists). */
 static int decide_settings(WrDecision *d, VpError *err)
@@ -182,12 +192,38 @@ static int decide_settings(WrDecision *d, VpError *err)
 	d->type = VP_EV_TENANT_SETTINGS_CHANGED;
 	d->seq = d->tenant->version + 1;
 	d->data = cJSON_CreateObject();
-	wr_copy_field(d->data, d->body, "record_lock_hours");
+	/* The event always carries record_lock_hours (required since v1): the
+	 * current value when the body changes only the archive settings. Those
+	 * are carried only when given; the projector keeps what is not. */
+	if (given(d->body, "record_lock_hours"))
+		wr_copy_field(d->data, d->body, "record_lock_hours");
+	else
+		cJSON_AddNumberToObject(d->data, "record_lock_hours",
+					(double)d->tenant->record_lock_hours);
+	for (size_t i = 0; i < sizeof(archive_settings) / sizeof(archive_settings[0]); i++)
+		if (given(d->body, archive_settings[i]))
+			wr_copy_field(d->data, d->body, archive_settings[i]);
 	return 0;
 }
 
+/* A PATCH that names no setting changes nothing: refused, like a body
+ * without record_lock_hours was before the archive settings came. */
+static void validate_settings(const cJSON *body, int64_t now_us, VpError *err)
+{
+	(void)now_us;
+	if (given(body, "record_lock_hours"))
+		return;
+	for (size_t i = 0; i < sizeof(archive_settings) / sizeof(archive_settings[0]); i++)
+		if (given(body, archive_settings[i]))
+			return;
+	vp_error_add_detail(err, "record_lock_hours",
+			    "is required when no other setting is given");
+}
+
 static const VpJsonField settings_fields[] = {
-	VP_F_RECORD_LOCK_HOURS,
+	{.name = "record_lock_hours", .type = VP_JSON_INT, .min = 0, .max = 8760},
+	VP_F_ARCHIVE_APPOINTMENTS_DAYS,
+	VP_F_ARCHIVE_RECORDS_DAYS,
 	VP_F_COMMAND_ID,
 };
 
@@ -204,7 +240,7 @@ const WrCommand wr_tenant_commands[] = {
 	 sizeof(provision_fields) / sizeof(provision_fields[0]), true, "/v1/tenants/",
 	 validate_provision, decide_provision},
 	{"ChangeTenantSettings", EVHTTP_REQ_PATCH, "/v1/tenants/{id}/settings", VP_ROLE_ADMIN,
-	 settings_fields, sizeof(settings_fields) / sizeof(settings_fields[0]), false, NULL, NULL,
-	 decide_settings},
+	 settings_fields, sizeof(settings_fields) / sizeof(settings_fields[0]), false, NULL,
+	 validate_settings, decide_settings},
 };
 const size_t wr_n_tenant_commands = sizeof(wr_tenant_commands) / sizeof(wr_tenant_commands[0]);

@@ -97,7 +97,10 @@ static const VpJsonField appointment_rescheduled[] = {VP_F_START, VP_F_END, VP_F
 static const VpJsonField at_only[] = {VP_TYPED("at", VP_JSON_TIME, true)};
 static const VpJsonField appointment_completed[] = {VP_TYPED("at", VP_JSON_TIME, true),
 						    VP_F_VISIT_NOTES};
-static const VpJsonField tenant_settings_changed[] = {VP_F_RECORD_LOCK_HOURS};
+/* The archive settings are optional (added in issue 17): events before them
+ * stay valid, and the projector keeps a setting an event does not carry. */
+static const VpJsonField tenant_settings_changed[] = {
+	VP_F_RECORD_LOCK_HOURS, VP_F_ARCHIVE_APPOINTMENTS_DAYS, VP_F_ARCHIVE_RECORDS_DAYS};
 static const VpJsonField medical_record_opened[] = {
 	VP_F_PATIENT_ID,
 	VP_F_APPOINTMENT_ID,

@@ -172,6 +172,11 @@ extern const char *const vp_enum_invoice_statuses[];
 #define VP_F_ITEM_ID         VP_TYPED("item_id", VP_JSON_UUID, false)
 #define VP_F_ADDENDUM_TEXT   VP_TEXT1("text", VP_MAX_SOAP_TEXT)
 #define VP_F_RECORD_LOCK_HOURS {.name = "record_lock_hours", .type = VP_JSON_INT, .required = true, .min = 0, .max = 8760}
+/* Archiving (docs/operations.md § Archiving): days after which closed
+ * appointments and signed records move to the archive tables; 0 = never. */
+#define VP_MAX_ARCHIVE_DAYS  36500
+#define VP_F_ARCHIVE_APPOINTMENTS_DAYS {.name = "archive_appointments_after_days", .type = VP_JSON_INT, .min = 0, .max = VP_MAX_ARCHIVE_DAYS}
+#define VP_F_ARCHIVE_RECORDS_DAYS {.name = "archive_records_after_days", .type = VP_JSON_INT, .min = 0, .max = VP_MAX_ARCHIVE_DAYS}
 /* Thousandths (quantity_milli): up to 10^12, a billion units. */
 #define VP_MAX_QUANTITY_MILLI 1000000000000LL
 /* Money in cents: up to 10^13 cents, a hundred billion of the currency. */

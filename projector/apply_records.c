@@ -24,9 +24,14 @@
 const PjApplyRow pj_record_rows[] = {
 	{.type = VP_EV_TENANT_SETTINGS_CHANGED,
 	 .stmt = "tenant_settings_changed",
-	 .sql = "UPDATE tenants SET record_lock_hours = $3::integer, version = $4::integer "
+	 /* the archive settings are optional: absent keeps the tenant's */
+	 .sql = "UPDATE tenants SET record_lock_hours = $3::integer, version = $4::integer, "
+		"archive_appointments_after_days = coalesce($5::integer, "
+		"archive_appointments_after_days), archive_records_after_days = "
+		"coalesce($6::integer, archive_records_after_days) "
 		"WHERE tenant_id = $1::uuid AND id = $2::uuid",
-	 .params = {PJ_TENANT, PJ_AGGREGATE, PJ_INT("record_lock_hours"), PJ_SEQ},
+	 .params = {PJ_TENANT, PJ_AGGREGATE, PJ_INT("record_lock_hours"), PJ_SEQ,
+		    PJ_INT("archive_appointments_after_days"), PJ_INT("archive_records_after_days")},
 	 .not_applied = "tenant not found in the read model"},
 	/* The patient must be known: its id is what every list keys on. */
 	{.type = VP_EV_MEDICAL_RECORD_OPENED,

@@ -83,6 +83,7 @@ struct Projector {
 	 * followed by transaction markers, so offsets alone cannot tell) */
 	bool at_end[PJ_MAX_PARTITIONS];
 	PjRebuild *rebuild; /* `projector rebuild` only */
+	PjArchive *archive; /* the live projector only (archive.c) */
 	rd_kafka_message_t **batch;
 	int batch_len;
 	Applier *appliers;
@@ -142,6 +143,21 @@ static void lose_pg(Projector *p)
 	p->conn = NULL;
 	p->need_reseek = true;
 	p->status->set_pg_ok(false);
+	pj_archive_abandon(p->archive);
+}
+
+/* Live projector only, between batches like the redrive: a slice of the
+ * archive pass when one is due or running (archive.c). */
+static void archive_step(Projector *p)
+{
+	char why[512];
+	if (!p->archive || !p->conn || p->need_reseek)
+		return;
+	if (pj_archive_step(p->archive, p->conn, p->owned, PJ_MAX_PARTITIONS, why, sizeof(why)) < 0) {
+		vp_log_warn(NULL, "archive", "%s", why);
+		if (!vp_pg_ping(p->conn))
+			lose_pg(p);
+	}
 }
 
 /* Live projector only, once a second between batches (no applier holds a
@@ -290,6 +306,7 @@ static int reseek(Projector *p)
 	if (rd_kafka_assignment(p->consumer, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return -1;
 	drop_batch(p);
+	pj_archive_abandon(p->archive);
 	assign_from_store(p, parts);
 	rd_kafka_topic_partition_list_destroy(parts);
 	if (p->need_reseek)
@@ -886,7 +903,10 @@ static rd_kafka_t *consumer_new(Projector *p, char *why, size_t why_cap)
  * writer does). The wait bounds an idle loop, which still probes health. */
 static void collect(Projector *p, volatile sig_atomic_t *stop)
 {
-	int64_t deadline = vp_time_mono_us() + p->cfg->batch_ms * 1000;
+	/* an archive pass under way works between batches: no idle wait then,
+	 * only a look at what the consumer holds */
+	long wait_ms = pj_archive_busy(p->archive) ? 1 : p->cfg->batch_ms;
+	int64_t deadline = vp_time_mono_us() + wait_ms * 1000;
 	while (p->batch_len < p->cfg->batch_max && !*stop) {
 		int64_t left_ms = (deadline - vp_time_mono_us()) / 1000;
 		if (p->batch_len == 0 && left_ms <= 0)
@@ -949,6 +969,10 @@ int pj_consumer_run(const PjConfig *cfg, volatile sig_atomic_t *stop, const PjSt
 		}
 	}
 	register_metrics();
+	if (!cfg->swap_into && !(p->archive = pj_archive_new(cfg))) {
+		vp_log_error(NULL, "startup", "out of memory");
+		goto done;
+	}
 	p->dead_letters = pj_deadletter_new(cfg->brokers, cfg->kafka_props, cfg->dlq_topic, why,
 					    sizeof(why));
 	if (!p->dead_letters) {
@@ -1009,6 +1033,8 @@ int pj_consumer_run(const PjConfig *cfg, volatile sig_atomic_t *stop, const PjSt
 		else if (swapped_in(p)) {
 			rc = 1;
 			goto done;
+		} else {
+			archive_step(p);
 		}
 	}
 	flush_batch(p);
@@ -1022,6 +1048,7 @@ done:
 	}
 	pj_deadletter_free(p->dead_letters);
 	pj_rebuild_free(p->rebuild);
+	pj_archive_free(p->archive);
 	if (p->conn)
 		PQfinish(p->conn);
 	appliers_stop(p);

@@ -31,6 +31,8 @@ typedef struct PjConfig {
 	long batch_ms;
 	long connections; /* PostgreSQL connections applying partitions in parallel */
 	long mv_refresh_ms;
+	long archive_interval_s; /* archive.c: period of the archive pass, 0 = off */
+	long archive_batch;	 /* archive.c: rows (records, appointments) per batch */
 	long rebuild_index_connections; /* `projector rebuild`: parallel CREATE INDEX */
 	/* `projector rebuild`: the live schema to swap with once caught up
 	 * (schema is then <live>_next); NULL for the live projector. */
@@ -157,6 +159,25 @@ PjViews *pj_views_start(const PjConfig *cfg); /* NULL: out of memory or no threa
 unsigned pj_views_fed_by(const VpEvent *ev);
 void pj_views_mark_dirty(PjViews *views, unsigned views_mask);
 PjViews *pj_views_stop(PjViews *views);
+
+/* archive.c: moves the closed rows of the tenants of the owned partitions
+ * past their settings into the archive_* tables (migration 012). The live
+ * consume loop calls pj_archive_step between batches (no applier holds a
+ * slice then) on its own connection: it starts a pass when the timer is due
+ * or an archive_runs row is pending (polled once a second), and works at
+ * most ~100 ms of it per call, each batch one statement. Returns the rows
+ * moved in this call, 0 when idle, -1 (why) when it failed (the pass is
+ * over; a pending run is taken up again while PostgreSQL was lost).
+ * pj_archive_abandon drops a pass in progress (re-seek: the owned partitions
+ * may have changed). While a pass is under way the loop does not wait idle
+ * for events between its slices. */
+typedef struct PjArchive PjArchive;
+PjArchive *pj_archive_new(const PjConfig *cfg);
+PjArchive *pj_archive_free(PjArchive *ar);
+long pj_archive_step(PjArchive *ar, PGconn *conn, const bool *owned, int n_owned, char *why,
+		     size_t why_cap);
+void pj_archive_abandon(PjArchive *ar);
+bool pj_archive_busy(const PjArchive *ar); /* a pass under way (NULL: false) */
 
 /* consumer.c: the consume loop. Returns when *stop becomes true (0), when a
  * rebuild has swapped its schema in (1), or on a fatal error (-1). */

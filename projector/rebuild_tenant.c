@@ -114,21 +114,22 @@ static const char live_position_locked[] =
  * fence is held for reading T's rows, not for rewriting all of them. A row
  * text is never NULL, so NOT IN means "not among". Generated columns are
  * neither inserted (PostgreSQL computes them) nor compared (they follow the
- * rest). */
+ * rest). ONLY: an archive table (migration 012) is a child of its live
+ * table, and each table's own rows are compared and replaced. */
 static const char tenant_tables[] =
 	"SELECT c.relname,"
-	" format('DELETE FROM %1$I.%3$I x WHERE x.tenant_id = $1::uuid AND md5(ROW(%4$s)::text)"
-	"  NOT IN (SELECT md5(ROW(%5$s)::text) FROM %2$I.%3$I y WHERE y.tenant_id = $1::uuid)',"
+	" format('DELETE FROM ONLY %1$I.%3$I x WHERE x.tenant_id = $1::uuid AND md5(ROW(%4$s)::text)"
+	"  NOT IN (SELECT md5(ROW(%5$s)::text) FROM ONLY %2$I.%3$I y WHERE y.tenant_id = $1::uuid)',"
 	"  $1::text, $2::text, c.relname, cols.x, cols.y),"
-	" format('INSERT INTO %1$I.%3$I (%6$s) SELECT %5$s FROM %2$I.%3$I y"
+	" format('INSERT INTO %1$I.%3$I (%6$s) SELECT %5$s FROM ONLY %2$I.%3$I y"
 	"  WHERE y.tenant_id = $1::uuid AND md5(ROW(%5$s)::text) NOT IN"
-	"  (SELECT md5(ROW(%4$s)::text) FROM %1$I.%3$I x WHERE x.tenant_id = $1::uuid)',"
+	"  (SELECT md5(ROW(%4$s)::text) FROM ONLY %1$I.%3$I x WHERE x.tenant_id = $1::uuid)',"
 	"  $1::text, $2::text, c.relname, cols.x, cols.y, cols.list),"
-	" format('SELECT (SELECT count(*) FROM (SELECT ROW(%4$s)::text FROM %1$I.%3$I"
-	"  WHERE tenant_id = $1::uuid EXCEPT ALL SELECT ROW(%4$s)::text FROM %2$I.%3$I"
+	" format('SELECT (SELECT count(*) FROM (SELECT ROW(%4$s)::text FROM ONLY %1$I.%3$I"
+	"  WHERE tenant_id = $1::uuid EXCEPT ALL SELECT ROW(%4$s)::text FROM ONLY %2$I.%3$I"
 	"  WHERE tenant_id = $1::uuid) d), (SELECT count(*) FROM (SELECT ROW(%4$s)::text"
-	"  FROM %2$I.%3$I WHERE tenant_id = $1::uuid EXCEPT ALL SELECT ROW(%4$s)::text"
-	"  FROM %1$I.%3$I WHERE tenant_id = $1::uuid) a)', $1::text, $2::text, c.relname, cols.list),"
+	"  FROM ONLY %2$I.%3$I WHERE tenant_id = $1::uuid EXCEPT ALL SELECT ROW(%4$s)::text"
+	"  FROM ONLY %1$I.%3$I WHERE tenant_id = $1::uuid) a)', $1::text, $2::text, c.relname, cols.list),"
 	" EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)"
 	" FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
 	" CROSS JOIN LATERAL (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)"

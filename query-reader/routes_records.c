@@ -81,7 +81,10 @@ static const RdStatement record_get = {
     " 'addenda', coalesce((SELECT json_agg(json_build_object('id', a.id, 'author', a.author,"
     "  'at', " RD_RFC3339("a.at") ", 'text', a.text) ORDER BY a.at, a.id)"
     "  FROM read.addenda a WHERE a.tenant_id = m.tenant_id AND a.record_id = m.id),"
-    "  '[]'::json))::text"
+    "  '[]'::json),"
+    /* moved to the archive (migration 012): its row is the child table's;
+     * never in a fold (as_of.c), whose copies inherit nothing */
+    " 'archived', m.tableoid <> 'read.medical_records'::regclass)::text"
     " FROM read.medical_records m JOIN read.tenants t ON t.id = m.tenant_id"
     " WHERE m.tenant_id = $1::uuid AND m.id = $2::uuid",
     2};

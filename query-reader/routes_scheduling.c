@@ -102,7 +102,9 @@ static const RdStatement appointments_list = {
 
 static const RdStatement appointment_get = {
     "rd_appointment_get",
-    "SELECT json_build_object(" APPOINTMENT_JSON("a") ")::text"
+    "SELECT json_build_object(" APPOINTMENT_JSON("a") ","
+    /* moved to the archive (migration 012): its row is the child table's */
+    " 'archived', a.tableoid <> 'read.appointments'::regclass)::text"
     " FROM read.appointments a WHERE a.tenant_id = $1::uuid AND a.id = $2::uuid",
     2};
 

@@ -15,6 +15,7 @@ static const char usage[] =
 	"  events check  list the records the event catalog refuses, and their quarantine list\n"
 	"  analyst create|grant|revoke --tenant UUID --login NAME [--dsn DSN]   analyst logins per tenant\n"
 	"  deadletters list|show|redrive|discard   the projector's dead letters (see --help)\n"
+	"  archive run   [--tenant T] [--dry-run]   archive closed rows now (through the live projector)\n"
 	"  tenant export --tenant UUID > t.ndjson   a tenant's committed events and a BLAKE2b trailer\n"
 	"  tenant import --file t.ndjson --writer URL --token JWT   load it into another deployment\n"
 	"  catalog       print the event catalog (types, aggregates, versions, data fields) as JSON\n"
@@ -42,6 +43,8 @@ int main(int argc, char **argv)
 		return vc_cmd_analyst(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "deadletters"))
 		return vc_cmd_deadletters(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "archive"))
+		return vc_cmd_archive(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "tenant"))
 		return vc_cmd_tenant(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "events"))

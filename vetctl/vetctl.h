@@ -14,6 +14,7 @@ int vc_cmd_catalog(int argc, char **argv);
 int vc_cmd_events(int argc, char **argv);
 int vc_cmd_analyst(int argc, char **argv);
 int vc_cmd_deadletters(int argc, char **argv);
+int vc_cmd_archive(int argc, char **argv);
 int vc_cmd_tenant(int argc, char **argv);
 int vc_tenant_import(int argc, char **argv); /* tenant_import.c */
 

@@ -4,7 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -81,6 +85,19 @@ static void on_reply(struct evhttp_request *req, void *arg)
 	}
 }
 
+/* Nagle off on the connection's socket (which libevent has made by now,
+ * connected or connecting; a reconnect makes a new one, hence every time): a
+ * request's last small segment otherwise waits for the ACK of the one before,
+ * which the writer's kernel delays up to 40 ms — that was most of an import
+ * batch's round trip (docs/bench.md). */
+static void no_delay(VcHttp *h)
+{
+	int one = 1;
+	evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(h->conn));
+	if (fd >= 0)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 int vc_http_post(VcHttp *h, const char *path, const char *json, size_t len, VcHttpReply *out)
 {
 	char auth[2048];
@@ -96,6 +113,7 @@ int vc_http_post(VcHttp *h, const char *path, const char *json, size_t len, VcHt
 	evbuffer_add(evhttp_request_get_output_buffer(req), json, len);
 	if (evhttp_make_request(h->conn, req, EVHTTP_REQ_POST, path) != 0)
 		return -1; /* libevent freed the request */
+	no_delay(h);
 	while (!out->done && event_base_loop(h->base, EVLOOP_ONCE) == 0)
 		;
 	return out->done ? 0 : -1;

@@ -215,7 +215,10 @@ def test_import_into_a_second_stack_resumes_after_a_kill_and_equals_the_source(
     twriter.kill9()
     twriter = tstack.start_daemon("cmd-writer", port=free_port())
     twriter.wait_ready(90)
-    code, err = import_file(tstack, twriter, path, "--batch", "50")
+    # the rest in one batch of the default size: a body over the common
+    # 64 KiB limit, which the import route alone takes (up to 1 MiB)
+    assert sum(len(ln) + 3 for ln in lines[landed:-1]) > 64 * 1024
+    code, err = import_file(tstack, twriter, path)
     assert code == 0, err
     assert "resuming at event" in err and "import:" in err and "/s" in err, err
     # again: nothing left to send, nothing appended twice

@@ -35,6 +35,7 @@ typedef struct ImportOptions {
 	char *token;
 	long batch;
 	long retry_s;
+	long in_flight;
 	bool dry_run;
 } ImportOptions;
 
@@ -54,7 +55,7 @@ typedef struct Import {
 
 static const char usage[] =
 	"usage: vetctl tenant import --file t.ndjson --writer http://HOST:PORT --token JWT\n"
-	"                            [--batch N] [--retry-s S] [--dry-run]\n"
+	"                            [--batch N] [--in-flight N] [--retry-s S] [--dry-run]\n"
 	"  the token needs the platform-ops role and no tenant (vetctl token --role platform-ops)\n";
 
 /* The trailer line: 0 with its count and digest, else -1. */
@@ -229,45 +230,169 @@ static int seek_event(Import *im, long long at)
 	return 0;
 }
 
+/* Reads the batch starting at event `at` (the file is there) into im->body:
+ * its number of events, or -1 when the file cannot be read. */
+static long long build_batch(Import *im, long long at)
+{
+	long long n = 0;
+	body_start(im, at);
+	while (at + n < im->count && n < im->o->batch) {
+		long pos = ftell(im->in);
+		ssize_t len = getline(&im->line, &im->line_cap, im->in);
+		if (len <= 0)
+			return -1;
+		im->line[len - 1] = '\0';
+		size_t mark = im->body.len;
+		vp_buf_append(&im->body, n ? "," : "", n ? 1 : 0);
+		vp_json_write_string(&im->body, im->line);
+		if (im->body.len + 2 > BATCH_BYTES && n > 0) {
+			im->body.len = mark; /* over: the next batch's first */
+			im->body.data[mark] = '\0';
+			fseek(im->in, pos, SEEK_SET);
+			break;
+		}
+		n++;
+	}
+	vp_buf_append(&im->body, "]}", 2);
+	return im->body.oom ? -1 : n;
+}
+
+/* A batch in flight on the connection of the same index. */
+typedef struct Flight {
+	long long from, n;
+	long offset; /* of its first line in the file */
+	VcHttpReply reply;
+	bool busy;
+} Flight;
+
+/* What an answer says: 1 the batch landed (the import stands right after
+ * it, so every batch before it landed too: the writer appends only where the
+ * import stands), 0 the window must be drained and the position asked again
+ * (the batch overtook an earlier one, the writer could not take it now, or
+ * stands elsewhere), -1 refused for good (im->why). */
+static int judge(Import *im, const Flight *f, int *wait_s)
+{
+	const VcHttpReply *r = &f->reply;
+	cJSON *root = r->status == 200 ? cJSON_Parse(r->body ? r->body : "") : NULL;
+	long long next = -1;
+	int verdict = 0;
+	if (root && vp_json_int(root, "next", &next)) {
+		verdict = next == f->from + f->n;
+	} else if (r->status == 0 || r->status == 503 || r->status == 429) {
+		*wait_s = r->retry_after_s > 0 ? r->retry_after_s : 1;
+		fprintf(stderr, "import: the writer did not take a batch (status %d); again in "
+				"%d s\n", r->status, *wait_s);
+	} else if (r->status != 409 || position_of(r->body) < 0) {
+		snprintf(im->why, sizeof(im->why), "the writer answered %d: %.400s", r->status,
+			 r->body ? r->body : "");
+		verdict = -1;
+	}
+	cJSON_Delete(root);
+	return verdict;
+}
+
+/* After a drain: where the writer says the import stands, the file put
+ * there (at a batch's first line when one started there, else by skipping
+ * from the start). */
+static int resync(Import *im, const Flight *flights, int w, long long *at)
+{
+	long long next;
+	body_start(im, *at);
+	vp_buf_append(&im->body, "]}", 2);
+	if (send_batch(im, &next) < 0)
+		return -1;
+	for (int s = 0; s < w; s++)
+		if (flights[s].n > 0 && flights[s].from == next)
+			return fseek(im->in, flights[s].offset, SEEK_SET) == 0 ? (*at = next, 0) : -1;
+	*at = next;
+	return seek_event(im, next);
+}
+
+/* The events from `start` on, with up to --in-flight batches in flight, each
+ * on a connection of its own. The writer appends a batch only where the
+ * import stands, so order is kept by the writer, not by the network: a batch
+ * that overtakes an earlier one is refused (IMPORT_POSITION) and, like any
+ * batch not taken, makes vetctl stop sending, wait for every answer, ask
+ * where the import stands and go on from there — no gap, nothing twice. */
 static int send_events(Import *im, long long start)
 {
+	Flight flights[VC_HTTP_MAX_CONNS];
+	int w = (int)im->o->in_flight, busy = 0, wait_s = 0, rc = -1;
+	long long at = start, landed = start;
+	bool drain = false;
+	int64_t progress_us = vp_time_mono_us();
 	VcProgress progress;
-	long long at = start, next = start;
-	char position[48];
+	char position[48] = "";
+	memset(flights, 0, sizeof(flights));
 	vc_progress_start(&progress, "import", im->count - start);
 	if (seek_event(im, at) < 0)
 		return -1;
-	while (at < im->count) {
-		long long n = 0;
-		body_start(im, at);
-		while (at + n < im->count && n < im->o->batch) {
-			long pos = ftell(im->in);
-			ssize_t len = getline(&im->line, &im->line_cap, im->in);
-			if (len <= 0)
-				return -1;
-			im->line[len - 1] = '\0';
-			size_t mark = im->body.len;
-			vp_buf_append(&im->body, n ? "," : "", n ? 1 : 0);
-			vp_json_write_string(&im->body, im->line);
-			if (im->body.len + 2 > BATCH_BYTES && n > 0) {
-				im->body.len = mark; /* over: the next batch's first */
-				im->body.data[mark] = '\0';
-				fseek(im->in, pos, SEEK_SET);
-				break;
+	while (landed < im->count) {
+		for (int s = 0; s < w && !drain && at < im->count; s++) {
+			Flight *f = &flights[s];
+			if (f->busy)
+				continue;
+			f->offset = ftell(im->in);
+			f->from = at;
+			if ((f->n = build_batch(im, at)) <= 0)
+				goto done;
+			if (vc_http_send(im->http, s, im->path, im->body.data, im->body.len,
+					 &f->reply) < 0) {
+				snprintf(im->why, sizeof(im->why), "cannot send to %s", im->o->writer);
+				goto done;
 			}
-			n++;
+			f->busy = true;
+			busy++;
+			at += f->n;
 		}
-		vp_buf_append(&im->body, "]}", 2);
-		if (im->body.oom || send_batch(im, &next) < 0)
-			return -1;
-		if (next != at + n && seek_event(im, next) < 0)
-			return -1; /* the writer stands elsewhere: resume there */
-		at = next;
-		snprintf(position, sizeof(position), "event %lld of %lld", at, im->count);
-		vc_progress_report(&progress, at - start, position, false);
+		if (busy == 0) { /* drained: ask where the import stands */
+			if (vp_time_mono_us() - progress_us > im->o->retry_s * VP_US_PER_SEC) {
+				snprintf(im->why, sizeof(im->why), "no batch taken by %s for %ld s",
+					 im->o->writer, im->o->retry_s);
+				goto done;
+			}
+			sleep((unsigned)wait_s);
+			if (resync(im, flights, w, &at) < 0)
+				goto done;
+			fprintf(stderr, "import: a batch was not taken; going on from event %lld, "
+					"where the writer stands\n", at);
+			landed = at;
+			drain = false;
+			wait_s = 0;
+			continue;
+		}
+		if (vc_http_wait(im->http) < 0) {
+			snprintf(im->why, sizeof(im->why), "the HTTP client's event loop failed");
+			goto done;
+		}
+		for (int s = 0; s < w; s++) {
+			Flight *f = &flights[s];
+			if (!f->busy || !f->reply.done)
+				continue;
+			int verdict = judge(im, f, &wait_s);
+			f->busy = false;
+			busy--;
+			vc_http_reply_release(&f->reply);
+			if (verdict < 0)
+				goto done;
+			if (verdict == 0)
+				drain = true;
+			else if (f->from + f->n > landed) {
+				landed = f->from + f->n;
+				progress_us = vp_time_mono_us();
+			}
+		}
+		snprintf(position, sizeof(position), "event %lld of %lld", landed, im->count);
+		vc_progress_report(&progress, landed - start, position, false);
 	}
-	vc_progress_report(&progress, at - start, position, true);
-	return 0;
+	vc_progress_report(&progress, landed - start, position, true);
+	rc = 0;
+done:
+	/* answers still on their way are dropped with the connections
+	 * (vc_http_free), never written into flights after this returns */
+	for (int s = 0; s < w; s++)
+		vc_http_reply_release(&flights[s].reply);
+	return rc;
 }
 
 static int run_import(Import *im)
@@ -286,7 +411,8 @@ static int run_import(Import *im)
 		return 0;
 	}
 	snprintf(im->path, sizeof(im->path), "/v1/ops/tenants/%s/import", im->tenant);
-	im->http = vc_http_new(im->o->writer, im->o->token, 60, im->why, sizeof(im->why));
+	im->http = vc_http_new(im->o->writer, im->o->token, 60, (int)im->o->in_flight, im->why,
+			       sizeof(im->why));
 	if (!im->http)
 		return -1;
 	body_start(im, 0);
@@ -316,6 +442,8 @@ int vc_tenant_import(int argc, char **argv)
 			  "bearer token with the platform-ops role and no tenant"),
 		VP_CF_INT("batch", NULL, &o.batch, "2000", 1, 5000, "events per request (one "
 								  "transaction), at most 1000 KiB"),
+		VP_CF_INT("in-flight", NULL, &o.in_flight, "3", 1, VC_HTTP_MAX_CONNS,
+			  "batches sent before the first is answered, each on a connection"),
 		VP_CF_INT("retry-s", NULL, &o.retry_s, "120", 1, 86400,
 			  "how long to retry a batch the writer does not answer"),
 		VP_CF_BOOL("dry-run", NULL, &o.dry_run, "false", "check the file, send nothing"),

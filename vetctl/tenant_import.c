@@ -6,8 +6,10 @@
  * --dry-run stops there). Then an empty batch asks the writer where the
  * import of this file stands (0, or how far an interrupted run got; another
  * tenant with that id is refused), and the rest goes in batches, each one
- * transaction. A batch whose answer was lost is sent again: the writer answers
- * it without appending it twice. Progress on stderr. */
+ * transaction, up to --in-flight of them sent before the first is answered
+ * (send_events says how order is kept). A batch whose answer was lost is sent
+ * again: the writer answers it without appending it twice. Progress on
+ * stderr. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -442,7 +444,7 @@ int vc_tenant_import(int argc, char **argv)
 			  "bearer token with the platform-ops role and no tenant"),
 		VP_CF_INT("batch", NULL, &o.batch, "2000", 1, 5000, "events per request (one "
 								  "transaction), at most 1000 KiB"),
-		VP_CF_INT("in-flight", NULL, &o.in_flight, "3", 1, VC_HTTP_MAX_CONNS,
+		VP_CF_INT("in-flight", NULL, &o.in_flight, "1", 1, VC_HTTP_MAX_CONNS,
 			  "batches sent before the first is answered, each on a connection"),
 		VP_CF_INT("retry-s", NULL, &o.retry_s, "120", 1, 86400,
 			  "how long to retry a batch the writer does not answer"),

@@ -1481,7 +1481,7 @@ class Bench:
                         env={"VETPMS_TOPIC": dst, "VETPMS_DLQ_TOPIC": dst + ".dlq"})
         commits0 = self.metric(w, "vetpms_writer_commits_total")
         import_s = self.timed([vetctl, "tenant", "import", "--file", path, "--writer", w.url,
-                               "--token", self.stack.token("platform-ops"), "--batch", "1000"],
+                               "--token", self.stack.token("platform-ops")],  # default batch
                               saved, os.devnull)
         commits = self.metric(w, "vetpms_writer_commits_total") - commits0
         self.drop("writer-import")

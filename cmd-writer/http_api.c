@@ -901,6 +901,7 @@ WrApi *wr_api_new(const WrConfig *cfg, VpService *service, char *why, size_t why
 	}
 	api->cfg = cfg;
 	LIST_INIT(&api->pending);
+	vp_http_allow_large_body(WR_IMPORT_ROUTE); /* batches up to 1 MiB (import.c) */
 	vp_buf_init(&api->encoded, VP_EVENT_MAX_ENCODED);
 	vp_buf_init(&api->scratch, VP_EVENT_MAX_ENCODED);
 	if (setup_verifier(api, why, why_cap) < 0)

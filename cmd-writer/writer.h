@@ -169,7 +169,9 @@ void wr_quarantine_clear(WrQuarantine *q);
 /* import.c: POST /v1/ops/tenants/{tenant_id}/import, a batch of a tenant
  * export file (docs/operations.md, "Tenant export and import"). */
 #define WR_IMPORT_ROUTE "/v1/ops/tenants/{tenant_id}/import"
-#define WR_IMPORT_MAX_EVENTS 1000
+/* A batch is one transaction of at most this many events, in a body of at
+ * most 1 MiB (vp_http_allow_large_body). */
+#define WR_IMPORT_MAX_EVENTS 5000
 #define WR_ERR_TENANT_EXISTS "TENANT_EXISTS"
 #define WR_ERR_IMPORT_POSITION "IMPORT_POSITION"
 #define WR_ERR_IMPORT_REFUSED "IMPORT_REFUSED"

@@ -3,7 +3,9 @@
  *
  * Body size, as measured against libevent 2.1.12 (tests/unit/test_http.c proves
  * each line):
- *   body <= 64 KiB (VP_HTTP_MAX_BODY)        handled normally.
+ *   body <= 64 KiB (VP_HTTP_MAX_BODY)        handled normally (up to 1 MiB on the
+ *                                            one route vp_http_allow_large_body
+ *                                            names: the writer's tenant import).
  *   64 KiB < body <= 1 MiB (LIBEVENT_MAX)    libevent reads it whole (Content-Length
  *                                            or chunked; sends 100 Continue when
  *                                            asked), then vp_http_request_init
@@ -143,15 +145,39 @@ static long long parse_content_length(const char *text)
 	return value;
 }
 
-static int check_body_size(VpHttpRequest *r, VpError *err)
+/* The one route that may take bodies up to libevent's cap (the writer's
+ * tenant import: vp_http_allow_large_body), NULL when none. */
+static const char *large_body_route;
+
+void vp_http_allow_large_body(const char *pattern)
+{
+	large_body_route = pattern;
+}
+
+/* r's body limit: VP_HTTP_MAX_BODY, or libevent's cap on the large-body route
+ * (a POST; r->path must be parsed). The match's captures are not r's to keep:
+ * the handler routes r itself. */
+static long long body_limit(VpHttpRequest *r)
+{
+	long long limit = VP_HTTP_MAX_BODY;
+	if (large_body_route && r->path[0] && r->method == EVHTTP_REQ_POST) {
+		VpHttpRequest probe;
+		memcpy(probe.path, r->path, sizeof(probe.path));
+		if (vp_http_route_match(&probe, large_body_route))
+			limit = VP_HTTP_LIBEVENT_MAX_BODY;
+	}
+	return limit;
+}
+
+static int check_body_size(VpHttpRequest *r, long long limit, VpError *err)
 {
 	const char *declared =
 	    evhttp_find_header(evhttp_request_get_input_headers(r->req), "Content-Length");
 	size_t held = evbuffer_get_length(evhttp_request_get_input_buffer(r->req));
 
-	if (parse_content_length(declared) > VP_HTTP_MAX_BODY || held > VP_HTTP_MAX_BODY)
+	if (parse_content_length(declared) > limit || held > (size_t)limit)
 		return vp_error_set(err, 413, VP_ERR_TOO_LARGE,
-				    "request body is larger than %d bytes", VP_HTTP_MAX_BODY);
+				    "request body is larger than %lld bytes", limit);
 	return 0;
 }
 
@@ -231,9 +257,14 @@ int vp_http_request_init(VpHttpRequest *r, struct evhttp_request *req, VpError *
 	r->method = evhttp_request_get_command(req);
 	r->started_us = vp_time_mono_us();
 	set_request_id(r);
-	if (check_body_size(r, err) < 0)
+	/* the route decides the limit, so the path is parsed first when the
+	 * body is over the common limit (a bad URI with a big body: 400) */
+	if (check_body_size(r, large_body_route ? VP_HTTP_LIBEVENT_MAX_BODY : VP_HTTP_MAX_BODY,
+			    err) < 0 ||
+	    parse_uri(r, err) < 0)
 		return -1;
-	return parse_uri(r, err);
+	r->max_body = body_limit(r);
+	return check_body_size(r, r->max_body, err);
 }
 
 void vp_http_request_release(VpHttpRequest *r)
@@ -360,7 +391,7 @@ static int read_json(VpHttpRequest *r, bool empty_is_object, cJSON **out, VpErro
 	cJSON *parsed = NULL;
 
 	*out = NULL;
-	if (check_body_size(r, err) < 0)
+	if (check_body_size(r, r->max_body ? r->max_body : VP_HTTP_MAX_BODY, err) < 0)
 		return -1;
 	if (len == 0 && empty_is_object && (!content_type || is_json_content_type(content_type))) {
 		*out = cJSON_CreateObject();

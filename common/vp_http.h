@@ -35,6 +35,7 @@ typedef struct VpHttpRequest {
 	long long started_us;
 	bool replied;
 	char allow[64]; /* Allow header of a 405, set by vp_http_require_method */
+	long long max_body; /* VP_HTTP_MAX_BODY, or more (vp_http_allow_large_body) */
 } VpHttpRequest;
 
 /* Fills request id, path and query. Returns -1 with err set on a body over
@@ -47,6 +48,13 @@ void vp_http_request_release(VpHttpRequest *r);
 
 const char *vp_http_query(const VpHttpRequest *r, const char *name);
 const char *vp_http_header(const VpHttpRequest *r, const char *name);
+
+/* POSTs to pattern (a route as vp_http_route_match takes it) may carry
+ * bodies up to VP_HTTP_LIBEVENT_MAX_BODY instead of VP_HTTP_MAX_BODY: the
+ * writer's tenant import, whose batches are one transaction each (fewer,
+ * larger ones import several times faster, docs/bench.md). One route per
+ * process; call before serving. */
+void vp_http_allow_large_body(const char *pattern);
 
 /* Matches "/v1/staff/{id}/deactivate" against r->path; each {x} captures one
  * non-empty segment (≤ VP_HTTP_MAX_PARAM_LEN-1 bytes) into r->params in order. */

@@ -29,8 +29,10 @@ typedef struct VcProgress {
 void vc_progress_start(VcProgress *pr, const char *what, long long total);
 void vc_progress_report(VcProgress *pr, long long done, const char *position, bool final);
 
-/* http_client.c: blocking HTTP POST of JSON with a bearer token. status 0:
- * no answer (refused, reset, timed out). */
+/* http_client.c: HTTP POST of JSON with a bearer token, on one of n_conns
+ * keep-alive connections (one request in flight on each). status 0: no answer
+ * (refused, reset, timed out). */
+#define VC_HTTP_MAX_CONNS 8
 typedef struct VcHttp VcHttp;
 typedef struct VcHttpReply {
 	int status;
@@ -38,9 +40,18 @@ typedef struct VcHttpReply {
 	char *body; /* malloc'd, NUL-terminated; NULL without an answer */
 	bool done;
 } VcHttpReply;
-VcHttp *vc_http_new(const char *url, const char *token, int timeout_s, char *why, size_t why_cap);
+VcHttp *vc_http_new(const char *url, const char *token, int timeout_s, int n_conns, char *why,
+		   size_t why_cap);
 void vc_http_free(VcHttp *h);
+/* Blocking: sends on connection 0 and waits for the answer. */
 int vc_http_post(VcHttp *h, const char *path, const char *json, size_t len, VcHttpReply *out);
+/* Sends on connection slot (idle: its last request answered) and returns;
+ * out->done once answered, which vc_http_wait (one turn of the event loop,
+ * blocking until something happens) brings. out must live until then, or
+ * until vc_http_free (which drops what is in flight without a callback). */
+int vc_http_send(VcHttp *h, int slot, const char *path, const char *json, size_t len,
+		 VcHttpReply *out);
+int vc_http_wait(VcHttp *h);
 void vc_http_reply_release(VcHttpReply *r);
 
 #endif

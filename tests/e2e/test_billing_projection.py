@@ -24,6 +24,8 @@ from psycopg import sql
 
 import events as ev
 from stack import free_port, running_stack, wait_for
+from produced import ProducedTenant
+from readmodel import query
 
 TZ = "Europe/London"
 REFRESH_MS = 300
@@ -57,11 +59,6 @@ def producer(stack):
     p.close()
 
 
-def query(stack, text, params=()):
-    with psycopg.connect(stack.superuser_dsn(), autocommit=True) as conn:
-        return conn.execute(text, params).fetchall()
-
-
 def execute(stack, text):
     with psycopg.connect(stack.superuser_dsn(), autocommit=True) as conn:
         conn.execute(text)
@@ -92,7 +89,7 @@ def line_amounts(quantity_milli, price, discount_bp=0, tax_bp=0):
     return net, discount, tax, net - discount + tax
 
 
-class Clinic:
+class Clinic(ProducedTenant):
     """One tenant in Europe/London (GBP) with two clients, a vet and a patient;
     builders of the invoice events (seq tracked per aggregate); `send` produces
     envelopes and waits until each is logged or dead-lettered, and keeps those
@@ -117,10 +114,6 @@ class Clinic:
             ev.patient_registered(self.t, self.p1, self.c1, "Rex", seq=self.seq(self.p1)),
         ])
 
-    def seq(self, agg):
-        self.seqs[agg] = self.seqs.get(agg, 0) + 1
-        return self.seqs[agg]
-
     def dead_count(self):
         return query(self.stack, "SELECT count(*) FROM read.dead_letters WHERE tenant_id = %s",
                      (self.t,))[0][0]
@@ -128,13 +121,7 @@ class Clinic:
     def send(self, envs, dead=0):
         """Produces envs; dead of them (the last ones) are expected dead letters."""
         before = self.dead_count() if self.sent else 0
-        self.producer.send_all(envs)
-        self.sent += len(envs)
-        wait_for(lambda: query(self.stack, "SELECT (SELECT count(*) FROM read.event_log "
-                                           "WHERE tenant_id = %s) + (SELECT count(*) FROM "
-                                           "read.dead_letters WHERE tenant_id = %s)",
-                               (self.t, self.t))[0][0] == self.sent,
-                 what="events applied or dead-lettered")
+        super().send(envs)
         errors = query(self.stack, "SELECT error FROM read.dead_letters WHERE tenant_id = %s "
                                    "ORDER BY \"offset\"", (self.t,))
         assert len(errors) == before + dead, errors

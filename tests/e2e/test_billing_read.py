@@ -26,7 +26,8 @@ import requests
 import yaml
 
 import events as ev
-from stack import free_port, wait_for
+from stack import free_port
+from produced import ProducedTenant
 
 SPEC_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schema",
                          "openapi.yaml")
@@ -42,11 +43,6 @@ def check_schema(body, name):
     jsonschema.validate(body, {"$ref": f"#/components/schemas/{name}",
                                "components": components},
                         cls=jsonschema.Draft202012Validator)
-
-
-def query(stack, text, params=()):
-    with psycopg.connect(stack.superuser_dsn(), autocommit=True) as conn:
-        return conn.execute(text, params).fetchall()
 
 
 def half_even(a, d):
@@ -89,7 +85,7 @@ def producer(stack):
     p.close()
 
 
-class Clinic:
+class Clinic(ProducedTenant):
     """One tenant (timezone, currency) with clients Ann Smith, Bob Jones and
     Cid Empty and a patient of Ann's, sent as events; billing rows written by
     SQL as the projector's role. Ledger rows take positions 0:1000, 0:1001, ...
@@ -113,19 +109,6 @@ class Clinic:
             ev.client_registered(self.t, self.cid, "Cid", "Empty", seq=self.seq(self.cid)),
             ev.patient_registered(self.t, self.rex, self.ann, "Rex", seq=self.seq(self.rex)),
         ])
-
-    def seq(self, agg):
-        self.seqs[agg] = self.seqs.get(agg, 0) + 1
-        return self.seqs[agg]
-
-    def send(self, envs):
-        self.producer.send_all(envs)
-        self.sent += len(envs)
-        wait_for(lambda: query(self.stack, "SELECT (SELECT count(*) FROM read.event_log "
-                                           "WHERE tenant_id = %s) + (SELECT count(*) FROM "
-                                           "read.dead_letters WHERE tenant_id = %s)",
-                               (self.t, self.t))[0][0] == self.sent,
-                 what="events applied or dead-lettered")
 
     # --- HTTP ---------------------------------------------------------------
     def headers(self, roles):

@@ -34,6 +34,7 @@ import yaml
 
 from kafka_log import events as log_events
 from stack import ROOT, free_port, wait_for
+from readmodel import query
 
 CLINICS = []   # every tenant of this module
 INVOICES = []  # (clinic, invoice id) of every invoice created here
@@ -94,11 +95,6 @@ def check_schema(body, name):
 
 def local_date_of(at, tz):
     return datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone(ZoneInfo(tz)).date()
-
-
-def query(stack, text, params=()):
-    with psycopg.connect(stack.superuser_dsn(), autocommit=True) as conn:
-        return conn.execute(text, params).fetchall()
 
 
 def code(r):

@@ -23,17 +23,13 @@ import pytest
 import requests
 
 from stack import free_port, wait_for
+from readmodel import query
 
 BASE = (datetime.now(timezone.utc) + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
 
 
 def at(minutes):
     return (BASE + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def query(stack, text, params=()):
-    with psycopg.connect(stack.superuser_dsn(), autocommit=True) as conn:
-        return conn.execute(text, params).fetchall()
 
 
 def b64url(raw):

@@ -10,18 +10,13 @@ schema, so the shared ones never see this writer."""
 import json
 import uuid
 
-import psycopg
 import pytest
 import requests
 
 from stack import free_port, wait_for
+from readmodel import query
 
 TOPIC, DLQ_TOPIC, SCHEMA = "vetpms.e2e.precheck", "vetpms.e2e.precheck.dlq", "read_precheck"
-
-
-def query(stack, text, params=()):
-    with psycopg.connect(stack.superuser_dsn(), autocommit=True) as conn:
-        return conn.execute(text, params).fetchall()
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,7 @@ from psycopg import sql
 import events as ev
 import kafka_partition
 from stack import free_port, wait_for
-
-
-def query(stack, text, params=()):
-    with psycopg.connect(stack.superuser_dsn(), autocommit=True) as conn:
-        return conn.execute(text, params).fetchall()
+from readmodel import query
 
 
 def log_count(stack, tenant, schema="read"):

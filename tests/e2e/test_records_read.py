@@ -23,6 +23,8 @@ from psycopg import sql
 
 import events as ev
 from stack import free_port, wait_for
+from produced import ProducedTenant
+from readmodel import query
 
 REFRESH_MS = 300
 SPEC_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schema",
@@ -36,11 +38,6 @@ def check_schema(body, name):
     jsonschema.validate(body, {"$ref": f"#/components/schemas/{name}",
                                "components": components},
                         cls=jsonschema.Draft202012Validator)
-
-
-def query(stack, text, params=()):
-    with psycopg.connect(stack.superuser_dsn(), autocommit=True) as conn:
-        return conn.execute(text, params).fetchall()
 
 
 def rfc(dt):
@@ -70,7 +67,7 @@ def producer(stack):
     p.close()
 
 
-class Clinic:
+class Clinic(ProducedTenant):
     """One tenant with a vet, two clients and three patients; `send` produces
     envelopes (seq tracked per aggregate) and waits until each one is logged or
     dead-lettered."""
@@ -97,10 +94,6 @@ class Clinic:
                              at=rfc(ago(days=400))))
         self.send(envs)
 
-    def seq(self, agg):
-        self.seqs[agg] = self.seqs.get(agg, 0) + 1
-        return self.seqs[agg]
-
     def headers(self, roles, tenant=None):
         return {"Authorization": "Bearer " + self.stack.token(roles, tenant=tenant or self.t)}
 
@@ -112,15 +105,6 @@ class Clinic:
         r = self.get(path, roles, **params)
         assert r.status_code == 200, r.text
         return r.json()
-
-    def send(self, envs):
-        self.producer.send_all(envs)
-        self.sent += len(envs)
-        wait_for(lambda: query(self.stack, "SELECT (SELECT count(*) FROM read.event_log "
-                                           "WHERE tenant_id = %s) + (SELECT count(*) FROM "
-                                           "read.dead_letters WHERE tenant_id = %s)",
-                               (self.t, self.t))[0][0] == self.sent,
-                 what="events applied or dead-lettered")
 
     # builders
     def rec(self, type_, record, data, at=None):

@@ -18,14 +18,11 @@ import requests
 
 import events as ev
 from stack import free_port, wait_for
+from produced import ProducedTenant
+from readmodel import query
 
 REFRESH_MS = 400
 LONDON = "Europe/London"
-
-
-def query(stack, text, params=()):
-    with psycopg.connect(stack.superuser_dsn(), autocommit=True) as conn:
-        return conn.execute(text, params).fetchall()
 
 
 def metric(daemon, name):
@@ -55,7 +52,7 @@ def producer(stack):
     p.close()
 
 
-class Clinic:
+class Clinic(ProducedTenant):
     """One tenant with two vets, a nurse, two clients and three patients;
     `send` produces envelopes (seq tracked per aggregate) and waits until the
     projector logged them."""
@@ -84,22 +81,8 @@ class Clinic:
         self.send(envs)
         self.auth = self.headers(["admin", "vet"])
 
-    def seq(self, agg):
-        self.seqs[agg] = self.seqs.get(agg, 0) + 1
-        return self.seqs[agg]
-
     def headers(self, roles, tenant=None):
         return {"Authorization": "Bearer " + self.stack.token(roles, tenant=tenant or self.t)}
-
-    def send(self, envs):
-        self.producer.send_all(envs)
-        self.sent += len(envs)
-        # each event is either logged (applied) or a dead letter
-        wait_for(lambda: query(self.stack, "SELECT (SELECT count(*) FROM read.event_log "
-                                           "WHERE tenant_id = %s) + (SELECT count(*) FROM "
-                                           "read.dead_letters WHERE tenant_id = %s)",
-                               (self.t, self.t))[0][0] == self.sent,
-                 what="events applied or dead-lettered")
 
     # builders
     def publish(self, vet, *blocks):

@@ -26,6 +26,8 @@ from psycopg import sql
 
 import events as ev
 from stack import free_port, wait_for
+from produced import ProducedTenant
+from readmodel import query
 
 SPEC_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schema",
                          "openapi.yaml")
@@ -38,11 +40,6 @@ def check_schema(body, name):
     jsonschema.validate(body, {"$ref": f"#/components/schemas/{name}",
                                "components": components},
                         cls=jsonschema.Draft202012Validator)
-
-
-def query(stack, text, params=()):
-    with psycopg.connect(stack.superuser_dsn(), autocommit=True) as conn:
-        return conn.execute(text, params).fetchall()
 
 
 def qty(milli):
@@ -77,7 +74,7 @@ def producer(stack):
     p.close()
 
 
-class Clinic:
+class Clinic(ProducedTenant):
     """One tenant with a vet, a nurse, a client and two patients; `send`
     produces envelopes (seq tracked per aggregate) and waits until each one is
     logged or dead-lettered."""
@@ -104,10 +101,6 @@ class Clinic:
             ev.patient_registered(self.t, self.p2, self.c1, "Tom", seq=self.seq(self.p2)),
         ])
 
-    def seq(self, agg):
-        self.seqs[agg] = self.seqs.get(agg, 0) + 1
-        return self.seqs[agg]
-
     def headers(self, roles, tenant=None):
         return {"Authorization": "Bearer " + self.stack.token(roles, tenant=tenant or self.t)}
 
@@ -129,15 +122,6 @@ class Clinic:
             cursor = body["next_cursor"]
             if not cursor:
                 return data
-
-    def send(self, envs):
-        self.producer.send_all(envs)
-        self.sent += len(envs)
-        wait_for(lambda: query(self.stack, "SELECT (SELECT count(*) FROM read.event_log "
-                                           "WHERE tenant_id = %s) + (SELECT count(*) FROM "
-                                           "read.dead_letters WHERE tenant_id = %s)",
-                               (self.t, self.t))[0][0] == self.sent,
-                 what="events applied or dead-lettered")
 
     # builders
     def inv(self, type_, item, data, event_id=None):

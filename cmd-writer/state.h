@@ -202,6 +202,7 @@ typedef struct WrTenant {
 
 typedef struct WrState {
 	WrMap tenants;          /* id -> WrTenant */
+	struct VpKeyring *keys; /* the keys topic as this model read it (keys.c) */
 	int64_t idem_window_us; /* a key is kept this long after its event's `at` */
 	size_t idem_keys;       /* idempotency keys remembered, all tenants */
 } WrState;

@@ -1,0 +1,75 @@
+/* Opening sealed client events before their rows run (issue 18,
+ * docs/privacy.md). ClientRegistered / ClientContactUpdated v2 carry the
+ * personal fields sealed under the client's data key; here they are opened
+ * with the keyring (common/vp_keyring.h) into the v1 shape the directory rows
+ * read, plus the blind indexes: the upcast of v2 to what the handlers know.
+ * v1 events are read as they are. A field that does not open (tampered,
+ * another key, moved) or a client without a key is refused: a dead letter
+ * holding the sealed envelope only, never a row of garbage.
+ *
+ * The event's data object is rewritten in place (the envelope stays as it
+ * was received: event_log keeps the sealed form). Linked into the projector
+ * and the query-reader's history folds alike (libvpapply.a); a process that
+ * set no keyring refuses sealed events. */
+#include <stdio.h>
+#include <string.h>
+
+#include "apply_runner.h"
+#include "projector.h"
+#include "vp_catalog.h"
+#include "vp_sealed.h"
+
+/* How long an event waits for its client's key to arrive in the keys topic:
+ * the key commits in the same transaction as the client's first event, so it
+ * is normally there already; only a forged or broken event waits this long. */
+#define KEY_WAIT_MS 10000
+
+static VpKeyring *keyring; /* set once at start, before any applier runs */
+
+void pj_keys_use(VpKeyring *kr)
+{
+	keyring = kr;
+}
+
+/* Replaces data's members by opened's (opened is consumed). */
+static void replace_members(cJSON *data, cJSON *opened)
+{
+	while (data->child) {
+		cJSON *item = cJSON_DetachItemViaPointer(data, data->child);
+		cJSON_Delete(item);
+	}
+	while (opened->child) {
+		cJSON *item = cJSON_DetachItemViaPointer(opened, opened->child);
+		cJSON_AddItemToObject(data, item->string, item); /* copies the name first */
+	}
+	cJSON_Delete(opened);
+}
+
+PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap)
+{
+	if (ev->v < VP_SEALED_V || !vp_sealed_type(ev->type))
+		return PJ_APPLIED;
+	if (!keyring) {
+		snprintf(why, why_cap, "%s v%d is sealed and this process holds no keys", ev->type,
+			 ev->v);
+		return PJ_REJECTED;
+	}
+	int status = 0;
+	char inner[384];
+	VpKey *key = vp_keyring_client_key(keyring, ev->tenant_id, ev->aggregate_id, KEY_WAIT_MS,
+					   &status, inner, sizeof(inner));
+	if (!key) {
+		snprintf(why, why_cap, "%s: %s", ev->type, inner);
+		(void)status; /* none, erased or unreadable: never a row without its fields */
+		return PJ_REJECTED;
+	}
+	cJSON *opened = vp_sealed_open(ev->data, ev->tenant_id, ev->aggregate_id, key, inner,
+				       sizeof(inner));
+	vp_key_free(key);
+	if (!opened) {
+		snprintf(why, why_cap, "%s: %s", ev->type, inner);
+		return PJ_REJECTED;
+	}
+	replace_members(ev->data, opened);
+	return PJ_APPLIED;
+}

@@ -66,8 +66,28 @@ static VpKey *data_key(VpKeyring *kr, const VpEvent *ev, WrAppend *item, char *w
 				     &item->n_keyrec, why, why_cap);
 }
 
+/* ClientErased commits with the erasure marker of the client's key record:
+ * compaction then keeps the marker and drops the key. This model's keyring
+ * is left as it is (a failed append must not lose a live key); the next
+ * rebuild reads the marker. */
+static int add_erasure(const VpEvent *ev, WrAppend *item, char *why, size_t why_cap)
+{
+	VpKeyRecord *k = &item->keyrec[item->n_keyrec];
+	k->value = vp_keyrec_erased_value(ev->at_us);
+	if (!k->value) {
+		snprintf(why, why_cap, "out of memory");
+		return -1;
+	}
+	vp_keyrec_name(ev->tenant_id, ev->aggregate_id, k->name, sizeof(k->name));
+	k->erasure = true;
+	item->n_keyrec++;
+	return 0;
+}
+
 int wr_keys_seal(WrState *state, VpEvent *ev, WrAppend *item, char *why, size_t why_cap)
 {
+	if (!strcmp(ev->type, VP_EV_CLIENT_ERASED))
+		return add_erasure(ev, item, why, why_cap);
 	if (!vp_sealed_type(ev->type))
 		return 0;
 	if (!state->keys) {

@@ -207,6 +207,9 @@ static int apply_client(WrTenant *t, const VpEvent *ev, char *why, size_t why_ca
 		return -1;
 	} else if (!strcmp(ev->type, VP_EV_CLIENT_DEACTIVATED)) {
 		c->active = false;
+	} else if (!strcmp(ev->type, VP_EV_CLIENT_ERASED)) {
+		c->active = false;
+		c->erased = true;
 	}
 	c->version = ev->seq;
 	return 0;

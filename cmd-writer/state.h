@@ -27,6 +27,7 @@ typedef struct WrStaff {
 typedef struct WrClient {
 	int64_t version;
 	bool active;
+	bool erased; /* ClientErased: inactive for good, its key destroyed */
 } WrClient;
 
 typedef struct WrPatient {

@@ -86,6 +86,9 @@ static const VpJsonField sealed_contact[] = {
 #define F_KEY_ID     {.name = "key_id", .type = VP_JSON_STRING, .required = true, .min_len = 1, .max_len = 64}
 #define F_EMAIL_BIDX VP_TEXT("email_bidx", 64)
 #define F_PHONE_BIDX VP_TEXT("phone_bidx", 64)
+/* EraseClient's reason (required: who asked, on what ground; never a
+ * personal field). docs/privacy.md. */
+static const VpJsonField client_erased[] = {VP_F_CANCEL_REASON};
 static const VpJsonField client_registered_v2[] = {
 	F_KEY_ID,
 	{.name = "sealed", .type = VP_JSON_OBJECT, .required = true, .fields = sealed_registered,
@@ -358,6 +361,7 @@ const VpEventSpec vp_catalog[] = {
 	{VP_EV_CLIENT_CONTACT_UPDATED, 2, VP_AGG_CLIENT, true, client_contact_updated_v2,
 	 COUNT(client_contact_updated_v2), NULL},
 	SPEC(VP_EV_CLIENT_DEACTIVATED, VP_AGG_CLIENT, reason_only),
+	SPEC(VP_EV_CLIENT_ERASED, VP_AGG_CLIENT, client_erased),
 	SPEC(VP_EV_PATIENT_REGISTERED, VP_AGG_PATIENT, patient_registered),
 	SPEC(VP_EV_WEIGHT_RECORDED, VP_AGG_PATIENT, weight_recorded),
 	SPEC(VP_EV_ALLERGY_ADDED, VP_AGG_PATIENT, allergy_added),

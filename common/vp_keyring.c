@@ -546,6 +546,18 @@ void vp_key_records_release(VpKeyRecord *records, int n)
 	}
 }
 
+char *vp_keyrec_erased_value(int64_t now_us)
+{
+	char at[40], *text = NULL;
+	vp_time_format_rfc3339_us(now_us, at, sizeof(at));
+	cJSON *v = cJSON_CreateObject();
+	if (v && cJSON_AddStringToObject(v, "kind", VP_KEYREC_ERASED) &&
+	    cJSON_AddStringToObject(v, "erased_at", at))
+		text = cJSON_PrintUnformatted(v);
+	cJSON_Delete(v);
+	return text;
+}
+
 size_t vp_keyring_tenants(VpKeyring *kr)
 {
 	pthread_mutex_lock(&kr->lock);
@@ -599,6 +611,7 @@ void vp_keyring_forget(VpKeyring *kr, const VpKeyRecord *records, int n)
 {
 	pthread_mutex_lock(&kr->lock);
 	for (int i = 0; i < n; i++)
-		remove_entry(kr, records[i].name);
+		if (!records[i].erasure)
+			remove_entry(kr, records[i].name);
 	pthread_mutex_unlock(&kr->lock);
 }

@@ -57,8 +57,13 @@ VpKey *vp_keyring_index_key(VpKeyring *kr, const char *tenant_id, char *why, siz
 /* A key record to produce (name = record key, value = its JSON). */
 typedef struct VpKeyRecord {
 	char name[128];
-	char *value; /* malloc'd */
+	char *value;  /* malloc'd */
+	bool erasure; /* an erasure marker: the keyring made nothing to forget */
 } VpKeyRecord;
+
+/* The erasure marker of a client's key record: {"kind": "erased",
+ * "erased_at"}; the keyring keeps the fact and drops the key. malloc'd. */
+char *vp_keyrec_erased_value(int64_t now_us);
 
 /* What a new client needs: its data key (returned, the caller frees it), and
  * the key records to produce in the same transaction as its first event:

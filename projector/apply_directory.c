@@ -60,5 +60,23 @@ const PjApplyRow pj_directory_rows[] = {
 		"updated_at = $5::timestamptz WHERE tenant_id = $1::uuid AND id = $2::uuid",
 	 .params = {PJ_TENANT, PJ_AGGREGATE, PJ_TEXT("reason"), PJ_SEQ, PJ_AT},
 	 .not_applied = "client not found in the read model"},
+	/* EraseClient (docs/privacy.md): the client's personal fields leave
+	 * every read table at once, in the event's transaction: the client row
+	 * reads "erased client", the copies of its name in patients and
+	 * appointments (and through the rollup trigger the appointment
+	 * dashboard) follow. Clinical and financial rows stay, linked by id. */
+	{.type = VP_EV_CLIENT_ERASED,
+	 .stmt = "client_erased",
+	 .sql = "WITH c AS (UPDATE clients SET first_name = 'erased', last_name = 'client', "
+		"email = NULL, phone = NULL, address = NULL, email_bidx = NULL, phone_bidx = NULL, "
+		"active = false, version = $3::integer, updated_at = $4::timestamptz "
+		"WHERE tenant_id = $1::uuid AND id = $2::uuid RETURNING id), "
+		"p AS (UPDATE patients SET client_first_name = 'erased', client_last_name = 'client' "
+		"WHERE tenant_id = $1::uuid AND client_id = $2::uuid), "
+		"a AS (UPDATE appointments SET client_first_name = 'erased', "
+		"client_last_name = 'client' WHERE tenant_id = $1::uuid AND client_id = $2::uuid) "
+		"SELECT id FROM c",
+	 .params = {PJ_TENANT, PJ_AGGREGATE, PJ_SEQ, PJ_AT},
+	 .not_applied = "client not found in the read model"},
 	{.type = NULL},
 };

@@ -31,6 +31,29 @@ void pj_keys_use(VpKeyring *kr)
 	keyring = kr;
 }
 
+/* What an erased client's sealed event reads as (a rebuild after EraseClient:
+ * its key is destroyed): "erased client", every other personal field null,
+ * no blind index. The ClientErased later in the log scrubs the rows anyway;
+ * this keeps the events before it applying instead of dead-lettering. */
+static cJSON *erased_shape(const cJSON *data)
+{
+	const cJSON *fields = cJSON_GetObjectItemCaseSensitive(data, "sealed");
+	cJSON *out = cJSON_CreateObject();
+	const cJSON *item;
+	cJSON_ArrayForEach(item, fields)
+	{
+		cJSON *value = !strcmp(item->string, "first_name")  ? cJSON_CreateString("erased")
+			       : !strcmp(item->string, "last_name") ? cJSON_CreateString("client")
+								    : cJSON_CreateNull();
+		if (!out || !value || !cJSON_AddItemToObject(out, item->string, value)) {
+			cJSON_Delete(value);
+			cJSON_Delete(out);
+			return NULL;
+		}
+	}
+	return out;
+}
+
 /* Replaces data's members by opened's (opened is consumed). */
 static void replace_members(cJSON *data, cJSON *opened)
 {
@@ -58,6 +81,15 @@ PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap)
 	char inner[384];
 	VpKey *key = vp_keyring_client_key(keyring, ev->tenant_id, ev->aggregate_id, KEY_WAIT_MS,
 					   &status, inner, sizeof(inner));
+	if (!key && status == VP_KEYRING_ERASED) {
+		cJSON *erased = erased_shape(ev->data);
+		if (!erased) {
+			snprintf(why, why_cap, "out of memory");
+			return PJ_FAILED;
+		}
+		replace_members(ev->data, erased);
+		return PJ_APPLIED;
+	}
 	if (!key) {
 		snprintf(why, why_cap, "%s: %s", ev->type, inner);
 		(void)status; /* none, erased or unreadable: never a row without its fields */

@@ -209,6 +209,67 @@ def test_a_whole_log_rebuild_opens_the_same_fields(clinic, ada):
                            (ada[0],)) == [(ADA["last_name"],)]
 
 
+def read_model_text(stack):
+    """Every row of every table of every schema the projector owns, as text."""
+    tables = readmodel.query(stack, "SELECT table_schema, table_name FROM "
+                                    "information_schema.tables WHERE table_type = 'BASE TABLE'"
+                                    " AND table_schema NOT IN ('pg_catalog', "
+                                    "'information_schema')")
+    out = []
+    for schema, table in tables:
+        out += [r for (r,) in readmodel.query(
+            stack, f'SELECT to_jsonb(x)::text FROM "{schema}"."{table}" x')]
+    return "\n".join(out)
+
+
+def test_erasure_leaves_no_personal_field_in_log_read_model_export_or_dead_letters(clinic,
+                                                                                   ada):
+    client_id, _ = ada
+    pet, token = clinic.post("/v1/patients", {"client_id": client_id, "name": "Rexo",
+                                              "species": "canine", "sex": "male"})
+    before_erasure = clinic.get("/v1/patients/" + pet["id"], token)
+    assert ADA["last_name"] in json.dumps(before_erasure)
+    at = before_erasure["updated_at"]
+    url = f"{clinic.writer.url}/v1/clients/{client_id}/erase"
+    r = requests.post(url, json={}, headers=clinic.auth, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "VALIDATION_ERROR", r.text
+    reception = {"Authorization": "Bearer " + clinic.stack.token("reception",
+                                                                 tenant=clinic.tenant)}
+    r = requests.post(url, json={"reason": "x"}, headers=reception, timeout=30)
+    assert r.status_code == 403, r.text
+    _, token = clinic.post(f"/v1/clients/{client_id}/erase", {"reason": "GDPR request 117"})
+    r = requests.post(url, json={"reason": "again"}, headers=clinic.auth, timeout=30)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "INVALID_STATE", r.text
+    got = clinic.get("/v1/clients/" + client_id, token)
+    assert [got[f] for f in ("first_name", "last_name", "email", "phone", "address", "active")] \
+        == ["erased", "client", None, None, None, False]
+    assert [p["id"] for p in got["patients"]] == [pet["id"]]  # clinical records stay
+    # the key's latest record is the erasure marker (compaction drops the key)
+    name = f"client:{clinic.tenant}:{client_id}"
+    assert [json.loads(v)["kind"] for k, v in read_keys(clinic.stack.brokers)
+            if k == name][-1] == "erased"
+
+    readmodel.run_rebuild(clinic.stack)
+    exported = clinic.stack.vetctl("tenant", "export", "--tenant", clinic.tenant).stdout
+    history = clinic.get("/v1/patients/" + pet["id"], as_of=at)
+    places = {"events topic": raw_log(clinic.stack.brokers).decode(errors="replace"),
+              "dead letter topic": raw_log(clinic.stack.brokers,
+                                           "vetpms.events.dlq").decode(errors="replace"),
+              "read model (every schema, dead letters included)": read_model_text(clinic.stack),
+              "tenant export": exported,
+              "patient as of before the erasure": json.dumps(history),
+              "client now": json.dumps(clinic.get("/v1/clients/" + client_id)),
+              "client search": json.dumps(clinic.get("/v1/clients", search="erased client"))}
+    for where, text in places.items():
+        # each place really holds this client (the grep below is not vacuous)
+        assert client_id in text or where == "patient as of before the erasure", where
+        for value in PLAIN:
+            assert value.lower() not in text.lower(), f"{value!r} survives in the {where}"
+    assert "Rexo" in places["read model (every schema, dead letters included)"]
+    assert "erased" in places["patient as of before the erasure"]
+    assert client_id in places["client search"]
+
+
 def master_file(stack, name, text):
     path = os.path.join(stack.dir, name)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -26,6 +26,7 @@ typedef struct Entry {
 	VpKey *index;  /* its blind-index key */
 	char *wrapped; /* a client's data key, wrapped under its tenant's key */
 	bool erased;   /* the client's key was destroyed */
+	char *wrong;   /* a tenant's latest record is under another master key: why */
 } Entry;
 
 struct VpKeyring {
@@ -68,6 +69,7 @@ static void entry_free(Entry *e)
 	vp_key_free(e->key);
 	vp_key_free(e->index);
 	free(e->wrapped);
+	free(e->wrong);
 	free(e->name);
 	free(e);
 }
@@ -172,8 +174,42 @@ static void remove_entry(VpKeyring *kr, const char *name)
 		}
 }
 
+/* A tenant record under another master key is held against the tenant, not
+ * refused at once: a rotation leaves the old record before the new one until
+ * compaction, and only the latest record of a name counts
+ * (wrong_master_of says at the end of a read). */
+static int take_tenant_under(VpKeyring *kr, const char *name, const cJSON *v, char *why,
+			     size_t why_cap);
+
 static int take_tenant(VpKeyring *kr, const char *name, const cJSON *v, char *why,
 		       size_t why_cap)
+{
+	int rc = take_tenant_under(kr, name, v, why, why_cap);
+	Entry *e = rc == VP_KEYRING_FAILED ? NULL : find_or_add(kr, name, true);
+	if (!e)
+		return rc == VP_KEYRING_FAILED ? rc : VP_KEYRING_FAILED;
+	free(e->wrong);
+	e->wrong = rc == VP_KEYRING_WRONG_MASTER ? strdup(why) : NULL;
+	return VP_KEYRING_OK;
+}
+
+/* The first tenant whose latest record is under another master key. */
+static int wrong_master_of(VpKeyring *kr, char *why, size_t why_cap)
+{
+	int rc = VP_KEYRING_OK;
+	pthread_mutex_lock(&kr->lock);
+	for (size_t i = 0; i < kr->n_buckets && rc == VP_KEYRING_OK; i++)
+		for (Entry *e = kr->buckets[i]; e && rc == VP_KEYRING_OK; e = e->next)
+			if (e->wrong) {
+				snprintf(why, why_cap, "%s", e->wrong);
+				rc = VP_KEYRING_WRONG_MASTER;
+			}
+	pthread_mutex_unlock(&kr->lock);
+	return rc;
+}
+
+static int take_tenant_under(VpKeyring *kr, const char *name, const cJSON *v, char *why,
+			     size_t why_cap)
 {
 	const char *kek_id = vp_json_str(v, "kek_id"), *wrapped = vp_json_str(v, "wrapped");
 	if (!kek_id || strcmp(kek_id, kr->master_id) != 0) {
@@ -338,7 +374,7 @@ static int consume_to_end(VpKeyring *kr, rd_kafka_t *rk, int partitions, int tim
 		rc = VP_KEYRING_FAILED;
 	}
 	free(seen);
-	return rc;
+	return rc == VP_KEYRING_OK ? wrong_master_of(kr, why, why_cap) : rc;
 }
 
 int vp_keyring_read(VpKeyring *kr, const char *brokers, const char *kafka_props,

@@ -284,13 +284,15 @@ def exits_saying(daemon, pattern, timeout=60):
     assert code != 0 and re.search(pattern, log), log[-2000:]
 
 
+HOLDS = "wrapped under master key [0-9a-f]{16}, but this daemon holds master key [0-9a-f]{16}"
+
+
 def test_a_wrong_or_missing_master_key_stops_the_daemons_at_start(clinic):
     wrong = master_file(clinic.stack, "wrong.key", new_master_key())
-    holds = "wrapped under master key [0-9a-f]{16}, but this daemon holds master key [0-9a-f]{16}"
     for name in ("projector", "query-reader", "cmd-writer"):
         d = clinic.stack.start_daemon(name, port=free_port(),
                                       env={"VETPMS_MASTER_KEY_FILE": wrong})
-        exits_saying(d, holds)
+        exits_saying(d, HOLDS)
         # the key itself is never logged
         assert open(wrong).read().strip() not in "\n".join(d.log_lines())
     d = clinic.stack.start_daemon("projector", port=free_port(),
@@ -328,3 +330,29 @@ def test_an_aborted_registration_leaves_neither_the_event_nor_the_key(clinic):
     got = clinic.get("/v1/clients/" + client, r.headers["X-Consistency-Token"])
     assert got["last_name"] == ADA["last_name"]
     assert writer.terminate() == 0
+
+
+def test_rotating_the_master_key_rewraps_tenant_keys_without_touching_events(clinic):
+    stack = clinic.stack
+    new = os.path.join(stack.dir, "next.key")
+    r = stack.vetctl("keys", "new-master", "--out", new)
+    assert os.stat(new).st_mode & 0o777 == 0o600 and r.stdout == ""  # never printed
+    name = "tenant:" + clinic.tenant
+    old_rec = [json.loads(v) for k, v in read_keys(stack.brokers) if k == name][-1]
+    log_before = raw_log(stack.brokers)
+    r = stack.vetctl("keys", "rotate-master", "--new-key-file", new)
+    assert "rewrapped 1 tenant key(s)" in r.stderr, r.stderr
+    assert raw_log(stack.brokers) == log_before  # the events are not touched
+    new_rec = [json.loads(v) for k, v in read_keys(stack.brokers) if k == name][-1]
+    assert new_rec["key_id"] == old_rec["key_id"] and new_rec["kek_id"] != old_rec["kek_id"]
+    r = stack.vetctl("keys", "rotate-master", "--new-key-file", new)
+    assert "already under the new master key" in r.stderr, r.stderr
+    # the old key now stops a daemon at start; the new one opens everything again
+    exits_saying(stack.start_daemon("projector", port=free_port()), HOLDS)
+    before = readmodel.table_digests(stack, "read")
+    readmodel.run_rebuild(stack, env={"VETPMS_MASTER_KEY_FILE": new})
+    assert readmodel.table_digests(stack, "read") == before
+    # a key under neither master key: nothing is rewritten
+    other = master_file(stack, "other.key", new_master_key())
+    r = stack.vetctl("keys", "rotate-master", "--new-key-file", other, check=False)
+    assert r.returncode == 1 and "neither the current" in r.stderr, r.stderr

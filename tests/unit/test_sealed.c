@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "vp_json.h"
+#include "vp_keyring.h"
 #include "vp_sealed.h"
 
 #define TENANT "0190a1b2-0000-7000-8000-000000000001"
@@ -212,6 +213,62 @@ static void key_records_name_their_keys_and_unwrap_under_their_kek(void **state)
 	free(text);
 }
 
+static int take(VpKeyring *kr, const char *name, const char *value)
+{
+	return vp_keyring_take(kr, name, strlen(name), value, value ? strlen(value) : 0, why,
+			       sizeof(why));
+}
+
+/* The writer makes a new client's keys; a second keyring that reads those
+ * records (as the projector does from the topic) opens the same data key;
+ * an erasure marker destroys it for good, a late copy of the key changes
+ * nothing. */
+static void a_keyring_reads_the_records_another_made_and_honours_erasure(void **state)
+{
+	(void)state;
+	VpKey *master = vp_key_random(why, sizeof(why));
+	VpKeyring *writer = vp_keyring_new(master, why, sizeof(why));
+	VpKeyRecord rec[2] = {0};
+	int n = 0, status = 0;
+	VpKey *made = vp_keyring_new_client(writer, TENANT, CLIENT, 0, rec, &n, why, sizeof(why));
+	assert_non_null(made);
+	assert_int_equal(n, 2); /* the tenant's key first, then the client's */
+	assert_string_equal(rec[0].name, "tenant:" TENANT);
+	assert_string_equal(rec[1].name, "client:" TENANT ":" CLIENT);
+
+	VpKeyring *reader = vp_keyring_new(master, why, sizeof(why));
+	assert_null(vp_keyring_client_key(reader, TENANT, CLIENT, 0, &status, why, sizeof(why)));
+	assert_int_equal(status, VP_KEYRING_NONE);
+	for (int i = n - 1; i >= 0; i--) /* any order: client keys stay wrapped until used */
+		assert_int_equal(take(reader, rec[i].name, rec[i].value), VP_KEYRING_OK);
+	VpKey *opened = vp_keyring_client_key(reader, TENANT, CLIENT, 0, &status, why, sizeof(why));
+	assert_non_null(opened);
+	char a[VP_KEY_ID_CHARS + 1], b[VP_KEY_ID_CHARS + 1];
+	vp_key_id(made, a);
+	vp_key_id(opened, b);
+	assert_string_equal(a, b);
+	vp_key_free(opened);
+
+	char *erased = vp_keyrec_erased_value(0);
+	assert_int_equal(take(reader, rec[1].name, erased), VP_KEYRING_OK);
+	assert_int_equal(take(reader, rec[1].name, rec[1].value), VP_KEYRING_OK);
+	assert_null(vp_keyring_client_key(reader, TENANT, CLIENT, 0, &status, why, sizeof(why)));
+	assert_int_equal(status, VP_KEYRING_ERASED);
+	/* a record that is no key record is refused */
+	assert_int_equal(take(reader, "client:" TENANT ":" OTHER, "{}"), VP_KEYRING_FAILED);
+	free(erased);
+
+	/* a command that failed before its append: the writer forgets what it made */
+	vp_keyring_forget(writer, rec, n);
+	assert_int_equal(vp_keyring_tenants(writer), 0);
+	assert_int_equal(vp_keyring_clients(writer), 0);
+	vp_key_records_release(rec, n);
+	vp_key_free(made);
+	vp_keyring_free(reader);
+	vp_keyring_free(writer);
+	vp_key_free(master);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -220,6 +277,7 @@ int main(void)
 		cmocka_unit_test(a_tampered_moved_or_foreign_value_does_not_open),
 		cmocka_unit_test(blind_indexes_see_through_case_spaces_and_phone_punctuation),
 		cmocka_unit_test(key_records_name_their_keys_and_unwrap_under_their_kek),
+		cmocka_unit_test(a_keyring_reads_the_records_another_made_and_honours_erasure),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -200,6 +200,31 @@ def test_v1_plaintext_events_still_project(clinic):
                                          "WHERE id = %s", (client,)) == [("Plainly", None)]
 
 
+def test_analysts_see_no_personal_field(clinic, ada):
+    """docs/analysts.md: counts and ids, never a name or a contact."""
+    import psycopg
+    with psycopg.connect(clinic.stack.dsn("analyst"), autocommit=True) as an:
+        an.execute("SELECT set_config('vetpms.tenant_id', %s, false)", (clinic.tenant,))
+        assert an.execute("SELECT count(*) FROM read.clients WHERE active").fetchone()[0] >= 1
+        assert an.execute("SELECT id FROM read.clients WHERE id = %s",
+                          (ada[0],)).fetchall() == [(uuid.UUID(ada[0]),)]
+        for query in ("SELECT first_name FROM read.clients", "SELECT email FROM read.clients",
+                      "SELECT * FROM read.clients", "SELECT search FROM read.clients",
+                      "SELECT client_last_name FROM read.patients",
+                      "SELECT client_first_name FROM read.appointments",
+                      "SELECT client_name FROM read.appointment_dashboard"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                an.execute(query)
+        # event_log: the sealed events only, never a v1 plain-text one
+        rows = an.execute("SELECT v, envelope::text FROM read.event_log WHERE "
+                          "aggregate = 'client'").fetchall()
+    assert rows and {v for v, _ in rows} == {2}
+    for _, envelope in rows:
+        assert "Plainly" not in envelope and ADA["last_name"] not in envelope
+    assert readmodel.query(clinic.stack, "SELECT count(*) FROM read.event_log WHERE "
+                                         "aggregate = 'client' AND v = 1")[0][0] == 1
+
+
 def test_a_whole_log_rebuild_opens_the_same_fields(clinic, ada):
     before = readmodel.table_digests(clinic.stack, "read")
     readmodel.run_rebuild(clinic.stack)

@@ -18,6 +18,9 @@
 #define KEYS_READ_TIMEOUT_MS 60000
 
 static VpKey *master; /* loaded once at start; read by the rebuilds */
+/* The loop thread's locked scratch keys (one allocation each, wiped after
+ * every command): a sodium_malloc per command cost more than the sealing. */
+static VpKey *data_scratch, *index_scratch;
 
 int wr_keys_init(const WrConfig *cfg, char *why, size_t why_cap)
 {
@@ -25,12 +28,16 @@ int wr_keys_init(const WrConfig *cfg, char *why, size_t why_cap)
 		return -1;
 	master = vp_key_master_load(cfg->master_key_file, getenv("VETPMS_MASTER_KEY"), why,
 				    why_cap);
-	return master ? 0 : -1;
+	data_scratch = master ? vp_key_random(why, why_cap) : NULL;
+	index_scratch = data_scratch ? vp_key_random(why, why_cap) : NULL;
+	return index_scratch ? 0 : -1;
 }
 
 void wr_keys_release(void)
 {
 	master = vp_key_free(master);
+	data_scratch = vp_key_free(data_scratch);
+	index_scratch = vp_key_free(index_scratch);
 }
 
 int wr_keys_read(const WrConfig *cfg, WrState *state, char *why, size_t why_cap)
@@ -49,21 +56,20 @@ int wr_keys_read(const WrConfig *cfg, WrState *state, char *why, size_t why_cap)
 	return rc == VP_KEYRING_WRONG_MASTER ? WR_REBUILD_FATAL : WR_REBUILD_FAILED;
 }
 
-/* The client's data key: the one in the keyring, or a new one (a new client,
- * or one registered before sealing began) whose records go with item. */
-static VpKey *data_key(VpKeyring *kr, const VpEvent *ev, WrAppend *item, char *why,
-		       size_t why_cap)
+/* The client's data key into key: the one in the keyring, or a new one (a
+ * new client, or one registered before sealing began) whose records go with
+ * item. 0 or -1. */
+static int data_key(VpKeyring *kr, const VpEvent *ev, WrAppend *item, VpKey *key, char *why,
+		    size_t why_cap)
 {
-	int status = 0;
-	VpKey *key = NULL;
 	if (strcmp(ev->type, VP_EV_CLIENT_REGISTERED) != 0) {
-		key = vp_keyring_client_key(kr, ev->tenant_id, ev->aggregate_id, 0, &status, why,
-					    why_cap);
-		if (key || status != VP_KEYRING_NONE)
-			return key;
+		int status = vp_keyring_client_key(kr, ev->tenant_id, ev->aggregate_id, 0, key, why,
+						   why_cap);
+		if (status != VP_KEYRING_NONE)
+			return status == VP_KEYRING_OK ? 0 : -1;
 	}
-	return vp_keyring_new_client(kr, ev->tenant_id, ev->aggregate_id, ev->at_us, item->keyrec,
-				     &item->n_keyrec, why, why_cap);
+	return vp_keyring_new_client(kr, ev->tenant_id, ev->aggregate_id, ev->at_us, key,
+				     item->keyrec, &item->n_keyrec, why, why_cap);
 }
 
 /* ClientErased commits with the erasure marker of the client's key record:
@@ -90,17 +96,19 @@ int wr_keys_seal(WrState *state, VpEvent *ev, WrAppend *item, char *why, size_t 
 		return add_erasure(ev, item, why, why_cap);
 	if (!vp_sealed_type(ev->type))
 		return 0;
-	if (!state->keys) {
+	if (!state->keys || !data_scratch) {
 		snprintf(why, why_cap, "the model has no keyring");
 		return -1;
 	}
-	VpKey *key = data_key(state->keys, ev, item, why, why_cap);
-	VpKey *index = key ? vp_keyring_index_key(state->keys, ev->tenant_id, why, why_cap) : NULL;
-	cJSON *sealed = index ? vp_sealed_seal(ev->data, ev->tenant_id, ev->aggregate_id, key,
-					       index, why, why_cap)
-			      : NULL;
-	vp_key_free(key);
-	vp_key_free(index);
+	VpKey *key = data_scratch, *index = index_scratch;
+	cJSON *sealed = data_key(state->keys, ev, item, key, why, why_cap) == 0 &&
+					vp_keyring_index_key(state->keys, ev->tenant_id, index, why,
+							     why_cap) == 0
+				? vp_sealed_seal(ev->data, ev->tenant_id, ev->aggregate_id, key,
+						 index, why, why_cap)
+				: NULL;
+	vp_key_wipe(key);
+	vp_key_wipe(index);
 	if (!sealed)
 		return -1;
 	cJSON_Delete(ev->data);

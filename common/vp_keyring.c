@@ -454,12 +454,12 @@ static int client_entry(VpKeyring *kr, const char *name, int wait_ms, char **wra
 	}
 }
 
-VpKey *vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *client_id,
-			     int wait_ms, int *status, char *why, size_t why_cap)
+int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *client_id,
+			  int wait_ms, VpKey *key, char *why, size_t why_cap)
 {
 	char name[128], tenant_name[64];
 	char *wrapped = NULL;
-	VpKey *key = NULL;
+	int status_value, *status = &status_value;
 	vp_keyrec_name(tenant_id, client_id, name, sizeof(name));
 	vp_keyrec_name(tenant_id, NULL, tenant_name, sizeof(tenant_name));
 	pthread_mutex_lock(&kr->lock);
@@ -470,8 +470,7 @@ VpKey *vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *c
 			 client_id);
 		*status = VP_KEYRING_FAILED;
 	} else if (*status == VP_KEYRING_OK) {
-		key = vp_key_unwrap(t->key, wrapped, name, why, why_cap);
-		if (!key)
+		if (vp_key_unwrap_into(t->key, wrapped, name, key, why, why_cap) < 0)
 			*status = VP_KEYRING_FAILED;
 	} else if (*status == VP_KEYRING_NONE)
 		snprintf(why, why_cap, "no key for client %s of tenant %s in the keys topic",
@@ -489,24 +488,24 @@ VpKey *vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *c
 		sodium_memzero(wrapped, strlen(wrapped));
 		free(wrapped);
 	}
-	return key;
+	return *status;
 }
 
-VpKey *vp_keyring_index_key(VpKeyring *kr, const char *tenant_id, char *why, size_t why_cap)
+int vp_keyring_index_key(VpKeyring *kr, const char *tenant_id, VpKey *out, char *why,
+			 size_t why_cap)
 {
 	char name[64];
-	VpKey *copy = NULL;
+	int rc = -1;
 	vp_keyrec_name(tenant_id, NULL, name, sizeof(name));
 	pthread_mutex_lock(&kr->lock);
 	Entry *t = find(kr, name);
 	if (t && t->index) {
-		copy = vp_key_random(why, why_cap); /* locked memory of the right size */
-		if (copy)
-			memcpy(copy, t->index, VP_KEY_BYTES);
+		vp_key_copy(out, t->index);
+		rc = 0;
 	} else
 		snprintf(why, why_cap, "no key for tenant %s", tenant_id);
 	pthread_mutex_unlock(&kr->lock);
-	return copy;
+	return rc;
 }
 
 /* The tenant's key (borrowed, under the lock), made and recorded when there
@@ -538,40 +537,41 @@ static VpKey *tenant_key_locked(VpKeyring *kr, const char *tenant_id, int64_t no
 	return key;
 }
 
-VpKey *vp_keyring_new_client(VpKeyring *kr, const char *tenant_id, const char *client_id,
-			     int64_t now_us, VpKeyRecord out[2], int *n_out, char *why,
-			     size_t why_cap)
+int vp_keyring_new_client(VpKeyring *kr, const char *tenant_id, const char *client_id,
+			  int64_t now_us, VpKey *data, VpKeyRecord out[2], int *n_out, char *why,
+			  size_t why_cap)
 {
 	char name[128];
 	*n_out = 0;
 	vp_keyrec_name(tenant_id, client_id, name, sizeof(name));
 	pthread_mutex_lock(&kr->lock);
-	VpKey *data = NULL;
 	char *value = NULL;
+	bool made = false;
 	const VpKey *tenant = tenant_key_locked(kr, tenant_id, now_us, out, n_out, why, why_cap);
-	if (tenant)
-		data = vp_key_random(why, why_cap);
-	if (data)
+	if (tenant) {
+		vp_key_fill_random(data);
 		value = vp_keyrec_value(tenant, data, name, now_us, why, why_cap);
+	}
 	cJSON *v = value ? cJSON_Parse(value) : NULL;
 	if (!v || take_client(kr, name, v, false, why, why_cap) != VP_KEYRING_OK) {
 		if (value && !v)
 			snprintf(why, why_cap, "out of memory");
 		free(value);
-		data = vp_key_free(data);
+		vp_key_wipe(data);
 	} else {
+		made = true;
 		snprintf(out[*n_out].name, sizeof(out[*n_out].name), "%s", name);
 		out[(*n_out)++].value = value;
 	}
 	cJSON_Delete(v);
-	if (!data && *n_out > 0) /* a tenant key made here and never to be produced */
+	if (!made && *n_out > 0) /* a tenant key made here and never to be produced */
 		remove_entry(kr, out[0].name);
 	pthread_mutex_unlock(&kr->lock);
-	if (!data) {
+	if (!made) {
 		vp_key_records_release(out, *n_out);
 		*n_out = 0;
 	}
-	return data;
+	return made ? 0 : -1;
 }
 
 void vp_key_records_release(VpKeyRecord *records, int n)

@@ -11,6 +11,7 @@
  * was received: event_log keeps the sealed form). Linked into the projector
  * and the query-reader's history folds alike (libvpapply.a); a process that
  * set no keyring refuses sealed events. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,6 +26,31 @@
 #define KEY_WAIT_MS 10000
 
 static VpKeyring *keyring; /* set once at start, before any applier runs */
+
+/* Each applying thread's locked scratch key for the data key it opens with
+ * (one sodium_malloc per thread, not per event), freed when the thread ends
+ * (the reader's history folds run on threads of their own). */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *key)
+{
+	vp_key_free(key);
+}
+
+static void scratch_init(void)
+{
+	pthread_key_create(&scratch_key, scratch_free);
+}
+
+static VpKey *scratch(char *why, size_t why_cap)
+{
+	pthread_once(&scratch_once, scratch_init);
+	VpKey *key = pthread_getspecific(scratch_key);
+	if (!key && (key = vp_key_random(why, why_cap)) && pthread_setspecific(scratch_key, key))
+		key = vp_key_free(key);
+	return key;
+}
 
 void pj_keys_use(VpKeyring *kr)
 {
@@ -77,11 +103,15 @@ PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap)
 			 ev->v);
 		return PJ_REJECTED;
 	}
-	int status = 0;
 	char inner[384];
-	VpKey *key = vp_keyring_client_key(keyring, ev->tenant_id, ev->aggregate_id, KEY_WAIT_MS,
-					   &status, inner, sizeof(inner));
-	if (!key && status == VP_KEYRING_ERASED) {
+	VpKey *key = scratch(inner, sizeof(inner));
+	if (!key) {
+		snprintf(why, why_cap, "%s: %s", ev->type, inner);
+		return PJ_FAILED;
+	}
+	int status = vp_keyring_client_key(keyring, ev->tenant_id, ev->aggregate_id, KEY_WAIT_MS,
+					   key, inner, sizeof(inner));
+	if (status == VP_KEYRING_ERASED) {
 		cJSON *erased = erased_shape(ev->data);
 		if (!erased) {
 			snprintf(why, why_cap, "out of memory");
@@ -90,14 +120,14 @@ PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap)
 		replace_members(ev->data, erased);
 		return PJ_APPLIED;
 	}
-	if (!key) {
+	if (status != VP_KEYRING_OK) {
+		/* none or unreadable: never a row without its fields */
 		snprintf(why, why_cap, "%s: %s", ev->type, inner);
-		(void)status; /* none, erased or unreadable: never a row without its fields */
 		return PJ_REJECTED;
 	}
 	cJSON *opened = vp_sealed_open(ev->data, ev->tenant_id, ev->aggregate_id, key, inner,
 				       sizeof(inner));
-	vp_key_free(key);
+	vp_key_wipe(key);
 	if (!opened) {
 		snprintf(why, why_cap, "%s: %s", ev->type, inner);
 		return PJ_REJECTED;

@@ -229,31 +229,35 @@ static void a_keyring_reads_the_records_another_made_and_honours_erasure(void **
 	VpKey *master = vp_key_random(why, sizeof(why));
 	VpKeyring *writer = vp_keyring_new(master, why, sizeof(why));
 	VpKeyRecord rec[2] = {0};
-	int n = 0, status = 0;
-	VpKey *made = vp_keyring_new_client(writer, TENANT, CLIENT, 0, rec, &n, why, sizeof(why));
-	assert_non_null(made);
+	int n = 0;
+	VpKey *made = vp_key_random(why, sizeof(why)), *opened = vp_key_random(why, sizeof(why));
+	assert_int_equal(vp_keyring_new_client(writer, TENANT, CLIENT, 0, made, rec, &n, why,
+					       sizeof(why)), 0);
 	assert_int_equal(n, 2); /* the tenant's key first, then the client's */
 	assert_string_equal(rec[0].name, "tenant:" TENANT);
 	assert_string_equal(rec[1].name, "client:" TENANT ":" CLIENT);
 
 	VpKeyring *reader = vp_keyring_new(master, why, sizeof(why));
-	assert_null(vp_keyring_client_key(reader, TENANT, CLIENT, 0, &status, why, sizeof(why)));
-	assert_int_equal(status, VP_KEYRING_NONE);
+	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, why, sizeof(why)),
+			 VP_KEYRING_NONE);
 	for (int i = n - 1; i >= 0; i--) /* any order: client keys stay wrapped until used */
 		assert_int_equal(take(reader, rec[i].name, rec[i].value), VP_KEYRING_OK);
-	VpKey *opened = vp_keyring_client_key(reader, TENANT, CLIENT, 0, &status, why, sizeof(why));
-	assert_non_null(opened);
+	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, why, sizeof(why)),
+			 VP_KEYRING_OK);
 	char a[VP_KEY_ID_CHARS + 1], b[VP_KEY_ID_CHARS + 1];
 	vp_key_id(made, a);
 	vp_key_id(opened, b);
 	assert_string_equal(a, b);
-	vp_key_free(opened);
+	VpKey *index = vp_key_random(why, sizeof(why));
+	assert_int_equal(vp_keyring_index_key(reader, TENANT, index, why, sizeof(why)), 0);
+	assert_int_equal(vp_keyring_index_key(reader, OTHER, index, why, sizeof(why)), -1);
+	vp_key_free(index);
 
 	char *erased = vp_keyrec_erased_value(0);
 	assert_int_equal(take(reader, rec[1].name, erased), VP_KEYRING_OK);
 	assert_int_equal(take(reader, rec[1].name, rec[1].value), VP_KEYRING_OK);
-	assert_null(vp_keyring_client_key(reader, TENANT, CLIENT, 0, &status, why, sizeof(why)));
-	assert_int_equal(status, VP_KEYRING_ERASED);
+	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, why, sizeof(why)),
+			 VP_KEYRING_ERASED);
 	/* a record that is no key record is refused */
 	assert_int_equal(take(reader, "client:" TENANT ":" OTHER, "{}"), VP_KEYRING_FAILED);
 	free(erased);
@@ -264,6 +268,7 @@ static void a_keyring_reads_the_records_another_made_and_honours_erasure(void **
 	assert_int_equal(vp_keyring_clients(writer), 0);
 	vp_key_records_release(rec, n);
 	vp_key_free(made);
+	vp_key_free(opened);
 	vp_keyring_free(reader);
 	vp_keyring_free(writer);
 	vp_key_free(master);

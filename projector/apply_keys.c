@@ -20,10 +20,13 @@
 #include "vp_catalog.h"
 #include "vp_sealed.h"
 
-/* How long an event waits for its client's key to arrive in the keys topic:
- * the key commits in the same transaction as the client's first event, so it
- * is normally there already; only a forged or broken event waits this long. */
-#define KEY_WAIT_MS 10000
+/* How long an event waits for its client's key to arrive in the keys topic
+ * (pj_keys_use): the key commits in the same transaction as the client's
+ * first event, so it is normally there already; only a forged or broken
+ * event waits this long, and only once (a pipelined batch checks an event,
+ * then applies it one by one: the second look does not wait again). */
+static int key_wait_ms;
+static _Thread_local char last_missing[37];
 
 static VpKeyring *keyring; /* set once at start, before any applier runs */
 
@@ -52,9 +55,10 @@ static VpKey *scratch(char *why, size_t why_cap)
 	return key;
 }
 
-void pj_keys_use(VpKeyring *kr)
+void pj_keys_use(VpKeyring *kr, int wait_ms)
 {
 	keyring = kr;
+	key_wait_ms = wait_ms;
 }
 
 /* What an erased client's sealed event reads as (a rebuild after EraseClient:
@@ -109,8 +113,11 @@ PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap)
 		snprintf(why, why_cap, "%s: %s", ev->type, inner);
 		return PJ_FAILED;
 	}
-	int status = vp_keyring_client_key(keyring, ev->tenant_id, ev->aggregate_id, KEY_WAIT_MS,
-					   key, inner, sizeof(inner));
+	int wait_ms = strcmp(last_missing, ev->id) != 0 ? key_wait_ms : 0;
+	int status = vp_keyring_client_key(keyring, ev->tenant_id, ev->aggregate_id, wait_ms, key,
+					   inner, sizeof(inner));
+	if (status == VP_KEYRING_NONE)
+		snprintf(last_missing, sizeof(last_missing), "%s", ev->id);
 	if (status == VP_KEYRING_ERASED) {
 		cJSON *erased = erased_shape(ev->data);
 		if (!erased) {

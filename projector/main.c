@@ -52,6 +52,9 @@ static const VpConfigItem config_items[] = {
 		  "keys topic (compacted; docs/privacy.md)"),
 	VP_CF_STR("master-key-file", "VETPMS_MASTER_KEY_FILE", &cfg.master_key_file, "",
 		  "file of the master key (mode 0600); else the environment's VETPMS_MASTER_KEY"),
+	VP_CF_INT("key-wait-ms", "VETPMS_PROJECTOR_KEY_WAIT_MS", &cfg.key_wait_ms, "10000", 0,
+		  600000, "how long a sealed client event waits for its key before it is a dead "
+		  "letter, ms"),
 	VP_CF_INT("batch", "VETPMS_PROJECTOR_BATCH", &cfg.batch_max, "500", 1, 100000,
 		  "events per batch (one transaction)"),
 	VP_CF_INT("batch-ms", "VETPMS_PROJECTOR_BATCH_MS", &cfg.batch_ms, "50", 1, 60000,
@@ -182,13 +185,13 @@ static int start_keys(void)
 	}
 	vp_log_info(NULL, "keys", "%zu tenant key(s), %zu client key(s) from %s",
 		    vp_keyring_tenants(keyring), vp_keyring_clients(keyring), cfg.keys_topic);
-	pj_keys_use(keyring);
+	pj_keys_use(keyring, (int)cfg.key_wait_ms);
 	return 0;
 }
 
 static void stop_keys(void)
 {
-	pj_keys_use(NULL);
+	pj_keys_use(NULL, 0);
 	keyring = vp_keyring_free(keyring);
 	master_key = vp_key_free(master_key);
 }

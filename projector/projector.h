@@ -30,6 +30,7 @@ typedef struct PjConfig {
 	char *dlq_topic;
 	char *keys_topic;      /* vetpms.keys: the wrapped keys (docs/privacy.md) */
 	char *master_key_file; /* else VETPMS_MASTER_KEY, never an option */
+	long key_wait_ms;      /* how long a sealed event waits for its client's key */
 	long batch_max;
 	long batch_ms;
 	long connections; /* PostgreSQL connections applying partitions in parallel */
@@ -74,7 +75,7 @@ PjApplyResult pj_apply_model(PGconn *conn, const VpEvent *ev, char *why, size_t 
 /* apply_keys.c: sealed client events (v2) opened in place for the rows, with
  * the keyring pj_keys_use gave (once, before any apply; NULL: sealed events
  * are refused). PJ_APPLIED (opened, or nothing sealed) or PJ_REJECTED. */
-void pj_keys_use(VpKeyring *kr);
+void pj_keys_use(VpKeyring *kr, int wait_ms);
 PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap);
 
 /* offsets.c: read.projection_offsets. */

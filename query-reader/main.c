@@ -398,7 +398,7 @@ int main(int argc, char **argv)
 		vp_log_error(NULL, "keys", "cannot start: %s", why);
 		goto done;
 	}
-	pj_keys_use(keyring);
+	pj_keys_use(keyring, 10000);
 	/* One socket per loop on the same port (SO_REUSEPORT): the kernel spreads
 	 * connections between the loops by address hash, whatever the scheduler
 	 * does. A shared accept queue (one socket, a dup per loop) was tried first:
@@ -473,7 +473,7 @@ done:
 		event_free(sig_int);
 	if (main_base)
 		event_base_free(main_base);
-	pj_keys_use(NULL);
+	pj_keys_use(NULL, 0);
 	vp_keyring_free(keyring);
 	vp_key_free(master_key);
 	vp_config_free(config_items, N_CONFIG_ITEMS);

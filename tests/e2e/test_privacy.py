@@ -84,7 +84,9 @@ class Clinic:
 @pytest.fixture(scope="module")
 def clinic():
     broker = {"VETPMS_KAFKA_EXTRA_CONFIG":
-              "transaction.abort.timed.out.transaction.cleanup.interval.ms=500"}
+              "transaction.abort.timed.out.transaction.cleanup.interval.ms=500",
+              # a forged event without a key waits this long, not 10 s
+              "VETPMS_PROJECTOR_KEY_WAIT_MS": "2000"}
     with running_stack(env=broker) as stack:
         projector, reader, writer = stack.start_all()
         yield Clinic(stack, writer, reader, projector)
@@ -181,6 +183,30 @@ def test_a_tampered_sealed_field_is_a_dead_letter_not_a_row(clinic, ada):
     # the row is still the real client's, opened from the real event
     got = clinic.get("/v1/clients/" + client_id)
     assert got["last_name"] == ADA["last_name"]
+
+
+def test_a_sealed_event_without_a_key_is_a_dead_letter(clinic, ada):
+    """A v2 event of a client that has no key in the keys topic (forged, or
+    imported without its keys): refused after the wait, never projected."""
+    client_id, _ = ada
+    original = [e for e in kafka_log.events(clinic.stack.brokers)
+                if e["aggregate_id"] == client_id and e["type"] == "ClientRegistered"][0]
+    keyless = str(uuid.uuid4())
+    forged = dict(original, id=str(uuid.uuid4()), aggregate_id=keyless)
+    p = events.EventProducer(clinic.stack.brokers, transactional_id="e2e-privacy-keyless")
+    p.begin()
+    p.send(forged)
+    p.commit()
+    p.flush()
+    p.close()
+
+    def dead():
+        return readmodel.query(clinic.stack, "SELECT error FROM read.dead_letters WHERE "
+                                             "aggregate_id = %s", (keyless,))
+    wait_for(dead, timeout=60, what="the keyless event's dead letter")
+    assert "no key for client" in dead()[0][0], dead()
+    assert not readmodel.query(clinic.stack, "SELECT 1 FROM read.clients WHERE id = %s",
+                               (keyless,))
 
 
 def test_v1_plaintext_events_still_project(clinic):

@@ -5,9 +5,10 @@ commits in the keys topic in the same transaction as the event; the read
 model and the reader hold the plain text (search still finds it); a tampered
 sealed field is a dead letter, never a row; a whole-log rebuild opens the
 same fields again (after the master key's rotation, last); an erasure leaves
-no erased value anywhere; analysts see no personal field; v1 plaintext events still project; a daemon given the
-wrong master key, or none, refuses to start and says why; an aborted
-transaction leaves neither the event nor the key."""
+no erased value anywhere; analysts see no personal field; v1 plaintext
+events still project; a daemon given the wrong master key, or none, refuses
+to start and says why; an aborted transaction leaves neither the event nor
+the key."""
 
 import json
 import os

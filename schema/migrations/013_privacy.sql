@@ -32,6 +32,8 @@ BEGIN
                                    'search', 'email_bidx', 'phone_bidx', 'deactivated_reason']),
                  ('patients', ARRAY['client_first_name', 'client_last_name', 'search']),
                  ('appointments', ARRAY['client_first_name', 'client_last_name']),
+                 -- its child (012): read directly, it would show the names
+                 ('archive_appointments', ARRAY['client_first_name', 'client_last_name']),
                  ('appointment_dashboard', ARRAY['client_name'])) AS x(tbl, personal)
         LOOP
             SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position)

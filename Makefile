@@ -64,7 +64,7 @@ APPLY_OBJ := $(APPLY_SRC:%.c=$(BUILD)/%.o)
 APPLY_LIB := $(BUILD)/libvpapply.a
 projector_LIBS    := $(APPLY_LIB)
 query-reader_LIBS := $(APPLY_LIB)
-$(BUILD)/query-reader/as_of.o: CFLAGS += -Iprojector
+$(BUILD)/query-reader/as_of.o $(BUILD)/query-reader/main.o: CFLAGS += -Iprojector
 
 # Each program is every .c of its folder (but what a library of its own has)
 # linked with its libraries and the common library.

@@ -72,6 +72,7 @@ struct WrAppender {
 	const WrConfig *cfg;
 	rd_kafka_t *producer;
 	rd_kafka_topic_t *topic;
+	rd_kafka_topic_t *keys_topic; /* vetpms.keys: key records commit with their events */
 	int partition_cnt;
 	pthread_t thread;
 	bool started;
@@ -124,6 +125,7 @@ void wr_append_free(WrAppend *item)
 {
 	if (item) {
 		free(item->value);
+		vp_key_records_release(item->keyrec, item->n_keyrec);
 		free(item);
 	}
 }
@@ -156,6 +158,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	(void)rk;
 	(void)opaque;
 	WrAppend *item = m->_private;
+	if (!item)
+		return; /* a key record: a failed one fails the transaction's commit */
 	item->error = m->err;
 	item->offset = m->offset;
 	item->delivered = !m->err;
@@ -227,8 +231,33 @@ static void on_flush(evutil_socket_t fd, short events, void *arg)
 	a->staged_head = a->staged_tail = NULL;
 }
 
+/* The item's key records (a new client's keys, docs/privacy.md), in the
+ * same transaction as the event: a key and its events commit together, so
+ * reading the event back (outcome.c) tells the key's fate too. Keyed by the
+ * record name; librdkafka's partitioner puts a name always in the same
+ * partition, so a key's later erasure marker follows it in order. */
+static int produce_keys(WrAppender *a, WrAppend *item)
+{
+	for (int i = 0; i < item->n_keyrec; i++) {
+		const VpKeyRecord *k = &item->keyrec[i];
+		rd_kafka_resp_err_t err = rd_kafka_producev(
+			a->producer, RD_KAFKA_V_RKT(a->keys_topic),
+			RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+			RD_KAFKA_V_KEY(k->name, strlen(k->name)),
+			RD_KAFKA_V_VALUE(k->value, strlen(k->value)), RD_KAFKA_V_OPAQUE(NULL),
+			RD_KAFKA_V_END);
+		if (err) {
+			item->error = err;
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int produce_one(WrAppender *a, WrAppend *item)
 {
+	if (produce_keys(a, item) < 0)
+		return -1;
 	char *hash = item->request_hash;
 	const char *origin = item->import_digest[0] ? WR_ORIGIN_IMPORT
 			     : item->client_key	    ? WR_ORIGIN_CLIENT
@@ -427,6 +456,14 @@ static int rebuild_until_done(WrAppender *a, const char *doing)
 		} else {
 			snprintf(why, sizeof(why), "out of memory");
 		}
+		if (rc == WR_REBUILD_FATAL) {
+			/* the wrong master key: sealing under it would write what no
+			 * one can read; the watchdog stops the daemon */
+			vp_log_error(NULL, "keys", "cannot start: %s", why);
+			set_not_ready(a, why);
+			atomic_store(&a->fatal, true);
+			break;
+		}
 		if (rc == WR_REBUILD_UNREADABLE) {
 			snprintf(not_ready, sizeof(not_ready), "rebuild stopped at %s; retrying every %d s",
 				 why, WR_UNREADABLE_RETRY_S);
@@ -511,7 +548,10 @@ static void producer_discard(WrAppender *a)
 	rd_kafka_purge(a->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_flush(a->producer, 1000);
 	rd_kafka_topic_destroy(a->topic);
+	if (a->keys_topic)
+		rd_kafka_topic_destroy(a->keys_topic);
 	rd_kafka_destroy(a->producer);
+	a->keys_topic = NULL;
 	a->topic = NULL;
 	a->producer = NULL;
 }
@@ -523,7 +563,8 @@ static int producer_reinit(WrAppender *a)
 	char why[512];
 	a->producer = producer_new(a, a->cfg, why, sizeof(why));
 	a->topic = a->producer ? rd_kafka_topic_new(a->producer, a->cfg->topic, NULL) : NULL;
-	if (!a->topic) {
+	a->keys_topic = a->topic ? rd_kafka_topic_new(a->producer, a->cfg->keys_topic, NULL) : NULL;
+	if (!a->topic || !a->keys_topic) {
 		vp_log_error(NULL, "producer_reinit", "%s", a->producer ? "no topic handle" : why);
 		return -1;
 	}
@@ -756,7 +797,8 @@ WrAppender *wr_appender_new(const WrConfig *cfg, struct event_base *base, WrAppe
 	a->flush_event = event_new(base, -1, 0, on_flush, a);
 	a->producer = a->done_event && a->flush_event ? producer_new(a, cfg, why, why_cap) : NULL;
 	a->topic = a->producer ? rd_kafka_topic_new(a->producer, cfg->topic, NULL) : NULL;
-	if (!a->topic)
+	a->keys_topic = a->topic ? rd_kafka_topic_new(a->producer, cfg->keys_topic, NULL) : NULL;
+	if (!a->keys_topic)
 		return wr_appender_free(a);
 	return a;
 }
@@ -863,6 +905,8 @@ WrAppender *wr_appender_free(WrAppender *a)
 	}
 	if (a->topic)
 		rd_kafka_topic_destroy(a->topic);
+	if (a->keys_topic)
+		rd_kafka_topic_destroy(a->keys_topic);
 	if (a->producer)
 		rd_kafka_destroy(a->producer);
 	if (a->done_event)

@@ -75,6 +75,27 @@ static int decide_deactivate(WrDecision *d, VpError *err)
 	return 0;
 }
 
+/* EraseClient (docs/privacy.md): an inactive client may be erased too; an
+ * erased one is not erased again. The event's transaction also carries the
+ * erasure marker of the client's key (keys.c). */
+static int decide_erase(WrDecision *d, VpError *err)
+{
+	const WrClient *c = wr_map_get(&d->tenant->clients, d->target_id);
+	if (!c)
+		return wr_not_found(err, "client", d->target_id);
+	if (wr_check_version(d, c->version, err) < 0)
+		return -1;
+	if (c->erased)
+		return vp_error_set(err, 409, "INVALID_STATE", "client %s is already erased",
+				    d->target_id);
+	d->aggregate = VP_AGG_CLIENT;
+	d->type = VP_EV_CLIENT_ERASED;
+	d->seq = c->version + 1;
+	d->data = cJSON_CreateObject();
+	wr_copy_field(d->data, d->body, "reason");
+	return 0;
+}
+
 static const VpJsonField register_fields[] = {
 	VP_F_FIRST_NAME, VP_F_LAST_NAME, VP_F_EMAIL, VP_F_PHONE, VP_F_ADDRESS,
 	{.name = "id", .type = VP_JSON_UUID},
@@ -83,6 +104,11 @@ static const VpJsonField register_fields[] = {
 
 static const VpJsonField update_fields[] = {
 	VP_F_EMAIL, VP_F_PHONE, VP_F_ADDRESS,
+	VP_F_COMMAND_ID,
+};
+
+static const VpJsonField erase_fields[] = {
+	VP_F_CANCEL_REASON,
 	VP_F_COMMAND_ID,
 };
 
@@ -100,5 +126,7 @@ const WrCommand wr_client_commands[] = {
 	 validate_update, decide_update},
 	{"DeactivateClient", EVHTTP_REQ_POST, "/v1/clients/{id}/deactivate", VP_ROLE_ADMIN,
 	 deactivate_fields, N(deactivate_fields), false, NULL, NULL, decide_deactivate},
+	{"EraseClient", EVHTTP_REQ_POST, "/v1/clients/{id}/erase", VP_ROLE_ADMIN, erase_fields,
+	 N(erase_fields), false, NULL, NULL, decide_erase},
 };
 const size_t wr_n_client_commands = N(wr_client_commands);

@@ -396,11 +396,19 @@ static int encode_events(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, WrD
 	for (ce->n = 0; ce->n < n; ce->n++) {
 		VpEvent *ev = &ce->ev[ce->n];
 		decided_event(d, ce->n, command_id, actor, ev);
+		WrAppend *item = calloc(1, sizeof(*item));
+		ce->item[ce->n] = item;
+		if (item && wr_keys_seal(api->state, ev, item, why, sizeof(why)) < 0) {
+			/* never the plain fields instead: nothing is appended */
+			vp_log_error(r->request_id, "seal_failed", "%s %s: %s", cmd->name, ev->type,
+				     why);
+			ce->n++;
+			return vp_error_set(err, 500, VP_ERR_INTERNAL, "cannot seal the personal "
+								       "fields; nothing was appended");
+		}
 		if (*api->cfg->fault_poison_type && !strcmp(api->cfg->fault_poison_type, ev->type))
 			cJSON_AddStringToObject(ev->data, "fault_injected",
 						"a member no catalog entry has");
-		WrAppend *item = calloc(1, sizeof(*item));
-		ce->item[ce->n] = item;
 		if (item)
 			item->value = encode_value(api, ev);
 		if (!item || !item->value) {
@@ -509,6 +517,11 @@ static int append_decision(WrApi *api, VpHttpRequest *r, const WrCommand *cmd,
 	wr_appender_submit(api->appender, first);
 	rc = 0;
 done:
+	/* keys made for events that will not be appended: the model forgets them
+	 * (a tenant key that never reached the log must not wrap anything) */
+	for (size_t i = 0; rc < 0 && api->state->keys && i < ce.n; i++)
+		if (ce.item[i])
+			vp_keyring_forget(api->state->keys, ce.item[i]->keyrec, ce.item[i]->n_keyrec);
 	command_events_release(&ce);
 	return rc;
 }

@@ -26,6 +26,10 @@ static const VpConfigItem config_items[] = {
 	VP_CF_STR("brokers", "VETPMS_KAFKA_BROKERS", &cfg.brokers, "127.0.0.1:59092",
 		  "Kafka bootstrap servers"),
 	VP_CF_STR("topic", "VETPMS_TOPIC", &cfg.topic, "vetpms.events", "events topic"),
+	VP_CF_STR("keys-topic", "VETPMS_KEYS_TOPIC", &cfg.keys_topic, VP_TOPIC_KEYS_DEFAULT,
+		  "keys topic (compacted; docs/privacy.md)"),
+	VP_CF_STR("master-key-file", "VETPMS_MASTER_KEY_FILE", &cfg.master_key_file, "",
+		  "file of the master key (mode 0600); else the environment's VETPMS_MASTER_KEY"),
 	VP_CF_STR("kafka-props", "VETPMS_KAFKA_PROPS", &cfg.kafka_props, "",
 		  "extra librdkafka properties a=b,c=d"),
 	VP_CF_INT("instance", "VETPMS_WRITER_INSTANCE", &cfg.instance, "0", 0, 1023,
@@ -120,6 +124,13 @@ int main(int argc, char **argv)
 		vp_log_error(NULL, "startup", "libsodium or libevent threads failed to initialise");
 		goto done;
 	}
+	/* personal fields are sealed under keys the master key wraps: no master
+	 * key, no writer (a wrong one stops the first rebuild, keys.c) */
+	if (wr_keys_init(&cfg, why, sizeof(why)) < 0) {
+		vp_log_error(NULL, "keys", "cannot start: %s", why);
+		exit_code = 2;
+		goto done;
+	}
 	vp_error_clear(&err);
 	if (vp_service_open(&service, cfg.host, (int)cfg.port, true, &err) < 0) {
 		vp_log_error(NULL, "startup", "http: %s", err.message);
@@ -156,6 +167,7 @@ done:
 	if (watchdog)
 		event_free(watchdog);
 	wr_api_free(api);
+	wr_keys_release();
 	vp_service_close(&service);
 	wr_quarantine_clear(&cfg.quarantine);
 	vp_config_free(config_items, N_CONFIG_ITEMS);

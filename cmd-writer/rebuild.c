@@ -152,6 +152,11 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 	wr_state_init(state);
 	if (cfg->idempotency_window_s > 0)
 		state->idem_window_us = cfg->idempotency_window_s * VP_US_PER_SEC;
+	/* the keys first: new clients' events are sealed with them (keys.c) */
+	rc = wr_keys_read(cfg, state, why, why_cap);
+	if (rc != WR_REBUILD_OK)
+		goto done;
+	rc = WR_REBUILD_FAILED;
 	for (int p = 0; p < partition_cnt; p++) {
 		if (!wr_owns_partition(cfg, p))
 			continue;

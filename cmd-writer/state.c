@@ -1,5 +1,6 @@
 /* The write model's evolve function (see state.h). */
 #include "state.h"
+#include "vp_keyring.h"
 #include "vp_catalog.h"
 
 #include <stdio.h>
@@ -48,6 +49,7 @@ static void free_tenant(void *value)
 void wr_state_init(WrState *s)
 {
 	wr_map_init(&s->tenants);
+	s->keys = NULL;
 	s->idem_window_us = WR_IDEM_DEFAULT_WINDOW_S * VP_US_PER_SEC;
 	s->idem_keys = 0;
 }
@@ -55,6 +57,7 @@ void wr_state_init(WrState *s)
 void wr_state_clear(WrState *s)
 {
 	wr_map_clear(&s->tenants, free_tenant);
+	s->keys = vp_keyring_free(s->keys);
 	s->idem_keys = 0;
 }
 
@@ -204,6 +207,9 @@ static int apply_client(WrTenant *t, const VpEvent *ev, char *why, size_t why_ca
 		return -1;
 	} else if (!strcmp(ev->type, VP_EV_CLIENT_DEACTIVATED)) {
 		c->active = false;
+	} else if (!strcmp(ev->type, VP_EV_CLIENT_ERASED)) {
+		c->active = false;
+		c->erased = true;
 	}
 	c->version = ev->seq;
 	return 0;

@@ -27,6 +27,7 @@ typedef struct WrStaff {
 typedef struct WrClient {
 	int64_t version;
 	bool active;
+	bool erased; /* ClientErased: inactive for good, its key destroyed */
 } WrClient;
 
 typedef struct WrPatient {
@@ -202,6 +203,7 @@ typedef struct WrTenant {
 
 typedef struct WrState {
 	WrMap tenants;          /* id -> WrTenant */
+	struct VpKeyring *keys; /* the keys topic as this model read it (keys.c) */
 	int64_t idem_window_us; /* a key is kept this long after its event's `at` */
 	size_t idem_keys;       /* idempotency keys remembered, all tenants */
 } WrState;

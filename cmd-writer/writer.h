@@ -16,6 +16,7 @@
 #include "vp_error.h"
 #include "vp_event.h"
 #include "vp_jwt.h"
+#include "vp_keyring.h"
 #include "vp_service.h"
 
 /* A record's place in the events topic. */
@@ -35,6 +36,8 @@ typedef struct WrConfig {
 	long port;
 	char *brokers;
 	char *topic;
+	char *keys_topic;      /* vetpms.keys (docs/privacy.md) */
+	char *master_key_file; /* else VETPMS_MASTER_KEY, never an option */
 	char *kafka_props;
 	long instance;
 	long instances;
@@ -89,6 +92,8 @@ typedef struct WrAppend {
 	int v;                   /* the event's version (0 means 1) */
 	char import_digest[65];  /* imported: the file's digest ("" otherwise) */
 	int64_t import_index;    /* imported: the event's index in the file */
+	VpKeyRecord keyrec[2];   /* key records to commit with it (keys.c), owned */
+	int n_keyrec;
 	/* filled by the appender */
 	int64_t offset;
 	bool delivered;          /* a successful delivery report gave offset */
@@ -142,6 +147,7 @@ enum {
 	WR_REBUILD_OK = 0,
 	WR_REBUILD_FAILED = -1,     /* Kafka, memory, a stop request: worth retrying soon */
 	WR_REBUILD_UNREADABLE = -2, /* a record no retry will read: ops must look */
+	WR_REBUILD_FATAL = -3,      /* the keys topic's keys are not under our master key */
 };
 int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stopping,
 	       WrState *state, long long *quarantined, char *why, size_t why_cap);
@@ -159,6 +165,17 @@ enum {
 };
 int wr_outcome_landed(const WrConfig *cfg, const WrAppend *batch, int timeout_ms,
 		      const atomic_bool *stopping, char *why, size_t why_cap);
+
+/* keys.c: personal fields sealed (docs/privacy.md). wr_keys_init loads the
+ * master key once at start (-1 with why: none given, unreadable);
+ * wr_keys_read fills a model's keyring from the keys topic (rebuild.c;
+ * WR_REBUILD_* codes); wr_keys_seal turns a client event's data into the
+ * sealed v2 form in place (ev->v = 2), giving item the key records a new
+ * client needs (its first event commits them). */
+int wr_keys_init(const WrConfig *cfg, char *why, size_t why_cap);
+void wr_keys_release(void);
+int wr_keys_read(const WrConfig *cfg, WrState *state, char *why, size_t why_cap);
+int wr_keys_seal(WrState *state, VpEvent *ev, WrAppend *item, char *why, size_t why_cap);
 
 /* quarantine.c: "P:O[,P:O...]" (no spaces, no duplicates; "" is none) into q.
  * 0, or -1 with why naming the bad item and q empty. */

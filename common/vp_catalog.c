@@ -65,6 +65,42 @@ static const VpJsonField availability_published[] = {
 static const VpJsonField client_registered[] = {VP_F_FIRST_NAME, VP_F_LAST_NAME, VP_F_EMAIL,
 						VP_F_PHONE, VP_F_ADDRESS};
 static const VpJsonField client_contact_updated[] = {VP_F_EMAIL, VP_F_PHONE, VP_F_ADDRESS};
+/* v2 (issue 18, common/vp_sealed.h): the personal fields sealed under the
+ * client's data key, {"n": nonce, "c": ciphertext} each, base64url; the data
+ * key's id; blind indexes of email and phone (keyed BLAKE2b, hex). */
+#define SEALED_TEXT_MAX 2048 /* a 500-byte address sealed is ~690 characters */
+static const VpJsonField sealed_value[] = {
+	{.name = "n", .type = VP_JSON_STRING, .required = true, .min_len = 1, .max_len = 64},
+	{.name = "c", .type = VP_JSON_STRING, .required = true, .min_len = 1,
+	 .max_len = SEALED_TEXT_MAX},
+};
+#define SEALED(n, req) {.name = n, .type = VP_JSON_OBJECT, .required = req, \
+			.fields = sealed_value, .n_fields = COUNT(sealed_value)}
+static const VpJsonField sealed_registered[] = {
+	SEALED("first_name", true), SEALED("last_name", true), SEALED("email", false),
+	SEALED("phone", false), SEALED("address", false),
+};
+static const VpJsonField sealed_contact[] = {
+	SEALED("email", false), SEALED("phone", false), SEALED("address", false),
+};
+#define F_KEY_ID     {.name = "key_id", .type = VP_JSON_STRING, .required = true, .min_len = 1, .max_len = 64}
+#define F_EMAIL_BIDX VP_TEXT("email_bidx", 64)
+#define F_PHONE_BIDX VP_TEXT("phone_bidx", 64)
+/* EraseClient's reason (required: who asked, on what ground; never a
+ * personal field). docs/privacy.md. */
+static const VpJsonField client_erased[] = {VP_F_CANCEL_REASON};
+static const VpJsonField client_registered_v2[] = {
+	F_KEY_ID,
+	{.name = "sealed", .type = VP_JSON_OBJECT, .required = true, .fields = sealed_registered,
+	 .n_fields = COUNT(sealed_registered)},
+	F_EMAIL_BIDX, F_PHONE_BIDX,
+};
+static const VpJsonField client_contact_updated_v2[] = {
+	F_KEY_ID,
+	{.name = "sealed", .type = VP_JSON_OBJECT, .required = true, .fields = sealed_contact,
+	 .n_fields = COUNT(sealed_contact)},
+	F_EMAIL_BIDX, F_PHONE_BIDX,
+};
 static const VpJsonField patient_registered[] = {
 	VP_TYPED("client_id", VP_JSON_UUID, true),
 	VP_F_PATIENT_NAME,
@@ -323,7 +359,12 @@ const VpEventSpec vp_catalog[] = {
 	SPEC(VP_EV_AVAILABILITY_WITHDRAWN, VP_AGG_STAFF, interval),
 	SPEC(VP_EV_CLIENT_REGISTERED, VP_AGG_CLIENT, client_registered),
 	SPEC(VP_EV_CLIENT_CONTACT_UPDATED, VP_AGG_CLIENT, client_contact_updated),
+	{VP_EV_CLIENT_REGISTERED, 2, VP_AGG_CLIENT, true, client_registered_v2,
+	 COUNT(client_registered_v2), NULL},
+	{VP_EV_CLIENT_CONTACT_UPDATED, 2, VP_AGG_CLIENT, true, client_contact_updated_v2,
+	 COUNT(client_contact_updated_v2), NULL},
 	SPEC(VP_EV_CLIENT_DEACTIVATED, VP_AGG_CLIENT, reason_only),
+	SPEC(VP_EV_CLIENT_ERASED, VP_AGG_CLIENT, client_erased),
 	SPEC(VP_EV_PATIENT_REGISTERED, VP_AGG_PATIENT, patient_registered),
 	SPEC(VP_EV_WEIGHT_RECORDED, VP_AGG_PATIENT, weight_recorded),
 	SPEC(VP_EV_ALLERGY_ADDED, VP_AGG_PATIENT, allergy_added),

@@ -35,6 +35,7 @@
 #define VP_EV_CLIENT_REGISTERED         "ClientRegistered"
 #define VP_EV_CLIENT_CONTACT_UPDATED    "ClientContactUpdated"
 #define VP_EV_CLIENT_DEACTIVATED        "ClientDeactivated"
+#define VP_EV_CLIENT_ERASED             "ClientErased"
 #define VP_EV_PATIENT_REGISTERED        "PatientRegistered"
 #define VP_EV_WEIGHT_RECORDED           "WeightRecorded"
 #define VP_EV_ALLERGY_ADDED             "AllergyAdded"

@@ -54,6 +54,21 @@ VpKey *vp_key_random(char *why, size_t why_cap)
 	return key;
 }
 
+void vp_key_fill_random(VpKey *key)
+{
+	crypto_aead_xchacha20poly1305_ietf_keygen(key->bytes);
+}
+
+void vp_key_copy(VpKey *dst, const VpKey *src)
+{
+	memcpy(dst->bytes, src->bytes, sizeof(dst->bytes));
+}
+
+void vp_key_wipe(VpKey *key)
+{
+	sodium_memzero(key->bytes, sizeof(key->bytes));
+}
+
 VpKey *vp_key_from_text(const char *text, char *why, size_t why_cap)
 {
 	size_t len = 0;
@@ -174,26 +189,33 @@ int vp_key_wrap(const VpKey *kek, const VpKey *key, const char *context, VpBuf *
 	return append_b64(out, wrapped, NONCE_BYTES + (size_t)sealed_len, why, why_cap);
 }
 
-VpKey *vp_key_unwrap(const VpKey *kek, const char *wrapped_text, const char *context, char *why,
-		     size_t why_cap)
+int vp_key_unwrap_into(const VpKey *kek, const char *wrapped_text, const char *context, VpKey *key,
+		       char *why, size_t why_cap)
 {
 	unsigned char wrapped[WRAPPED_BYTES + 1];
 	unsigned long long len = 0;
 	if (decode_b64(wrapped_text, wrapped, sizeof(wrapped)) != WRAPPED_BYTES) {
 		snprintf(why, why_cap, "not a wrapped key");
-		return NULL;
+		return -1;
 	}
-	VpKey *key = key_alloc(why, why_cap);
-	if (!key)
-		return NULL;
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(
 		    key->bytes, &len, NULL, wrapped + NONCE_BYTES, WRAPPED_BYTES - NONCE_BYTES,
 		    (const unsigned char *)context, strlen(context), wrapped, kek->bytes) != 0 ||
 	    len != VP_KEY_BYTES) {
+		vp_key_wipe(key);
 		snprintf(why, why_cap, "the key does not open under this key for %s (wrong key, or "
 				       "changed)", context);
-		return vp_key_free(key);
+		return -1;
 	}
+	return 0;
+}
+
+VpKey *vp_key_unwrap(const VpKey *kek, const char *wrapped_text, const char *context, char *why,
+		     size_t why_cap)
+{
+	VpKey *key = key_alloc(why, why_cap);
+	if (key && vp_key_unwrap_into(kek, wrapped_text, context, key, why, why_cap) < 0)
+		return vp_key_free(key);
 	return key;
 }
 

@@ -36,6 +36,15 @@ VpKey *vp_key_random(char *why, size_t why_cap);
 VpKey *vp_key_from_text(const char *text, char *why, size_t why_cap);
 /* Wipes and frees; NULL is fine; returns NULL. */
 VpKey *vp_key_free(VpKey *key);
+/* Hot paths reuse one locked key instead of a sodium_malloc per use (each
+ * one maps, guards and locks pages: tens of microseconds). *_into write key
+ * material into such a key; vp_key_wipe zeroes it after use. */
+void vp_key_fill_random(VpKey *key);
+void vp_key_copy(VpKey *dst, const VpKey *src);
+void vp_key_wipe(VpKey *key);
+int vp_key_unwrap_into(const VpKey *kek, const char *wrapped, const char *context, VpKey *out,
+		       char *why, size_t why_cap);
+
 /* A short public name of the key (hex, VP_KEY_ID_CHARS + 1 bytes): equal keys,
  * equal ids; it does not reveal the key. "Wrapped under master key X, this
  * daemon holds Y" is how a wrong master key is told at start. */

@@ -31,10 +31,13 @@ const PjApplyRow pj_directory_rows[] = {
 	{.type = VP_EV_CLIENT_REGISTERED,
 	 .stmt = "client_registered",
 	 .sql = "INSERT INTO clients (tenant_id, id, first_name, last_name, email, phone, address, "
-		"version, created_at, updated_at) VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, "
-		"$8::integer, $9::timestamptz, $9::timestamptz)",
+		"version, created_at, updated_at, email_bidx, phone_bidx) VALUES ($1::uuid, "
+		"$2::uuid, $3, $4, $5, $6, $7, $8::integer, $9::timestamptz, $9::timestamptz, $10, "
+		"$11)",
+	 /* v2 arrives opened (apply_keys.c) with its blind indexes; v1 has none */
 	 .params = {PJ_TENANT, PJ_AGGREGATE, PJ_TEXT("first_name"), PJ_TEXT("last_name"),
-		    PJ_TEXT("email"), PJ_TEXT("phone"), PJ_TEXT("address"), PJ_SEQ, PJ_AT},
+		    PJ_TEXT("email"), PJ_TEXT("phone"), PJ_TEXT("address"), PJ_SEQ, PJ_AT,
+		    PJ_TEXT("email_bidx"), PJ_TEXT("phone_bidx")},
 	 .not_applied = "client not inserted"},
 	/* Only the keys present in data change: $n::boolean says "present". */
 	{.type = VP_EV_CLIENT_CONTACT_UPDATED,
@@ -42,17 +45,38 @@ const PjApplyRow pj_directory_rows[] = {
 	 .sql = "UPDATE clients SET email = CASE WHEN $3::boolean THEN $4 ELSE email END, "
 		"phone = CASE WHEN $5::boolean THEN $6 ELSE phone END, "
 		"address = CASE WHEN $7::boolean THEN $8 ELSE address END, "
+		"email_bidx = CASE WHEN $3::boolean THEN $11 ELSE email_bidx END, "
+		"phone_bidx = CASE WHEN $5::boolean THEN $12 ELSE phone_bidx END, "
 		"version = $9::integer, updated_at = $10::timestamptz "
 		"WHERE tenant_id = $1::uuid AND id = $2::uuid",
 	 .params = {PJ_TENANT, PJ_AGGREGATE, PJ_PRESENT("email"), PJ_TEXT("email"),
 		    PJ_PRESENT("phone"), PJ_TEXT("phone"), PJ_PRESENT("address"),
-		    PJ_TEXT("address"), PJ_SEQ, PJ_AT},
+		    PJ_TEXT("address"), PJ_SEQ, PJ_AT, PJ_TEXT("email_bidx"),
+		    PJ_TEXT("phone_bidx")},
 	 .not_applied = "client not found in the read model"},
 	{.type = VP_EV_CLIENT_DEACTIVATED,
 	 .stmt = "client_deactivated",
 	 .sql = "UPDATE clients SET active = false, deactivated_reason = $3, version = $4::integer, "
 		"updated_at = $5::timestamptz WHERE tenant_id = $1::uuid AND id = $2::uuid",
 	 .params = {PJ_TENANT, PJ_AGGREGATE, PJ_TEXT("reason"), PJ_SEQ, PJ_AT},
+	 .not_applied = "client not found in the read model"},
+	/* EraseClient (docs/privacy.md): the client's personal fields leave
+	 * every read table at once, in the event's transaction: the client row
+	 * reads "erased client", the copies of its name in patients and
+	 * appointments (and through the rollup trigger the appointment
+	 * dashboard) follow. Clinical and financial rows stay, linked by id. */
+	{.type = VP_EV_CLIENT_ERASED,
+	 .stmt = "client_erased",
+	 .sql = "WITH c AS (UPDATE clients SET first_name = 'erased', last_name = 'client', "
+		"email = NULL, phone = NULL, address = NULL, email_bidx = NULL, phone_bidx = NULL, "
+		"active = false, version = $3::integer, updated_at = $4::timestamptz "
+		"WHERE tenant_id = $1::uuid AND id = $2::uuid RETURNING id), "
+		"p AS (UPDATE patients SET client_first_name = 'erased', client_last_name = 'client' "
+		"WHERE tenant_id = $1::uuid AND client_id = $2::uuid), "
+		"a AS (UPDATE appointments SET client_first_name = 'erased', "
+		"client_last_name = 'client' WHERE tenant_id = $1::uuid AND client_id = $2::uuid) "
+		"SELECT id FROM c",
+	 .params = {PJ_TENANT, PJ_AGGREGATE, PJ_SEQ, PJ_AT},
 	 .not_applied = "client not found in the read model"},
 	{.type = NULL},
 };

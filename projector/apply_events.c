@@ -177,7 +177,10 @@ static int check_event(const VpEvent *ev, char *why, size_t why_cap)
 		snprintf(why, why_cap, "%s: refused by VETPMS_PROJECTOR_TEST_REJECT_TYPE", ev->type);
 		return -1;
 	}
-	return vp_catalog_check(ev, why, why_cap);
+	if (vp_catalog_check(ev, why, why_cap) < 0)
+		return -1;
+	/* checked sealed, then opened for the rows (apply_keys.c) */
+	return pj_keys_open(ev, why, why_cap) == PJ_APPLIED ? 0 : -1;
 }
 
 PjApplyResult pj_apply_check(const VpEvent *ev, char *why, size_t why_cap)

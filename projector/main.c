@@ -48,6 +48,13 @@ static const VpConfigItem config_items[] = {
 		  "Kafka consumer group"),
 	VP_CF_STR("dlq-topic", "VETPMS_DLQ_TOPIC", &cfg.dlq_topic, "vetpms.events.dlq",
 		  "dead-letter topic"),
+	VP_CF_STR("keys-topic", "VETPMS_KEYS_TOPIC", &cfg.keys_topic, VP_TOPIC_KEYS_DEFAULT,
+		  "keys topic (compacted; docs/privacy.md)"),
+	VP_CF_STR("master-key-file", "VETPMS_MASTER_KEY_FILE", &cfg.master_key_file, "",
+		  "file of the master key (mode 0600); else the environment's VETPMS_MASTER_KEY"),
+	VP_CF_INT("key-wait-ms", "VETPMS_PROJECTOR_KEY_WAIT_MS", &cfg.key_wait_ms, "10000", 0,
+		  600000, "how long a sealed client event waits for its key before it is a dead "
+		  "letter, ms"),
 	VP_CF_INT("batch", "VETPMS_PROJECTOR_BATCH", &cfg.batch_max, "500", 1, 100000,
 		  "events per batch (one transaction)"),
 	VP_CF_INT("batch-ms", "VETPMS_PROJECTOR_BATCH_MS", &cfg.batch_ms, "50", 1, 60000,
@@ -161,6 +168,39 @@ static int setup_rebuild(char *live_schema, size_t cap)
 	return 0;
 }
 
+/* The master key and the keys topic, before anything is projected: sealed
+ * client events open with them (apply_keys.c). A master key that is missing
+ * or is not the one the tenant keys were wrapped under stops the projector
+ * here, with why, instead of dead-lettering every client event. */
+static VpKey *master_key;
+static VpKeyring *keyring;
+
+#define KEYS_START_TIMEOUT_MS 120000
+
+static int start_keys(void)
+{
+	char why[512];
+	int status = 0;
+	keyring = vp_keyring_open(cfg.brokers, cfg.kafka_props, cfg.keys_topic, cfg.master_key_file,
+				  true, KEYS_START_TIMEOUT_MS, &stop_requested, &master_key, &status,
+				  why, sizeof(why));
+	if (!keyring) {
+		vp_log_error(NULL, "keys", "cannot start: %s", why);
+		return -1;
+	}
+	vp_log_info(NULL, "keys", "%zu tenant key(s), %zu client key(s) from %s",
+		    vp_keyring_tenants(keyring), vp_keyring_clients(keyring), cfg.keys_topic);
+	pj_keys_use(keyring, (int)cfg.key_wait_ms);
+	return 0;
+}
+
+static void stop_keys(void)
+{
+	pj_keys_use(NULL, 0);
+	keyring = vp_keyring_free(keyring);
+	master_key = vp_key_free(master_key);
+}
+
 /* `projector rebuild --tenant T`: no HTTP service, no consume loop; the
  * live projector keeps running (rebuild_tenant.c). */
 static int rebuild_one_tenant(void)
@@ -171,7 +211,8 @@ static int rebuild_one_tenant(void)
 	sa.sa_handler = on_stop_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	int code = pj_rebuild_tenant(&cfg, &stop_requested);
+	int code = start_keys() < 0 ? PJ_TENANT_EXIT_FAILED : pj_rebuild_tenant(&cfg, &stop_requested);
+	stop_keys();
 	vp_config_free(config_items, N_CONFIG_ITEMS);
 	return code;
 }
@@ -219,7 +260,7 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_stop_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	if (sodium_init() < 0 || evthread_use_pthreads() < 0)
+	if (sodium_init() < 0 || evthread_use_pthreads() < 0 || start_keys() < 0)
 		goto done;
 	vp_error_clear(&err);
 	service.ready = check_ready;
@@ -247,6 +288,7 @@ done:
 		pthread_join(http_thread, NULL);
 	}
 	vp_service_close(&service);
+	stop_keys();
 	vp_config_free(config_items, N_CONFIG_ITEMS);
 	return exit_code;
 }

@@ -14,6 +14,7 @@
 #include "apply_runner.h" /* PjApplyResult */
 #include "statements.h"   /* offsets.c */
 #include "vp_event.h"
+#include "vp_keyring.h"
 
 typedef struct PjConfig {
 	char *host;
@@ -27,6 +28,9 @@ typedef struct PjConfig {
 	char *log_level;
 	char *group;
 	char *dlq_topic;
+	char *keys_topic;      /* vetpms.keys: the wrapped keys (docs/privacy.md) */
+	char *master_key_file; /* else VETPMS_MASTER_KEY, never an option */
+	long key_wait_ms;      /* how long a sealed event waits for its client's key */
 	long batch_max;
 	long batch_ms;
 	long connections; /* PostgreSQL connections applying partitions in parallel */
@@ -69,6 +73,12 @@ typedef struct PjLogEntry {
 PjApplyResult pj_apply_check(const VpEvent *ev, char *why, size_t why_cap);
 long pj_log_events(PGconn *conn, const PjLogEntry *entries, int n, char *why, size_t why_cap);
 PjApplyResult pj_apply_model(PGconn *conn, const VpEvent *ev, char *why, size_t why_cap);
+
+/* apply_keys.c: sealed client events (v2) opened in place for the rows, with
+ * the keyring pj_keys_use gave (once, before any apply; NULL: sealed events
+ * are refused). PJ_APPLIED (opened, or nothing sealed) or PJ_REJECTED. */
+void pj_keys_use(VpKeyring *kr, int wait_ms);
+PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap);
 
 /* offsets.c: read.projection_offsets. */
 #define PJ_NO_OFFSET (-1) /* no row: start from the beginning */

@@ -15,7 +15,9 @@
 #include <event2/thread.h>
 #include <sodium.h>
 
+#include "projector.h" /* pj_keys_use */
 #include "reader.h"
+#include "vp_keyring.h"
 #include "vp_auth.h"
 #include "vp_config.h"
 #include "vp_http_guard.h"
@@ -30,6 +32,8 @@
 #define DRAIN_MS      100
 
 static RdConfig cfg;
+static VpKey *master_key;
+static VpKeyring *keyring;
 
 static VpHttpLimits http_limits;
 static VpRateLimits rate_limits;
@@ -53,6 +57,14 @@ static const VpConfigItem config_items[] = {
 		  "PostgreSQL connections per loop"),
 	VP_CF_STR("log-level", "VETPMS_LOG_LEVEL", &cfg.log_level, "info",
 		  "debug, info, warn, error"),
+	VP_CF_STR("brokers", "VETPMS_KAFKA_BROKERS", &cfg.brokers, "127.0.0.1:59092",
+		  "Kafka bootstrap servers (the keys topic)"),
+	VP_CF_STR("kafka-props", "VETPMS_KAFKA_PROPS", &cfg.kafka_props, "",
+		  "extra librdkafka properties a=b,c=d"),
+	VP_CF_STR("keys-topic", "VETPMS_KEYS_TOPIC", &cfg.keys_topic, VP_TOPIC_KEYS_DEFAULT,
+		  "keys topic (history folds open sealed client events; docs/privacy.md)"),
+	VP_CF_STR("master-key-file", "VETPMS_MASTER_KEY_FILE", &cfg.master_key_file, "",
+		  "file of the master key (mode 0600); else the environment's VETPMS_MASTER_KEY"),
 	VP_CF_STR("topic", "VETPMS_TOPIC", &cfg.topic, "vetpms.events",
 		  "events topic (consistency tokens are positions in it)"),
 	VP_CF_STR("jwt-hs256-secret", "VETPMS_JWT_HS256_SECRET", &cfg.jwt_hs256_secret, NULL,
@@ -376,6 +388,17 @@ int main(int argc, char **argv)
 		exit_code = 2;
 		goto done;
 	}
+	/* history folds replay sealed client events (as_of.c): the keys first; a
+	 * wrong master key stops the reader here */
+	int key_status = 0;
+	keyring = vp_keyring_open(cfg.brokers, cfg.kafka_props, cfg.keys_topic,
+				  cfg.master_key_file, true, 120000, NULL, &master_key, &key_status,
+				  why, sizeof(why));
+	if (!keyring) {
+		vp_log_error(NULL, "keys", "cannot start: %s", why);
+		goto done;
+	}
+	pj_keys_use(keyring, 10000);
 	/* One socket per loop on the same port (SO_REUSEPORT): the kernel spreads
 	 * connections between the loops by address hash, whatever the scheduler
 	 * does. A shared accept queue (one socket, a dup per loop) was tried first:
@@ -450,6 +473,9 @@ done:
 		event_free(sig_int);
 	if (main_base)
 		event_base_free(main_base);
+	pj_keys_use(NULL, 0);
+	vp_keyring_free(keyring);
+	vp_key_free(master_key);
 	vp_config_free(config_items, N_CONFIG_ITEMS);
 	return exit_code;
 }

@@ -39,6 +39,12 @@ typedef struct RdConfig {
 	long stream_dead_peer_ms; /* TCP_USER_TIMEOUT and write timeout of a stream */
 	char *app_dir;    /* the dashboard page's files (web/app) */
 	char *vendor_dir; /* Debian's Chart.js, served under /app/vendor/ */
+	/* The keys of sealed client events, which history folds replay with the
+	 * projector's handlers (as_of.c, docs/privacy.md). */
+	char *brokers;
+	char *kafka_props;
+	char *keys_topic;
+	char *master_key_file;
 } RdConfig;
 
 /* What every loop reads and nobody writes once serving. */

@@ -25,8 +25,9 @@ DATE = {"type": "string", "pattern": "^\\d{4}-\\d\\d-\\d\\d$"}
 TIME = {"type": "string", "pattern": "^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d{1,6})?Z$"}
 
 
-def member(field):
-    """The JSON Schema of one catalog field; nullable when optional."""
+def member(field, absent_ok=False):
+    """The JSON Schema of one catalog field; nullable when optional. A nested
+    object inherits absent_ok (ClientContactUpdated v2's sealed members)."""
     kind = field["type"]
     if "enum" in field:
         form = {"enum": field["enum"]}
@@ -44,6 +45,8 @@ def member(field):
             form["minimum"], form["maximum"] = field["min"], field["max"]
     elif kind == "bool":
         form = {"type": "boolean"}
+    elif kind == "object":
+        form = data_object(field["fields"], absent_ok)
     elif kind == "array":
         form = {"type": "array", "items": data_object(field["fields"])}
         if "min_len" in field:
@@ -63,7 +66,7 @@ def member(field):
 def data_object(fields, absent_ok=False):
     return {"type": "object", "additionalProperties": False,
             "required": [f["name"] for f in fields if f["required"] or not absent_ok],
-            "properties": {f["name"]: member(f) for f in fields}}
+            "properties": {f["name"]: member(f, absent_ok) for f in fields}}
 
 
 def schema(entry, description, absent_ok=False):

@@ -10,6 +10,20 @@ RUN_DIR="$VAR_DIR/run"
 LOG_DIR="$VAR_DIR/log"
 DAEMONS=(projector query-reader cmd-writer)
 
+# The master key's file (docs/privacy.md): VETPMS_MASTER_KEY_FILE if given,
+# else a dev key made once under var/secrets/ (32 random bytes, base64url).
+# With VETPMS_MASTER_KEY set instead, no file is named.
+master_key_file() {
+  if [ -n "${VETPMS_MASTER_KEY_FILE:-}" ]; then printf '%s' "$VETPMS_MASTER_KEY_FILE"; return; fi
+  [ -n "${VETPMS_MASTER_KEY:-}" ] && return
+  local file="$VAR_DIR/secrets/master_key"
+  if [ ! -s "$file" ]; then
+    mkdir -p "$VAR_DIR/secrets" && chmod 700 "$VAR_DIR/secrets"
+    (umask 077; head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$file")
+  fi
+  printf '%s' "$file"
+}
+
 # The environment the daemons and vetctl read (printed by `stack.sh env`).
 daemon_env() {
   local jwt pj rd
@@ -23,6 +37,7 @@ VETPMS_READER_PORT=$READER_PORT
 VETPMS_PROJECTOR_PORT=$PROJECTOR_PORT
 VETPMS_PARTITIONS=$PARTITIONS
 VETPMS_JWT_HS256_SECRET=$jwt
+VETPMS_MASTER_KEY_FILE=$(master_key_file)
 VETPMS_PROJECTOR_DSN=host=127.0.0.1 port=$PG_PORT dbname=vetpms user=vetpms_projector password=$pj
 VETPMS_READER_DSN=host=127.0.0.1 port=$PG_PORT dbname=vetpms user=vetpms_reader password=$rd
 ENV

@@ -1,5 +1,8 @@
 /* vetctl topics create: makes vetpms.events and vetpms.events.dlq through
- * librdkafka's Admin API, keeping every record forever (retention.ms=-1).
+ * librdkafka's Admin API, keeping every record forever (retention.ms=-1), and
+ * vetpms.keys, compacted: the latest record of each key name is kept forever,
+ * a replaced one (a rewrapped tenant key, a client key an erasure marker
+ * replaced) is removed by compaction (docs/privacy.md).
  * Idempotent: an existing topic with the asked partition count is fine; one with
  * another count is an error, because tenant ownership depends on the count. */
 #include <stdbool.h>
@@ -10,12 +13,14 @@
 #include "vetctl.h"
 #include "vp_config.h"
 #include "vp_kafka.h"
+#include "vp_keyring.h"
 #include "vp_time.h"
 
 typedef struct TopicsOptions {
 	char *brokers;
 	char *events_topic;
 	char *dlq_topic;
+	char *keys_topic;
 	long partitions;
 	long replication_factor;
 	long min_insync_replicas;
@@ -33,6 +38,31 @@ static rd_kafka_NewTopic_t *new_topic(const char *name, const TopicsOptions *o, 
 	snprintf(min_isr, sizeof(min_isr), "%ld", o->min_insync_replicas);
 	if (rd_kafka_NewTopic_set_config(t, "retention.ms", "-1") ||
 	    rd_kafka_NewTopic_set_config(t, "retention.bytes", "-1") ||
+	    rd_kafka_NewTopic_set_config(t, "min.insync.replicas", min_isr)) {
+		snprintf(why, why_cap, "cannot set topic config");
+		rd_kafka_NewTopic_destroy(t);
+		return NULL;
+	}
+	return t;
+}
+
+/* The keys topic: compacted, with small segments and a low dirty ratio so a
+ * replaced key record really leaves the disk soon (an erased client's key
+ * stays on disk only until the cleaner has compacted its segment: at most
+ * segment.ms plus the cleaner's backoff once the segment rolled). */
+#define KEYS_SEGMENT_MS "600000"
+static rd_kafka_NewTopic_t *new_keys_topic(const char *name, const TopicsOptions *o, char *why,
+					   size_t why_cap)
+{
+	char min_isr[16];
+	rd_kafka_NewTopic_t *t = rd_kafka_NewTopic_new(name, (int)o->partitions,
+						       (int)o->replication_factor, why, why_cap);
+	if (!t)
+		return NULL;
+	snprintf(min_isr, sizeof(min_isr), "%ld", o->min_insync_replicas);
+	if (rd_kafka_NewTopic_set_config(t, "cleanup.policy", "compact") ||
+	    rd_kafka_NewTopic_set_config(t, "segment.ms", KEYS_SEGMENT_MS) ||
+	    rd_kafka_NewTopic_set_config(t, "min.cleanable.dirty.ratio", "0.01") ||
 	    rd_kafka_NewTopic_set_config(t, "min.insync.replicas", min_isr)) {
 		snprintf(why, why_cap, "cannot set topic config");
 		rd_kafka_NewTopic_destroy(t);
@@ -109,7 +139,7 @@ int vc_cmd_topics(int argc, char **argv)
 	char why[512];
 	int rc = 1;
 	rd_kafka_t *rk = NULL;
-	rd_kafka_NewTopic_t *topics[2] = {NULL, NULL};
+	rd_kafka_NewTopic_t *topics[3] = {NULL, NULL, NULL};
 	const VpConfigItem items[] = {
 		VP_CF_STR("brokers", "VETPMS_KAFKA_BROKERS", &o.brokers, "127.0.0.1:59092",
 			  "Kafka bootstrap servers"),
@@ -117,6 +147,8 @@ int vc_cmd_topics(int argc, char **argv)
 			  "events topic"),
 		VP_CF_STR("dlq-topic", "VETPMS_DLQ_TOPIC", &o.dlq_topic, VP_TOPIC_DLQ_DEFAULT,
 			  "dead-letter topic"),
+		VP_CF_STR("keys-topic", "VETPMS_KEYS_TOPIC", &o.keys_topic, VP_TOPIC_KEYS_DEFAULT,
+			  "keys topic (compacted)"),
 		VP_CF_INT("partitions", "VETPMS_PARTITIONS", &o.partitions, "6", 1, 10000,
 			  "partitions of the events topic"),
 		VP_CF_INT("replication-factor", "VETPMS_REPLICATION_FACTOR",
@@ -150,9 +182,10 @@ int vc_cmd_topics(int argc, char **argv)
 	}
 	topics[0] = new_topic(o.events_topic, &o, why, sizeof(why));
 	topics[1] = topics[0] ? new_topic(o.dlq_topic, &o, why, sizeof(why)) : NULL;
-	if (!topics[1])
+	topics[2] = topics[1] ? new_keys_topic(o.keys_topic, &o, why, sizeof(why)) : NULL;
+	if (!topics[2])
 		goto fail;
-	if (create_topics(rk, topics, 2, o.timeout_ms) < 0 ||
+	if (create_topics(rk, topics, 3, o.timeout_ms) < 0 ||
 	    check_partitions(rk, o.events_topic, o.partitions, o.timeout_ms) < 0 ||
 	    check_partitions(rk, o.dlq_topic, o.partitions, o.timeout_ms) < 0)
 		goto done;
@@ -161,7 +194,7 @@ int vc_cmd_topics(int argc, char **argv)
 fail:
 	fprintf(stderr, "vetctl: %s\n", why);
 done:
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (topics[i])
 			rd_kafka_NewTopic_destroy(topics[i]);
 	if (rk)

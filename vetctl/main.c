@@ -18,6 +18,8 @@ static const char usage[] =
 	"  archive run   [--tenant T] [--dry-run]   archive closed rows now (through the live projector)\n"
 	"  tenant export --tenant UUID > t.ndjson   a tenant's committed events and a BLAKE2b trailer\n"
 	"  tenant import --file t.ndjson --writer URL --token JWT   load it into another deployment\n"
+	"  keys new-master --out FILE   a new master key in a file only its owner reads\n"
+	"  keys rotate-master --new-key-file FILE   rewrap the tenant keys under a new master key\n"
 	"  catalog       print the event catalog (types, aggregates, versions, data fields) as JSON\n"
 	"each command takes --help; options also come from VETPMS_* variables (see README)\n";
 
@@ -49,6 +51,8 @@ int main(int argc, char **argv)
 		return vc_cmd_tenant(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "events"))
 		return vc_cmd_events(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "keys"))
+		return vc_cmd_keys(argc - 1, argv + 1);
 	fprintf(stderr, "vetctl: unknown command '%s'\n%s", argv[1], usage);
 	return 2;
 }

@@ -16,6 +16,7 @@ int vc_cmd_analyst(int argc, char **argv);
 int vc_cmd_deadletters(int argc, char **argv);
 int vc_cmd_archive(int argc, char **argv);
 int vc_cmd_tenant(int argc, char **argv);
+int vc_cmd_keys(int argc, char **argv);
 int vc_tenant_import(int argc, char **argv); /* tenant_import.c */
 
 /* progress.c: progress of long work on stderr (at most once a second, and

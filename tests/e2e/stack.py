@@ -104,6 +104,11 @@ class Daemon:
             self.proc.wait()
 
 
+def new_master_key():
+    """32 random bytes as base64url without padding, the master key's text."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+
+
 class Stack:
     def __init__(self):
         # Not pytest's tmp_path: its 0700 parents keep the `postgres` user out.
@@ -125,6 +130,15 @@ class Stack:
             "VETPMS_JWT_HS256_SECRET": self.jwt_secret,
             "VETPMS_LOG_LEVEL": "debug",
         })
+        # the master key of the personal-data keys (docs/privacy.md): a file
+        # only its owner reads, as the daemons demand
+        self.master_key_file = os.path.join(self.dir, "master.key")
+        self.master_key = new_master_key()
+        fd = os.open(self.master_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.master_key + "\n")
+        self.env["VETPMS_MASTER_KEY_FILE"] = self.master_key_file
+        self.env.pop("VETPMS_MASTER_KEY", None)
         self.brokers = self.env["VETPMS_KAFKA_BROKERS"]
         self.daemons = []
         self.kafka_ready_seconds = None

@@ -75,6 +75,8 @@ def check_field(where, field, prop):
     if field["type"] == "array":
         assert form.get("minItems") == field.get("min_len"), f"{where}: minItems"
         check_object(where + "[]", field["fields"], form["items"])
+    if field["type"] == "object" and "fields" in field:
+        check_object(where, field["fields"], form)
 
 
 def check_object(where, fields, schema):

@@ -438,7 +438,7 @@ class Generator:
         elif segment == "patients":
             alive = [i for i, x in pool.items() if x["alive"]]
             ids = alive if alive and self.chance(0.85) else ids
-        if name in ("DeactivateStaff", "DeactivateClient", "RecordPatientDeath",
+        if name in ("DeactivateStaff", "DeactivateClient", "EraseClient", "RecordPatientDeath",
                     "DeactivateInventoryItem") and \
                 self.chance(0.9):
             ids = [i for i in ids if i not in p.core] or ids
@@ -673,7 +673,7 @@ def learn(pools, o):
         p.staff.setdefault(agg, {"role": None})["active"] = False
     elif name == "RegisterClient":
         p.clients[agg] = {"active": True}
-    elif name == "DeactivateClient":
+    elif name in ("DeactivateClient", "EraseClient"):
         p.clients.setdefault(agg, {})["active"] = False
     elif name == "RegisterPatient":
         p.patients[agg] = {"client": body.get("client_id"), "alive": True}

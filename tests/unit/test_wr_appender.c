@@ -202,6 +202,13 @@ static int group_setup(void **state)
 	f->mcluster = rd_kafka_mock_cluster_new(f->mock_owner, 1);
 	assert_non_null(f->mcluster);
 	assert_int_equal(rd_kafka_mock_topic_create(f->mcluster, TOPIC, PARTITIONS, 1), 0);
+	/* the keys topic every rebuild reads first (keys.c), under a test master key */
+	assert_int_equal(rd_kafka_mock_topic_create(f->mcluster, VP_TOPIC_KEYS_DEFAULT, 1, 1), 0);
+	f->cfg.keys_topic = VP_TOPIC_KEYS_DEFAULT;
+	f->cfg.master_key_file = "";
+	setenv("VETPMS_MASTER_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1);
+	if (wr_keys_init(&f->cfg, why, sizeof(why)) < 0)
+		fail_msg("wr_keys_init: %s", why);
 
 	f->cfg.brokers = strdup(rd_kafka_mock_cluster_bootstraps(f->mcluster));
 	f->cfg.topic = TOPIC;
@@ -238,6 +245,7 @@ static int group_teardown(void **state)
 	event_free(f->tick);
 	event_base_free(f->base);
 	rd_kafka_mock_cluster_destroy(f->mcluster);
+	wr_keys_release();
 	rd_kafka_destroy(f->mock_owner);
 	free(f->cfg.brokers);
 	free(f);

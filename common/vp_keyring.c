@@ -1,0 +1,653 @@
+/* The keys topic in memory (vp_keyring.h). */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <librdkafka/rdkafka.h>
+#include <sodium.h>
+
+#include "vp_json.h"
+#include "vp_kafka.h"
+#include "vp_keyring.h"
+#include "vp_sealed.h"
+#include "vp_time.h"
+
+#define POLL_MS 200
+
+typedef struct Entry {
+	char *name;
+	struct Entry *next;
+	VpKey *key;    /* a tenant's key, unwrapped */
+	VpKey *index;  /* its blind-index key */
+	char *wrapped; /* a client's data key, wrapped under its tenant's key */
+	bool erased;   /* the client's key was destroyed */
+	char *wrong;   /* a tenant's latest record is under another master key: why */
+} Entry;
+
+struct VpKeyring {
+	const VpKey *master;
+	char master_id[VP_KEY_ID_CHARS + 1];
+	Entry **buckets;
+	size_t n_buckets, n_tenants, n_clients;
+	unsigned char hash_key[crypto_shorthash_KEYBYTES];
+	pthread_mutex_t lock;
+	pthread_cond_t arrived; /* a record was taken by the follower */
+	/* the follower (projector) */
+	rd_kafka_t *rk;
+	pthread_t thread;
+	bool following;
+	atomic_bool stop;
+	int broken;         /* a record the follower could not take: its status */
+	char broken_why[256];
+};
+
+VpKeyring *vp_keyring_new(const VpKey *master, char *why, size_t why_cap)
+{
+	VpKeyring *kr = calloc(1, sizeof(*kr));
+	if (kr)
+		kr->buckets = calloc(kr->n_buckets = 1024, sizeof(*kr->buckets));
+	if (!kr || !kr->buckets) {
+		free(kr);
+		snprintf(why, why_cap, "out of memory");
+		return NULL;
+	}
+	kr->master = master;
+	vp_key_id(master, kr->master_id);
+	randombytes_buf(kr->hash_key, sizeof(kr->hash_key));
+	pthread_mutex_init(&kr->lock, NULL);
+	pthread_cond_init(&kr->arrived, NULL);
+	return kr;
+}
+
+static void entry_free(Entry *e)
+{
+	vp_key_free(e->key);
+	vp_key_free(e->index);
+	free(e->wrapped);
+	free(e->wrong);
+	free(e->name);
+	free(e);
+}
+
+VpKeyring *vp_keyring_free(VpKeyring *kr)
+{
+	if (!kr)
+		return NULL;
+	if (kr->following) {
+		atomic_store(&kr->stop, true);
+		pthread_join(kr->thread, NULL);
+	}
+	if (kr->rk) {
+		rd_kafka_consumer_close(kr->rk);
+		rd_kafka_destroy(kr->rk);
+	}
+	for (size_t i = 0; i < kr->n_buckets; i++)
+		for (Entry *e = kr->buckets[i], *next; e; e = next) {
+			next = e->next;
+			entry_free(e);
+		}
+	free(kr->buckets);
+	pthread_mutex_destroy(&kr->lock);
+	pthread_cond_destroy(&kr->arrived);
+	free(kr);
+	return NULL;
+}
+
+static size_t bucket_of(const VpKeyring *kr, const char *name)
+{
+	unsigned char h[crypto_shorthash_BYTES];
+	uint64_t v = 0;
+	crypto_shorthash(h, (const unsigned char *)name, strlen(name), kr->hash_key);
+	memcpy(&v, h, sizeof(v));
+	return (size_t)(v & (kr->n_buckets - 1));
+}
+
+static Entry *find(const VpKeyring *kr, const char *name)
+{
+	for (Entry *e = kr->buckets[bucket_of(kr, name)]; e; e = e->next)
+		if (!strcmp(e->name, name))
+			return e;
+	return NULL;
+}
+
+/* Doubles the buckets when the chains grow past 2 on average. */
+static void grow(VpKeyring *kr)
+{
+	size_t n = kr->n_tenants + kr->n_clients;
+	if (n < kr->n_buckets * 2)
+		return;
+	Entry **old = kr->buckets;
+	size_t old_n = kr->n_buckets;
+	Entry **fresh = calloc(old_n * 2, sizeof(*fresh));
+	if (!fresh)
+		return; /* longer chains, still correct */
+	kr->buckets = fresh;
+	kr->n_buckets = old_n * 2;
+	for (size_t i = 0; i < old_n; i++)
+		for (Entry *e = old[i], *next; e; e = next) {
+			next = e->next;
+			size_t b = bucket_of(kr, e->name);
+			e->next = fresh[b];
+			fresh[b] = e;
+		}
+	free(old);
+}
+
+static Entry *find_or_add(VpKeyring *kr, const char *name, bool tenant)
+{
+	Entry *e = find(kr, name);
+	if (e)
+		return e;
+	e = calloc(1, sizeof(*e));
+	if (!e || !(e->name = strdup(name))) {
+		free(e);
+		return NULL;
+	}
+	size_t b = bucket_of(kr, name);
+	e->next = kr->buckets[b];
+	kr->buckets[b] = e;
+	if (tenant)
+		kr->n_tenants++;
+	else
+		kr->n_clients++;
+	grow(kr);
+	return e;
+}
+
+static void remove_entry(VpKeyring *kr, const char *name)
+{
+	for (Entry **p = &kr->buckets[bucket_of(kr, name)]; *p; p = &(*p)->next)
+		if (!strcmp((*p)->name, name)) {
+			Entry *e = *p;
+			*p = e->next;
+			if (e->key)
+				kr->n_tenants--;
+			else
+				kr->n_clients--;
+			entry_free(e);
+			return;
+		}
+}
+
+/* A tenant record under another master key is held against the tenant, not
+ * refused at once: a rotation leaves the old record before the new one until
+ * compaction, and only the latest record of a name counts
+ * (wrong_master_of says at the end of a read). */
+static int take_tenant_under(VpKeyring *kr, const char *name, const cJSON *v, char *why,
+			     size_t why_cap);
+
+static int take_tenant(VpKeyring *kr, const char *name, const cJSON *v, char *why,
+		       size_t why_cap)
+{
+	int rc = take_tenant_under(kr, name, v, why, why_cap);
+	Entry *e = rc == VP_KEYRING_FAILED ? NULL : find_or_add(kr, name, true);
+	if (!e)
+		return rc == VP_KEYRING_FAILED ? rc : VP_KEYRING_FAILED;
+	free(e->wrong);
+	e->wrong = rc == VP_KEYRING_WRONG_MASTER ? strdup(why) : NULL;
+	return VP_KEYRING_OK;
+}
+
+/* The first tenant whose latest record is under another master key. */
+static int wrong_master_of(VpKeyring *kr, char *why, size_t why_cap)
+{
+	int rc = VP_KEYRING_OK;
+	pthread_mutex_lock(&kr->lock);
+	for (size_t i = 0; i < kr->n_buckets && rc == VP_KEYRING_OK; i++)
+		for (Entry *e = kr->buckets[i]; e && rc == VP_KEYRING_OK; e = e->next)
+			if (e->wrong) {
+				snprintf(why, why_cap, "%s", e->wrong);
+				rc = VP_KEYRING_WRONG_MASTER;
+			}
+	pthread_mutex_unlock(&kr->lock);
+	return rc;
+}
+
+static int take_tenant_under(VpKeyring *kr, const char *name, const cJSON *v, char *why,
+			     size_t why_cap)
+{
+	const char *kek_id = vp_json_str(v, "kek_id"), *wrapped = vp_json_str(v, "wrapped");
+	if (!kek_id || strcmp(kek_id, kr->master_id) != 0) {
+		snprintf(why, why_cap,
+			 "the key of %s is wrapped under master key %s, but this daemon holds "
+			 "master key %s: wrong VETPMS_MASTER_KEY_FILE / VETPMS_MASTER_KEY?",
+			 name, kek_id ? kek_id : "(none)", kr->master_id);
+		return VP_KEYRING_WRONG_MASTER;
+	}
+	char inner[256];
+	VpKey *key = vp_key_unwrap(kr->master, wrapped, name, inner, sizeof(inner));
+	VpKey *index = key ? vp_key_derive_index(key, inner, sizeof(inner)) : NULL;
+	Entry *e = index ? find_or_add(kr, name, true) : NULL;
+	if (!e) {
+		snprintf(why, why_cap, "%s: %s", name, key && index ? "out of memory" : inner);
+		vp_key_free(key);
+		vp_key_free(index);
+		return key ? VP_KEYRING_FAILED : VP_KEYRING_WRONG_MASTER;
+	}
+	vp_key_free(e->key);
+	vp_key_free(e->index);
+	e->key = key;
+	e->index = index;
+	return VP_KEYRING_OK;
+}
+
+static int take_client(VpKeyring *kr, const char *name, const cJSON *v, bool erased, char *why,
+		       size_t why_cap)
+{
+	const char *wrapped = vp_json_str(v, "wrapped");
+	if (!erased && !wrapped) {
+		snprintf(why, why_cap, "%s: no wrapped key", name);
+		return VP_KEYRING_FAILED;
+	}
+	Entry *e = find_or_add(kr, name, false);
+	char *copy = erased ? NULL : strdup(wrapped);
+	if (!e || (!erased && !copy)) {
+		free(copy);
+		snprintf(why, why_cap, "out of memory");
+		return VP_KEYRING_FAILED;
+	}
+	if (e->erased) { /* erasure is final: a late copy of the key changes nothing */
+		free(copy);
+		return VP_KEYRING_OK;
+	}
+	if (e->wrapped)
+		sodium_memzero(e->wrapped, strlen(e->wrapped));
+	free(e->wrapped);
+	e->wrapped = copy;
+	e->erased = erased;
+	return VP_KEYRING_OK;
+}
+
+static int take_locked(VpKeyring *kr, const char *name, const char *value, size_t value_len,
+		       char *why, size_t why_cap)
+{
+	if (!value) {
+		remove_entry(kr, name);
+		return VP_KEYRING_OK;
+	}
+	cJSON *v = cJSON_ParseWithLength(value, value_len);
+	const char *kind = vp_json_str(v, "kind");
+	bool tenant_name = !strncmp(name, VP_KEYREC_TENANT ":", strlen(VP_KEYREC_TENANT) + 1);
+	int rc;
+	if (!kind) {
+		snprintf(why, why_cap, "%s: not a key record", name);
+		rc = VP_KEYRING_FAILED;
+	} else if (!strcmp(kind, VP_KEYREC_TENANT) && tenant_name)
+		rc = take_tenant(kr, name, v, why, why_cap);
+	else if (!strcmp(kind, VP_KEYREC_CLIENT) && !tenant_name)
+		rc = take_client(kr, name, v, false, why, why_cap);
+	else if (!strcmp(kind, VP_KEYREC_ERASED) && !tenant_name)
+		rc = take_client(kr, name, v, true, why, why_cap);
+	else {
+		snprintf(why, why_cap, "%s: unknown kind of key record", name);
+		rc = VP_KEYRING_FAILED;
+	}
+	cJSON_Delete(v);
+	return rc;
+}
+
+int vp_keyring_take(VpKeyring *kr, const char *name, size_t name_len, const char *value,
+		    size_t value_len, char *why, size_t why_cap)
+{
+	char key[160];
+	if (!name || name_len == 0 || name_len >= sizeof(key)) {
+		snprintf(why, why_cap, "a key record without a usable record key");
+		return VP_KEYRING_FAILED;
+	}
+	memcpy(key, name, name_len);
+	key[name_len] = '\0';
+	pthread_mutex_lock(&kr->lock);
+	int rc = take_locked(kr, key, value, value_len, why, why_cap);
+	pthread_mutex_unlock(&kr->lock);
+	return rc;
+}
+
+/* A consumer of every partition of topic from the beginning, or NULL. */
+static rd_kafka_t *reader_new(const char *brokers, const char *props, const char *topic,
+			      int *partitions, char *why, size_t why_cap)
+{
+	rd_kafka_t *rk = vp_kafka_log_reader_new(brokers, "vetpms-keys", "vetpms-keys-reader", props,
+						 false, why, why_cap);
+	if (!rk)
+		return NULL;
+	if (vp_kafka_probe(rk, topic, 5000, partitions) < 0 || *partitions <= 0) {
+		snprintf(why, why_cap, "keys topic %s not found (`vetctl topics create` makes it)",
+			 topic);
+		rd_kafka_destroy(rk);
+		return NULL;
+	}
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(*partitions);
+	for (int p = 0; p < *partitions; p++)
+		rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+	rd_kafka_resp_err_t err = rd_kafka_assign(rk, parts);
+	rd_kafka_topic_partition_list_destroy(parts);
+	if (err) {
+		snprintf(why, why_cap, "keys topic %s: %s", topic, rd_kafka_err2str(err));
+		rd_kafka_destroy(rk);
+		return NULL;
+	}
+	return rk;
+}
+
+/* One polled message into kr: 1 a partition's end, 0 taken, <0 its status. */
+static int take_message(VpKeyring *kr, const rd_kafka_message_t *m, char *why, size_t why_cap)
+{
+	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+		return 1;
+	if (m->err)
+		return 0; /* transient: librdkafka retries */
+	return vp_keyring_take(kr, m->key, m->key_len, m->payload, m->len, why, why_cap);
+}
+
+/* Consumes until every partition reported its end; status. */
+static int consume_to_end(VpKeyring *kr, rd_kafka_t *rk, int partitions, int timeout_ms,
+			  char *why, size_t why_cap)
+{
+	int64_t deadline = vp_time_mono_us() + (int64_t)timeout_ms * 1000;
+	char *seen = calloc((size_t)partitions, 1);
+	int at_end = 0, rc = VP_KEYRING_OK;
+	while (seen && at_end < partitions && rc == VP_KEYRING_OK) {
+		if (vp_time_mono_us() > deadline) {
+			snprintf(why, why_cap, "keys topic not read to its end in %d ms", timeout_ms);
+			rc = VP_KEYRING_FAILED;
+			break;
+		}
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, POLL_MS);
+		if (!m)
+			continue;
+		int taken = take_message(kr, m, why, why_cap);
+		if (taken == 1 && m->partition >= 0 && m->partition < partitions &&
+		    !seen[m->partition]) {
+			seen[m->partition] = 1;
+			at_end++;
+		} else if (taken < 0)
+			rc = taken;
+		rd_kafka_message_destroy(m);
+	}
+	if (!seen) {
+		snprintf(why, why_cap, "out of memory");
+		rc = VP_KEYRING_FAILED;
+	}
+	free(seen);
+	return rc == VP_KEYRING_OK ? wrong_master_of(kr, why, why_cap) : rc;
+}
+
+int vp_keyring_read(VpKeyring *kr, const char *brokers, const char *kafka_props,
+		    const char *topic, int timeout_ms, char *why, size_t why_cap)
+{
+	int partitions = 0;
+	rd_kafka_t *rk = reader_new(brokers, kafka_props, topic, &partitions, why, why_cap);
+	if (!rk)
+		return VP_KEYRING_FAILED;
+	int rc = consume_to_end(kr, rk, partitions, timeout_ms, why, why_cap);
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+	return rc;
+}
+
+static void *follow_main(void *arg)
+{
+	VpKeyring *kr = arg;
+	char why[256];
+	while (!atomic_load(&kr->stop)) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(kr->rk, POLL_MS);
+		if (!m)
+			continue;
+		int rc = take_message(kr, m, why, sizeof(why));
+		rd_kafka_message_destroy(m);
+		pthread_mutex_lock(&kr->lock);
+		if (rc < 0 && !kr->broken) {
+			kr->broken = rc;
+			snprintf(kr->broken_why, sizeof(kr->broken_why), "%s", why);
+		}
+		pthread_cond_broadcast(&kr->arrived);
+		pthread_mutex_unlock(&kr->lock);
+	}
+	return NULL;
+}
+
+int vp_keyring_follow(VpKeyring *kr, const char *brokers, const char *kafka_props,
+		      const char *topic, char *why, size_t why_cap)
+{
+	int partitions = 0;
+	kr->rk = reader_new(brokers, kafka_props, topic, &partitions, why, why_cap);
+	if (!kr->rk)
+		return VP_KEYRING_FAILED;
+	int rc = consume_to_end(kr, kr->rk, partitions, 60000, why, why_cap);
+	if (rc != VP_KEYRING_OK)
+		return rc;
+	if (pthread_create(&kr->thread, NULL, follow_main, kr) != 0) {
+		snprintf(why, why_cap, "cannot start the keys follower");
+		return VP_KEYRING_FAILED;
+	}
+	kr->following = true;
+	return VP_KEYRING_OK;
+}
+
+/* The client's wrapped key under the lock, waiting up to wait_ms for it. */
+static int client_entry(VpKeyring *kr, const char *name, int wait_ms, char **wrapped)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += wait_ms / 1000;
+	until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	for (;;) {
+		Entry *e = find(kr, name);
+		if (e && e->erased)
+			return VP_KEYRING_ERASED;
+		if (e && e->wrapped) {
+			*wrapped = strdup(e->wrapped);
+			return *wrapped ? VP_KEYRING_OK : VP_KEYRING_FAILED;
+		}
+		if (!kr->following || wait_ms <= 0 ||
+		    pthread_cond_timedwait(&kr->arrived, &kr->lock, &until) != 0)
+			return VP_KEYRING_NONE;
+	}
+}
+
+int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *client_id,
+			  int wait_ms, VpKey *key, char *why, size_t why_cap)
+{
+	char name[128], tenant_name[64];
+	char *wrapped = NULL;
+	int status_value, *status = &status_value;
+	vp_keyrec_name(tenant_id, client_id, name, sizeof(name));
+	vp_keyrec_name(tenant_id, NULL, tenant_name, sizeof(tenant_name));
+	pthread_mutex_lock(&kr->lock);
+	*status = client_entry(kr, name, wait_ms, &wrapped);
+	Entry *t = *status == VP_KEYRING_OK ? find(kr, tenant_name) : NULL;
+	if (*status == VP_KEYRING_OK && (!t || !t->key)) {
+		snprintf(why, why_cap, "no key for tenant %s (its client %s has one)", tenant_id,
+			 client_id);
+		*status = VP_KEYRING_FAILED;
+	} else if (*status == VP_KEYRING_OK) {
+		if (vp_key_unwrap_into(t->key, wrapped, name, key, why, why_cap) < 0)
+			*status = VP_KEYRING_FAILED;
+	} else if (*status == VP_KEYRING_NONE)
+		snprintf(why, why_cap, "no key for client %s of tenant %s in the keys topic",
+			 client_id, tenant_id);
+	else if (*status == VP_KEYRING_ERASED)
+		snprintf(why, why_cap, "client %s was erased: its key is destroyed", client_id);
+	else
+		snprintf(why, why_cap, "out of memory");
+	if (*status == VP_KEYRING_NONE && kr->broken) {
+		*status = kr->broken;
+		snprintf(why, why_cap, "%s", kr->broken_why);
+	}
+	pthread_mutex_unlock(&kr->lock);
+	if (wrapped) {
+		sodium_memzero(wrapped, strlen(wrapped));
+		free(wrapped);
+	}
+	return *status;
+}
+
+int vp_keyring_index_key(VpKeyring *kr, const char *tenant_id, VpKey *out, char *why,
+			 size_t why_cap)
+{
+	char name[64];
+	int rc = -1;
+	vp_keyrec_name(tenant_id, NULL, name, sizeof(name));
+	pthread_mutex_lock(&kr->lock);
+	Entry *t = find(kr, name);
+	if (t && t->index) {
+		vp_key_copy(out, t->index);
+		rc = 0;
+	} else
+		snprintf(why, why_cap, "no key for tenant %s", tenant_id);
+	pthread_mutex_unlock(&kr->lock);
+	return rc;
+}
+
+/* The tenant's key (borrowed, under the lock), made and recorded when there
+ * is none: out gets its record. */
+static VpKey *tenant_key_locked(VpKeyring *kr, const char *tenant_id, int64_t now_us,
+				VpKeyRecord *out, int *n_out, char *why, size_t why_cap)
+{
+	char name[64];
+	vp_keyrec_name(tenant_id, NULL, name, sizeof(name));
+	Entry *t = find(kr, name);
+	if (t && t->key)
+		return t->key;
+	VpKey *key = vp_key_random(why, why_cap);
+	VpKey *index = key ? vp_key_derive_index(key, why, why_cap) : NULL;
+	char *value = index ? vp_keyrec_value(kr->master, key, name, now_us, why, why_cap) : NULL;
+	t = value ? find_or_add(kr, name, true) : NULL;
+	if (!t) {
+		if (value)
+			snprintf(why, why_cap, "out of memory");
+		free(value);
+		vp_key_free(key);
+		vp_key_free(index);
+		return NULL;
+	}
+	t->key = key;
+	t->index = index;
+	snprintf(out[*n_out].name, sizeof(out[*n_out].name), "%s", name);
+	out[(*n_out)++].value = value;
+	return key;
+}
+
+int vp_keyring_new_client(VpKeyring *kr, const char *tenant_id, const char *client_id,
+			  int64_t now_us, VpKey *data, VpKeyRecord out[2], int *n_out, char *why,
+			  size_t why_cap)
+{
+	char name[128];
+	*n_out = 0;
+	vp_keyrec_name(tenant_id, client_id, name, sizeof(name));
+	pthread_mutex_lock(&kr->lock);
+	char *value = NULL;
+	bool made = false;
+	const VpKey *tenant = tenant_key_locked(kr, tenant_id, now_us, out, n_out, why, why_cap);
+	if (tenant) {
+		vp_key_fill_random(data);
+		value = vp_keyrec_value(tenant, data, name, now_us, why, why_cap);
+	}
+	cJSON *v = value ? cJSON_Parse(value) : NULL;
+	if (!v || take_client(kr, name, v, false, why, why_cap) != VP_KEYRING_OK) {
+		if (value && !v)
+			snprintf(why, why_cap, "out of memory");
+		free(value);
+		vp_key_wipe(data);
+	} else {
+		made = true;
+		snprintf(out[*n_out].name, sizeof(out[*n_out].name), "%s", name);
+		out[(*n_out)++].value = value;
+	}
+	cJSON_Delete(v);
+	if (!made && *n_out > 0) /* a tenant key made here and never to be produced */
+		remove_entry(kr, out[0].name);
+	pthread_mutex_unlock(&kr->lock);
+	if (!made) {
+		vp_key_records_release(out, *n_out);
+		*n_out = 0;
+	}
+	return made ? 0 : -1;
+}
+
+void vp_key_records_release(VpKeyRecord *records, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(records[i].value);
+		records[i].value = NULL;
+	}
+}
+
+char *vp_keyrec_erased_value(int64_t now_us)
+{
+	char at[40], *text = NULL;
+	vp_time_format_rfc3339_us(now_us, at, sizeof(at));
+	cJSON *v = cJSON_CreateObject();
+	if (v && cJSON_AddStringToObject(v, "kind", VP_KEYREC_ERASED) &&
+	    cJSON_AddStringToObject(v, "erased_at", at))
+		text = cJSON_PrintUnformatted(v);
+	cJSON_Delete(v);
+	return text;
+}
+
+size_t vp_keyring_tenants(VpKeyring *kr)
+{
+	pthread_mutex_lock(&kr->lock);
+	size_t n = kr->n_tenants;
+	pthread_mutex_unlock(&kr->lock);
+	return n;
+}
+
+size_t vp_keyring_clients(VpKeyring *kr)
+{
+	pthread_mutex_lock(&kr->lock);
+	size_t n = kr->n_clients;
+	pthread_mutex_unlock(&kr->lock);
+	return n;
+}
+
+VpKeyring *vp_keyring_open(const char *brokers, const char *kafka_props, const char *topic,
+			   const char *master_file, bool follow, int timeout_ms,
+			   const volatile int *stop, VpKey **master_out, int *status, char *why,
+			   size_t why_cap)
+{
+	*master_out = NULL;
+	*status = VP_KEYRING_FAILED;
+	if (vp_crypto_init(why, why_cap) < 0)
+		return NULL;
+	VpKey *master = vp_key_master_load(master_file, getenv("VETPMS_MASTER_KEY"), why, why_cap);
+	if (!master)
+		return NULL;
+	int64_t deadline = vp_time_mono_us() + (int64_t)timeout_ms * 1000;
+	for (;;) {
+		VpKeyring *kr = vp_keyring_new(master, why, why_cap);
+		if (!kr)
+			break;
+		*status = follow ? vp_keyring_follow(kr, brokers, kafka_props, topic, why, why_cap)
+				 : vp_keyring_read(kr, brokers, kafka_props, topic, 30000, why,
+						   why_cap);
+		if (*status == VP_KEYRING_OK) {
+			*master_out = master;
+			return kr;
+		}
+		vp_keyring_free(kr);
+		if (*status != VP_KEYRING_FAILED || (stop && *stop) || vp_time_mono_us() > deadline)
+			break;
+		sleep(1);
+	}
+	vp_key_free(master);
+	return NULL;
+}
+
+void vp_keyring_forget(VpKeyring *kr, const VpKeyRecord *records, int n)
+{
+	pthread_mutex_lock(&kr->lock);
+	for (int i = 0; i < n; i++)
+		if (!records[i].erasure)
+			remove_entry(kr, records[i].name);
+	pthread_mutex_unlock(&kr->lock);
+}

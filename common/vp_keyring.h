@@ -1,0 +1,97 @@
+/* The keys of the keys topic (vetpms.keys, docs/privacy.md) in memory: each
+ * tenant's key unwrapped under the master key (with its blind-index key), and
+ * each client's data key still wrapped under its tenant key (unwrapped only
+ * for the moment it is used, so at most a few data keys are ever in the
+ * clear). Thread-safe: the projector's appliers share one keyring.
+ *
+ * A tenant key wrapped under another master key is refused
+ * (VP_KEYRING_WRONG_MASTER, why naming both key ids): a daemon given the
+ * wrong master key stops at start instead of projecting garbage. */
+#ifndef VP_KEYRING_H
+#define VP_KEYRING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vp_crypto.h"
+
+#define VP_TOPIC_KEYS_DEFAULT "vetpms.keys"
+
+enum {
+	VP_KEYRING_OK = 0,
+	VP_KEYRING_FAILED = -1,       /* Kafka, memory, a record that is not a key record */
+	VP_KEYRING_WRONG_MASTER = -2, /* a tenant key does not open under our master key */
+	VP_KEYRING_NONE = -3,         /* no key for this client (yet) */
+	VP_KEYRING_ERASED = -4,       /* the client's key was destroyed (EraseClient) */
+};
+
+typedef struct VpKeyring VpKeyring;
+
+/* master is borrowed and must outlive the keyring. */
+VpKeyring *vp_keyring_new(const VpKey *master, char *why, size_t why_cap);
+VpKeyring *vp_keyring_free(VpKeyring *kr);
+
+/* One record of the keys topic (value NULL: a tombstone). */
+int vp_keyring_take(VpKeyring *kr, const char *name, size_t name_len, const char *value,
+		    size_t value_len, char *why, size_t why_cap);
+
+/* Reads every partition of topic from the beginning to its end
+ * (read_committed) into kr, within timeout_ms. */
+int vp_keyring_read(VpKeyring *kr, const char *brokers, const char *kafka_props,
+		    const char *topic, int timeout_ms, char *why, size_t why_cap);
+
+/* Follows topic from where vp_keyring_read left it... (projector): a
+ * consumer of its own reads new records on a thread of its own, so a key
+ * committed with an event is found by vp_keyring_client_key(wait_ms > 0). */
+int vp_keyring_follow(VpKeyring *kr, const char *brokers, const char *kafka_props,
+		      const char *topic, char *why, size_t why_cap);
+
+/* The client's data key into out (a locked key the caller reuses and wipes,
+ * vp_crypto.h): VP_KEYRING_OK, or NONE (after waiting up to wait_ms for it
+ * to arrive), ERASED or FAILED (why). */
+int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *client_id,
+			  int wait_ms, VpKey *out, char *why, size_t why_cap);
+/* The tenant's blind-index key into out; 0, or -1 (no tenant key). */
+int vp_keyring_index_key(VpKeyring *kr, const char *tenant_id, VpKey *out, char *why,
+			 size_t why_cap);
+
+/* A key record to produce (name = record key, value = its JSON). */
+typedef struct VpKeyRecord {
+	char name[128];
+	char *value;  /* malloc'd */
+	bool erasure; /* an erasure marker: the keyring made nothing to forget */
+} VpKeyRecord;
+
+/* The erasure marker of a client's key record: {"kind": "erased",
+ * "erased_at"}; the keyring keeps the fact and drops the key. malloc'd. */
+char *vp_keyrec_erased_value(int64_t now_us);
+
+/* What a new client needs: its data key (into out; 0 or -1), and
+ * the key records to produce in the same transaction as its first event:
+ * the tenant's key first when the tenant has none yet, then the client's.
+ * The keyring holds them at once (the caller's model must forget them if the
+ * transaction fails: the writer rebuilds its model, keyring included). */
+int vp_keyring_new_client(VpKeyring *kr, const char *tenant_id, const char *client_id,
+			  int64_t now_us, VpKey *key, VpKeyRecord out[2], int *n_out, char *why,
+			  size_t why_cap);
+void vp_key_records_release(VpKeyRecord *records, int n);
+/* Drops what records made (their event will not be appended after all). */
+void vp_keyring_forget(VpKeyring *kr, const VpKeyRecord *records, int n);
+
+/* A daemon's start: libsodium, the master key (master_file, else the
+ * environment's VETPMS_MASTER_KEY; neither is an error saying how to give
+ * one), then the keys topic read to its end (follow: and followed after), the
+ * read retried every second while Kafka fails and *stop is 0, up to
+ * timeout_ms. NULL with *status and why (VP_KEYRING_WRONG_MASTER: a key of
+ * the topic was wrapped under another master key; do not start). */
+VpKeyring *vp_keyring_open(const char *brokers, const char *kafka_props, const char *topic,
+			   const char *master_file, bool follow, int timeout_ms,
+			   const volatile int *stop, VpKey **master_out, int *status, char *why,
+			   size_t why_cap);
+
+/* Counts, for logs and tests. */
+size_t vp_keyring_tenants(VpKeyring *kr);
+size_t vp_keyring_clients(VpKeyring *kr);
+
+#endif

@@ -1,0 +1,144 @@
+/* Opening sealed client events before their rows run (issue 18,
+ * docs/privacy.md). ClientRegistered / ClientContactUpdated v2 carry the
+ * personal fields sealed under the client's data key; here they are opened
+ * with the keyring (common/vp_keyring.h) into the v1 shape the directory rows
+ * read, plus the blind indexes: the upcast of v2 to what the handlers know.
+ * v1 events are read as they are. A field that does not open (tampered,
+ * another key, moved) or a client without a key is refused: a dead letter
+ * holding the sealed envelope only, never a row of garbage.
+ *
+ * The event's data object is rewritten in place (the envelope stays as it
+ * was received: event_log keeps the sealed form). Linked into the projector
+ * and the query-reader's history folds alike (libvpapply.a); a process that
+ * set no keyring refuses sealed events. */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "apply_runner.h"
+#include "projector.h"
+#include "vp_catalog.h"
+#include "vp_sealed.h"
+
+/* How long an event waits for its client's key to arrive in the keys topic
+ * (pj_keys_use): the key commits in the same transaction as the client's
+ * first event, so it is normally there already; only a forged or broken
+ * event waits this long, and only once (a pipelined batch checks an event,
+ * then applies it one by one: the second look does not wait again). */
+static int key_wait_ms;
+static _Thread_local char last_missing[37];
+
+static VpKeyring *keyring; /* set once at start, before any applier runs */
+
+/* Each applying thread's locked scratch key for the data key it opens with
+ * (one sodium_malloc per thread, not per event), freed when the thread ends
+ * (the reader's history folds run on threads of their own). */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *key)
+{
+	vp_key_free(key);
+}
+
+static void scratch_init(void)
+{
+	pthread_key_create(&scratch_key, scratch_free);
+}
+
+static VpKey *scratch(char *why, size_t why_cap)
+{
+	pthread_once(&scratch_once, scratch_init);
+	VpKey *key = pthread_getspecific(scratch_key);
+	if (!key && (key = vp_key_random(why, why_cap)) && pthread_setspecific(scratch_key, key))
+		key = vp_key_free(key);
+	return key;
+}
+
+void pj_keys_use(VpKeyring *kr, int wait_ms)
+{
+	keyring = kr;
+	key_wait_ms = wait_ms;
+}
+
+/* What an erased client's sealed event reads as (a rebuild after EraseClient:
+ * its key is destroyed): "erased client", every other personal field null,
+ * no blind index. The ClientErased later in the log scrubs the rows anyway;
+ * this keeps the events before it applying instead of dead-lettering. */
+static cJSON *erased_shape(const cJSON *data)
+{
+	const cJSON *fields = cJSON_GetObjectItemCaseSensitive(data, "sealed");
+	cJSON *out = cJSON_CreateObject();
+	const cJSON *item;
+	cJSON_ArrayForEach(item, fields)
+	{
+		cJSON *value = !strcmp(item->string, "first_name")  ? cJSON_CreateString("erased")
+			       : !strcmp(item->string, "last_name") ? cJSON_CreateString("client")
+								    : cJSON_CreateNull();
+		if (!out || !value || !cJSON_AddItemToObject(out, item->string, value)) {
+			cJSON_Delete(value);
+			cJSON_Delete(out);
+			return NULL;
+		}
+	}
+	return out;
+}
+
+/* Replaces data's members by opened's (opened is consumed). */
+static void replace_members(cJSON *data, cJSON *opened)
+{
+	while (data->child) {
+		cJSON *item = cJSON_DetachItemViaPointer(data, data->child);
+		cJSON_Delete(item);
+	}
+	while (opened->child) {
+		cJSON *item = cJSON_DetachItemViaPointer(opened, opened->child);
+		cJSON_AddItemToObject(data, item->string, item); /* copies the name first */
+	}
+	cJSON_Delete(opened);
+}
+
+PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap)
+{
+	if (ev->v < VP_SEALED_V || !vp_sealed_type(ev->type))
+		return PJ_APPLIED;
+	if (!keyring) {
+		snprintf(why, why_cap, "%s v%d is sealed and this process holds no keys", ev->type,
+			 ev->v);
+		return PJ_REJECTED;
+	}
+	char inner[384];
+	VpKey *key = scratch(inner, sizeof(inner));
+	if (!key) {
+		snprintf(why, why_cap, "%s: %s", ev->type, inner);
+		return PJ_FAILED;
+	}
+	int wait_ms = strcmp(last_missing, ev->id) != 0 ? key_wait_ms : 0;
+	int status = vp_keyring_client_key(keyring, ev->tenant_id, ev->aggregate_id, wait_ms, key,
+					   inner, sizeof(inner));
+	if (status == VP_KEYRING_NONE)
+		snprintf(last_missing, sizeof(last_missing), "%s", ev->id);
+	if (status == VP_KEYRING_ERASED) {
+		cJSON *erased = erased_shape(ev->data);
+		if (!erased) {
+			snprintf(why, why_cap, "out of memory");
+			return PJ_FAILED;
+		}
+		replace_members(ev->data, erased);
+		return PJ_APPLIED;
+	}
+	if (status != VP_KEYRING_OK) {
+		/* none or unreadable: never a row without its fields */
+		snprintf(why, why_cap, "%s: %s", ev->type, inner);
+		return PJ_REJECTED;
+	}
+	cJSON *opened = vp_sealed_open(ev->data, ev->tenant_id, ev->aggregate_id, key, inner,
+				       sizeof(inner));
+	vp_key_wipe(key);
+	if (!opened) {
+		snprintf(why, why_cap, "%s: %s", ev->type, inner);
+		return PJ_REJECTED;
+	}
+	replace_members(ev->data, opened);
+	return PJ_APPLIED;
+}

@@ -1,0 +1,409 @@
+"""Personal data sealed in the log (issue 18, docs/privacy.md), on the real
+stack: a client's name, email, phone and address never reach the events
+topic in clear, only sealed under the client's data key, whose wrapped form
+commits in the keys topic in the same transaction as the event; the read
+model and the reader hold the plain text (search still finds it); a tampered
+sealed field is a dead letter, never a row; a whole-log rebuild opens the
+same fields again; v1 plaintext events still project; a daemon given the
+wrong master key, or none, refuses to start and says why; an aborted
+transaction leaves neither the event nor the key."""
+
+import json
+import os
+import re
+import time
+import uuid
+
+import pytest
+import requests
+from confluent_kafka import Consumer, TopicPartition
+
+import events
+import kafka_log
+import readmodel
+from stack import free_port, new_master_key, running_stack, wait_for
+
+KEYS_TOPIC = "vetpms.keys"
+ADA = {"first_name": "Adaline", "last_name": "Quixwortel", "email": "Ada.Q@Example-Privacy.org",
+       "phone": "+44 20 7946 0718", "address": "12 Crooked Lane, Zorbington"}
+PLAIN = [ADA["first_name"], ADA["last_name"], "Example-Privacy", "example-privacy",
+         "7946 0718", "Crooked Lane", "Zorbington"]
+
+
+def read_keys(brokers, partitions=6, timeout=60):
+    """Every committed record of the keys topic as (key, value) in order."""
+    c = Consumer({"bootstrap.servers": brokers, "group.id": "e2e-keys-reader",
+                  "isolation.level": "read_committed", "enable.auto.commit": False,
+                  "enable.partition.eof": True})
+    md = c.list_topics(KEYS_TOPIC, timeout=10).topics[KEYS_TOPIC]
+    n = len(md.partitions)
+    c.assign([TopicPartition(KEYS_TOPIC, p, 0) for p in range(n)])
+    out, at_end = [], set()
+    deadline = time.time() + timeout
+    try:
+        while len(at_end) < n and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == -191:
+                    at_end.add(m.partition())
+                continue
+            at_end.discard(m.partition())
+            out.append((m.key().decode(), m.value()))
+    finally:
+        c.close()
+    assert len(at_end) == n, "keys topic not read to its end"
+    return out
+
+
+def raw_log(brokers, topic=kafka_log.TOPIC):
+    return b"\n".join(v for (_p, _o, _h, v) in kafka_log.read_all(brokers, topic=topic) if v)
+
+
+class Clinic:
+    def __init__(self, stack, writer, reader, projector):
+        self.stack, self.writer, self.reader, self.projector = stack, writer, reader, projector
+        self.tenant = stack.provision(writer, "Privacy Vets", "Europe/Paris", "EUR")
+        self.auth = {"Authorization": "Bearer " + stack.token(["admin", "vet"], tenant=self.tenant)}
+
+    def post(self, path, body, method="POST"):
+        r = requests.request(method, self.writer.url + path, json=body, headers=self.auth,
+                             timeout=30)
+        assert r.status_code in (200, 201), r.text
+        return r.json(), r.headers.get("X-Consistency-Token")
+
+    def get(self, path, token=None, **params):
+        if token:
+            params["consistent_with"] = token
+        r = requests.get(self.reader.url + path, params=params, headers=self.auth, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+@pytest.fixture(scope="module")
+def clinic():
+    broker = {"VETPMS_KAFKA_EXTRA_CONFIG":
+              "transaction.abort.timed.out.transaction.cleanup.interval.ms=500",
+              # a forged event without a key waits this long, not 10 s
+              "VETPMS_PROJECTOR_KEY_WAIT_MS": "2000"}
+    with running_stack(env=broker) as stack:
+        projector, reader, writer = stack.start_all()
+        yield Clinic(stack, writer, reader, projector)
+
+
+@pytest.fixture(scope="module")
+def ada(clinic):
+    body, token = clinic.post("/v1/clients", ADA)
+    got = clinic.get("/v1/clients/" + body["id"], token)
+    return body["id"], got
+
+
+def test_personal_fields_are_sealed_in_the_log_and_plain_in_the_read_model(clinic, ada):
+    client_id, got = ada
+    for field in ("first_name", "last_name", "email", "phone", "address"):
+        assert got[field] == ADA[field]
+    log = raw_log(clinic.stack.brokers)
+    for text in PLAIN:
+        assert text.encode() not in log, f"{text!r} is in the events topic in clear"
+    mine = [e for e in kafka_log.events(clinic.stack.brokers) if e["aggregate_id"] == client_id]
+    assert [(e["type"], e["v"]) for e in mine] == [("ClientRegistered", 2)]
+    data = mine[0]["data"]
+    assert set(data["sealed"]) == {"first_name", "last_name", "email", "phone", "address"}
+    assert re.fullmatch("[0-9a-f]{64}", data["email_bidx"])
+    # the keys: the tenant's (under the master key) and the client's, no plain text
+    keys = dict(read_keys(clinic.stack.brokers))
+    tenant_rec = json.loads(keys["tenant:" + clinic.tenant])
+    client_rec = json.loads(keys[f"client:{clinic.tenant}:{client_id}"])
+    assert tenant_rec["kind"] == "tenant" and client_rec["kind"] == "client"
+    assert client_rec["key_id"] == data["key_id"]
+    assert client_rec["kek_id"] == tenant_rec["key_id"]
+    key_bytes = b"\n".join(keys.values())
+    assert clinic.stack.master_key.encode() not in key_bytes
+    for text in PLAIN:
+        assert text.encode() not in key_bytes
+    # the read model holds the text and the same blind index
+    rows = readmodel.query(clinic.stack, "SELECT email, email_bidx, phone_bidx FROM read.clients"
+                                         " WHERE id = %s", (client_id,))
+    assert rows == [(ADA["email"], data["email_bidx"], data["phone_bidx"])]
+    # event_log keeps the envelope as received: sealed
+    envelope = readmodel.query(clinic.stack, "SELECT envelope::text FROM read.event_log WHERE "
+                                             "aggregate_id = %s", (client_id,))[0][0]
+    for text in PLAIN:
+        assert text not in envelope
+
+
+def test_search_and_contact_updates_work_on_the_opened_fields(clinic, ada):
+    client_id, _ = ada
+    found = clinic.get("/v1/clients", search="quixwortel")["data"]
+    assert [c["id"] for c in found] == [client_id]
+    found = clinic.get("/v1/clients", search="ada.q@example-privacy")["data"]
+    assert [c["id"] for c in found] == [client_id]
+    before = readmodel.query(clinic.stack, "SELECT email_bidx FROM read.clients WHERE id = %s",
+                             (client_id,))[0][0]
+    _, token = clinic.post("/v1/clients/" + client_id,
+                           {"email": "ADA.Q@example-privacy.org ", "phone": None}, "PATCH")
+    got = clinic.get("/v1/clients/" + client_id, token)
+    assert got["email"] == "ADA.Q@example-privacy.org " and got["phone"] is None
+    assert got["address"] == ADA["address"]  # absent in the update: unchanged
+    rows = readmodel.query(clinic.stack, "SELECT email_bidx, phone_bidx FROM read.clients "
+                                         "WHERE id = %s", (client_id,))
+    # the same address in another case and spacing: the same blind index
+    assert rows == [(before, None)]
+    mine = [e for e in kafka_log.events(clinic.stack.brokers) if e["aggregate_id"] == client_id]
+    assert [(e["type"], e["v"]) for e in mine][-1] == ("ClientContactUpdated", 2)
+    assert b"ADA.Q@" not in raw_log(clinic.stack.brokers)
+
+
+def test_a_tampered_sealed_field_is_a_dead_letter_not_a_row(clinic, ada):
+    client_id, _ = ada
+    original = [e for e in kafka_log.events(clinic.stack.brokers)
+                if e["aggregate_id"] == client_id and e["type"] == "ClientRegistered"][0]
+    forged = json.loads(json.dumps(original))
+    forged["id"] = str(uuid.uuid4())
+    text = forged["data"]["sealed"]["last_name"]["c"]
+    forged["data"]["sealed"]["last_name"]["c"] = ("B" if text[3] == "A" else "A").join(
+        (text[:3], text[4:]))
+    p = events.EventProducer(clinic.stack.brokers, transactional_id="e2e-privacy-forger")
+    p.begin()
+    p.send(forged)
+    p.commit()
+    p.flush()
+    p.close()
+
+    def dead():
+        return readmodel.query(clinic.stack, "SELECT error, payload::text FROM "
+                                             "read.dead_letters WHERE aggregate_id = %s",
+                               (client_id,))
+    wait_for(lambda: dead(), timeout=60, what="the forged event's dead letter")
+    [(error, payload)] = dead()
+    assert "sealed.last_name" in error and "does not open" in error
+    for text in PLAIN:
+        assert text not in payload and text not in error
+    # the row is still the real client's, opened from the real event
+    got = clinic.get("/v1/clients/" + client_id)
+    assert got["last_name"] == ADA["last_name"]
+
+
+def test_a_sealed_event_without_a_key_is_a_dead_letter(clinic, ada):
+    """A v2 event of a client that has no key in the keys topic (forged, or
+    imported without its keys): refused after the wait, never projected."""
+    client_id, _ = ada
+    original = [e for e in kafka_log.events(clinic.stack.brokers)
+                if e["aggregate_id"] == client_id and e["type"] == "ClientRegistered"][0]
+    keyless = str(uuid.uuid4())
+    forged = dict(original, id=str(uuid.uuid4()), aggregate_id=keyless)
+    p = events.EventProducer(clinic.stack.brokers, transactional_id="e2e-privacy-keyless")
+    p.begin()
+    p.send(forged)
+    p.commit()
+    p.flush()
+    p.close()
+
+    def dead():
+        return readmodel.query(clinic.stack, "SELECT error FROM read.dead_letters WHERE "
+                                             "aggregate_id = %s", (keyless,))
+    wait_for(dead, timeout=60, what="the keyless event's dead letter")
+    assert "no key for client" in dead()[0][0], dead()
+    assert not readmodel.query(clinic.stack, "SELECT 1 FROM read.clients WHERE id = %s",
+                               (keyless,))
+
+
+def test_v1_plaintext_events_still_project(clinic):
+    client = str(uuid.uuid4())
+    p = events.EventProducer(clinic.stack.brokers, transactional_id="e2e-privacy-v1")
+    p.begin()
+    p.send(events.envelope("ClientRegistered", clinic.tenant, "client", client, 1,
+                           {"first_name": "Old", "last_name": "Plainly", "email": None,
+                            "phone": None, "address": None}))
+    p.commit()
+    p.flush()
+    p.close()
+    wait_for(lambda: readmodel.query(clinic.stack, "SELECT last_name, email_bidx FROM "
+                                                   "read.clients WHERE id = %s", (client,)),
+             timeout=60, what="the v1 client's row")
+    assert readmodel.query(clinic.stack, "SELECT last_name, email_bidx FROM read.clients "
+                                         "WHERE id = %s", (client,)) == [("Plainly", None)]
+
+
+def test_analysts_see_no_personal_field(clinic, ada):
+    """docs/analysts.md: counts and ids, never a name or a contact."""
+    import psycopg
+    with psycopg.connect(clinic.stack.dsn("analyst"), autocommit=True) as an:
+        an.execute("SELECT set_config('vetpms.tenant_id', %s, false)", (clinic.tenant,))
+        assert an.execute("SELECT count(*) FROM read.clients WHERE active").fetchone()[0] >= 1
+        assert an.execute("SELECT id FROM read.clients WHERE id = %s",
+                          (ada[0],)).fetchall() == [(uuid.UUID(ada[0]),)]
+        for query in ("SELECT first_name FROM read.clients", "SELECT email FROM read.clients",
+                      "SELECT * FROM read.clients", "SELECT search FROM read.clients",
+                      "SELECT client_last_name FROM read.patients",
+                      "SELECT client_first_name FROM read.appointments",
+                      "SELECT client_name FROM read.appointment_dashboard"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                an.execute(query)
+        # event_log: the sealed events only, never a v1 plain-text one
+        rows = an.execute("SELECT v, envelope::text FROM read.event_log WHERE "
+                          "aggregate = 'client'").fetchall()
+    assert rows and {v for v, _ in rows} == {2}
+    for _, envelope in rows:
+        assert "Plainly" not in envelope and ADA["last_name"] not in envelope
+    assert readmodel.query(clinic.stack, "SELECT count(*) FROM read.event_log WHERE "
+                                         "aggregate = 'client' AND v = 1")[0][0] == 1
+
+
+def test_a_whole_log_rebuild_opens_the_same_fields(clinic, ada):
+    before = readmodel.table_digests(clinic.stack, "read")
+    readmodel.run_rebuild(clinic.stack)
+    after = readmodel.table_digests(clinic.stack, "read")
+    assert after == before
+    assert readmodel.query(clinic.stack, "SELECT last_name FROM read.clients WHERE id = %s",
+                           (ada[0],)) == [(ADA["last_name"],)]
+
+
+def read_model_text(stack):
+    """Every row of every table of every schema the projector owns, as text."""
+    tables = readmodel.query(stack, "SELECT table_schema, table_name FROM "
+                                    "information_schema.tables WHERE table_type = 'BASE TABLE'"
+                                    " AND table_schema NOT IN ('pg_catalog', "
+                                    "'information_schema')")
+    out = []
+    for schema, table in tables:
+        out += [r for (r,) in readmodel.query(
+            stack, f'SELECT to_jsonb(x)::text FROM "{schema}"."{table}" x')]
+    return "\n".join(out)
+
+
+def test_erasure_leaves_no_personal_field_in_log_read_model_export_or_dead_letters(clinic,
+                                                                                   ada):
+    client_id, _ = ada
+    pet, token = clinic.post("/v1/patients", {"client_id": client_id, "name": "Rexo",
+                                              "species": "canine", "sex": "male"})
+    before_erasure = clinic.get("/v1/patients/" + pet["id"], token)
+    assert ADA["last_name"] in json.dumps(before_erasure)
+    at = before_erasure["updated_at"]
+    url = f"{clinic.writer.url}/v1/clients/{client_id}/erase"
+    r = requests.post(url, json={}, headers=clinic.auth, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "VALIDATION_ERROR", r.text
+    reception = {"Authorization": "Bearer " + clinic.stack.token("reception",
+                                                                 tenant=clinic.tenant)}
+    r = requests.post(url, json={"reason": "x"}, headers=reception, timeout=30)
+    assert r.status_code == 403, r.text
+    _, token = clinic.post(f"/v1/clients/{client_id}/erase", {"reason": "GDPR request 117"})
+    r = requests.post(url, json={"reason": "again"}, headers=clinic.auth, timeout=30)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "INVALID_STATE", r.text
+    got = clinic.get("/v1/clients/" + client_id, token)
+    assert [got[f] for f in ("first_name", "last_name", "email", "phone", "address", "active")] \
+        == ["erased", "client", None, None, None, False]
+    assert [p["id"] for p in got["patients"]] == [pet["id"]]  # clinical records stay
+    # the key's latest record is the erasure marker (compaction drops the key)
+    name = f"client:{clinic.tenant}:{client_id}"
+    assert [json.loads(v)["kind"] for k, v in read_keys(clinic.stack.brokers)
+            if k == name][-1] == "erased"
+
+    readmodel.run_rebuild(clinic.stack)
+    exported = clinic.stack.vetctl("tenant", "export", "--tenant", clinic.tenant).stdout
+    history = clinic.get("/v1/patients/" + pet["id"], as_of=at)
+    places = {"events topic": raw_log(clinic.stack.brokers).decode(errors="replace"),
+              "dead letter topic": raw_log(clinic.stack.brokers,
+                                           "vetpms.events.dlq").decode(errors="replace"),
+              "read model (every schema, dead letters included)": read_model_text(clinic.stack),
+              "tenant export": exported,
+              "patient as of before the erasure": json.dumps(history),
+              "client now": json.dumps(clinic.get("/v1/clients/" + client_id)),
+              "client search": json.dumps(clinic.get("/v1/clients", search="erased client"))}
+    for where, text in places.items():
+        # each place really holds this client (the grep below is not vacuous)
+        assert client_id in text or where == "patient as of before the erasure", where
+        for value in PLAIN:
+            assert value.lower() not in text.lower(), f"{value!r} survives in the {where}"
+    assert "Rexo" in places["read model (every schema, dead letters included)"]
+    assert "erased" in places["patient as of before the erasure"]
+    assert client_id in places["client search"]
+
+
+def master_file(stack, name, text):
+    path = os.path.join(stack.dir, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+    return path
+
+
+def exits_saying(daemon, pattern, timeout=60):
+    code = daemon.proc.wait(timeout=timeout)
+    log = "\n".join(daemon.log_lines())
+    assert code != 0 and re.search(pattern, log), log[-2000:]
+
+
+HOLDS = "wrapped under master key [0-9a-f]{16}, but this daemon holds master key [0-9a-f]{16}"
+
+
+def test_a_wrong_or_missing_master_key_stops_the_daemons_at_start(clinic):
+    wrong = master_file(clinic.stack, "wrong.key", new_master_key())
+    for name in ("projector", "query-reader", "cmd-writer"):
+        d = clinic.stack.start_daemon(name, port=free_port(),
+                                      env={"VETPMS_MASTER_KEY_FILE": wrong})
+        exits_saying(d, HOLDS)
+        # the key itself is never logged
+        assert open(wrong).read().strip() not in "\n".join(d.log_lines())
+    d = clinic.stack.start_daemon("projector", port=free_port(),
+                                  env={"VETPMS_MASTER_KEY_FILE": ""})
+    exits_saying(d, "no master key: set VETPMS_MASTER_KEY_FILE")
+    loose = os.path.join(clinic.stack.dir, "loose.key")
+    with open(loose, "w") as f:
+        f.write(clinic.stack.master_key)
+    os.chmod(loose, 0o644)
+    d = clinic.stack.start_daemon("cmd-writer", port=free_port(),
+                                  env={"VETPMS_MASTER_KEY_FILE": loose})
+    exits_saying(d, "readable by its owner only")
+
+
+def test_an_aborted_registration_leaves_neither_the_event_nor_the_key(clinic):
+    """Last: the writer with the abort fault fences the module's writer."""
+    assert clinic.writer.terminate() == 0
+    writer = clinic.stack.start_daemon("cmd-writer", port=free_port(), env={
+        "VETPMS_KAFKA_PROPS": "transaction.timeout.ms=2000",
+        "VETPMS_WRITER_FAULT_COMMIT": "abort-once"})
+    writer.wait_ready(90)
+    client = str(uuid.uuid4())
+    r = requests.post(writer.url + "/v1/clients", json=dict(ADA, id=client),
+                      headers=clinic.auth, timeout=60)
+    assert r.status_code == 503, r.text
+    writer.wait_ready(60)
+    assert not [e for e in kafka_log.events(clinic.stack.brokers) if e["aggregate_id"] == client]
+    assert not [k for (k, _v) in read_keys(clinic.stack.brokers) if k.endswith(client)]
+    # the writer's model forgot the key with the event: the retry makes a new one
+    r = requests.post(writer.url + "/v1/clients", json=dict(ADA, id=client),
+                      headers=clinic.auth, timeout=60)
+    assert r.status_code == 201, r.text
+    keys = [k for (k, _v) in read_keys(clinic.stack.brokers) if k.endswith(client)]
+    assert keys == [f"client:{clinic.tenant}:{client}"]
+    got = clinic.get("/v1/clients/" + client, r.headers["X-Consistency-Token"])
+    assert got["last_name"] == ADA["last_name"]
+    assert writer.terminate() == 0
+
+
+def test_rotating_the_master_key_rewraps_tenant_keys_without_touching_events(clinic):
+    stack = clinic.stack
+    new = os.path.join(stack.dir, "next.key")
+    r = stack.vetctl("keys", "new-master", "--out", new)
+    assert os.stat(new).st_mode & 0o777 == 0o600 and r.stdout == ""  # never printed
+    name = "tenant:" + clinic.tenant
+    old_rec = [json.loads(v) for k, v in read_keys(stack.brokers) if k == name][-1]
+    log_before = raw_log(stack.brokers)
+    r = stack.vetctl("keys", "rotate-master", "--new-key-file", new)
+    assert "rewrapped 1 tenant key(s)" in r.stderr, r.stderr
+    assert raw_log(stack.brokers) == log_before  # the events are not touched
+    new_rec = [json.loads(v) for k, v in read_keys(stack.brokers) if k == name][-1]
+    assert new_rec["key_id"] == old_rec["key_id"] and new_rec["kek_id"] != old_rec["kek_id"]
+    r = stack.vetctl("keys", "rotate-master", "--new-key-file", new)
+    assert "already under the new master key" in r.stderr, r.stderr
+    # the old key now stops a daemon at start; the new one opens everything again
+    exits_saying(stack.start_daemon("projector", port=free_port()), HOLDS)
+    before = readmodel.table_digests(stack, "read")
+    readmodel.run_rebuild(stack, env={"VETPMS_MASTER_KEY_FILE": new})
+    assert readmodel.table_digests(stack, "read") == before
+    # a key under neither master key: nothing is rewritten
+    other = master_file(stack, "other.key", new_master_key())
+    r = stack.vetctl("keys", "rotate-master", "--new-key-file", other, check=False)
+    assert r.returncode == 1 and "neither the current" in r.stderr, r.stderr

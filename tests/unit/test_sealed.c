@@ -1,0 +1,288 @@
+/* Unit tests of common/vp_sealed.c: a client event's data sealed and opened
+ * again (the v2 shape and the upcast back to v1's), null and absent members,
+ * a tampered, moved or foreign value refused, blind index normalisation, key
+ * records. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+
+#include "vp_json.h"
+#include "vp_keyring.h"
+#include "vp_sealed.h"
+
+#define TENANT "0190a1b2-0000-7000-8000-000000000001"
+#define CLIENT "0190a1b2-0000-7000-8000-000000000002"
+#define OTHER  "0190a1b2-0000-7000-8000-000000000003"
+
+static char why[512];
+static VpKey *data_key, *index_key;
+
+static int setup(void **state)
+{
+	(void)state;
+	if (vp_crypto_init(why, sizeof(why)) < 0)
+		return -1;
+	VpKey *tenant = vp_key_random(why, sizeof(why));
+	data_key = vp_key_random(why, sizeof(why));
+	index_key = tenant ? vp_key_derive_index(tenant, why, sizeof(why)) : NULL;
+	vp_key_free(tenant);
+	return data_key && index_key ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	vp_key_free(data_key);
+	vp_key_free(index_key);
+	return 0;
+}
+
+static cJSON *registered(void)
+{
+	cJSON *d = cJSON_Parse("{\"first_name\":\"Ada\",\"last_name\":\"Lovelace\","
+			       "\"email\":\"Ada@Example.org\",\"phone\":\"+44 20 7946-0000\","
+			       "\"address\":null}");
+	assert_non_null(d);
+	return d;
+}
+
+static cJSON *seal_or_fail(const cJSON *plain, const char *client)
+{
+	cJSON *sealed = vp_sealed_seal(plain, TENANT, client, data_key, index_key, why, sizeof(why));
+	if (!sealed)
+		fail_msg("%s", why);
+	return sealed;
+}
+
+static void a_registration_seals_and_opens_back_to_its_plain_data(void **state)
+{
+	(void)state;
+	cJSON *plain = registered();
+	cJSON *sealed = seal_or_fail(plain, CLIENT);
+	char *text = cJSON_PrintUnformatted(sealed);
+	/* nothing personal in the sealed form */
+	assert_null(strstr(text, "Ada"));
+	assert_null(strstr(text, "Lovelace"));
+	assert_null(strstr(text, "Example"));
+	assert_null(strstr(text, "7946"));
+	free(text);
+	const cJSON *fields = cJSON_GetObjectItemCaseSensitive(sealed, "sealed");
+	assert_non_null(vp_json_str(cJSON_GetObjectItemCaseSensitive(fields, "email"), "n"));
+	assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(fields, "address")));
+	assert_string_equal(vp_sealed_key_id(sealed),
+			    vp_sealed_key_id(sealed)); /* present */
+	assert_int_equal(strlen(vp_json_str(sealed, "email_bidx")), 64);
+
+	cJSON *opened = vp_sealed_open(sealed, TENANT, CLIENT, data_key, why, sizeof(why));
+	if (!opened)
+		fail_msg("%s", why);
+	assert_string_equal(vp_json_str(opened, "first_name"), "Ada");
+	assert_string_equal(vp_json_str(opened, "last_name"), "Lovelace");
+	assert_string_equal(vp_json_str(opened, "email"), "Ada@Example.org");
+	assert_string_equal(vp_json_str(opened, "phone"), "+44 20 7946-0000");
+	assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(opened, "address")));
+	assert_string_equal(vp_json_str(opened, "email_bidx"), vp_json_str(sealed, "email_bidx"));
+	cJSON_Delete(opened);
+	cJSON_Delete(sealed);
+	cJSON_Delete(plain);
+}
+
+static void an_update_keeps_absent_members_absent(void **state)
+{
+	(void)state;
+	cJSON *plain = cJSON_Parse("{\"phone\":null}");
+	cJSON *sealed = seal_or_fail(plain, CLIENT);
+	assert_null(cJSON_GetObjectItemCaseSensitive(sealed, "email_bidx"));
+	assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(sealed, "phone_bidx")));
+	cJSON *opened = vp_sealed_open(sealed, TENANT, CLIENT, data_key, why, sizeof(why));
+	assert_non_null(opened);
+	assert_null(cJSON_GetObjectItemCaseSensitive(opened, "email"));
+	assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(opened, "phone")));
+	cJSON_Delete(opened);
+	cJSON_Delete(sealed);
+	cJSON_Delete(plain);
+}
+
+/* Flips one character of sealed.<field>.c. */
+static void tamper(cJSON *sealed, const char *field)
+{
+	cJSON *f = cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(sealed, "sealed"), field);
+	cJSON *c = cJSON_GetObjectItemCaseSensitive(f, "c");
+	char *text = strdup(c->valuestring);
+	text[2] = text[2] == 'A' ? 'B' : 'A';
+	cJSON_SetValuestring(c, text);
+	free(text);
+}
+
+static void a_tampered_moved_or_foreign_value_does_not_open(void **state)
+{
+	(void)state;
+	cJSON *plain = registered();
+	cJSON *sealed = seal_or_fail(plain, CLIENT);
+	/* another client's associated data */
+	assert_null(vp_sealed_open(sealed, TENANT, OTHER, data_key, why, sizeof(why)));
+	assert_non_null(strstr(why, "does not open"));
+	/* a value moved to another field */
+	cJSON *fields = cJSON_GetObjectItemCaseSensitive(sealed, "sealed");
+	cJSON *moved = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(fields, "email"), true);
+	cJSON_ReplaceItemInObjectCaseSensitive(fields, "phone", moved);
+	assert_null(vp_sealed_open(sealed, TENANT, CLIENT, data_key, why, sizeof(why)));
+	assert_non_null(strstr(why, "sealed.phone"));
+	cJSON_Delete(sealed);
+	/* a changed ciphertext */
+	sealed = seal_or_fail(plain, CLIENT);
+	tamper(sealed, "last_name");
+	assert_null(vp_sealed_open(sealed, TENANT, CLIENT, data_key, why, sizeof(why)));
+	assert_non_null(strstr(why, "sealed.last_name"));
+	cJSON_Delete(sealed);
+	/* another key: refused by its id before any field */
+	sealed = seal_or_fail(plain, CLIENT);
+	VpKey *other = vp_key_random(why, sizeof(why));
+	assert_null(vp_sealed_open(sealed, TENANT, CLIENT, other, why, sizeof(why)));
+	assert_non_null(strstr(why, "not the client's key"));
+	vp_key_free(other);
+	/* a member that is no personal field */
+	cJSON_AddItemToObject(cJSON_GetObjectItemCaseSensitive(sealed, "sealed"), "notes",
+			      cJSON_CreateNull());
+	assert_null(vp_sealed_open(sealed, TENANT, CLIENT, data_key, why, sizeof(why)));
+	cJSON_Delete(sealed);
+	cJSON_Delete(plain);
+}
+
+static void blind_indexes_see_through_case_spaces_and_phone_punctuation(void **state)
+{
+	(void)state;
+	char out[64];
+	assert_int_equal(vp_sealed_normalise("email", "  Ada@Example.ORG ", out, sizeof(out)), 15);
+	assert_string_equal(out, "ada@example.org");
+	vp_sealed_normalise("phone", " +44 (20) 7946-0000", out, sizeof(out));
+	assert_string_equal(out, "+442079460000");
+	vp_sealed_normalise("phone", "020 7946+0000", out, sizeof(out));
+	assert_string_equal(out, "02079460000");
+	vp_sealed_normalise("email", "x", out, 1);
+	assert_string_equal(out, "");
+
+	cJSON *a = cJSON_Parse("{\"email\":\"ADA@example.org \",\"phone\":\"+442079460000\"}");
+	cJSON *b = cJSON_Parse("{\"email\":\"ada@example.org\",\"phone\":\"+44 20 7946 0000\"}");
+	cJSON *sa = seal_or_fail(a, CLIENT), *sb = seal_or_fail(b, OTHER);
+	assert_string_equal(vp_json_str(sa, "email_bidx"), vp_json_str(sb, "email_bidx"));
+	assert_string_equal(vp_json_str(sa, "phone_bidx"), vp_json_str(sb, "phone_bidx"));
+	assert_string_not_equal(vp_json_str(sa, "email_bidx"), vp_json_str(sa, "phone_bidx"));
+	cJSON_Delete(sa);
+	cJSON_Delete(sb);
+	cJSON_Delete(a);
+	cJSON_Delete(b);
+}
+
+static void key_records_name_their_keys_and_unwrap_under_their_kek(void **state)
+{
+	(void)state;
+	char name[128];
+	vp_keyrec_name(TENANT, CLIENT, name, sizeof(name));
+	assert_string_equal(name, "client:" TENANT ":" CLIENT);
+	vp_keyrec_name(TENANT, NULL, name, sizeof(name));
+	assert_string_equal(name, "tenant:" TENANT);
+	VpKey *kek = vp_key_random(why, sizeof(why));
+	char *text = vp_keyrec_value(kek, data_key, name, 0, why, sizeof(why));
+	assert_non_null(text);
+	cJSON *v = cJSON_Parse(text);
+	char kek_id[VP_KEY_ID_CHARS + 1], key_id[VP_KEY_ID_CHARS + 1];
+	vp_key_id(kek, kek_id);
+	vp_key_id(data_key, key_id);
+	assert_string_equal(vp_json_str(v, "kind"), "tenant");
+	assert_string_equal(vp_json_str(v, "kek_id"), kek_id);
+	assert_string_equal(vp_json_str(v, "key_id"), key_id);
+	VpKey *back = vp_key_unwrap(kek, vp_json_str(v, "wrapped"), name, why, sizeof(why));
+	assert_non_null(back);
+	char back_id[VP_KEY_ID_CHARS + 1];
+	vp_key_id(back, back_id);
+	assert_string_equal(back_id, key_id);
+	/* the record key is the context: another name does not unwrap */
+	assert_null(vp_key_unwrap(kek, vp_json_str(v, "wrapped"), "tenant:x", why, sizeof(why)));
+	vp_key_free(back);
+	vp_key_free(kek);
+	cJSON_Delete(v);
+	free(text);
+}
+
+static int take(VpKeyring *kr, const char *name, const char *value)
+{
+	return vp_keyring_take(kr, name, strlen(name), value, value ? strlen(value) : 0, why,
+			       sizeof(why));
+}
+
+/* The writer makes a new client's keys; a second keyring that reads those
+ * records (as the projector does from the topic) opens the same data key;
+ * an erasure marker destroys it for good, a late copy of the key changes
+ * nothing. */
+static void a_keyring_reads_the_records_another_made_and_honours_erasure(void **state)
+{
+	(void)state;
+	VpKey *master = vp_key_random(why, sizeof(why));
+	VpKeyring *writer = vp_keyring_new(master, why, sizeof(why));
+	VpKeyRecord rec[2] = {0};
+	int n = 0;
+	VpKey *made = vp_key_random(why, sizeof(why)), *opened = vp_key_random(why, sizeof(why));
+	assert_int_equal(vp_keyring_new_client(writer, TENANT, CLIENT, 0, made, rec, &n, why,
+					       sizeof(why)), 0);
+	assert_int_equal(n, 2); /* the tenant's key first, then the client's */
+	assert_string_equal(rec[0].name, "tenant:" TENANT);
+	assert_string_equal(rec[1].name, "client:" TENANT ":" CLIENT);
+
+	VpKeyring *reader = vp_keyring_new(master, why, sizeof(why));
+	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, why, sizeof(why)),
+			 VP_KEYRING_NONE);
+	for (int i = n - 1; i >= 0; i--) /* any order: client keys stay wrapped until used */
+		assert_int_equal(take(reader, rec[i].name, rec[i].value), VP_KEYRING_OK);
+	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, why, sizeof(why)),
+			 VP_KEYRING_OK);
+	char a[VP_KEY_ID_CHARS + 1], b[VP_KEY_ID_CHARS + 1];
+	vp_key_id(made, a);
+	vp_key_id(opened, b);
+	assert_string_equal(a, b);
+	VpKey *index = vp_key_random(why, sizeof(why));
+	assert_int_equal(vp_keyring_index_key(reader, TENANT, index, why, sizeof(why)), 0);
+	assert_int_equal(vp_keyring_index_key(reader, OTHER, index, why, sizeof(why)), -1);
+	vp_key_free(index);
+
+	char *erased = vp_keyrec_erased_value(0);
+	assert_int_equal(take(reader, rec[1].name, erased), VP_KEYRING_OK);
+	assert_int_equal(take(reader, rec[1].name, rec[1].value), VP_KEYRING_OK);
+	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, why, sizeof(why)),
+			 VP_KEYRING_ERASED);
+	/* a record that is no key record is refused */
+	assert_int_equal(take(reader, "client:" TENANT ":" OTHER, "{}"), VP_KEYRING_FAILED);
+	free(erased);
+
+	/* a command that failed before its append: the writer forgets what it made */
+	vp_keyring_forget(writer, rec, n);
+	assert_int_equal(vp_keyring_tenants(writer), 0);
+	assert_int_equal(vp_keyring_clients(writer), 0);
+	vp_key_records_release(rec, n);
+	vp_key_free(made);
+	vp_key_free(opened);
+	vp_keyring_free(reader);
+	vp_keyring_free(writer);
+	vp_key_free(master);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(a_registration_seals_and_opens_back_to_its_plain_data),
+		cmocka_unit_test(an_update_keeps_absent_members_absent),
+		cmocka_unit_test(a_tampered_moved_or_foreign_value_does_not_open),
+		cmocka_unit_test(blind_indexes_see_through_case_spaces_and_phone_punctuation),
+		cmocka_unit_test(key_records_name_their_keys_and_unwrap_under_their_kek),
+		cmocka_unit_test(a_keyring_reads_the_records_another_made_and_honours_erasure),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

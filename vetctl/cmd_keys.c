@@ -1,0 +1,316 @@
+/* vetctl keys (docs/privacy.md, "Key operations"):
+ *   keys new-master --out FILE      a new master key in a file only its owner
+ *                                   reads (never printed)
+ *   keys rotate-master --new-key-file FILE
+ *                                   rewraps every tenant key of the keys topic
+ *                                   under the new master key, in one Kafka
+ *                                   transaction; events and client keys are not
+ *                                   touched (client keys are wrapped under
+ *                                   their tenant key, which does not change)
+ * The current master key comes from VETPMS_MASTER_KEY_FILE or
+ * VETPMS_MASTER_KEY, as the daemons read it. A tenant key already under the
+ * new key is left (a rotation run twice, or resumed, changes nothing more);
+ * one under neither key stops the rotation before anything is written. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <sodium.h>
+
+#include "vetctl.h"
+#include "vp_config.h"
+#include "vp_json.h"
+#include "vp_kafka.h"
+#include "vp_keyring.h"
+#include "vp_sealed.h"
+#include "vp_time.h"
+
+#define READ_TIMEOUT_MS 60000
+
+typedef struct KeysOptions {
+	char *brokers;
+	char *keys_topic;
+	char *kafka_props;
+	char *master_key_file;
+	char *new_key_file;
+	char *out;
+} KeysOptions;
+
+/* keys new-master: 32 random bytes as base64url into a new 0600 file. */
+static int new_master(const KeysOptions *o)
+{
+	unsigned char bytes[VP_KEY_BYTES];
+	char text[64];
+	if (!*o->out) {
+		fprintf(stderr, "vetctl: keys new-master needs --out FILE (the key is never "
+				"printed)\n");
+		return 2;
+	}
+	int fd = open(o->out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "vetctl: %s: %s\n", o->out, strerror(errno));
+		return 1;
+	}
+	randombytes_buf(bytes, sizeof(bytes));
+	sodium_bin2base64(text, sizeof(text), bytes, sizeof(bytes),
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	size_t len = strlen(text);
+	text[len++] = '\n';
+	int rc = write(fd, text, len) == (ssize_t)len && close(fd) == 0 ? 0 : 1;
+	sodium_memzero(bytes, sizeof(bytes));
+	sodium_memzero(text, sizeof(text));
+	if (rc) {
+		fprintf(stderr, "vetctl: %s: cannot write the key\n", o->out);
+		unlink(o->out);
+	} else
+		fprintf(stderr, "new master key written to %s\n", o->out);
+	return rc;
+}
+
+/* The latest record of each tenant key name, in topic order. */
+typedef struct TenantRecords {
+	char **name;
+	char **value;
+	size_t n, cap;
+} TenantRecords;
+
+static int remember(TenantRecords *t, const char *name, size_t name_len, const char *value,
+		    size_t value_len)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (strlen(t->name[i]) == name_len && !memcmp(t->name[i], name, name_len)) {
+			free(t->value[i]);
+			t->value[i] = value ? strndup(value, value_len) : NULL;
+			return 0;
+		}
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		char **names = realloc(t->name, cap * sizeof(*names));
+		if (names)
+			t->name = names;
+		char **values = names ? realloc(t->value, cap * sizeof(*values)) : NULL;
+		if (!values)
+			return -1;
+		t->value = values;
+		t->cap = cap;
+	}
+	t->name[t->n] = strndup(name, name_len);
+	t->value[t->n] = value ? strndup(value, value_len) : NULL;
+	t->n++;
+	return 0;
+}
+
+static void forget_all(TenantRecords *t)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		free(t->name[i]);
+		free(t->value[i]);
+	}
+	free(t->name);
+	free(t->value);
+}
+
+/* Reads the keys topic to its end; the tenant records into t. */
+static int read_tenant_records(const KeysOptions *o, TenantRecords *t)
+{
+	char why[512];
+	int partitions = 0, at_end = 0;
+	rd_kafka_t *rk = vp_kafka_log_reader_new(o->brokers, "vetctl-keys", "vetctl-keys",
+						 o->kafka_props, true, why, sizeof(why));
+	if (!rk || vp_kafka_probe(rk, o->keys_topic, 5000, &partitions) < 0 || partitions <= 0) {
+		fprintf(stderr, "vetctl: keys topic %s: %s\n", o->keys_topic,
+			rk ? "not found" : why);
+		if (rk)
+			rd_kafka_destroy(rk);
+		return -1;
+	}
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partitions);
+	for (int p = 0; p < partitions; p++)
+		rd_kafka_topic_partition_list_add(parts, o->keys_topic, p)->offset =
+			RD_KAFKA_OFFSET_BEGINNING;
+	rd_kafka_assign(rk, parts);
+	rd_kafka_topic_partition_list_destroy(parts);
+	int64_t deadline = vp_time_mono_us() + READ_TIMEOUT_MS * 1000LL;
+	int rc = 0;
+	while (at_end < partitions && rc == 0 && vp_time_mono_us() < deadline) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+		if (!m)
+			continue;
+		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			at_end++;
+		else if (!m->err && m->key && m->key_len > strlen(VP_KEYREC_TENANT ":") &&
+			 !memcmp(m->key, VP_KEYREC_TENANT ":", strlen(VP_KEYREC_TENANT ":")))
+			rc = remember(t, m->key, m->key_len, m->payload, m->len);
+		rd_kafka_message_destroy(m);
+	}
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+	if (rc == 0 && at_end < partitions) {
+		fprintf(stderr, "vetctl: keys topic not read to its end\n");
+		rc = -1;
+	}
+	return rc;
+}
+
+/* The tenant key record name rewrapped under next (NULL when it already is;
+ * *failed with the reason printed when it is under neither key). */
+static char *rewrap(const char *name, const char *value, const VpKey *current,
+		    const VpKey *next, bool *failed)
+{
+	char current_id[VP_KEY_ID_CHARS + 1], next_id[VP_KEY_ID_CHARS + 1], why[384];
+	vp_key_id(current, current_id);
+	vp_key_id(next, next_id);
+	cJSON *v = value ? cJSON_Parse(value) : NULL;
+	const char *kek = vp_json_str(v, "kek_id");
+	char *out = NULL;
+	if (kek && !strcmp(kek, next_id)) {
+		cJSON_Delete(v);
+		return NULL;
+	}
+	VpKey *key = kek && !strcmp(kek, current_id)
+			     ? vp_key_unwrap(current, vp_json_str(v, "wrapped"), name, why,
+					     sizeof(why))
+			     : NULL;
+	if (!key)
+		fprintf(stderr, "vetctl: %s: under master key %s, neither the current %s nor the "
+				"new %s%s%s\n",
+			name, kek ? kek : "(none)", current_id, next_id, kek ? "" : ": ",
+			kek ? "" : "not a key record");
+	else if (!(out = vp_keyrec_value(next, key, name, vp_time_now_us(), why, sizeof(why))))
+		fprintf(stderr, "vetctl: %s: %s\n", name, why);
+	*failed = !out;
+	vp_key_free(key);
+	cJSON_Delete(v);
+	return out;
+}
+
+/* Produces the rewrapped records in one transaction: all or none. */
+static int produce_all(const KeysOptions *o, TenantRecords *t, char **rewrapped, size_t n)
+{
+	char why[512];
+	rd_kafka_conf_t *conf = vp_kafka_conf_new(o->brokers, "vetctl-keys", o->kafka_props, why,
+						  sizeof(why));
+	if (!conf || vp_kafka_conf_set(conf, "transactional.id", "vetpms-keys-rotate", why,
+				       sizeof(why)) < 0) {
+		fprintf(stderr, "vetctl: %s\n", why);
+		return -1;
+	}
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+	if (!rk) {
+		rd_kafka_conf_destroy(conf);
+		fprintf(stderr, "vetctl: %s\n", why);
+		return -1;
+	}
+	rd_kafka_error_t *error = rd_kafka_init_transactions(rk, 30000);
+	if (!error)
+		error = rd_kafka_begin_transaction(rk);
+	for (size_t i = 0; !error && i < t->n; i++) {
+		if (!rewrapped[i])
+			continue;
+		rd_kafka_resp_err_t err = rd_kafka_producev(
+			rk, RD_KAFKA_V_TOPIC(o->keys_topic),
+			RD_KAFKA_V_KEY(t->name[i], strlen(t->name[i])),
+			RD_KAFKA_V_VALUE(rewrapped[i], strlen(rewrapped[i])), RD_KAFKA_V_END);
+		if (err)
+			error = rd_kafka_error_new(err, "%s", rd_kafka_err2str(err));
+	}
+	if (!error)
+		error = rd_kafka_commit_transaction(rk, 60000);
+	int rc = 0;
+	if (error) {
+		fprintf(stderr, "vetctl: nothing rewrapped: %s\n", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+		rc = -1;
+	} else
+		fprintf(stderr, "rewrapped %zu tenant key(s) under the new master key\n", n);
+	rd_kafka_destroy(rk);
+	return rc;
+}
+
+static int rotate_master(const KeysOptions *o)
+{
+	char why[512];
+	if (!*o->new_key_file) {
+		fprintf(stderr, "vetctl: keys rotate-master needs --new-key-file FILE\n");
+		return 2;
+	}
+	VpKey *current = vp_key_master_load(o->master_key_file, getenv("VETPMS_MASTER_KEY"), why,
+					    sizeof(why));
+	VpKey *next = current ? vp_key_master_load(o->new_key_file, NULL, why, sizeof(why)) : NULL;
+	TenantRecords t = {0};
+	char **rewrapped = NULL;
+	size_t n = 0;
+	bool failed = false;
+	int rc = 1;
+	if (!next) {
+		fprintf(stderr, "vetctl: %s\n", why);
+		goto done;
+	}
+	if (read_tenant_records(o, &t) < 0)
+		goto done;
+	rewrapped = calloc(t.n + 1, sizeof(*rewrapped));
+	for (size_t i = 0; rewrapped && i < t.n && !failed; i++) {
+		rewrapped[i] = rewrap(t.name[i], t.value[i], current, next, &failed);
+		n += rewrapped[i] != NULL;
+	}
+	if (!rewrapped || failed)
+		goto done;
+	if (n == 0) {
+		fprintf(stderr, "every tenant key (%zu) is already under the new master key\n", t.n);
+		rc = 0;
+	} else
+		rc = produce_all(o, &t, rewrapped, n) < 0 ? 1 : 0;
+	if (rc == 0)
+		fprintf(stderr, "restart cmd-writer, projector and query-reader with the new master "
+				"key now: one holding the old key stops at its next start\n");
+done:
+	for (size_t i = 0; rewrapped && i < t.n; i++)
+		free(rewrapped[i]);
+	free(rewrapped);
+	forget_all(&t);
+	vp_key_free(current);
+	vp_key_free(next);
+	return rc;
+}
+
+int vc_cmd_keys(int argc, char **argv)
+{
+	KeysOptions o = {0};
+	char why[512];
+	const VpConfigItem items[] = {
+		VP_CF_STR("brokers", "VETPMS_KAFKA_BROKERS", &o.brokers, "127.0.0.1:59092",
+			  "Kafka bootstrap servers"),
+		VP_CF_STR("keys-topic", "VETPMS_KEYS_TOPIC", &o.keys_topic, VP_TOPIC_KEYS_DEFAULT,
+			  "keys topic"),
+		VP_CF_STR("kafka-props", "VETPMS_KAFKA_PROPS", &o.kafka_props, "",
+			  "extra librdkafka properties a=b,c=d"),
+		VP_CF_STR("master-key-file", "VETPMS_MASTER_KEY_FILE", &o.master_key_file, "",
+			  "the current master key's file; else the environment's VETPMS_MASTER_KEY"),
+		VP_CF_STR("new-key-file", NULL, &o.new_key_file, "",
+			  "rotate-master: the new master key's file (vetctl keys new-master)"),
+		VP_CF_STR("out", NULL, &o.out, "", "new-master: the file to create (mode 0600)"),
+	};
+	const size_t n = sizeof(items) / sizeof(items[0]);
+	if (argc < 2 || (strcmp(argv[1], "new-master") != 0 && strcmp(argv[1], "rotate-master"))) {
+		fprintf(stderr, "usage: vetctl keys new-master --out FILE | rotate-master "
+				"--new-key-file FILE [options] (--help)\n");
+		return 2;
+	}
+	int loaded = vp_config_load(items, n, argc - 1, argv + 1, "vetctl keys", NULL, why,
+				    sizeof(why));
+	int rc;
+	if (loaded != 0) {
+		if (loaded < 0)
+			fprintf(stderr, "vetctl: %s\n", why);
+		rc = loaded < 0 ? 2 : 0;
+	} else if (!strcmp(argv[1], "new-master"))
+		rc = new_master(&o);
+	else
+		rc = rotate_master(&o);
+	vp_config_free(items, n);
+	return rc;
+}

@@ -26,7 +26,7 @@ import pytest
 import requests
 
 import events as ev
-from clinic_script import ERASED_VALUES, script_clinic
+from clinic_script import ERASED_VALUES, Script, script_clinic
 from kafka_partition import partition as partition_for_key  # the writer's partitioner
 from readmodel import query, tenant_digests
 from stack import BIN_DIR, free_port, running_stack, wait_for
@@ -332,4 +332,38 @@ def test_import_into_a_second_stack_resumes_after_a_kill_and_equals_the_source(
                       json={"first_name": "After", "last_name": "Import"},
                       headers={"Authorization": "Bearer " + tstack.token("admin", tenant=tenant)})
     assert r.status_code == 201, r.text
+    twriter.terminate()
+
+
+def test_an_imported_clients_update_is_sealed_with_its_imported_key(stack, source, target,
+                                                                   tmp_path):
+    """A writer that took an import (no restart since) seals the next update of
+    an imported client with the client's imported key: its model took the key
+    records with the batch, it makes no second key."""
+    writer, _ = source
+    tstack, tprojector, _ = target
+    s = Script(stack, writer.url)
+    s.tenant = s.send("POST", "/v1/tenants", {"name": "Small Paws", "timezone": "UTC",
+                                              "currency": "EUR"},
+                      auth="Bearer " + stack.token("platform-admin"))["id"]
+    s.login()
+    client = s.post("/v1/clients", {"first_name": "Moved", "last_name": "Keyholder"})["id"]
+    key_file = new_key_file(stack, tmp_path / "small.key")
+    path = str(tmp_path / "small.ndjson")
+    with open(path, "w") as f:
+        f.write(export(stack, s.tenant, "--key-file", key_file).stdout)
+    twriter = tstack.start_daemon("cmd-writer", port=free_port())
+    twriter.wait_ready(90)
+    code, err = import_file(tstack, twriter, path, "--key-file", key_file)
+    assert code == 0, err
+    r = requests.patch(f"{twriter.url}/v1/clients/{client}", json={"phone": "+44 20 7946 0002"},
+                       headers={"Authorization": "Bearer " + tstack.token("admin",
+                                                                          tenant=s.tenant)})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: (query(tstack, "SELECT phone, last_name FROM read.clients WHERE id = %s",
+                            (client,)) or [None])[0] == ("+44 20 7946 0002", "Keyholder"),
+             timeout=60, what="the target projector to open the update",
+             explain=lambda: tprojector.log_tail(10))
+    assert not query(tstack, "SELECT 1 FROM read.dead_letters WHERE tenant_id = %s", (s.tenant,))
+    assert [k for k, _ in read_keys(tstack.brokers)].count(f"client:{s.tenant}:{client}") == 1
     twriter.terminate()

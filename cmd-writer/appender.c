@@ -126,6 +126,8 @@ void wr_append_free(WrAppend *item)
 	if (item) {
 		free(item->value);
 		vp_key_records_release(item->keyrec, item->n_keyrec);
+		vp_key_records_release(item->import_keys, item->n_import_keys);
+		free(item->import_keys);
 		free(item);
 	}
 }
@@ -238,8 +240,10 @@ static void on_flush(evutil_socket_t fd, short events, void *arg)
  * partition, so a key's later erasure marker follows it in order. */
 static int produce_keys(WrAppender *a, WrAppend *item)
 {
-	for (int i = 0; i < item->n_keyrec; i++) {
-		const VpKeyRecord *k = &item->keyrec[i];
+	for (int i = 0; i < item->n_keyrec + item->n_import_keys; i++) {
+		/* an import's records go with its first event, like a new client's */
+		const VpKeyRecord *k = i < item->n_keyrec ? &item->keyrec[i]
+							  : &item->import_keys[i - item->n_keyrec];
 		rd_kafka_resp_err_t err = rd_kafka_producev(
 			a->producer, RD_KAFKA_V_RKT(a->keys_topic),
 			RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),

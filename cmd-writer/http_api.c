@@ -658,7 +658,7 @@ static void reply_import(WrApi *api, VpHttpRequest *r, int64_t next, const char 
 }
 
 /* The batch's events as one chain (one transaction), each line as it came. */
-static int import_chain(WrApi *api, const WrImportBatch *b, WrPending *p, WrAppend **first)
+static int import_chain(WrApi *api, WrImportBatch *b, WrPending *p, WrAppend **first)
 {
 	int partition = vp_kafka_partition_for_key(b->tenant_id, strlen(b->tenant_id),
 						   wr_appender_partition_count(api->appender));
@@ -689,6 +689,12 @@ static int import_chain(WrApi *api, const WrImportBatch *b, WrPending *p, WrAppe
 		item->generation = api->generation;
 		item->owner = p;
 		item->more = i + 1 < b->n;
+		if (i == 0) { /* the keys commit with the first event (import.c) */
+			item->import_keys = b->keys;
+			item->n_import_keys = b->n_keys;
+			b->keys = NULL;
+			b->n_keys = 0;
+		}
 		if (prev)
 			prev->next = item;
 		else
@@ -756,7 +762,8 @@ static int handle_import(WrApi *api, VpHttpRequest *r, VpError *err)
 		vp_error_set(err, 500, VP_ERR_INTERNAL, "out of memory");
 		goto done;
 	}
-	if (wr_import_apply(api->state, &b, &applied, err) < 0) {
+	if (wr_import_apply(api->state, &b, &applied, err) < 0 ||
+	    wr_import_take_keys(api->state, first, err) < 0) {
 		if (applied > 0) /* the model is ahead of the log: take it back from the log */
 			wr_appender_rebuild(api->appender);
 		while (first) {

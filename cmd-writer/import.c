@@ -9,13 +9,27 @@
  * idempotency key: a key of the old deployment was not sent here), and the
  * records carry headers `import` and `import-index` so that a rebuild knows
  * how far an import got: a batch is resumable at `next`, and one that
- * already landed (its reply was lost) is answered again, not appended twice. */
+ * already landed (its reply was lost) is answered again, not appended twice.
+ *
+ * The first batch of events (from 0) of a file with keys also carries the
+ * tenant's key records ("keys": [{"name", "value"}]) and the transport key
+ * ("transport_key", base64url) its tenant key is wrapped under: the tenant
+ * key is rewrapped under this writer's master key and the records commit in
+ * the batch's transaction (with its first event), so the events never land
+ * before their keys, and a batch from 0 lands once, so the keys do too. A
+ * wrong transport key, a record of another tenant, or a client key without
+ * the tenant's is refused (400) before anything is appended. The key material
+ * is never logged nor echoed in an error. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "vp_catalog.h"
+#include "vp_keyring.h"
+#include "vp_sealed.h"
+#include "vp_time.h"
+#include "vp_uuid.h"
 #include "vp_json.h"
 #include "writer.h"
 
@@ -53,6 +67,95 @@ static int check_line(WrImportBatch *b, size_t i, const char *tenant_id, VpError
 	return -1;
 }
 
+/* Whether name is the tenant's record ("tenant:<t>", *tenant set) or a
+ * client's of the tenant ("client:<t>:<uuid>"). */
+static bool key_name_ok(const char *name, const char *tenant_id, bool *tenant)
+{
+	char own[64];
+	VpUuid u;
+	snprintf(own, sizeof(own), VP_KEYREC_TENANT ":%s", tenant_id);
+	*tenant = !strcmp(name, own);
+	if (*tenant)
+		return true;
+	size_t n = (size_t)snprintf(own, sizeof(own), VP_KEYREC_CLIENT ":%s:", tenant_id);
+	return !strncmp(name, own, n) && vp_uuid_parse(name + n, strlen(name + n), &u) == 0 &&
+	       strlen(name + n) == 36;
+}
+
+/* One key record into b->keys[b->n_keys]: its kind must fit its name; the
+ * tenant's is rewrapped from the transport key to the master key. */
+static int take_key(WrImportBatch *b, const cJSON *k, const VpKey *transport, bool *has_tenant,
+		    bool *has_client, VpError *err)
+{
+	const char *name = vp_json_str(k, "name"), *value = vp_json_str(k, "value");
+	cJSON *v = value ? cJSON_Parse(value) : NULL;
+	const char *kind = vp_json_str(v, "kind");
+	char field[32], why[256];
+	bool tenant = false;
+	VpKeyRecord *r = &b->keys[b->n_keys];
+	snprintf(field, sizeof(field), "keys[%d]", b->n_keys);
+	if (!name || strlen(name) >= sizeof(r->name) || !key_name_ok(name, b->tenant_id, &tenant))
+		vp_error_add_detail(err, field, "name must be tenant:%s or client:%s:<uuid>",
+				    b->tenant_id, b->tenant_id);
+	else if (!kind || strcmp(kind, tenant ? VP_KEYREC_TENANT : VP_KEYREC_CLIENT) != 0) {
+		if (tenant || !kind || strcmp(kind, VP_KEYREC_ERASED) != 0)
+			vp_error_add_detail(err, field, "value must be a key record of kind %s%s",
+					    tenant ? "tenant" : "client",
+					    tenant ? "" : " or erased");
+	}
+	if (err->n_details > 0) {
+		cJSON_Delete(v);
+		return -1;
+	}
+	*has_client |= !tenant && !strcmp(kind, VP_KEYREC_CLIENT);
+	*has_tenant |= tenant;
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->value = tenant ? vp_keyrec_rewrap(transport, wr_keys_master(), name, value,
+					     vp_time_now_us(), why, sizeof(why))
+			  : strdup(value);
+	r->erasure = !strcmp(kind, VP_KEYREC_ERASED);
+	cJSON_Delete(v);
+	if (!r->value) {
+		vp_error_add_detail(err, "transport_key", "%s", tenant ? why : "out of memory");
+		return -1;
+	}
+	b->n_keys++;
+	return 0;
+}
+
+/* "keys" and "transport_key", only with the first batch of events. */
+static int parse_keys(const cJSON *body, WrImportBatch *b, VpError *err)
+{
+	const cJSON *keys = cJSON_GetObjectItemCaseSensitive(body, "keys"), *k;
+	const char *text = vp_json_str(body, "transport_key");
+	char why[128];
+	bool has_tenant = false, has_client = false;
+	if (!keys && !text)
+		return 0;
+	if (!cJSON_IsArray(keys) || !text || b->from != 0 || b->n == 0 || !wr_keys_master()) {
+		vp_error_add_detail(err, "keys", "an array, with transport_key, in the first batch "
+						 "of events (from 0) only");
+		return -1;
+	}
+	VpKey *transport = vp_key_from_text(text, why, sizeof(why));
+	if (!transport) {
+		vp_error_add_detail(err, "transport_key", "must be a key in base64url (%s)", why);
+		return -1;
+	}
+	b->keys = calloc((size_t)cJSON_GetArraySize(keys) + 1, sizeof(*b->keys));
+	int rc = b->keys ? 0 : -1;
+	cJSON_ArrayForEach(k, keys) {
+		if (rc < 0 || (rc = take_key(b, k, transport, &has_tenant, &has_client, err)) < 0)
+			break;
+	}
+	vp_key_free(transport);
+	if (rc == 0 && has_client && !has_tenant) {
+		vp_error_add_detail(err, "keys", "client keys without the tenant's key");
+		rc = -1;
+	}
+	return rc;
+}
+
 int wr_import_parse(const cJSON *body, const char *tenant_id, WrImportBatch *b, VpError *err)
 {
 	long long from = -1;
@@ -88,6 +191,9 @@ int wr_import_parse(const cJSON *body, const char *tenant_id, WrImportBatch *b, 
 		if (check_line(b, i, tenant_id, err) < 0)
 			break;
 	}
+	if (!vp_error_finish_validation(err) && parse_keys(body, b, err) < 0 &&
+	    err->n_details == 0)
+		return vp_error_set(err, 500, VP_ERR_INTERNAL, "out of memory");
 	return vp_error_finish_validation(err) ? -1 : 0;
 }
 
@@ -127,6 +233,19 @@ int wr_import_apply(WrState *s, WrImportBatch *b, size_t *applied, VpError *err)
 	return 0;
 }
 
+int wr_import_take_keys(WrState *s, const WrAppend *first, VpError *err)
+{
+	char why[256];
+	for (int i = 0; first && i < first->n_import_keys; i++) {
+		const VpKeyRecord *k = &first->import_keys[i];
+		if (vp_keyring_take(s->keys, k->name, strlen(k->name), k->value, strlen(k->value),
+				    why, sizeof(why)) != VP_KEYRING_OK)
+			return vp_error_set(err, 500, VP_ERR_INTERNAL, "key record %s: %s", k->name,
+					    why);
+	}
+	return 0;
+}
+
 void wr_import_note(WrTenant *t, const char *digest, int64_t next)
 {
 	snprintf(t->import_digest, sizeof(t->import_digest), "%s", digest);
@@ -139,5 +258,7 @@ void wr_import_release(WrImportBatch *b)
 		vp_event_release(&b->ev[i]);
 	free(b->ev);
 	free(b->line);
+	vp_key_records_release(b->keys, b->n_keys);
+	free(b->keys);
 	memset(b, 0, sizeof(*b));
 }

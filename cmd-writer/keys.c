@@ -33,6 +33,11 @@ int wr_keys_init(const WrConfig *cfg, char *why, size_t why_cap)
 	return index_scratch ? 0 : -1;
 }
 
+const VpKey *wr_keys_master(void)
+{
+	return master;
+}
+
 void wr_keys_release(void)
 {
 	master = vp_key_free(master);

@@ -94,6 +94,8 @@ typedef struct WrAppend {
 	int64_t import_index;    /* imported: the event's index in the file */
 	VpKeyRecord keyrec[2];   /* key records to commit with it (keys.c), owned */
 	int n_keyrec;
+	VpKeyRecord *import_keys; /* an import's key records (import.c), owned */
+	int n_import_keys;
 	/* filled by the appender */
 	int64_t offset;
 	bool delivered;          /* a successful delivery report gave offset */
@@ -176,6 +178,9 @@ int wr_keys_init(const WrConfig *cfg, char *why, size_t why_cap);
 void wr_keys_release(void);
 int wr_keys_read(const WrConfig *cfg, WrState *state, char *why, size_t why_cap);
 int wr_keys_seal(WrState *state, VpEvent *ev, WrAppend *item, char *why, size_t why_cap);
+/* The master key loaded at start (NULL before): an import rewraps the
+ * tenant key it brings under it (import.c). */
+const VpKey *wr_keys_master(void);
 
 /* quarantine.c: "P:O[,P:O...]" (no spaces, no duplicates; "" is none) into q.
  * 0, or -1 with why naming the bad item and q empty. */
@@ -200,6 +205,8 @@ typedef struct WrImportBatch {
 	const char **line; /* borrowed from the request body */
 	VpEvent *ev;       /* decoded, n_decoded of them */
 	size_t n_decoded;
+	VpKeyRecord *keys; /* the tenant's key records (first batch), the tenant key */
+	int n_keys;        /* rewrapped under our master key; owned */
 } WrImportBatch;
 /* Checks the body and every line (catalog, tenant, first event); 0 or -1
  * with err (400). */
@@ -212,6 +219,9 @@ int wr_import_position(const WrState *s, const WrImportBatch *b, int64_t *next, 
  * event the model refuses, *applied of them applied before it. */
 int wr_import_apply(WrState *s, WrImportBatch *b, size_t *applied, VpError *err);
 void wr_import_note(WrTenant *t, const char *digest, int64_t next);
+/* The key records the batch's first item carries into the model's keyring
+ * (after the batch applied): later commands seal with them. */
+int wr_import_take_keys(WrState *s, const WrAppend *first, VpError *err);
 void wr_import_release(WrImportBatch *b);
 
 /* http_api.c: the command routes. */

@@ -651,3 +651,28 @@ void vp_keyring_forget(VpKeyring *kr, const VpKeyRecord *records, int n)
 			remove_entry(kr, records[i].name);
 	pthread_mutex_unlock(&kr->lock);
 }
+
+char *vp_keyrec_rewrap(const VpKey *from, const VpKey *to, const char *name, const char *value,
+		       int64_t now_us, char *why, size_t why_cap)
+{
+	char from_id[VP_KEY_ID_CHARS + 1], inner[256];
+	vp_key_id(from, from_id);
+	cJSON *v = value ? cJSON_Parse(value) : NULL;
+	const char *kind = vp_json_str(v, "kind"), *kek = vp_json_str(v, "kek_id");
+	VpKey *key = NULL;
+	char *out = NULL;
+	if (!kind || strcmp(kind, VP_KEYREC_TENANT) != 0 ||
+	    strncmp(name, VP_KEYREC_TENANT ":", sizeof(VP_KEYREC_TENANT)) != 0)
+		snprintf(why, why_cap, "%s: not a tenant key record", name);
+	else if (!kek || strcmp(kek, from_id) != 0)
+		snprintf(why, why_cap, "%s: wrapped under key %s, not under the key given (%s)", name,
+			 kek ? kek : "(none)", from_id);
+	else if (!(key = vp_key_unwrap(from, vp_json_str(v, "wrapped"), name, inner,
+				       sizeof(inner))))
+		snprintf(why, why_cap, "%s: %s", name, inner);
+	else
+		out = vp_keyrec_value(to, key, name, now_us, why, why_cap);
+	vp_key_free(key);
+	cJSON_Delete(v);
+	return out;
+}

@@ -90,6 +90,14 @@ VpKeyring *vp_keyring_open(const char *brokers, const char *kafka_props, const c
 			   const volatile int *stop, VpKey **master_out, int *status, char *why,
 			   size_t why_cap);
 
+/* A tenant key record's value (wrapped under `from`) rewrapped under `to`:
+ * the same key (its key_id stays), kek_id becomes to's. Tenant export and
+ * import carry a tenant key from one master key to another through a
+ * transport key (docs/privacy.md, "Export and import"). malloc'd, or NULL
+ * with why (not a tenant record, under another key, or it does not open). */
+char *vp_keyrec_rewrap(const VpKey *from, const VpKey *to, const char *name, const char *value,
+		       int64_t now_us, char *why, size_t why_cap);
+
 /* Counts, for logs and tests. */
 size_t vp_keyring_tenants(VpKeyring *kr);
 size_t vp_keyring_clients(VpKeyring *kr);

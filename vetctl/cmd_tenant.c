@@ -10,7 +10,13 @@
  * committed when the read reaches it; records of other tenants are skipped.
  * A record keyed by the tenant that is not an event of the tenant, or holds a
  * newline, stops the export (exit 1): a file that leaves out part of a history
- * must not look complete. Progress goes to stderr. */
+ * must not look complete. Progress goes to stderr.
+ *
+ * The tenant's key records (tenant_keys.c) go before the events, with the
+ * trailer's "keys" and "keys_blake2b": the tenant key rewrapped from the
+ * master key (VETPMS_MASTER_KEY_FILE / VETPMS_MASTER_KEY) to the transport
+ * key of --key-file. A tenant with key records and no --key-file is refused
+ * (its sealed events would not open anywhere else) unless --without-keys. */
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,7 +24,9 @@
 #include <string.h>
 #include <sodium.h>
 
+#include "tenant_keys.h"
 #include "vetctl.h"
+#include "vp_keyring.h"
 #include "vp_config.h"
 #include "vp_event.h"
 #include "vp_kafka.h"
@@ -29,6 +37,10 @@ typedef struct ExportOptions {
 	char *topic;
 	char *tenant;
 	char *kafka_props;
+	char *keys_topic;
+	char *master_key_file;
+	char *key_file;
+	bool without_keys;
 } ExportOptions;
 
 typedef struct Export {
@@ -37,6 +49,8 @@ typedef struct Export {
 	int partition;
 	int64_t low, high;
 	long long count;
+	size_t n_keys;
+	char keys_hex[65];
 	crypto_generichash_state hash;
 	VcProgress progress;
 	char why[512];
@@ -51,8 +65,12 @@ static void on_interrupt(int sig)
 }
 
 static const char usage[] =
-	"usage: vetctl tenant export --tenant UUID [--brokers B] [--topic T] > tenant.ndjson\n"
-	"       vetctl tenant import --file tenant.ndjson --writer URL --token JWT [--dry-run]\n"
+	"usage: vetctl tenant export --tenant UUID --key-file F [--brokers B] [--topic T]\n"
+	"                            [--keys-topic K] [--without-keys] > tenant.ndjson\n"
+	"       vetctl tenant import --file tenant.ndjson --writer URL --token JWT\n"
+	"                            [--key-file F] [--dry-run]\n"
+	"  --key-file: a transport key (vetctl keys new-master --out F) the tenant's key is\n"
+	"  rewrapped under in the file; export needs the master key (VETPMS_MASTER_KEY_FILE)\n"
 	"  every committed event of the tenant in log order, one envelope per line, then\n"
 	"  {\"trailer\":{\"count\":N,\"blake2b\":\"<hex>\"}} (docs/operations.md)\n";
 
@@ -138,6 +156,47 @@ static int export_partition(Export *x)
 	return 0;
 }
 
+/* The tenant's key lines, before the events; 0, or -1 with x->why. */
+static int export_keys(Export *x)
+{
+	const ExportOptions *o = x->o;
+	VcKeyLines k = {0};
+	VpKey *master = NULL, *transport = NULL;
+	unsigned char digest[32];
+	int rc = -1;
+	if (o->without_keys)
+		return 0;
+	if (vc_keys_collect(o->brokers, o->kafka_props, o->keys_topic, o->tenant, &k, x->why,
+			    sizeof(x->why)) < 0)
+		goto done;
+	if (k.n > 0 && !*o->key_file) {
+		snprintf(x->why, sizeof(x->why), "tenant %s has %zu key record(s): its client "
+			 "events are sealed and open nowhere else without its keys; give "
+			 "--key-file F (a transport key: vetctl keys new-master --out F) to carry "
+			 "them, or --without-keys for a file whose sealed events cannot be opened "
+			 "after an import", o->tenant, k.n);
+		goto done;
+	}
+	if (k.n > 0 &&
+	    (!(master = vp_key_master_load(o->master_key_file, getenv("VETPMS_MASTER_KEY"),
+					   x->why, sizeof(x->why))) ||
+	     !(transport = vp_key_master_load(o->key_file, NULL, x->why, sizeof(x->why))) ||
+	     vc_keys_rewrap(&k, master, transport, x->why, sizeof(x->why)) < 0))
+		goto done;
+	if (vc_keys_write(&k, stdout, digest) < 0) {
+		snprintf(x->why, sizeof(x->why), "cannot write the output");
+		goto done;
+	}
+	x->n_keys = k.n;
+	sodium_bin2hex(x->keys_hex, sizeof(x->keys_hex), digest, sizeof(digest));
+	rc = 0;
+done:
+	vp_key_free(master);
+	vp_key_free(transport);
+	vc_keys_release(&k);
+	return rc;
+}
+
 static int export_tenant(Export *x)
 {
 	int partitions = 0;
@@ -153,6 +212,8 @@ static int export_tenant(Export *x)
 		snprintf(x->why, sizeof(x->why), "watermarks: %s", rd_kafka_err2str(err));
 		return -1;
 	}
+	if (vp_crypto_init(x->why, sizeof(x->why)) < 0 || export_keys(x) < 0)
+		return -1;
 	vc_progress_start(&x->progress, "export", 0);
 	crypto_generichash_init(&x->hash, NULL, 0, crypto_generichash_BYTES);
 	if (export_partition(x) < 0)
@@ -161,12 +222,18 @@ static int export_tenant(Export *x)
 	char hex[2 * crypto_generichash_BYTES + 1];
 	crypto_generichash_final(&x->hash, digest, sizeof(digest));
 	sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
-	printf("{\"trailer\":{\"count\":%lld,\"blake2b\":\"%s\"}}\n", x->count, hex);
+	if (x->n_keys > 0) /* a file without keys keeps the old trailer */
+		printf("{\"trailer\":{\"count\":%lld,\"blake2b\":\"%s\",\"keys\":%zu,"
+		       "\"keys_blake2b\":\"%s\"}}\n",
+		       x->count, hex, x->n_keys, x->keys_hex);
+	else
+		printf("{\"trailer\":{\"count\":%lld,\"blake2b\":\"%s\"}}\n", x->count, hex);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		snprintf(x->why, sizeof(x->why), "cannot write the output");
 		return -1;
 	}
-	fprintf(stderr, "exported %lld event(s) of tenant %s\n", x->count, x->o->tenant);
+	fprintf(stderr, "exported %lld event(s) and %zu key record(s) of tenant %s\n", x->count,
+		x->n_keys, x->o->tenant);
 	return 0;
 }
 
@@ -181,6 +248,14 @@ static int cmd_export(int argc, char **argv)
 		VP_CF_STR("kafka-props", "VETPMS_KAFKA_PROPS", &o.kafka_props, "",
 			  "extra librdkafka properties a=b,c=d"),
 		VP_CF_STR("tenant", NULL, &o.tenant, "", "the tenant to export (UUID)"),
+		VP_CF_STR("keys-topic", "VETPMS_KEYS_TOPIC", &o.keys_topic, VP_TOPIC_KEYS_DEFAULT,
+			  "keys topic"),
+		VP_CF_STR("master-key-file", "VETPMS_MASTER_KEY_FILE", &o.master_key_file, "",
+			  "the deployment's master key (else VETPMS_MASTER_KEY)"),
+		VP_CF_STR("key-file", NULL, &o.key_file, "",
+			  "transport key (mode 0600) the tenant's key is rewrapped under"),
+		VP_CF_BOOL("without-keys", NULL, &o.without_keys, "false",
+			   "export no key records: sealed events will not open after an import"),
 	};
 	const size_t n = sizeof(items) / sizeof(items[0]);
 	int rc = vp_config_load(items, n, argc, argv, "vetctl tenant export", NULL, x.why,

@@ -9,7 +9,15 @@
  * transaction, up to --in-flight of them sent before the first is answered
  * (send_events says how order is kept). A batch whose answer was lost is sent
  * again: the writer answers it without appending it twice. Progress on
- * stderr. */
+ * stderr.
+ *
+ * A file with the tenant's key records (key lines before the events,
+ * tenant_keys.c) needs --key-file, the transport key its tenant key is
+ * wrapped under: checked here (a wrong key sends nothing), then the records
+ * and the transport key go with the first batch of events (from 0), which the
+ * writer appends in one transaction with the records, the tenant key
+ * rewrapped under its own master key. A batch from 0 is appended at most once
+ * (the writer answers a repeat without appending), so the keys are too. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +25,7 @@
 #include <cjson/cJSON.h>
 #include <sodium.h>
 
+#include "tenant_keys.h"
 #include "vetctl.h"
 #include "vp_buf.h"
 #include "vp_catalog.h"
@@ -39,6 +48,7 @@ typedef struct ImportOptions {
 	long retry_s;
 	long in_flight;
 	bool dry_run;
+	char *key_file;
 } ImportOptions;
 
 typedef struct Import {
@@ -47,6 +57,11 @@ typedef struct Import {
 	char tenant[37];
 	char digest[65];
 	long long count;
+	VcKeyLines keys;      /* the file's key records */
+	long long key_lines;  /* lines before the first event */
+	long long trailer_keys;
+	char keys_digest[65];
+	char *transport;      /* the transport key's text, locked (tenant_keys.c) */
 	VcHttp *http;
 	char path[128];
 	VpBuf body;
@@ -57,23 +72,81 @@ typedef struct Import {
 
 static const char usage[] =
 	"usage: vetctl tenant import --file t.ndjson --writer http://HOST:PORT --token JWT\n"
-	"                            [--batch N] [--in-flight N] [--retry-s S] [--dry-run]\n"
+	"                            [--key-file F] [--batch N] [--in-flight N] [--retry-s S]\n"
+	"                            [--dry-run]\n"
+	"  --key-file: the transport key the export was made with (a file with keys needs it)\n"
 	"  the token needs the platform-ops role and no tenant (vetctl token --role platform-ops)\n";
 
-/* The trailer line: 0 with its count and digest, else -1. */
-static int parse_trailer(const char *line, long long *count, char digest[65])
+/* The trailer line: 0 with its count and digest (and those of the key
+ * lines: 0 and "" in a file without keys), else -1. */
+static int parse_trailer(Import *im, const char *line)
 {
 	cJSON *root = cJSON_Parse(line);
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "trailer");
-	long long n;
-	const char *hex = vp_json_str(t, "blake2b");
+	long long n, keys = 0;
+	const char *hex = vp_json_str(t, "blake2b"), *keys_hex = vp_json_str(t, "keys_blake2b");
 	int rc = t && vp_json_int(t, "count", &n) && hex && strlen(hex) == 64 ? 0 : -1;
+	if (cJSON_GetObjectItemCaseSensitive(t, "keys") &&
+	    (!vp_json_int(t, "keys", &keys) || !keys_hex || strlen(keys_hex) != 64))
+		rc = -1;
 	if (rc == 0) {
-		*count = n;
-		memcpy(digest, hex, 65);
+		im->count = n;
+		memcpy(im->digest, hex, 65);
+		im->trailer_keys = keys;
+		snprintf(im->keys_digest, sizeof(im->keys_digest), "%s", keys ? keys_hex : "");
 	}
 	cJSON_Delete(root);
 	return rc;
+}
+
+static size_t escaped_len(const char *line, size_t len);
+
+/* The key lines against the trailer, and the transport key against them;
+ * 0, or -1 with im->why. */
+static int check_keys(Import *im, crypto_generichash_state *keys_hash)
+{
+	unsigned char digest[crypto_generichash_BYTES];
+	char hex[65], why[384];
+	crypto_generichash_final(keys_hash, digest, sizeof(digest));
+	sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
+	if (im->trailer_keys != im->key_lines ||
+	    (im->key_lines > 0 && strcmp(im->keys_digest, hex) != 0)) {
+		snprintf(im->why, sizeof(im->why), "the trailer says %lld key record(s) and "
+			 "BLAKE2b %s; the file has %lld and %s", im->trailer_keys, im->keys_digest,
+			 im->key_lines, hex);
+		return -1;
+	}
+	if (im->key_lines == 0)
+		return 0;
+	size_t bytes = 0;
+	for (size_t i = 0; i < im->keys.n; i++)
+		bytes += escaped_len(im->keys.name[i], strlen(im->keys.name[i])) +
+			 escaped_len(im->keys.value[i], strlen(im->keys.value[i])) + 20;
+	if (bytes > BATCH_BYTES / 2) {
+		snprintf(im->why, sizeof(im->why), "%lld key record(s), %zu bytes: more than the "
+			 "first import request carries (%d); not supported yet",
+			 im->key_lines, bytes, BATCH_BYTES / 2);
+		return -1;
+	}
+	if (!*im->o->key_file) {
+		snprintf(im->why, sizeof(im->why), "the file carries %lld key record(s) of the "
+			 "tenant: give --key-file, the transport key of the export",
+			 im->key_lines);
+		return -1;
+	}
+	VpKey *transport = vp_key_master_load(im->o->key_file, NULL, why, sizeof(why));
+	int rc = transport ? vc_keys_check(&im->keys, im->tenant, transport, why, sizeof(why))
+			   : -1;
+	vp_key_free(transport);
+	if (rc < 0) {
+		snprintf(im->why, sizeof(im->why), "--key-file %s: %s: wrong transport key?",
+			 im->o->key_file, why);
+		return -1;
+	}
+	if (im->o->dry_run)
+		return 0;
+	im->transport = vc_transport_text(im->o->key_file, im->why, sizeof(im->why));
+	return im->transport ? 0 : -1;
 }
 
 /* The bytes line takes in a batch's body, as a JSON string with
@@ -114,22 +187,40 @@ static int check_line(Import *im, const char *line, size_t len, long long index)
 	return rc;
 }
 
-/* The check pass over the whole file: lines, trailer, digest. */
+/* One line before the trailer: a key line (only before the first event) or
+ * an event line, hashed with its own kind. */
+static int check_any(Import *im, const char *line, long long *n, crypto_generichash_state *hash,
+		     crypto_generichash_state *keys_hash)
+{
+	char why[256];
+	int key = *n == 0 ? vc_keys_parse_line(&im->keys, line, why, sizeof(why)) : 0;
+	if (key < 0) {
+		snprintf(im->why, sizeof(im->why), "line %lld: %s", im->key_lines + 1, why);
+		return -1;
+	}
+	if (key == 0 && check_line(im, line, strlen(line), (*n)++) < 0)
+		return -1;
+	crypto_generichash_state *h = key ? keys_hash : hash;
+	if (key)
+		im->key_lines++;
+	crypto_generichash_update(h, (const unsigned char *)line, strlen(line));
+	crypto_generichash_update(h, (const unsigned char *)"\n", 1);
+	return 0;
+}
+
+/* The check pass over the whole file: lines, trailer, digests, keys. */
 static int check_file(Import *im)
 {
-	crypto_generichash_state hash;
+	crypto_generichash_state hash, keys_hash;
 	unsigned char digest[crypto_generichash_BYTES];
 	char hex[65], *last = NULL;
 	long long n = 0;
 	ssize_t len;
 	crypto_generichash_init(&hash, NULL, 0, sizeof(digest));
+	crypto_generichash_init(&keys_hash, NULL, 0, sizeof(digest));
 	while ((len = getline(&im->line, &im->line_cap, im->in)) > 0) {
-		if (last && check_line(im, last, strlen(last), n++) < 0)
+		if (last && check_any(im, last, &n, &hash, &keys_hash) < 0)
 			goto fail;
-		if (last) {
-			crypto_generichash_update(&hash, (const unsigned char *)last, strlen(last));
-			crypto_generichash_update(&hash, (const unsigned char *)"\n", 1);
-		}
 		free(last);
 		if (im->line[len - 1] == '\n')
 			im->line[len - 1] = '\0';
@@ -138,7 +229,7 @@ static int check_file(Import *im)
 	}
 	crypto_generichash_final(&hash, digest, sizeof(digest));
 	sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
-	if (!last || parse_trailer(last, &im->count, im->digest) < 0) {
+	if (!last || parse_trailer(im, last) < 0) {
 		snprintf(im->why, sizeof(im->why), "no trailer: the file is incomplete");
 		goto fail;
 	}
@@ -151,6 +242,8 @@ static int check_file(Import *im)
 		snprintf(im->why, sizeof(im->why), "the file holds no event");
 		goto fail;
 	}
+	if (check_keys(im, &keys_hash) < 0)
+		goto fail;
 	free(last);
 	return 0;
 fail:
@@ -160,11 +253,25 @@ fail:
 	return -1;
 }
 
-/* The batch body: {"import":..., "from":N, "events":["line", ...]}. */
-static void body_start(Import *im, long long from)
+/* The batch body: {"import":..., "from":N, "events":["line", ...]}; the
+ * first batch of events (keys) also carries the key records and the
+ * transport key: "keys":[{"name","value"}...], "transport_key". */
+static void body_start(Import *im, long long from, bool keys)
 {
 	vp_buf_reset(&im->body);
-	vp_buf_printf(&im->body, "{\"import\":\"%s\",\"from\":%lld,\"events\":[", im->digest, from);
+	vp_buf_printf(&im->body, "{\"import\":\"%s\",\"from\":%lld,", im->digest, from);
+	if (keys && im->keys.n > 0) {
+		vp_buf_append(&im->body, "\"keys\":[", 8);
+		for (size_t i = 0; i < im->keys.n; i++) {
+			vp_buf_append(&im->body, i ? ",{\"name\":" : "{\"name\":", i ? 9 : 8);
+			vp_json_write_string(&im->body, im->keys.name[i]);
+			vp_buf_append(&im->body, ",\"value\":", 9);
+			vp_json_write_string(&im->body, im->keys.value[i]);
+			vp_buf_append(&im->body, "}", 1);
+		}
+		vp_buf_printf(&im->body, "],\"transport_key\":\"%s\",", im->transport);
+	}
+	vp_buf_append(&im->body, "\"events\":[", 10);
 }
 
 /* `from` of an IMPORT_POSITION answer's detail ("must be N"), or -1. */
@@ -226,7 +333,7 @@ static int send_batch(Import *im, long long *next)
 static int seek_event(Import *im, long long at)
 {
 	rewind(im->in);
-	for (long long i = 0; i < at; i++)
+	for (long long i = 0; i < im->key_lines + at; i++)
 		if (getline(&im->line, &im->line_cap, im->in) <= 0)
 			return -1;
 	return 0;
@@ -237,7 +344,7 @@ static int seek_event(Import *im, long long at)
 static long long build_batch(Import *im, long long at)
 {
 	long long n = 0;
-	body_start(im, at);
+	body_start(im, at, at == 0);
 	while (at + n < im->count && n < im->o->batch) {
 		long pos = ftell(im->in);
 		ssize_t len = getline(&im->line, &im->line_cap, im->in);
@@ -299,7 +406,7 @@ static int judge(Import *im, const Flight *f, int *wait_s)
 static int resync(Import *im, const Flight *flights, int w, long long *at)
 {
 	long long next;
-	body_start(im, *at);
+	body_start(im, *at, false);
 	vp_buf_append(&im->body, "]}", 2);
 	if (send_batch(im, &next) < 0)
 		return -1;
@@ -417,7 +524,7 @@ static int run_import(Import *im)
 			       sizeof(im->why));
 	if (!im->http)
 		return -1;
-	body_start(im, 0);
+	body_start(im, 0, false);
 	vp_buf_append(&im->body, "]}", 2);
 	if (send_batch(im, &next) < 0) /* where does the import of this file stand? */
 		return -1;
@@ -449,6 +556,8 @@ int vc_tenant_import(int argc, char **argv)
 		VP_CF_INT("retry-s", NULL, &o.retry_s, "120", 1, 86400,
 			  "how long to retry a batch the writer does not answer"),
 		VP_CF_BOOL("dry-run", NULL, &o.dry_run, "false", "check the file, send nothing"),
+		VP_CF_STR("key-file", NULL, &o.key_file, "",
+			  "the transport key of the export (mode 0600)"),
 	};
 	const size_t n = sizeof(items) / sizeof(items[0]);
 	int rc = vp_config_load(items, n, argc, argv, "vetctl tenant import", NULL, im.why,
@@ -471,7 +580,11 @@ int vc_tenant_import(int argc, char **argv)
 	if (im.in)
 		fclose(im.in);
 	vc_http_free(im.http);
+	if (im.body.data) /* it held the transport key */
+		sodium_memzero(im.body.data, im.body.cap);
 	vp_buf_free(&im.body);
+	vc_keys_release(&im.keys);
+	vc_transport_text_free(im.transport);
 	free(im.line);
 	vp_config_free(items, n);
 	return rc;

@@ -18,6 +18,14 @@ from readmodel import query
 from stack import wait_for
 
 TIMEZONE = "Europe/London"
+# The client the script erases (EraseClient, docs/privacy.md): values no other
+# row holds, so a grep for them in a read model finds them only if the
+# erasure failed.
+ERASED = {"first_name": "Ermintrude", "last_name": "Vanishwell",
+          "email": "ermintrude@vanish-script.example", "phone": "+44 20 7946 0999",
+          "address": "3 Forgotten Row, Nullbury"}
+ERASED_VALUES = ["Ermintrude", "Vanishwell", "vanish-script", "7946 0999", "Forgotten Row",
+                 "Nullbury"]
 
 
 class Script:
@@ -89,6 +97,12 @@ def clients_and_patients(s, now):
                                   "sex": "male"})["id"]
     s.post(f"/v1/patients/{old}/deceased", {"date": day(now - timedelta(days=2))})
     s.post(f"/v1/patients/{pet}/transfer", {"client_id": heir})
+    # a client erased with a patient of theirs (ClientErased): the patient's
+    # copy of the owner's name is scrubbed too, and the patient stays
+    erased = s.post("/v1/clients", ERASED)["id"]
+    s.post("/v1/patients", {"client_id": erased, "name": "Erasmuspet", "species": "canine",
+                            "sex": "male"})
+    s.post(f"/v1/clients/{erased}/erase", {"reason": "GDPR request 118"})
     return heir, pet
 
 

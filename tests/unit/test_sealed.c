@@ -213,6 +213,46 @@ static void key_records_name_their_keys_and_unwrap_under_their_kek(void **state)
 	free(text);
 }
 
+/* Export/import: a tenant key carried from one master key to another
+ * through a transport key stays the same key; a record under another key,
+ * or a client's record, is not rewrapped. */
+static void a_tenant_key_rewraps_to_another_kek_as_the_same_key(void **state)
+{
+	(void)state;
+	char name[128], key_id[VP_KEY_ID_CHARS + 1], to_id[VP_KEY_ID_CHARS + 1];
+	vp_keyrec_name(TENANT, NULL, name, sizeof(name));
+	VpKey *from = vp_key_random(why, sizeof(why)), *to = vp_key_random(why, sizeof(why));
+	char *text = vp_keyrec_value(from, data_key, name, 0, why, sizeof(why));
+	char *moved = vp_keyrec_rewrap(from, to, name, text, 0, why, sizeof(why));
+	assert_non_null(moved);
+	cJSON *v = cJSON_Parse(moved);
+	vp_key_id(data_key, key_id);
+	vp_key_id(to, to_id);
+	assert_string_equal(vp_json_str(v, "key_id"), key_id);
+	assert_string_equal(vp_json_str(v, "kek_id"), to_id);
+	VpKey *back = vp_key_unwrap(to, vp_json_str(v, "wrapped"), name, why, sizeof(why));
+	assert_non_null(back);
+	char back_id[VP_KEY_ID_CHARS + 1];
+	vp_key_id(back, back_id);
+	assert_string_equal(back_id, key_id);
+	/* the wrong key: refused, naming the record's kek, never the key */
+	assert_null(vp_keyrec_rewrap(to, from, name, text, 0, why, sizeof(why)));
+	assert_non_null(strstr(why, "wrapped under key"));
+	/* a client's record is not a tenant key */
+	char cname[128];
+	vp_keyrec_name(TENANT, CLIENT, cname, sizeof(cname));
+	char *client = vp_keyrec_value(from, data_key, cname, 0, why, sizeof(why));
+	assert_null(vp_keyrec_rewrap(from, to, cname, client, 0, why, sizeof(why)));
+	assert_null(vp_keyrec_rewrap(from, to, name, "{not json", 0, why, sizeof(why)));
+	free(client);
+	vp_key_free(back);
+	vp_key_free(from);
+	vp_key_free(to);
+	cJSON_Delete(v);
+	free(moved);
+	free(text);
+}
+
 static int take(VpKeyring *kr, const char *name, const char *value)
 {
 	return vp_keyring_take(kr, name, strlen(name), value, value ? strlen(value) : 0, why,
@@ -283,6 +323,7 @@ int main(void)
 		cmocka_unit_test(blind_indexes_see_through_case_spaces_and_phone_punctuation),
 		cmocka_unit_test(key_records_name_their_keys_and_unwrap_under_their_kek),
 		cmocka_unit_test(a_keyring_reads_the_records_another_made_and_honours_erasure),
+		cmocka_unit_test(a_tenant_key_rewraps_to_another_kek_as_the_same_key),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -10,6 +10,11 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <sodium.h>
+
+#include "vp_json.h"
+#include "vp_keyring.h"
+#include "vp_sealed.h"
 #include "vp_time.h"
 #include "vp_uuid.h"
 #include "writer.h"
@@ -193,11 +198,143 @@ static void bad_batches_are_refused_before_the_model(void **state)
 	wr_state_clear(&s);
 }
 
+/* A key's text (base64url) and the key. */
+static VpKey *text_key(char text[64])
+{
+	unsigned char bytes[VP_KEY_BYTES];
+	char why[128];
+	randombytes_buf(bytes, sizeof(bytes));
+	sodium_bin2base64(text, 64, bytes, sizeof(bytes), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	VpKey *key = vp_key_from_text(text, why, sizeof(why));
+	assert_non_null(key);
+	return key;
+}
+
+static void add_key(cJSON *b, const char *name, const char *value)
+{
+	cJSON *keys = cJSON_GetObjectItem(b, "keys");
+	if (!keys)
+		keys = cJSON_AddArrayToObject(b, "keys");
+	cJSON *k = cJSON_CreateObject();
+	cJSON_AddStringToObject(k, "name", name);
+	cJSON_AddStringToObject(k, "value", value);
+	cJSON_AddItemToArray(keys, k);
+}
+
+/* The first batch of a file with keys: the tenant key arrives under the
+ * transport key and leaves rewrapped under this writer's master key (the
+ * same key), client records and erasure markers as they came; a wrong
+ * transport key, keys after the first batch, another tenant's record or
+ * client keys without the tenant's are refused (400) before the model. */
+static void the_first_batch_carries_the_keys_rewrapped_under_our_master(void **state)
+{
+	(void)state;
+	char why[256], master_text[64], transport_text[64], wrong_text[64];
+	assert_int_equal(vp_crypto_init(why, sizeof(why)), 0);
+	VpKey *master = text_key(master_text), *transport = text_key(transport_text);
+	VpKey *wrong = text_key(wrong_text), *tkey = vp_key_random(why, sizeof(why));
+	VpKey *ckey = vp_key_random(why, sizeof(why));
+	setenv("VETPMS_MASTER_KEY", master_text, 1);
+	WrConfig cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	assert_int_equal(wr_keys_init(&cfg, why, sizeof(why)), 0);
+	unsetenv("VETPMS_MASTER_KEY");
+	char tenant[37], other[37], c1[37], c2[37], tname[128], c1name[128], c2name[128];
+	char oname[128];
+	new_id(tenant);
+	new_id(other);
+	new_id(c1);
+	new_id(c2);
+	vp_keyrec_name(tenant, NULL, tname, sizeof(tname));
+	vp_keyrec_name(tenant, c1, c1name, sizeof(c1name));
+	vp_keyrec_name(tenant, c2, c2name, sizeof(c2name));
+	vp_keyrec_name(other, c1, oname, sizeof(oname));
+	char *tvalue = vp_keyrec_value(transport, tkey, tname, 0, why, sizeof(why));
+	char *cvalue = vp_keyrec_value(tkey, ckey, c1name, 0, why, sizeof(why));
+	char *erased = vp_keyrec_erased_value(0);
+	char *lines[] = {provisioned(tenant), client(tenant)};
+	WrImportBatch b;
+	VpError err;
+
+	cJSON *ok = body(DIGEST, 0, lines, 2);
+	add_key(ok, tname, tvalue);
+	add_key(ok, c1name, cvalue);
+	add_key(ok, c2name, erased);
+	cJSON_AddStringToObject(ok, "transport_key", transport_text);
+	vp_error_clear(&err);
+	assert_int_equal(wr_import_parse(ok, tenant, &b, &err), 0);
+	assert_int_equal(b.n_keys, 3);
+	cJSON *t = cJSON_Parse(b.keys[0].value);
+	char master_id[VP_KEY_ID_CHARS + 1], tkey_id[VP_KEY_ID_CHARS + 1];
+	vp_key_id(master, master_id);
+	vp_key_id(tkey, tkey_id);
+	assert_string_equal(vp_json_str(t, "kek_id"), master_id);
+	assert_string_equal(vp_json_str(t, "key_id"), tkey_id);
+	assert_string_equal(b.keys[1].value, cvalue);
+	assert_string_equal(b.keys[2].value, erased);
+	assert_true(b.keys[2].erasure);
+	cJSON_Delete(t);
+	wr_import_release(&b);
+
+	/* the wrong transport key: refused naming transport_key, not the key */
+	cJSON_ReplaceItemInObject(ok, "transport_key", cJSON_CreateString(wrong_text));
+	vp_error_clear(&err);
+	assert_int_equal(wr_import_parse(ok, tenant, &b, &err), -1);
+	assert_int_equal(err.status, 400);
+	assert_string_equal(err.details[0].field, "transport_key");
+	assert_null(strstr(err.details[0].issue, wrong_text));
+	wr_import_release(&b);
+	/* keys after the first batch */
+	cJSON_ReplaceItemInObject(ok, "transport_key", cJSON_CreateString(transport_text));
+	cJSON_ReplaceItemInObject(ok, "from", cJSON_CreateNumber(1));
+	vp_error_clear(&err);
+	cJSON *events = cJSON_DetachItemFromObject(ok, "events");
+	cJSON_AddItemToObject(ok, "events", cJSON_CreateArray());
+	cJSON_AddItemToArray(cJSON_GetObjectItem(ok, "events"),
+			     cJSON_CreateString(lines[1]));
+	assert_int_equal(wr_import_parse(ok, tenant, &b, &err), -1);
+	assert_string_equal(err.details[0].field, "keys");
+	wr_import_release(&b);
+	cJSON_Delete(events);
+	cJSON_Delete(ok);
+	/* another tenant's record; client keys without the tenant's */
+	cJSON *theirs = body(DIGEST, 0, lines, 2);
+	add_key(theirs, tname, tvalue);
+	add_key(theirs, oname, cvalue);
+	cJSON_AddStringToObject(theirs, "transport_key", transport_text);
+	vp_error_clear(&err);
+	assert_int_equal(wr_import_parse(theirs, tenant, &b, &err), -1);
+	assert_string_equal(err.details[0].field, "keys[1]");
+	wr_import_release(&b);
+	cJSON_Delete(theirs);
+	cJSON *headless = body(DIGEST, 0, lines, 2);
+	add_key(headless, c1name, cvalue);
+	cJSON_AddStringToObject(headless, "transport_key", transport_text);
+	vp_error_clear(&err);
+	assert_int_equal(wr_import_parse(headless, tenant, &b, &err), -1);
+	assert_string_equal(err.details[0].field, "keys");
+	wr_import_release(&b);
+	cJSON_Delete(headless);
+
+	for (int i = 0; i < 2; i++)
+		free(lines[i]);
+	free(tvalue);
+	free(cvalue);
+	free(erased);
+	vp_key_free(master);
+	vp_key_free(transport);
+	vp_key_free(wrong);
+	vp_key_free(tkey);
+	vp_key_free(ckey);
+	wr_keys_release();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(a_batch_lands_once_and_the_import_resumes_at_next),
 		cmocka_unit_test(a_tenant_made_here_is_never_imported_into),
+		cmocka_unit_test(the_first_batch_carries_the_keys_rewrapped_under_our_master),
 		cmocka_unit_test(bad_batches_are_refused_before_the_model),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,261 @@
+/* The tenant's key records in a tenant export file (docs/privacy.md, "Export
+ * and import"). Key lines come before the event lines, one per record:
+ *   {"keyrec":{"name":"tenant:<t>"|"client:<t>:<c>","value":"<record text>"}}
+ * the latest record of each of the tenant's names in the keys topic: the
+ * tenant key rewrapped from the source master key to the operator's transport
+ * key (--key-file), client keys as they are (wrapped under the tenant key,
+ * which does not change), erasure markers as they are (an erased client's key
+ * is gone from the topic's latest records, so it cannot be exported). The
+ * key lines have a digest of their own in the trailer, so the events' digest
+ * (the import's identity) is that of a file without keys. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <sodium.h>
+
+#include "tenant_keys.h"
+#include "vp_json.h"
+#include "vp_kafka.h"
+#include "vp_keyring.h"
+#include "vp_sealed.h"
+#include "vp_time.h"
+
+#define READ_TIMEOUT_MS 60000
+#define TRANSPORT_TEXT_MAX 128
+
+/* Whether the record name is one of the tenant's. */
+static bool tenant_name(const char *tenant, const char *name, size_t len)
+{
+	char own[64];
+	size_t n = (size_t)snprintf(own, sizeof(own), VP_KEYREC_TENANT ":%s", tenant);
+	if (len == n && !memcmp(name, own, n))
+		return true;
+	n = (size_t)snprintf(own, sizeof(own), VP_KEYREC_CLIENT ":%s:", tenant);
+	return len > n && !memcmp(name, own, n);
+}
+
+/* The latest value of name (NULL: a tombstone, forgotten). */
+static int remember(VcKeyLines *k, const char *name, size_t name_len, const char *value,
+		    size_t value_len)
+{
+	size_t i = 0;
+	while (i < k->n && !(strlen(k->name[i]) == name_len && !memcmp(k->name[i], name, name_len)))
+		i++;
+	if (i == k->n && k->n == k->cap) {
+		size_t cap = k->cap ? k->cap * 2 : 64;
+		char **names = realloc(k->name, cap * sizeof(*names));
+		if (names)
+			k->name = names;
+		char **values = names ? realloc(k->value, cap * sizeof(*values)) : NULL;
+		if (!values)
+			return -1;
+		k->value = values;
+		k->cap = cap;
+	}
+	if (i == k->n) {
+		if (!(k->name[i] = strndup(name, name_len)))
+			return -1;
+		k->value[i] = NULL;
+		k->n++;
+	}
+	free(k->value[i]);
+	k->value[i] = value ? strndup(value, value_len) : NULL;
+	return value && !k->value[i] ? -1 : 0;
+}
+
+/* Drops the names whose latest record is a tombstone. */
+static void drop_tombstones(VcKeyLines *k)
+{
+	size_t out = 0;
+	for (size_t i = 0; i < k->n; i++) {
+		if (k->value[i]) {
+			k->name[out] = k->name[i];
+			k->value[out++] = k->value[i];
+		} else
+			free(k->name[i]);
+	}
+	k->n = out;
+}
+
+int vc_keys_collect(const char *brokers, const char *props, const char *topic,
+		    const char *tenant, VcKeyLines *k, char *why, size_t why_cap)
+{
+	int partitions = 0, at_end = 0, rc = 0;
+	rd_kafka_t *rk = vp_kafka_log_reader_new(brokers, "vetctl-export-keys",
+						 "vetctl-export-keys", props, true, why, why_cap);
+	if (!rk)
+		return -1;
+	if (vp_kafka_probe(rk, topic, 10000, &partitions) < 0 || partitions <= 0) {
+		snprintf(why, why_cap, "keys topic %s not found at %s", topic, brokers);
+		rd_kafka_destroy(rk);
+		return -1;
+	}
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partitions);
+	for (int p = 0; p < partitions; p++)
+		rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+	rd_kafka_assign(rk, parts);
+	rd_kafka_topic_partition_list_destroy(parts);
+	int64_t deadline = vp_time_mono_us() + READ_TIMEOUT_MS * 1000LL;
+	char *seen = calloc((size_t)partitions, 1);
+	while (seen && at_end < partitions && rc == 0 && vp_time_mono_us() < deadline) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+		if (!m)
+			continue;
+		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->partition >= 0 &&
+		    m->partition < partitions && !seen[m->partition])
+			seen[m->partition] = 1, at_end++;
+		else if (!m->err && m->key && tenant_name(tenant, m->key, m->key_len))
+			rc = remember(k, m->key, m->key_len, m->payload, m->len);
+		rd_kafka_message_destroy(m);
+	}
+	free(seen);
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+	if (rc == 0 && at_end < partitions) {
+		snprintf(why, why_cap, "keys topic %s not read to its end in %d ms", topic,
+			 READ_TIMEOUT_MS);
+		rc = -1;
+	} else if (rc < 0)
+		snprintf(why, why_cap, "out of memory");
+	drop_tombstones(k);
+	return rc;
+}
+
+/* The index of the tenant record, or -1. */
+static long tenant_record(const VcKeyLines *k)
+{
+	for (size_t i = 0; i < k->n; i++)
+		if (!strncmp(k->name[i], VP_KEYREC_TENANT ":", sizeof(VP_KEYREC_TENANT)))
+			return (long)i;
+	return -1;
+}
+
+int vc_keys_rewrap(VcKeyLines *k, const VpKey *from, const VpKey *to, char *why,
+		   size_t why_cap)
+{
+	long t = tenant_record(k);
+	if (t < 0)
+		return 0;
+	char *value = vp_keyrec_rewrap(from, to, k->name[t], k->value[t], vp_time_now_us(), why,
+				       why_cap);
+	if (!value)
+		return -1;
+	free(k->value[t]);
+	k->value[t] = value;
+	return 0;
+}
+
+int vc_keys_write(const VcKeyLines *k, FILE *out, unsigned char digest[32])
+{
+	crypto_generichash_state hash;
+	crypto_generichash_init(&hash, NULL, 0, 32);
+	for (size_t i = 0; i < k->n; i++) {
+		cJSON *root = cJSON_CreateObject(), *rec = cJSON_AddObjectToObject(root, "keyrec");
+		char *line = rec && cJSON_AddStringToObject(rec, "name", k->name[i]) &&
+					     cJSON_AddStringToObject(rec, "value", k->value[i])
+				     ? cJSON_PrintUnformatted(root)
+				     : NULL;
+		cJSON_Delete(root);
+		if (!line)
+			return -1;
+		size_t len = strlen(line);
+		crypto_generichash_update(&hash, (const unsigned char *)line, len);
+		crypto_generichash_update(&hash, (const unsigned char *)"\n", 1);
+		int rc = fwrite(line, 1, len, out) == len && fputc('\n', out) != EOF ? 0 : -1;
+		free(line);
+		if (rc < 0)
+			return -1;
+	}
+	crypto_generichash_final(&hash, digest, 32);
+	return 0;
+}
+
+int vc_keys_parse_line(VcKeyLines *k, const char *line, char *why, size_t why_cap)
+{
+	static const char prefix[] = "{\"keyrec\":";
+	if (strncmp(line, prefix, sizeof(prefix) - 1) != 0)
+		return 0;
+	cJSON *root = cJSON_Parse(line);
+	const cJSON *rec = cJSON_GetObjectItemCaseSensitive(root, "keyrec");
+	const char *name = vp_json_str(rec, "name"), *value = vp_json_str(rec, "value");
+	cJSON *v = value ? cJSON_Parse(value) : NULL;
+	const char *kind = vp_json_str(v, "kind");
+	int rc = -1;
+	if (!name || !kind || strlen(name) >= sizeof(((VpKeyRecord *)0)->name))
+		snprintf(why, why_cap, "not a key record line");
+	else if (remember(k, name, strlen(name), value, strlen(value)) < 0)
+		snprintf(why, why_cap, "out of memory");
+	else
+		rc = 1;
+	cJSON_Delete(v);
+	cJSON_Delete(root);
+	return rc;
+}
+
+int vc_keys_check(const VcKeyLines *k, const char *tenant, const VpKey *transport, char *why,
+		  size_t why_cap)
+{
+	for (size_t i = 0; i < k->n; i++)
+		if (!tenant_name(tenant, k->name[i], strlen(k->name[i]))) {
+			snprintf(why, why_cap, "key record %s is not of tenant %s", k->name[i],
+				 tenant);
+			return -1;
+		}
+	long t = tenant_record(k);
+	if (t < 0) {
+		snprintf(why, why_cap, "the file carries key records but not the tenant's key");
+		return -1;
+	}
+	/* unwrap once to learn the transport key is the right one: nothing is
+	 * sent with the wrong one */
+	char *probe = vp_keyrec_rewrap(transport, transport, k->name[t], k->value[t], 0, why,
+				       why_cap);
+	if (!probe)
+		return -1;
+	free(probe);
+	return 0;
+}
+
+char *vc_transport_text(const char *path, char *why, size_t why_cap)
+{
+	VpKey *key = vp_key_master_load(path, NULL, why, why_cap); /* mode and form */
+	if (!key)
+		return NULL;
+	vp_key_free(key);
+	char *text = sodium_malloc(TRANSPORT_TEXT_MAX);
+	int fd = text ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	ssize_t n = fd >= 0 ? read(fd, text, TRANSPORT_TEXT_MAX - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0) {
+		snprintf(why, why_cap, "%s: cannot read the key", path);
+		vc_transport_text_free(text);
+		return NULL;
+	}
+	text[n] = '\0';
+	text[strcspn(text, " \t\r\n")] = '\0';
+	return text;
+}
+
+void vc_transport_text_free(char *text)
+{
+	if (text) {
+		sodium_memzero(text, TRANSPORT_TEXT_MAX);
+		sodium_free(text);
+	}
+}
+
+void vc_keys_release(VcKeyLines *k)
+{
+	for (size_t i = 0; i < k->n; i++) {
+		free(k->name[i]);
+		free(k->value[i]);
+	}
+	free(k->name);
+	free(k->value);
+	memset(k, 0, sizeof(*k));
+}

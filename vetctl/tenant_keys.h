@@ -1,0 +1,42 @@
+/* tenant_keys.c: the tenant's key records in a tenant export file. */
+#ifndef VC_TENANT_KEYS_H
+#define VC_TENANT_KEYS_H
+
+#include <stdio.h>
+
+#include "vp_crypto.h"
+
+/* Key records by name (their latest value), in topic / file order. */
+typedef struct VcKeyLines {
+	char **name;
+	char **value;
+	size_t n, cap;
+} VcKeyLines;
+
+/* Export: the latest record of each of the tenant's names in the keys topic
+ * (tombstones dropped). 0, or -1 with why. */
+int vc_keys_collect(const char *brokers, const char *props, const char *topic,
+		    const char *tenant, VcKeyLines *k, char *why, size_t why_cap);
+/* The tenant record rewrapped from `from` to `to` in place (none: nothing). */
+int vc_keys_rewrap(VcKeyLines *k, const VpKey *from, const VpKey *to, char *why,
+		   size_t why_cap);
+/* The key lines to out; digest gets their BLAKE2b (32 bytes). */
+int vc_keys_write(const VcKeyLines *k, FILE *out, unsigned char digest[32]);
+
+/* Import: 1 the line was a key line (taken into k), 0 it is not one, -1 a
+ * malformed key line (why). */
+int vc_keys_parse_line(VcKeyLines *k, const char *line, char *why, size_t why_cap);
+/* Every record of the tenant, the tenant's key among them and wrapped under
+ * transport. 0, or -1 with why. */
+int vc_keys_check(const VcKeyLines *k, const char *tenant, const VpKey *transport, char *why,
+		  size_t why_cap);
+
+/* The transport key file's text (checked like a master key file: mode 0600,
+ * 32 bytes of base64url) in locked memory; free with vc_transport_text_free
+ * (wipes). NULL with why. */
+char *vc_transport_text(const char *path, char *why, size_t why_cap);
+void vc_transport_text_free(char *text);
+
+void vc_keys_release(VcKeyLines *k);
+
+#endif

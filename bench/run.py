@@ -1809,7 +1809,7 @@ class Bench:
                  f"+10 %); projector + postgres {both['sealed'] / both['plain']:.3f}; rate "
                  f"ratio {rate['sealed'] / rate['plain']:.3f} (goal >= 0.9); sealed "
                  f"{took['sealed']:.1f}s, plain {took['plain']:.1f}s from process start "
-                 f"(the sealed side reads {n} key records first); {tenants} tenants; "
+                 f"(both read the {n - tenants} client keys of {keys} at start); {tenants} tenants; "
                  f"{gens['sealed']['bytes'] // n} B/event sealed, "
                  f"{gens['plain']['bytes'] // n} B plain; no dead letter")
         self.facts.setdefault("seal", {})["projection"] = {

@@ -4,7 +4,14 @@
  * owner, seq counts each aggregate's versions). Key = tenant_id, headers type
  * and v, partition = murmur2(key) like the writer. No transactions: a pre-fill
  * does not need them, and read_committed consumers read plain records.
- *   gen_events BROKERS TOPIC N_EVENTS TENANTS [SEED]
+ *   gen_events BROKERS TOPIC N_EVENTS TENANTS [SEED [MODE [KEYS_TOPIC]]]
+ * MODE: "mixed" (the default: every type), "clients" (each tenant's
+ * provisioning, then ClientRegistered v1 only, every personal field set) or
+ * "sealed-clients" (the very same events, same seed, sealed as the writer
+ * seals them: v2 under a data key per client, whose key records, and the
+ * tenant's, are produced to KEYS_TOPIC first, wrapped under the master key of
+ * VETPMS_MASTER_KEY_FILE / VETPMS_MASTER_KEY). The last two are the two sides
+ * of bench/run.py's seal scenario (the projector opening sealed fields).
  * Prints one JSON object: events, bytes, seconds, and the count of each type. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +20,8 @@
 
 #include "gen_producer.h"
 #include "vp_catalog.h"
+#include "vp_keyring.h"
+#include "vp_sealed.h"
 #include "vp_time.h"
 #include "vp_uuid.h"
 
@@ -79,12 +88,16 @@ static GenId *list_add(GenList *l)
 	return g;
 }
 
+static int clients_only; /* MODE clients or sealed-clients */
+
 /* The type of the next event of tenant t: its provisioning and staff first,
  * then a mix that follows a clinic's life (many weights, fewer allergies). */
 static int choose_type(const GenTenant *t)
 {
 	if (!t->id[0])
 		return T_TENANT;
+	if (clients_only)
+		return T_CLIENT;
 	if (t->staff_made < 6)
 		return T_STAFF;
 	unsigned r = (unsigned)(next_rand() % 100);
@@ -179,16 +192,106 @@ static int make_data(GenTenant *t, int type, char *data, size_t cap, GenId **tar
 	return -1;
 }
 
+/* MODE sealed-clients: what the writer holds to seal (cmd-writer/keys.c). */
+typedef struct GenSeal {
+	VpKey *master, *key, *index; /* key, index: scratch keys wiped after each event */
+	VpKeyring *kr;
+	rd_kafka_topic_t *keys;
+} GenSeal;
+
+static int seal_open(GenSeal *g, rd_kafka_t *rk, const char *keys_topic)
+{
+	char why[256];
+	g->master = vp_crypto_init(why, sizeof(why)) == 0
+			? vp_key_master_load(getenv("VETPMS_MASTER_KEY_FILE"),
+					     getenv("VETPMS_MASTER_KEY"), why, sizeof(why))
+			: NULL;
+	g->kr = g->master ? vp_keyring_new(g->master, why, sizeof(why)) : NULL;
+	g->key = g->kr ? vp_key_random(why, sizeof(why)) : NULL;
+	g->index = g->key ? vp_key_random(why, sizeof(why)) : NULL;
+	g->keys = g->index ? rd_kafka_topic_new(rk, keys_topic, NULL) : NULL;
+	if (!g->keys)
+		fprintf(stderr, "gen_events: cannot seal: %s\n", g->index ? "keys topic" : why);
+	return g->keys ? 0 : -1;
+}
+
+static void seal_close(GenSeal *g)
+{
+	if (g->keys)
+		rd_kafka_topic_destroy(g->keys);
+	vp_keyring_free(g->kr);
+	vp_key_free(g->key);
+	vp_key_free(g->index);
+	vp_key_free(g->master);
+}
+
+/* A new client's data sealed in place (data gets the v2 text), its key
+ * records (the tenant's first, when new) produced to the keys topic before
+ * the event. 0 or -1. */
+static int seal_client(GenSeal *g, rd_kafka_t *rk, const char *tenant, const char *client,
+		       int64_t at_us, char *data, size_t cap)
+{
+	char why[256] = "";
+	VpKeyRecord recs[2];
+	int n = 0, rc = -1;
+	cJSON *plain = cJSON_Parse(data), *sealed = NULL;
+	if (plain && vp_keyring_new_client(g->kr, tenant, client, at_us, g->key, recs, &n, why,
+					   sizeof(why)) == 0 &&
+	    vp_keyring_index_key(g->kr, tenant, g->index, why, sizeof(why)) == 0)
+		sealed = vp_sealed_seal(plain, tenant, client, g->key, g->index, why, sizeof(why));
+	vp_key_wipe(g->key);
+	vp_key_wipe(g->index);
+	for (int i = 0; sealed && i < n; i++)
+		if (gen_produce(rk, g->keys, recs[i].name, "key", recs[i].value,
+				strlen(recs[i].value)) != RD_KAFKA_RESP_ERR_NO_ERROR)
+			snprintf(why, sizeof(why), "cannot produce a key record");
+	char *text = sealed && !why[0] ? cJSON_PrintUnformatted(sealed) : NULL;
+	if (text && strlen(text) < cap) {
+		memcpy(data, text, strlen(text) + 1);
+		rc = 0;
+	}
+	if (rc < 0)
+		fprintf(stderr, "gen_events: cannot seal a client: %s\n", why[0] ? why : "too long");
+	free(text);
+	cJSON_Delete(sealed);
+	cJSON_Delete(plain);
+	vp_key_records_release(recs, n);
+	return rc;
+}
+
+/* gen_produce with the event's version in the v header. */
+static rd_kafka_resp_err_t produce_v(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const char *key,
+				     const char *type, int v, const char *value, size_t len)
+{
+	if (v == 1)
+		return gen_produce(rk, rkt, key, type, value, len);
+	for (;;) {
+		rd_kafka_resp_err_t err = rd_kafka_producev(
+		    rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, strlen(key)),
+		    RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		    RD_KAFKA_V_HEADER("type", type, -1), RD_KAFKA_V_HEADER("v", "2", 1),
+		    RD_KAFKA_V_END);
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			return err;
+		rd_kafka_poll(rk, 100);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 5) {
-		fprintf(stderr, "usage: gen_events BROKERS TOPIC N_EVENTS TENANTS [SEED]\n");
+		fprintf(stderr, "usage: gen_events BROKERS TOPIC N_EVENTS TENANTS "
+				"[SEED [mixed|clients|sealed-clients [KEYS_TOPIC]]]\n");
 		return 2;
 	}
 	long n_events = atol(argv[3]), n_tenants = atol(argv[4]);
 	if (argc > 5)
 		gen_seed(strtoull(argv[5], NULL, 10));
-	if (n_events < 1 || n_tenants < 1 || n_tenants > 100000) {
+	const char *mode = argc > 6 ? argv[6] : "mixed";
+	bool sealing = !strcmp(mode, "sealed-clients");
+	clients_only = sealing || !strcmp(mode, "clients");
+	if (n_events < 1 || n_tenants < 1 || n_tenants > 100000 ||
+	    (!clients_only && strcmp(mode, "mixed")) || (sealing && argc < 8)) {
 		fprintf(stderr, "gen_events: bad arguments\n");
 		return 2;
 	}
@@ -200,6 +303,9 @@ int main(int argc, char **argv)
 	if (!tenants || !rk)
 		return 1;
 	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, argv[2], NULL);
+	GenSeal seal = {0};
+	if (sealing && seal_open(&seal, rk, argv[7]) < 0)
+		return 1;
 	int64_t started = vp_time_mono_us();
 	int64_t at_us = vp_time_now_us() - 365LL * 86400 * 1000000; /* a year of history */
 	static char data[2048], envelope[4096];
@@ -221,17 +327,23 @@ int main(int argc, char **argv)
 			fprintf(stderr, "gen_events: out of memory\n");
 			return 1;
 		}
+		int v = 1;
+		if (sealing && type == T_CLIENT) {
+			if (seal_client(&seal, rk, t->id, target->id, at_us, data, sizeof(data)) < 0)
+				return 1;
+			v = VP_SEALED_V;
+		}
 		int seq = target ? ++target->seq : 1;
 		vp_uuid_v7(&u);
 		vp_uuid_format(&u, event_id);
 		vp_uuid_v7(&u);
 		vp_uuid_format(&u, command_id);
 		int len = snprintf(envelope, sizeof(envelope),
-				   "{\"id\":\"%s\",\"type\":\"%s\",\"v\":1,\"tenant_id\":\"%s\","
+				   "{\"id\":\"%s\",\"type\":\"%s\",\"v\":%d,\"tenant_id\":\"%s\","
 				   "\"aggregate\":\"%s\",\"aggregate_id\":\"%s\",\"seq\":%d,"
 				   "\"command_id\":\"%s\",\"actor\":\"bench-user\",\"at\":\"%s\","
 				   "\"data\":%s}",
-				   event_id, type_names[type], t->id,
+				   event_id, type_names[type], v, t->id,
 				   vp_catalog_find(type_names[type], 1)->aggregate,
 				   target ? target->id : t->id, seq, command_id, at, data);
 		char why[256];
@@ -241,7 +353,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		if (len < 0 || (size_t)len >= sizeof(envelope) ||
-		    gen_produce(rk, rkt, t->id, type_names[type], envelope, (size_t)len) !=
+		    produce_v(rk, rkt, t->id, type_names[type], v, envelope, (size_t)len) !=
 			RD_KAFKA_RESP_ERR_NO_ERROR) {
 			fprintf(stderr, "gen_events: cannot produce event %ld\n", i);
 			return 1;
@@ -258,6 +370,7 @@ int main(int argc, char **argv)
 		printf("%s\"%s\":%ld", k ? "," : "", type_names[k], counts[k]);
 	printf("}}\n");
 	rd_kafka_topic_destroy(rkt);
+	seal_close(&seal);
 	rd_kafka_destroy(rk);
 	for (long k = 0; k < n_tenants; k++) {
 		free(tenants[k].clients.items);

@@ -7,7 +7,8 @@ tests/e2e/stack.py), then one table on stdout and var/bench/results.json.
   bench/run.py --quick             a small smoke run of every scenario
   bench/run.py --only queries      one scenario (commands, http, queries, lag,
                                    appointments, visits, timeline, dispense,
-                                   register, revenue, issue, projection, stream;
+                                   register, revenue, issue, projection, stream,
+                                   tenant, archive, seal;
                                    repeatable; timeline runs visits first)
 
 CPU-seconds come from /proc/<pid>/stat (utime + stime, children reaped by the
@@ -38,7 +39,7 @@ LUA = os.path.join(ROOT, "bench", "lua")
 TICK = os.sysconf("SC_CLK_TCK")
 SCENARIOS = ("commands", "http", "queries", "lag", "appointments", "visits", "timeline",
              "dispense", "register", "revenue", "issue", "projection", "stream", "tenant",
-             "archive")
+             "archive", "seal")
 # pgbench cannot bind a NULL parameter (it sends the text "NULL"); this stays a
 # parameter (same generic/custom plan choice as the reader's) that is NULL.
 NULL = "nullif(:none::text, '-')"
@@ -1641,6 +1642,178 @@ class Bench:
             os.unlink(path)
         return took, pg
 
+
+    # --- sealing personal fields, same run (issue 18, docs/privacy.md) ---------------
+    SEAL_ROUNDS = 2  # sealed and plain alternated, so drift falls on both sides
+
+    def seal_topic(self, topic, keys_topic):
+        env = dict(self.stack.env, VETPMS_TOPIC=topic, VETPMS_DLQ_TOPIC=topic + ".dlq",
+                   VETPMS_KEYS_TOPIC=keys_topic)
+        self.stack.env, saved = env, self.stack.env
+        try:
+            self.stack.vetctl("topics", "create", "--partitions", "6")
+        finally:
+            self.stack.env = saved
+
+    def seal_load(self, side, daemon, env, used, runs):
+        """One wrk run of register_client.lua at daemon, its CPU (writer and
+        Kafka) added to used[side] and the run to runs[side]."""
+        cpu = Cpu(self, [daemon, "kafka"]).start()
+        r = self.wrk(self.daemons[daemon].url, "register_client.lua", env)
+        c = cpu.stop()
+        u = used.setdefault(side, {"writer": 0.0, "kafka": 0.0, "wrk": 0.0})
+        u["writer"] += c[daemon]
+        u["kafka"] += c["kafka"]
+        u["wrk"] += r["cpu"]
+        runs.setdefault(side, []).append(r)
+
+    @staticmethod
+    def seal_sum(runs):
+        ok = sum(r["status"].get("201", 0) for r in runs)
+        secs = sum(r["duration_us"] for r in runs) / 1e6
+        return {"ok": ok, "rate": ok / secs, "requests": sum(r["requests"] for r in runs),
+                "errors": sum(r["errors"] for r in runs), "p50_ms": runs[-1]["p50_us"] / 1000,
+                "p99_ms": max(r["p99_us"] for r in runs) / 1000,
+                "first_error": next((r["first_error"] for r in runs if r["first_error"]), "")}
+
+    def seal_row(self, what, runs, used, extra):
+        s, p = self.seal_sum(runs["sealed"]), self.seal_sum(runs["plain"])
+        cpu = {f"writer({k})": used[k]["writer"] / max(1, x["ok"]) * 1000
+               for k, x in (("sealed", s), ("plain", p))}
+        cpu.update({f"kafka({k})": used[k]["kafka"] / max(1, x["ok"]) * 1000
+                    for k, x in (("sealed", s), ("plain", p)) if "dry-run" not in what})
+        cpu["loadgen(wrk, sealed)"] = used["sealed"]["wrk"] / max(1, s["ok"]) * 1000
+        extra_cpu = cpu["writer(sealed)"] / cpu["writer(plain)"] - 1 if cpu["writer(plain)"] \
+            else None
+        self.row("seal", what, round(s["rate"]), round(p["rate"]), "commands/s", s["p50_ms"],
+                 s["p99_ms"], {k: round(v, 4) for k, v in cpu.items()},
+                 "the same RegisterClient unsealed (v1), same run",
+                 f"writer CPU per command sealed/plain {1 + extra_cpu:.3f} "
+                 f"({extra_cpu * 100:+.1f} %; goal <= +10 %); rate ratio "
+                 f"{s['rate'] / p['rate']:.3f} (goal >= 0.9); plain p50/p99 "
+                 f"{p['p50_ms']:.2f}/{p['p99_ms']:.2f} ms; 201s sealed {s['ok']}, plain {p['ok']}"
+                 f" over {self.SEAL_ROUNDS if 'dry-run' in what else 1} alternated run(s) of "
+                 f"{self.seconds}s each; non-2xx sealed {s['errors']}, plain {p['errors']}"
+                 f"{'; first: ' + (s['first_error'] or p['first_error'])[:200] if s['first_error'] or p['first_error'] else ''}"
+                 f"{'; ' + extra if extra else ''}")
+        self.facts.setdefault("seal", {})[what] = {
+            "sealed_rate": s["rate"], "plain_rate": p["rate"], "cpu_s_per_1k": cpu,
+            "writer_cpu_extra": extra_cpu}
+
+    def scenario_seal(self):
+        """Issue 18's bench: RegisterClient through the writer sealing its
+        personal fields (v2, a data key and its record per client) against the
+        same command written plain (v1, VETPMS_WRITER_UNSEALED_FOR_BENCH, a
+        bench-only switch), same wrk script, same run; with the writer in
+        --dry-run (CPU only, where the crypto shows) and with Kafka (the real
+        path: the sealed side also writes a key record per client in the
+        transaction). Then the projection: N sealed client events against the
+        same N plain, each projected from offset 0."""
+        self.seal_writer_dry()
+        self.seal_writer_kafka()
+        self.seal_projection()
+
+    def seal_writer_dry(self):
+        self.writer()  # the clinic both dry-run writers rebuild from
+        for key in ("writer", "projector", "reader"):
+            self.drop(key)  # two cores: the writer under load and wrk only
+        env = {"BENCH_TOKEN": self.facts["token"]}
+        plain = {"VETPMS_WRITER_UNSEALED_FOR_BENCH": "1"}
+        for side, extra in (("sealed", {}), ("plain", plain)):
+            self.daemon(f"seal-dry-{side}", "cmd-writer", ["--dry-run"], env=extra)
+            self.wrk(self.daemons[f"seal-dry-{side}"].url, "register_client.lua", env,
+                     seconds=2)  # warm up
+        used, runs = {}, {}
+        for _ in range(self.SEAL_ROUNDS):
+            for side in ("sealed", "plain"):
+                self.seal_load(side, f"seal-dry-{side}", env, used, runs)
+        rss = {side: rss_mb(self.daemons[f"seal-dry-{side}"].proc.pid)
+               for side in ("sealed", "plain")}
+        for side in ("sealed", "plain"):
+            self.drop(f"seal-dry-{side}")
+        self.seal_row("RegisterClient sealed vs plain, writer --dry-run", runs, used,
+                      f"writer RSS after sealed {rss['sealed']} MB, plain {rss['plain']} MB")
+
+    def seal_writer_kafka(self):
+        """One writer at a time (both would take the transactional.id
+        vetpms-writer-0), each on a fresh bench.* topic with its own tenant."""
+        keys = "bench.seal.keys"
+        used, runs, sizes = {}, {}, {}
+        for side in ("sealed", "plain"):
+            topic = f"bench.seal.{side}"
+            self.seal_topic(topic, keys)
+            extra = {"VETPMS_TOPIC": topic, "VETPMS_DLQ_TOPIC": topic + ".dlq",
+                     "VETPMS_KEYS_TOPIC": keys}
+            if side == "plain":
+                extra["VETPMS_WRITER_UNSEALED_FOR_BENCH"] = "1"
+            w = self.daemon("seal-kafka", "cmd-writer", env=extra)
+            t = self.post(w, "/v1/tenants", {"name": f"Seal {side}", "timezone": "Europe/London",
+                                             "currency": "GBP"},
+                          self.stack.token("platform-admin"))
+            env = {"BENCH_TOKEN": self.stack.token(["admin", "reception"], tenant=t["id"],
+                                                   ttl=86400)}
+            self.wrk(w.url, "register_client.lua", env, seconds=2)  # warm up
+            commits0 = self.metric(w, "vetpms_writer_commits_total")
+            events0 = self.metric(w, "vetpms_writer_events_appended_total")
+            self.seal_load(side, "seal-kafka", env, used, runs)
+            commits = self.metric(w, "vetpms_writer_commits_total") - commits0
+            events = self.metric(w, "vetpms_writer_events_appended_total") - events0
+            sizes[side] = (f"{events} events in {commits} txns "
+                           f"({events / max(1, commits):.1f}/txn)")
+            self.drop("seal-kafka")
+        self.seal_row("RegisterClient sealed vs plain, writer with Kafka", runs, used,
+                      f"sealed {sizes['sealed']} plus a key record per client in "
+                      f"{keys}; plain {sizes['plain']}")
+
+    def seal_projection(self):
+        """gen_events MODE clients and sealed-clients: the same events (same
+        seed), plain v1 and sealed v2 with their key records, each projected
+        from offset 0 into a schema of its own, one after the other."""
+        n = 20000 if self.quick else 200000
+        tenants, keys = 20, "bench.seal.proj.keys"
+        took, used, gens = {}, {}, {}
+        for side, mode in (("plain", "clients"), ("sealed", "sealed-clients")):
+            topic = f"bench.seal.proj.{side}"
+            self.seal_topic(topic, keys)
+            out, _ = run_tool([os.path.join(TOOLS, "gen_events"), self.stack.brokers, topic,
+                               str(n), str(tenants), "7", mode, keys],
+                              env=dict(os.environ, **self.stack.env))
+            gens[side] = json.loads(out)
+        for side in ("plain", "sealed"):
+            topic, schema = f"bench.seal.proj.{side}", f"bench_seal_{side}"
+            penv = {"VETPMS_TOPIC": topic, "VETPMS_DLQ_TOPIC": topic + ".dlq",
+                    "VETPMS_KEYS_TOPIC": keys, "VETPMS_READ_SCHEMA": schema,
+                    "VETPMS_PROJECTOR_GROUP": f"bench-seal-{side}"}
+            t0 = time.time()
+            self.daemons["seal-proj"] = self.stack.start_daemon("projector", port=free_port(),
+                                                                env=penv)
+            cpu = Cpu(self, ["seal-proj", "postgres", "kafka"]).start()
+            self.wait_caught_up(schema, topic)
+            took[side], used[side] = time.time() - t0, cpu.stop()
+            self.drop("seal-proj")
+            dead = self.sql(f"SELECT count(*) FROM {schema}.dead_letters")[0][0]
+            clients = self.sql(f"SELECT count(*) FROM {schema}.clients")[0][0]
+            if dead or clients != n - tenants:
+                raise RuntimeError(f"seal projection {side}: {clients} clients of "
+                                   f"{n - tenants}, {dead} dead letters")
+        rate = {k: n / v for k, v in took.items()}
+        cpu = {f"{p}({side})": round(used[side][p] / n * 1000, 4)
+               for p in ("seal-proj", "postgres") for side in ("sealed", "plain")}
+        proj = {side: used[side]["seal-proj"] for side in used}
+        extra = proj["sealed"] / proj["plain"] - 1 if proj["plain"] else None
+        both = {side: used[side]["seal-proj"] + used[side]["postgres"] for side in used}
+        self.row("seal", f"{n} ClientRegistered sealed vs plain, projected from offset 0",
+                 round(rate["sealed"]), round(rate["plain"]), "events/s", None, None, cpu,
+                 "the same events plain (v1), same run",
+                 f"projector CPU sealed/plain {1 + extra:.3f} ({extra * 100:+.1f} %; goal <= "
+                 f"+10 %); projector + postgres {both['sealed'] / both['plain']:.3f}; rate "
+                 f"ratio {rate['sealed'] / rate['plain']:.3f} (goal >= 0.9); sealed "
+                 f"{took['sealed']:.1f}s, plain {took['plain']:.1f}s from process start "
+                 f"(both read the {n - tenants} client keys of {keys} at start); {tenants} tenants; "
+                 f"{gens['sealed']['bytes'] // n} B/event sealed, "
+                 f"{gens['plain']['bytes'] // n} B plain; no dead letter")
+        self.facts.setdefault("seal", {})["projection"] = {
+            "events": n, "seconds": took, "cpu_s_per_1k": cpu, "projector_cpu_extra": extra}
 
 # --- output ------------------------------------------------------------------------
     # --- stream fan-out (GET /v1/stream, docs/streaming.md) ------------------------

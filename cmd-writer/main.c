@@ -54,6 +54,9 @@ static const VpConfigItem config_items[] = {
 		  "debug, info, warn, error"),
 	VP_CF_BOOL("dry-run", "VETPMS_WRITER_DRY_RUN", &cfg.dry_run, "false",
 		   "benchmarks only: decide and answer but append nothing to Kafka"),
+	VP_CF_BOOL("unsealed-for-bench", "VETPMS_WRITER_UNSEALED_FOR_BENCH", &cfg.unsealed_for_bench,
+		   "false", "benchmarks only, NEVER in production: client events are written in "
+		   "plain text (v1, not sealed); refused unless --dry-run or a bench.* topic"),
 	VP_CF_STR("quarantine", "VETPMS_WRITER_QUARANTINE", &cfg.quarantine_text, "",
 		  "P:O[,P:O...] records the rebuild may skip if unreadable (docs/operations.md)"),
 	VP_CF_STR("fault-commit", "VETPMS_WRITER_FAULT_COMMIT", &cfg.fault_commit, "",
@@ -78,6 +81,14 @@ static void on_watchdog(evutil_socket_t fd, short events, void *arg)
 	}
 }
 
+/* Plain personal fields written to a log kept forever cannot be taken back
+ * (docs/privacy.md): the bench switch writes only where that cannot happen to
+ * a real log, a dry run (nothing appended) or the bench's own topics. */
+static bool unsealed_refused(void)
+{
+	return cfg.unsealed_for_bench && !cfg.dry_run && strncmp(cfg.topic, "bench.", 6) != 0;
+}
+
 static int load_config(int argc, char **argv)
 {
 	char why[512];
@@ -97,6 +108,12 @@ static int load_config(int argc, char **argv)
 	}
 	if (rc == 0 && wr_quarantine_parse(cfg.quarantine_text, &cfg.quarantine, why, sizeof(why)) < 0) {
 		fprintf(stderr, "cmd-writer: %s\n", why);
+		rc = -1;
+	}
+	if (rc == 0 && unsealed_refused()) {
+		fprintf(stderr, "cmd-writer: --unsealed-for-bench (VETPMS_WRITER_UNSEALED_FOR_BENCH) "
+				"is for benchmarks only: it needs --dry-run or an events topic named "
+				"bench.*, never the production log (docs/decisions.md)\n");
 		rc = -1;
 	}
 	return rc;
@@ -157,6 +174,12 @@ int main(int argc, char **argv)
 	if (cfg.quarantine.len)
 		vp_log_warn(NULL, "quarantine", "%zu position(s) may be skipped if unreadable: %s",
 			    cfg.quarantine.len, cfg.quarantine_text);
+	if (cfg.unsealed_for_bench)
+		vp_log_warn(NULL, "UNSEALED_FOR_BENCH",
+			    "BENCHMARK ONLY, NEVER IN PRODUCTION: personal fields of client events "
+			    "are written in PLAIN TEXT (v1, not sealed) to %s; unset "
+			    "VETPMS_WRITER_UNSEALED_FOR_BENCH",
+			    cfg.dry_run ? "nothing (dry run)" : cfg.topic);
 	if (cfg.dry_run)
 		vp_log_warn(NULL, "dry_run", "dry run: commands are decided and answered, "
 					     "but nothing is appended to the log");

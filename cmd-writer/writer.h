@@ -52,6 +52,9 @@ typedef struct WrConfig {
 	/* Benchmarks only: decide and answer, append nothing. No transactional.id,
 	 * so a dry-run writer never fences the real one; answers carry offset -1. */
 	bool dry_run;
+	/* benchmarks only (bench/run.py seal): client events written as plain v1;
+	 * refused unless --dry-run or a bench.* events topic (main.c) */
+	bool unsealed_for_bench;
 	/* Tests only: a decided event of this type gets a data member the catalog
 	 * refuses ("" = never), the writer bug the pre-append check is there for. */
 	char *fault_poison_type;

@@ -676,3 +676,11 @@ char *vp_keyrec_rewrap(const VpKey *from, const VpKey *to, const char *name, con
 	cJSON_Delete(v);
 	return out;
 }
+
+int vp_keyrec_partition(const char *name, int partition_cnt)
+{
+	const char *colon = strchr(name, ':');
+	if (!colon || strlen(colon + 1) < 36)
+		return -1;
+	return vp_kafka_partition_for_key(colon + 1, 36, partition_cnt);
+}

@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 import events
 import kafka_log
+import kafka_partition
 import readmodel
 from stack import free_port, new_master_key, running_stack, wait_for
 
@@ -32,8 +33,9 @@ PLAIN = [ADA["first_name"], ADA["last_name"], "Example-Privacy", "example-privac
          "7946 0718", "Crooked Lane", "Zorbington"]
 
 
-def read_keys(brokers, partitions=6, timeout=60):
-    """Every committed record of the keys topic as (key, value) in order."""
+def read_keys(brokers, partitions=6, timeout=60, where=None):
+    """Every committed record of the keys topic as (key, value) in order;
+    where: a dict that gets each key's partitions."""
     c = Consumer({"bootstrap.servers": brokers, "group.id": "e2e-keys-reader",
                   "isolation.level": "read_committed", "enable.auto.commit": False,
                   "enable.partition.eof": True})
@@ -53,6 +55,8 @@ def read_keys(brokers, partitions=6, timeout=60):
                 continue
             at_end.discard(m.partition())
             out.append((m.key().decode(), m.value()))
+            if where is not None:
+                where.setdefault(m.key().decode(), set()).add(m.partition())
     finally:
         c.close()
     assert len(at_end) == n, "keys topic not read to its end"
@@ -114,7 +118,12 @@ def test_personal_fields_are_sealed_in_the_log_and_plain_in_the_read_model(clini
     assert set(data["sealed"]) == {"first_name", "last_name", "email", "phone", "address"}
     assert re.fullmatch("[0-9a-f]{64}", data["email_bidx"])
     # the keys: the tenant's (under the master key) and the client's, no plain text
-    keys = dict(read_keys(clinic.stack.brokers))
+    where = {}
+    keys = dict(read_keys(clinic.stack.brokers, where=where))
+    # all on the tenant's partition, the events' one: a batch of new clients
+    # adds one partition of the keys topic to its transaction
+    mine = {p for k, ps in where.items() if clinic.tenant in k for p in ps}
+    assert mine == {kafka_partition.partition(clinic.tenant, 6)}, where
     tenant_rec = json.loads(keys["tenant:" + clinic.tenant])
     client_rec = json.loads(keys[f"client:{clinic.tenant}:{client_id}"])
     assert tenant_rec["kind"] == "tenant" and client_rec["kind"] == "client"
@@ -403,7 +412,9 @@ def test_rotating_the_master_key_rewraps_tenant_keys_without_touching_events(cli
     r = stack.vetctl("keys", "rotate-master", "--new-key-file", new)
     assert "rewrapped 1 tenant key(s)" in r.stderr, r.stderr
     assert raw_log(stack.brokers) == log_before  # the events are not touched
-    new_rec = [json.loads(v) for k, v in read_keys(stack.brokers) if k == name][-1]
+    where = {}
+    new_rec = [json.loads(v) for k, v in read_keys(stack.brokers, where=where) if k == name][-1]
+    assert len(where[name]) == 1, where[name]  # the new record follows the old one
     assert new_rec["key_id"] == old_rec["key_id"] and new_rec["kek_id"] != old_rec["kek_id"]
     r = stack.vetctl("keys", "rotate-master", "--new-key-file", new)
     assert "already under the new master key" in r.stderr, r.stderr

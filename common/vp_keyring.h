@@ -90,15 +90,6 @@ VpKeyring *vp_keyring_open(const char *brokers, const char *kafka_props, const c
 			   const volatile int *stop, VpKey **master_out, int *status, char *why,
 			   size_t why_cap);
 
-/* The keys topic's partition of a record name ("tenant:<t>", "client:<t>:<c>"):
- * the tenant's, by the hash Kafka's default partitioner gives the events (a
- * tenant id keys them), so one tenant's key records share one partition of a
- * topic of partition_cnt: a transaction of many new clients touches one
- * partition of the keys topic, not one per client (docs/bench.md, "Sealing
- * personal fields: same run"), and every record of a name stays in order.
- * -1 for a name without a tenant or no partitions. */
-int vp_keyrec_partition(const char *name, int partition_cnt);
-
 /* A tenant key record's value (wrapped under `from`) rewrapped under `to`:
  * the same key (its key_id stays), kek_id becomes to's. Tenant export and
  * import carry a tenant key from one master key to another through a

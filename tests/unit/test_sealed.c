@@ -14,7 +14,6 @@
 #include <cjson/cJSON.h>
 
 #include "vp_json.h"
-#include "vp_kafka.h"
 #include "vp_keyring.h"
 #include "vp_sealed.h"
 
@@ -315,29 +314,6 @@ static void a_keyring_reads_the_records_another_made_and_honours_erasure(void **
 	vp_key_free(master);
 }
 
-/* Every record of one tenant on the tenant's partition (the events' one for
- * the same count), whatever the client: one partition a transaction. */
-static void a_tenants_key_records_share_its_partition(void **state)
-{
-	(void)state;
-	int want = vp_kafka_partition_for_key(TENANT, strlen(TENANT), 6);
-	assert_int_equal(vp_keyrec_partition("tenant:" TENANT, 6), want);
-	assert_int_equal(vp_keyrec_partition("client:" TENANT ":" CLIENT, 6), want);
-	assert_int_equal(vp_keyrec_partition("client:" TENANT ":" OTHER, 6), want);
-	int others[6] = {0}, spread = 0;
-	for (int i = 0; i < 60; i++) {
-		char tenant[64];
-		snprintf(tenant, sizeof(tenant), "tenant:0190a1b2-0000-7000-8000-%012d", i);
-		int p = vp_keyrec_partition(tenant, 6);
-		assert_in_range(p, 0, 5);
-		spread += !others[p]++;
-	}
-	assert_true(spread > 1); /* tenants spread over the partitions */
-	assert_int_equal(vp_keyrec_partition("tenant:short", 6), -1);
-	assert_int_equal(vp_keyrec_partition("no-tenant", 6), -1);
-	assert_int_equal(vp_keyrec_partition("tenant:" TENANT, 0), -1);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -348,7 +324,6 @@ int main(void)
 		cmocka_unit_test(key_records_name_their_keys_and_unwrap_under_their_kek),
 		cmocka_unit_test(a_keyring_reads_the_records_another_made_and_honours_erasure),
 		cmocka_unit_test(a_tenant_key_rewraps_to_another_kek_as_the_same_key),
-		cmocka_unit_test(a_tenants_key_records_share_its_partition),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

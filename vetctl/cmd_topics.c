@@ -27,32 +27,20 @@ typedef struct TopicsOptions {
 	long timeout_ms;
 } TopicsOptions;
 
-static rd_kafka_NewTopic_t *new_topic(const char *name, const TopicsOptions *o, char *why,
-				      size_t why_cap)
-{
-	char min_isr[16];
-	rd_kafka_NewTopic_t *t = rd_kafka_NewTopic_new(name, (int)o->partitions,
-						       (int)o->replication_factor, why, why_cap);
-	if (!t)
-		return NULL;
-	snprintf(min_isr, sizeof(min_isr), "%ld", o->min_insync_replicas);
-	if (rd_kafka_NewTopic_set_config(t, "retention.ms", "-1") ||
-	    rd_kafka_NewTopic_set_config(t, "retention.bytes", "-1") ||
-	    rd_kafka_NewTopic_set_config(t, "min.insync.replicas", min_isr)) {
-		snprintf(why, why_cap, "cannot set topic config");
-		rd_kafka_NewTopic_destroy(t);
-		return NULL;
-	}
-	return t;
-}
+/* Kept forever: the log is the system of record. */
+static const char *const LOG_CONFIG[] = {"retention.ms", "-1", "retention.bytes", "-1", NULL};
 
 /* The keys topic: compacted, with small segments and a low dirty ratio so a
  * replaced key record really leaves the disk soon (an erased client's key
  * stays on disk only until the cleaner has compacted its segment: at most
  * segment.ms plus the cleaner's backoff once the segment rolled). */
-#define KEYS_SEGMENT_MS "600000"
-static rd_kafka_NewTopic_t *new_keys_topic(const char *name, const TopicsOptions *o, char *why,
-					   size_t why_cap)
+static const char *const KEYS_CONFIG[] = {"cleanup.policy", "compact", "segment.ms", "600000",
+					  "min.cleanable.dirty.ratio", "0.01", NULL};
+
+/* A topic of o's partitions, replication and min.insync.replicas, with the
+ * name/value pairs of config (NULL-terminated). */
+static rd_kafka_NewTopic_t *new_topic(const char *name, const char *const *config,
+				      const TopicsOptions *o, char *why, size_t why_cap)
 {
 	char min_isr[16];
 	rd_kafka_NewTopic_t *t = rd_kafka_NewTopic_new(name, (int)o->partitions,
@@ -60,10 +48,10 @@ static rd_kafka_NewTopic_t *new_keys_topic(const char *name, const TopicsOptions
 	if (!t)
 		return NULL;
 	snprintf(min_isr, sizeof(min_isr), "%ld", o->min_insync_replicas);
-	if (rd_kafka_NewTopic_set_config(t, "cleanup.policy", "compact") ||
-	    rd_kafka_NewTopic_set_config(t, "segment.ms", KEYS_SEGMENT_MS) ||
-	    rd_kafka_NewTopic_set_config(t, "min.cleanable.dirty.ratio", "0.01") ||
-	    rd_kafka_NewTopic_set_config(t, "min.insync.replicas", min_isr)) {
+	bool failed = rd_kafka_NewTopic_set_config(t, "min.insync.replicas", min_isr) != 0;
+	for (size_t i = 0; !failed && config[i]; i += 2)
+		failed = rd_kafka_NewTopic_set_config(t, config[i], config[i + 1]) != 0;
+	if (failed) {
 		snprintf(why, why_cap, "cannot set topic config");
 		rd_kafka_NewTopic_destroy(t);
 		return NULL;
@@ -180,9 +168,9 @@ int vc_cmd_topics(int argc, char **argv)
 		rd_kafka_conf_destroy(conf); /* still ours when rd_kafka_new fails */
 		goto fail;
 	}
-	topics[0] = new_topic(o.events_topic, &o, why, sizeof(why));
-	topics[1] = topics[0] ? new_topic(o.dlq_topic, &o, why, sizeof(why)) : NULL;
-	topics[2] = topics[1] ? new_keys_topic(o.keys_topic, &o, why, sizeof(why)) : NULL;
+	topics[0] = new_topic(o.events_topic, LOG_CONFIG, &o, why, sizeof(why));
+	topics[1] = topics[0] ? new_topic(o.dlq_topic, LOG_CONFIG, &o, why, sizeof(why)) : NULL;
+	topics[2] = topics[1] ? new_topic(o.keys_topic, KEYS_CONFIG, &o, why, sizeof(why)) : NULL;
 	if (!topics[2])
 		goto fail;
 	if (create_topics(rk, topics, 3, o.timeout_ms) < 0 ||

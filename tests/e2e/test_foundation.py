@@ -147,6 +147,13 @@ def test_topics_exist_with_partitions_and_infinite_retention(stack):
         res = ConfigResource(ConfigResource.Type.TOPIC, name)
         config = admin.describe_configs([res])[res].result(timeout=10)
         assert config["retention.ms"].value == "-1"
+    # the keys topic: compacted, replaced records cleaned soon (docs/privacy.md)
+    assert len(topics["vetpms.keys"].partitions) == stack.partitions
+    res = ConfigResource(ConfigResource.Type.TOPIC, "vetpms.keys")
+    config = admin.describe_configs([res])[res].result(timeout=10)
+    assert config["cleanup.policy"].value == "compact"
+    assert config["segment.ms"].value == "600000"
+    assert config["min.cleanable.dirty.ratio"].value == "0.01"
 
 
 def test_topics_create_is_idempotent_and_guards_the_partition_count(stack):

@@ -433,10 +433,12 @@ int vp_keyring_follow(VpKeyring *kr, const char *brokers, const char *kafka_prop
 }
 
 /* The client's wrapped key under the lock, waiting up to wait_ms for it and
- * for its tenant's key: records are placed by name, so the follower may read
- * a client's record (one partition) before its tenant's (another), though
- * both committed in one transaction; refusing then made a dead letter of the
- * client's first event (a loaded CI run of test_billing_flow). */
+ * for its tenant's key: records placed by name (before vp_keyrec_partition,
+ * still in a keys topic written then) may be read a client's (one partition)
+ * before its tenant's (another), though both committed in one transaction;
+ * refusing then made a dead letter of the client's first event (a loaded CI
+ * run of test_billing_flow). On the tenant's partition the tenant's record
+ * comes first and this waits for nothing more than the client's. */
 static int client_entry(VpKeyring *kr, const char *name, const char *tenant_name, int wait_ms,
 			char **wrapped)
 {

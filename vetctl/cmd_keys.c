@@ -26,6 +26,7 @@
 #include "vp_json.h"
 #include "vp_kafka.h"
 #include "vp_kafka_end.h"
+#include "vp_keyrec_partition.h"
 #include "vp_keyring.h"
 #include "vp_sealed.h"
 #include "vp_time.h"
@@ -211,14 +212,27 @@ static int produce_all(const KeysOptions *o, TenantRecords *t, char **rewrapped,
 		fprintf(stderr, "vetctl: %s\n", why);
 		return -1;
 	}
+	int partitions = 0;
 	rd_kafka_error_t *error = rd_kafka_init_transactions(rk, 30000);
+	if (!error && (vp_kafka_probe(rk, o->keys_topic, 5000, &partitions) < 0 || partitions <= 0))
+		error = rd_kafka_error_new(RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC, "keys topic %s not found",
+					   o->keys_topic);
 	if (!error)
 		error = rd_kafka_begin_transaction(rk);
 	for (size_t i = 0; !error && i < t->n; i++) {
 		if (!rewrapped[i])
 			continue;
+		/* on the tenant's partition, where the writer put the record it
+		 * replaces (vp_keyrec_partition): the newer one is read after it,
+		 * and compaction (per partition) keeps it */
+		int partition = vp_keyrec_partition(t->name[i], partitions);
+		if (partition < 0) {
+			error = rd_kafka_error_new(RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION,
+						   "no partition for %s", t->name[i]);
+			break;
+		}
 		rd_kafka_resp_err_t err = rd_kafka_producev(
-			rk, RD_KAFKA_V_TOPIC(o->keys_topic),
+			rk, RD_KAFKA_V_TOPIC(o->keys_topic), RD_KAFKA_V_PARTITION(partition),
 			RD_KAFKA_V_KEY(t->name[i], strlen(t->name[i])),
 			RD_KAFKA_V_VALUE(rewrapped[i], strlen(rewrapped[i])), RD_KAFKA_V_END);
 		if (err)

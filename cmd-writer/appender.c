@@ -47,6 +47,7 @@
 #include <event2/event.h>
 
 #include "vp_kafka.h"
+#include "vp_keyrec_partition.h"
 #include "vp_log.h"
 #include "vp_metrics.h"
 #include "vp_time.h"
@@ -74,6 +75,7 @@ struct WrAppender {
 	rd_kafka_topic_t *topic;
 	rd_kafka_topic_t *keys_topic; /* vetpms.keys: key records commit with their events */
 	int partition_cnt;
+	int keys_partition_cnt;
 	pthread_t thread;
 	bool started;
 	pthread_mutex_t lock;
@@ -236,17 +238,24 @@ static void on_flush(evutil_socket_t fd, short events, void *arg)
 /* The item's key records (a new client's keys, docs/privacy.md), in the
  * same transaction as the event: a key and its events commit together, so
  * reading the event back (outcome.c) tells the key's fate too. Keyed by the
- * record name; librdkafka's partitioner puts a name always in the same
- * partition, so a key's later erasure marker follows it in order. */
+ * record name, on its tenant's partition (vp_keyrec_partition): a name is
+ * always on the same partition, so a key's later erasure marker follows it
+ * in order, and a batch adds one partition of the keys topic to its
+ * transaction, not one per new client (an AddPartitionsToTxn and a commit
+ * marker each: Kafka's CPU per command ×4.9 with records spread by name). */
 static int produce_keys(WrAppender *a, WrAppend *item)
 {
 	for (int i = 0; i < item->n_keyrec + item->n_import_keys; i++) {
 		/* an import's records go with its first event, like a new client's */
 		const VpKeyRecord *k = i < item->n_keyrec ? &item->keyrec[i]
 							  : &item->import_keys[i - item->n_keyrec];
+		int partition = vp_keyrec_partition(k->name, a->keys_partition_cnt);
+		if (partition < 0) {
+			item->error = RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+			return -1;
+		}
 		rd_kafka_resp_err_t err = rd_kafka_producev(
-			a->producer, RD_KAFKA_V_RKT(a->keys_topic),
-			RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+			a->producer, RD_KAFKA_V_RKT(a->keys_topic), RD_KAFKA_V_PARTITION(partition),
 			RD_KAFKA_V_KEY(k->name, strlen(k->name)),
 			RD_KAFKA_V_VALUE(k->value, strlen(k->value)), RD_KAFKA_V_OPAQUE(NULL),
 			RD_KAFKA_V_END);
@@ -709,13 +718,15 @@ static int prepare(WrAppender *a)
 	if (!a->cfg->dry_run && init_transactions_until_done(a) < 0)
 		return -1;
 	while (!atomic_load(&a->stopping)) {
-		int partitions = 0;
+		int partitions = 0, keys = 0;
 		if (vp_kafka_probe(a->producer, a->cfg->topic, 5000, &partitions) == 0 &&
-		    partitions > 0) {
+		    partitions > 0 &&
+		    vp_kafka_probe(a->producer, a->cfg->keys_topic, 5000, &keys) == 0 && keys > 0) {
 			a->partition_cnt = partitions;
+			a->keys_partition_cnt = keys;
 			break;
 		}
-		set_not_ready(a, "events topic not found");
+		set_not_ready(a, "events or keys topic not found");
 		sleep(1);
 	}
 	return rebuild_until_done(a, "rebuilding the write model");

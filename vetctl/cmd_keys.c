@@ -25,6 +25,8 @@
 #include "vp_config.h"
 #include "vp_json.h"
 #include "vp_kafka.h"
+#include "vp_kafka_end.h"
+#include "vp_keyrec_partition.h"
 #include "vp_keyring.h"
 #include "vp_sealed.h"
 #include "vp_time.h"
@@ -118,7 +120,7 @@ static void forget_all(TenantRecords *t)
 static int read_tenant_records(const KeysOptions *o, TenantRecords *t)
 {
 	char why[512];
-	int partitions = 0, at_end = 0;
+	int partitions = 0;
 	rd_kafka_t *rk = vp_kafka_log_reader_new(o->brokers, "vetctl-keys", "vetctl-keys",
 						 o->kafka_props, true, why, sizeof(why));
 	if (!rk || vp_kafka_probe(rk, o->keys_topic, 5000, &partitions) < 0 || partitions <= 0) {
@@ -135,21 +137,26 @@ static int read_tenant_records(const KeysOptions *o, TenantRecords *t)
 	rd_kafka_assign(rk, parts);
 	rd_kafka_topic_partition_list_destroy(parts);
 	int64_t deadline = vp_time_mono_us() + READ_TIMEOUT_MS * 1000LL;
-	int rc = 0;
-	while (at_end < partitions && rc == 0 && vp_time_mono_us() < deadline) {
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+	/* to each partition's end at the start: one tenant writing without
+	 * pause keeps its partition's end moving (vp_kafka_end.h) */
+	VpKafkaEnd *end = vp_kafka_end_new(partitions);
+	if (end)
+		vp_kafka_end_query(end, rk, o->keys_topic, 5000);
+	int rc = end ? 0 : -1;
+	while (rc == 0 && vp_kafka_end_left(end) > 0 && vp_time_mono_us() < deadline) {
+		rd_kafka_message_t *m = vp_kafka_end_poll(end, rk, o->keys_topic, 200);
 		if (!m)
 			continue;
-		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-			at_end++;
-		else if (!m->err && m->key && m->key_len > strlen(VP_KEYREC_TENANT ":") &&
-			 !memcmp(m->key, VP_KEYREC_TENANT ":", strlen(VP_KEYREC_TENANT ":")))
+		if (!m->err && m->key && m->key_len > strlen(VP_KEYREC_TENANT ":") &&
+		    !memcmp(m->key, VP_KEYREC_TENANT ":", strlen(VP_KEYREC_TENANT ":")))
 			rc = remember(t, m->key, m->key_len, m->payload, m->len);
 		rd_kafka_message_destroy(m);
 	}
+	bool all = end && vp_kafka_end_left(end) == 0;
+	vp_kafka_end_free(end);
 	rd_kafka_consumer_close(rk);
 	rd_kafka_destroy(rk);
-	if (rc == 0 && at_end < partitions) {
+	if (rc == 0 && !all) {
 		fprintf(stderr, "vetctl: keys topic not read to its end\n");
 		rc = -1;
 	}
@@ -205,14 +212,27 @@ static int produce_all(const KeysOptions *o, TenantRecords *t, char **rewrapped,
 		fprintf(stderr, "vetctl: %s\n", why);
 		return -1;
 	}
+	int partitions = 0;
 	rd_kafka_error_t *error = rd_kafka_init_transactions(rk, 30000);
+	if (!error && (vp_kafka_probe(rk, o->keys_topic, 5000, &partitions) < 0 || partitions <= 0))
+		error = rd_kafka_error_new(RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC, "keys topic %s not found",
+					   o->keys_topic);
 	if (!error)
 		error = rd_kafka_begin_transaction(rk);
 	for (size_t i = 0; !error && i < t->n; i++) {
 		if (!rewrapped[i])
 			continue;
+		/* on the tenant's partition, where the writer put the record it
+		 * replaces (vp_keyrec_partition): the newer one is read after it,
+		 * and compaction (per partition) keeps it */
+		int partition = vp_keyrec_partition(t->name[i], partitions);
+		if (partition < 0) {
+			error = rd_kafka_error_new(RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION,
+						   "no partition for %s", t->name[i]);
+			break;
+		}
 		rd_kafka_resp_err_t err = rd_kafka_producev(
-			rk, RD_KAFKA_V_TOPIC(o->keys_topic),
+			rk, RD_KAFKA_V_TOPIC(o->keys_topic), RD_KAFKA_V_PARTITION(partition),
 			RD_KAFKA_V_KEY(t->name[i], strlen(t->name[i])),
 			RD_KAFKA_V_VALUE(rewrapped[i], strlen(rewrapped[i])), RD_KAFKA_V_END);
 		if (err)

@@ -20,6 +20,7 @@
 #include "tenant_keys.h"
 #include "vp_json.h"
 #include "vp_kafka.h"
+#include "vp_kafka_end.h"
 #include "vp_keyring.h"
 #include "vp_sealed.h"
 #include "vp_time.h"
@@ -84,7 +85,7 @@ static void drop_tombstones(VcKeyLines *k)
 int vc_keys_collect(const char *brokers, const char *props, const char *topic,
 		    const char *tenant, VcKeyLines *k, char *why, size_t why_cap)
 {
-	int partitions = 0, at_end = 0, rc = 0;
+	int partitions = 0, rc = 0;
 	rd_kafka_t *rk = vp_kafka_log_reader_new(brokers, "vetctl-export-keys",
 						 "vetctl-export-keys", props, true, why, why_cap);
 	if (!rk)
@@ -100,22 +101,26 @@ int vc_keys_collect(const char *brokers, const char *props, const char *topic,
 	rd_kafka_assign(rk, parts);
 	rd_kafka_topic_partition_list_destroy(parts);
 	int64_t deadline = vp_time_mono_us() + READ_TIMEOUT_MS * 1000LL;
-	char *seen = calloc((size_t)partitions, 1);
-	while (seen && at_end < partitions && rc == 0 && vp_time_mono_us() < deadline) {
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+	/* to each partition's end at the start: the tenant's clients may be
+	 * registering without pause, its partition's end moving (vp_kafka_end.h) */
+	VpKafkaEnd *end = vp_kafka_end_new(partitions);
+	if (end)
+		vp_kafka_end_query(end, rk, topic, 5000);
+	else
+		rc = -1;
+	while (rc == 0 && vp_kafka_end_left(end) > 0 && vp_time_mono_us() < deadline) {
+		rd_kafka_message_t *m = vp_kafka_end_poll(end, rk, topic, 200);
 		if (!m)
 			continue;
-		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->partition >= 0 &&
-		    m->partition < partitions && !seen[m->partition])
-			seen[m->partition] = 1, at_end++;
-		else if (!m->err && m->key && tenant_name(tenant, m->key, m->key_len))
+		if (!m->err && m->key && tenant_name(tenant, m->key, m->key_len))
 			rc = remember(k, m->key, m->key_len, m->payload, m->len);
 		rd_kafka_message_destroy(m);
 	}
-	free(seen);
+	int left = end ? vp_kafka_end_left(end) : partitions;
+	vp_kafka_end_free(end);
 	rd_kafka_consumer_close(rk);
 	rd_kafka_destroy(rk);
-	if (rc == 0 && at_end < partitions) {
+	if (rc == 0 && left > 0) {
 		snprintf(why, why_cap, "keys topic %s not read to its end in %d ms", topic,
 			 READ_TIMEOUT_MS);
 		rc = -1;

@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 import events
 import kafka_log
+import kafka_partition
 import readmodel
 from stack import free_port, new_master_key, running_stack, wait_for
 
@@ -117,7 +118,12 @@ def test_personal_fields_are_sealed_in_the_log_and_plain_in_the_read_model(clini
     assert set(data["sealed"]) == {"first_name", "last_name", "email", "phone", "address"}
     assert re.fullmatch("[0-9a-f]{64}", data["email_bidx"])
     # the keys: the tenant's (under the master key) and the client's, no plain text
-    keys = dict(read_keys(clinic.stack.brokers))
+    where = {}
+    keys = dict(read_keys(clinic.stack.brokers, where=where))
+    # all on the tenant's partition, the events' one: a batch of new clients
+    # adds one partition of the keys topic to its transaction
+    mine = {p for k, ps in where.items() if clinic.tenant in k for p in ps}
+    assert mine == {kafka_partition.partition(clinic.tenant, 6)}, where
     tenant_rec = json.loads(keys["tenant:" + clinic.tenant])
     client_rec = json.loads(keys[f"client:{clinic.tenant}:{client_id}"])
     assert tenant_rec["kind"] == "tenant" and client_rec["kind"] == "client"
@@ -408,7 +414,8 @@ def test_rotating_the_master_key_rewraps_tenant_keys_without_touching_events(cli
     assert raw_log(stack.brokers) == log_before  # the events are not touched
     where = {}
     new_rec = [json.loads(v) for k, v in read_keys(stack.brokers, where=where) if k == name][-1]
-    assert len(where[name]) == 1, where[name]  # the new record follows the old one
+    # the new record follows the old one, on the tenant's partition
+    assert where[name] == {kafka_partition.partition(clinic.tenant, 6)}, where[name]
     assert new_rec["key_id"] == old_rec["key_id"] and new_rec["kek_id"] != old_rec["kek_id"]
     r = stack.vetctl("keys", "rotate-master", "--new-key-file", new)
     assert "already under the new master key" in r.stderr, r.stderr

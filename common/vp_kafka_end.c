@@ -1,0 +1,144 @@
+/* Reading a topic to the end it had when the read began (vp_kafka_end.h). */
+#include <stdlib.h>
+
+#include "vp_kafka_end.h"
+#include "vp_time.h"
+
+#define END_UNKNOWN (-1)
+#define POSITION_LOOK_US 100000 /* how often a poll looks at the positions */
+
+struct VpKafkaEnd {
+	int partitions, left;
+	int64_t *end; /* the offset after the last record at the start, or END_UNKNOWN */
+	bool *read;
+	int64_t look_at; /* when vp_kafka_end_poll looks at the positions next */
+};
+
+VpKafkaEnd *vp_kafka_end_new(int partitions)
+{
+	if (partitions < 1)
+		return NULL;
+	VpKafkaEnd *e = calloc(1, sizeof(*e));
+	if (e) {
+		e->end = malloc((size_t)partitions * sizeof(*e->end));
+		e->read = calloc((size_t)partitions, sizeof(*e->read));
+	}
+	if (!e || !e->end || !e->read) {
+		vp_kafka_end_free(e);
+		return NULL;
+	}
+	e->partitions = e->left = partitions;
+	for (int p = 0; p < partitions; p++)
+		e->end[p] = END_UNKNOWN;
+	return e;
+}
+
+void vp_kafka_end_free(VpKafkaEnd *e)
+{
+	if (!e)
+		return;
+	free(e->end);
+	free(e->read);
+	free(e);
+}
+
+static bool in_range(const VpKafkaEnd *e, int partition)
+{
+	return partition >= 0 && partition < e->partitions;
+}
+
+static void mark_read(VpKafkaEnd *e, int partition)
+{
+	if (!e->read[partition]) {
+		e->read[partition] = true;
+		e->left--;
+	}
+}
+
+void vp_kafka_end_set(VpKafkaEnd *e, int partition, int64_t low, int64_t high)
+{
+	if (!in_range(e, partition) || high < 0)
+		return;
+	e->end[partition] = high;
+	if (high <= low) /* empty (or compacted away to nothing): nothing to wait for */
+		mark_read(e, partition);
+}
+
+void vp_kafka_end_eof(VpKafkaEnd *e, int partition)
+{
+	if (in_range(e, partition))
+		mark_read(e, partition);
+}
+
+void vp_kafka_end_message(VpKafkaEnd *e, int partition, int64_t offset)
+{
+	if (in_range(e, partition) && e->end[partition] != END_UNKNOWN &&
+	    offset >= e->end[partition] - 1)
+		mark_read(e, partition);
+}
+
+void vp_kafka_end_position(VpKafkaEnd *e, int partition, int64_t position)
+{
+	/* a position is never negative but for librdkafka's "none yet" (-1001) */
+	if (in_range(e, partition) && e->end[partition] != END_UNKNOWN && position >= 0 &&
+	    position >= e->end[partition])
+		mark_read(e, partition);
+}
+
+bool vp_kafka_end_partition_read(const VpKafkaEnd *e, int partition)
+{
+	return in_range(e, partition) && e->read[partition];
+}
+
+int vp_kafka_end_left(const VpKafkaEnd *e)
+{
+	return e->left;
+}
+
+void vp_kafka_end_query(VpKafkaEnd *e, rd_kafka_t *rk, const char *topic, int timeout_ms)
+{
+	for (int p = 0; p < e->partitions; p++) {
+		int64_t low = 0, high = 0;
+		if (rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high, timeout_ms) ==
+		    RD_KAFKA_RESP_ERR_NO_ERROR)
+			vp_kafka_end_set(e, p, low, high);
+	}
+}
+
+void vp_kafka_end_polled(VpKafkaEnd *e, const rd_kafka_message_t *m)
+{
+	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+		vp_kafka_end_eof(e, m->partition);
+	else if (!m->err)
+		vp_kafka_end_message(e, m->partition, m->offset);
+}
+
+void vp_kafka_end_positions(VpKafkaEnd *e, rd_kafka_t *rk, const char *topic)
+{
+	if (e->left == 0)
+		return;
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(e->left);
+	for (int p = 0; p < e->partitions; p++)
+		if (!e->read[p] && e->end[p] != END_UNKNOWN)
+			rd_kafka_topic_partition_list_add(parts, topic, p);
+	if (parts->cnt > 0 && rd_kafka_position(rk, parts) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		for (int i = 0; i < parts->cnt; i++)
+			if (!parts->elems[i].err)
+				vp_kafka_end_position(e, parts->elems[i].partition,
+						      parts->elems[i].offset);
+	rd_kafka_topic_partition_list_destroy(parts);
+}
+
+rd_kafka_message_t *vp_kafka_end_poll(VpKafkaEnd *e, rd_kafka_t *rk, const char *topic,
+				      int timeout_ms)
+{
+	int64_t now = vp_time_mono_us();
+	if (now >= e->look_at) { /* past trailing commit markers, which never arrive */
+		vp_kafka_end_positions(e, rk, topic);
+		e->look_at = now + POSITION_LOOK_US;
+	}
+	rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, timeout_ms);
+	if (m)
+		vp_kafka_end_polled(e, m);
+	return m;
+}

@@ -24,6 +24,7 @@ typedef struct Entry {
 	struct Entry *next;
 	VpKey *key;    /* a tenant's key, unwrapped */
 	VpKey *index;  /* its blind-index key */
+	char key_id[VP_KEY_ID_CHARS + 1]; /* a tenant key's id: a hash, kept, not redone */
 	char *wrapped; /* a client's data key, wrapped under its tenant's key */
 	bool erased;   /* the client's key was destroyed */
 	char *wrong;   /* a tenant's latest record is under another master key: why */
@@ -233,17 +234,14 @@ static int take_tenant_under(VpKeyring *kr, const char *name, const cJSON *v, ch
 	vp_key_free(e->index);
 	e->key = key;
 	e->index = index;
+	vp_key_id(key, e->key_id);
 	return VP_KEYRING_OK;
 }
 
-static int take_client(VpKeyring *kr, const char *name, const cJSON *v, bool erased, char *why,
-		       size_t why_cap)
+/* A client's wrapped key (or its erasure) under name. */
+static int set_client(VpKeyring *kr, const char *name, const char *wrapped, bool erased,
+		      char *why, size_t why_cap)
 {
-	const char *wrapped = vp_json_str(v, "wrapped");
-	if (!erased && !wrapped) {
-		snprintf(why, why_cap, "%s: no wrapped key", name);
-		return VP_KEYRING_FAILED;
-	}
 	Entry *e = find_or_add(kr, name, false);
 	char *copy = erased ? NULL : strdup(wrapped);
 	if (!e || (!erased && !copy)) {
@@ -261,6 +259,17 @@ static int take_client(VpKeyring *kr, const char *name, const cJSON *v, bool era
 	e->wrapped = copy;
 	e->erased = erased;
 	return VP_KEYRING_OK;
+}
+
+static int take_client(VpKeyring *kr, const char *name, const cJSON *v, bool erased, char *why,
+		       size_t why_cap)
+{
+	const char *wrapped = vp_json_str(v, "wrapped");
+	if (!erased && !wrapped) {
+		snprintf(why, why_cap, "%s: no wrapped key", name);
+		return VP_KEYRING_FAILED;
+	}
+	return set_client(kr, name, wrapped, erased, why, why_cap);
 }
 
 static int take_locked(VpKeyring *kr, const char *name, const char *value, size_t value_len,
@@ -517,16 +526,16 @@ int vp_keyring_index_key(VpKeyring *kr, const char *tenant_id, VpKey *out, char 
 	return rc;
 }
 
-/* The tenant's key (borrowed, under the lock), made and recorded when there
- * is none: out gets its record. */
-static VpKey *tenant_key_locked(VpKeyring *kr, const char *tenant_id, int64_t now_us,
-				VpKeyRecord *out, int *n_out, char *why, size_t why_cap)
+/* The tenant's entry (borrowed, under the lock), its key made and recorded
+ * when there is none: out gets its record. */
+static Entry *tenant_locked(VpKeyring *kr, const char *tenant_id, int64_t now_us,
+			    VpKeyRecord *out, int *n_out, char *why, size_t why_cap)
 {
 	char name[64];
 	vp_keyrec_name(tenant_id, NULL, name, sizeof(name));
 	Entry *t = find(kr, name);
 	if (t && t->key)
-		return t->key;
+		return t;
 	VpKey *key = vp_key_random(why, why_cap);
 	VpKey *index = key ? vp_key_derive_index(key, why, why_cap) : NULL;
 	char *value = index ? vp_keyrec_value(kr->master, key, name, now_us, why, why_cap) : NULL;
@@ -541,46 +550,59 @@ static VpKey *tenant_key_locked(VpKeyring *kr, const char *tenant_id, int64_t no
 	}
 	t->key = key;
 	t->index = index;
+	vp_key_id(key, t->key_id);
 	snprintf(out[*n_out].name, sizeof(out[*n_out].name), "%s", name);
 	out[(*n_out)++].value = value;
-	return key;
+	return t;
+}
+
+/* A new data key for name under the tenant's key: into data, its id into
+ * key_id, its record's value returned (malloc'd) and its wrapped form taken
+ * into the keyring; NULL with why. */
+static char *client_key_locked(VpKeyring *kr, const Entry *tenant, const char *name,
+			       int64_t now_us, VpKey *data, char key_id[VP_KEY_ID_CHARS + 1],
+			       char *why, size_t why_cap)
+{
+	VpBuf wrapped;
+	char *value = NULL;
+	vp_buf_init(&wrapped, 4096);
+	vp_key_fill_random(data);
+	vp_key_id(data, key_id);
+	if (vp_key_wrap(tenant->key, data, name, &wrapped, why, why_cap) == 0 &&
+	    set_client(kr, name, vp_buf_str(&wrapped), false, why, why_cap) == VP_KEYRING_OK &&
+	    !(value = vp_keyrec_text(name, tenant->key_id, key_id, vp_buf_str(&wrapped), now_us))) {
+		snprintf(why, why_cap, "out of memory");
+		remove_entry(kr, name);
+	}
+	vp_buf_free(&wrapped);
+	if (!value)
+		vp_key_wipe(data);
+	return value;
 }
 
 int vp_keyring_new_client(VpKeyring *kr, const char *tenant_id, const char *client_id,
-			  int64_t now_us, VpKey *data, VpKeyRecord out[2], int *n_out, char *why,
-			  size_t why_cap)
+			  int64_t now_us, VpKey *data, char key_id[VP_KEY_ID_CHARS + 1],
+			  VpKeyRecord out[2], int *n_out, char *why, size_t why_cap)
 {
 	char name[128];
 	*n_out = 0;
 	vp_keyrec_name(tenant_id, client_id, name, sizeof(name));
 	pthread_mutex_lock(&kr->lock);
-	char *value = NULL;
-	bool made = false;
-	const VpKey *tenant = tenant_key_locked(kr, tenant_id, now_us, out, n_out, why, why_cap);
-	if (tenant) {
-		vp_key_fill_random(data);
-		value = vp_keyrec_value(tenant, data, name, now_us, why, why_cap);
-	}
-	cJSON *v = value ? cJSON_Parse(value) : NULL;
-	if (!v || take_client(kr, name, v, false, why, why_cap) != VP_KEYRING_OK) {
-		if (value && !v)
-			snprintf(why, why_cap, "out of memory");
-		free(value);
-		vp_key_wipe(data);
-	} else {
-		made = true;
+	const Entry *tenant = tenant_locked(kr, tenant_id, now_us, out, n_out, why, why_cap);
+	char *value = tenant ? client_key_locked(kr, tenant, name, now_us, data, key_id, why,
+						 why_cap)
+			     : NULL;
+	if (value) {
 		snprintf(out[*n_out].name, sizeof(out[*n_out].name), "%s", name);
 		out[(*n_out)++].value = value;
-	}
-	cJSON_Delete(v);
-	if (!made && *n_out > 0) /* a tenant key made here and never to be produced */
+	} else if (*n_out > 0) /* a tenant key made here and never to be produced */
 		remove_entry(kr, out[0].name);
 	pthread_mutex_unlock(&kr->lock);
-	if (!made) {
+	if (!value) {
 		vp_key_records_release(out, *n_out);
 		*n_out = 0;
 	}
-	return made ? 0 : -1;
+	return value ? 0 : -1;
 }
 
 void vp_key_records_release(VpKeyRecord *records, int n)

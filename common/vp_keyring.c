@@ -20,14 +20,15 @@
 #define POLL_MS 200
 
 typedef struct Entry {
-	char *name;
 	struct Entry *next;
+	uint64_t hash; /* of name: compared before the name, and kept for growing */
 	VpKey *key;    /* a tenant's key, unwrapped */
 	VpKey *index;  /* its blind-index key */
 	char key_id[VP_KEY_ID_CHARS + 1]; /* a tenant key's id: a hash, kept, not redone */
 	char *wrapped; /* a client's data key, wrapped under its tenant's key */
 	bool erased;   /* the client's key was destroyed */
 	char *wrong;   /* a tenant's latest record is under another master key: why */
+	char name[];   /* in the entry's own allocation: one cache line less per look */
 } Entry;
 
 struct VpKeyring {
@@ -71,7 +72,6 @@ static void entry_free(Entry *e)
 	vp_key_free(e->index);
 	free(e->wrapped);
 	free(e->wrong);
-	free(e->name);
 	free(e);
 }
 
@@ -99,28 +99,34 @@ VpKeyring *vp_keyring_free(VpKeyring *kr)
 	return NULL;
 }
 
-static size_t bucket_of(const VpKeyring *kr, const char *name)
+static uint64_t hash_of(const VpKeyring *kr, const char *name)
 {
 	unsigned char h[crypto_shorthash_BYTES];
 	uint64_t v = 0;
 	crypto_shorthash(h, (const unsigned char *)name, strlen(name), kr->hash_key);
 	memcpy(&v, h, sizeof(v));
-	return (size_t)(v & (kr->n_buckets - 1));
+	return v;
 }
 
-static Entry *find(const VpKeyring *kr, const char *name)
+static Entry *find_hashed(const VpKeyring *kr, const char *name, uint64_t hash)
 {
-	for (Entry *e = kr->buckets[bucket_of(kr, name)]; e; e = e->next)
-		if (!strcmp(e->name, name))
+	for (Entry *e = kr->buckets[hash & (kr->n_buckets - 1)]; e; e = e->next)
+		if (e->hash == hash && !strcmp(e->name, name))
 			return e;
 	return NULL;
 }
 
-/* Doubles the buckets when the chains grow past 2 on average. */
+static Entry *find(const VpKeyring *kr, const char *name)
+{
+	return find_hashed(kr, name, hash_of(kr, name));
+}
+
+/* Doubles the buckets when there are more entries than buckets (chains of
+ * one on average: a client event looks up two names, a new client three). */
 static void grow(VpKeyring *kr)
 {
 	size_t n = kr->n_tenants + kr->n_clients;
-	if (n < kr->n_buckets * 2)
+	if (n < kr->n_buckets)
 		return;
 	Entry **old = kr->buckets;
 	size_t old_n = kr->n_buckets;
@@ -132,7 +138,7 @@ static void grow(VpKeyring *kr)
 	for (size_t i = 0; i < old_n; i++)
 		for (Entry *e = old[i], *next; e; e = next) {
 			next = e->next;
-			size_t b = bucket_of(kr, e->name);
+			size_t b = e->hash & (kr->n_buckets - 1);
 			e->next = fresh[b];
 			fresh[b] = e;
 		}
@@ -141,15 +147,17 @@ static void grow(VpKeyring *kr)
 
 static Entry *find_or_add(VpKeyring *kr, const char *name, bool tenant)
 {
-	Entry *e = find(kr, name);
+	uint64_t hash = hash_of(kr, name);
+	Entry *e = find_hashed(kr, name, hash);
 	if (e)
 		return e;
-	e = calloc(1, sizeof(*e));
-	if (!e || !(e->name = strdup(name))) {
-		free(e);
+	size_t len = strlen(name);
+	e = calloc(1, sizeof(*e) + len + 1);
+	if (!e)
 		return NULL;
-	}
-	size_t b = bucket_of(kr, name);
+	memcpy(e->name, name, len + 1);
+	e->hash = hash;
+	size_t b = hash & (kr->n_buckets - 1);
 	e->next = kr->buckets[b];
 	kr->buckets[b] = e;
 	if (tenant)
@@ -162,8 +170,9 @@ static Entry *find_or_add(VpKeyring *kr, const char *name, bool tenant)
 
 static void remove_entry(VpKeyring *kr, const char *name)
 {
-	for (Entry **p = &kr->buckets[bucket_of(kr, name)]; *p; p = &(*p)->next)
-		if (!strcmp((*p)->name, name)) {
+	uint64_t hash = hash_of(kr, name);
+	for (Entry **p = &kr->buckets[hash & (kr->n_buckets - 1)]; *p; p = &(*p)->next)
+		if ((*p)->hash == hash && !strcmp((*p)->name, name)) {
 			Entry *e = *p;
 			*p = e->next;
 			if (e->key)

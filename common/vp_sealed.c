@@ -63,18 +63,12 @@ static bool is_field_of(const char *type, const char *name)
 
 /* "client:<tenant>:<client>:<what>" (what: the event type in v3, the field
  * in v2), built without printf: it runs once per field opened. */
+static void join(const char *const *parts, size_t n_parts, char *out, size_t cap);
+
 static void aad_for(const VpSealedOf *of, const char *what, char *out, size_t cap)
 {
 	const char *parts[] = {"client:", of->tenant_id, ":", of->client_id, ":", what};
-	size_t n = 0;
-	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
-		size_t len = strlen(parts[i]);
-		if (n + len >= cap)
-			len = cap - 1 - n;
-		memcpy(out + n, parts[i], len);
-		n += len;
-	}
-	out[n] = '\0';
+	join(parts, sizeof(parts) / sizeof(parts[0]), out, cap);
 }
 
 static int add_index(cJSON *data, const VpKey *index_key, const char *field, const char *value)
@@ -324,12 +318,26 @@ cJSON *vp_sealed_open(const cJSON *data, int v, const VpSealedOf *of, const VpKe
 	return out;
 }
 
+/* parts joined into out (cap bytes, cut to fit): no printf on a path run
+ * twice per client event */
+static void join(const char *const *parts, size_t n_parts, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < n_parts; i++) {
+		size_t len = strlen(parts[i]);
+		if (n + len >= cap)
+			len = cap - 1 - n;
+		memcpy(out + n, parts[i], len);
+		n += len;
+	}
+	out[n] = '\0';
+}
+
 void vp_keyrec_name(const char *tenant_id, const char *client_id, char *out, size_t cap)
 {
-	if (client_id)
-		snprintf(out, cap, "%s:%s:%s", VP_KEYREC_CLIENT, tenant_id, client_id);
-	else
-		snprintf(out, cap, "%s:%s", VP_KEYREC_TENANT, tenant_id);
+	const char *parts[] = {client_id ? VP_KEYREC_CLIENT : VP_KEYREC_TENANT, ":", tenant_id,
+			       ":", client_id};
+	join(parts, client_id ? 5 : 3, out, cap);
 }
 
 char *vp_keyrec_text(const char *name, const char *kek_id, const char *key_id,

@@ -527,12 +527,21 @@ class Bench:
         self.wait_caught_up("read", "vetpms.events")
 
     def end_offsets(self, topic):
+        """Each partition's high watermark; retried while the metadata or a
+        watermark is not in yet (an invalid -1001 end would be skipped by
+        wait_caught_up as an empty partition and end the wait early)."""
         c = Consumer({"bootstrap.servers": self.stack.brokers, "group.id": "bench-watermarks"})
-        md = c.list_topics(topic, timeout=10).topics[topic]
-        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in md.partitions}
-        c.close()
-        return ends
+        try:
+            for _ in range(50):
+                md = c.list_topics(topic, timeout=10).topics[topic]
+                ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                        for p in md.partitions}
+                if ends and all(end >= 0 for end in ends.values()):
+                    return ends
+                time.sleep(0.2)
+        finally:
+            c.close()
+        raise RuntimeError(f"no end offsets for {topic}: {ends}")
 
     def applied_offsets(self, schema, topic):
         try:
@@ -1800,7 +1809,9 @@ class Bench:
             clients = self.sql(f"SELECT count(*) FROM {schema}.clients")[0][0]
             if dead or clients != n - tenants:
                 raise RuntimeError(f"seal projection {side}: {clients} clients of "
-                                   f"{n - tenants}, {dead} dead letters")
+                                   f"{n - tenants}, {dead} dead letters; ends "
+                                   f"{self.end_offsets(topic)}, applied "
+                                   f"{self.applied_offsets(schema, topic)}")
         total = 2 * n  # each side ran twice
         rate = {k: total / v for k, v in took.items()}
         cpu = {f"{p}({side})": round(used[side][p] / total * 1000, 4)

@@ -100,11 +100,12 @@ int main(int argc, char **argv)
 	t0 = cpu_now();
 	for (long i = 0; i < n; i++) {
 		client_id(i, id);
-		cJSON *opened = vp_keyring_client_key(kr, TENANT, id, 0, key, why, sizeof(why)) ==
+		cJSON *opened = vp_keyring_client_key(kr, TENANT, id, 0, key, key_id, why,
+						      sizeof(why)) ==
 						VP_KEYRING_OK
 					? vp_sealed_open(sealed[i], VP_SEALED_V,
 							 &(VpSealedOf){"ClientRegistered", TENANT, id},
-							 key, why, sizeof(why))
+							 key, key_id, why, sizeof(why))
 					: NULL;
 		vp_key_wipe(key);
 		if (!opened) {

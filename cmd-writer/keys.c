@@ -68,10 +68,10 @@ static int data_key(VpKeyring *kr, const VpEvent *ev, WrAppend *item, VpKey *key
 		    char key_id[VP_KEY_ID_CHARS + 1], char *why, size_t why_cap)
 {
 	if (strcmp(ev->type, VP_EV_CLIENT_REGISTERED) != 0) {
-		int status = vp_keyring_client_key(kr, ev->tenant_id, ev->aggregate_id, 0, key, why,
-						   why_cap);
-		if (status == VP_KEYRING_OK)
-			vp_key_id(key, key_id);
+		int status = vp_keyring_client_key(kr, ev->tenant_id, ev->aggregate_id, 0, key,
+						   key_id, why, why_cap);
+		if (status == VP_KEYRING_OK && !*key_id)
+			vp_key_id(key, key_id); /* a record without its key's id */
 		if (status != VP_KEYRING_NONE)
 			return status == VP_KEYRING_OK ? 0 : -1;
 	}

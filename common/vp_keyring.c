@@ -24,7 +24,7 @@ typedef struct Entry {
 	uint64_t hash; /* of name: compared before the name, and kept for growing */
 	VpKey *key;    /* a tenant's key, unwrapped */
 	VpKey *index;  /* its blind-index key */
-	char key_id[VP_KEY_ID_CHARS + 1]; /* a tenant key's id: a hash, kept, not redone */
+	char key_id[VP_KEY_ID_CHARS + 1]; /* the key's id (a hash): kept, not redone per use */
 	char *wrapped; /* a client's data key, wrapped under its tenant's key */
 	bool erased;   /* the client's key was destroyed */
 	char *wrong;   /* a tenant's latest record is under another master key: why */
@@ -247,9 +247,9 @@ static int take_tenant_under(VpKeyring *kr, const char *name, const cJSON *v, ch
 	return VP_KEYRING_OK;
 }
 
-/* A client's wrapped key (or its erasure) under name. */
-static int set_client(VpKeyring *kr, const char *name, const char *wrapped, bool erased,
-		      char *why, size_t why_cap)
+/* A client's wrapped key and its id (or its erasure) under name. */
+static int set_client(VpKeyring *kr, const char *name, const char *wrapped, const char *key_id,
+		      bool erased, char *why, size_t why_cap)
 {
 	Entry *e = find_or_add(kr, name, false);
 	char *copy = erased ? NULL : strdup(wrapped);
@@ -267,6 +267,7 @@ static int set_client(VpKeyring *kr, const char *name, const char *wrapped, bool
 	free(e->wrapped);
 	e->wrapped = copy;
 	e->erased = erased;
+	snprintf(e->key_id, sizeof(e->key_id), "%s", key_id && !erased ? key_id : "");
 	return VP_KEYRING_OK;
 }
 
@@ -278,7 +279,7 @@ static int take_client(VpKeyring *kr, const char *name, const cJSON *v, bool era
 		snprintf(why, why_cap, "%s: no wrapped key", name);
 		return VP_KEYRING_FAILED;
 	}
-	return set_client(kr, name, wrapped, erased, why, why_cap);
+	return set_client(kr, name, wrapped, vp_json_str(v, "key_id"), erased, why, why_cap);
 }
 
 static int take_locked(VpKeyring *kr, const char *name, const char *value, size_t value_len,
@@ -447,13 +448,13 @@ int vp_keyring_follow(VpKeyring *kr, const char *brokers, const char *kafka_prop
 	return VP_KEYRING_OK;
 }
 
-/* The client's wrapped key under the lock, waiting up to wait_ms for it and
- * for its tenant's key: records are placed by name, so the follower may read
- * a client's record (one partition) before its tenant's (another), though
- * both committed in one transaction; refusing then made a dead letter of the
- * client's first event (a loaded CI run of test_billing_flow). */
+/* The client's entry under the lock, waiting up to wait_ms for it and for
+ * its tenant's key: records were placed by name before, so the follower
+ * could read a client's record (one partition) before its tenant's (another),
+ * though both committed in one transaction; refusing then made a dead letter
+ * of the client's first event (a loaded CI run of test_billing_flow). */
 static int client_entry(VpKeyring *kr, const char *name, const char *tenant_name, int wait_ms,
-			char **wrapped)
+			Entry **client)
 {
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
@@ -468,10 +469,9 @@ static int client_entry(VpKeyring *kr, const char *name, const char *tenant_name
 		if (e && e->erased)
 			return VP_KEYRING_ERASED;
 		Entry *t = e && e->wrapped ? find(kr, tenant_name) : NULL;
-		if (t && t->key) {
-			*wrapped = strdup(e->wrapped);
-			return *wrapped ? VP_KEYRING_OK : VP_KEYRING_FAILED;
-		}
+		*client = e;
+		if (t && t->key)
+			return VP_KEYRING_OK;
 		if (e && e->wrapped && (!kr->following || wait_ms <= 0))
 			return VP_KEYRING_OK; /* the caller says which key is missing */
 		if (!kr->following || wait_ms <= 0)
@@ -482,40 +482,38 @@ static int client_entry(VpKeyring *kr, const char *name, const char *tenant_name
 }
 
 int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *client_id,
-			  int wait_ms, VpKey *key, char *why, size_t why_cap)
+			  int wait_ms, VpKey *key, char key_id[VP_KEY_ID_CHARS + 1], char *why,
+			  size_t why_cap)
 {
 	char name[128], tenant_name[64];
-	char *wrapped = NULL;
-	int status_value, *status = &status_value;
+	Entry *client = NULL;
 	vp_keyrec_name(tenant_id, client_id, name, sizeof(name));
 	vp_keyrec_name(tenant_id, NULL, tenant_name, sizeof(tenant_name));
 	pthread_mutex_lock(&kr->lock);
-	*status = client_entry(kr, name, tenant_name, wait_ms, &wrapped);
-	Entry *t = *status == VP_KEYRING_OK ? find(kr, tenant_name) : NULL;
-	if (*status == VP_KEYRING_OK && (!t || !t->key)) {
+	/* the key is unwrapped under the lock, from the entry itself: an entry
+	 * changes or goes only under the lock */
+	int status = client_entry(kr, name, tenant_name, wait_ms, &client);
+	Entry *t = status == VP_KEYRING_OK ? find(kr, tenant_name) : NULL;
+	if (status == VP_KEYRING_OK && (!t || !t->key)) {
 		snprintf(why, why_cap, "no key for tenant %s (its client %s has one)", tenant_id,
 			 client_id);
-		*status = VP_KEYRING_FAILED;
-	} else if (*status == VP_KEYRING_OK) {
-		if (vp_key_unwrap_into(t->key, wrapped, name, key, why, why_cap) < 0)
-			*status = VP_KEYRING_FAILED;
-	} else if (*status == VP_KEYRING_NONE)
+		status = VP_KEYRING_FAILED;
+	} else if (status == VP_KEYRING_OK) {
+		if (vp_key_unwrap_into(t->key, client->wrapped, name, key, why, why_cap) < 0)
+			status = VP_KEYRING_FAILED;
+		else if (key_id)
+			memcpy(key_id, client->key_id, VP_KEY_ID_CHARS + 1);
+	} else if (status == VP_KEYRING_NONE)
 		snprintf(why, why_cap, "no key for client %s of tenant %s in the keys topic",
 			 client_id, tenant_id);
-	else if (*status == VP_KEYRING_ERASED)
+	else if (status == VP_KEYRING_ERASED)
 		snprintf(why, why_cap, "client %s was erased: its key is destroyed", client_id);
-	else
-		snprintf(why, why_cap, "out of memory");
-	if (*status == VP_KEYRING_NONE && kr->broken) {
-		*status = kr->broken;
+	if (status == VP_KEYRING_NONE && kr->broken) {
+		status = kr->broken;
 		snprintf(why, why_cap, "%s", kr->broken_why);
 	}
 	pthread_mutex_unlock(&kr->lock);
-	if (wrapped) {
-		sodium_memzero(wrapped, strlen(wrapped));
-		free(wrapped);
-	}
-	return *status;
+	return status;
 }
 
 int vp_keyring_index_key(VpKeyring *kr, const char *tenant_id, VpKey *out, char *why,
@@ -578,7 +576,8 @@ static char *client_key_locked(VpKeyring *kr, const Entry *tenant, const char *n
 	vp_key_fill_random(data);
 	vp_key_id(data, key_id);
 	if (vp_key_wrap(tenant->key, data, name, &wrapped, why, why_cap) == 0 &&
-	    set_client(kr, name, vp_buf_str(&wrapped), false, why, why_cap) == VP_KEYRING_OK &&
+	    set_client(kr, name, vp_buf_str(&wrapped), key_id, false, why, why_cap) ==
+		    VP_KEYRING_OK &&
 	    !(value = vp_keyrec_text(name, tenant->key_id, key_id, vp_buf_str(&wrapped), now_us))) {
 		snprintf(why, why_cap, "out of memory");
 		remove_entry(kr, name);

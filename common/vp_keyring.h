@@ -48,10 +48,12 @@ int vp_keyring_follow(VpKeyring *kr, const char *brokers, const char *kafka_prop
 		      const char *topic, char *why, size_t why_cap);
 
 /* The client's data key into out (a locked key the caller reuses and wipes,
- * vp_crypto.h): VP_KEYRING_OK, or NONE (after waiting up to wait_ms for it
- * to arrive), ERASED or FAILED (why). */
+ * vp_crypto.h) and, unless NULL, the id its record gives into key_id ("" for
+ * a record without one): VP_KEYRING_OK, or NONE (after waiting up to wait_ms
+ * for it to arrive), ERASED or FAILED (why). */
 int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *client_id,
-			  int wait_ms, VpKey *out, char *why, size_t why_cap);
+			  int wait_ms, VpKey *out, char key_id[VP_KEY_ID_CHARS + 1], char *why,
+			  size_t why_cap);
 /* The tenant's blind-index key into out; 0, or -1 (no tenant key). */
 int vp_keyring_index_key(VpKeyring *kr, const char *tenant_id, VpKey *out, char *why,
 			 size_t why_cap);

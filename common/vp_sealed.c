@@ -288,12 +288,15 @@ static cJSON *open_v3(const cJSON *sealed, const VpSealedOf *of, const VpKey *ke
 }
 
 cJSON *vp_sealed_open(const cJSON *data, int v, const VpSealedOf *of, const VpKey *data_key,
-		      char *why, size_t why_cap)
+		      const char *key_id, char *why, size_t why_cap)
 {
-	char key_id[VP_KEY_ID_CHARS + 1];
+	char computed[VP_KEY_ID_CHARS + 1];
 	const char *named = vp_sealed_key_id(data);
 	const cJSON *fields = cJSON_GetObjectItemCaseSensitive(data, "sealed");
-	vp_key_id(data_key, key_id);
+	if (!key_id || !*key_id) {
+		vp_key_id(data_key, computed);
+		key_id = computed;
+	}
 	if (!named || strcmp(named, key_id) != 0) {
 		snprintf(why, why_cap, "sealed with key %s, not the client's key %s",
 			 named ? named : "(none)", key_id);

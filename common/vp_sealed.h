@@ -71,10 +71,10 @@ const char *vp_sealed_key_id(const cJSON *data);
 /* v2 or v3 (v) data opened into a new object of the v1 shape plus
  * email_bidx and phone_bidx when present; NULL with why when it does not open
  * (tampered, another key, moved from another field, client or type), holds a
- * member that is no personal field of the type, or the key is not the one
- * key_id names. */
+ * member that is no personal field of the type, or data_key (whose id is
+ * key_id, or NULL to have it computed) is not the key data names. */
 cJSON *vp_sealed_open(const cJSON *sealed, int v, const VpSealedOf *of, const VpKey *data_key,
-		      char *why, size_t why_cap);
+		      const char *key_id, char *why, size_t why_cap);
 
 /* The personal fields an event of this type may carry, NULL-terminated. */
 const char *const *vp_sealed_fields_of(const char *type);

@@ -88,17 +88,14 @@ static cJSON *erased_shape(const VpEvent *ev)
 	return out;
 }
 
-/* Replaces data's members by opened's (opened is consumed). */
+/* Replaces data's members by opened's (opened is consumed): the two member
+ * lists are swapped whole (each item owns its name), and opened goes with
+ * data's old members. */
 static void replace_members(cJSON *data, cJSON *opened)
 {
-	while (data->child) {
-		cJSON *item = cJSON_DetachItemViaPointer(data, data->child);
-		cJSON_Delete(item);
-	}
-	while (opened->child) {
-		cJSON *item = cJSON_DetachItemViaPointer(opened, opened->child);
-		cJSON_AddItemToObject(data, item->string, item); /* copies the name first */
-	}
+	cJSON *old = data->child;
+	data->child = opened->child;
+	opened->child = old;
 	cJSON_Delete(opened);
 }
 
@@ -118,8 +115,9 @@ PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap)
 		return PJ_FAILED;
 	}
 	int wait_ms = strcmp(last_missing, ev->id) != 0 ? key_wait_ms : 0;
+	char key_id[VP_KEY_ID_CHARS + 1];
 	int status = vp_keyring_client_key(keyring, ev->tenant_id, ev->aggregate_id, wait_ms, key,
-					   inner, sizeof(inner));
+					   key_id, inner, sizeof(inner));
 	if (status == VP_KEYRING_NONE)
 		snprintf(last_missing, sizeof(last_missing), "%s", ev->id);
 	if (status == VP_KEYRING_ERASED) {
@@ -138,7 +136,7 @@ PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap)
 	}
 	cJSON *opened =
 		vp_sealed_open(ev->data, ev->v, &(VpSealedOf){ev->type, ev->tenant_id, ev->aggregate_id},
-			       key, inner, sizeof(inner));
+			       key, key_id, inner, sizeof(inner));
 	vp_key_wipe(key);
 	if (!opened) {
 		snprintf(why, why_cap, "%s: %s", ev->type, inner);

@@ -73,7 +73,7 @@ static cJSON *seal_or_fail(const cJSON *plain, const char *client)
 
 static cJSON *open_as(const cJSON *sealed, int v, const char *type, const char *client)
 {
-	return vp_sealed_open(sealed, v, &(VpSealedOf){type, TENANT, client}, data_key, why,
+	return vp_sealed_open(sealed, v, &(VpSealedOf){type, TENANT, client}, data_key, NULL, why,
 			      sizeof(why));
 }
 
@@ -186,7 +186,7 @@ static void a_tampered_moved_or_foreign_value_does_not_open(void **state)
 	sealed = seal_or_fail(plain, CLIENT);
 	VpKey *other = vp_key_random(why, sizeof(why));
 	assert_null(vp_sealed_open(sealed, VP_SEALED_V, &(VpSealedOf){REGISTERED, TENANT, CLIENT},
-				   other, why, sizeof(why)));
+				   other, NULL, why, sizeof(why)));
 	assert_non_null(strstr(why, "not the client's key"));
 	vp_key_free(other);
 	cJSON_Delete(sealed);
@@ -404,12 +404,15 @@ static void a_keyring_reads_the_records_another_made_and_honours_erasure(void **
 	assert_string_equal(rec[1].name, "client:" TENANT ":" CLIENT);
 
 	VpKeyring *reader = vp_keyring_new(master, why, sizeof(why));
-	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, why, sizeof(why)),
+	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, NULL, why, sizeof(why)),
 			 VP_KEYRING_NONE);
 	for (int i = n - 1; i >= 0; i--) /* any order: client keys stay wrapped until used */
 		assert_int_equal(take(reader, rec[i].name, rec[i].value), VP_KEYRING_OK);
-	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, why, sizeof(why)),
+	char read_id[VP_KEY_ID_CHARS + 1] = "";
+	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, read_id, why,
+					       sizeof(why)),
 			 VP_KEYRING_OK);
+	assert_string_equal(read_id, made_id); /* the id its record gives */
 	char a[VP_KEY_ID_CHARS + 1], b[VP_KEY_ID_CHARS + 1];
 	vp_key_id(made, a);
 	vp_key_id(opened, b);
@@ -422,7 +425,7 @@ static void a_keyring_reads_the_records_another_made_and_honours_erasure(void **
 	char *erased = vp_keyrec_erased_value(0);
 	assert_int_equal(take(reader, rec[1].name, erased), VP_KEYRING_OK);
 	assert_int_equal(take(reader, rec[1].name, rec[1].value), VP_KEYRING_OK);
-	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, why, sizeof(why)),
+	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, NULL, why, sizeof(why)),
 			 VP_KEYRING_ERASED);
 	/* a record that is no key record is refused */
 	assert_int_equal(take(reader, "client:" TENANT ":" OTHER, "{}"), VP_KEYRING_FAILED);

@@ -234,11 +234,14 @@ static int seal_client(GenSeal *g, rd_kafka_t *rk, const char *tenant, const cha
 	char why[256] = "";
 	VpKeyRecord recs[2];
 	int n = 0, rc = -1;
+	char key_id[VP_KEY_ID_CHARS + 1];
 	cJSON *plain = cJSON_Parse(data), *sealed = NULL;
-	if (plain && vp_keyring_new_client(g->kr, tenant, client, at_us, g->key, recs, &n, why,
-					   sizeof(why)) == 0 &&
+	if (plain && vp_keyring_new_client(g->kr, tenant, client, at_us, g->key, key_id, recs, &n,
+					   why, sizeof(why)) == 0 &&
 	    vp_keyring_index_key(g->kr, tenant, g->index, why, sizeof(why)) == 0)
-		sealed = vp_sealed_seal(plain, tenant, client, g->key, g->index, why, sizeof(why));
+		sealed = vp_sealed_seal(plain,
+					&(VpSealedOf){VP_EV_CLIENT_REGISTERED, tenant, client},
+					g->key, key_id, g->index, why, sizeof(why));
 	vp_key_wipe(g->key);
 	vp_key_wipe(g->index);
 	for (int i = 0; sealed && i < n; i++)

@@ -64,22 +64,24 @@ int main(int argc, char **argv)
 	cJSON **sealed = calloc((size_t)n, sizeof(*sealed));
 	VpKeyRecord rec[2];
 	int n_rec = 0;
+	char key_id[VP_KEY_ID_CHARS + 1];
 	/* the daemons' scratch keys: one locked allocation each, reused */
 	VpKey *key = vp_key_random(why, sizeof(why)), *index = vp_key_random(why, sizeof(why));
 	if (!kr || !plain || !sealed || !key || !index)
 		return 1;
 	/* the tenant's key exists already (its first client made it) */
 	client_id(n, id);
-	vp_keyring_new_client(kr, TENANT, id, 0, key, rec, &n_rec, why, sizeof(why));
+	vp_keyring_new_client(kr, TENANT, id, 0, key, key_id, rec, &n_rec, why, sizeof(why));
 	vp_key_records_release(rec, n_rec);
 
 	double t0 = cpu_now();
 	for (long i = 0; i < n; i++) {
 		client_id(i, id);
-		sealed[i] = vp_keyring_new_client(kr, TENANT, id, 0, key, rec, &n_rec, why,
-						  sizeof(why)) == 0 &&
+		sealed[i] = vp_keyring_new_client(kr, TENANT, id, 0, key, key_id, rec, &n_rec,
+						  why, sizeof(why)) == 0 &&
 					    vp_keyring_index_key(kr, TENANT, index, why, sizeof(why)) == 0
-				    ? vp_sealed_seal(plain, TENANT, id, key, index, why, sizeof(why))
+				    ? vp_sealed_seal(plain, &(VpSealedOf){"ClientRegistered", TENANT, id},
+						     key, key_id, index, why, sizeof(why))
 				    : NULL;
 		vp_key_records_release(rec, n_rec);
 		vp_key_wipe(key);
@@ -98,9 +100,12 @@ int main(int argc, char **argv)
 	t0 = cpu_now();
 	for (long i = 0; i < n; i++) {
 		client_id(i, id);
-		cJSON *opened = vp_keyring_client_key(kr, TENANT, id, 0, key, why, sizeof(why)) ==
+		cJSON *opened = vp_keyring_client_key(kr, TENANT, id, 0, key, key_id, why,
+						      sizeof(why)) ==
 						VP_KEYRING_OK
-					? vp_sealed_open(sealed[i], TENANT, id, key, why, sizeof(why))
+					? vp_sealed_open(sealed[i], VP_SEALED_V,
+							 &(VpSealedOf){"ClientRegistered", TENANT, id},
+							 key, key_id, why, sizeof(why))
 					: NULL;
 		vp_key_wipe(key);
 		if (!opened) {

@@ -64,16 +64,18 @@ int wr_keys_read(const WrConfig *cfg, WrState *state, char *why, size_t why_cap)
 /* The client's data key into key: the one in the keyring, or a new one (a
  * new client, or one registered before sealing began) whose records go with
  * item. 0 or -1. */
-static int data_key(VpKeyring *kr, const VpEvent *ev, WrAppend *item, VpKey *key, char *why,
-		    size_t why_cap)
+static int data_key(VpKeyring *kr, const VpEvent *ev, WrAppend *item, VpKey *key,
+		    char key_id[VP_KEY_ID_CHARS + 1], char *why, size_t why_cap)
 {
 	if (strcmp(ev->type, VP_EV_CLIENT_REGISTERED) != 0) {
-		int status = vp_keyring_client_key(kr, ev->tenant_id, ev->aggregate_id, 0, key, why,
-						   why_cap);
+		int status = vp_keyring_client_key(kr, ev->tenant_id, ev->aggregate_id, 0, key,
+						   key_id, why, why_cap);
+		if (status == VP_KEYRING_OK && !*key_id)
+			vp_key_id(key, key_id); /* a record without its key's id */
 		if (status != VP_KEYRING_NONE)
 			return status == VP_KEYRING_OK ? 0 : -1;
 	}
-	return vp_keyring_new_client(kr, ev->tenant_id, ev->aggregate_id, ev->at_us, key,
+	return vp_keyring_new_client(kr, ev->tenant_id, ev->aggregate_id, ev->at_us, key, key_id,
 				     item->keyrec, &item->n_keyrec, why, why_cap);
 }
 
@@ -106,11 +108,14 @@ int wr_keys_seal(WrState *state, VpEvent *ev, WrAppend *item, char *why, size_t 
 		return -1;
 	}
 	VpKey *key = data_scratch, *index = index_scratch;
-	cJSON *sealed = data_key(state->keys, ev, item, key, why, why_cap) == 0 &&
+	char key_id[VP_KEY_ID_CHARS + 1];
+	cJSON *sealed = data_key(state->keys, ev, item, key, key_id, why, why_cap) == 0 &&
 					vp_keyring_index_key(state->keys, ev->tenant_id, index, why,
 							     why_cap) == 0
-				? vp_sealed_seal(ev->data, ev->tenant_id, ev->aggregate_id, key,
-						 index, why, why_cap)
+				? vp_sealed_seal(ev->data,
+						 &(VpSealedOf){ev->type, ev->tenant_id,
+							       ev->aggregate_id},
+						 key, key_id, index, why, why_cap)
 				: NULL;
 	vp_key_wipe(key);
 	vp_key_wipe(index);

@@ -101,6 +101,20 @@ static const VpJsonField client_contact_updated_v2[] = {
 	 .n_fields = COUNT(sealed_contact)},
 	F_EMAIL_BIDX, F_PHONE_BIDX,
 };
+/* v3: the personal members present sealed as one object, one nonce and one
+ * ciphertext ({"n", "c"}); which members it holds is only known opened. */
+#define SEALED_ALL_MAX 8192 /* all five fields at their limits, escaped, sealed */
+static const VpJsonField sealed_all[] = {
+	{.name = "n", .type = VP_JSON_STRING, .required = true, .min_len = 1, .max_len = 64},
+	{.name = "c", .type = VP_JSON_STRING, .required = true, .min_len = 1,
+	 .max_len = SEALED_ALL_MAX},
+};
+static const VpJsonField client_sealed_v3[] = {
+	F_KEY_ID,
+	{.name = "sealed", .type = VP_JSON_OBJECT, .required = true, .fields = sealed_all,
+	 .n_fields = COUNT(sealed_all)},
+	F_EMAIL_BIDX, F_PHONE_BIDX,
+};
 static const VpJsonField patient_registered[] = {
 	VP_TYPED("client_id", VP_JSON_UUID, true),
 	VP_F_PATIENT_NAME,
@@ -363,6 +377,10 @@ const VpEventSpec vp_catalog[] = {
 	 COUNT(client_registered_v2), NULL},
 	{VP_EV_CLIENT_CONTACT_UPDATED, 2, VP_AGG_CLIENT, true, client_contact_updated_v2,
 	 COUNT(client_contact_updated_v2), NULL},
+	{VP_EV_CLIENT_REGISTERED, 3, VP_AGG_CLIENT, true, client_sealed_v3,
+	 COUNT(client_sealed_v3), NULL},
+	{VP_EV_CLIENT_CONTACT_UPDATED, 3, VP_AGG_CLIENT, true, client_sealed_v3,
+	 COUNT(client_sealed_v3), NULL},
 	SPEC(VP_EV_CLIENT_DEACTIVATED, VP_AGG_CLIENT, reason_only),
 	SPEC(VP_EV_CLIENT_ERASED, VP_AGG_CLIENT, client_erased),
 	SPEC(VP_EV_PATIENT_REGISTERED, VP_AGG_PATIENT, patient_registered),

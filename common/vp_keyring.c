@@ -22,13 +22,15 @@
 #define END_QUERY_MS 5000 /* each partition's end, at the start of a read */
 
 typedef struct Entry {
-	char *name;
 	struct Entry *next;
+	uint64_t hash; /* of name: compared before the name, and kept for growing */
 	VpKey *key;    /* a tenant's key, unwrapped */
 	VpKey *index;  /* its blind-index key */
+	char key_id[VP_KEY_ID_CHARS + 1]; /* the key's id (a hash): kept, not redone per use */
 	char *wrapped; /* a client's data key, wrapped under its tenant's key */
 	bool erased;   /* the client's key was destroyed */
 	char *wrong;   /* a tenant's latest record is under another master key: why */
+	char name[];   /* in the entry's own allocation: one cache line less per look */
 } Entry;
 
 struct VpKeyring {
@@ -72,7 +74,6 @@ static void entry_free(Entry *e)
 	vp_key_free(e->index);
 	free(e->wrapped);
 	free(e->wrong);
-	free(e->name);
 	free(e);
 }
 
@@ -100,28 +101,34 @@ VpKeyring *vp_keyring_free(VpKeyring *kr)
 	return NULL;
 }
 
-static size_t bucket_of(const VpKeyring *kr, const char *name)
+static uint64_t hash_of(const VpKeyring *kr, const char *name)
 {
 	unsigned char h[crypto_shorthash_BYTES];
 	uint64_t v = 0;
 	crypto_shorthash(h, (const unsigned char *)name, strlen(name), kr->hash_key);
 	memcpy(&v, h, sizeof(v));
-	return (size_t)(v & (kr->n_buckets - 1));
+	return v;
 }
 
-static Entry *find(const VpKeyring *kr, const char *name)
+static Entry *find_hashed(const VpKeyring *kr, const char *name, uint64_t hash)
 {
-	for (Entry *e = kr->buckets[bucket_of(kr, name)]; e; e = e->next)
-		if (!strcmp(e->name, name))
+	for (Entry *e = kr->buckets[hash & (kr->n_buckets - 1)]; e; e = e->next)
+		if (e->hash == hash && !strcmp(e->name, name))
 			return e;
 	return NULL;
 }
 
-/* Doubles the buckets when the chains grow past 2 on average. */
+static Entry *find(const VpKeyring *kr, const char *name)
+{
+	return find_hashed(kr, name, hash_of(kr, name));
+}
+
+/* Doubles the buckets when there are more entries than buckets (chains of
+ * one on average: a client event looks up two names, a new client three). */
 static void grow(VpKeyring *kr)
 {
 	size_t n = kr->n_tenants + kr->n_clients;
-	if (n < kr->n_buckets * 2)
+	if (n < kr->n_buckets)
 		return;
 	Entry **old = kr->buckets;
 	size_t old_n = kr->n_buckets;
@@ -133,7 +140,7 @@ static void grow(VpKeyring *kr)
 	for (size_t i = 0; i < old_n; i++)
 		for (Entry *e = old[i], *next; e; e = next) {
 			next = e->next;
-			size_t b = bucket_of(kr, e->name);
+			size_t b = e->hash & (kr->n_buckets - 1);
 			e->next = fresh[b];
 			fresh[b] = e;
 		}
@@ -142,15 +149,17 @@ static void grow(VpKeyring *kr)
 
 static Entry *find_or_add(VpKeyring *kr, const char *name, bool tenant)
 {
-	Entry *e = find(kr, name);
+	uint64_t hash = hash_of(kr, name);
+	Entry *e = find_hashed(kr, name, hash);
 	if (e)
 		return e;
-	e = calloc(1, sizeof(*e));
-	if (!e || !(e->name = strdup(name))) {
-		free(e);
+	size_t len = strlen(name);
+	e = calloc(1, sizeof(*e) + len + 1);
+	if (!e)
 		return NULL;
-	}
-	size_t b = bucket_of(kr, name);
+	memcpy(e->name, name, len + 1);
+	e->hash = hash;
+	size_t b = hash & (kr->n_buckets - 1);
 	e->next = kr->buckets[b];
 	kr->buckets[b] = e;
 	if (tenant)
@@ -163,8 +172,9 @@ static Entry *find_or_add(VpKeyring *kr, const char *name, bool tenant)
 
 static void remove_entry(VpKeyring *kr, const char *name)
 {
-	for (Entry **p = &kr->buckets[bucket_of(kr, name)]; *p; p = &(*p)->next)
-		if (!strcmp((*p)->name, name)) {
+	uint64_t hash = hash_of(kr, name);
+	for (Entry **p = &kr->buckets[hash & (kr->n_buckets - 1)]; *p; p = &(*p)->next)
+		if ((*p)->hash == hash && !strcmp((*p)->name, name)) {
 			Entry *e = *p;
 			*p = e->next;
 			if (e->key)
@@ -235,17 +245,14 @@ static int take_tenant_under(VpKeyring *kr, const char *name, const cJSON *v, ch
 	vp_key_free(e->index);
 	e->key = key;
 	e->index = index;
+	vp_key_id(key, e->key_id);
 	return VP_KEYRING_OK;
 }
 
-static int take_client(VpKeyring *kr, const char *name, const cJSON *v, bool erased, char *why,
-		       size_t why_cap)
+/* A client's wrapped key and its id (or its erasure) under name. */
+static int set_client(VpKeyring *kr, const char *name, const char *wrapped, const char *key_id,
+		      bool erased, char *why, size_t why_cap)
 {
-	const char *wrapped = vp_json_str(v, "wrapped");
-	if (!erased && !wrapped) {
-		snprintf(why, why_cap, "%s: no wrapped key", name);
-		return VP_KEYRING_FAILED;
-	}
 	Entry *e = find_or_add(kr, name, false);
 	char *copy = erased ? NULL : strdup(wrapped);
 	if (!e || (!erased && !copy)) {
@@ -262,7 +269,19 @@ static int take_client(VpKeyring *kr, const char *name, const cJSON *v, bool era
 	free(e->wrapped);
 	e->wrapped = copy;
 	e->erased = erased;
+	snprintf(e->key_id, sizeof(e->key_id), "%s", key_id && !erased ? key_id : "");
 	return VP_KEYRING_OK;
+}
+
+static int take_client(VpKeyring *kr, const char *name, const cJSON *v, bool erased, char *why,
+		       size_t why_cap)
+{
+	const char *wrapped = vp_json_str(v, "wrapped");
+	if (!erased && !wrapped) {
+		snprintf(why, why_cap, "%s: no wrapped key", name);
+		return VP_KEYRING_FAILED;
+	}
+	return set_client(kr, name, wrapped, vp_json_str(v, "key_id"), erased, why, why_cap);
 }
 
 static int take_locked(VpKeyring *kr, const char *name, const char *value, size_t value_len,
@@ -432,15 +451,15 @@ int vp_keyring_follow(VpKeyring *kr, const char *brokers, const char *kafka_prop
 	return VP_KEYRING_OK;
 }
 
-/* The client's wrapped key under the lock, waiting up to wait_ms for it and
- * for its tenant's key: records placed by name (before vp_keyrec_partition,
+/* The client's entry under the lock, waiting up to wait_ms for it and for
+ * its tenant's key: records placed by name (before vp_keyrec_partition,
  * still in a keys topic written then) may be read a client's (one partition)
  * before its tenant's (another), though both committed in one transaction;
  * refusing then made a dead letter of the client's first event (a loaded CI
  * run of test_billing_flow). On the tenant's partition the tenant's record
  * comes first and this waits for nothing more than the client's. */
 static int client_entry(VpKeyring *kr, const char *name, const char *tenant_name, int wait_ms,
-			char **wrapped)
+			Entry **client)
 {
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
@@ -455,10 +474,9 @@ static int client_entry(VpKeyring *kr, const char *name, const char *tenant_name
 		if (e && e->erased)
 			return VP_KEYRING_ERASED;
 		Entry *t = e && e->wrapped ? find(kr, tenant_name) : NULL;
-		if (t && t->key) {
-			*wrapped = strdup(e->wrapped);
-			return *wrapped ? VP_KEYRING_OK : VP_KEYRING_FAILED;
-		}
+		*client = e;
+		if (t && t->key)
+			return VP_KEYRING_OK;
 		if (e && e->wrapped && (!kr->following || wait_ms <= 0))
 			return VP_KEYRING_OK; /* the caller says which key is missing */
 		if (!kr->following || wait_ms <= 0)
@@ -469,40 +487,38 @@ static int client_entry(VpKeyring *kr, const char *name, const char *tenant_name
 }
 
 int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *client_id,
-			  int wait_ms, VpKey *key, char *why, size_t why_cap)
+			  int wait_ms, VpKey *key, char key_id[VP_KEY_ID_CHARS + 1], char *why,
+			  size_t why_cap)
 {
 	char name[128], tenant_name[64];
-	char *wrapped = NULL;
-	int status_value, *status = &status_value;
+	Entry *client = NULL;
 	vp_keyrec_name(tenant_id, client_id, name, sizeof(name));
 	vp_keyrec_name(tenant_id, NULL, tenant_name, sizeof(tenant_name));
 	pthread_mutex_lock(&kr->lock);
-	*status = client_entry(kr, name, tenant_name, wait_ms, &wrapped);
-	Entry *t = *status == VP_KEYRING_OK ? find(kr, tenant_name) : NULL;
-	if (*status == VP_KEYRING_OK && (!t || !t->key)) {
+	/* the key is unwrapped under the lock, from the entry itself: an entry
+	 * changes or goes only under the lock */
+	int status = client_entry(kr, name, tenant_name, wait_ms, &client);
+	Entry *t = status == VP_KEYRING_OK ? find(kr, tenant_name) : NULL;
+	if (status == VP_KEYRING_OK && (!t || !t->key)) {
 		snprintf(why, why_cap, "no key for tenant %s (its client %s has one)", tenant_id,
 			 client_id);
-		*status = VP_KEYRING_FAILED;
-	} else if (*status == VP_KEYRING_OK) {
-		if (vp_key_unwrap_into(t->key, wrapped, name, key, why, why_cap) < 0)
-			*status = VP_KEYRING_FAILED;
-	} else if (*status == VP_KEYRING_NONE)
+		status = VP_KEYRING_FAILED;
+	} else if (status == VP_KEYRING_OK) {
+		if (vp_key_unwrap_into(t->key, client->wrapped, name, key, why, why_cap) < 0)
+			status = VP_KEYRING_FAILED;
+		else if (key_id)
+			memcpy(key_id, client->key_id, VP_KEY_ID_CHARS + 1);
+	} else if (status == VP_KEYRING_NONE)
 		snprintf(why, why_cap, "no key for client %s of tenant %s in the keys topic",
 			 client_id, tenant_id);
-	else if (*status == VP_KEYRING_ERASED)
+	else if (status == VP_KEYRING_ERASED)
 		snprintf(why, why_cap, "client %s was erased: its key is destroyed", client_id);
-	else
-		snprintf(why, why_cap, "out of memory");
-	if (*status == VP_KEYRING_NONE && kr->broken) {
-		*status = kr->broken;
+	if (status == VP_KEYRING_NONE && kr->broken) {
+		status = kr->broken;
 		snprintf(why, why_cap, "%s", kr->broken_why);
 	}
 	pthread_mutex_unlock(&kr->lock);
-	if (wrapped) {
-		sodium_memzero(wrapped, strlen(wrapped));
-		free(wrapped);
-	}
-	return *status;
+	return status;
 }
 
 int vp_keyring_index_key(VpKeyring *kr, const char *tenant_id, VpKey *out, char *why,
@@ -522,16 +538,16 @@ int vp_keyring_index_key(VpKeyring *kr, const char *tenant_id, VpKey *out, char 
 	return rc;
 }
 
-/* The tenant's key (borrowed, under the lock), made and recorded when there
- * is none: out gets its record. */
-static VpKey *tenant_key_locked(VpKeyring *kr, const char *tenant_id, int64_t now_us,
-				VpKeyRecord *out, int *n_out, char *why, size_t why_cap)
+/* The tenant's entry (borrowed, under the lock), its key made and recorded
+ * when there is none: out gets its record. */
+static Entry *tenant_locked(VpKeyring *kr, const char *tenant_id, int64_t now_us,
+			    VpKeyRecord *out, int *n_out, char *why, size_t why_cap)
 {
 	char name[64];
 	vp_keyrec_name(tenant_id, NULL, name, sizeof(name));
 	Entry *t = find(kr, name);
 	if (t && t->key)
-		return t->key;
+		return t;
 	VpKey *key = vp_key_random(why, why_cap);
 	VpKey *index = key ? vp_key_derive_index(key, why, why_cap) : NULL;
 	char *value = index ? vp_keyrec_value(kr->master, key, name, now_us, why, why_cap) : NULL;
@@ -546,46 +562,60 @@ static VpKey *tenant_key_locked(VpKeyring *kr, const char *tenant_id, int64_t no
 	}
 	t->key = key;
 	t->index = index;
+	vp_key_id(key, t->key_id);
 	snprintf(out[*n_out].name, sizeof(out[*n_out].name), "%s", name);
 	out[(*n_out)++].value = value;
-	return key;
+	return t;
+}
+
+/* A new data key for name under the tenant's key: into data, its id into
+ * key_id, its record's value returned (malloc'd) and its wrapped form taken
+ * into the keyring; NULL with why. */
+static char *client_key_locked(VpKeyring *kr, const Entry *tenant, const char *name,
+			       int64_t now_us, VpKey *data, char key_id[VP_KEY_ID_CHARS + 1],
+			       char *why, size_t why_cap)
+{
+	VpBuf wrapped;
+	char *value = NULL;
+	vp_buf_init(&wrapped, 4096);
+	vp_key_fill_random(data);
+	vp_key_id(data, key_id);
+	if (vp_key_wrap(tenant->key, data, name, &wrapped, why, why_cap) == 0 &&
+	    set_client(kr, name, vp_buf_str(&wrapped), key_id, false, why, why_cap) ==
+		    VP_KEYRING_OK &&
+	    !(value = vp_keyrec_text(name, tenant->key_id, key_id, vp_buf_str(&wrapped), now_us))) {
+		snprintf(why, why_cap, "out of memory");
+		remove_entry(kr, name);
+	}
+	vp_buf_free(&wrapped);
+	if (!value)
+		vp_key_wipe(data);
+	return value;
 }
 
 int vp_keyring_new_client(VpKeyring *kr, const char *tenant_id, const char *client_id,
-			  int64_t now_us, VpKey *data, VpKeyRecord out[2], int *n_out, char *why,
-			  size_t why_cap)
+			  int64_t now_us, VpKey *data, char key_id[VP_KEY_ID_CHARS + 1],
+			  VpKeyRecord out[2], int *n_out, char *why, size_t why_cap)
 {
 	char name[128];
 	*n_out = 0;
 	vp_keyrec_name(tenant_id, client_id, name, sizeof(name));
 	pthread_mutex_lock(&kr->lock);
-	char *value = NULL;
-	bool made = false;
-	const VpKey *tenant = tenant_key_locked(kr, tenant_id, now_us, out, n_out, why, why_cap);
-	if (tenant) {
-		vp_key_fill_random(data);
-		value = vp_keyrec_value(tenant, data, name, now_us, why, why_cap);
-	}
-	cJSON *v = value ? cJSON_Parse(value) : NULL;
-	if (!v || take_client(kr, name, v, false, why, why_cap) != VP_KEYRING_OK) {
-		if (value && !v)
-			snprintf(why, why_cap, "out of memory");
-		free(value);
-		vp_key_wipe(data);
-	} else {
-		made = true;
+	const Entry *tenant = tenant_locked(kr, tenant_id, now_us, out, n_out, why, why_cap);
+	char *value = tenant ? client_key_locked(kr, tenant, name, now_us, data, key_id, why,
+						 why_cap)
+			     : NULL;
+	if (value) {
 		snprintf(out[*n_out].name, sizeof(out[*n_out].name), "%s", name);
 		out[(*n_out)++].value = value;
-	}
-	cJSON_Delete(v);
-	if (!made && *n_out > 0) /* a tenant key made here and never to be produced */
+	} else if (*n_out > 0) /* a tenant key made here and never to be produced */
 		remove_entry(kr, out[0].name);
 	pthread_mutex_unlock(&kr->lock);
-	if (!made) {
+	if (!value) {
 		vp_key_records_release(out, *n_out);
 		*n_out = 0;
 	}
-	return made ? 0 : -1;
+	return value ? 0 : -1;
 }
 
 void vp_key_records_release(VpKeyRecord *records, int n)

@@ -48,10 +48,12 @@ int vp_keyring_follow(VpKeyring *kr, const char *brokers, const char *kafka_prop
 		      const char *topic, char *why, size_t why_cap);
 
 /* The client's data key into out (a locked key the caller reuses and wipes,
- * vp_crypto.h): VP_KEYRING_OK, or NONE (after waiting up to wait_ms for it
- * to arrive), ERASED or FAILED (why). */
+ * vp_crypto.h) and, unless NULL, the id its record gives into key_id ("" for
+ * a record without one): VP_KEYRING_OK, or NONE (after waiting up to wait_ms
+ * for it to arrive), ERASED or FAILED (why). */
 int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *client_id,
-			  int wait_ms, VpKey *out, char *why, size_t why_cap);
+			  int wait_ms, VpKey *out, char key_id[VP_KEY_ID_CHARS + 1], char *why,
+			  size_t why_cap);
 /* The tenant's blind-index key into out; 0, or -1 (no tenant key). */
 int vp_keyring_index_key(VpKeyring *kr, const char *tenant_id, VpKey *out, char *why,
 			 size_t why_cap);
@@ -67,14 +69,15 @@ typedef struct VpKeyRecord {
  * "erased_at"}; the keyring keeps the fact and drops the key. malloc'd. */
 char *vp_keyrec_erased_value(int64_t now_us);
 
-/* What a new client needs: its data key (into out; 0 or -1), and
+/* What a new client needs: its data key (into out, its id into key_id;
+ * 0 or -1), and
  * the key records to produce in the same transaction as its first event:
  * the tenant's key first when the tenant has none yet, then the client's.
  * The keyring holds them at once (the caller's model must forget them if the
  * transaction fails: the writer rebuilds its model, keyring included). */
 int vp_keyring_new_client(VpKeyring *kr, const char *tenant_id, const char *client_id,
-			  int64_t now_us, VpKey *key, VpKeyRecord out[2], int *n_out, char *why,
-			  size_t why_cap);
+			  int64_t now_us, VpKey *key, char key_id[VP_KEY_ID_CHARS + 1],
+			  VpKeyRecord out[2], int *n_out, char *why, size_t why_cap);
 void vp_key_records_release(VpKeyRecord *records, int n);
 /* Drops what records made (their event will not be appended after all). */
 void vp_keyring_forget(VpKeyring *kr, const VpKeyRecord *records, int n);

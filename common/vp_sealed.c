@@ -8,6 +8,7 @@
 
 #include "vp_buf.h"
 #include "vp_catalog.h"
+#include "vp_json.h"
 #include "vp_sealed.h"
 #include "vp_time.h"
 
@@ -46,33 +47,28 @@ size_t vp_sealed_normalise(const char *field, const char *value, char *out, size
 	return n;
 }
 
-static void aad_for(const char *tenant_id, const char *client_id, const char *field, char *out,
-		    size_t cap)
+const char *const *vp_sealed_fields_of(const char *type)
 {
-	snprintf(out, cap, "client:%s:%s:%s", tenant_id, client_id, field);
+	static const char *const contact[] = {"email", "phone", "address", NULL};
+	return !strcmp(type, VP_EV_CLIENT_CONTACT_UPDATED) ? contact : vp_personal_fields;
 }
 
-/* {"n": nonce, "c": ciphertext} of one value, or NULL with why. */
-static cJSON *seal_one(const VpKey *key, const char *aad, const char *value, char *why,
-		       size_t why_cap)
+static bool is_field_of(const char *type, const char *name)
 {
-	VpBuf nonce, sealed;
-	vp_buf_init(&nonce, SEALED_TEXT_MAX);
-	vp_buf_init(&sealed, SEALED_TEXT_MAX);
-	cJSON *out = NULL;
-	if (vp_field_seal(key, value, strlen(value), aad, &nonce, &sealed, why, why_cap) == 0) {
-		out = cJSON_CreateObject();
-		if (out && (!cJSON_AddStringToObject(out, "n", vp_buf_str(&nonce)) ||
-			    !cJSON_AddStringToObject(out, "c", vp_buf_str(&sealed)))) {
-			cJSON_Delete(out);
-			out = NULL;
-		}
-		if (!out)
-			snprintf(why, why_cap, "out of memory");
-	}
-	vp_buf_free(&nonce);
-	vp_buf_free(&sealed);
-	return out;
+	for (const char *const *f = vp_sealed_fields_of(type); *f; f++)
+		if (!strcmp(*f, name))
+			return true;
+	return false;
+}
+
+/* "client:<tenant>:<client>:<what>" (what: the event type in v3, the field
+ * in v2), built without printf: it runs once per field opened. */
+static void join(const char *const *parts, size_t n_parts, char *out, size_t cap);
+
+static void aad_for(const VpSealedOf *of, const char *what, char *out, size_t cap)
+{
+	const char *parts[] = {"client:", of->tenant_id, ":", of->client_id, ":", what};
+	join(parts, sizeof(parts) / sizeof(parts[0]), out, cap);
 }
 
 static int add_index(cJSON *data, const VpKey *index_key, const char *field, const char *value)
@@ -86,35 +82,79 @@ static int add_index(cJSON *data, const VpKey *index_key, const char *field, con
 	return cJSON_AddStringToObject(data, member, hex) ? 0 : -1;
 }
 
-cJSON *vp_sealed_seal(const cJSON *plain, const char *tenant_id, const char *client_id,
-		      const VpKey *data_key, const VpKey *index_key, char *why, size_t why_cap)
+/* The personal members of plain present, as one JSON object's text (a
+ * member that is not a string is null, as v1 wrote it). */
+static int fields_text(const cJSON *plain, VpBuf *out)
 {
-	char key_id[VP_KEY_ID_CHARS + 1], aad[160];
-	vp_key_id(data_key, key_id);
+	bool first = true;
+	int rc = vp_buf_puts(out, "{");
+	for (size_t i = 0; vp_personal_fields[i] && rc == 0; i++) {
+		const cJSON *item = cJSON_GetObjectItemCaseSensitive(plain, vp_personal_fields[i]);
+		if (!item)
+			continue; /* absent stays absent: "unchanged" in ContactUpdated */
+		if (!first)
+			rc = vp_buf_puts(out, ",");
+		first = false;
+		if (rc == 0)
+			rc = vp_json_write_string(out, vp_personal_fields[i]);
+		if (rc == 0)
+			rc = vp_buf_puts(out, ":");
+		if (rc == 0)
+			rc = cJSON_IsString(item) ? vp_json_write_string(out, item->valuestring)
+						  : vp_buf_puts(out, "null");
+	}
+	return rc == 0 ? vp_buf_puts(out, "}") : rc;
+}
+
+/* {"n": nonce, "c": ciphertext} of plain's personal members, or NULL. */
+static cJSON *seal_fields(const cJSON *plain, const VpSealedOf *of, const VpKey *key,
+			  char *why, size_t why_cap)
+{
+	char aad[192];
+	VpBuf text, nonce, sealed;
+	vp_buf_init(&text, SEALED_TEXT_MAX);
+	vp_buf_init(&nonce, SEALED_TEXT_MAX);
+	vp_buf_init(&sealed, SEALED_TEXT_MAX);
+	aad_for(of, of->type, aad, sizeof(aad));
+	cJSON *out = NULL;
+	if (fields_text(plain, &text) < 0)
+		snprintf(why, why_cap, "out of memory");
+	else if (vp_field_seal(key, text.data, text.len, aad, &nonce, &sealed, why, why_cap) == 0) {
+		out = cJSON_CreateObject();
+		if (out && (!cJSON_AddStringToObject(out, "n", vp_buf_str(&nonce)) ||
+			    !cJSON_AddStringToObject(out, "c", vp_buf_str(&sealed)))) {
+			cJSON_Delete(out);
+			out = NULL;
+		}
+		if (!out)
+			snprintf(why, why_cap, "out of memory");
+	}
+	if (text.data)
+		sodium_memzero(text.data, text.len); /* the plaintext goes no further */
+	vp_buf_free(&text);
+	vp_buf_free(&nonce);
+	vp_buf_free(&sealed);
+	return out;
+}
+
+cJSON *vp_sealed_seal(const cJSON *plain, const VpSealedOf *of, const VpKey *data_key,
+		      const char *key_id, const VpKey *index_key, char *why, size_t why_cap)
+{
+	char computed[VP_KEY_ID_CHARS + 1];
+	if (!key_id) {
+		vp_key_id(data_key, computed);
+		key_id = computed;
+	}
 	cJSON *data = cJSON_CreateObject();
-	cJSON *fields = cJSON_CreateObject();
-	if (!data || !fields || !cJSON_AddStringToObject(data, "key_id", key_id) ||
+	cJSON *fields = seal_fields(plain, of, data_key, why, why_cap);
+	if (!fields) {
+		cJSON_Delete(data);
+		return NULL;
+	}
+	if (!data || !cJSON_AddStringToObject(data, "key_id", key_id) ||
 	    !cJSON_AddItemToObject(data, "sealed", fields)) {
 		cJSON_Delete(fields);
 		goto oom;
-	}
-	for (size_t i = 0; vp_personal_fields[i]; i++) {
-		const char *name = vp_personal_fields[i];
-		const cJSON *item = cJSON_GetObjectItemCaseSensitive(plain, name);
-		if (!item)
-			continue; /* absent stays absent: "unchanged" in ContactUpdated */
-		cJSON *sealed = NULL;
-		if (cJSON_IsString(item)) {
-			aad_for(tenant_id, client_id, name, aad, sizeof(aad));
-			sealed = seal_one(data_key, aad, item->valuestring, why, why_cap);
-			if (!sealed) {
-				cJSON_Delete(data);
-				return NULL;
-			}
-		} else
-			sealed = cJSON_CreateNull();
-		if (!sealed || !cJSON_AddItemToObject(fields, name, sealed))
-			goto oom;
 	}
 	for (size_t i = 0; indexed_fields[i]; i++) {
 		const cJSON *item = cJSON_GetObjectItemCaseSensitive(plain, indexed_fields[i]);
@@ -134,40 +174,129 @@ const char *vp_sealed_key_id(const cJSON *data)
 	return vp_json_str(data, "key_id");
 }
 
-/* One sealed member opened into out under name; 0 or -1 with why. */
-static int open_one(const VpKey *key, const char *aad, const char *name, const cJSON *sealed,
-		    cJSON *out, char *why, size_t why_cap)
+/* One sealed text opened into plain; 0 or -1 with why (prefixed by what). */
+static int open_text(const VpKey *key, const char *aad, const char *what, const cJSON *sealed,
+		     VpBuf *plain, char *why, size_t why_cap)
 {
-	if (cJSON_IsNull(sealed))
-		return cJSON_AddNullToObject(out, name) ? 0 : -1;
 	const char *nonce = vp_json_str(sealed, "n"), *text = vp_json_str(sealed, "c");
+	char inner[192];
 	if (!nonce || !text) {
-		snprintf(why, why_cap, "sealed.%s: not a sealed value", name);
+		snprintf(why, why_cap, "%s: not a sealed value", what);
 		return -1;
 	}
+	if (vp_field_open(key, nonce, text, aad, plain, inner, sizeof(inner)) < 0) {
+		snprintf(why, why_cap, "%s: %s", what, inner);
+		return -1;
+	}
+	return 0;
+}
+
+static void plain_free(VpBuf *plain)
+{
+	if (plain->data)
+		sodium_memzero(plain->data, plain->cap); /* the plaintext goes no further */
+	vp_buf_free(plain);
+}
+
+/* v2: one sealed member opened into out under name; 0 or -1 with why. */
+static int open_one(const VpKey *key, const VpSealedOf *of, const char *name,
+		    const cJSON *sealed, cJSON *out, char *why, size_t why_cap)
+{
+	char aad[192], what[48];
+	if (cJSON_IsNull(sealed))
+		return cJSON_AddNullToObject(out, name) ? 0 : -1;
+	aad_for(of, name, aad, sizeof(aad));
+	snprintf(what, sizeof(what), "sealed.%s", name);
 	VpBuf plain;
 	vp_buf_init(&plain, SEALED_TEXT_MAX);
-	char inner[192];
-	int rc = vp_field_open(key, nonce, text, aad, &plain, inner, sizeof(inner));
-	if (rc < 0)
-		snprintf(why, why_cap, "sealed.%s: %s", name, inner);
-	else if (!cJSON_AddStringToObject(out, name, vp_buf_str(&plain))) {
+	int rc = open_text(key, aad, what, sealed, &plain, why, why_cap);
+	if (rc == 0 && !cJSON_AddStringToObject(out, name, vp_buf_str(&plain))) {
 		snprintf(why, why_cap, "out of memory");
 		rc = -1;
 	}
-	if (plain.data)
-		sodium_memzero(plain.data, plain.cap); /* the plaintext goes no further */
-	vp_buf_free(&plain);
+	plain_free(&plain);
 	return rc;
 }
 
-cJSON *vp_sealed_open(const cJSON *data, const char *tenant_id, const char *client_id,
-		      const VpKey *data_key, char *why, size_t why_cap)
+/* v2: each member of fields opened on its own. */
+static cJSON *open_v2(const cJSON *fields, const VpSealedOf *of, const VpKey *key, char *why,
+		      size_t why_cap)
 {
-	char key_id[VP_KEY_ID_CHARS + 1], aad[160];
+	cJSON *out = cJSON_CreateObject();
+	const cJSON *item;
+	cJSON_ArrayForEach(item, fields)
+	{
+		if (!is_field_of(of->type, item->string)) {
+			snprintf(why, why_cap, "sealed.%s is not a personal field", item->string);
+			cJSON_Delete(out);
+			return NULL;
+		}
+		if (!out || open_one(key, of, item->string, item, out, why, why_cap) < 0) {
+			if (!out)
+				snprintf(why, why_cap, "out of memory");
+			cJSON_Delete(out);
+			return NULL;
+		}
+	}
+	return out;
+}
+
+/* Whether opened (v3's plaintext) is an object of the type's personal
+ * fields, each a string or null, the names of a registration present. */
+static bool v3_shape_ok(const cJSON *opened, const char *type, char *why, size_t why_cap)
+{
+	const cJSON *item;
+	if (!cJSON_IsObject(opened)) {
+		snprintf(why, why_cap, "sealed: not an object of personal fields");
+		return false;
+	}
+	cJSON_ArrayForEach(item, opened)
+	{
+		if (!is_field_of(type, item->string) ||
+		    !(cJSON_IsString(item) || cJSON_IsNull(item))) {
+			snprintf(why, why_cap, "sealed: %s is not a personal field of %s",
+				 item->string, type);
+			return false;
+		}
+	}
+	if (!strcmp(type, VP_EV_CLIENT_REGISTERED) &&
+	    (!vp_json_str(opened, "first_name") || !vp_json_str(opened, "last_name"))) {
+		snprintf(why, why_cap, "sealed: a registration without its names");
+		return false;
+	}
+	return true;
+}
+
+/* v3: the one sealed object opened and parsed. */
+static cJSON *open_v3(const cJSON *sealed, const VpSealedOf *of, const VpKey *key, char *why,
+		      size_t why_cap)
+{
+	char aad[192];
+	VpBuf plain;
+	vp_buf_init(&plain, SEALED_TEXT_MAX);
+	aad_for(of, of->type, aad, sizeof(aad));
+	cJSON *out = NULL;
+	if (open_text(key, aad, "sealed", sealed, &plain, why, why_cap) == 0) {
+		out = cJSON_ParseWithLength(plain.data, plain.len);
+		if (!v3_shape_ok(out, of->type, why, why_cap)) {
+			cJSON_Delete(out);
+			out = NULL;
+		}
+	}
+	plain_free(&plain);
+	return out;
+}
+
+cJSON *vp_sealed_open(const cJSON *data, int v, const VpSealedOf *of, const VpKey *data_key,
+		      const char *key_id, char *why, size_t why_cap)
+{
+	char computed[VP_KEY_ID_CHARS + 1];
 	const char *named = vp_sealed_key_id(data);
 	const cJSON *fields = cJSON_GetObjectItemCaseSensitive(data, "sealed");
-	vp_key_id(data_key, key_id);
+	if (!key_id || !*key_id) {
+		vp_key_id(data_key, computed);
+		key_id = computed;
+	}
 	if (!named || strcmp(named, key_id) != 0) {
 		snprintf(why, why_cap, "sealed with key %s, not the client's key %s",
 			 named ? named : "(none)", key_id);
@@ -177,27 +306,9 @@ cJSON *vp_sealed_open(const cJSON *data, const char *tenant_id, const char *clie
 		snprintf(why, why_cap, "data.sealed is not an object");
 		return NULL;
 	}
-	cJSON *out = cJSON_CreateObject();
-	const cJSON *item;
-	cJSON_ArrayForEach(item, fields)
-	{
-		bool personal = false;
-		for (size_t i = 0; vp_personal_fields[i] && !personal; i++)
-			personal = !strcmp(item->string, vp_personal_fields[i]);
-		if (!personal) {
-			snprintf(why, why_cap, "sealed.%s is not a personal field", item->string);
-			cJSON_Delete(out);
-			return NULL;
-		}
-		aad_for(tenant_id, client_id, item->string, aad, sizeof(aad));
-		if (!out || open_one(data_key, aad, item->string, item, out, why, why_cap) < 0) {
-			if (!out)
-				snprintf(why, why_cap, "out of memory");
-			cJSON_Delete(out);
-			return NULL;
-		}
-	}
-	for (size_t i = 0; indexed_fields[i]; i++) {
+	cJSON *out = v == VP_SEALED_V_FIRST ? open_v2(fields, of, data_key, why, why_cap)
+					    : open_v3(fields, of, data_key, why, why_cap);
+	for (size_t i = 0; out && indexed_fields[i]; i++) {
 		char member[32];
 		snprintf(member, sizeof(member), "%s_bidx", indexed_fields[i]);
 		const cJSON *bidx = cJSON_GetObjectItemCaseSensitive(data, member);
@@ -210,18 +321,50 @@ cJSON *vp_sealed_open(const cJSON *data, const char *tenant_id, const char *clie
 	return out;
 }
 
+/* parts joined into out (cap bytes, cut to fit): no printf on a path run
+ * twice per client event */
+static void join(const char *const *parts, size_t n_parts, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < n_parts; i++) {
+		size_t len = strlen(parts[i]);
+		if (n + len >= cap)
+			len = cap - 1 - n;
+		memcpy(out + n, parts[i], len);
+		n += len;
+	}
+	out[n] = '\0';
+}
+
 void vp_keyrec_name(const char *tenant_id, const char *client_id, char *out, size_t cap)
 {
-	if (client_id)
-		snprintf(out, cap, "%s:%s:%s", VP_KEYREC_CLIENT, tenant_id, client_id);
-	else
-		snprintf(out, cap, "%s:%s", VP_KEYREC_TENANT, tenant_id);
+	const char *parts[] = {client_id ? VP_KEYREC_CLIENT : VP_KEYREC_TENANT, ":", tenant_id,
+			       ":", client_id};
+	join(parts, client_id ? 5 : 3, out, cap);
+}
+
+char *vp_keyrec_text(const char *name, const char *kek_id, const char *key_id,
+		     const char *wrapped, int64_t now_us)
+{
+	char at[40];
+	bool tenant = !strncmp(name, VP_KEYREC_TENANT ":", sizeof(VP_KEYREC_TENANT));
+	vp_time_format_rfc3339_us(now_us, at, sizeof(at));
+	/* printed, not built with cJSON: every part is hex, base64url or a
+	 * timestamp, nothing to escape, and this runs once per new client */
+	size_t cap = strlen(wrapped) + 2 * VP_KEY_ID_CHARS + sizeof(at) + 96;
+	char *text = malloc(cap);
+	if (text)
+		snprintf(text, cap,
+			 "{\"kind\":\"%s\",\"kek_id\":\"%s\",\"key_id\":\"%s\",\"wrapped\":\"%s\","
+			 "\"created_at\":\"%s\"}",
+			 tenant ? VP_KEYREC_TENANT : VP_KEYREC_CLIENT, kek_id, key_id, wrapped, at);
+	return text;
 }
 
 char *vp_keyrec_value(const VpKey *kek, const VpKey *key, const char *name, int64_t now_us,
 		      char *why, size_t why_cap)
 {
-	char kek_id[VP_KEY_ID_CHARS + 1], key_id[VP_KEY_ID_CHARS + 1], at[40];
+	char kek_id[VP_KEY_ID_CHARS + 1], key_id[VP_KEY_ID_CHARS + 1];
 	VpBuf wrapped;
 	vp_buf_init(&wrapped, SEALED_TEXT_MAX);
 	if (vp_key_wrap(kek, key, name, &wrapped, why, why_cap) < 0) {
@@ -230,19 +373,9 @@ char *vp_keyrec_value(const VpKey *kek, const VpKey *key, const char *name, int6
 	}
 	vp_key_id(kek, kek_id);
 	vp_key_id(key, key_id);
-	vp_time_format_rfc3339_us(now_us, at, sizeof(at));
-	bool tenant = !strncmp(name, VP_KEYREC_TENANT ":", sizeof(VP_KEYREC_TENANT));
-	cJSON *v = cJSON_CreateObject();
-	char *text = NULL;
-	if (v && cJSON_AddStringToObject(v, "kind", tenant ? VP_KEYREC_TENANT : VP_KEYREC_CLIENT) &&
-	    cJSON_AddStringToObject(v, "kek_id", kek_id) &&
-	    cJSON_AddStringToObject(v, "key_id", key_id) &&
-	    cJSON_AddStringToObject(v, "wrapped", vp_buf_str(&wrapped)) &&
-	    cJSON_AddStringToObject(v, "created_at", at))
-		text = cJSON_PrintUnformatted(v);
+	char *text = vp_keyrec_text(name, kek_id, key_id, vp_buf_str(&wrapped), now_us);
 	if (!text)
 		snprintf(why, why_cap, "out of memory");
-	cJSON_Delete(v);
 	vp_buf_free(&wrapped);
 	return text;
 }

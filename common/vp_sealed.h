@@ -1,23 +1,27 @@
 /* Sealed personal fields of client events (issue 18, docs/privacy.md).
  *
- * ClientRegistered and ClientContactUpdated v2 carry a client's personal
- * fields (vp_personal_fields) sealed under the client's data key instead of
- * in plain text:
+ * ClientRegistered and ClientContactUpdated from v2 carry a client's
+ * personal fields (vp_personal_fields) sealed under the client's data key
+ * instead of in plain text. New events are v3: the personal members present
+ * as one JSON object, sealed once:
  *
  *   data = {"key_id": "<data key id>",
- *           "sealed": {"email": {"n": "<nonce>", "c": "<ciphertext>"}, ...},
+ *           "sealed": {"n": "<nonce>", "c": "<ciphertext of {"email": ..., ...}>"},
  *           "email_bidx": "<hex>"|null, "phone_bidx": "<hex>"|null}
  *
- * A field given as null stays null (not sealed): ContactUpdated's "null
- * clears" survives. The associated data of each sealed value is
- * "client:<tenant>:<client>:<field>", so a value copied to another field or
- * client does not open. The blind indexes are keyed BLAKE2b of the
- * normalised value under the tenant's index key (exact match without the
- * value in the log).
+ * with associated data "client:<tenant>:<client>:<type>", so sealed data
+ * moved to another client or event type does not open. v2 (the first form,
+ * still read) sealed each field on its own: "sealed": {"email": {"n", "c"},
+ * ...}, associated data "client:<tenant>:<client>:<field>"; one AEAD, nonce
+ * and base64 text per field cost the writer and the projector about twice
+ * v3's CPU (docs/bench.md). A member given as null stays null; an absent one
+ * stays absent (ContactUpdated's "unchanged"). The blind indexes are keyed
+ * BLAKE2b of the normalised value under the tenant's index key (exact match
+ * without the value in the log).
  *
- * vp_sealed_open is the upcaster the other way: v2 data opened into the v1
- * shape the handlers read (plus the two blind indexes). v1 data is read as
- * it is; new events are always v2.
+ * vp_sealed_open is the upcaster the other way: v2 or v3 data opened into
+ * the v1 shape the handlers read (plus the two blind indexes). v1 data is
+ * read as it is.
  *
  * Key records of the keys topic (vetpms.keys, compacted) are built and read
  * here too: record key "tenant:<t>" (the tenant key wrapped under the master
@@ -35,7 +39,16 @@
 
 /* The personal fields of client events, NULL-terminated. */
 extern const char *const vp_personal_fields[];
-#define VP_SEALED_V 2 /* the version of the client events that seal */
+#define VP_SEALED_V 3       /* the version client events are written in */
+#define VP_SEALED_V_FIRST 2 /* the first sealed version (one value per field) */
+
+/* Whose data is sealed: the event's type, tenant and client (the associated
+ * data binds them). */
+typedef struct VpSealedOf {
+	const char *type;
+	const char *tenant_id;
+	const char *client_id;
+} VpSealedOf;
 
 /* Whether events of this type carry personal fields (sealed from v2). */
 bool vp_sealed_type(const char *type);
@@ -45,21 +58,26 @@ bool vp_sealed_type(const char *type);
  * out gets at most cap - 1 bytes and a NUL; returns its length. */
 size_t vp_sealed_normalise(const char *field, const char *value, char *out, size_t cap);
 
-/* data (v1 shape) sealed into a new v2 data object, or NULL with why.
+/* data (v1 shape) sealed into a new v3 data object, or NULL with why.
  * index_key makes email_bidx / phone_bidx (the members are only present
- * when the field is). */
-cJSON *vp_sealed_seal(const cJSON *plain, const char *tenant_id, const char *client_id,
-		      const VpKey *data_key, const VpKey *index_key, char *why, size_t why_cap);
+ * when the field is). key_id is data_key's (vp_key_id), or NULL to have it
+ * computed (a hash: the writer passes the one it made the key's record with). */
+cJSON *vp_sealed_seal(const cJSON *plain, const VpSealedOf *of, const VpKey *data_key,
+		      const char *key_id, const VpKey *index_key, char *why, size_t why_cap);
 
-/* The data key id a v2 data object names, or NULL. */
+/* The data key id a sealed data object names, or NULL. */
 const char *vp_sealed_key_id(const cJSON *data);
 
-/* v2 data opened into a new object of the v1 shape plus email_bidx and
- * phone_bidx when present; NULL with why when a field does not open (a
- * tampered value, another key, moved from another field or client) or the
- * key is not the one key_id names. */
-cJSON *vp_sealed_open(const cJSON *sealed, const char *tenant_id, const char *client_id,
-		      const VpKey *data_key, char *why, size_t why_cap);
+/* v2 or v3 (v) data opened into a new object of the v1 shape plus
+ * email_bidx and phone_bidx when present; NULL with why when it does not open
+ * (tampered, another key, moved from another field, client or type), holds a
+ * member that is no personal field of the type, or data_key (whose id is
+ * key_id, or NULL to have it computed) is not the key data names. */
+cJSON *vp_sealed_open(const cJSON *sealed, int v, const VpSealedOf *of, const VpKey *data_key,
+		      const char *key_id, char *why, size_t why_cap);
+
+/* The personal fields an event of this type may carry, NULL-terminated. */
+const char *const *vp_sealed_fields_of(const char *type);
 
 /* Key records. */
 #define VP_KEYREC_TENANT "tenant"
@@ -71,5 +89,9 @@ void vp_keyrec_name(const char *tenant_id, const char *client_id, char *out, siz
  * (the wrapped key's id), "wrapped", "created_at"}; malloc'd text or NULL. */
 char *vp_keyrec_value(const VpKey *kek, const VpKey *key, const char *name, int64_t now_us,
 		      char *why, size_t why_cap);
+/* The same value from its parts (ids from vp_key_id, wrapped from
+ * vp_key_wrap), for callers that hold the ids already. */
+char *vp_keyrec_text(const char *name, const char *kek_id, const char *key_id,
+		     const char *wrapped, int64_t now_us);
 
 #endif

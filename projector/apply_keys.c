@@ -65,17 +65,21 @@ void pj_keys_use(VpKeyring *kr, int wait_ms)
  * its key is destroyed): "erased client", every other personal field null,
  * no blind index. The ClientErased later in the log scrubs the rows anyway;
  * this keeps the events before it applying instead of dead-lettering. */
-static cJSON *erased_shape(const cJSON *data)
+static cJSON *erased_shape(const VpEvent *ev)
 {
-	const cJSON *fields = cJSON_GetObjectItemCaseSensitive(data, "sealed");
 	cJSON *out = cJSON_CreateObject();
-	const cJSON *item;
-	cJSON_ArrayForEach(item, fields)
-	{
-		cJSON *value = !strcmp(item->string, "first_name")  ? cJSON_CreateString("erased")
-			       : !strcmp(item->string, "last_name") ? cJSON_CreateString("client")
-								    : cJSON_CreateNull();
-		if (!out || !value || !cJSON_AddItemToObject(out, item->string, value)) {
+	/* v3 seals the members together, so which were given is not known: all
+	 * of the type's (an update's "null clears" is what erasure did anyway) */
+	for (const char *const *f = vp_sealed_fields_of(ev->type); *f; f++) {
+		const char *name = *f;
+		if (ev->v == VP_SEALED_V_FIRST &&
+		    !cJSON_GetObjectItemCaseSensitive(
+			    cJSON_GetObjectItemCaseSensitive(ev->data, "sealed"), name))
+			continue; /* v2 names its members: absent stays absent */
+		cJSON *value = !strcmp(name, "first_name")  ? cJSON_CreateString("erased")
+			       : !strcmp(name, "last_name") ? cJSON_CreateString("client")
+							    : cJSON_CreateNull();
+		if (!out || !value || !cJSON_AddItemToObject(out, name, value)) {
 			cJSON_Delete(value);
 			cJSON_Delete(out);
 			return NULL;
@@ -84,23 +88,20 @@ static cJSON *erased_shape(const cJSON *data)
 	return out;
 }
 
-/* Replaces data's members by opened's (opened is consumed). */
+/* Replaces data's members by opened's (opened is consumed): the two member
+ * lists are swapped whole (each item owns its name), and opened goes with
+ * data's old members. */
 static void replace_members(cJSON *data, cJSON *opened)
 {
-	while (data->child) {
-		cJSON *item = cJSON_DetachItemViaPointer(data, data->child);
-		cJSON_Delete(item);
-	}
-	while (opened->child) {
-		cJSON *item = cJSON_DetachItemViaPointer(opened, opened->child);
-		cJSON_AddItemToObject(data, item->string, item); /* copies the name first */
-	}
+	cJSON *old = data->child;
+	data->child = opened->child;
+	opened->child = old;
 	cJSON_Delete(opened);
 }
 
 PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap)
 {
-	if (ev->v < VP_SEALED_V || !vp_sealed_type(ev->type))
+	if (ev->v < VP_SEALED_V_FIRST || !vp_sealed_type(ev->type))
 		return PJ_APPLIED;
 	if (!keyring) {
 		snprintf(why, why_cap, "%s v%d is sealed and this process holds no keys", ev->type,
@@ -114,12 +115,13 @@ PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap)
 		return PJ_FAILED;
 	}
 	int wait_ms = strcmp(last_missing, ev->id) != 0 ? key_wait_ms : 0;
+	char key_id[VP_KEY_ID_CHARS + 1];
 	int status = vp_keyring_client_key(keyring, ev->tenant_id, ev->aggregate_id, wait_ms, key,
-					   inner, sizeof(inner));
+					   key_id, inner, sizeof(inner));
 	if (status == VP_KEYRING_NONE)
 		snprintf(last_missing, sizeof(last_missing), "%s", ev->id);
 	if (status == VP_KEYRING_ERASED) {
-		cJSON *erased = erased_shape(ev->data);
+		cJSON *erased = erased_shape(ev);
 		if (!erased) {
 			snprintf(why, why_cap, "out of memory");
 			return PJ_FAILED;
@@ -132,8 +134,9 @@ PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap)
 		snprintf(why, why_cap, "%s: %s", ev->type, inner);
 		return PJ_REJECTED;
 	}
-	cJSON *opened = vp_sealed_open(ev->data, ev->tenant_id, ev->aggregate_id, key, inner,
-				       sizeof(inner));
+	cJSON *opened =
+		vp_sealed_open(ev->data, ev->v, &(VpSealedOf){ev->type, ev->tenant_id, ev->aggregate_id},
+			       key, key_id, inner, sizeof(inner));
 	vp_key_wipe(key);
 	if (!opened) {
 		snprintf(why, why_cap, "%s: %s", ev->type, inner);

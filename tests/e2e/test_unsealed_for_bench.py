@@ -54,7 +54,7 @@ def test_the_switch_is_off_by_default_and_refused_on_the_real_topic(stack):
     client = register_client(stack, writer)
     assert writer.terminate() == 0
     events = client_events(stack.brokers, "vetpms.events", client)
-    assert [(e["type"], e["v"]) for e in events] == [("ClientRegistered", 2)]
+    assert [(e["type"], e["v"]) for e in events] == [("ClientRegistered", 3)]
     assert "Plainview" not in json.dumps(events)
     assert not any("UNSEALED_FOR_BENCH" in ln for ln in writer.log_lines())
 

@@ -1,5 +1,6 @@
 /* Unit tests of common/vp_sealed.c: a client event's data sealed and opened
- * again (the v2 shape and the upcast back to v1's), null and absent members,
+ * again (the v3 shape and the upcast back to v1's; v2 still read), null and
+ * absent members,
  * a tampered, moved or foreign value refused, blind index normalisation, key
  * records. */
 #include <setjmp.h>
@@ -53,12 +54,27 @@ static cJSON *registered(void)
 	return d;
 }
 
-static cJSON *seal_or_fail(const cJSON *plain, const char *client)
+#define REGISTERED "ClientRegistered"
+#define UPDATED    "ClientContactUpdated"
+
+static cJSON *seal_as(const cJSON *plain, const char *type, const char *client)
 {
-	cJSON *sealed = vp_sealed_seal(plain, TENANT, client, data_key, index_key, why, sizeof(why));
+	cJSON *sealed = vp_sealed_seal(plain, &(VpSealedOf){type, TENANT, client}, data_key, NULL,
+				       index_key, why, sizeof(why));
 	if (!sealed)
 		fail_msg("%s", why);
 	return sealed;
+}
+
+static cJSON *seal_or_fail(const cJSON *plain, const char *client)
+{
+	return seal_as(plain, REGISTERED, client);
+}
+
+static cJSON *open_as(const cJSON *sealed, int v, const char *type, const char *client)
+{
+	return vp_sealed_open(sealed, v, &(VpSealedOf){type, TENANT, client}, data_key, NULL, why,
+			      sizeof(why));
 }
 
 static void a_registration_seals_and_opens_back_to_its_plain_data(void **state)
@@ -67,20 +83,21 @@ static void a_registration_seals_and_opens_back_to_its_plain_data(void **state)
 	cJSON *plain = registered();
 	cJSON *sealed = seal_or_fail(plain, CLIENT);
 	char *text = cJSON_PrintUnformatted(sealed);
-	/* nothing personal in the sealed form */
+	/* nothing personal in the sealed form, not even which members it holds */
 	assert_null(strstr(text, "Ada"));
 	assert_null(strstr(text, "Lovelace"));
 	assert_null(strstr(text, "Example"));
 	assert_null(strstr(text, "7946"));
+	assert_null(strstr(text, "address"));
 	free(text);
 	const cJSON *fields = cJSON_GetObjectItemCaseSensitive(sealed, "sealed");
-	assert_non_null(vp_json_str(cJSON_GetObjectItemCaseSensitive(fields, "email"), "n"));
-	assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(fields, "address")));
-	assert_string_equal(vp_sealed_key_id(sealed),
-			    vp_sealed_key_id(sealed)); /* present */
+	assert_int_equal(cJSON_GetArraySize(fields), 2); /* one nonce, one ciphertext */
+	assert_int_equal(strlen(vp_json_str(fields, "n")), 32);
+	assert_non_null(vp_json_str(fields, "c"));
+	assert_non_null(vp_sealed_key_id(sealed));
 	assert_int_equal(strlen(vp_json_str(sealed, "email_bidx")), 64);
 
-	cJSON *opened = vp_sealed_open(sealed, TENANT, CLIENT, data_key, why, sizeof(why));
+	cJSON *opened = open_as(sealed, VP_SEALED_V, REGISTERED, CLIENT);
 	if (!opened)
 		fail_msg("%s", why);
 	assert_string_equal(vp_json_str(opened, "first_name"), "Ada");
@@ -97,29 +114,52 @@ static void a_registration_seals_and_opens_back_to_its_plain_data(void **state)
 static void an_update_keeps_absent_members_absent(void **state)
 {
 	(void)state;
-	cJSON *plain = cJSON_Parse("{\"phone\":null}");
-	cJSON *sealed = seal_or_fail(plain, CLIENT);
+	cJSON *plain = cJSON_Parse("{\"phone\":null,\"address\":\"1 \\\"Quoted\\\" Row\"}");
+	cJSON *sealed = seal_as(plain, UPDATED, CLIENT);
 	assert_null(cJSON_GetObjectItemCaseSensitive(sealed, "email_bidx"));
 	assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(sealed, "phone_bidx")));
-	cJSON *opened = vp_sealed_open(sealed, TENANT, CLIENT, data_key, why, sizeof(why));
+	cJSON *opened = open_as(sealed, VP_SEALED_V, UPDATED, CLIENT);
 	assert_non_null(opened);
 	assert_null(cJSON_GetObjectItemCaseSensitive(opened, "email"));
 	assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(opened, "phone")));
+	assert_string_equal(vp_json_str(opened, "address"), "1 \"Quoted\" Row");
 	cJSON_Delete(opened);
 	cJSON_Delete(sealed);
 	cJSON_Delete(plain);
 }
 
-/* Flips one character of sealed.<field>.c. */
+/* Flips one character of the text at sealed.<path...>.c. */
 static void tamper(cJSON *sealed, const char *field)
 {
-	cJSON *f = cJSON_GetObjectItemCaseSensitive(
-		cJSON_GetObjectItemCaseSensitive(sealed, "sealed"), field);
+	cJSON *f = cJSON_GetObjectItemCaseSensitive(sealed, "sealed");
+	if (field)
+		f = cJSON_GetObjectItemCaseSensitive(f, field);
 	cJSON *c = cJSON_GetObjectItemCaseSensitive(f, "c");
 	char *text = strdup(c->valuestring);
 	text[2] = text[2] == 'A' ? 'B' : 'A';
 	cJSON_SetValuestring(c, text);
 	free(text);
+}
+
+/* A v3 data object whose sealed text is `text` as given, sealed rightly. */
+static cJSON *sealed_text(const char *text, const char *type)
+{
+	char aad[192];
+	VpBuf nonce, c;
+	vp_buf_init(&nonce, 4096);
+	vp_buf_init(&c, 4096);
+	snprintf(aad, sizeof(aad), "client:%s:%s:%s", TENANT, CLIENT, type);
+	assert_int_equal(vp_field_seal(data_key, text, strlen(text), aad, &nonce, &c, why,
+				       sizeof(why)), 0);
+	char key_id[VP_KEY_ID_CHARS + 1];
+	vp_key_id(data_key, key_id);
+	cJSON *d = cJSON_CreateObject(), *f = cJSON_AddObjectToObject(d, "sealed");
+	cJSON_AddStringToObject(d, "key_id", key_id);
+	cJSON_AddStringToObject(f, "n", vp_buf_str(&nonce));
+	cJSON_AddStringToObject(f, "c", vp_buf_str(&c));
+	vp_buf_free(&nonce);
+	vp_buf_free(&c);
+	return d;
 }
 
 static void a_tampered_moved_or_foreign_value_does_not_open(void **state)
@@ -128,31 +168,114 @@ static void a_tampered_moved_or_foreign_value_does_not_open(void **state)
 	cJSON *plain = registered();
 	cJSON *sealed = seal_or_fail(plain, CLIENT);
 	/* another client's associated data */
-	assert_null(vp_sealed_open(sealed, TENANT, OTHER, data_key, why, sizeof(why)));
+	assert_null(open_as(sealed, VP_SEALED_V, REGISTERED, OTHER));
 	assert_non_null(strstr(why, "does not open"));
+	/* another event type's */
+	assert_null(open_as(sealed, VP_SEALED_V, UPDATED, CLIENT));
+	assert_non_null(strstr(why, "does not open"));
+	/* read as the other sealed version */
+	assert_null(open_as(sealed, VP_SEALED_V_FIRST, REGISTERED, CLIENT));
+	cJSON_Delete(sealed);
+	/* a changed ciphertext */
+	sealed = seal_or_fail(plain, CLIENT);
+	tamper(sealed, NULL);
+	assert_null(open_as(sealed, VP_SEALED_V, REGISTERED, CLIENT));
+	assert_non_null(strstr(why, "does not open"));
+	cJSON_Delete(sealed);
+	/* another key: refused by its id before anything is opened */
+	sealed = seal_or_fail(plain, CLIENT);
+	VpKey *other = vp_key_random(why, sizeof(why));
+	assert_null(vp_sealed_open(sealed, VP_SEALED_V, &(VpSealedOf){REGISTERED, TENANT, CLIENT},
+				   other, NULL, why, sizeof(why)));
+	assert_non_null(strstr(why, "not the client's key"));
+	vp_key_free(other);
+	cJSON_Delete(sealed);
+	/* sealed rightly but not what the type holds: refused opened */
+	const char *wrong[][2] = {
+		{REGISTERED, "{\"first_name\":\"A\",\"last_name\":\"B\",\"notes\":null}"},
+		{REGISTERED, "{\"first_name\":\"A\",\"last_name\":\"B\",\"phone\":7}"},
+		{REGISTERED, "{\"first_name\":\"A\"}"},
+		{UPDATED, "{\"first_name\":\"A\"}"},
+		{REGISTERED, "[\"A\",\"B\"]"},
+		{REGISTERED, "not json"},
+		{UPDATED, ""},
+	};
+	for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+		sealed = sealed_text(wrong[i][1], wrong[i][0]);
+		assert_null(open_as(sealed, VP_SEALED_V, wrong[i][0], CLIENT));
+		cJSON_Delete(sealed);
+	}
+	sealed = sealed_text("{\"email\":null}", UPDATED); /* and the control: it opens */
+	cJSON *opened = open_as(sealed, VP_SEALED_V, UPDATED, CLIENT);
+	assert_non_null(opened);
+	cJSON_Delete(opened);
+	cJSON_Delete(sealed);
+	cJSON_Delete(plain);
+}
+
+/* v2, the first sealed form (one sealed value per field), as the writer
+ * wrote it before v3: each field under "client:<t>:<c>:<field>". */
+static cJSON *sealed_v2(const cJSON *plain, const char *client)
+{
+	char aad[192], key_id[VP_KEY_ID_CHARS + 1];
+	vp_key_id(data_key, key_id);
+	cJSON *d = cJSON_CreateObject(), *fields = cJSON_AddObjectToObject(d, "sealed");
+	cJSON_AddStringToObject(d, "key_id", key_id);
+	const cJSON *item;
+	cJSON_ArrayForEach(item, plain)
+	{
+		if (!cJSON_IsString(item)) {
+			cJSON_AddNullToObject(fields, item->string);
+			continue;
+		}
+		VpBuf nonce, c;
+		vp_buf_init(&nonce, 4096);
+		vp_buf_init(&c, 4096);
+		snprintf(aad, sizeof(aad), "client:%s:%s:%s", TENANT, client, item->string);
+		assert_int_equal(vp_field_seal(data_key, item->valuestring,
+					       strlen(item->valuestring), aad, &nonce, &c, why,
+					       sizeof(why)), 0);
+		cJSON *one = cJSON_AddObjectToObject(fields, item->string);
+		cJSON_AddStringToObject(one, "n", vp_buf_str(&nonce));
+		cJSON_AddStringToObject(one, "c", vp_buf_str(&c));
+		vp_buf_free(&nonce);
+		vp_buf_free(&c);
+	}
+	return d;
+}
+
+static void v2_events_still_open_and_refuse_a_moved_field(void **state)
+{
+	(void)state;
+	cJSON *plain = registered();
+	cJSON *sealed = sealed_v2(plain, CLIENT);
+	cJSON *opened = open_as(sealed, VP_SEALED_V_FIRST, REGISTERED, CLIENT);
+	if (!opened)
+		fail_msg("%s", why);
+	assert_string_equal(vp_json_str(opened, "last_name"), "Lovelace");
+	assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(opened, "address")));
+	cJSON_Delete(opened);
 	/* a value moved to another field */
 	cJSON *fields = cJSON_GetObjectItemCaseSensitive(sealed, "sealed");
 	cJSON *moved = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(fields, "email"), true);
 	cJSON_ReplaceItemInObjectCaseSensitive(fields, "phone", moved);
-	assert_null(vp_sealed_open(sealed, TENANT, CLIENT, data_key, why, sizeof(why)));
+	assert_null(open_as(sealed, VP_SEALED_V_FIRST, REGISTERED, CLIENT));
 	assert_non_null(strstr(why, "sealed.phone"));
 	cJSON_Delete(sealed);
-	/* a changed ciphertext */
-	sealed = seal_or_fail(plain, CLIENT);
+	/* a changed ciphertext, another client, a member that is no personal field */
+	sealed = sealed_v2(plain, CLIENT);
 	tamper(sealed, "last_name");
-	assert_null(vp_sealed_open(sealed, TENANT, CLIENT, data_key, why, sizeof(why)));
+	assert_null(open_as(sealed, VP_SEALED_V_FIRST, REGISTERED, CLIENT));
 	assert_non_null(strstr(why, "sealed.last_name"));
 	cJSON_Delete(sealed);
-	/* another key: refused by its id before any field */
-	sealed = seal_or_fail(plain, CLIENT);
-	VpKey *other = vp_key_random(why, sizeof(why));
-	assert_null(vp_sealed_open(sealed, TENANT, CLIENT, other, why, sizeof(why)));
-	assert_non_null(strstr(why, "not the client's key"));
-	vp_key_free(other);
-	/* a member that is no personal field */
+	sealed = sealed_v2(plain, CLIENT);
+	assert_null(open_as(sealed, VP_SEALED_V_FIRST, REGISTERED, OTHER));
+	/* an update holds no names */
+	assert_null(open_as(sealed, VP_SEALED_V_FIRST, UPDATED, CLIENT));
 	cJSON_AddItemToObject(cJSON_GetObjectItemCaseSensitive(sealed, "sealed"), "notes",
 			      cJSON_CreateNull());
-	assert_null(vp_sealed_open(sealed, TENANT, CLIENT, data_key, why, sizeof(why)));
+	assert_null(open_as(sealed, VP_SEALED_V_FIRST, REGISTERED, CLIENT));
+	assert_non_null(strstr(why, "not a personal field"));
 	cJSON_Delete(sealed);
 	cJSON_Delete(plain);
 }
@@ -271,19 +394,25 @@ static void a_keyring_reads_the_records_another_made_and_honours_erasure(void **
 	VpKeyRecord rec[2] = {0};
 	int n = 0;
 	VpKey *made = vp_key_random(why, sizeof(why)), *opened = vp_key_random(why, sizeof(why));
-	assert_int_equal(vp_keyring_new_client(writer, TENANT, CLIENT, 0, made, rec, &n, why,
-					       sizeof(why)), 0);
+	char made_id[VP_KEY_ID_CHARS + 1], id[VP_KEY_ID_CHARS + 1];
+	assert_int_equal(vp_keyring_new_client(writer, TENANT, CLIENT, 0, made, made_id, rec, &n,
+					       why, sizeof(why)), 0);
+	vp_key_id(made, id);
+	assert_string_equal(made_id, id); /* the id handed back is the key's */
 	assert_int_equal(n, 2); /* the tenant's key first, then the client's */
 	assert_string_equal(rec[0].name, "tenant:" TENANT);
 	assert_string_equal(rec[1].name, "client:" TENANT ":" CLIENT);
 
 	VpKeyring *reader = vp_keyring_new(master, why, sizeof(why));
-	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, why, sizeof(why)),
+	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, NULL, why, sizeof(why)),
 			 VP_KEYRING_NONE);
 	for (int i = n - 1; i >= 0; i--) /* any order: client keys stay wrapped until used */
 		assert_int_equal(take(reader, rec[i].name, rec[i].value), VP_KEYRING_OK);
-	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, why, sizeof(why)),
+	char read_id[VP_KEY_ID_CHARS + 1] = "";
+	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, read_id, why,
+					       sizeof(why)),
 			 VP_KEYRING_OK);
+	assert_string_equal(read_id, made_id); /* the id its record gives */
 	char a[VP_KEY_ID_CHARS + 1], b[VP_KEY_ID_CHARS + 1];
 	vp_key_id(made, a);
 	vp_key_id(opened, b);
@@ -296,7 +425,7 @@ static void a_keyring_reads_the_records_another_made_and_honours_erasure(void **
 	char *erased = vp_keyrec_erased_value(0);
 	assert_int_equal(take(reader, rec[1].name, erased), VP_KEYRING_OK);
 	assert_int_equal(take(reader, rec[1].name, rec[1].value), VP_KEYRING_OK);
-	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, why, sizeof(why)),
+	assert_int_equal(vp_keyring_client_key(reader, TENANT, CLIENT, 0, opened, NULL, why, sizeof(why)),
 			 VP_KEYRING_ERASED);
 	/* a record that is no key record is refused */
 	assert_int_equal(take(reader, "client:" TENANT ":" OTHER, "{}"), VP_KEYRING_FAILED);
@@ -320,6 +449,7 @@ int main(void)
 		cmocka_unit_test(a_registration_seals_and_opens_back_to_its_plain_data),
 		cmocka_unit_test(an_update_keeps_absent_members_absent),
 		cmocka_unit_test(a_tampered_moved_or_foreign_value_does_not_open),
+		cmocka_unit_test(v2_events_still_open_and_refuse_a_moved_field),
 		cmocka_unit_test(blind_indexes_see_through_case_spaces_and_phone_punctuation),
 		cmocka_unit_test(key_records_name_their_keys_and_unwrap_under_their_kek),
 		cmocka_unit_test(a_keyring_reads_the_records_another_made_and_honours_erasure),

@@ -30,6 +30,7 @@ typedef struct Entry {
 	char *wrapped; /* a client's data key, wrapped under its tenant's key */
 	bool erased;   /* the client's key was destroyed */
 	char *wrong;   /* a tenant's latest record is under another master key: why */
+	int64_t created_us; /* a tenant record's created_at: the newest one counts */
 	char name[];   /* in the entry's own allocation: one cache line less per look */
 } Entry;
 
@@ -189,24 +190,42 @@ static void remove_entry(VpKeyring *kr, const char *name)
 /* A tenant record under another master key is held against the tenant, not
  * refused at once: a rotation leaves the old record before the new one until
  * compaction, and only the latest record of a name counts
- * (wrong_master_of says at the end of a read). */
+ * (vp_keyring_wrong_master says at the end of a read). */
 static int take_tenant_under(VpKeyring *kr, const char *name, const cJSON *v, char *why,
 			     size_t why_cap);
+
+/* A record's created_at, or INT64_MIN (none: older than any). */
+static int64_t created_of(const cJSON *v)
+{
+	const char *at = vp_json_str(v, "created_at");
+	int64_t us = INT64_MIN;
+	if (at)
+		vp_time_parse_rfc3339(at, strlen(at), &us);
+	return us;
+}
 
 static int take_tenant(VpKeyring *kr, const char *name, const cJSON *v, char *why,
 		       size_t why_cap)
 {
+	int64_t created = created_of(v);
+	Entry *held = find(kr, name);
+	/* The newest record of a tenant counts, whatever the read order: before
+	 * vp_keyrec_partition a tenant's records were placed by name, and a keys
+	 * topic written then may hold the record `keys rotate-master` made on
+	 * the tenant's partition and the older one on another, read after it. */
+	if (held && (held->key || held->wrong) && created < held->created_us)
+		return VP_KEYRING_OK;
 	int rc = take_tenant_under(kr, name, v, why, why_cap);
 	Entry *e = rc == VP_KEYRING_FAILED ? NULL : find_or_add(kr, name, true);
 	if (!e)
 		return rc == VP_KEYRING_FAILED ? rc : VP_KEYRING_FAILED;
 	free(e->wrong);
 	e->wrong = rc == VP_KEYRING_WRONG_MASTER ? strdup(why) : NULL;
+	e->created_us = created;
 	return VP_KEYRING_OK;
 }
 
-/* The first tenant whose latest record is under another master key. */
-static int wrong_master_of(VpKeyring *kr, char *why, size_t why_cap)
+int vp_keyring_wrong_master(VpKeyring *kr, char *why, size_t why_cap)
 {
 	int rc = VP_KEYRING_OK;
 	pthread_mutex_lock(&kr->lock);
@@ -396,7 +415,7 @@ static int consume_to_end(VpKeyring *kr, rd_kafka_t *rk, const char *topic, int 
 		rd_kafka_message_destroy(m);
 	}
 	vp_kafka_end_free(end);
-	return rc == VP_KEYRING_OK ? wrong_master_of(kr, why, why_cap) : rc;
+	return rc == VP_KEYRING_OK ? vp_keyring_wrong_master(kr, why, why_cap) : rc;
 }
 
 int vp_keyring_read(VpKeyring *kr, const char *brokers, const char *kafka_props,
@@ -562,6 +581,7 @@ static Entry *tenant_locked(VpKeyring *kr, const char *tenant_id, int64_t now_us
 	}
 	t->key = key;
 	t->index = index;
+	t->created_us = now_us;
 	vp_key_id(key, t->key_id);
 	snprintf(out[*n_out].name, sizeof(out[*n_out].name), "%s", name);
 	out[(*n_out)++].value = value;

@@ -32,9 +32,14 @@ typedef struct VpKeyring VpKeyring;
 VpKeyring *vp_keyring_new(const VpKey *master, char *why, size_t why_cap);
 VpKeyring *vp_keyring_free(VpKeyring *kr);
 
-/* One record of the keys topic (value NULL: a tombstone). */
+/* One record of the keys topic (value NULL: a tombstone). A tenant record
+ * older (created_at) than the one held is passed over; one under another
+ * master key is held against the tenant, not refused at once. */
 int vp_keyring_take(VpKeyring *kr, const char *name, size_t name_len, const char *value,
 		    size_t value_len, char *why, size_t why_cap);
+/* After records were taken: VP_KEYRING_WRONG_MASTER (why naming both key
+ * ids) when a tenant's newest record is under another master key, else OK. */
+int vp_keyring_wrong_master(VpKeyring *kr, char *why, size_t why_cap);
 
 /* Reads every partition of topic from the beginning to its end
  * (read_committed) into kr, within timeout_ms. */

@@ -443,6 +443,46 @@ static void a_keyring_reads_the_records_another_made_and_honours_erasure(void **
 	vp_key_free(master);
 }
 
+/* A keys topic written before key records went on their tenant's partition
+ * holds, after `keys rotate-master`, the old record on one partition and the
+ * new on another: the keyring keeps the newest (created_at), in either
+ * read order, so neither master key's daemon is refused for the other's. */
+static void the_newest_tenant_record_counts_in_either_order(void **state)
+{
+	(void)state;
+	char name[128];
+	vp_keyrec_name(TENANT, NULL, name, sizeof(name));
+	VpKey *old_master = vp_key_random(why, sizeof(why)), *new_master = vp_key_random(why, sizeof(why));
+	VpKey *tenant_key = vp_key_random(why, sizeof(why)), *index = vp_key_random(why, sizeof(why));
+	char *old_rec = vp_keyrec_value(old_master, tenant_key, name, 1000000, why, sizeof(why));
+	char *new_rec = vp_keyrec_rewrap(old_master, new_master, name, old_rec, 2000000, why,
+					 sizeof(why));
+	assert_non_null(old_rec);
+	assert_non_null(new_rec);
+	const char *orders[2][2] = {{old_rec, new_rec}, {new_rec, old_rec}};
+	for (int i = 0; i < 2; i++) {
+		VpKeyring *now = vp_keyring_new(new_master, why, sizeof(why));
+		VpKeyring *before = vp_keyring_new(old_master, why, sizeof(why));
+		for (int j = 0; j < 2; j++) {
+			assert_int_equal(take(now, name, orders[i][j]), VP_KEYRING_OK);
+			assert_int_equal(take(before, name, orders[i][j]), VP_KEYRING_OK);
+		}
+		assert_int_equal(vp_keyring_wrong_master(now, why, sizeof(why)), VP_KEYRING_OK);
+		assert_int_equal(vp_keyring_index_key(now, TENANT, index, why, sizeof(why)), 0);
+		/* the old master key's daemon is refused: the newest is not under it */
+		assert_int_equal(vp_keyring_wrong_master(before, why, sizeof(why)),
+				 VP_KEYRING_WRONG_MASTER);
+		vp_keyring_free(now);
+		vp_keyring_free(before);
+	}
+	free(old_rec);
+	free(new_rec);
+	vp_key_free(old_master);
+	vp_key_free(new_master);
+	vp_key_free(tenant_key);
+	vp_key_free(index);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -454,6 +494,7 @@ int main(void)
 		cmocka_unit_test(key_records_name_their_keys_and_unwrap_under_their_kek),
 		cmocka_unit_test(a_keyring_reads_the_records_another_made_and_honours_erasure),
 		cmocka_unit_test(a_tenant_key_rewraps_to_another_kek_as_the_same_key),
+		cmocka_unit_test(the_newest_tenant_record_counts_in_either_order),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -30,6 +30,7 @@
 #include "vp_config.h"
 #include "vp_event.h"
 #include "vp_kafka.h"
+#include "vp_kafka_end.h"
 #include "vp_uuid.h"
 
 typedef struct ExportOptions {
@@ -115,7 +116,10 @@ static void report(Export *x, int64_t offset, bool final)
 	vc_progress_report(&x->progress, x->count, position, final);
 }
 
-/* Reads the partition from the earliest offset to its committed end. */
+/* Reads the partition from the earliest offset to the end it had when the
+ * export began (x->low, x->high; common/vp_kafka_end.h): waiting for an end
+ * of partition event instead never ends while the partition's tenants write
+ * without pause. The file is the log's prefix up to that end at least. */
 static int export_partition(Export *x)
 {
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
@@ -123,37 +127,43 @@ static int export_partition(Export *x)
 		RD_KAFKA_OFFSET_BEGINNING;
 	rd_kafka_resp_err_t err = rd_kafka_assign(x->rk, parts);
 	rd_kafka_topic_partition_list_destroy(parts);
-	if (err) {
-		snprintf(x->why, sizeof(x->why), "assign: %s", rd_kafka_err2str(err));
+	VpKafkaEnd *end = err ? NULL : vp_kafka_end_new(x->partition + 1);
+	if (!end) {
+		snprintf(x->why, sizeof(x->why), "assign: %s",
+			 err ? rd_kafka_err2str(err) : "out of memory");
 		return -1;
 	}
+	for (int p = 0; p < x->partition; p++)
+		vp_kafka_end_set(end, p, 0, 0); /* only the tenant's partition is read */
+	vp_kafka_end_set(end, x->partition, x->low, x->high);
 	int64_t offset = x->low;
-	for (;;) {
+	int rc = 0;
+	while (rc == 0 && vp_kafka_end_left(end) > 0) {
 		if (interrupted) {
 			snprintf(x->why, sizeof(x->why), "interrupted; the output is incomplete");
-			return -1;
+			rc = -1;
+			break;
 		}
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(x->rk, 500);
-		if (!m)
+		rd_kafka_message_t *m = vp_kafka_end_poll(end, x->rk, x->o->topic, 500);
+		if (!m || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			if (m)
+				rd_kafka_message_destroy(m);
 			continue;
-		int rc = 0;
-		bool end = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
-		if (m->err && !end) {
+		}
+		if (m->err) {
 			snprintf(x->why, sizeof(x->why), "%s", rd_kafka_message_errstr(m));
 			rc = -1;
-		} else if (!end) {
+		} else {
 			offset = m->offset + 1;
 			rc = export_record(x, m);
+			report(x, offset, false);
 		}
 		rd_kafka_message_destroy(m);
-		if (rc < 0)
-			return -1;
-		if (end)
-			break;
-		report(x, offset, false);
 	}
-	report(x, offset, true);
-	return 0;
+	vp_kafka_end_free(end);
+	if (rc == 0)
+		report(x, offset, true);
+	return rc;
 }
 
 /* The tenant's key lines, before the events; 0, or -1 with x->why. */

@@ -131,3 +131,27 @@ def test_a_projector_restarted_under_one_tenants_nonstop_load_is_ready_in_time(l
              timeout=60, what="the load projected", explain=projector.log_tail)
     assert not readmodel.query(stack, "SELECT 1 FROM read.dead_letters WHERE tenant_id = %s", (tid,))
 
+
+
+def test_a_tenant_export_under_its_nonstop_load_ends_at_its_start(live, tmp_path):
+    """`vetctl tenant export` reads the tenant's events partition to the end
+    it had when the export began (vetctl/cmd_tenant.c): waiting for an end
+    of partition event there never ended while the tenant kept writing."""
+    stack, daemons, tid, auth = live
+    key_file = tmp_path / "transport.key"
+    stack.vetctl("keys", "new-master", "--out", str(key_file))
+    with Load(daemons["writer"], auth) as load:
+        wait_for(lambda: load.registered() >= 50, timeout=60, what="the load under way",
+                 explain=lambda: str(load.failures()[:3]))
+        marker = register(daemons["writer"], auth, "BeforeExport")
+        started = time.monotonic()
+        r = stack.vetctl("tenant", "export", "--tenant", tid, "--key-file", str(key_file))
+        took = time.monotonic() - started
+        during = load.registered()
+    assert not load.failures(), load.failures()[:3]
+    lines = r.stdout.splitlines()
+    assert took < READY_WITHIN_S, took
+    # the marker, acknowledged before the export began, is in the file
+    assert any(marker in line for line in lines)
+    assert '"trailer"' in lines[-1]
+    assert during > 0

@@ -748,8 +748,11 @@ static int handle_import(WrApi *api, VpHttpRequest *r, VpError *err)
 	size_t applied = 0;
 	WrAppend *first = NULL;
 	int rc = -1;
-	if (import_admit(api, r, &body, tenant_id, err) < 0 ||
-	    wr_import_parse(body, tenant_id, &b, err) < 0)
+	int parsed = import_admit(api, r, &body, tenant_id, err) < 0
+			     ? -1
+			     : wr_import_parse(body, tenant_id, &b, err);
+	vp_http_wipe_body(r); /* a first batch carries the transport key */
+	if (parsed < 0)
 		goto done;
 	int position = wr_import_position(api->state, &b, &next, err);
 	if (position != 0) {

@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "vp_catalog.h"
 #include "vp_keyring.h"
 #include "vp_sealed.h"
@@ -138,6 +140,9 @@ static int parse_keys(const cJSON *body, WrImportBatch *b, VpError *err)
 		return -1;
 	}
 	VpKey *transport = vp_key_from_text(text, why, sizeof(why));
+	/* the key's text goes no further than the key: wiped in the parsed
+	 * body (the raw body is wiped by the route, vp_http_wipe_body) */
+	sodium_memzero((char *)text, strlen(text));
 	if (!transport) {
 		vp_error_add_detail(err, "transport_key", "must be a key in base64url (%s)", why);
 		return -1;

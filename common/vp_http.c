@@ -417,6 +417,15 @@ static int read_json(VpHttpRequest *r, bool empty_is_object, cJSON **out, VpErro
 	return 0;
 }
 
+void vp_http_wipe_body(VpHttpRequest *r)
+{
+	struct evbuffer *input = evhttp_request_get_input_buffer(r->req);
+	size_t len = evbuffer_get_length(input);
+	unsigned char *text = len ? evbuffer_pullup(input, -1) : NULL;
+	if (text)
+		explicit_bzero(text, len);
+}
+
 int vp_http_read_json(VpHttpRequest *r, cJSON **out, VpError *err)
 {
 	return read_json(r, false, out, err);

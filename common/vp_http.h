@@ -73,6 +73,9 @@ int vp_http_read_json(VpHttpRequest *r, cJSON **out, VpError *err);
 /* The same, except that an empty body (with or without a content type) reads as
  * an empty object: for commands whose fields are all optional. */
 int vp_http_read_json_or_empty(VpHttpRequest *r, cJSON **out, VpError *err);
+/* Zeroes the request's body as received (a body that carried a secret, e.g.
+ * an import's transport key, read and parsed already). */
+void vp_http_wipe_body(VpHttpRequest *r);
 
 void vp_http_add_header(VpHttpRequest *r, const char *name, const char *value);
 

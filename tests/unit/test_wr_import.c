@@ -262,8 +262,13 @@ static void the_first_batch_carries_the_keys_rewrapped_under_our_master(void **s
 	add_key(ok, c2name, erased);
 	cJSON_AddStringToObject(ok, "transport_key", transport_text);
 	vp_error_clear(&err);
+	size_t key_len = strlen(transport_text);
 	assert_int_equal(wr_import_parse(ok, tenant, &b, &err), 0);
 	assert_int_equal(b.n_keys, 3);
+	/* the transport key's text is wiped in the parsed body once read */
+	const char *left = cJSON_GetObjectItemCaseSensitive(ok, "transport_key")->valuestring;
+	for (size_t i = 0; i < key_len; i++)
+		assert_int_equal(left[i], 0);
 	cJSON *t = cJSON_Parse(b.keys[0].value);
 	char master_id[VP_KEY_ID_CHARS + 1], tkey_id[VP_KEY_ID_CHARS + 1];
 	vp_key_id(master, master_id);

@@ -141,24 +141,40 @@ static void tamper(cJSON *sealed, const char *field)
 	free(text);
 }
 
-/* A v3 data object whose sealed text is `text` as given, sealed rightly. */
-static cJSON *sealed_text(const char *text, const char *type)
+/* text sealed under data_key for the client's `what` (the event type in
+ * v3, the field in v2) into a new {"n", "c"} member of obj named name. */
+static void seal_into(cJSON *obj, const char *name, const char *text, const char *client,
+		      const char *what)
 {
 	char aad[192];
 	VpBuf nonce, c;
 	vp_buf_init(&nonce, 4096);
 	vp_buf_init(&c, 4096);
-	snprintf(aad, sizeof(aad), "client:%s:%s:%s", TENANT, CLIENT, type);
+	snprintf(aad, sizeof(aad), "client:%s:%s:%s", TENANT, client, what);
 	assert_int_equal(vp_field_seal(data_key, text, strlen(text), aad, &nonce, &c, why,
 				       sizeof(why)), 0);
-	char key_id[VP_KEY_ID_CHARS + 1];
-	vp_key_id(data_key, key_id);
-	cJSON *d = cJSON_CreateObject(), *f = cJSON_AddObjectToObject(d, "sealed");
-	cJSON_AddStringToObject(d, "key_id", key_id);
+	cJSON *f = cJSON_AddObjectToObject(obj, name);
 	cJSON_AddStringToObject(f, "n", vp_buf_str(&nonce));
 	cJSON_AddStringToObject(f, "c", vp_buf_str(&c));
 	vp_buf_free(&nonce);
 	vp_buf_free(&c);
+}
+
+/* A data object naming data_key's id, its "sealed" member still to come. */
+static cJSON *keyed_data(void)
+{
+	char key_id[VP_KEY_ID_CHARS + 1];
+	vp_key_id(data_key, key_id);
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "key_id", key_id);
+	return d;
+}
+
+/* A v3 data object whose sealed text is `text` as given, sealed rightly. */
+static cJSON *sealed_text(const char *text, const char *type)
+{
+	cJSON *d = keyed_data();
+	seal_into(d, "sealed", text, CLIENT, type);
 	return d;
 }
 
@@ -217,29 +233,14 @@ static void a_tampered_moved_or_foreign_value_does_not_open(void **state)
  * wrote it before v3: each field under "client:<t>:<c>:<field>". */
 static cJSON *sealed_v2(const cJSON *plain, const char *client)
 {
-	char aad[192], key_id[VP_KEY_ID_CHARS + 1];
-	vp_key_id(data_key, key_id);
-	cJSON *d = cJSON_CreateObject(), *fields = cJSON_AddObjectToObject(d, "sealed");
-	cJSON_AddStringToObject(d, "key_id", key_id);
+	cJSON *d = keyed_data(), *fields = cJSON_AddObjectToObject(d, "sealed");
 	const cJSON *item;
 	cJSON_ArrayForEach(item, plain)
 	{
-		if (!cJSON_IsString(item)) {
+		if (cJSON_IsString(item))
+			seal_into(fields, item->string, item->valuestring, client, item->string);
+		else
 			cJSON_AddNullToObject(fields, item->string);
-			continue;
-		}
-		VpBuf nonce, c;
-		vp_buf_init(&nonce, 4096);
-		vp_buf_init(&c, 4096);
-		snprintf(aad, sizeof(aad), "client:%s:%s:%s", TENANT, client, item->string);
-		assert_int_equal(vp_field_seal(data_key, item->valuestring,
-					       strlen(item->valuestring), aad, &nonce, &c, why,
-					       sizeof(why)), 0);
-		cJSON *one = cJSON_AddObjectToObject(fields, item->string);
-		cJSON_AddStringToObject(one, "n", vp_buf_str(&nonce));
-		cJSON_AddStringToObject(one, "c", vp_buf_str(&c));
-		vp_buf_free(&nonce);
-		vp_buf_free(&c);
 	}
 	return d;
 }

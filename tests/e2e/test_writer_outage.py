@@ -3,7 +3,9 @@ is down the writer is not ready and answers commands 503 UNAVAILABLE with
 Retry-After within a bounded time instead of holding them; once the broker is
 back it recovers by itself; every acknowledged command is in the log exactly
 once, and a command refused with 503 and retried with its Idempotency-Key lands
-once. Its own stack: the session's Kafka stays up for the other tests."""
+once. A stack of its own for the module's two tests (each with its own writer
+and tenant, each leaving the broker running again): the session's Kafka stays
+up for the other tests."""
 
 import os
 import signal
@@ -11,11 +13,12 @@ import threading
 import time
 import uuid
 
+import pytest
 import requests
 
 from kafka_log import events
 from load import command_ids, keyed_post
-from stack import running_stack, tally, wait_for
+from stack import free_port, running_stack, tally, wait_for
 
 CLIENTS = 4          # concurrent posting threads
 DEADLINE_S = 2.5     # a command refused because Kafka is down: answered within this
@@ -29,131 +32,142 @@ def kafka_pid(stack):
         return int(f.read().strip())
 
 
-def test_kafka_killed_under_load_gets_503s_then_recovers_losing_nothing():
-    with running_stack() as stack:
-        writer = stack.start_daemon("cmd-writer")
-        writer.wait_ready(90)
-        tenant = stack.provision(writer, "Outage Vets", "Europe/Paris", "EUR")
-        token = stack.token("admin", tenant=tenant, sub="outage")
-        results, stop = [], threading.Event()
-        lock = threading.Lock()
-
-        def post(key, body):
-            return keyed_post(writer.url + "/v1/clients", token, key, body, ANSWER_S)
-
-        def load():
-            while not stop.is_set():
-                key = str(uuid.uuid4())
-                res = post(key, {"first_name": "Out", "last_name": key})
-                with lock:
-                    results.append(res)
-                time.sleep(0.02)
-
-        threads = [threading.Thread(target=load) for _ in range(CLIENTS)]
-        for t in threads:
-            t.start()
-        time.sleep(3)
-        killed_at = time.monotonic()
-        os.kill(kafka_pid(stack), signal.SIGKILL)
-        # not ready within a few seconds
-        wait_for(lambda: writer.get("/readyz").status_code == 503, timeout=15,
-                 what="writer /readyz 503 with Kafka down")
-        not_ready_after = time.monotonic() - killed_at
-        # fresh commands while the writer knows Kafka is down: 503 at once
-        probes = [post(str(uuid.uuid4()), {"first_name": "Probe", "last_name": str(i)})
-                  for i in range(PROBES)]
-        time.sleep(3)
-        restarted_at = time.monotonic()
-        stack.script("kafka.sh", "start")
-        writer.wait_ready(120)
-        ready_after = time.monotonic() - restarted_at
-        time.sleep(3)
-        stop.set()
-        for t in threads:
-            t.join(ANSWER_S + 5)
-
-        statuses = tally(results)
-        print(f"\noutage: {len(results)} requests {statuses}; not ready {not_ready_after:.1f} s "
-              f"after the kill; {PROBES} fresh commands then answered in at most "
-              f"{max(p['took'] for p in probes):.2f} s; ready {ready_after:.1f} s after the "
-              f"restart; slowest {max(r['took'] for r in results):.1f} s")
-        # every request got an answer, and only the contract's answers
-        assert all(r["status"] in (201, 503) for r in results), statuses
-        assert all(r["took"] < ANSWER_S for r in results)
-        refused = [r for r in results if r["status"] == 503]
-        for r in refused:
-            assert r["code"] == "UNAVAILABLE" and int(r["retry_after"]) >= 1, r
-        # commands sent while the writer knew Kafka was down were refused at
-        # once (the batch inside its commit at the kill waits for Kafka's
-        # answer instead: its outcome is not the writer's to guess)
-        for p in probes:
-            assert p["status"] == 503 and p["code"] == "UNAVAILABLE", p
-            assert p["took"] < DEADLINE_S and int(p["retry_after"]) >= 1, p
-        refused += probes
-        # after recovery commands land again
-        assert any(r["status"] == 201 and r["started"] > restarted_at + ready_after
-                   for r in results)
-
-        # retry every refused command with its key: each lands (201), or was in
-        # the log already (200, replayed)
-        for r in refused:
-            again = post(r["key"], r["body"])
-            assert again["status"] in (200, 201), again
-        keys = command_ids(events(stack.brokers), tenant)
-        assert len(keys) == len(set(keys)), "a command appended twice"
-        acknowledged = {r["key"] for r in results if r["status"] == 201}
-        retried = {r["key"] for r in refused}
-        assert acknowledged | retried == set(keys)
-        assert writer.terminate() == 0
+@pytest.fixture(scope="module")
+def stack():
+    with running_stack() as s:
+        yield s
 
 
-def test_a_full_commit_queue_refuses_at_once_and_takes_commands_again():
+def test_kafka_killed_under_load_gets_503s_then_recovers_losing_nothing(stack):
+    writer = stack.start_daemon("cmd-writer", port=free_port())
+    writer.wait_ready(90)
+    tenant = stack.provision(writer, "Outage Vets", "Europe/Paris", "EUR")
+    token = stack.token("admin", tenant=tenant, sub="outage")
+    results, stop = [], threading.Event()
+    lock = threading.Lock()
+
+    def post(key, body):
+        return keyed_post(writer.url + "/v1/clients", token, key, body, ANSWER_S)
+
+    def load():
+        while not stop.is_set():
+            key = str(uuid.uuid4())
+            res = post(key, {"first_name": "Out", "last_name": key})
+            with lock:
+                results.append(res)
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+
+    def taken(since):
+        with lock:
+            return sum(1 for r in results if r["status"] == 201 and r["started"] > since)
+    # the load runs: commands taken before the kill
+    wait_for(lambda: taken(0) >= 20, timeout=60, what="20 commands taken before the kill")
+    killed_at = time.monotonic()
+    os.kill(kafka_pid(stack), signal.SIGKILL)
+    # not ready within a few seconds
+    wait_for(lambda: writer.get("/readyz").status_code == 503, timeout=15,
+             what="writer /readyz 503 with Kafka down")
+    not_ready_after = time.monotonic() - killed_at
+    # fresh commands while the writer knows Kafka is down: 503 at once
+    probes = [post(str(uuid.uuid4()), {"first_name": "Probe", "last_name": str(i)})
+              for i in range(PROBES)]
+    time.sleep(3)
+    restarted_at = time.monotonic()
+    stack.script("kafka.sh", "start")
+    writer.wait_ready(120)
+    ready_after = time.monotonic() - restarted_at
+    # after recovery commands land again (sent after the writer was ready)
+    wait_for(lambda: taken(restarted_at + ready_after) >= 10, timeout=60,
+             what="commands taken again after the restart")
+    stop.set()
+    for t in threads:
+        t.join(ANSWER_S + 5)
+
+    statuses = tally(results)
+    print(f"\noutage: {len(results)} requests {statuses}; not ready {not_ready_after:.1f} s "
+          f"after the kill; {PROBES} fresh commands then answered in at most "
+          f"{max(p['took'] for p in probes):.2f} s; ready {ready_after:.1f} s after the "
+          f"restart; slowest {max(r['took'] for r in results):.1f} s")
+    # every request got an answer, and only the contract's answers
+    assert all(r["status"] in (201, 503) for r in results), statuses
+    assert all(r["took"] < ANSWER_S for r in results)
+    refused = [r for r in results if r["status"] == 503]
+    for r in refused:
+        assert r["code"] == "UNAVAILABLE" and int(r["retry_after"]) >= 1, r
+    # commands sent while the writer knew Kafka was down were refused at
+    # once (the batch inside its commit at the kill waits for Kafka's
+    # answer instead: its outcome is not the writer's to guess)
+    for p in probes:
+        assert p["status"] == 503 and p["code"] == "UNAVAILABLE", p
+        assert p["took"] < DEADLINE_S and int(p["retry_after"]) >= 1, p
+    refused += probes
+    # after recovery commands land again
+    assert taken(restarted_at + ready_after) >= 10
+
+    # retry every refused command with its key: each lands (201), or was in
+    # the log already (200, replayed)
+    for r in refused:
+        again = post(r["key"], r["body"])
+        assert again["status"] in (200, 201), again
+    keys = command_ids(events(stack.brokers), tenant)
+    assert len(keys) == len(set(keys)), "a command appended twice"
+    acknowledged = {r["key"] for r in results if r["status"] == 201}
+    retried = {r["key"] for r in refused}
+    assert acknowledged | retried == set(keys)
+    assert writer.terminate() == 0
+
+
+def test_a_full_commit_queue_refuses_at_once_and_takes_commands_again(stack):
     """VETPMS_WRITER_MAX_QUEUE bounds what waits for a commit: with Kafka
     frozen (SIGSTOP: connections open, no answers) the first batch sits in its
     commit, the queue fills to its bound, and every further command is refused
     503 at once instead of queueing without bound; once Kafka thaws the
     queued ones commit and new commands are taken again."""
-    with running_stack() as stack:
-        writer = stack.start_daemon("cmd-writer", env={"VETPMS_WRITER_MAX_QUEUE": "4"})
-        writer.wait_ready(90)
-        tenant = stack.provision(writer, "Queue Vets", "Europe/Paris", "EUR")
-        token = stack.token("admin", tenant=tenant, sub="queue")
+    writer = stack.start_daemon("cmd-writer", port=free_port(),
+                                env={"VETPMS_WRITER_MAX_QUEUE": "4"})
+    writer.wait_ready(90)
+    tenant = stack.provision(writer, "Queue Vets", "Europe/Paris", "EUR")
+    token = stack.token("admin", tenant=tenant, sub="queue")
 
-        def post(i):
-            t0 = time.monotonic()
-            r = requests.post(writer.url + "/v1/clients", timeout=ANSWER_S,
-                              json={"first_name": "Queued", "last_name": str(i)},
-                              headers={"Authorization": f"Bearer {token}"})
-            return r, time.monotonic() - t0
+    def post(i):
+        t0 = time.monotonic()
+        r = requests.post(writer.url + "/v1/clients", timeout=ANSWER_S,
+                          json={"first_name": "Queued", "last_name": str(i)},
+                          headers={"Authorization": f"Bearer {token}"})
+        return r, time.monotonic() - t0
 
-        pid = kafka_pid(stack)
-        os.kill(pid, signal.SIGSTOP)
-        answers = []
-        try:
-            # one command goes into the commit that hangs, then four queue
-            first = threading.Thread(target=lambda: answers.append(post(0)))
-            frozen_at = time.monotonic()
-            first.start()
-            time.sleep(0.2)
-            queued = [threading.Thread(target=lambda i=i: answers.append(post(i)))
-                      for i in range(1, 5)]
-            for t in queued:
-                t.start()
-            time.sleep(0.3)
-            # over the bound: refused at once (within the 2 s after which a
-            # slow commit turns the writer not ready for another reason)
-            r, took = post(99)
-            assert time.monotonic() - frozen_at < 2.0, "too slow to tell the two refusals apart"
-            assert r.status_code == 503, r.text
-            assert "wait for a commit" in r.json()["error"]["message"], r.text
-            assert took < 1.0 and r.headers["Retry-After"]
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        for t in [first] + queued:
-            t.join(ANSWER_S)
-        assert sorted(r.status_code for r, _ in answers) == [201] * 5, \
-            [(r.status_code, r.text) for r, _ in answers]
-        writer.wait_ready(60)
-        r, _ = post(100)
-        assert r.status_code == 201, r.text
-        assert writer.terminate() == 0
+    pid = kafka_pid(stack)
+    os.kill(pid, signal.SIGSTOP)
+    answers = []
+    try:
+        # one command goes into the commit that hangs, then four queue
+        first = threading.Thread(target=lambda: answers.append(post(0)))
+        frozen_at = time.monotonic()
+        first.start()
+        time.sleep(0.2)
+        queued = [threading.Thread(target=lambda i=i: answers.append(post(i)))
+                  for i in range(1, 5)]
+        for t in queued:
+            t.start()
+        time.sleep(0.3)
+        # over the bound: refused at once (within the 2 s after which a
+        # slow commit turns the writer not ready for another reason)
+        r, took = post(99)
+        assert time.monotonic() - frozen_at < 2.0, "too slow to tell the two refusals apart"
+        assert r.status_code == 503, r.text
+        assert "wait for a commit" in r.json()["error"]["message"], r.text
+        assert took < 1.0 and r.headers["Retry-After"]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    for t in [first] + queued:
+        t.join(ANSWER_S)
+    assert sorted(r.status_code for r, _ in answers) == [201] * 5, \
+        [(r.status_code, r.text) for r, _ in answers]
+    writer.wait_ready(60)
+    r, _ = post(100)
+    assert r.status_code == 201, r.text
+    assert writer.terminate() == 0

@@ -70,7 +70,13 @@ function showDashboard(token) {
   byId("sign-in").hidden = true;
   byId("who").hidden = false;
   byId("dashboard").hidden = false;
-  Object.values(LOADERS).forEach((load) => load());
+  // The dashboard's answer gives the clinic's timezone, which the other
+  // panels' dates ("today", the week around it) are in: it goes first, or a
+  // browser in another timezone asked for the browser's dates (a clinic in
+  // Tokyo seen from a UTC browser after 21:00 UTC got a week a day short).
+  loadDashboard().finally(() => {
+    for (const [panel, load] of Object.entries(LOADERS)) if (panel !== "dashboard") load();
+  });
   stream = openStream({
     headers: () => ({ Authorization: "Bearer " + token }),
     onEvent,

@@ -7,8 +7,9 @@
 #   make property   the command property test alone, longer (PROPERTY_EXAMPLES per command)
 #   make fuzz       every libFuzzer target of fuzz/ for FUZZ_SECONDS each (docs/fuzzing.md);
 #                   make fuzz-smoke, their short run over the checked-in corpus, is in make test
-#   make bench      benchmarks (own isolated stack; never part of make test;
-#                   BENCH_ARGS="--quick" or "--only commands", see docs/bench.md)
+#   make bench      benchmarks (own isolated stack; BENCH_ARGS="--quick" or
+#                   "--only commands", see docs/bench.md); make bench-smoke, every
+#                   bench tool built and the in-process one run briefly, is in make test
 
 CC      ?= cc
 PKGS    := rdkafka libpq libevent libevent_pthreads libcjson libsodium
@@ -47,7 +48,7 @@ UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 PYTEST := /usr/bin/python3 -m pytest
 
-.PHONY: all asan deps test unit e2e run stop demo bench bench-tools clean format distclean \
+.PHONY: all asan deps test unit e2e run stop demo bench bench-tools bench-smoke clean format distclean \
         valgrind-unit property fuzz fuzz-smoke fuzz-build
 all: $(PROGS)
 # `make asan` alone builds the sanitized binaries; `make asan test` tests them.
@@ -138,7 +139,7 @@ property: $(PROGS)
 # second make so the wildcards and pkg headers are seen after the install.
 test:
 	@$(MAKE) --no-print-directory deps
-	@$(MAKE) --no-print-directory VARIANT=$(VARIANT) unit fuzz-smoke e2e
+	@$(MAKE) --no-print-directory VARIANT=$(VARIANT) unit fuzz-smoke bench-smoke e2e
 
 run:
 	@$(MAKE) --no-print-directory deps
@@ -156,6 +157,15 @@ $(BIN)/bench/%: bench/%.c $(COMMON_LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_LIB) $(LIBS)
 
 bench-tools: $(BENCH_BINS)
+
+# Part of make test (seconds): every bench tool builds, the in-process one
+# (sealing's cost, bench/seal_cost.c) runs a few hundred operations (under
+# ASan too with make asan test), and bench/run.py loads. A run against a
+# stack is make bench.
+bench-smoke: bench-tools
+	$(BIN)/bench/seal_cost 300 >/dev/null
+	/usr/bin/python3 bench/run.py --help >/dev/null
+	@echo "bench smoke: $(words $(BENCH_BINS)) tools built, seal_cost and bench/run.py ran"
 
 # BENCH_ARGS: --quick (smoke run), --only <scenario> (see docs/bench.md).
 bench:

@@ -1,4 +1,5 @@
 /* Reading a topic to the end it had when the read began (vp_kafka_end.h). */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "vp_kafka_end.h"
@@ -6,6 +7,8 @@
 
 #define END_UNKNOWN (-1)
 #define POSITION_LOOK_US 100000 /* how often a poll looks at the positions */
+#define END_QUERY_MS 5000       /* each partition's end, at the start of a read */
+#define POLL_MS 200
 
 struct VpKafkaEnd {
 	int partitions, left;
@@ -141,4 +144,52 @@ rd_kafka_message_t *vp_kafka_end_poll(VpKafkaEnd *e, rd_kafka_t *rk, const char 
 	if (m)
 		vp_kafka_end_polled(e, m);
 	return m;
+}
+
+/* rk assigned every partition of topic from the beginning; 0 or -1 with why. */
+static int assign_all(rd_kafka_t *rk, const char *topic, int partitions, char *why,
+		      size_t why_cap)
+{
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partitions);
+	for (int p = 0; p < partitions; p++)
+		rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+	rd_kafka_resp_err_t err = rd_kafka_assign(rk, parts);
+	rd_kafka_topic_partition_list_destroy(parts);
+	if (err)
+		snprintf(why, why_cap, "%s: %s", topic, rd_kafka_err2str(err));
+	return err ? -1 : 0;
+}
+
+int vp_kafka_read_to_end(rd_kafka_t *rk, const char *topic, int partitions, int timeout_ms,
+			 VpKafkaTake take, void *arg, char *why, size_t why_cap)
+{
+	int64_t deadline = vp_time_mono_us() + (int64_t)timeout_ms * 1000;
+	if (assign_all(rk, topic, partitions, why, why_cap) < 0)
+		return VP_KAFKA_READ_UNFINISHED;
+	VpKafkaEnd *end = vp_kafka_end_new(partitions);
+	if (!end) {
+		snprintf(why, why_cap, "out of memory");
+		return VP_KAFKA_READ_UNFINISHED;
+	}
+	vp_kafka_end_query(end, rk, topic, END_QUERY_MS);
+	int rc = 0;
+	while (rc == 0 && vp_kafka_end_left(end) > 0) {
+		if (vp_time_mono_us() > deadline) {
+			snprintf(why, why_cap, "topic %s not read to its end in %d ms", topic,
+				 timeout_ms);
+			rc = VP_KAFKA_READ_UNFINISHED;
+			break;
+		}
+		rd_kafka_message_t *m = vp_kafka_end_poll(end, rk, topic, POLL_MS);
+		if (!m)
+			continue;
+		if (!m->err) /* an end of partition event is counted; other errors are
+			      * transient: librdkafka retries */
+			rc = take(arg, m);
+		rd_kafka_message_destroy(m);
+		if (rc > 0)
+			rc = 0; /* only a value below 0 stops the read */
+	}
+	vp_kafka_end_free(end);
+	return rc;
 }

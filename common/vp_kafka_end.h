@@ -55,4 +55,16 @@ void vp_kafka_end_positions(VpKafkaEnd *e, rd_kafka_t *rk, const char *topic);
 rd_kafka_message_t *vp_kafka_end_poll(VpKafkaEnd *e, rd_kafka_t *rk, const char *topic,
 				      int timeout_ms);
 
+/* The whole read: consumer rk (vp_kafka_log_reader_new) is assigned every
+ * partition of topic (partitions of them) from the beginning, and each
+ * message is handed to take until every partition is read to the end it had
+ * when the read began. The assignment stays (a follower may go on reading).
+ * 0 read to the end; take's value when it returned one below 0 (the read
+ * stops there); VP_KAFKA_READ_UNFINISHED with why when the assignment failed
+ * or timeout_ms passed first. */
+#define VP_KAFKA_READ_UNFINISHED 1
+typedef int (*VpKafkaTake)(void *arg, const rd_kafka_message_t *m);
+int vp_kafka_read_to_end(rd_kafka_t *rk, const char *topic, int partitions, int timeout_ms,
+			 VpKafkaTake take, void *arg, char *why, size_t why_cap);
+
 #endif

@@ -19,7 +19,6 @@
 #include "vp_time.h"
 
 #define POLL_MS 200
-#define END_QUERY_MS 5000 /* each partition's end, at the start of a read */
 
 typedef struct Entry {
 	struct Entry *next;
@@ -347,7 +346,7 @@ int vp_keyring_take(VpKeyring *kr, const char *name, size_t name_len, const char
 	return rc;
 }
 
-/* A consumer of every partition of topic from the beginning, or NULL. */
+/* A consumer for the keys topic (assigned by the read), or NULL. */
 static rd_kafka_t *reader_new(const char *brokers, const char *props, const char *topic,
 			      int *partitions, char *why, size_t why_cap)
 {
@@ -361,30 +360,23 @@ static rd_kafka_t *reader_new(const char *brokers, const char *props, const char
 		rd_kafka_destroy(rk);
 		return NULL;
 	}
-	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(*partitions);
-	for (int p = 0; p < *partitions; p++)
-		rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-	rd_kafka_resp_err_t err = rd_kafka_assign(rk, parts);
-	rd_kafka_topic_partition_list_destroy(parts);
-	if (err) {
-		snprintf(why, why_cap, "keys topic %s: %s", topic, rd_kafka_err2str(err));
-		rd_kafka_destroy(rk);
-		return NULL;
-	}
 	return rk;
 }
 
-/* One polled message into kr: 1 a partition's end, 0 taken, <0 its status. */
-static int take_message(VpKeyring *kr, const rd_kafka_message_t *m, char *why, size_t why_cap)
+typedef struct Taking {
+	VpKeyring *kr;
+	char *why;
+	size_t why_cap;
+} Taking;
+
+/* One message of the start-up read into the keyring: 0, or its status. */
+static int take_read(void *arg, const rd_kafka_message_t *m)
 {
-	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-		return 1;
-	if (m->err)
-		return 0; /* transient: librdkafka retries */
-	return vp_keyring_take(kr, m->key, m->key_len, m->payload, m->len, why, why_cap);
+	Taking *t = arg;
+	return vp_keyring_take(t->kr, m->key, m->key_len, m->payload, m->len, t->why, t->why_cap);
 }
 
-/* Consumes until every partition is read to the end it had when the read
+/* Reads every partition from the beginning to the end it had when the read
  * began (vp_kafka_end.h): one tenant's key records share a partition
  * (vp_keyrec_partition), and a tenant registering clients without pause keeps
  * that partition's end moving, so waiting for its end of partition event
@@ -392,30 +384,12 @@ static int take_message(VpKeyring *kr, const rd_kafka_message_t *m, char *why, s
 static int consume_to_end(VpKeyring *kr, rd_kafka_t *rk, const char *topic, int partitions,
 			  int timeout_ms, char *why, size_t why_cap)
 {
-	int64_t deadline = vp_time_mono_us() + (int64_t)timeout_ms * 1000;
-	VpKafkaEnd *end = vp_kafka_end_new(partitions);
-	if (!end) {
-		snprintf(why, why_cap, "out of memory");
+	Taking t = {kr, why, why_cap};
+	int rc = vp_kafka_read_to_end(rk, topic, partitions, timeout_ms, take_read, &t, why,
+				      why_cap);
+	if (rc == VP_KAFKA_READ_UNFINISHED)
 		return VP_KEYRING_FAILED;
-	}
-	vp_kafka_end_query(end, rk, topic, END_QUERY_MS);
-	int rc = VP_KEYRING_OK;
-	while (vp_kafka_end_left(end) > 0 && rc == VP_KEYRING_OK) {
-		if (vp_time_mono_us() > deadline) {
-			snprintf(why, why_cap, "keys topic not read to its end in %d ms", timeout_ms);
-			rc = VP_KEYRING_FAILED;
-			break;
-		}
-		rd_kafka_message_t *m = vp_kafka_end_poll(end, rk, topic, POLL_MS);
-		if (!m)
-			continue;
-		int taken = take_message(kr, m, why, why_cap);
-		if (taken < 0)
-			rc = taken;
-		rd_kafka_message_destroy(m);
-	}
-	vp_kafka_end_free(end);
-	return rc == VP_KEYRING_OK ? vp_keyring_wrong_master(kr, why, why_cap) : rc;
+	return rc == 0 ? vp_keyring_wrong_master(kr, why, why_cap) : rc;
 }
 
 int vp_keyring_read(VpKeyring *kr, const char *brokers, const char *kafka_props,
@@ -439,7 +413,10 @@ static void *follow_main(void *arg)
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(kr->rk, POLL_MS);
 		if (!m)
 			continue;
-		int rc = take_message(kr, m, why, sizeof(why));
+		/* an end of partition event or a transient error: nothing to take */
+		int rc = m->err ? 0
+				: vp_keyring_take(kr, m->key, m->key_len, m->payload, m->len, why,
+						  sizeof(why));
 		rd_kafka_message_destroy(m);
 		pthread_mutex_lock(&kr->lock);
 		if (rc < 0 && !kr->broken) {

@@ -21,17 +21,16 @@
 #include <cjson/cJSON.h>
 #include <sodium.h>
 
+#include "tenant_keys.h"
 #include "vetctl.h"
 #include "vp_config.h"
 #include "vp_json.h"
 #include "vp_kafka.h"
-#include "vp_kafka_end.h"
 #include "vp_keyrec_partition.h"
 #include "vp_keyring.h"
 #include "vp_sealed.h"
 #include "vp_time.h"
 
-#define READ_TIMEOUT_MS 60000
 
 typedef struct KeysOptions {
 	char *brokers;
@@ -73,94 +72,24 @@ static int new_master(const KeysOptions *o)
 	return rc;
 }
 
-/* The latest record of each tenant key name, in topic order. */
-typedef struct TenantRecords {
-	char **name;
-	char **value;
-	size_t n, cap;
-} TenantRecords;
-
-static int remember(TenantRecords *t, const char *name, size_t name_len, const char *value,
-		    size_t value_len)
+static bool tenant_record(const char *name, size_t len, const void *arg)
 {
-	for (size_t i = 0; i < t->n; i++)
-		if (strlen(t->name[i]) == name_len && !memcmp(t->name[i], name, name_len)) {
-			free(t->value[i]);
-			t->value[i] = value ? strndup(value, value_len) : NULL;
-			return 0;
-		}
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 64;
-		char **names = realloc(t->name, cap * sizeof(*names));
-		if (names)
-			t->name = names;
-		char **values = names ? realloc(t->value, cap * sizeof(*values)) : NULL;
-		if (!values)
-			return -1;
-		t->value = values;
-		t->cap = cap;
-	}
-	t->name[t->n] = strndup(name, name_len);
-	t->value[t->n] = value ? strndup(value, value_len) : NULL;
-	t->n++;
-	return 0;
+	(void)arg;
+	return len > strlen(VP_KEYREC_TENANT ":") &&
+	       !memcmp(name, VP_KEYREC_TENANT ":", strlen(VP_KEYREC_TENANT ":"));
 }
 
-static void forget_all(TenantRecords *t)
-{
-	for (size_t i = 0; i < t->n; i++) {
-		free(t->name[i]);
-		free(t->value[i]);
-	}
-	free(t->name);
-	free(t->value);
-}
-
-/* Reads the keys topic to its end; the tenant records into t. */
-static int read_tenant_records(const KeysOptions *o, TenantRecords *t)
+/* Reads the keys topic to its end; the latest record of each tenant key
+ * name into t, in topic order. */
+static int read_tenant_records(const KeysOptions *o, VcKeyLines *t)
 {
 	char why[512];
-	int partitions = 0;
-	rd_kafka_t *rk = vp_kafka_log_reader_new(o->brokers, "vetctl-keys", "vetctl-keys",
-						 o->kafka_props, true, why, sizeof(why));
-	if (!rk || vp_kafka_probe(rk, o->keys_topic, 5000, &partitions) < 0 || partitions <= 0) {
-		fprintf(stderr, "vetctl: keys topic %s: %s\n", o->keys_topic,
-			rk ? "not found" : why);
-		if (rk)
-			rd_kafka_destroy(rk);
+	if (vc_keys_read(o->brokers, o->kafka_props, o->keys_topic, "vetctl-keys", tenant_record,
+			 NULL, t, why, sizeof(why)) < 0) {
+		fprintf(stderr, "vetctl: %s\n", why);
 		return -1;
 	}
-	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partitions);
-	for (int p = 0; p < partitions; p++)
-		rd_kafka_topic_partition_list_add(parts, o->keys_topic, p)->offset =
-			RD_KAFKA_OFFSET_BEGINNING;
-	rd_kafka_assign(rk, parts);
-	rd_kafka_topic_partition_list_destroy(parts);
-	int64_t deadline = vp_time_mono_us() + READ_TIMEOUT_MS * 1000LL;
-	/* to each partition's end at the start: one tenant writing without
-	 * pause keeps its partition's end moving (vp_kafka_end.h) */
-	VpKafkaEnd *end = vp_kafka_end_new(partitions);
-	if (end)
-		vp_kafka_end_query(end, rk, o->keys_topic, 5000);
-	int rc = end ? 0 : -1;
-	while (rc == 0 && vp_kafka_end_left(end) > 0 && vp_time_mono_us() < deadline) {
-		rd_kafka_message_t *m = vp_kafka_end_poll(end, rk, o->keys_topic, 200);
-		if (!m)
-			continue;
-		if (!m->err && m->key && m->key_len > strlen(VP_KEYREC_TENANT ":") &&
-		    !memcmp(m->key, VP_KEYREC_TENANT ":", strlen(VP_KEYREC_TENANT ":")))
-			rc = remember(t, m->key, m->key_len, m->payload, m->len);
-		rd_kafka_message_destroy(m);
-	}
-	bool all = end && vp_kafka_end_left(end) == 0;
-	vp_kafka_end_free(end);
-	rd_kafka_consumer_close(rk);
-	rd_kafka_destroy(rk);
-	if (rc == 0 && !all) {
-		fprintf(stderr, "vetctl: keys topic not read to its end\n");
-		rc = -1;
-	}
-	return rc;
+	return 0;
 }
 
 /* The tenant key record name rewrapped under next (NULL when it already is;
@@ -196,7 +125,7 @@ static char *rewrap(const char *name, const char *value, const VpKey *current,
 }
 
 /* Produces the rewrapped records in one transaction: all or none. */
-static int produce_all(const KeysOptions *o, TenantRecords *t, char **rewrapped, size_t n)
+static int produce_all(const KeysOptions *o, VcKeyLines *t, char **rewrapped, size_t n)
 {
 	char why[512];
 	rd_kafka_conf_t *conf = vp_kafka_conf_new(o->brokers, "vetctl-keys", o->kafka_props, why,
@@ -261,7 +190,7 @@ static int rotate_master(const KeysOptions *o)
 	VpKey *current = vp_key_master_load(o->master_key_file, getenv("VETPMS_MASTER_KEY"), why,
 					    sizeof(why));
 	VpKey *next = current ? vp_key_master_load(o->new_key_file, NULL, why, sizeof(why)) : NULL;
-	TenantRecords t = {0};
+	VcKeyLines t = {0};
 	char **rewrapped = NULL;
 	size_t n = 0;
 	bool failed = false;
@@ -291,7 +220,7 @@ done:
 	for (size_t i = 0; rewrapped && i < t.n; i++)
 		free(rewrapped[i]);
 	free(rewrapped);
-	forget_all(&t);
+	vc_keys_release(&t);
 	vp_key_free(current);
 	vp_key_free(next);
 	return rc;

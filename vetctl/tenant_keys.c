@@ -39,9 +39,8 @@ static bool tenant_name(const char *tenant, const char *name, size_t len)
 	return len > n && !memcmp(name, own, n);
 }
 
-/* The latest value of name (NULL: a tombstone, forgotten). */
-static int remember(VcKeyLines *k, const char *name, size_t name_len, const char *value,
-		    size_t value_len)
+int vc_keys_remember(VcKeyLines *k, const char *name, size_t name_len, const char *value,
+		     size_t value_len)
 {
 	size_t i = 0;
 	while (i < k->n && !(strlen(k->name[i]) == name_len && !memcmp(k->name[i], name, name_len)))
@@ -82,12 +81,27 @@ static void drop_tombstones(VcKeyLines *k)
 	k->n = out;
 }
 
-int vc_keys_collect(const char *brokers, const char *props, const char *topic,
-		    const char *tenant, VcKeyLines *k, char *why, size_t why_cap)
+typedef struct Reading {
+	VcKeyWanted wanted;
+	const void *arg;
+	VcKeyLines *k;
+} Reading;
+
+static int take_wanted(void *arg, const rd_kafka_message_t *m)
 {
-	int partitions = 0, rc = 0;
-	rd_kafka_t *rk = vp_kafka_log_reader_new(brokers, "vetctl-export-keys",
-						 "vetctl-export-keys", props, true, why, why_cap);
+	Reading *r = arg;
+	if (!m->key || !r->wanted(m->key, m->key_len, r->arg))
+		return 0;
+	return vc_keys_remember(r->k, m->key, m->key_len, m->payload, m->len);
+}
+
+int vc_keys_read(const char *brokers, const char *props, const char *topic,
+		 const char *client_id, VcKeyWanted wanted, const void *arg, VcKeyLines *k,
+		 char *why, size_t why_cap)
+{
+	int partitions = 0;
+	rd_kafka_t *rk =
+		vp_kafka_log_reader_new(brokers, client_id, client_id, props, true, why, why_cap);
 	if (!rk)
 		return -1;
 	if (vp_kafka_probe(rk, topic, 10000, &partitions) < 0 || partitions <= 0) {
@@ -95,37 +109,28 @@ int vc_keys_collect(const char *brokers, const char *props, const char *topic,
 		rd_kafka_destroy(rk);
 		return -1;
 	}
-	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partitions);
-	for (int p = 0; p < partitions; p++)
-		rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-	rd_kafka_assign(rk, parts);
-	rd_kafka_topic_partition_list_destroy(parts);
-	int64_t deadline = vp_time_mono_us() + READ_TIMEOUT_MS * 1000LL;
-	/* to each partition's end at the start: the tenant's clients may be
+	/* to each partition's end at the start: a tenant's clients may be
 	 * registering without pause, its partition's end moving (vp_kafka_end.h) */
-	VpKafkaEnd *end = vp_kafka_end_new(partitions);
-	if (end)
-		vp_kafka_end_query(end, rk, topic, 5000);
-	else
-		rc = -1;
-	while (rc == 0 && vp_kafka_end_left(end) > 0 && vp_time_mono_us() < deadline) {
-		rd_kafka_message_t *m = vp_kafka_end_poll(end, rk, topic, 200);
-		if (!m)
-			continue;
-		if (!m->err && m->key && tenant_name(tenant, m->key, m->key_len))
-			rc = remember(k, m->key, m->key_len, m->payload, m->len);
-		rd_kafka_message_destroy(m);
-	}
-	int left = end ? vp_kafka_end_left(end) : partitions;
-	vp_kafka_end_free(end);
+	Reading r = {wanted, arg, k};
+	int rc = vp_kafka_read_to_end(rk, topic, partitions, READ_TIMEOUT_MS, take_wanted, &r, why,
+				      why_cap);
 	rd_kafka_consumer_close(rk);
 	rd_kafka_destroy(rk);
-	if (rc == 0 && left > 0) {
-		snprintf(why, why_cap, "keys topic %s not read to its end in %d ms", topic,
-			 READ_TIMEOUT_MS);
-		rc = -1;
-	} else if (rc < 0)
+	if (rc < 0)
 		snprintf(why, why_cap, "out of memory");
+	return rc == 0 ? 0 : -1;
+}
+
+static bool of_tenant(const char *name, size_t len, const void *tenant)
+{
+	return tenant_name(tenant, name, len);
+}
+
+int vc_keys_collect(const char *brokers, const char *props, const char *topic,
+		    const char *tenant, VcKeyLines *k, char *why, size_t why_cap)
+{
+	int rc = vc_keys_read(brokers, props, topic, "vetctl-export-keys", of_tenant, tenant, k,
+			      why, why_cap);
 	drop_tombstones(k);
 	return rc;
 }
@@ -192,7 +197,7 @@ int vc_keys_parse_line(VcKeyLines *k, const char *line, char *why, size_t why_ca
 	int rc = -1;
 	if (!name || !kind || strlen(name) >= sizeof(((VpKeyRecord *)0)->name))
 		snprintf(why, why_cap, "not a key record line");
-	else if (remember(k, name, strlen(name), value, strlen(value)) < 0)
+	else if (vc_keys_remember(k, name, strlen(name), value, strlen(value)) < 0)
 		snprintf(why, why_cap, "out of memory");
 	else
 		rc = 1;

@@ -2,6 +2,7 @@
 #ifndef VC_TENANT_KEYS_H
 #define VC_TENANT_KEYS_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "vp_crypto.h"
@@ -12,6 +13,19 @@ typedef struct VcKeyLines {
 	char **value;
 	size_t n, cap;
 } VcKeyLines;
+
+/* The latest value of name (value NULL: a tombstone, kept as NULL). 0, or -1
+ * (out of memory). */
+int vc_keys_remember(VcKeyLines *k, const char *name, size_t name_len, const char *value,
+		     size_t value_len);
+
+/* The keys topic read to its end (vp_kafka_read_to_end) by a consumer named
+ * client_id: the latest record of each name wanted() says yes to, into k
+ * (tombstones as NULL values). 0, or -1 with why. */
+typedef bool (*VcKeyWanted)(const char *name, size_t len, const void *arg);
+int vc_keys_read(const char *brokers, const char *props, const char *topic,
+		 const char *client_id, VcKeyWanted wanted, const void *arg, VcKeyLines *k,
+		 char *why, size_t why_cap);
 
 /* Export: the latest record of each of the tenant's names in the keys topic
  * (tombstones dropped). 0, or -1 with why. */

@@ -70,8 +70,6 @@ static int data_key(VpKeyring *kr, const VpEvent *ev, WrAppend *item, VpKey *key
 	if (strcmp(ev->type, VP_EV_CLIENT_REGISTERED) != 0) {
 		int status = vp_keyring_client_key(kr, ev->tenant_id, ev->aggregate_id, 0, key,
 						   key_id, why, why_cap);
-		if (status == VP_KEYRING_OK && !*key_id)
-			vp_key_id(key, key_id); /* a record without its key's id */
 		if (status != VP_KEYRING_NONE)
 			return status == VP_KEYRING_OK ? 0 : -1;
 	}

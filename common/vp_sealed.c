@@ -61,10 +61,23 @@ static bool is_field_of(const char *type, const char *name)
 	return false;
 }
 
+/* parts joined into out (cap bytes, cut to fit): no printf on a path run
+ * twice per client event */
+static void join(const char *const *parts, size_t n_parts, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < n_parts; i++) {
+		size_t len = strlen(parts[i]);
+		if (n + len >= cap)
+			len = cap - 1 - n;
+		memcpy(out + n, parts[i], len);
+		n += len;
+	}
+	out[n] = '\0';
+}
+
 /* "client:<tenant>:<client>:<what>" (what: the event type in v3, the field
  * in v2), built without printf: it runs once per field opened. */
-static void join(const char *const *parts, size_t n_parts, char *out, size_t cap);
-
 static void aad_for(const VpSealedOf *of, const char *what, char *out, size_t cap)
 {
 	const char *parts[] = {"client:", of->tenant_id, ":", of->client_id, ":", what};
@@ -141,7 +154,7 @@ cJSON *vp_sealed_seal(const cJSON *plain, const VpSealedOf *of, const VpKey *dat
 		      const char *key_id, const VpKey *index_key, char *why, size_t why_cap)
 {
 	char computed[VP_KEY_ID_CHARS + 1];
-	if (!key_id) {
+	if (!key_id || !*key_id) {
 		vp_key_id(data_key, computed);
 		key_id = computed;
 	}
@@ -319,21 +332,6 @@ cJSON *vp_sealed_open(const cJSON *data, int v, const VpSealedOf *of, const VpKe
 		}
 	}
 	return out;
-}
-
-/* parts joined into out (cap bytes, cut to fit): no printf on a path run
- * twice per client event */
-static void join(const char *const *parts, size_t n_parts, char *out, size_t cap)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < n_parts; i++) {
-		size_t len = strlen(parts[i]);
-		if (n + len >= cap)
-			len = cap - 1 - n;
-		memcpy(out + n, parts[i], len);
-		n += len;
-	}
-	out[n] = '\0';
 }
 
 void vp_keyrec_name(const char *tenant_id, const char *client_id, char *out, size_t cap)

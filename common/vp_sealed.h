@@ -60,8 +60,8 @@ size_t vp_sealed_normalise(const char *field, const char *value, char *out, size
 
 /* data (v1 shape) sealed into a new v3 data object, or NULL with why.
  * index_key makes email_bidx / phone_bidx (the members are only present
- * when the field is). key_id is data_key's (vp_key_id), or NULL to have it
- * computed (a hash: the writer passes the one it made the key's record with). */
+ * when the field is). key_id is data_key's (vp_key_id), or NULL or "" to
+ * have it computed (a hash: the writer passes the one of the key's record). */
 cJSON *vp_sealed_seal(const cJSON *plain, const VpSealedOf *of, const VpKey *data_key,
 		      const char *key_id, const VpKey *index_key, char *why, size_t why_cap);
 

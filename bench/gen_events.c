@@ -8,8 +8,9 @@
  * MODE: "mixed" (the default: every type), "clients" (each tenant's
  * provisioning, then ClientRegistered v1 only, every personal field set) or
  * "sealed-clients" (the very same events, same seed, sealed as the writer
- * seals them: v2 under a data key per client, whose key records, and the
- * tenant's, are produced to KEYS_TOPIC first, wrapped under the master key of
+ * seals them: v3 under a data key per client, whose key records, and the
+ * tenant's, are produced to KEYS_TOPIC first (on the tenant's partition, as
+ * the writer places them: vp_keyrec_partition), wrapped under the master key of
  * VETPMS_MASTER_KEY_FILE / VETPMS_MASTER_KEY). The last two are the two sides
  * of bench/run.py's seal scenario (the projector opening sealed fields).
  * Prints one JSON object: events, bytes, seconds, and the count of each type. */
@@ -20,6 +21,8 @@
 
 #include "gen_producer.h"
 #include "vp_catalog.h"
+#include "vp_kafka.h"
+#include "vp_keyrec_partition.h"
 #include "vp_keyring.h"
 #include "vp_sealed.h"
 #include "vp_time.h"
@@ -197,6 +200,7 @@ typedef struct GenSeal {
 	VpKey *master, *key, *index; /* key, index: scratch keys wiped after each event */
 	VpKeyring *kr;
 	rd_kafka_topic_t *keys;
+	int keys_partitions;
 } GenSeal;
 
 static int seal_open(GenSeal *g, rd_kafka_t *rk, const char *keys_topic)
@@ -209,9 +213,13 @@ static int seal_open(GenSeal *g, rd_kafka_t *rk, const char *keys_topic)
 	g->kr = g->master ? vp_keyring_new(g->master, why, sizeof(why)) : NULL;
 	g->key = g->kr ? vp_key_random(why, sizeof(why)) : NULL;
 	g->index = g->key ? vp_key_random(why, sizeof(why)) : NULL;
-	g->keys = g->index ? rd_kafka_topic_new(rk, keys_topic, NULL) : NULL;
+	if (g->index && (vp_kafka_probe(rk, keys_topic, 10000, &g->keys_partitions) < 0 ||
+			 g->keys_partitions <= 0))
+		snprintf(why, sizeof(why), "keys topic %s not found", keys_topic);
+	else if (g->index)
+		g->keys = rd_kafka_topic_new(rk, keys_topic, NULL);
 	if (!g->keys)
-		fprintf(stderr, "gen_events: cannot seal: %s\n", g->index ? "keys topic" : why);
+		fprintf(stderr, "gen_events: cannot seal: %s\n", why);
 	return g->keys ? 0 : -1;
 }
 
@@ -225,7 +233,7 @@ static void seal_close(GenSeal *g)
 	vp_key_free(g->master);
 }
 
-/* A new client's data sealed in place (data gets the v2 text), its key
+/* A new client's data sealed in place (data gets the v3 text), its key
  * records (the tenant's first, when new) produced to the keys topic before
  * the event. 0 or -1. */
 static int seal_client(GenSeal *g, rd_kafka_t *rk, const char *tenant, const char *client,
@@ -245,8 +253,9 @@ static int seal_client(GenSeal *g, rd_kafka_t *rk, const char *tenant, const cha
 	vp_key_wipe(g->key);
 	vp_key_wipe(g->index);
 	for (int i = 0; sealed && i < n; i++)
-		if (gen_produce(rk, g->keys, recs[i].name, "key", recs[i].value,
-				strlen(recs[i].value)) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		if (gen_produce_to(rk, g->keys, vp_keyrec_partition(recs[i].name, g->keys_partitions),
+				   recs[i].name, "key", 1, recs[i].value,
+				   strlen(recs[i].value)) != RD_KAFKA_RESP_ERR_NO_ERROR)
 			snprintf(why, sizeof(why), "cannot produce a key record");
 	char *text = sealed && !why[0] ? cJSON_PrintUnformatted(sealed) : NULL;
 	if (text && strlen(text) < cap) {
@@ -260,24 +269,6 @@ static int seal_client(GenSeal *g, rd_kafka_t *rk, const char *tenant, const cha
 	cJSON_Delete(plain);
 	vp_key_records_release(recs, n);
 	return rc;
-}
-
-/* gen_produce with the event's version in the v header. */
-static rd_kafka_resp_err_t produce_v(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const char *key,
-				     const char *type, int v, const char *value, size_t len)
-{
-	if (v == 1)
-		return gen_produce(rk, rkt, key, type, value, len);
-	for (;;) {
-		rd_kafka_resp_err_t err = rd_kafka_producev(
-		    rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, strlen(key)),
-		    RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		    RD_KAFKA_V_HEADER("type", type, -1), RD_KAFKA_V_HEADER("v", "2", 1),
-		    RD_KAFKA_V_END);
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-			return err;
-		rd_kafka_poll(rk, 100);
-	}
 }
 
 int main(int argc, char **argv)
@@ -356,7 +347,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		if (len < 0 || (size_t)len >= sizeof(envelope) ||
-		    produce_v(rk, rkt, t->id, type_names[type], v, envelope, (size_t)len) !=
+		    gen_produce_to(rk, rkt, RD_KAFKA_PARTITION_UA, t->id, type_names[type], v,
+					   envelope, (size_t)len) !=
 			RD_KAFKA_RESP_ERR_NO_ERROR) {
 			fprintf(stderr, "gen_events: cannot produce event %ld\n", i);
 			return 1;

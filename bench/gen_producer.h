@@ -74,20 +74,33 @@ static inline rd_kafka_t *gen_producer_new(const char *brokers, const char *prog
 
 /* One envelope keyed by its tenant, with the type and v headers; waits for
  * deliveries while the queue is full. The first other error, or none. */
-static inline rd_kafka_resp_err_t gen_produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt,
-					      const char *key, const char *type, const char *value,
-					      size_t len)
+/* One record to partition (RD_KAFKA_PARTITION_UA: murmur2 of key, as the
+ * writer places events), headers type and v, waiting out a full queue. */
+static inline rd_kafka_resp_err_t gen_produce_to(rd_kafka_t *rk, rd_kafka_topic_t *rkt,
+						 int32_t partition, const char *key,
+						 const char *type, int v, const char *value,
+						 size_t len)
 {
+	char version[12];
+	snprintf(version, sizeof(version), "%d", v);
 	for (;;) {
 		rd_kafka_resp_err_t err = rd_kafka_producev(
-		    rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, strlen(key)),
-		    RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		    RD_KAFKA_V_HEADER("type", type, -1), RD_KAFKA_V_HEADER("v", "1", 1),
-		    RD_KAFKA_V_END);
+		    rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
+		    RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE((void *)value, len),
+		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADER("type", type, -1),
+		    RD_KAFKA_V_HEADER("v", version, -1), RD_KAFKA_V_END);
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			return err;
 		rd_kafka_poll(rk, 100); /* backpressure: wait for deliveries */
 	}
+}
+
+/* A v1 event, placed by its key. */
+static inline rd_kafka_resp_err_t gen_produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt,
+					      const char *key, const char *type, const char *value,
+					      size_t len)
+{
+	return gen_produce_to(rk, rkt, RD_KAFKA_PARTITION_UA, key, type, 1, value, len);
 }
 
 #endif

@@ -455,7 +455,7 @@ int vp_keyring_follow(VpKeyring *kr, const char *brokers, const char *kafka_prop
  * run of test_billing_flow). On the tenant's partition the tenant's record
  * comes first and this waits for nothing more than the client's. */
 static int client_entry(VpKeyring *kr, const char *name, const char *tenant_name, int wait_ms,
-			Entry **client)
+			Entry **client, Entry **tenant)
 {
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
@@ -471,6 +471,7 @@ static int client_entry(VpKeyring *kr, const char *name, const char *tenant_name
 			return VP_KEYRING_ERASED;
 		Entry *t = e && e->wrapped ? find(kr, tenant_name) : NULL;
 		*client = e;
+		*tenant = t;
 		if (t && t->key)
 			return VP_KEYRING_OK;
 		if (e && e->wrapped && (!kr->following || wait_ms <= 0))
@@ -487,14 +488,13 @@ int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *clie
 			  size_t why_cap)
 {
 	char name[128], tenant_name[64];
-	Entry *client = NULL;
+	Entry *client = NULL, *t = NULL;
 	vp_keyrec_name(tenant_id, client_id, name, sizeof(name));
 	vp_keyrec_name(tenant_id, NULL, tenant_name, sizeof(tenant_name));
 	pthread_mutex_lock(&kr->lock);
 	/* the key is unwrapped under the lock, from the entry itself: an entry
 	 * changes or goes only under the lock */
-	int status = client_entry(kr, name, tenant_name, wait_ms, &client);
-	Entry *t = status == VP_KEYRING_OK ? find(kr, tenant_name) : NULL;
+	int status = client_entry(kr, name, tenant_name, wait_ms, &client, &t);
 	if (status == VP_KEYRING_OK && (!t || !t->key)) {
 		snprintf(why, why_cap, "no key for tenant %s (its client %s has one)", tenant_id,
 			 client_id);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "vp_crypto.h"
 
@@ -184,6 +185,65 @@ static void sealed_fields_open_with_their_key_and_place_only(void **state)
 	vp_key_free(data);
 }
 
+/* libsodium's decoding of base64url text into bin; its length. */
+static size_t sodium_decoded(const char *text, unsigned char *bin, size_t cap)
+{
+	size_t len = 0;
+	assert_int_equal(sodium_base642bin(bin, cap, text, strlen(text), NULL, &len, NULL,
+					   sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+			 0);
+	return len;
+}
+
+/* The table encoder and hex (public bytes only) write what libsodium's
+ * constant-time ones would: for each length modulo 3, libsodium decodes the
+ * nonce and the text, its own AEAD opens them under the key's raw bytes, and
+ * encoding them again gives the same text back; a key id is sodium_bin2hex
+ * of its fingerprint. */
+static void public_text_is_what_libsodium_would_write(void **state)
+{
+	(void)state;
+	static const char label[] = "vetpms key id";
+	unsigned char raw[VP_KEY_BYTES], fingerprint[VP_KEY_ID_CHARS / 2];
+	char raw_text[64], id[VP_KEY_ID_CHARS + 1], expected[VP_KEY_ID_CHARS + 1];
+	randombytes_buf(raw, sizeof(raw));
+	sodium_bin2base64(raw_text, sizeof(raw_text), raw, sizeof(raw),
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	VpKey *data = key_or_fail(vp_key_from_text(raw_text, why, sizeof(why)));
+	for (size_t len = 0; len < 40; len++) {
+		char text[64] = "", again[256];
+		unsigned char nonce[64], sealed[128], opened[64];
+		unsigned long long opened_len = 0;
+		memset(text, 'a' + (int)(len % 26), len);
+		VpBuf nonce_text, sealed_text;
+		vp_buf_init(&nonce_text, 1024);
+		vp_buf_init(&sealed_text, 4096);
+		assert_int_equal(vp_field_seal(data, text, len, "aad", &nonce_text, &sealed_text,
+					       why, sizeof(why)),
+				 0);
+		size_t nonce_len = sodium_decoded(vp_buf_str(&nonce_text), nonce, sizeof(nonce));
+		size_t sealed_len = sodium_decoded(vp_buf_str(&sealed_text), sealed, sizeof(sealed));
+		assert_int_equal(nonce_len, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+		assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(
+					 opened, &opened_len, NULL, sealed, sealed_len,
+					 (const unsigned char *)"aad", 3, nonce, raw),
+				 0);
+		assert_int_equal(opened_len, len);
+		assert_memory_equal(opened, text, len);
+		sodium_bin2base64(again, sizeof(again), sealed, sealed_len,
+				  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+		assert_string_equal(vp_buf_str(&sealed_text), again);
+		vp_buf_free(&nonce_text);
+		vp_buf_free(&sealed_text);
+	}
+	crypto_generichash(fingerprint, sizeof(fingerprint), (const unsigned char *)label,
+			   sizeof(label) - 1, raw, sizeof(raw));
+	sodium_bin2hex(expected, sizeof(expected), fingerprint, sizeof(fingerprint));
+	vp_key_id(data, id);
+	assert_string_equal(id, expected);
+	vp_key_free(data);
+}
+
 static void blind_indexes_match_equal_values_of_one_tenant_only(void **state)
 {
 	(void)state;
@@ -261,6 +321,7 @@ int main(void)
 		cmocka_unit_test(keys_round_trip_as_text_and_have_stable_ids),
 		cmocka_unit_test(a_wrapped_key_opens_only_under_its_kek_and_context),
 		cmocka_unit_test(sealed_fields_open_with_their_key_and_place_only),
+		cmocka_unit_test(public_text_is_what_libsodium_would_write),
 		cmocka_unit_test(blind_indexes_match_equal_values_of_one_tenant_only),
 		cmocka_unit_test(the_master_key_comes_from_a_private_file_or_the_environment),
 	};

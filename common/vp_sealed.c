@@ -15,8 +15,9 @@
 const char *const vp_personal_fields[] = {"first_name", "last_name", "email", "phone", "address",
 					  NULL};
 
-/* The fields with a blind index, and the data member holding it. */
+/* The fields with a blind index, and the data member holding each. */
 static const char *const indexed_fields[] = {"email", "phone", NULL};
+static const char *const index_members[] = {"email_bidx", "phone_bidx", NULL};
 
 #define FIELD_MAX 1024 /* a normalised value's bound: the catalog's limits are lower */
 #define SEALED_TEXT_MAX (1u << 20) /* a sealed or wrapped value's text, bounded */
@@ -84,10 +85,10 @@ static void aad_for(const VpSealedOf *of, const char *what, char *out, size_t ca
 	join(parts, sizeof(parts) / sizeof(parts[0]), out, cap);
 }
 
-static int add_index(cJSON *data, const VpKey *index_key, const char *field, const char *value)
+static int add_index(cJSON *data, const VpKey *index_key, const char *field, const char *member,
+		     const char *value)
 {
-	char member[32], norm[FIELD_MAX], hex[65];
-	snprintf(member, sizeof(member), "%s_bidx", field);
+	char norm[FIELD_MAX], hex[65];
 	if (!value)
 		return cJSON_AddNullToObject(data, member) ? 0 : -1;
 	size_t n = vp_sealed_normalise(field, value, norm, sizeof(norm));
@@ -171,7 +172,7 @@ cJSON *vp_sealed_seal(const cJSON *plain, const VpSealedOf *of, const VpKey *dat
 	}
 	for (size_t i = 0; indexed_fields[i]; i++) {
 		const cJSON *item = cJSON_GetObjectItemCaseSensitive(plain, indexed_fields[i]);
-		if (item && add_index(data, index_key, indexed_fields[i],
+		if (item && add_index(data, index_key, indexed_fields[i], index_members[i],
 				      cJSON_IsString(item) ? item->valuestring : NULL) < 0)
 			goto oom;
 	}
@@ -322,8 +323,7 @@ cJSON *vp_sealed_open(const cJSON *data, int v, const VpSealedOf *of, const VpKe
 	cJSON *out = v == VP_SEALED_V_FIRST ? open_v2(fields, of, data_key, why, why_cap)
 					    : open_v3(fields, of, data_key, why, why_cap);
 	for (size_t i = 0; out && indexed_fields[i]; i++) {
-		char member[32];
-		snprintf(member, sizeof(member), "%s_bidx", indexed_fields[i]);
+		const char *member = index_members[i];
 		const cJSON *bidx = cJSON_GetObjectItemCaseSensitive(data, member);
 		if (bidx && !cJSON_AddItemToObject(out, member, cJSON_Duplicate(bidx, false))) {
 			snprintf(why, why_cap, "out of memory");
@@ -347,15 +347,16 @@ char *vp_keyrec_text(const char *name, const char *kek_id, const char *key_id,
 	char at[40];
 	bool tenant = !strncmp(name, VP_KEYREC_TENANT ":", sizeof(VP_KEYREC_TENANT));
 	vp_time_format_rfc3339_us(now_us, at, sizeof(at));
-	/* printed, not built with cJSON: every part is hex, base64url or a
-	 * timestamp, nothing to escape, and this runs once per new client */
+	/* joined, not built with cJSON nor printed: every part is hex,
+	 * base64url or a timestamp, nothing to escape, and this runs once per
+	 * new client */
+	const char *parts[] = {"{\"kind\":\"", tenant ? VP_KEYREC_TENANT : VP_KEYREC_CLIENT,
+			       "\",\"kek_id\":\"", kek_id, "\",\"key_id\":\"", key_id,
+			       "\",\"wrapped\":\"", wrapped, "\",\"created_at\":\"", at, "\"}"};
 	size_t cap = strlen(wrapped) + 2 * VP_KEY_ID_CHARS + sizeof(at) + 96;
 	char *text = malloc(cap);
 	if (text)
-		snprintf(text, cap,
-			 "{\"kind\":\"%s\",\"kek_id\":\"%s\",\"key_id\":\"%s\",\"wrapped\":\"%s\","
-			 "\"created_at\":\"%s\"}",
-			 tenant ? VP_KEYREC_TENANT : VP_KEYREC_CLIENT, kek_id, key_id, wrapped, at);
+		join(parts, sizeof(parts) / sizeof(parts[0]), text, cap);
 	return text;
 }
 

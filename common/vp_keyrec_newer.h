@@ -32,14 +32,14 @@
 
 typedef enum VpKeyrecState {
 	VP_KEYREC_NOTHING = 0, /* no record held, or a tombstone */
-	VP_KEYREC_KEY,         /* a tenant's or a client's key */
+	VP_KEYREC_KEY,	       /* a tenant's or a client's key */
 	VP_KEYREC_MARKER,      /* a client's erasure marker */
 } VpKeyrecState;
 
 /* What of a record the rule looks at. */
 typedef struct VpKeyrecRank {
 	VpKeyrecState state;
-	bool dated;         /* a tenant record: ordered by created_us */
+	bool dated;	    /* a tenant record: ordered by created_us */
 	int64_t created_us; /* its created_at, INT64_MIN when it has none that parses */
 } VpKeyrecRank;
 

@@ -11,21 +11,21 @@
 
 #include "vp_keyrec_newer.h"
 
-#define OLD_TENANT                                                                        \
-	"{\"kind\":\"tenant\",\"kek_id\":\"aaaa\",\"key_id\":\"k1\",\"wrapped\":\"w-old\"," \
+#define OLD_TENANT                                                                                 \
+	"{\"kind\":\"tenant\",\"kek_id\":\"aaaa\",\"key_id\":\"k1\",\"wrapped\":\"w-old\","        \
 	"\"created_at\":\"2026-01-01T00:00:00.000001Z\"}"
-#define NEW_TENANT                                                                        \
-	"{\"kind\":\"tenant\",\"kek_id\":\"bbbb\",\"key_id\":\"k1\",\"wrapped\":\"w-new\"," \
+#define NEW_TENANT                                                                                 \
+	"{\"kind\":\"tenant\",\"kek_id\":\"bbbb\",\"key_id\":\"k1\",\"wrapped\":\"w-new\","        \
 	"\"created_at\":\"2026-11-30T12:00:00+01:00\"}"
 #define UNDATED_TENANT "{\"kind\":\"tenant\",\"kek_id\":\"cccc\",\"wrapped\":\"w\"}"
-#define BAD_DATE_TENANT                                                    \
-	"{\"kind\":\"tenant\",\"kek_id\":\"dddd\",\"wrapped\":\"w\"," \
+#define BAD_DATE_TENANT                                                                            \
+	"{\"kind\":\"tenant\",\"kek_id\":\"dddd\",\"wrapped\":\"w\","                              \
 	"\"created_at\":\"yesterday\"}"
-#define CLIENT_A                                                                   \
-	"{\"kind\":\"client\",\"kek_id\":\"k1\",\"key_id\":\"ca\",\"wrapped\":\"wa\"," \
+#define CLIENT_A                                                                                   \
+	"{\"kind\":\"client\",\"kek_id\":\"k1\",\"key_id\":\"ca\",\"wrapped\":\"wa\","             \
 	"\"created_at\":\"2026-11-30T00:00:00Z\"}"
-#define CLIENT_B                                                                   \
-	"{\"kind\":\"client\",\"kek_id\":\"k1\",\"key_id\":\"cb\",\"wrapped\":\"wb\"," \
+#define CLIENT_B                                                                                   \
+	"{\"kind\":\"client\",\"kek_id\":\"k1\",\"key_id\":\"cb\",\"wrapped\":\"wb\","             \
 	"\"created_at\":\"2020-01-01T00:00:00Z\"}"
 #define ERASED "{\"kind\":\"erased\",\"erased_at\":\"2026-11-30T10:00:00Z\"}"
 
@@ -126,13 +126,13 @@ static void a_value_that_is_not_json_is_an_undated_key(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(the_newest_tenant_record_counts_in_either_order),
-		cmocka_unit_test(a_tenant_record_without_a_date_is_older_than_any),
-		cmocka_unit_test(of_two_tenant_records_of_one_instant_the_later_read_counts),
-		cmocka_unit_test(an_erasure_marker_counts_in_either_order),
-		cmocka_unit_test(of_a_clients_key_records_the_later_read_counts),
-		cmocka_unit_test(a_tombstone_supersedes_any_record_and_any_record_follows_one),
-		cmocka_unit_test(a_value_that_is_not_json_is_an_undated_key),
+	    cmocka_unit_test(the_newest_tenant_record_counts_in_either_order),
+	    cmocka_unit_test(a_tenant_record_without_a_date_is_older_than_any),
+	    cmocka_unit_test(of_two_tenant_records_of_one_instant_the_later_read_counts),
+	    cmocka_unit_test(an_erasure_marker_counts_in_either_order),
+	    cmocka_unit_test(of_a_clients_key_records_the_later_read_counts),
+	    cmocka_unit_test(a_tombstone_supersedes_any_record_and_any_record_follows_one),
+	    cmocka_unit_test(a_value_that_is_not_json_is_an_undated_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,11 +12,11 @@
 
 #include "tenant_keys.h"
 
-#define T "tenant:0190a1b2-0000-7000-8000-000000000001"
-#define C "client:0190a1b2-0000-7000-8000-000000000001:0190a1b2-0000-7000-8000-000000000002"
-#define OLD "{\"kind\":\"tenant\",\"kek_id\":\"a\",\"created_at\":\"2026-01-01T00:00:00Z\"}"
-#define NEW "{\"kind\":\"tenant\",\"kek_id\":\"b\",\"created_at\":\"2026-11-30T00:00:00Z\"}"
-#define KEY "{\"kind\":\"client\",\"kek_id\":\"k\",\"wrapped\":\"w\"}"
+#define T      "tenant:0190a1b2-0000-7000-8000-000000000001"
+#define C      "client:0190a1b2-0000-7000-8000-000000000001:0190a1b2-0000-7000-8000-000000000002"
+#define OLD    "{\"kind\":\"tenant\",\"kek_id\":\"a\",\"created_at\":\"2026-01-01T00:00:00Z\"}"
+#define NEW    "{\"kind\":\"tenant\",\"kek_id\":\"b\",\"created_at\":\"2026-11-30T00:00:00Z\"}"
+#define KEY    "{\"kind\":\"client\",\"kek_id\":\"k\",\"wrapped\":\"w\"}"
 #define ERASED "{\"kind\":\"erased\",\"erased_at\":\"2026-11-30T10:00:00Z\"}"
 
 static void remember(VcKeyLines *k, const char *name, const char *value)
@@ -80,10 +80,10 @@ static void names_are_kept_apart_in_first_read_order(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(the_newest_tenant_record_is_kept_in_either_order),
-		cmocka_unit_test(an_erasure_marker_is_kept_in_either_order),
-		cmocka_unit_test(a_tombstone_is_kept_and_a_record_after_it_counts),
-		cmocka_unit_test(names_are_kept_apart_in_first_read_order),
+	    cmocka_unit_test(the_newest_tenant_record_is_kept_in_either_order),
+	    cmocka_unit_test(an_erasure_marker_is_kept_in_either_order),
+	    cmocka_unit_test(a_tombstone_is_kept_and_a_record_after_it_counts),
+	    cmocka_unit_test(names_are_kept_apart_in_first_read_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

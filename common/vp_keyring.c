@@ -14,6 +14,7 @@
 #include "vp_json.h"
 #include "vp_kafka.h"
 #include "vp_kafka_end.h"
+#include "vp_keyrec_newer.h"
 #include "vp_keyring.h"
 #include "vp_sealed.h"
 #include "vp_time.h"
@@ -193,26 +194,19 @@ static void remove_entry(VpKeyring *kr, const char *name)
 static int take_tenant_under(VpKeyring *kr, const char *name, const cJSON *v, char *why,
 			     size_t why_cap);
 
-/* A record's created_at, or INT64_MIN (none: older than any). */
-static int64_t created_of(const cJSON *v)
-{
-	const char *at = vp_json_str(v, "created_at");
-	int64_t us = INT64_MIN;
-	if (at)
-		vp_time_parse_rfc3339(at, strlen(at), &us);
-	return us;
-}
-
 static int take_tenant(VpKeyring *kr, const char *name, const cJSON *v, char *why,
 		       size_t why_cap)
 {
-	int64_t created = created_of(v);
+	VpKeyrecRank next = vp_keyrec_rank_json(v), had = {VP_KEYREC_NOTHING, false, INT64_MIN};
 	Entry *held = find(kr, name);
+	if (held && (held->key || held->wrong))
+		had = (VpKeyrecRank){VP_KEYREC_KEY, true, held->created_us};
 	/* The newest record of a tenant counts, whatever the read order: before
 	 * vp_keyrec_partition a tenant's records were placed by name, and a keys
 	 * topic written then may hold the record `keys rotate-master` made on
-	 * the tenant's partition and the older one on another, read after it. */
-	if (held && (held->key || held->wrong) && created < held->created_us)
+	 * the tenant's partition and the older one on another, read after it
+	 * (vp_keyrec_newer.h, the rule vetctl's readers share). */
+	if (!vp_keyrec_supersedes(&had, &next))
 		return VP_KEYRING_OK;
 	int rc = take_tenant_under(kr, name, v, why, why_cap);
 	Entry *e = rc == VP_KEYRING_FAILED ? NULL : find_or_add(kr, name, true);
@@ -220,7 +214,7 @@ static int take_tenant(VpKeyring *kr, const char *name, const cJSON *v, char *wh
 		return rc == VP_KEYRING_FAILED ? rc : VP_KEYRING_FAILED;
 	free(e->wrong);
 	e->wrong = rc == VP_KEYRING_WRONG_MASTER ? strdup(why) : NULL;
-	e->created_us = created;
+	e->created_us = next.created_us;
 	return VP_KEYRING_OK;
 }
 
@@ -299,13 +293,22 @@ static int take_client(VpKeyring *kr, const char *name, const cJSON *v, bool era
 		snprintf(why, why_cap, "%s: no wrapped key", name);
 		return VP_KEYRING_FAILED;
 	}
+	/* an erasure marker is final, in either read order: on a keys topic
+	 * written before vp_keyrec_partition the client's key may sit on its
+	 * name's partition and the marker on the tenant's (vp_keyrec_newer.h) */
+	const Entry *held = find(kr, name);
+	VpKeyrecRank had = {VP_KEYREC_NOTHING, false, INT64_MIN}, next = vp_keyrec_rank_json(v);
+	if (held && (held->erased || held->wrapped))
+		had.state = held->erased ? VP_KEYREC_MARKER : VP_KEYREC_KEY;
+	if (!vp_keyrec_supersedes(&had, &next))
+		return VP_KEYRING_OK;
 	return set_client(kr, name, wrapped, vp_json_str(v, "key_id"), erased, why, why_cap);
 }
 
 static int take_locked(VpKeyring *kr, const char *name, const char *value, size_t value_len,
 		       char *why, size_t why_cap)
 {
-	if (!value) {
+	if (!value) { /* a tombstone supersedes any record (vp_keyrec_newer.h) */
 		remove_entry(kr, name);
 		return VP_KEYRING_OK;
 	}

@@ -32,9 +32,10 @@ typedef struct VpKeyring VpKeyring;
 VpKeyring *vp_keyring_new(const VpKey *master, char *why, size_t why_cap);
 VpKeyring *vp_keyring_free(VpKeyring *kr);
 
-/* One record of the keys topic (value NULL: a tombstone). A tenant record
- * older (created_at) than the one held is passed over; one under another
- * master key is held against the tenant, not refused at once. */
+/* One record of the keys topic (value NULL: a tombstone). A record the one
+ * held supersedes (vp_keyrec_newer.h: a tenant record older by created_at, a
+ * client's key after its erasure marker) is passed over; a tenant record
+ * under another master key is held against the tenant, not refused at once. */
 int vp_keyring_take(VpKeyring *kr, const char *name, size_t name_len, const char *value,
 		    size_t value_len, char *why, size_t why_cap);
 /* After records were taken: VP_KEYRING_WRONG_MASTER (why naming both key

@@ -1,7 +1,9 @@
 /* The tenant's key records in a tenant export file (docs/privacy.md, "Export
  * and import"). Key lines come before the event lines, one per record:
  *   {"keyrec":{"name":"tenant:<t>"|"client:<t>:<c>","value":"<record text>"}}
- * the latest record of each of the tenant's names in the keys topic: the
+ * the record that counts of each of the tenant's names in the keys topic
+ * (vp_keyrec_newer.h: the latest, but the newest tenant record and an
+ * erasure marker whatever the read order): the
  * tenant key rewrapped from the source master key to the operator's transport
  * key (--key-file), client keys as they are (wrapped under the tenant key,
  * which does not change), erasure markers as they are (an erased client's key
@@ -21,6 +23,7 @@
 #include "vp_json.h"
 #include "vp_kafka.h"
 #include "vp_kafka_end.h"
+#include "vp_keyrec_newer.h"
 #include "vp_keyring.h"
 #include "vp_sealed.h"
 #include "vp_time.h"
@@ -37,6 +40,18 @@ static bool tenant_name(const char *tenant, const char *name, size_t len)
 		return true;
 	n = (size_t)snprintf(own, sizeof(own), VP_KEYREC_CLIENT ":%s:", tenant);
 	return len > n && !memcmp(name, own, n);
+}
+
+/* Whether value (NULL: a tombstone) supersedes held, the value kept for its
+ * name: the keyring's rule (vp_keyrec_newer.h), so that on a keys topic
+ * written before vp_keyrec_partition, read in no set order across
+ * partitions, rotate-master rewraps and export carries the tenant's newest
+ * record and an erased client's marker, not what happened to be read last. */
+static bool supersedes(const char *held, const char *value, size_t value_len)
+{
+	VpKeyrecRank had = vp_keyrec_rank(held, held ? strlen(held) : 0);
+	VpKeyrecRank next = vp_keyrec_rank(value, value_len);
+	return vp_keyrec_supersedes(&had, &next);
 }
 
 int vc_keys_remember(VcKeyLines *k, const char *name, size_t name_len, const char *value,
@@ -61,7 +76,8 @@ int vc_keys_remember(VcKeyLines *k, const char *name, size_t name_len, const cha
 			return -1;
 		k->value[i] = NULL;
 		k->n++;
-	}
+	} else if (!supersedes(k->value[i], value, value_len))
+		return 0;
 	free(k->value[i]);
 	k->value[i] = value ? strndup(value, value_len) : NULL;
 	return value && !k->value[i] ? -1 : 0;

@@ -7,21 +7,23 @@
 
 #include "vp_crypto.h"
 
-/* Key records by name (their latest value), in topic / file order. */
+/* Key records by name (the value that counts, vp_keyrec_newer.h), in
+ * topic / file order. */
 typedef struct VcKeyLines {
 	char **name;
 	char **value;
 	size_t n, cap;
 } VcKeyLines;
 
-/* The latest value of name (value NULL: a tombstone, kept as NULL). 0, or -1
- * (out of memory). */
+/* value (NULL: a tombstone, kept as NULL) as name's, unless the value held
+ * supersedes it (vp_keyrec_supersedes: a newer tenant record, an erasure
+ * marker). 0, or -1 (out of memory). */
 int vc_keys_remember(VcKeyLines *k, const char *name, size_t name_len, const char *value,
 		     size_t value_len);
 
 /* The keys topic read to its end (vp_kafka_read_to_end) by a consumer named
- * client_id: the latest record of each name wanted() says yes to, into k
- * (tombstones as NULL values). 0, or -1 with why. */
+ * client_id: the record that counts of each name wanted() says yes to, into
+ * k (tombstones as NULL values). 0, or -1 with why. */
 typedef bool (*VcKeyWanted)(const char *name, size_t len, const void *arg);
 int vc_keys_read(const char *brokers, const char *props, const char *topic,
 		 const char *client_id, VcKeyWanted wanted, const void *arg, VcKeyLines *k,

@@ -93,7 +93,11 @@ class Site:
 
     def start(self, name, env=None, args=()):
         d = self.stack.start_daemon(name, port=free_port(), env=env, args=args)
-        d.wait_ready(120)
+        try:
+            d.wait_ready(120)
+        except requests.ConnectionError:  # it answered /healthz, then exited
+            d.proc.wait(timeout=30)
+            raise AssertionError(f"{name} exited {d.proc.returncode}:\n{d.log_tail()}")
         return d
 
     def restart(self, name, env=None, args=()):

@@ -18,6 +18,10 @@
 #define KEYS_READ_TIMEOUT_MS 60000
 
 static VpKey *master; /* loaded once at start; read by the rebuilds */
+/* during a rotation, the master key being replaced (NULL: none): the
+ * rebuilds' keyrings read tenant records under it; nothing new is wrapped
+ * under it (new tenants and imports take master) */
+static VpKey *previous;
 /* The loop thread's locked scratch keys (one allocation each, wiped after
  * every command): a sodium_malloc per command cost more than the sealing. */
 static VpKey *data_scratch, *index_scratch;
@@ -28,6 +32,10 @@ int wr_keys_init(const WrConfig *cfg, char *why, size_t why_cap)
 		return -1;
 	master = vp_key_master_load(cfg->master_key_file, getenv("VETPMS_MASTER_KEY"), why,
 				    why_cap);
+	if (master && vp_key_master_previous_load(cfg->master_key_previous_file,
+						  getenv("VETPMS_MASTER_KEY_PREVIOUS"), master,
+						  &previous, why, why_cap) < 0)
+		return -1;
 	data_scratch = master ? vp_key_random(why, why_cap) : NULL;
 	index_scratch = data_scratch ? vp_key_random(why, why_cap) : NULL;
 	return index_scratch ? 0 : -1;
@@ -41,6 +49,7 @@ const VpKey *wr_keys_master(void)
 void wr_keys_release(void)
 {
 	master = vp_key_free(master);
+	previous = vp_key_free(previous);
 	data_scratch = vp_key_free(data_scratch);
 	index_scratch = vp_key_free(index_scratch);
 }
@@ -54,6 +63,7 @@ int wr_keys_read(const WrConfig *cfg, WrState *state, char *why, size_t why_cap)
 	state->keys = vp_keyring_new(master, why, why_cap);
 	if (!state->keys)
 		return WR_REBUILD_FAILED;
+	vp_keyring_accept_previous(state->keys, previous);
 	int rc = vp_keyring_read(state->keys, cfg->brokers, cfg->kafka_props, cfg->keys_topic,
 				 KEYS_READ_TIMEOUT_MS, why, why_cap);
 	if (rc == VP_KEYRING_OK)

@@ -30,6 +30,11 @@ static const VpConfigItem config_items[] = {
 		  "keys topic (compacted; docs/privacy.md)"),
 	VP_CF_STR("master-key-file", "VETPMS_MASTER_KEY_FILE", &cfg.master_key_file, "",
 		  "file of the master key (mode 0600); else the environment's VETPMS_MASTER_KEY"),
+	VP_CF_STR("master-key-previous-file", "VETPMS_MASTER_KEY_PREVIOUS_FILE",
+		  &cfg.master_key_previous_file, "",
+		  "during a rotation: file of the master key being replaced (mode 0600); else "
+		  "the environment's VETPMS_MASTER_KEY_PREVIOUS; records under it are read, "
+		  "nothing new is wrapped under it"),
 	VP_CF_STR("kafka-props", "VETPMS_KAFKA_PROPS", &cfg.kafka_props, "",
 		  "extra librdkafka properties a=b,c=d"),
 	VP_CF_INT("instance", "VETPMS_WRITER_INSTANCE", &cfg.instance, "0", 0, 1023,

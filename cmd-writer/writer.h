@@ -38,6 +38,7 @@ typedef struct WrConfig {
 	char *topic;
 	char *keys_topic;      /* vetpms.keys (docs/privacy.md) */
 	char *master_key_file; /* else VETPMS_MASTER_KEY, never an option */
+	char *master_key_previous_file; /* during a rotation; else VETPMS_MASTER_KEY_PREVIOUS */
 	char *kafka_props;
 	long instance;
 	long instances;

@@ -138,27 +138,29 @@ void vp_key_id(const VpKey *key, char out[VP_KEY_ID_CHARS + 1])
 	public_hex(out, id, sizeof(id));
 }
 
-/* The master key file's first line, trimmed; 0 or -1 with why. */
-static int read_master_file(const char *path, char *text, size_t cap, char *why, size_t why_cap)
+/* The master key file's first line, trimmed; 0 or -1 with why (what: the
+ * key's name in the message, "master key" or "previous master key"). */
+static int read_master_file(const char *what, const char *path, char *text, size_t cap,
+			    char *why, size_t why_cap)
 {
 	struct stat st;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		snprintf(why, why_cap, "master key file %s: %s", path, strerror(errno));
+		snprintf(why, why_cap, "%s file %s: %s", what, path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
 		snprintf(why, why_cap,
-			 "master key file %s: must be a regular file readable by its owner only "
+			 "%s file %s: must be a regular file readable by its owner only "
 			 "(chmod 600)",
-			 path);
+			 what, path);
 		close(fd);
 		return -1;
 	}
 	ssize_t n = read(fd, text, cap - 1);
 	close(fd);
 	if (n < 0) {
-		snprintf(why, why_cap, "master key file %s: %s", path, strerror(errno));
+		snprintf(why, why_cap, "%s file %s: %s", what, path, strerror(errno));
 		return -1;
 	}
 	text[n] = '\0';
@@ -166,31 +168,70 @@ static int read_master_file(const char *path, char *text, size_t cap, char *why,
 	return 0;
 }
 
-VpKey *vp_key_master_load(const char *path, const char *env_text, char *why, size_t why_cap)
+/* The key of path (not empty), else of env_text (not empty, named env_name
+ * in messages), else NULL with *given false. */
+static VpKey *master_load_named(const char *what, const char *path, const char *env_text,
+				const char *env_name, bool *given, char *why, size_t why_cap)
 {
 	char text[MASTER_FILE_MAX];
 	char inner[256];
 	VpKey *key = NULL;
+	*given = true;
 	if (path && *path) {
-		if (read_master_file(path, text, sizeof(text), why, why_cap) < 0)
+		if (read_master_file(what, path, text, sizeof(text), why, why_cap) < 0)
 			return NULL;
 		key = vp_key_from_text(text, inner, sizeof(inner));
 		sodium_memzero(text, sizeof(text));
 		if (!key)
-			snprintf(why, why_cap, "master key file %s: %s", path, inner);
+			snprintf(why, why_cap, "%s file %s: %s", what, path, inner);
 		return key;
 	}
 	if (env_text && *env_text) {
 		key = vp_key_from_text(env_text, inner, sizeof(inner));
 		if (!key)
-			snprintf(why, why_cap, "VETPMS_MASTER_KEY: %s", inner);
+			snprintf(why, why_cap, "%s: %s", env_name, inner);
 		return key;
 	}
-	snprintf(why, why_cap,
-		 "no master key: set VETPMS_MASTER_KEY_FILE (a file holding %d bytes of base64url, "
-		 "e.g. from `vetctl keys new-master`) or VETPMS_MASTER_KEY",
-		 VP_KEY_BYTES);
+	*given = false;
 	return NULL;
+}
+
+VpKey *vp_key_master_load(const char *path, const char *env_text, char *why, size_t why_cap)
+{
+	bool given = false;
+	VpKey *key = master_load_named("master key", path, env_text, "VETPMS_MASTER_KEY", &given,
+				       why, why_cap);
+	if (!given)
+		snprintf(why, why_cap,
+			 "no master key: set VETPMS_MASTER_KEY_FILE (a file holding %d bytes of "
+			 "base64url, e.g. from `vetctl keys new-master`) or VETPMS_MASTER_KEY",
+			 VP_KEY_BYTES);
+	return key;
+}
+
+int vp_key_master_previous_load(const char *path, const char *env_text, const VpKey *current,
+				VpKey **out, char *why, size_t why_cap)
+{
+	bool given = false;
+	*out = master_load_named("previous master key", path, env_text,
+				 "VETPMS_MASTER_KEY_PREVIOUS", &given, why, why_cap);
+	if (!given)
+		return 0;
+	if (!*out)
+		return -1;
+	if (current && sodium_memcmp((*out)->bytes, current->bytes, VP_KEY_BYTES) == 0) {
+		char id[VP_KEY_ID_CHARS + 1];
+		vp_key_id(*out, id);
+		/* harmless to the keys, but a sign the files were mixed up: the
+		 * key meant to be previous may be the one about to be destroyed */
+		snprintf(why, why_cap,
+			 "the previous master key is the current one (key %s): give the key the "
+			 "current one replaces (VETPMS_MASTER_KEY_PREVIOUS_FILE), or none",
+			 id);
+		*out = vp_key_free(*out);
+		return -1;
+	}
+	return 0;
 }
 
 /* Values up to this size are worked on in stack buffers: a personal field is

@@ -54,6 +54,13 @@ void vp_key_id(const VpKey *key, char out[VP_KEY_ID_CHARS + 1]);
  * base64url; the file must not be readable by group or others), else
  * env_text; neither given is an error that says how to give one. */
 VpKey *vp_key_master_load(const char *path, const char *env_text, char *why, size_t why_cap);
+/* The previous master key during a rotation (optional; docs/privacy.md, "Key
+ * operations"): the file's content when path is not empty (checked as the
+ * master key's), else env_text (VETPMS_MASTER_KEY_PREVIOUS), else none: 0
+ * with *out NULL. A key equal to current is refused (-1, why): it is a
+ * mix-up of files, not a rotation. 0, or -1 with why. */
+int vp_key_master_previous_load(const char *path, const char *env_text, const VpKey *current,
+				VpKey **out, char *why, size_t why_cap);
 
 /* Seals key under kek for context (its associated data): out gets
  * "<nonce><ciphertext>" in base64url. Unwrap is the inverse; a wrong kek,

@@ -37,6 +37,10 @@ typedef struct Entry {
 struct VpKeyring {
 	const VpKey *master;
 	char master_id[VP_KEY_ID_CHARS + 1];
+	/* during a rotation: the key the master replaces; records under it are
+	 * read, nothing new is wrapped under it (NULL: none) */
+	const VpKey *previous;
+	char previous_id[VP_KEY_ID_CHARS + 1];
 	Entry **buckets;
 	size_t n_buckets, n_tenants, n_clients;
 	unsigned char hash_key[crypto_shorthash_KEYBYTES];
@@ -76,6 +80,15 @@ static void entry_free(Entry *e)
 	free(e->wrapped);
 	free(e->wrong);
 	free(e);
+}
+
+void vp_keyring_accept_previous(VpKeyring *kr, const VpKey *previous)
+{
+	kr->previous = previous;
+	if (previous)
+		vp_key_id(previous, kr->previous_id);
+	else
+		kr->previous_id[0] = '\0';
 }
 
 VpKeyring *vp_keyring_free(VpKeyring *kr)
@@ -232,19 +245,38 @@ int vp_keyring_wrong_master(VpKeyring *kr, char *why, size_t why_cap)
 	return rc;
 }
 
-static int take_tenant_under(VpKeyring *kr, const char *name, const cJSON *v, char *why,
-			     size_t why_cap)
+/* The master key (current or previous) the record's kek_id names, or NULL
+ * with why naming every key held. */
+static const VpKey *kek_of(const VpKeyring *kr, const char *name, const char *kek_id, char *why,
+			   size_t why_cap)
 {
-	const char *kek_id = vp_json_str(v, "kek_id"), *wrapped = vp_json_str(v, "wrapped");
-	if (!kek_id || strcmp(kek_id, kr->master_id) != 0) {
+	if (kek_id && !strcmp(kek_id, kr->master_id))
+		return kr->master;
+	if (kek_id && kr->previous && !strcmp(kek_id, kr->previous_id))
+		return kr->previous;
+	if (kr->previous)
+		snprintf(why, why_cap,
+			 "the key of %s is wrapped under master key %s, but this daemon holds "
+			 "master key %s and previous master key %s: wrong VETPMS_MASTER_KEY_FILE / "
+			 "VETPMS_MASTER_KEY_PREVIOUS_FILE?",
+			 name, kek_id ? kek_id : "(none)", kr->master_id, kr->previous_id);
+	else
 		snprintf(why, why_cap,
 			 "the key of %s is wrapped under master key %s, but this daemon holds "
 			 "master key %s: wrong VETPMS_MASTER_KEY_FILE / VETPMS_MASTER_KEY?",
 			 name, kek_id ? kek_id : "(none)", kr->master_id);
+	return NULL;
+}
+
+static int take_tenant_under(VpKeyring *kr, const char *name, const cJSON *v, char *why,
+			     size_t why_cap)
+{
+	const char *wrapped = vp_json_str(v, "wrapped");
+	const VpKey *kek = kek_of(kr, name, vp_json_str(v, "kek_id"), why, why_cap);
+	if (!kek)
 		return VP_KEYRING_WRONG_MASTER;
-	}
 	char inner[256];
-	VpKey *key = vp_key_unwrap(kr->master, wrapped, name, inner, sizeof(inner));
+	VpKey *key = vp_key_unwrap(kek, wrapped, name, inner, sizeof(inner));
 	VpKey *index = key ? vp_key_derive_index(key, inner, sizeof(inner)) : NULL;
 	Entry *e = index ? find_or_add(kr, name, true) : NULL;
 	if (!e) {
@@ -655,27 +687,34 @@ size_t vp_keyring_clients(VpKeyring *kr)
 }
 
 VpKeyring *vp_keyring_open(const char *brokers, const char *kafka_props, const char *topic,
-			   const char *master_file, bool follow, int timeout_ms,
-			   const volatile int *stop, VpKey **master_out, int *status, char *why,
+			   const VpMasterFiles *files, bool follow, int timeout_ms,
+			   const volatile int *stop, VpMasterKeys *keys_out, int *status, char *why,
 			   size_t why_cap)
 {
-	*master_out = NULL;
+	*keys_out = (VpMasterKeys){NULL, NULL};
 	*status = VP_KEYRING_FAILED;
 	if (vp_crypto_init(why, why_cap) < 0)
 		return NULL;
-	VpKey *master = vp_key_master_load(master_file, getenv("VETPMS_MASTER_KEY"), why, why_cap);
-	if (!master)
+	VpKey *master = vp_key_master_load(files->current, getenv("VETPMS_MASTER_KEY"), why,
+					   why_cap);
+	VpKey *previous = NULL;
+	if (!master || vp_key_master_previous_load(files->previous,
+						   getenv("VETPMS_MASTER_KEY_PREVIOUS"), master,
+						   &previous, why, why_cap) < 0) {
+		vp_key_free(master);
 		return NULL;
+	}
 	int64_t deadline = vp_time_mono_us() + (int64_t)timeout_ms * 1000;
 	for (;;) {
 		VpKeyring *kr = vp_keyring_new(master, why, why_cap);
 		if (!kr)
 			break;
+		vp_keyring_accept_previous(kr, previous);
 		*status = follow ? vp_keyring_follow(kr, brokers, kafka_props, topic, why, why_cap)
 				 : vp_keyring_read(kr, brokers, kafka_props, topic, 30000, why,
 						   why_cap);
 		if (*status == VP_KEYRING_OK) {
-			*master_out = master;
+			*keys_out = (VpMasterKeys){master, previous};
 			return kr;
 		}
 		vp_keyring_free(kr);
@@ -684,6 +723,7 @@ VpKeyring *vp_keyring_open(const char *brokers, const char *kafka_props, const c
 		sleep(1);
 	}
 	vp_key_free(master);
+	vp_key_free(previous);
 	return NULL;
 }
 

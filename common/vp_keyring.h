@@ -5,8 +5,10 @@
  * clear). Thread-safe: the projector's appliers share one keyring.
  *
  * A tenant key wrapped under another master key is refused
- * (VP_KEYRING_WRONG_MASTER, why naming both key ids): a daemon given the
- * wrong master key stops at start instead of projecting garbage. */
+ * (VP_KEYRING_WRONG_MASTER, why naming the key ids): a daemon given the
+ * wrong master key stops at start instead of projecting garbage. During a
+ * rotation a keyring may also accept the previous master key: records under
+ * either open, new ones are wrapped under the current (master) key only. */
 #ifndef VP_KEYRING_H
 #define VP_KEYRING_H
 
@@ -30,6 +32,11 @@ typedef struct VpKeyring VpKeyring;
 
 /* master is borrowed and must outlive the keyring. */
 VpKeyring *vp_keyring_new(const VpKey *master, char *why, size_t why_cap);
+/* Tenant records wrapped under previous (borrowed, outliving the keyring;
+ * NULL: none) are taken too, before any record is: the zero-downtime
+ * rotation (docs/privacy.md, "Key operations"). New tenant keys are still
+ * wrapped under master only. */
+void vp_keyring_accept_previous(VpKeyring *kr, const VpKey *previous);
 VpKeyring *vp_keyring_free(VpKeyring *kr);
 
 /* One record of the keys topic (value NULL: a tombstone). A record the one
@@ -88,15 +95,30 @@ void vp_key_records_release(VpKeyRecord *records, int n);
 /* Drops what records made (their event will not be appended after all). */
 void vp_keyring_forget(VpKeyring *kr, const VpKeyRecord *records, int n);
 
-/* A daemon's start: libsodium, the master key (master_file, else the
+/* The master key files a daemon is given ("" or NULL: none): the current
+ * one (else the environment's VETPMS_MASTER_KEY) and, during a rotation,
+ * the previous one (else VETPMS_MASTER_KEY_PREVIOUS). */
+typedef struct VpMasterFiles {
+	const char *current;
+	const char *previous;
+} VpMasterFiles;
+/* The keys loaded (locked memory; the caller frees both with vp_key_free
+ * after the keyring). previous is NULL when none was given. */
+typedef struct VpMasterKeys {
+	VpKey *current;
+	VpKey *previous;
+} VpMasterKeys;
+
+/* A daemon's start: libsodium, the master key (files->current, else the
  * environment's VETPMS_MASTER_KEY; neither is an error saying how to give
- * one), then the keys topic read to its end (follow: and followed after), the
- * read retried every second while Kafka fails and *stop is 0, up to
- * timeout_ms. NULL with *status and why (VP_KEYRING_WRONG_MASTER: a key of
- * the topic was wrapped under another master key; do not start). */
+ * one) and the optional previous one (vp_key_master_previous_load), then the
+ * keys topic read to its end (follow: and followed after), the read retried
+ * every second while Kafka fails and *stop is 0, up to timeout_ms. NULL with
+ * *status and why (VP_KEYRING_WRONG_MASTER: a key of the topic was wrapped
+ * under a master key the daemon does not hold; do not start). */
 VpKeyring *vp_keyring_open(const char *brokers, const char *kafka_props, const char *topic,
-			   const char *master_file, bool follow, int timeout_ms,
-			   const volatile int *stop, VpKey **master_out, int *status, char *why,
+			   const VpMasterFiles *files, bool follow, int timeout_ms,
+			   const volatile int *stop, VpMasterKeys *keys_out, int *status, char *why,
 			   size_t why_cap);
 
 /* A tenant key record's value (wrapped under `from`) rewrapped under `to`:

@@ -52,6 +52,11 @@ static const VpConfigItem config_items[] = {
 		  "keys topic (compacted; docs/privacy.md)"),
 	VP_CF_STR("master-key-file", "VETPMS_MASTER_KEY_FILE", &cfg.master_key_file, "",
 		  "file of the master key (mode 0600); else the environment's VETPMS_MASTER_KEY"),
+	VP_CF_STR("master-key-previous-file", "VETPMS_MASTER_KEY_PREVIOUS_FILE",
+		  &cfg.master_key_previous_file, "",
+		  "during a rotation: file of the master key being replaced (mode 0600); else "
+		  "the environment's VETPMS_MASTER_KEY_PREVIOUS; records under it are read, "
+		  "nothing new is wrapped under it"),
 	VP_CF_INT("key-wait-ms", "VETPMS_PROJECTOR_KEY_WAIT_MS", &cfg.key_wait_ms, "10000", 0,
 		  600000, "how long a sealed client event waits for its key before it is a dead "
 		  "letter, ms"),
@@ -172,7 +177,7 @@ static int setup_rebuild(char *live_schema, size_t cap)
  * client events open with them (apply_keys.c). A master key that is missing
  * or is not the one the tenant keys were wrapped under stops the projector
  * here, with why, instead of dead-lettering every client event. */
-static VpKey *master_key;
+static VpMasterKeys master_keys;
 static VpKeyring *keyring;
 
 #define KEYS_START_TIMEOUT_MS 120000
@@ -181,9 +186,10 @@ static int start_keys(void)
 {
 	char why[512];
 	int status = 0;
-	keyring = vp_keyring_open(cfg.brokers, cfg.kafka_props, cfg.keys_topic, cfg.master_key_file,
-				  true, KEYS_START_TIMEOUT_MS, &stop_requested, &master_key, &status,
-				  why, sizeof(why));
+	VpMasterFiles files = {cfg.master_key_file, cfg.master_key_previous_file};
+	keyring = vp_keyring_open(cfg.brokers, cfg.kafka_props, cfg.keys_topic, &files, true,
+				  KEYS_START_TIMEOUT_MS, &stop_requested, &master_keys, &status, why,
+				  sizeof(why));
 	if (!keyring) {
 		vp_log_error(NULL, "keys", "cannot start: %s", why);
 		return -1;
@@ -198,7 +204,8 @@ static void stop_keys(void)
 {
 	pj_keys_use(NULL, 0);
 	keyring = vp_keyring_free(keyring);
-	master_key = vp_key_free(master_key);
+	master_keys.current = vp_key_free(master_keys.current);
+	master_keys.previous = vp_key_free(master_keys.previous);
 }
 
 /* `projector rebuild --tenant T`: no HTTP service, no consume loop; the

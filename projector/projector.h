@@ -30,6 +30,7 @@ typedef struct PjConfig {
 	char *dlq_topic;
 	char *keys_topic;      /* vetpms.keys: the wrapped keys (docs/privacy.md) */
 	char *master_key_file; /* else VETPMS_MASTER_KEY, never an option */
+	char *master_key_previous_file; /* during a rotation; else VETPMS_MASTER_KEY_PREVIOUS */
 	long key_wait_ms;      /* how long a sealed event waits for its client's key */
 	long batch_max;
 	long batch_ms;

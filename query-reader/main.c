@@ -32,7 +32,7 @@
 #define DRAIN_MS      100
 
 static RdConfig cfg;
-static VpKey *master_key;
+static VpMasterKeys master_keys;
 static VpKeyring *keyring;
 
 static VpHttpLimits http_limits;
@@ -65,6 +65,11 @@ static const VpConfigItem config_items[] = {
 		  "keys topic (history folds open sealed client events; docs/privacy.md)"),
 	VP_CF_STR("master-key-file", "VETPMS_MASTER_KEY_FILE", &cfg.master_key_file, "",
 		  "file of the master key (mode 0600); else the environment's VETPMS_MASTER_KEY"),
+	VP_CF_STR("master-key-previous-file", "VETPMS_MASTER_KEY_PREVIOUS_FILE",
+		  &cfg.master_key_previous_file, "",
+		  "during a rotation: file of the master key being replaced (mode 0600); else "
+		  "the environment's VETPMS_MASTER_KEY_PREVIOUS; records under it are read, "
+		  "nothing new is wrapped under it"),
 	VP_CF_STR("topic", "VETPMS_TOPIC", &cfg.topic, "vetpms.events",
 		  "events topic (consistency tokens are positions in it)"),
 	VP_CF_STR("jwt-hs256-secret", "VETPMS_JWT_HS256_SECRET", &cfg.jwt_hs256_secret, NULL,
@@ -391,9 +396,9 @@ int main(int argc, char **argv)
 	/* history folds replay sealed client events (as_of.c): the keys first; a
 	 * wrong master key stops the reader here */
 	int key_status = 0;
-	keyring = vp_keyring_open(cfg.brokers, cfg.kafka_props, cfg.keys_topic,
-				  cfg.master_key_file, true, 120000, NULL, &master_key, &key_status,
-				  why, sizeof(why));
+	VpMasterFiles files = {cfg.master_key_file, cfg.master_key_previous_file};
+	keyring = vp_keyring_open(cfg.brokers, cfg.kafka_props, cfg.keys_topic, &files, true,
+				  120000, NULL, &master_keys, &key_status, why, sizeof(why));
 	if (!keyring) {
 		vp_log_error(NULL, "keys", "cannot start: %s", why);
 		goto done;
@@ -475,7 +480,8 @@ done:
 		event_base_free(main_base);
 	pj_keys_use(NULL, 0);
 	vp_keyring_free(keyring);
-	vp_key_free(master_key);
+	vp_key_free(master_keys.current);
+	vp_key_free(master_keys.previous);
 	vp_config_free(config_items, N_CONFIG_ITEMS);
 	return exit_code;
 }

@@ -45,6 +45,7 @@ typedef struct RdConfig {
 	char *kafka_props;
 	char *keys_topic;
 	char *master_key_file;
+	char *master_key_previous_file; /* during a rotation (docs/privacy.md) */
 } RdConfig;
 
 /* What every loop reads and nobody writes once serving. */

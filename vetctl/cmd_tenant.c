@@ -16,7 +16,12 @@
  * trailer's "keys" and "keys_blake2b": the tenant key rewrapped from the
  * master key (VETPMS_MASTER_KEY_FILE / VETPMS_MASTER_KEY) to the transport
  * key of --key-file. A tenant with key records and no --key-file is refused
- * (its sealed events would not open anywhere else) unless --without-keys. */
+ * (its sealed events would not open anywhere else) unless --without-keys.
+ * During a rotation (docs/privacy.md, "Key operations") the tenant's record
+ * may still be under the previous master key: given it
+ * (VETPMS_MASTER_KEY_PREVIOUS_FILE / VETPMS_MASTER_KEY_PREVIOUS, as the
+ * daemons take it), export unwraps with whichever of the two the record
+ * names. */
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -40,6 +45,7 @@ typedef struct ExportOptions {
 	char *kafka_props;
 	char *keys_topic;
 	char *master_key_file;
+	char *master_key_previous_file;
 	char *key_file;
 	bool without_keys;
 } ExportOptions;
@@ -167,11 +173,31 @@ static int export_partition(Export *x)
 }
 
 /* The tenant's key lines, before the events; 0, or -1 with x->why. */
+/* The tenant record rewrapped to the transport key from the master key, or
+ * from the previous one (when given) if it is still under that: 0, or -1
+ * with x->why naming what was tried. */
+static int rewrap_keys(Export *x, VcKeyLines *k, const VpKey *master, const VpKey *previous,
+		       const VpKey *transport)
+{
+	char first[240];
+	if (vc_keys_rewrap(k, master, transport, first, sizeof(first)) == 0)
+		return 0;
+	if (!previous) {
+		snprintf(x->why, sizeof(x->why), "%s", first);
+		return -1;
+	}
+	char second[240];
+	if (vc_keys_rewrap(k, previous, transport, second, sizeof(second)) == 0)
+		return 0;
+	snprintf(x->why, sizeof(x->why), "%s; with the previous master key: %s", first, second);
+	return -1;
+}
+
 static int export_keys(Export *x)
 {
 	const ExportOptions *o = x->o;
 	VcKeyLines k = {0};
-	VpKey *master = NULL, *transport = NULL;
+	VpKey *master = NULL, *previous = NULL, *transport = NULL;
 	unsigned char digest[32];
 	int rc = -1;
 	if (o->without_keys)
@@ -190,8 +216,11 @@ static int export_keys(Export *x)
 	if (k.n > 0 &&
 	    (!(master = vp_key_master_load(o->master_key_file, getenv("VETPMS_MASTER_KEY"),
 					   x->why, sizeof(x->why))) ||
+	     vp_key_master_previous_load(o->master_key_previous_file,
+					 getenv("VETPMS_MASTER_KEY_PREVIOUS"), master, &previous, x->why,
+					 sizeof(x->why)) < 0 ||
 	     !(transport = vp_key_master_load(o->key_file, NULL, x->why, sizeof(x->why))) ||
-	     vc_keys_rewrap(&k, master, transport, x->why, sizeof(x->why)) < 0))
+	     rewrap_keys(x, &k, master, previous, transport) < 0))
 		goto done;
 	if (vc_keys_write(&k, stdout, digest) < 0) {
 		snprintf(x->why, sizeof(x->why), "cannot write the output");
@@ -202,6 +231,7 @@ static int export_keys(Export *x)
 	rc = 0;
 done:
 	vp_key_free(master);
+	vp_key_free(previous);
 	vp_key_free(transport);
 	vc_keys_release(&k);
 	return rc;
@@ -262,6 +292,10 @@ static int cmd_export(int argc, char **argv)
 			  "keys topic"),
 		VP_CF_STR("master-key-file", "VETPMS_MASTER_KEY_FILE", &o.master_key_file, "",
 			  "the deployment's master key (else VETPMS_MASTER_KEY)"),
+		VP_CF_STR("master-key-previous-file", "VETPMS_MASTER_KEY_PREVIOUS_FILE",
+			  &o.master_key_previous_file, "",
+			  "during a rotation: the master key being replaced (else "
+			  "VETPMS_MASTER_KEY_PREVIOUS); a tenant key still under it exports too"),
 		VP_CF_STR("key-file", NULL, &o.key_file, "",
 			  "transport key (mode 0600) the tenant's key is rewrapped under"),
 		VP_CF_BOOL("without-keys", NULL, &o.without_keys, "false",

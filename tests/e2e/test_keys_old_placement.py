@@ -23,13 +23,13 @@ import hashlib
 import json
 import os
 import subprocess
-import time
 import uuid
 import zlib
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
+import kafka_log
 import kafka_partition
 from stack import BIN_DIR, new_master_key
 
@@ -109,28 +109,8 @@ def master_bytes(path):
 def read_topic(brokers, topic, timeout=60):
     """Every committed record of topic as (partition, key, value), in each
     partition's order."""
-    c = Consumer({"bootstrap.servers": brokers, "group.id": "e2e-old-keys-" + str(uuid.uuid4()),
-                  "isolation.level": "read_committed", "enable.auto.commit": False,
-                  "enable.partition.eof": True})
-    c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    out, at_end = [], set()
-    deadline = time.time() + timeout
-    try:
-        while len(at_end) < PARTITIONS and time.time() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == -191:  # end of partition
-                    at_end.add(m.partition())
-                continue
-            at_end.discard(m.partition())
-            out.append((m.partition(), m.key().decode(),
-                        m.value().decode() if m.value() is not None else None))
-    finally:
-        c.close()
-    assert len(at_end) == PARTITIONS, "keys topic not read to its end"
-    return out
+    return [(r.partition, r.key.decode(), r.value.decode() if r.value is not None else None)
+            for r in kafka_log.read_records(brokers, topic, PARTITIONS, timeout)]
 
 
 class OldTopic:

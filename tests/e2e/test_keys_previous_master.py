@@ -22,13 +22,11 @@ import json
 import os
 import re
 import subprocess
-import time
-import uuid
 
 import pytest
 import requests
-from confluent_kafka import Consumer, TopicPartition
 
+import kafka_log
 import readmodel
 from stack import BIN_DIR, free_port, running_stack
 
@@ -48,27 +46,8 @@ def key_id_of_file(path):
 def keys_topic(brokers, partitions=6, timeout=60):
     """Every committed record of the keys topic as (name, value dict), in each
     partition's order."""
-    c = Consumer({"bootstrap.servers": brokers, "group.id": "e2e-prev-" + uuid.uuid4().hex,
-                  "isolation.level": "read_committed", "enable.auto.commit": False,
-                  "enable.partition.eof": True})
-    c.assign([TopicPartition(KEYS_TOPIC, p, 0) for p in range(partitions)])
-    out, at_end = [], set()
-    deadline = time.time() + timeout
-    try:
-        while len(at_end) < partitions and time.time() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == -191:  # end of partition
-                    at_end.add(m.partition())
-                continue
-            at_end.discard(m.partition())
-            out.append((m.key().decode(), json.loads(m.value()) if m.value() else None))
-    finally:
-        c.close()
-    assert len(at_end) == partitions, "keys topic not read to its end"
-    return out
+    return [(r.key.decode(), json.loads(r.value) if r.value else None)
+            for r in kafka_log.read_records(brokers, KEYS_TOPIC, partitions, timeout)]
 
 
 def tenant_keks(brokers, tenant):

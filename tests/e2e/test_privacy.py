@@ -13,12 +13,10 @@ the key."""
 import json
 import os
 import re
-import time
 import uuid
 
 import pytest
 import requests
-from confluent_kafka import Consumer, TopicPartition
 
 import events
 import kafka_log
@@ -33,34 +31,13 @@ PLAIN = [ADA["first_name"], ADA["last_name"], "Example-Privacy", "example-privac
          "7946 0718", "Crooked Lane", "Zorbington"]
 
 
-def read_keys(brokers, partitions=6, timeout=60, where=None):
+def read_keys(brokers, timeout=60, where=None):
     """Every committed record of the keys topic as (key, value) in order;
     where: a dict that gets each key's partitions."""
-    c = Consumer({"bootstrap.servers": brokers, "group.id": "e2e-keys-reader",
-                  "isolation.level": "read_committed", "enable.auto.commit": False,
-                  "enable.partition.eof": True})
-    md = c.list_topics(KEYS_TOPIC, timeout=10).topics[KEYS_TOPIC]
-    n = len(md.partitions)
-    c.assign([TopicPartition(KEYS_TOPIC, p, 0) for p in range(n)])
-    out, at_end = [], set()
-    deadline = time.time() + timeout
-    try:
-        while len(at_end) < n and time.time() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == -191:
-                    at_end.add(m.partition())
-                continue
-            at_end.discard(m.partition())
-            out.append((m.key().decode(), m.value()))
-            if where is not None:
-                where.setdefault(m.key().decode(), set()).add(m.partition())
-    finally:
-        c.close()
-    assert len(at_end) == n, "keys topic not read to its end"
-    return out
+    records = kafka_log.read_records(brokers, KEYS_TOPIC, timeout=timeout)
+    for r in records if where is not None else ():
+        where.setdefault(r.key.decode(), set()).add(r.partition)
+    return [(r.key.decode(), r.value) for r in records]
 
 
 def raw_log(brokers, topic=kafka_log.TOPIC):

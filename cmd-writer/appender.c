@@ -29,6 +29,8 @@
  * not ready, so new commands are refused at once (503, nothing appended), and
  * a batch taken while it is down is failed without producing (true: nothing
  * of it reached Kafka) and the model rebuilt from the log once Kafka answers.
+ * An idle appender polls the producer every IDLE_POLL_S, so that report
+ * reaches it without a command.
  * A batch already inside its commit waits for the broker's answer instead:
  * its outcome is not ours to guess. While idle, the appender probes Kafka
  * every second and turns ready again when it answers. The queue of commands
@@ -57,6 +59,12 @@
 /* One wait for a commit's answer; retried while the outcome is unknown, so a
  * batch in flight when Kafka went away is answered within this of its return. */
 #define COMMIT_WAIT_MS 5000
+/* How often an idle appender serves the producer's events. librdkafka hands
+ * its errors (all brokers down) to the application only from a poll, and the
+ * commit is the only poll there is: an idle writer heard of a Kafka outage
+ * only at the next command (it stayed ready through a whole outage, then took
+ * that command into a commit that waited for Kafka). */
+#define IDLE_POLL_S 1
 /* A commit not answered this soon means Kafka cannot take writes now (all
  * brokers down, or too few in sync for min.insync.replicas): the writer turns
  * not ready so that new commands are refused at once while this one waits. */
@@ -65,6 +73,8 @@
  * after our own init_transactions it is complete and one read answers; after
  * a newer writer fenced us, that writer completes it when it starts. */
 #define OUTCOME_WAIT_MS 30000
+/* The producer's reconnect.backoff.max.ms (librdkafka's default: 10000). */
+#define WR_RECONNECT_BACKOFF_MAX_MS "1000"
 
 /* commit_batch's results */
 enum { COMMIT_OK = 0, COMMIT_FAILED = -1, COMMIT_UNKNOWN = -2 };
@@ -392,16 +402,14 @@ static WrAppend *take_batch(WrAppender *a, WrAppend **stale)
 	*stale = NULL;
 	long n_taken = 0;
 	pthread_mutex_lock(&a->lock);
-	while (!a->queue_head && !atomic_load(&a->stopping) &&
-	       !atomic_load(&a->rebuild_requested) && !atomic_load(&a->producer_failed)) {
-		if (atomic_load(&a->kafka_down)) { /* back in a second to probe */
-			struct timespec until;
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_sec += 1;
-			pthread_cond_timedwait(&a->wake, &a->lock, &until);
-			break;
-		}
-		pthread_cond_wait(&a->wake, &a->lock);
+	if (!a->queue_head && !atomic_load(&a->stopping) && !atomic_load(&a->rebuild_requested) &&
+	    !atomic_load(&a->producer_failed)) {
+		/* back within IDLE_POLL_S even without work: to serve the
+		 * producer's events, or to probe Kafka while it is down */
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += IDLE_POLL_S;
+		pthread_cond_timedwait(&a->wake, &a->lock, &until);
 	}
 	while (a->queue_head && (taken < a->cfg->max_batch || inside_command)) {
 		WrAppend *it = a->queue_head;
@@ -671,6 +679,8 @@ static void commit_loop(WrAppender *a)
 			rebuild_until_done(a, "rebuilding the write model: it got ahead of the log");
 		bool fenced = false;
 		if (!batch) {
+			if (a->producer && !a->cfg->dry_run)
+				rd_kafka_poll(a->producer, 0); /* on_error: all brokers down */
 			if (atomic_load(&a->producer_failed) && !a->cfg->dry_run) {
 				recover_producer(a, NULL, &fenced);
 				if (fenced)
@@ -759,7 +769,16 @@ static rd_kafka_t *producer_new(WrAppender *a, const WrConfig *cfg, char *why, s
 	     * broker writes the previous markers; the 100 ms default backoff then
 	     * dominates command latency (measured: 64 connections 2,222 → 3,372
 	     * commands/s with 5 ms). */
-	    vp_kafka_conf_set(conf, "retry.backoff.ms", "10", why, why_cap) < 0) {
+	    vp_kafka_conf_set(conf, "retry.backoff.ms", "10", why, why_cap) < 0 ||
+	    /* While Kafka is away each broker handle's reconnect backoff doubles
+	     * up to this; the transaction coordinator's handle is not reset when
+	     * the bootstrap connection comes back, so with librdkafka's 10 s the
+	     * commit in flight, and with it readiness, waited up to 10 s (8.8 s
+	     * measured) after the broker took connections again
+	     * (docs/testing.md). A connection attempt a second per broker while
+	     * one is down costs nothing. */
+	    vp_kafka_conf_set(conf, "reconnect.backoff.max.ms", WR_RECONNECT_BACKOFF_MAX_MS, why,
+			      why_cap) < 0) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}

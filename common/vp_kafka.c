@@ -2,6 +2,7 @@
 #include "vp_kafka.h"
 #include "vp_log.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,27 @@ int vp_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value
 	return 0;
 }
 
-/* Applies "a=b,c=d"; values may not contain commas (none of the tuning knobs do). */
+/* Where the value starting at v ends: at the first comma that a name=value
+ * segment follows (one with '=' before its own next comma), else at the end.
+ * So a list value keeps its commas: "debug=eos,broker,linger.ms=5" is
+ * debug=eos,broker and linger.ms=5. A number is never a list, and librdkafka
+ * takes "7,oops" as 7: a stray word after one stays an error of its own. */
+static char *value_end(char *v)
+{
+	if (isdigit((unsigned char)*v) || *v == '-') {
+		char *comma = strchr(v, ',');
+		return comma ? comma : v + strlen(v);
+	}
+	for (char *c = strchr(v, ','); c; c = strchr(c + 1, ',')) {
+		char *eq = strchr(c + 1, '='), *comma = strchr(c + 1, ',');
+		if (eq && (!comma || eq < comma))
+			return c;
+	}
+	return v + strlen(v);
+}
+
+/* Applies "a=b,c=d"; a value may be a comma-separated list (librdkafka's
+ * debug contexts) but may not hold '=' itself. */
 static int apply_extra(rd_kafka_conf_t *conf, const char *extra, char *why, size_t why_cap)
 {
 	int rc = -1;
@@ -28,15 +49,17 @@ static int apply_extra(rd_kafka_conf_t *conf, const char *extra, char *why, size
 	}
 	char *cursor = copy;
 	while (cursor && *cursor) {
-		char *next = strchr(cursor, ',');
-		if (next)
-			*next++ = '\0';
-		char *eq = strchr(cursor, '=');
-		if (!eq || eq == cursor) {
+		char *eq = strchr(cursor, '='), *comma = strchr(cursor, ',');
+		if (!eq || eq == cursor || (comma && comma < eq)) {
+			if (comma)
+				*comma = '\0';
 			snprintf(why, why_cap, "kafka option '%s' is not name=value", cursor);
 			goto done;
 		}
 		*eq = '\0';
+		char *end = value_end(eq + 1);
+		char *next = *end ? end + 1 : NULL;
+		*end = '\0';
 		if (vp_kafka_conf_set(conf, cursor, eq + 1, why, why_cap) < 0)
 			goto done;
 		cursor = next;

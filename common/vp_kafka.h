@@ -14,7 +14,8 @@
 
 /* A conf with bootstrap.servers, client.id, socket.nagle.disable=true (Debian's
  * librdkafka 2.0.2 against Kafka 3.9 otherwise waits on Nagle for small
- * requests) and the `extra` properties: "a=b,c=d" (VETPMS_KAFKA_PROPS), for
+ * requests) and the `extra` properties: "a=b,c=d" (VETPMS_KAFKA_PROPS; a list
+ * value keeps its commas, "debug=eos,broker"), for
  * tuning without a rebuild. NULL with why filled on a bad property. */
 rd_kafka_conf_t *vp_kafka_conf_new(const char *brokers, const char *client_id, const char *extra,
 				   char *why, size_t why_cap);

@@ -3,10 +3,15 @@
  * and millions of events: the client of each event line is looked up by
  * bsearch in the records sorted by client id, and a batch finds its records
  * by bsearch in the records sorted by the index they are due at. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "import_plan.h"
+#include "vp_json.h"
+#include "vp_keyring.h"
 #include "vp_sealed.h"
 
 static const VcKeyLines *sort_keys; /* qsort has no argument: vetctl is one thread */
@@ -47,7 +52,74 @@ size_t vc_plan_record_bytes(const char *name, const char *value)
 	return n;
 }
 
-int vc_plan_init(VcPlan *p, const VcKeyLines *keys, const char *tenant)
+static int append(VcKeyLines *k, const char *name, const char *value)
+{
+	if (k->n == k->cap) {
+		size_t cap = k->cap ? k->cap * 2 : 64;
+		char **names = realloc(k->name, cap * sizeof(*names));
+		if (names)
+			k->name = names;
+		char **values = names ? realloc(k->value, cap * sizeof(*values)) : NULL;
+		if (!values)
+			return -1;
+		k->value = values;
+		k->cap = cap;
+	}
+	k->name[k->n] = strdup(name);
+	k->value[k->n] = strdup(value);
+	if (!k->name[k->n] || !k->value[k->n]) {
+		free(k->name[k->n]);
+		free(k->value[k->n]);
+		return -1;
+	}
+	k->n++;
+	return 0;
+}
+
+int vc_plan_parse_line(VcKeyLines *k, const char *line, char *why, size_t why_cap)
+{
+	static const char prefix[] = "{\"keyrec\":";
+	if (strncmp(line, prefix, sizeof(prefix) - 1) != 0)
+		return 0;
+	cJSON *root = cJSON_Parse(line);
+	const cJSON *rec = cJSON_GetObjectItemCaseSensitive(root, "keyrec");
+	const char *name = vp_json_str(rec, "name"), *value = vp_json_str(rec, "value");
+	cJSON *v = value ? cJSON_Parse(value) : NULL;
+	const char *kind = vp_json_str(v, "kind");
+	int rc = -1;
+	if (!name || !kind || strlen(name) >= sizeof(((VpKeyRecord *)0)->name))
+		snprintf(why, why_cap, "not a key record line");
+	else if (append(k, name, value) < 0)
+		snprintf(why, why_cap, "out of memory");
+	else
+		rc = 1;
+	cJSON_Delete(v);
+	cJSON_Delete(root);
+	return rc;
+}
+
+/* A name twice in the file (by_client sorted; the tenant's counted): -1
+ * with why. */
+static int unique(const VcPlan *p, const char *tenant, char *why, size_t why_cap)
+{
+	char own[64];
+	size_t tenants = 0;
+	snprintf(own, sizeof(own), VP_KEYREC_TENANT ":%s", tenant);
+	for (size_t i = 0; i < p->keys->n; i++)
+		tenants += !strcmp(p->keys->name[i], own);
+	for (size_t j = 1; j < p->n_clients && tenants < 2; j++)
+		if (!strcmp(p->keys->name[p->by_client[j - 1]], p->keys->name[p->by_client[j]])) {
+			snprintf(why, why_cap, "key record %s twice in the file",
+				 p->keys->name[p->by_client[j]]);
+			return -1;
+		}
+	if (tenants > 1)
+		snprintf(why, why_cap, "key record %s twice in the file", own);
+	return tenants > 1 ? -1 : 0;
+}
+
+int vc_plan_init(VcPlan *p, const VcKeyLines *keys, const char *tenant, char *why,
+		 size_t why_cap)
 {
 	char prefix[64];
 	memset(p, 0, sizeof(*p));
@@ -59,6 +131,7 @@ int vc_plan_init(VcPlan *p, const VcKeyLines *keys, const char *tenant)
 	p->bytes = calloc(n, sizeof(*p->bytes));
 	if (!p->by_client || !p->due || !p->order || !p->bytes) {
 		vc_plan_release(p);
+		snprintf(why, why_cap, "out of memory");
 		return -1;
 	}
 	size_t len = (size_t)snprintf(prefix, sizeof(prefix), VP_KEYREC_CLIENT ":%s:", tenant);
@@ -73,6 +146,10 @@ int vc_plan_init(VcPlan *p, const VcKeyLines *keys, const char *tenant)
 	sort_keys = keys;
 	sort_prefix = len;
 	qsort(p->by_client, p->n_clients, sizeof(*p->by_client), by_client_cmp);
+	if (unique(p, tenant, why, why_cap) < 0) {
+		vc_plan_release(p);
+		return -1;
+	}
 	return 0;
 }
 

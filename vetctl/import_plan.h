@@ -22,9 +22,17 @@ typedef struct VcPlan {
 	size_t *bytes;   /* per record: what it takes in a body */
 } VcPlan;
 
+/* An import file's key line into k: 1 taken, 0 not a key line, -1 a
+ * malformed one (why). Appended, not looked up by name like
+ * vc_keys_parse_line (a scan of the names held, quadratic over 100k
+ * clients): an export writes each name once, and vc_plan_init refuses a
+ * name twice. */
+int vc_plan_parse_line(VcKeyLines *k, const char *line, char *why, size_t why_cap);
+
 /* The plan of keys (their tenant's), every record due at 0 until events say
- * otherwise. 0, or -1 (out of memory). */
-int vc_plan_init(VcPlan *p, const VcKeyLines *keys, const char *tenant);
+ * otherwise. 0, or -1 with why (out of memory, a name twice). */
+int vc_plan_init(VcPlan *p, const VcKeyLines *keys, const char *tenant, char *why,
+		 size_t why_cap);
 /* The event at index is of aggregate client_id (a client, else call it
  * not): its client's record becomes due there if it is the first. The
  * bytes of the records that became due (0: none). */

@@ -211,7 +211,7 @@ static int check_any(Import *im, const char *line, long long *n, crypto_generich
 		     crypto_generichash_state *keys_hash)
 {
 	char why[256];
-	int key = *n == 0 ? vc_keys_parse_line(&im->keys, line, why, sizeof(why)) : 0;
+	int key = *n == 0 ? vc_plan_parse_line(&im->keys, line, why, sizeof(why)) : 0;
 	if (key < 0) {
 		snprintf(im->why, sizeof(im->why), "line %lld: %s", im->key_lines + 1, why);
 		return -1;
@@ -220,8 +220,8 @@ static int check_any(Import *im, const char *line, long long *n, crypto_generich
 		return -1;
 	/* after the first event (the tenant known), every key line read */
 	if (key == 0 && *n == 1 && im->key_lines > 0) {
-		if (vc_plan_init(&im->plan, &im->keys, im->tenant) < 0) {
-			snprintf(im->why, sizeof(im->why), "out of memory");
+		if (vc_plan_init(&im->plan, &im->keys, im->tenant, why, sizeof(why)) < 0) {
+			snprintf(im->why, sizeof(im->why), "%s", why);
 			return -1;
 		}
 		im->planned = true;

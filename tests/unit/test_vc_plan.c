@@ -44,14 +44,14 @@ static void records_ride_with_their_clients_first_event(void **state)
 	(void)state;
 	VcKeyLines k = {0};
 	VcPlan p;
-	char got[512];
+	char got[512], why[256];
 	size_t lo, hi, at_zero;
 	/* file order: a client without an event, the tenant, two clients */
 	remember(&k, "client:" TID ":" C3, KEY);
 	remember(&k, "tenant:" TID, "{\"kind\":\"tenant\"}");
 	remember(&k, "client:" TID ":" C1, KEY);
 	remember(&k, "client:" TID ":" C2, "{\"kind\":\"erased\"}");
-	assert_int_equal(vc_plan_init(&p, &k, TID), 0);
+	assert_int_equal(vc_plan_init(&p, &k, TID, why, sizeof(why)), 0);
 	/* events: 0 the tenant (not a client), 1 C2 registered, 2 C1, 3 C2
 	 * again, 4 a client with no record */
 	assert_int_equal(vc_plan_event(&p, C2, 1), p.bytes[3]);
@@ -98,14 +98,14 @@ static void every_cut_carries_each_record_once(void **state)
 	enum { CLIENTS = 3000, EVENTS = 9001 };
 	VcKeyLines k = {0};
 	VcPlan p;
-	char name[128], id[37];
+	char name[128], id[37], why[256];
 	size_t at_zero;
 	remember(&k, "tenant:" TID, "{\"kind\":\"tenant\"}");
 	for (int c = CLIENTS - 1; c >= 0; c--) { /* not in client id order */
 		snprintf(name, sizeof(name), "client:" TID ":0190a1b2-0000-7000-8000-%012d", c);
 		remember(&k, name, KEY);
 	}
-	assert_int_equal(vc_plan_init(&p, &k, TID), 0);
+	assert_int_equal(vc_plan_init(&p, &k, TID, why, sizeof(why)), 0);
 	assert_int_equal(p.n_clients, CLIENTS);
 	/* client c's events at 1 + 3c, 2 + 3c, 3 + 3c */
 	for (long long i = 1; i < EVENTS; i++) {
@@ -149,12 +149,46 @@ static void record_bytes_cover_the_escaped_record(void **state)
 	vp_buf_free(&b);
 }
 
+/* Key lines of an import file: appended as they come (no scan of the names
+ * held), a malformed one refused, a name twice refused by the plan. */
+static void key_lines_parse_and_a_name_twice_is_refused(void **state)
+{
+	(void)state;
+	VcKeyLines k = {0};
+	VcPlan p;
+	char why[256];
+	const char *t = "{\"keyrec\":{\"name\":\"tenant:" TID "\",\"value\":"
+			"\"{\\\"kind\\\":\\\"tenant\\\"}\"}}";
+	const char *c = "{\"keyrec\":{\"name\":\"client:" TID ":" C1 "\",\"value\":"
+			"\"{\\\"kind\\\":\\\"client\\\"}\"}}";
+	assert_int_equal(vc_plan_parse_line(&k, "{\"id\":\"an event\"}", why, sizeof(why)), 0);
+	assert_int_equal(vc_plan_parse_line(&k, "{\"keyrec\":{\"name\":\"x\"}}", why,
+					    sizeof(why)), -1);
+	assert_int_equal(vc_plan_parse_line(&k, t, why, sizeof(why)), 1);
+	assert_int_equal(vc_plan_parse_line(&k, c, why, sizeof(why)), 1);
+	assert_int_equal(k.n, 2);
+	assert_string_equal(k.name[1], "client:" TID ":" C1);
+	assert_string_equal(k.value[1], "{\"kind\":\"client\"}");
+	assert_int_equal(vc_plan_init(&p, &k, TID, why, sizeof(why)), 0);
+	vc_plan_release(&p);
+	assert_int_equal(vc_plan_parse_line(&k, c, why, sizeof(why)), 1);
+	assert_int_equal(vc_plan_init(&p, &k, TID, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "twice"));
+	vc_keys_release(&k);
+	assert_int_equal(vc_plan_parse_line(&k, t, why, sizeof(why)), 1);
+	assert_int_equal(vc_plan_parse_line(&k, t, why, sizeof(why)), 1);
+	assert_int_equal(vc_plan_init(&p, &k, TID, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "tenant:" TID " twice"));
+	vc_keys_release(&k);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(records_ride_with_their_clients_first_event),
 		cmocka_unit_test(every_cut_carries_each_record_once),
 		cmocka_unit_test(record_bytes_cover_the_escaped_record),
+		cmocka_unit_test(key_lines_parse_and_a_name_twice_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -755,6 +755,8 @@ static int handle_import(WrApi *api, VpHttpRequest *r, VpError *err)
 	if (parsed < 0)
 		goto done;
 	int position = wr_import_position(api->state, &b, &next, err);
+	if (position == 0 && wr_import_keys_ok(api->state, &b, err) < 0)
+		goto done;
 	if (position != 0) {
 		if (position == 1)
 			reply_import(api, r, next, "");

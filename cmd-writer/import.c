@@ -11,15 +11,20 @@
  * how far an import got: a batch is resumable at `next`, and one that
  * already landed (its reply was lost) is answered again, not appended twice.
  *
- * The first batch of events (from 0) of a file with keys also carries the
- * tenant's key records ("keys": [{"name", "value"}]) and the transport key
- * ("transport_key", base64url) its tenant key is wrapped under: the tenant
- * key is rewrapped under this writer's master key and the records commit in
- * the batch's transaction (with its first event), so the events never land
- * before their keys, and a batch from 0 lands once, so the keys do too. A
- * wrong transport key, a record of another tenant, or a client key without
- * the tenant's is refused (400) before anything is appended. The key material
- * is never logged nor echoed in an error. */
+ * A batch of a file with keys may also carry key records of the tenant
+ * ("keys": [{"name", "value"}]): vetctl sends each with the batch that holds
+ * what needs it (the tenant's with the batch from 0, each client's with its
+ * client's first event, vetctl/import_plan.c). The batch with the tenant's
+ * record also carries the transport key ("transport_key", base64url) it is
+ * wrapped under: the tenant key is rewrapped under this writer's master key.
+ * The records commit in the batch's transaction (with its first event), so
+ * the events never land before their keys, and a batch lands once, so the
+ * keys do too. A wrong transport key, a record of another tenant, or a
+ * client key of a tenant whose key is neither in the batch nor already in
+ * the model's keyring is refused (400) before anything is appended (the
+ * last after the position: a batch sent ahead of the one bringing the
+ * tenant's key is IMPORT_POSITION, which vetctl resends, not a refusal for
+ * good). The key material is never logged nor echoed in an error. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +104,8 @@ static int take_key(WrImportBatch *b, const cJSON *k, const VpKey *transport, bo
 	if (!name || strlen(name) >= sizeof(r->name) || !key_name_ok(name, b->tenant_id, &tenant))
 		vp_error_add_detail(err, field, "name must be tenant:%s or client:%s:<uuid>",
 				    b->tenant_id, b->tenant_id);
+	else if (tenant && !transport)
+		vp_error_add_detail(err, "transport_key", "required with the tenant's key record");
 	else if (!kind || strcmp(kind, tenant ? VP_KEYREC_TENANT : VP_KEYREC_CLIENT) != 0) {
 		if (tenant || !kind || strcmp(kind, VP_KEYREC_ERASED) != 0)
 			vp_error_add_detail(err, field, "value must be a key record of kind %s%s",
@@ -125,7 +132,8 @@ static int take_key(WrImportBatch *b, const cJSON *k, const VpKey *transport, bo
 	return 0;
 }
 
-/* "keys" and "transport_key", only with the first batch of events. */
+/* "keys", in a batch of at least one event (they ride with its first), and
+ * "transport_key" (with the tenant's record; checked whenever given). */
 static int parse_keys(const cJSON *body, WrImportBatch *b, VpError *err)
 {
 	const cJSON *keys = cJSON_GetObjectItemCaseSensitive(body, "keys"), *k;
@@ -134,16 +142,17 @@ static int parse_keys(const cJSON *body, WrImportBatch *b, VpError *err)
 	bool has_tenant = false, has_client = false;
 	if (!keys && !text)
 		return 0;
-	if (!cJSON_IsArray(keys) || !text || b->from != 0 || b->n == 0 || !wr_keys_master()) {
-		vp_error_add_detail(err, "keys", "an array, with transport_key, in the first batch "
-						 "of events (from 0) only");
+	if (!cJSON_IsArray(keys) || b->n == 0 || !wr_keys_master()) {
+		vp_error_add_detail(err, "keys", "an array, in a batch of at least one event, to "
+						 "a writer that seals");
 		return -1;
 	}
-	VpKey *transport = vp_key_from_text(text, why, sizeof(why));
+	VpKey *transport = text ? vp_key_from_text(text, why, sizeof(why)) : NULL;
 	/* the key's text goes no further than the key: wiped in the parsed
 	 * body (the raw body is wiped by the route, vp_http_wipe_body) */
-	sodium_memzero((char *)text, strlen(text));
-	if (!transport) {
+	if (text)
+		sodium_memzero((char *)text, strlen(text));
+	if (text && !transport) {
 		vp_error_add_detail(err, "transport_key", "must be a key in base64url (%s)", why);
 		return -1;
 	}
@@ -154,10 +163,9 @@ static int parse_keys(const cJSON *body, WrImportBatch *b, VpError *err)
 			break;
 	}
 	vp_key_free(transport);
-	if (rc == 0 && has_client && !has_tenant) {
-		vp_error_add_detail(err, "keys", "client keys without the tenant's key");
-		rc = -1;
-	}
+	/* a client key needs its tenant's: here, or already taken (the keyring
+	 * is checked against the model, wr_import_keys_ok) */
+	b->needs_tenant_key = rc == 0 && has_client && !has_tenant;
 	return rc;
 }
 
@@ -218,6 +226,22 @@ int wr_import_position(const WrState *s, const WrImportBatch *b, int64_t *next, 
 	vp_error_set(err, 409, WR_ERR_IMPORT_POSITION,
 		     "the import of this file is at event %lld; send from there", (long long)*next);
 	vp_error_add_detail(err, "from", "must be %lld", (long long)*next);
+	return -1;
+}
+
+int wr_import_keys_ok(WrState *s, const WrImportBatch *b, VpError *err)
+{
+	char why[128];
+	if (!b->needs_tenant_key)
+		return 0;
+	VpKey *probe = s->keys ? vp_key_random(why, sizeof(why)) : NULL;
+	int rc = probe ? vp_keyring_index_key(s->keys, b->tenant_id, probe, why, sizeof(why)) : -1;
+	vp_key_free(probe);
+	if (rc == 0)
+		return 0;
+	vp_error_add_detail(err, "keys", "client keys of a tenant whose key is neither in this "
+					 "batch nor taken before");
+	vp_error_finish_validation(err);
 	return -1;
 }
 

@@ -209,8 +209,9 @@ typedef struct WrImportBatch {
 	const char **line; /* borrowed from the request body */
 	VpEvent *ev;       /* decoded, n_decoded of them */
 	size_t n_decoded;
-	VpKeyRecord *keys; /* the tenant's key records (first batch), the tenant key */
-	int n_keys;        /* rewrapped under our master key; owned */
+	VpKeyRecord *keys; /* key records of the tenant riding with the batch, the */
+	int n_keys;        /* tenant key rewrapped under our master key; owned */
+	bool needs_tenant_key; /* client keys without the tenant's: it must be held */
 } WrImportBatch;
 /* Checks the body and every line (catalog, tenant, first event); 0 or -1
  * with err (400). */
@@ -222,6 +223,11 @@ int wr_import_position(const WrState *s, const WrImportBatch *b, int64_t *next, 
 /* Applies the batch to the model as the rebuild does; -1 (409) at the first
  * event the model refuses, *applied of them applied before it. */
 int wr_import_apply(WrState *s, WrImportBatch *b, size_t *applied, VpError *err);
+/* After the position (a batch sent ahead of its turn is IMPORT_POSITION,
+ * resent, never refused for good): client keys of a tenant whose key is
+ * neither in the batch nor in the model's keyring are refused, 0 or -1 err
+ * (400). */
+int wr_import_keys_ok(WrState *s, const WrImportBatch *b, VpError *err);
 void wr_import_note(WrTenant *t, const char *digest, int64_t next);
 /* The key records the batch's first item carries into the model's keyring
  * (after the batch applied): later commands seal with them. */

@@ -13,11 +13,16 @@
  *
  * A file with the tenant's key records (key lines before the events,
  * tenant_keys.c) needs --key-file, the transport key its tenant key is
- * wrapped under: checked here (a wrong key sends nothing), then the records
- * and the transport key go with the first batch of events (from 0), which the
- * writer appends in one transaction with the records, the tenant key
- * rewrapped under its own master key. A batch from 0 is appended at most once
- * (the writer answers a repeat without appending), so the keys are too. */
+ * wrapped under: checked here (a wrong key sends nothing). Then each record
+ * goes with the batch that carries what needs it (import_plan.c): the
+ * tenant's, with the transport key, in the batch from 0, each client's in
+ * the batch of its client's first event; the writer appends a batch's
+ * records in its transaction, the tenant key rewrapped under its own master
+ * key. Which batch carries a record depends only on where the batch starts
+ * and ends, so a resumed import (from the writer's position) or batches
+ * resent after an overtaking one carry exactly the records not committed
+ * yet; a batch is appended at most once, so its records are too. A batch's
+ * records count toward its bytes: one that brings many keys is cut earlier. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +30,7 @@
 #include <cjson/cJSON.h>
 #include <sodium.h>
 
+#include "import_plan.h"
 #include "tenant_keys.h"
 #include "vetctl.h"
 #include "vp_buf.h"
@@ -58,6 +64,9 @@ typedef struct Import {
 	char digest[65];
 	long long count;
 	VcKeyLines keys;      /* the file's key records */
+	VcPlan plan;          /* which batch carries each (import_plan.c) */
+	bool planned;
+	size_t first_len;     /* the first event line, escaped */
 	long long key_lines;  /* lines before the first event */
 	long long trailer_keys;
 	char keys_digest[65];
@@ -101,6 +110,10 @@ static int parse_trailer(Import *im, const char *line)
 
 static size_t escaped_len(const char *line, size_t len);
 
+/* A body's own bytes besides its event lines and key records: the import's
+ * digest, "from", the transport key and the punctuation. */
+#define BODY_ROOM 256
+
 /* The key lines against the trailer, and the transport key against them;
  * 0, or -1 with im->why. */
 static int check_keys(Import *im, crypto_generichash_state *keys_hash)
@@ -118,14 +131,12 @@ static int check_keys(Import *im, crypto_generichash_state *keys_hash)
 	}
 	if (im->key_lines == 0)
 		return 0;
-	size_t bytes = 0;
-	for (size_t i = 0; i < im->keys.n; i++)
-		bytes += escaped_len(im->keys.name[i], strlen(im->keys.name[i])) +
-			 escaped_len(im->keys.value[i], strlen(im->keys.value[i])) + 20;
-	if (bytes > BATCH_BYTES / 2) {
-		snprintf(im->why, sizeof(im->why), "%lld key record(s), %zu bytes: more than the "
-			 "first import request carries (%d); not supported yet",
-			 im->key_lines, bytes, BATCH_BYTES / 2);
+	size_t at_zero;
+	vc_plan_finish(&im->plan, &at_zero);
+	if (im->first_len + at_zero + BODY_ROOM > BATCH_BYTES) {
+		snprintf(im->why, sizeof(im->why), "the tenant's key record and those of clients "
+			 "without an event, %zu bytes with the first event: more than one import "
+			 "request carries", at_zero);
 		return -1;
 	}
 	if (!*im->o->key_file) {
@@ -180,9 +191,16 @@ static int check_line(Import *im, const char *line, size_t len, long long index)
 	else if (strcmp(ev.tenant_id, im->tenant) != 0)
 		rc = -1, snprintf(im->why, sizeof(im->why), "line %lld: an event of tenant %s in "
 			 "the file of %s", index + 1, ev.tenant_id, im->tenant);
-	if (rc == 0 && escaped_len(line, len) + 128 > BATCH_BYTES)
-		rc = -1, snprintf(im->why, sizeof(im->why), "line %lld: %zu bytes, more than one "
-			 "import request carries", index + 1, len);
+	/* the key record of the client whose first event this is rides with it */
+	size_t keys = im->planned && !strcmp(ev.aggregate, VP_AGG_CLIENT)
+			      ? vc_plan_event(&im->plan, ev.aggregate_id, index)
+			      : 0;
+	if (index == 0)
+		im->first_len = escaped_len(line, len);
+	if (rc == 0 && escaped_len(line, len) + keys + BODY_ROOM > BATCH_BYTES)
+		rc = -1, snprintf(im->why, sizeof(im->why), "line %lld: %zu bytes%s, more than "
+			 "one import request carries", index + 1, len,
+			 keys ? " with its client's key record" : "");
 	vp_event_release(&ev);
 	return rc;
 }
@@ -193,13 +211,21 @@ static int check_any(Import *im, const char *line, long long *n, crypto_generich
 		     crypto_generichash_state *keys_hash)
 {
 	char why[256];
-	int key = *n == 0 ? vc_keys_parse_line(&im->keys, line, why, sizeof(why)) : 0;
+	int key = *n == 0 ? vc_plan_parse_line(&im->keys, line, why, sizeof(why)) : 0;
 	if (key < 0) {
 		snprintf(im->why, sizeof(im->why), "line %lld: %s", im->key_lines + 1, why);
 		return -1;
 	}
 	if (key == 0 && check_line(im, line, strlen(line), (*n)++) < 0)
 		return -1;
+	/* after the first event (the tenant known), every key line read */
+	if (key == 0 && *n == 1 && im->key_lines > 0) {
+		if (vc_plan_init(&im->plan, &im->keys, im->tenant, why, sizeof(why)) < 0) {
+			snprintf(im->why, sizeof(im->why), "%s", why);
+			return -1;
+		}
+		im->planned = true;
+	}
 	crypto_generichash_state *h = key ? keys_hash : hash;
 	if (key)
 		im->key_lines++;
@@ -253,25 +279,37 @@ fail:
 	return -1;
 }
 
-/* The batch body: {"import":..., "from":N, "events":["line", ...]}; the
- * first batch of events (keys) also carries the key records and the
- * transport key: "keys":[{"name","value"}...], "transport_key". */
-static void body_start(Import *im, long long from, bool keys)
+/* The batch body: {"import":..., "from":N, "events":["line", ...]} and,
+ * after the events, the key records due in the batch (body_keys). */
+static void body_start(Import *im, long long from)
 {
 	vp_buf_reset(&im->body);
 	vp_buf_printf(&im->body, "{\"import\":\"%s\",\"from\":%lld,", im->digest, from);
-	if (keys && im->keys.n > 0) {
-		vp_buf_append(&im->body, "\"keys\":[", 8);
-		for (size_t i = 0; i < im->keys.n; i++) {
-			vp_buf_append(&im->body, i ? ",{\"name\":" : "{\"name\":", i ? 9 : 8);
+	vp_buf_append(&im->body, "\"events\":[", 10);
+}
+
+/* The end of the body: "keys":[{"name","value"}...] of the plan's order[lo,
+ * hi) and, with the tenant's record (due at 0: the batch from 0), the
+ * transport key it is wrapped under. */
+static void body_end(Import *im, long long from, size_t lo, size_t hi)
+{
+	vp_buf_append(&im->body, "]", 1);
+	if (lo < hi) {
+		vp_buf_append(&im->body, ",\"keys\":[", 9);
+		for (size_t j = lo; j < hi; j++) {
+			size_t i = im->plan.order[j];
+			vp_buf_append(&im->body, j > lo ? ",{\"name\":" : "{\"name\":",
+				      j > lo ? 9 : 8);
 			vp_json_write_string(&im->body, im->keys.name[i]);
 			vp_buf_append(&im->body, ",\"value\":", 9);
 			vp_json_write_string(&im->body, im->keys.value[i]);
 			vp_buf_append(&im->body, "}", 1);
 		}
-		vp_buf_printf(&im->body, "],\"transport_key\":\"%s\",", im->transport);
+		vp_buf_append(&im->body, "]", 1);
+		if (from == 0)
+			vp_buf_printf(&im->body, ",\"transport_key\":\"%s\"", im->transport);
 	}
-	vp_buf_append(&im->body, "\"events\":[", 10);
+	vp_buf_append(&im->body, "}", 1);
 }
 
 /* `from` of an IMPORT_POSITION answer's detail ("must be N"), or -1. */
@@ -339,30 +377,39 @@ static int seek_event(Import *im, long long at)
 	return 0;
 }
 
-/* Reads the batch starting at event `at` (the file is there) into im->body:
- * its number of events, or -1 when the file cannot be read. */
+/* Reads the batch starting at event `at` (the file is there) into im->body,
+ * with the key records due in it, counted in its bytes: its number of
+ * events, or -1 when the file cannot be read. */
 static long long build_batch(Import *im, long long at)
 {
 	long long n = 0;
-	body_start(im, at, at == 0);
+	size_t lo = 0, hi = 0, key_bytes = 0;
+	if (im->planned)
+		vc_plan_range(&im->plan, at, at, &lo, &hi); /* the first due at or after `at` */
+	body_start(im, at);
 	while (at + n < im->count && n < im->o->batch) {
 		long pos = ftell(im->in);
 		ssize_t len = getline(&im->line, &im->line_cap, im->in);
 		if (len <= 0)
 			return -1;
 		im->line[len - 1] = '\0';
-		size_t mark = im->body.len;
+		size_t mark = im->body.len, more = 0, end = hi;
+		for (; im->planned && end < im->keys.n && im->plan.due[im->plan.order[end]] == at + n;
+		     end++)
+			more += im->plan.bytes[im->plan.order[end]];
 		vp_buf_append(&im->body, n ? "," : "", n ? 1 : 0);
 		vp_json_write_string(&im->body, im->line);
-		if (im->body.len + 2 > BATCH_BYTES && n > 0) {
+		if (im->body.len + key_bytes + more + BODY_ROOM > BATCH_BYTES && n > 0) {
 			im->body.len = mark; /* over: the next batch's first */
 			im->body.data[mark] = '\0';
 			fseek(im->in, pos, SEEK_SET);
 			break;
 		}
+		key_bytes += more;
+		hi = end;
 		n++;
 	}
-	vp_buf_append(&im->body, "]}", 2);
+	body_end(im, at, lo, hi);
 	return im->body.oom ? -1 : n;
 }
 
@@ -406,8 +453,8 @@ static int judge(Import *im, const Flight *f, int *wait_s)
 static int resync(Import *im, const Flight *flights, int w, long long *at)
 {
 	long long next;
-	body_start(im, *at, false);
-	vp_buf_append(&im->body, "]}", 2);
+	body_start(im, *at);
+	body_end(im, *at, 0, 0);
 	if (send_batch(im, &next) < 0)
 		return -1;
 	for (int s = 0; s < w; s++)
@@ -524,8 +571,8 @@ static int run_import(Import *im)
 			       sizeof(im->why));
 	if (!im->http)
 		return -1;
-	body_start(im, 0, false);
-	vp_buf_append(&im->body, "]}", 2);
+	body_start(im, 0);
+	body_end(im, 0, 0, 0);
 	if (send_batch(im, &next) < 0) /* where does the import of this file stand? */
 		return -1;
 	if (next > 0)
@@ -583,6 +630,7 @@ int vc_tenant_import(int argc, char **argv)
 	if (im.body.data) /* it held the transport key */
 		sodium_memzero(im.body.data, im.body.cap);
 	vp_buf_free(&im.body);
+	vc_plan_release(&im.plan);
 	vc_keys_release(&im.keys);
 	vc_transport_text_free(im.transport);
 	free(im.line);

@@ -224,9 +224,12 @@ static void add_key(cJSON *b, const char *name, const char *value)
 /* The first batch of a file with keys: the tenant key arrives under the
  * transport key and leaves rewrapped under this writer's master key (the
  * same key), client records and erasure markers as they came; a wrong
- * transport key, keys after the first batch, another tenant's record or
- * client keys without the tenant's are refused (400) before the model. */
-static void the_first_batch_carries_the_keys_rewrapped_under_our_master(void **state)
+ * transport key, the tenant's record without one, or another tenant's record
+ * are refused (400) before the model. A later batch carries client records
+ * without the tenant's and without the transport key: taken when the model's
+ * keyring holds the tenant key (a batch before brought it), refused (400)
+ * when it does not. */
+static void keys_ride_with_any_batch_rewrapped_under_our_master(void **state)
 {
 	(void)state;
 	char why[256], master_text[64], transport_text[64], wrong_text[64];
@@ -279,6 +282,14 @@ static void the_first_batch_carries_the_keys_rewrapped_under_our_master(void **s
 	assert_string_equal(b.keys[2].value, erased);
 	assert_true(b.keys[2].erasure);
 	cJSON_Delete(t);
+	/* the model took the tenant key with that batch (wr_import_take_keys) */
+	WrState s;
+	wr_state_init(&s);
+	s.keys = vp_keyring_new(wr_keys_master(), why, sizeof(why));
+	assert_non_null(s.keys);
+	assert_int_equal(vp_keyring_take(s.keys, b.keys[0].name, strlen(b.keys[0].name),
+					 b.keys[0].value, strlen(b.keys[0].value), why, sizeof(why)),
+			 VP_KEYRING_OK);
 	wr_import_release(&b);
 
 	/* the wrong transport key: refused naming transport_key, not the key */
@@ -289,19 +300,34 @@ static void the_first_batch_carries_the_keys_rewrapped_under_our_master(void **s
 	assert_string_equal(err.details[0].field, "transport_key");
 	assert_null(strstr(err.details[0].issue, wrong_text));
 	wr_import_release(&b);
-	/* keys after the first batch */
-	cJSON_ReplaceItemInObject(ok, "transport_key", cJSON_CreateString(transport_text));
-	cJSON_ReplaceItemInObject(ok, "from", cJSON_CreateNumber(1));
+	/* the tenant's record without the transport key it is wrapped under */
+	cJSON_DeleteItemFromObject(ok, "transport_key");
 	vp_error_clear(&err);
-	cJSON *events = cJSON_DetachItemFromObject(ok, "events");
-	cJSON_AddItemToObject(ok, "events", cJSON_CreateArray());
-	cJSON_AddItemToArray(cJSON_GetObjectItem(ok, "events"),
-			     cJSON_CreateString(lines[1]));
 	assert_int_equal(wr_import_parse(ok, tenant, &b, &err), -1);
+	assert_int_equal(err.status, 400);
+	assert_string_equal(err.details[0].field, "transport_key");
+	wr_import_release(&b);
+	cJSON_Delete(ok);
+	/* keys in a later batch, without the transport key: a client's record
+	 * (its first event is in the batch) and an erasure marker */
+	cJSON *later = body(DIGEST, 1, lines + 1, 1);
+	add_key(later, c1name, cvalue);
+	add_key(later, c2name, erased);
+	vp_error_clear(&err);
+	assert_int_equal(wr_import_parse(later, tenant, &b, &err), 0);
+	assert_int_equal(b.n_keys, 2);
+	assert_string_equal(b.keys[0].value, cvalue);
+	assert_true(b.keys[1].erasure);
+	assert_int_equal(wr_import_keys_ok(&s, &b, &err), 0); /* the keyring holds the tenant's */
+	wr_import_release(&b);
+	/* keys with no event to ride with */
+	cJSON *bare = body(DIGEST, 1, lines + 1, 0);
+	add_key(bare, c1name, cvalue);
+	vp_error_clear(&err);
+	assert_int_equal(wr_import_parse(bare, tenant, &b, &err), -1);
 	assert_string_equal(err.details[0].field, "keys");
 	wr_import_release(&b);
-	cJSON_Delete(events);
-	cJSON_Delete(ok);
+	cJSON_Delete(bare);
 	/* another tenant's record; client keys without the tenant's */
 	cJSON *theirs = body(DIGEST, 0, lines, 2);
 	add_key(theirs, tname, tvalue);
@@ -312,14 +338,22 @@ static void the_first_batch_carries_the_keys_rewrapped_under_our_master(void **s
 	assert_string_equal(err.details[0].field, "keys[1]");
 	wr_import_release(&b);
 	cJSON_Delete(theirs);
-	cJSON *headless = body(DIGEST, 0, lines, 2);
-	add_key(headless, c1name, cvalue);
-	cJSON_AddStringToObject(headless, "transport_key", transport_text);
+	/* client keys of a tenant whose key is neither in the batch nor held:
+	 * the batch parses, the model's keyring refuses it (400, field keys) */
+	WrState bare_state;
+	wr_state_init(&bare_state);
+	bare_state.keys = vp_keyring_new(wr_keys_master(), why, sizeof(why));
 	vp_error_clear(&err);
-	assert_int_equal(wr_import_parse(headless, tenant, &b, &err), -1);
+	assert_int_equal(wr_import_parse(later, tenant, &b, &err), 0);
+	assert_int_equal(wr_import_keys_ok(&bare_state, &b, &err), -1);
+	assert_int_equal(err.status, 400);
 	assert_string_equal(err.details[0].field, "keys");
 	wr_import_release(&b);
-	cJSON_Delete(headless);
+	bare_state.keys = vp_keyring_free(bare_state.keys);
+	wr_state_clear(&bare_state);
+	cJSON_Delete(later);
+	s.keys = vp_keyring_free(s.keys);
+	wr_state_clear(&s);
 
 	for (int i = 0; i < 2; i++)
 		free(lines[i]);
@@ -339,7 +373,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(a_batch_lands_once_and_the_import_resumes_at_next),
 		cmocka_unit_test(a_tenant_made_here_is_never_imported_into),
-		cmocka_unit_test(the_first_batch_carries_the_keys_rewrapped_under_our_master),
+		cmocka_unit_test(keys_ride_with_any_batch_rewrapped_under_our_master),
 		cmocka_unit_test(bad_batches_are_refused_before_the_model),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

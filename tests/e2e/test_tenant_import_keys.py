@@ -1,0 +1,181 @@
+"""vetctl tenant import of a sealed tenant whose key records do not fit in one
+request (vetctl/tenant_import.c, vetctl/import_plan.c, cmd-writer/import.c;
+docs/privacy.md, "Export and import"): a clinic of some 3,000 clients has
+more than 1 MiB of key records, so they travel spread over the batches, each
+client's record with the batch that carries its client's first event, the
+tenant's with the batch from 0, every record counted in its batch's bytes.
+
+The import into a second stack (its own master key) is killed mid-way with
+two batches in flight, then resumed: every key record lands once, in several
+transactions; every client's name reads back in clear from the target's read
+model with no dead letter (each key arrived no later than its client's
+events); the erased client stays erased."""
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from confluent_kafka import Consumer, TopicPartition
+
+from readmodel import query
+from stack import free_port, running_stack, wait_for
+from test_privacy import KEYS_TOPIC
+from test_tenant_export import export, import_file, new_key_file, start_import
+
+CLIENTS = int(os.environ.get("VETPMS_IMPORT_KEYS_CLIENTS", "3000"))
+
+
+def register_clients(stack, url, tenant, n):
+    """n clients through the writer, 8 at a time: their ids in order of names."""
+    auth = {"Authorization": "Bearer " + stack.token("admin", tenant=tenant)}
+
+    def register(chunk):
+        with requests.Session() as s:
+            out = []
+            for i in chunk:
+                r = s.post(f"{url}/v1/clients", json={"first_name": f"Keyed{i}",
+                                                      "last_name": f"Owner{i}"},
+                           headers=auth, timeout=30)
+                assert r.status_code == 201, r.text
+                out.append((i, r.json()["id"]))
+            return out
+
+    with ThreadPoolExecutor(8) as pool:
+        done = [c for part in pool.map(register, [range(k, n, 8) for k in range(8)])
+                for c in part]
+    return [cid for _, cid in sorted(done)]
+
+
+def keys_with_offsets(brokers, tenant, timeout=60):
+    """The committed records of tenant's names in the keys topic, read to
+    every partition's end: (partition, offset, name)."""
+    c = Consumer({"bootstrap.servers": brokers, "group.id": "e2e-import-keys",
+                  "isolation.level": "read_committed", "enable.auto.commit": False,
+                  "enable.partition.eof": True})
+    n = len(c.list_topics(KEYS_TOPIC, timeout=10).topics[KEYS_TOPIC].partitions)
+    c.assign([TopicPartition(KEYS_TOPIC, p, 0) for p in range(n)])
+    out, at_end = [], set()
+    deadline = time.time() + timeout
+    try:
+        while len(at_end) < n:
+            assert time.time() < deadline, "timed out reading the keys topic"
+            m = c.poll(0.5)  # waits for a record: no sleep
+            if m is not None and m.error() and m.error().code() == -191:
+                at_end.add(m.partition())
+            elif m is not None and not m.error():
+                at_end.discard(m.partition())
+                if tenant in m.key().decode():
+                    out.append((m.partition(), m.offset(), m.key().decode()))
+    finally:
+        c.close()
+    return out
+
+
+def transactions(records):
+    """How many runs of consecutive offsets the records make in their
+    partitions: each transaction ends with a commit marker taking an offset,
+    so records of two transactions are never adjacent."""
+    runs, last = 0, {}
+    for p, o, _ in sorted(records):
+        runs += last.get(p) != o - 1
+        last[p] = o
+    return runs
+
+
+@pytest.fixture(scope="module")
+def sealed_clinic(stack, tmp_path_factory):
+    writer = stack.start_daemon("cmd-writer", port=free_port())
+    writer.wait_ready(90)
+    r = requests.post(f"{writer.url}/v1/tenants", json={"name": "Many Keys Vets",
+                                                        "timezone": "UTC", "currency": "EUR"},
+                      headers={"Authorization": "Bearer " + stack.token("platform-admin")})
+    assert r.status_code == 201, r.text
+    tenant = r.json()["id"]
+    clients = register_clients(stack, writer.url, tenant, CLIENTS)
+    erased = clients[CLIENTS // 2]
+    r = requests.post(f"{writer.url}/v1/clients/{erased}/erase", json={"reason": "GDPR"},
+                      headers={"Authorization": "Bearer " + stack.token("admin",
+                                                                        tenant=tenant)})
+    assert r.status_code in (200, 201), r.text
+    tmp = tmp_path_factory.mktemp("import-keys")
+    key_file = new_key_file(stack, tmp / "transport.key")
+    path = str(tmp / "tenant.ndjson")
+    with open(path, "w") as f:
+        f.write(export(stack, tenant, "--key-file", key_file).stdout)
+    writer.terminate()
+    yield tenant, clients, erased, key_file, path
+
+
+def position(tstack, twriter, tenant, digest):
+    """Where the target writer says the import of the file stands."""
+    r = requests.post(f"{twriter.url}/v1/ops/tenants/{tenant}/import",
+                      json={"import": digest, "from": 0, "events": []},
+                      headers={"Authorization": "Bearer " + tstack.token("platform-ops")})
+    return r.json()["next"] if r.status_code == 200 else -1
+
+
+def test_key_records_over_one_request_ride_with_their_clients_batches(stack, sealed_clinic):
+    tenant, clients, erased, key_file, path = sealed_clinic
+    lines = open(path).read().splitlines()
+    keylines = [ln for ln in lines if ln.startswith('{"keyrec":')]
+    events = lines[len(keylines):-1]
+    digest = json.loads(lines[-1])["trailer"]["blake2b"]
+    assert len(keylines) == CLIENTS + 1  # the tenant's, each client's (one marker)
+    # more than one request carries (1 MiB): the records must be spread
+    assert sum(len(json.dumps(json.loads(ln)["keyrec"])) for ln in keylines) > 1024 * 1024
+
+    with running_stack() as tstack:
+        tprojector = tstack.start_daemon("projector", port=free_port())
+        twriter = tstack.start_daemon("cmd-writer", port=free_port())
+        for d in (tprojector, twriter):
+            d.wait_ready(90)
+        # small batches, two in flight (one may overtake the other, the one
+        # bringing the tenant's key among them); killed a third of the way
+        first = start_import(tstack, twriter, path, "--batch", "50", "--in-flight", "2",
+                             "--key-file", key_file)
+        wait_for(lambda: position(tstack, twriter, tenant, digest) >= len(events) // 3
+                 or first.poll() is not None, timeout=120, what="a third of the import")
+        first.kill()
+        _, err = first.communicate()
+        landed = position(tstack, twriter, tenant, digest)
+        assert 0 < landed < len(events), (landed, err)
+        # the rest in batches of the default size, cut by bytes: events and keys
+        code, err = import_file(tstack, twriter, path, "--key-file", key_file)
+        assert code == 0, err
+        assert f"resuming at event {landed}" in err, err
+        assert position(tstack, twriter, tenant, digest) == len(events)
+
+        # every record once, in many transactions (the batches')
+        records = keys_with_offsets(tstack.brokers, tenant)
+        names = [name for _, _, name in records]
+        assert sorted(names) == sorted(json.loads(ln)["keyrec"]["name"] for ln in keylines)
+        assert transactions(records) >= 10, transactions(records)
+        # the resumed run's records came in more than one transaction too:
+        # those of clients whose first event is at or after where it resumed
+        late = {e["aggregate_id"] for e in map(json.loads, events[landed:])
+                if e["type"] == "ClientRegistered"}
+        resumed = [r for r in records if r[2].split(":")[-1] in late]
+        assert len(resumed) == len(late) > 0
+        assert transactions(resumed) >= 2, transactions(resumed)
+
+        # every client opened on the target, none dead-lettered
+        wait_for(lambda: query(tstack, "SELECT count(*) FROM read.clients WHERE tenant_id = %s",
+                               (tenant,))[0][0] == CLIENTS, timeout=180,
+                 what="the target projector to apply the import",
+                 explain=lambda: tprojector.log_tail(10))
+        assert not query(tstack, "SELECT error FROM read.dead_letters WHERE tenant_id = %s",
+                         (tenant,))
+        rows = dict(query(tstack, "SELECT id::text, coalesce(first_name, '') || ' ' || "
+                                  "coalesce(last_name, '') FROM read.clients "
+                                  "WHERE tenant_id = %s", (tenant,)))
+        for i, cid in enumerate(clients):
+            if cid != erased:
+                assert rows[cid] == f"Keyed{i} Owner{i}", (cid, rows[cid])
+        # the erased client stays erased: its marker, not a key, landed
+        assert rows[erased].startswith("erased") and "Keyed" not in rows[erased] \
+            and "Owner" not in rows[erased], rows[erased]
+        twriter.terminate()
+        tprojector.terminate()

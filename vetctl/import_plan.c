@@ -54,26 +54,7 @@ size_t vc_plan_record_bytes(const char *name, const char *value)
 
 static int append(VcKeyLines *k, const char *name, const char *value)
 {
-	if (k->n == k->cap) {
-		size_t cap = k->cap ? k->cap * 2 : 64;
-		char **names = realloc(k->name, cap * sizeof(*names));
-		if (names)
-			k->name = names;
-		char **values = names ? realloc(k->value, cap * sizeof(*values)) : NULL;
-		if (!values)
-			return -1;
-		k->value = values;
-		k->cap = cap;
-	}
-	k->name[k->n] = strdup(name);
-	k->value[k->n] = strdup(value);
-	if (!k->name[k->n] || !k->value[k->n]) {
-		free(k->name[k->n]);
-		free(k->value[k->n]);
-		return -1;
-	}
-	k->n++;
-	return 0;
+	return vc_keys_append(k, name, strlen(name), value, strlen(value));
 }
 
 int vc_plan_parse_line(VcKeyLines *k, const char *line, char *why, size_t why_cap)

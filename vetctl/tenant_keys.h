@@ -13,7 +13,17 @@ typedef struct VcKeyLines {
 	char **name;
 	char **value;
 	size_t n, cap;
+	/* names by hash, for vc_keys_remember: a name's index + 1 (0: empty),
+	 * open addressing over n_slots (a power of two, over twice the names);
+	 * name[0, indexed) are in it, the rest are added at the next look */
+	size_t *slot;
+	size_t n_slots, indexed;
 } VcKeyLines;
+
+/* name and value (NULL: a tombstone) added at the end, copied. 0, or -1 (out
+ * of memory). */
+int vc_keys_append(VcKeyLines *k, const char *name, size_t name_len, const char *value,
+		   size_t value_len);
 
 /* value (NULL: a tombstone, kept as NULL) as name's, unless the value held
  * supersedes it (vp_keyrec_supersedes: a newer tenant record, an erasure

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -77,6 +78,41 @@ static void names_are_kept_apart_in_first_read_order(void **state)
 	vc_keys_release(&k);
 }
 
+/* Many names, each read twice: one entry each, in first-read order, the
+ * second record kept where it counts, across the table's growth and after
+ * names were appended without it (vc_keys_append, the import's parser). */
+static void many_names_each_keep_one_entry(void **state)
+{
+	(void)state;
+	enum { N = 20000 };
+	char name[96];
+	VcKeyLines k = {0};
+	for (int i = 0; i < 100; i++) {
+		snprintf(name, sizeof(name), "client:t:a%d", i);
+		assert_int_equal(vc_keys_append(&k, name, strlen(name), KEY, strlen(KEY)), 0);
+	}
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "client:t:%d", i);
+		remember(&k, name, KEY);
+	}
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "client:t:%d", i);
+		remember(&k, name, i % 2 ? ERASED : KEY);
+	}
+	for (int i = 0; i < 100; i++) {
+		snprintf(name, sizeof(name), "client:t:a%d", i);
+		remember(&k, name, ERASED);
+	}
+	assert_int_equal(k.n, 100 + N);
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "client:t:%d", i);
+		assert_string_equal(k.name[100 + i], name);
+		assert_string_equal(k.value[100 + i], i % 2 ? ERASED : KEY);
+	}
+	assert_string_equal(k.value[0], ERASED);
+	vc_keys_release(&k);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -84,6 +120,7 @@ int main(void)
 	    cmocka_unit_test(an_erasure_marker_is_kept_in_either_order),
 	    cmocka_unit_test(a_tombstone_is_kept_and_a_record_after_it_counts),
 	    cmocka_unit_test(names_are_kept_apart_in_first_read_order),
+	    cmocka_unit_test(many_names_each_keep_one_entry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,13 +13,12 @@ events); the erased client stays erased."""
 
 import json
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from confluent_kafka import Consumer, TopicPartition
 
+import kafka_log
 from readmodel import query
 from stack import free_port, running_stack, wait_for
 from test_privacy import KEYS_TOPIC
@@ -52,26 +51,9 @@ def register_clients(stack, url, tenant, n):
 def keys_with_offsets(brokers, tenant, timeout=60):
     """The committed records of tenant's names in the keys topic, read to
     every partition's end: (partition, offset, name)."""
-    c = Consumer({"bootstrap.servers": brokers, "group.id": "e2e-import-keys",
-                  "isolation.level": "read_committed", "enable.auto.commit": False,
-                  "enable.partition.eof": True})
-    n = len(c.list_topics(KEYS_TOPIC, timeout=10).topics[KEYS_TOPIC].partitions)
-    c.assign([TopicPartition(KEYS_TOPIC, p, 0) for p in range(n)])
-    out, at_end = [], set()
-    deadline = time.time() + timeout
-    try:
-        while len(at_end) < n:
-            assert time.time() < deadline, "timed out reading the keys topic"
-            m = c.poll(0.5)  # waits for a record: no sleep
-            if m is not None and m.error() and m.error().code() == -191:
-                at_end.add(m.partition())
-            elif m is not None and not m.error():
-                at_end.discard(m.partition())
-                if tenant in m.key().decode():
-                    out.append((m.partition(), m.offset(), m.key().decode()))
-    finally:
-        c.close()
-    return out
+    return [(r.partition, r.offset, r.key.decode())
+            for r in kafka_log.read_records(brokers, KEYS_TOPIC, timeout=timeout)
+            if tenant in r.key.decode()]
 
 
 def transactions(records):

@@ -23,10 +23,9 @@ typedef struct VcPlan {
 } VcPlan;
 
 /* An import file's key line into k: 1 taken, 0 not a key line, -1 a
- * malformed one (why). Appended, not looked up by name like
- * vc_keys_parse_line (a scan of the names held, quadratic over 100k
- * clients): an export writes each name once, and vc_plan_init refuses a
- * name twice. */
+ * malformed one (why). Appended as read, not merged by name
+ * (vc_keys_remember): an export writes each name once, and vc_plan_init
+ * refuses a name twice. */
 int vc_plan_parse_line(VcKeyLines *k, const char *line, char *why, size_t why_cap);
 
 /* The plan of keys (their tenant's), every record due at 0 until events say

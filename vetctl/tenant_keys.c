@@ -267,28 +267,6 @@ int vc_keys_write(const VcKeyLines *k, FILE *out, unsigned char digest[32])
 	return 0;
 }
 
-int vc_keys_parse_line(VcKeyLines *k, const char *line, char *why, size_t why_cap)
-{
-	static const char prefix[] = "{\"keyrec\":";
-	if (strncmp(line, prefix, sizeof(prefix) - 1) != 0)
-		return 0;
-	cJSON *root = cJSON_Parse(line);
-	const cJSON *rec = cJSON_GetObjectItemCaseSensitive(root, "keyrec");
-	const char *name = vp_json_str(rec, "name"), *value = vp_json_str(rec, "value");
-	cJSON *v = value ? cJSON_Parse(value) : NULL;
-	const char *kind = vp_json_str(v, "kind");
-	int rc = -1;
-	if (!name || !kind || strlen(name) >= sizeof(((VpKeyRecord *)0)->name))
-		snprintf(why, why_cap, "not a key record line");
-	else if (vc_keys_remember(k, name, strlen(name), value, strlen(value)) < 0)
-		snprintf(why, why_cap, "out of memory");
-	else
-		rc = 1;
-	cJSON_Delete(v);
-	cJSON_Delete(root);
-	return rc;
-}
-
 int vc_keys_check(const VcKeyLines *k, const char *tenant, const VpKey *transport, char *why,
 		  size_t why_cap)
 {

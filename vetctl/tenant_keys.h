@@ -49,9 +49,7 @@ int vc_keys_rewrap(VcKeyLines *k, const VpKey *from, const VpKey *to, char *why,
 /* The key lines to out; digest gets their BLAKE2b (32 bytes). */
 int vc_keys_write(const VcKeyLines *k, FILE *out, unsigned char digest[32]);
 
-/* Import: 1 the line was a key line (taken into k), 0 it is not one, -1 a
- * malformed key line (why). */
-int vc_keys_parse_line(VcKeyLines *k, const char *line, char *why, size_t why_cap);
+/* Import: the file's key lines are parsed by vc_plan_parse_line (import_plan.h). */
 /* Every record of the tenant, the tenant's key among them and wrapped under
  * transport. 0, or -1 with why. */
 int vc_keys_check(const VcKeyLines *k, const char *tenant, const VpKey *transport, char *why,

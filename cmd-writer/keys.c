@@ -17,11 +17,11 @@
 
 #define KEYS_READ_TIMEOUT_MS 60000
 
-static VpKey *master; /* loaded once at start; read by the rebuilds */
-/* during a rotation, the master key being replaced (NULL: none): the
- * rebuilds' keyrings read tenant records under it; nothing new is wrapped
- * under it (new tenants and imports take master) */
-static VpKey *previous;
+/* loaded once at start; read by the rebuilds. During a rotation also the
+ * previous master key (NULL: none): the rebuilds' keyrings read tenant
+ * records under it; nothing new is wrapped under it (new tenants and
+ * imports take the current one) */
+static VpMasterKeys masters;
 /* The loop thread's locked scratch keys (one allocation each, wiped after
  * every command): a sodium_malloc per command cost more than the sealing. */
 static VpKey *data_scratch, *index_scratch;
@@ -30,40 +30,36 @@ int wr_keys_init(const WrConfig *cfg, char *why, size_t why_cap)
 {
 	if (vp_crypto_init(why, why_cap) < 0)
 		return -1;
-	master = vp_key_master_load(cfg->master_key_file, getenv("VETPMS_MASTER_KEY"), why,
-				    why_cap);
-	if (master && vp_key_master_previous_load(cfg->master_key_previous_file,
-						  getenv("VETPMS_MASTER_KEY_PREVIOUS"), master,
-						  &previous, why, why_cap) < 0)
+	VpMasterFiles files = {cfg->master_key_file, cfg->master_key_previous_file};
+	if (vp_master_keys_load(&files, &masters, why, why_cap) < 0)
 		return -1;
-	data_scratch = master ? vp_key_random(why, why_cap) : NULL;
+	data_scratch = vp_key_random(why, why_cap);
 	index_scratch = data_scratch ? vp_key_random(why, why_cap) : NULL;
 	return index_scratch ? 0 : -1;
 }
 
 const VpKey *wr_keys_master(void)
 {
-	return master;
+	return masters.current;
 }
 
 void wr_keys_release(void)
 {
-	master = vp_key_free(master);
-	previous = vp_key_free(previous);
+	vp_master_keys_free(&masters);
 	data_scratch = vp_key_free(data_scratch);
 	index_scratch = vp_key_free(index_scratch);
 }
 
 int wr_keys_read(const WrConfig *cfg, WrState *state, char *why, size_t why_cap)
 {
-	if (!master) {
+	if (!masters.current) {
 		snprintf(why, why_cap, "no master key loaded");
 		return WR_REBUILD_FATAL;
 	}
-	state->keys = vp_keyring_new(master, why, why_cap);
+	state->keys = vp_keyring_new(masters.current, why, why_cap);
 	if (!state->keys)
 		return WR_REBUILD_FAILED;
-	vp_keyring_accept_previous(state->keys, previous);
+	vp_keyring_accept_previous(state->keys, masters.previous);
 	int rc = vp_keyring_read(state->keys, cfg->brokers, cfg->kafka_props, cfg->keys_topic,
 				 KEYS_READ_TIMEOUT_MS, why, why_cap);
 	if (rc == VP_KEYRING_OK)

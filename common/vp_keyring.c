@@ -686,35 +686,49 @@ size_t vp_keyring_clients(VpKeyring *kr)
 	return n;
 }
 
+int vp_master_keys_load(const VpMasterFiles *files, VpMasterKeys *out, char *why,
+			size_t why_cap)
+{
+	*out = (VpMasterKeys){NULL, NULL};
+	out->current = vp_key_master_load(files->current, getenv("VETPMS_MASTER_KEY"), why,
+					  why_cap);
+	if (!out->current || vp_key_master_previous_load(files->previous,
+							 getenv("VETPMS_MASTER_KEY_PREVIOUS"),
+							 out->current, &out->previous, why,
+							 why_cap) < 0) {
+		vp_master_keys_free(out);
+		return -1;
+	}
+	return 0;
+}
+
+void vp_master_keys_free(VpMasterKeys *keys)
+{
+	keys->current = vp_key_free(keys->current);
+	keys->previous = vp_key_free(keys->previous);
+}
+
 VpKeyring *vp_keyring_open(const char *brokers, const char *kafka_props, const char *topic,
 			   const VpMasterFiles *files, bool follow, int timeout_ms,
 			   const volatile int *stop, VpMasterKeys *keys_out, int *status, char *why,
 			   size_t why_cap)
 {
-	*keys_out = (VpMasterKeys){NULL, NULL};
+	VpMasterKeys keys = {NULL, NULL};
+	*keys_out = keys;
 	*status = VP_KEYRING_FAILED;
-	if (vp_crypto_init(why, why_cap) < 0)
+	if (vp_crypto_init(why, why_cap) < 0 || vp_master_keys_load(files, &keys, why, why_cap) < 0)
 		return NULL;
-	VpKey *master = vp_key_master_load(files->current, getenv("VETPMS_MASTER_KEY"), why,
-					   why_cap);
-	VpKey *previous = NULL;
-	if (!master || vp_key_master_previous_load(files->previous,
-						   getenv("VETPMS_MASTER_KEY_PREVIOUS"), master,
-						   &previous, why, why_cap) < 0) {
-		vp_key_free(master);
-		return NULL;
-	}
 	int64_t deadline = vp_time_mono_us() + (int64_t)timeout_ms * 1000;
 	for (;;) {
-		VpKeyring *kr = vp_keyring_new(master, why, why_cap);
+		VpKeyring *kr = vp_keyring_new(keys.current, why, why_cap);
 		if (!kr)
 			break;
-		vp_keyring_accept_previous(kr, previous);
+		vp_keyring_accept_previous(kr, keys.previous);
 		*status = follow ? vp_keyring_follow(kr, brokers, kafka_props, topic, why, why_cap)
 				 : vp_keyring_read(kr, brokers, kafka_props, topic, 30000, why,
 						   why_cap);
 		if (*status == VP_KEYRING_OK) {
-			*keys_out = (VpMasterKeys){master, previous};
+			*keys_out = keys;
 			return kr;
 		}
 		vp_keyring_free(kr);
@@ -722,8 +736,7 @@ VpKeyring *vp_keyring_open(const char *brokers, const char *kafka_props, const c
 			break;
 		sleep(1);
 	}
-	vp_key_free(master);
-	vp_key_free(previous);
+	vp_master_keys_free(&keys);
 	return NULL;
 }
 

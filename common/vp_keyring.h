@@ -109,6 +109,16 @@ typedef struct VpMasterKeys {
 	VpKey *previous;
 } VpMasterKeys;
 
+/* The master key (files->current, else the environment's
+ * VETPMS_MASTER_KEY; neither is an error saying how to give one) and the
+ * optional previous one (vp_key_master_previous_load: files->previous, else
+ * VETPMS_MASTER_KEY_PREVIOUS): one loader for every holder of the keys (the
+ * daemons, vetctl tenant export). 0, or -1 with why and nothing held. */
+int vp_master_keys_load(const VpMasterFiles *files, VpMasterKeys *out, char *why,
+			size_t why_cap);
+/* Both keys freed (wiped), out emptied. */
+void vp_master_keys_free(VpMasterKeys *keys);
+
 /* A daemon's start: libsodium, the master key (files->current, else the
  * environment's VETPMS_MASTER_KEY; neither is an error saying how to give
  * one) and the optional previous one (vp_key_master_previous_load), then the

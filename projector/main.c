@@ -204,8 +204,7 @@ static void stop_keys(void)
 {
 	pj_keys_use(NULL, 0);
 	keyring = vp_keyring_free(keyring);
-	master_keys.current = vp_key_free(master_keys.current);
-	master_keys.previous = vp_key_free(master_keys.previous);
+	vp_master_keys_free(&master_keys);
 }
 
 /* `projector rebuild --tenant T`: no HTTP service, no consume loop; the

@@ -480,8 +480,7 @@ done:
 		event_base_free(main_base);
 	pj_keys_use(NULL, 0);
 	vp_keyring_free(keyring);
-	vp_key_free(master_keys.current);
-	vp_key_free(master_keys.previous);
+	vp_master_keys_free(&master_keys);
 	vp_config_free(config_items, N_CONFIG_ITEMS);
 	return exit_code;
 }

@@ -176,18 +176,18 @@ static int export_partition(Export *x)
 /* The tenant record rewrapped to the transport key from the master key, or
  * from the previous one (when given) if it is still under that: 0, or -1
  * with x->why naming what was tried. */
-static int rewrap_keys(Export *x, VcKeyLines *k, const VpKey *master, const VpKey *previous,
+static int rewrap_keys(Export *x, VcKeyLines *k, const VpMasterKeys *masters,
 		       const VpKey *transport)
 {
 	char first[240];
-	if (vc_keys_rewrap(k, master, transport, first, sizeof(first)) == 0)
+	if (vc_keys_rewrap(k, masters->current, transport, first, sizeof(first)) == 0)
 		return 0;
-	if (!previous) {
+	if (!masters->previous) {
 		snprintf(x->why, sizeof(x->why), "%s", first);
 		return -1;
 	}
 	char second[240];
-	if (vc_keys_rewrap(k, previous, transport, second, sizeof(second)) == 0)
+	if (vc_keys_rewrap(k, masters->previous, transport, second, sizeof(second)) == 0)
 		return 0;
 	snprintf(x->why, sizeof(x->why), "%s; with the previous master key: %s", first, second);
 	return -1;
@@ -197,7 +197,9 @@ static int export_keys(Export *x)
 {
 	const ExportOptions *o = x->o;
 	VcKeyLines k = {0};
-	VpKey *master = NULL, *previous = NULL, *transport = NULL;
+	VpMasterKeys masters = {NULL, NULL};
+	VpMasterFiles files = {o->master_key_file, o->master_key_previous_file};
+	VpKey *transport = NULL;
 	unsigned char digest[32];
 	int rc = -1;
 	if (o->without_keys)
@@ -214,13 +216,9 @@ static int export_keys(Export *x)
 		goto done;
 	}
 	if (k.n > 0 &&
-	    (!(master = vp_key_master_load(o->master_key_file, getenv("VETPMS_MASTER_KEY"),
-					   x->why, sizeof(x->why))) ||
-	     vp_key_master_previous_load(o->master_key_previous_file,
-					 getenv("VETPMS_MASTER_KEY_PREVIOUS"), master, &previous, x->why,
-					 sizeof(x->why)) < 0 ||
+	    (vp_master_keys_load(&files, &masters, x->why, sizeof(x->why)) < 0 ||
 	     !(transport = vp_key_master_load(o->key_file, NULL, x->why, sizeof(x->why))) ||
-	     rewrap_keys(x, &k, master, previous, transport) < 0))
+	     rewrap_keys(x, &k, &masters, transport) < 0))
 		goto done;
 	if (vc_keys_write(&k, stdout, digest) < 0) {
 		snprintf(x->why, sizeof(x->why), "cannot write the output");
@@ -230,8 +228,7 @@ static int export_keys(Export *x)
 	sodium_bin2hex(x->keys_hex, sizeof(x->keys_hex), digest, sizeof(digest));
 	rc = 0;
 done:
-	vp_key_free(master);
-	vp_key_free(previous);
+	vp_master_keys_free(&masters);
 	vp_key_free(transport);
 	vc_keys_release(&k);
 	return rc;

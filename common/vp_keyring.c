@@ -304,7 +304,17 @@ static int set_client(VpKeyring *kr, const char *name, const char *wrapped, cons
 		snprintf(why, why_cap, "out of memory");
 		return VP_KEYRING_FAILED;
 	}
-	if (e->erased) { /* erasure is final: a late copy of the key changes nothing */
+	/* the record held supersedes this one? (vp_keyrec_newer.h: an erasure
+	 * marker is final, so a late copy of the key changes nothing, in either
+	 * read order: on a keys topic written before vp_keyrec_partition the
+	 * client's key may sit on its name's partition and the marker on the
+	 * tenant's) */
+	VpKeyrecRank had = {e->erased    ? VP_KEYREC_MARKER
+			    : e->wrapped ? VP_KEYREC_KEY
+					 : VP_KEYREC_NOTHING,
+			    false, INT64_MIN};
+	VpKeyrecRank next = {erased ? VP_KEYREC_MARKER : VP_KEYREC_KEY, false, INT64_MIN};
+	if (!vp_keyrec_supersedes(&had, &next)) {
 		free(copy);
 		return VP_KEYRING_OK;
 	}
@@ -325,15 +335,6 @@ static int take_client(VpKeyring *kr, const char *name, const cJSON *v, bool era
 		snprintf(why, why_cap, "%s: no wrapped key", name);
 		return VP_KEYRING_FAILED;
 	}
-	/* an erasure marker is final, in either read order: on a keys topic
-	 * written before vp_keyrec_partition the client's key may sit on its
-	 * name's partition and the marker on the tenant's (vp_keyrec_newer.h) */
-	const Entry *held = find(kr, name);
-	VpKeyrecRank had = {VP_KEYREC_NOTHING, false, INT64_MIN}, next = vp_keyrec_rank_json(v);
-	if (held && (held->erased || held->wrapped))
-		had.state = held->erased ? VP_KEYREC_MARKER : VP_KEYREC_KEY;
-	if (!vp_keyrec_supersedes(&had, &next))
-		return VP_KEYRING_OK;
 	return set_client(kr, name, wrapped, vp_json_str(v, "key_id"), erased, why, why_cap);
 }
 

@@ -562,7 +562,8 @@ int vp_keyring_index_key(VpKeyring *kr, const char *tenant_id, VpKey *out, char 
 	pthread_mutex_lock(&kr->lock);
 	Entry *t = find(kr, name);
 	if (t && t->index) {
-		vp_key_copy(out, t->index);
+		if (out)
+			vp_key_copy(out, t->index);
 		rc = 0;
 	} else
 		snprintf(why, why_cap, "no key for tenant %s", tenant_id);

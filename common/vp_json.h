@@ -99,5 +99,9 @@ char *vp_json_print(const cJSON *j);
 int vp_json_write(VpBuf *out, const cJSON *j);
 /* Appends s as a JSON string literal, escaped as cJSON escapes it. */
 int vp_json_write_string(VpBuf *out, const char *s);
+/* At most the bytes vp_json_write_string writes for the len bytes of s,
+ * quotes included (a control character counted as \u00XX): for callers
+ * that bound a body before writing it. */
+size_t vp_json_string_len(const char *s, size_t len);
 
 #endif

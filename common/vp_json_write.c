@@ -70,6 +70,16 @@ int vp_json_write_string(VpBuf *out, const char *s)
 	return vp_buf_append(out, "\"", 1);
 }
 
+size_t vp_json_string_len(const char *s, size_t len)
+{
+	size_t n = len + 2;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		n += c == '"' || c == '\\' ? 1 : c < 0x20 ? 5 : 0;
+	}
+	return n;
+}
+
 /* cJSON's own rule (print_number in cJSON.c 1.7.15, the version we link):
  * null for NaN and the infinities, else 15 significant digits unless they do
  * not read back as (nearly) the same double, then 17. Later cJSON versions

@@ -40,16 +40,8 @@ static int by_due_cmp(const void *a, const void *b)
 
 size_t vc_plan_record_bytes(const char *name, const char *value)
 {
-	size_t n = sizeof("{\"name\":,\"value\":},") - 1;
-	for (int s = 0; s < 2; s++) {
-		const char *t = s ? value : name;
-		n += 2;
-		for (; *t; t++) {
-			unsigned char c = (unsigned char)*t;
-			n += c == '"' || c == '\\' ? 2 : c < 0x20 ? 6 : 1;
-		}
-	}
-	return n;
+	return sizeof("{\"name\":,\"value\":},") - 1 + vp_json_string_len(name, strlen(name)) +
+	       vp_json_string_len(value, strlen(value));
 }
 
 static int append(VcKeyLines *k, const char *name, const char *value)
@@ -188,12 +180,18 @@ void vc_plan_range(const VcPlan *p, long long from, long long end, size_t *lo, s
 	*hi = lower_bound(p, end);
 }
 
-size_t vc_plan_bytes_at(const VcPlan *p, long long index)
+size_t vc_plan_due_at(const VcPlan *p, long long index, size_t *pos)
 {
 	size_t bytes = 0;
-	for (size_t j = lower_bound(p, index); j < p->keys->n && p->due[p->order[j]] == index; j++)
-		bytes += p->bytes[p->order[j]];
+	for (; *pos < p->keys->n && p->due[p->order[*pos]] == index; (*pos)++)
+		bytes += p->bytes[p->order[*pos]];
 	return bytes;
+}
+
+size_t vc_plan_bytes_at(const VcPlan *p, long long index)
+{
+	size_t pos = lower_bound(p, index);
+	return vc_plan_due_at(p, index, &pos);
 }
 
 void vc_plan_release(VcPlan *p)

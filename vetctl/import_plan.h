@@ -43,6 +43,10 @@ int vc_plan_finish(VcPlan *p, size_t *at_zero);
 void vc_plan_range(const VcPlan *p, long long from, long long end, size_t *lo, size_t *hi);
 /* The bytes of the records due at index exactly. */
 size_t vc_plan_bytes_at(const VcPlan *p, long long index);
+/* The same from order[*pos] on (the first record due at index, or after
+ * it: then 0), *pos moved past them: a batch built event by event walks the
+ * order once. */
+size_t vc_plan_due_at(const VcPlan *p, long long index, size_t *pos);
 /* What a record takes in a body: {"name":"...","value":"..."}, escaped. */
 size_t vc_plan_record_bytes(const char *name, const char *value);
 void vc_plan_release(VcPlan *p);

@@ -108,8 +108,6 @@ static int parse_trailer(Import *im, const char *line)
 	return rc;
 }
 
-static size_t escaped_len(const char *line, size_t len);
-
 /* A body's own bytes besides its event lines and key records: the import's
  * digest, "from", the transport key and the punctuation. */
 #define BODY_ROOM 256
@@ -160,18 +158,6 @@ static int check_keys(Import *im, crypto_generichash_state *keys_hash)
 	return im->transport ? 0 : -1;
 }
 
-/* The bytes line takes in a batch's body, as a JSON string with
- * vp_json_write_string's escapes (a control character's \u00XX at most). */
-static size_t escaped_len(const char *line, size_t len)
-{
-	size_t n = len + 2;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)line[i];
-		n += c == '"' || c == '\\' ? 1 : c < 0x20 ? 5 : 0;
-	}
-	return n;
-}
-
 /* One event line of the check pass; 0, or -1 with im->why. */
 static int check_line(Import *im, const char *line, size_t len, long long index)
 {
@@ -196,8 +182,8 @@ static int check_line(Import *im, const char *line, size_t len, long long index)
 			      ? vc_plan_event(&im->plan, ev.aggregate_id, index)
 			      : 0;
 	if (index == 0)
-		im->first_len = escaped_len(line, len);
-	if (rc == 0 && escaped_len(line, len) + keys + BODY_ROOM > BATCH_BYTES)
+		im->first_len = vp_json_string_len(line, len);
+	if (rc == 0 && vp_json_string_len(line, len) + keys + BODY_ROOM > BATCH_BYTES)
 		rc = -1, snprintf(im->why, sizeof(im->why), "line %lld: %zu bytes%s, more than "
 			 "one import request carries", index + 1, len,
 			 keys ? " with its client's key record" : "");
@@ -393,10 +379,8 @@ static long long build_batch(Import *im, long long at)
 		if (len <= 0)
 			return -1;
 		im->line[len - 1] = '\0';
-		size_t mark = im->body.len, more = 0, end = hi;
-		for (; im->planned && end < im->keys.n && im->plan.due[im->plan.order[end]] == at + n;
-		     end++)
-			more += im->plan.bytes[im->plan.order[end]];
+		size_t mark = im->body.len, end = hi;
+		size_t more = im->planned ? vc_plan_due_at(&im->plan, at + n, &end) : 0;
 		vp_buf_append(&im->body, n ? "," : "", n ? 1 : 0);
 		vp_json_write_string(&im->body, im->line);
 		if (im->body.len + key_bytes + more + BODY_ROOM > BATCH_BYTES && n > 0) {

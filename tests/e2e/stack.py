@@ -5,6 +5,7 @@ Nothing here touches the `make run` stack (var/, ports 8080-8082)."""
 
 import atexit
 import base64
+import hashlib
 import json
 import os
 import re
@@ -116,6 +117,18 @@ def process_alive(pid):
 def new_master_key():
     """32 random bytes as base64url without padding, the master key's text."""
     return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+
+
+def key_id(key):
+    """vp_key_id: a BLAKE2b MAC of a fixed text under the key, 8 bytes hex."""
+    return hashlib.blake2b(b"vetpms key id", digest_size=8, key=key).hexdigest()
+
+
+def master_key_bytes(path):
+    """The key in a master key file (its base64url line)."""
+    with open(path) as f:
+        text = f.read().strip()
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class Stack:

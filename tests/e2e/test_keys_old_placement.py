@@ -19,7 +19,6 @@ made here as the writer makes them (the record format of docs/privacy.md,
 import base64
 import ctypes
 import ctypes.util
-import hashlib
 import json
 import os
 import subprocess
@@ -31,7 +30,7 @@ from confluent_kafka import Producer
 
 import kafka_log
 import kafka_partition
-from stack import BIN_DIR, new_master_key
+from stack import BIN_DIR, key_id, master_key_bytes, new_master_key
 
 PARTITIONS = 6
 FILLER_BYTES = 3 << 20  # per partition: three of librdkafka's 1 MiB partition fetches
@@ -42,15 +41,6 @@ assert sodium.sodium_init() >= 0
 
 def b64(raw):
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def unb64(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def key_id(key):
-    """vp_key_id: a BLAKE2b MAC of a fixed text under the key, 8 bytes hex."""
-    return hashlib.blake2b(b"vetpms key id", digest_size=8, key=key).hexdigest()
 
 
 def wrap(kek, key, context):
@@ -99,11 +89,6 @@ def master_file(directory, name, text=None):
     with os.fdopen(fd, "w") as f:
         f.write((text or new_master_key()) + "\n")
     return path
-
-
-def master_bytes(path):
-    with open(path) as f:
-        return unb64(f.read().strip())
 
 
 def read_topic(brokers, topic, timeout=60):
@@ -169,8 +154,8 @@ class OldTopic:
         self.vetctl("topics", "create", "--partitions", str(PARTITIONS), "--topic",
                     self.events_topic, "--dlq-topic", self.prefix + ".dlq", "--keys-topic",
                     self.keys_topic)
-        a = master_bytes(self.a)
-        b = master_bytes(self.b)
+        a = master_key_bytes(self.a)
+        b = master_key_bytes(self.b)
         for p in sorted(self.behind_filler):
             self.fill(p)
         n1, n2 = "tenant:" + self.t1, "tenant:" + self.t2
@@ -211,7 +196,7 @@ def test_the_topic_is_laid_out_old_style(old_topic):
     for name, home in (("tenant:" + o.t1, o.home1), (f"client:{o.t1}:{o.c1}", o.home1),
                        (f"client:{o.t2}:{o.c2}", o.home2)):
         assert [p for p, _r in where[name]] == [home, by_name(name)], (name, where[name])
-    a_id, b_id = key_id(master_bytes(o.a)), key_id(master_bytes(o.b))
+    a_id, b_id = key_id(master_key_bytes(o.a)), key_id(master_key_bytes(o.b))
     # (in the order read: partitions interleave)
     t1 = where["tenant:" + o.t1]
     assert sorted((p, r["kek_id"], r["key_id"]) for p, r in t1) == sorted([
@@ -239,7 +224,7 @@ def test_export_carries_the_newest_tenant_key_and_the_erasure_marker(old_topic, 
     assert lines[-1]["trailer"]["keys"] == 2, lines[-1]
     assert set(keys) == {"tenant:" + t, f"client:{t}:{c}"}, keys
     tenant = json.loads(keys["tenant:" + t])
-    assert (tenant["kek_id"], tenant["key_id"]) == (key_id(master_bytes(transport)), key_id(k))
+    assert (tenant["kek_id"], tenant["key_id"]) == (key_id(master_key_bytes(transport)), key_id(k))
     # the erased client's marker, never its key (before, t2: its key, read
     # last, was exported)
     assert keys[f"client:{t}:{c}"] == ERASED, keys[f"client:{t}:{c}"]
@@ -259,7 +244,7 @@ def test_rotate_master_rewraps_each_tenants_newest_record(old_topic):
     after = read_topic(o.stack.brokers, o.keys_topic)
     seen = set(before)
     new = [(p, k, json.loads(v)) for (p, k, v) in after if (p, k, v) not in seen]
-    c_id = key_id(master_bytes(c_file))
+    c_id = key_id(master_key_bytes(c_file))
     assert sorted((p, k, r["kek_id"], r["key_id"]) for p, k, r in new) == sorted([
         (o.home1, "tenant:" + o.t1, c_id, key_id(o.k1)),
         (o.home2, "tenant:" + o.t2, c_id, key_id(o.k2))])

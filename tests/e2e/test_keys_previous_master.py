@@ -16,8 +16,6 @@ A -> B rewraps the old tenant's key only; all three restarted with B alone
 start, serve every client, and a whole-log rebuild under B alone gives the
 same read model row for row."""
 
-import base64
-import hashlib
 import json
 import os
 import re
@@ -28,7 +26,7 @@ import requests
 
 import kafka_log
 import readmodel
-from stack import BIN_DIR, free_port, running_stack
+from stack import BIN_DIR, free_port, key_id, master_key_bytes, running_stack
 
 KEYS_TOPIC = "vetpms.keys"
 HOLDS_B_ONLY = ("wrapped under master key {a}, but this daemon holds master key {b}: "
@@ -36,11 +34,8 @@ HOLDS_B_ONLY = ("wrapped under master key {a}, but this daemon holds master key 
 
 
 def key_id_of_file(path):
-    """vp_key_id of the key in path: a BLAKE2b MAC of a fixed text under it."""
-    with open(path) as f:
-        text = f.read().strip()
-    key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    return hashlib.blake2b(b"vetpms key id", digest_size=8, key=key).hexdigest()
+    """vp_key_id of the key in path."""
+    return key_id(master_key_bytes(path))
 
 
 def keys_topic(brokers, partitions=6, timeout=60):

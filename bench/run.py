@@ -157,6 +157,7 @@ class Bench:
         self.daemons = {}
         self.rows = []
         self.facts = {}
+        self.raw_topics = set()  # the raw ceiling's topics made so far
 
     # stack and daemons
     def start(self, commit_timestamps=False):
@@ -264,13 +265,14 @@ class Bench:
         m = re.search(rf"^{name} (\d+)", daemon.get("/metrics").text, re.M)
         return int(m.group(1)) if m else 0
 
-    def record_size(self, partition, n=200):
-        """Mean value size of the last n records of a partition of the events topic."""
+    def record_size(self, partition, n=200, topic="vetpms.events"):
+        """Mean value size of the last n records of a partition of a topic (the
+        events topic unless named)."""
         c = Consumer({"bootstrap.servers": self.stack.brokers, "group.id": "bench-size",
                       "enable.auto.commit": False, "isolation.level": "read_committed"})
-        tp = TopicPartition("vetpms.events", partition)
+        tp = TopicPartition(topic, partition)
         lo, hi = c.get_watermark_offsets(tp, timeout=10)
-        c.assign([TopicPartition("vetpms.events", partition, max(lo, hi - n))])
+        c.assign([TopicPartition(topic, partition, max(lo, hi - n))])
         sizes = []
         while len(sizes) < n:
             m = c.poll(2)
@@ -309,24 +311,36 @@ class Bench:
 
     RAW_PAUSES_US = (0, 1000)
 
-    def raw_ceiling(self, per_txn, size):
+    def raw_ceiling(self, per_txn, size, topic="bench.raw", keys=None, partition=None):
         """bench/raw_producer: the writer's Kafka settings, per_txn records of size
         bytes per transaction, on the tenant's partition of a topic of its own,
         once per pause after each commit (raw_producer.c says why); the best
-        run is the ceiling. Returns (its JSON with the other runs' rates under
-        "runs", its CPU seconds, Kafka's CPU during it)."""
-        if not self.facts.get("raw_topic"):
-            self.stack.env["VETPMS_TOPIC"] = "bench.raw"
-            self.stack.env["VETPMS_DLQ_TOPIC"] = "bench.raw.dlq"
-            self.stack.vetctl("topics", "create", "--partitions", "6")
-            del self.stack.env["VETPMS_TOPIC"], self.stack.env["VETPMS_DLQ_TOPIC"]
-            self.facts["raw_topic"] = True
+        run is the ceiling. keys=(topic, partition, bytes): each record also
+        brings a key record there (a sealed RegisterClient's shape). Returns
+        (its JSON with the other runs' rates under "runs", its CPU seconds,
+        Kafka's CPU during it)."""
+        made = self.raw_topics
+        if topic not in made:
+            env = {"VETPMS_TOPIC": topic, "VETPMS_DLQ_TOPIC": topic + ".dlq"}
+            if keys:
+                env["VETPMS_KEYS_TOPIC"] = keys[0]
+            saved = self.stack.env
+            self.stack.env = dict(saved, **env)
+            try:
+                self.stack.vetctl("topics", "create", "--partitions", "6")
+            finally:
+                self.stack.env = saved
+            made.add(topic)
         best, runs = None, {}
         for pause in self.RAW_PAUSES_US:
             kcpu = Cpu(self, ["kafka"]).start()
-            out, raw_cpu = run_tool([os.path.join(TOOLS, "raw_producer"), self.stack.brokers,
-                                     "bench.raw", str(self.facts["partition"]), str(size),
-                                     str(per_txn), str(self.seconds), str(pause)])
+            args = [os.path.join(TOOLS, "raw_producer"), self.stack.brokers, topic,
+                    str(self.facts["partition"] if partition is None else partition), str(size),
+                    str(per_txn), str(self.seconds),
+                    str(pause)]
+            if keys:
+                args += [str(k) for k in keys]
+            out, raw_cpu = run_tool(args)
             raw = json.loads(out)
             runs[pause] = round(raw["records_per_s"])
             if best is None or raw["records_per_s"] > best[0]["records_per_s"]:
@@ -1753,7 +1767,7 @@ class Bench:
         back to back, sealed first: rate ratio 0.42, 0.71, 0.89; Kafka
         CPU-s per 1k sealed 0.34, 0.15, 0.09)."""
         keys = "bench.seal.keys"
-        used, runs, sizes, tokens = {}, {}, {}, {}
+        used, runs, sizes, tokens, partitions = {}, {}, {}, {}, {}
         for side in ("sealed", "plain"):
             self.seal_topic(f"bench.seal.{side}", keys)
         for side in ("sealed", "plain"):  # warm-up: not measured
@@ -1763,6 +1777,7 @@ class Bench:
                           self.stack.token("platform-admin"))
             tokens[side] = {"BENCH_TOKEN": self.stack.token(["admin", "reception"],
                                                             tenant=t["id"], ttl=86400)}
+            partitions[side] = int(t["position"].split(":")[0])
             self.wrk(w.url, "register_client.lua", tokens[side], seconds=2 * self.seconds)
             self.drop("seal-kafka")
         for side in ("sealed", "plain", "plain", "sealed"):
@@ -1781,6 +1796,53 @@ class Bench:
                       f"sealed {per_txn['sealed']} plus a key record per client in "
                       f"{keys}; plain {per_txn['plain']}; Kafka warmed "
                       f"{2 * self.seconds}s a side first")
+        self.seal_raw_shapes(keys, partitions, sizes, runs, used)
+
+    def seal_raw_shapes(self, keys, partitions, sizes, runs, used):
+        """The transport's share: the raw librdkafka txn loop writing a sealed
+        RegisterClient's records (its event's size, plus a key record of the
+        key records' size on the keys topic, in the same transaction) against
+        a plain one's (its event's size alone), at each side's records per
+        transaction. What the writer adds beyond the sealed shape's extra is
+        the writer's own: sealing, the keyring, the bigger envelope."""
+        size = {side: self.record_size(partitions[side], topic=f"bench.seal.{side}")
+                for side in ("sealed", "plain")}
+        key_size = self.record_size(partitions["sealed"], topic=keys)
+        raws = {}
+        for side in ("plain", "sealed"):
+            e, c = sizes[side]
+            shape = ("bench.raw.seal.keys", partitions["sealed"], key_size) \
+                if side == "sealed" else None
+            raws[side] = self.raw_ceiling(max(1, round(e / max(1, c))), size[side],
+                                          topic=f"bench.raw.seal.{side}", keys=shape,
+                                          partition=partitions["sealed"])
+        (rs, rs_cpu, ks), (rp, rp_cpu, kp) = raws["sealed"], raws["plain"]
+        cpu = {"raw_producer(sealed shape)": rs_cpu / rs["records"] * 1000,
+               "raw_producer(plain shape)": rp_cpu / rp["records"] * 1000,
+               "kafka(sealed shape)": ks["kafka"] / rs["records"] * 1000,
+               "kafka(plain shape)": kp["kafka"] / rp["records"] * 1000}
+        s, p = self.seal_sum(runs["sealed"]), self.seal_sum(runs["plain"])
+        writer_extra_us = (used["sealed"]["writer"] / max(1, s["ok"])
+                           - used["plain"]["writer"] / max(1, p["ok"])) * 1e6
+        raw_extra_us = (cpu["raw_producer(sealed shape)"]
+                        - cpu["raw_producer(plain shape)"]) * 1e3
+        self.facts.setdefault("seal", {})["raw_shapes"] = {
+            "sealed_rate": rs["records_per_s"], "plain_rate": rp["records_per_s"],
+            "cpu_s_per_1k": cpu, "writer_extra_us": writer_extra_us,
+            "raw_extra_us": raw_extra_us}
+        self.row("seal", "raw librdkafka txn loop, sealed RegisterClient's records vs plain's",
+                 round(rs["records_per_s"]), round(rp["records_per_s"]), "commands/s",
+                 rs["p50_ms"], rs["p99_ms"], {k: round(v, 4) for k, v in cpu.items()},
+                 "the plain shape, same run",
+                 f"sealed shape {size['sealed']} B event + {key_size} B key record on "
+                 f"{keys}'s shape (compacted, same partition number), plain shape "
+                 f"{size['plain']} B event; rate ratio "
+                 f"{rs['records_per_s'] / rp['records_per_s']:.3f} against the writer's "
+                 f"{s['rate'] / p['rate']:.3f}; extra CPU per command: raw producer "
+                 f"{raw_extra_us:+.1f} us, writer {writer_extra_us:+.1f} us (the rest is the "
+                 f"writer's own); kafka sealed/plain shape "
+                 f"{cpu['kafka(sealed shape)'] / cpu['kafka(plain shape)']:.2f}; "
+                 f"{self.raw_note(rs, rs_cpu, ks)}")
 
     def seal_kafka_writer(self, side, keys):
         topic = f"bench.seal.{side}"

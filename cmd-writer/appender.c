@@ -73,8 +73,6 @@
  * after our own init_transactions it is complete and one read answers; after
  * a newer writer fenced us, that writer completes it when it starts. */
 #define OUTCOME_WAIT_MS 30000
-/* The producer's reconnect.backoff.max.ms (librdkafka's default: 10000). */
-#define WR_RECONNECT_BACKOFF_MAX_MS "1000"
 
 /* commit_batch's results */
 enum { COMMIT_OK = 0, COMMIT_FAILED = -1, COMMIT_UNKNOWN = -2 };
@@ -769,16 +767,7 @@ static rd_kafka_t *producer_new(WrAppender *a, const WrConfig *cfg, char *why, s
 	     * broker writes the previous markers; the 100 ms default backoff then
 	     * dominates command latency (measured: 64 connections 2,222 → 3,372
 	     * commands/s with 5 ms). */
-	    vp_kafka_conf_set(conf, "retry.backoff.ms", "10", why, why_cap) < 0 ||
-	    /* While Kafka is away each broker handle's reconnect backoff doubles
-	     * up to this; the transaction coordinator's handle is not reset when
-	     * the bootstrap connection comes back, so with librdkafka's 10 s the
-	     * commit in flight, and with it readiness, waited up to 10 s (8.8 s
-	     * measured) after the broker took connections again
-	     * (docs/testing.md). A connection attempt a second per broker while
-	     * one is down costs nothing. */
-	    vp_kafka_conf_set(conf, "reconnect.backoff.max.ms", WR_RECONNECT_BACKOFF_MAX_MS, why,
-			      why_cap) < 0) {
+	    vp_kafka_conf_set(conf, "retry.backoff.ms", "10", why, why_cap) < 0) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}

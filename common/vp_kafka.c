@@ -91,6 +91,15 @@ rd_kafka_conf_t *vp_kafka_conf_new(const char *brokers, const char *client_id, c
 	if (vp_kafka_conf_set(conf, "bootstrap.servers", brokers, why, why_cap) < 0 ||
 	    vp_kafka_conf_set(conf, "client.id", client_id, why, why_cap) < 0 ||
 	    vp_kafka_conf_set(conf, "socket.nagle.disable", "true", why, why_cap) < 0 ||
+	    /* While Kafka is away each broker handle's reconnect backoff doubles
+	     * up to this, and a handle is not woken when the broker is back: with
+	     * librdkafka's 10 s the writer's commit in flight (docs/testing.md,
+	     * "The writer after a Kafka restart") and the projector's group
+	     * coordinator connection waited up to 10 s after the broker took
+	     * connections again. A connection attempt a second per broker while
+	     * one is down costs nothing. Before extra: ops may set it. */
+	    vp_kafka_conf_set(conf, "reconnect.backoff.max.ms", VP_KAFKA_RECONNECT_BACKOFF_MAX_MS,
+			      why, why_cap) < 0 ||
 	    (extra && *extra && apply_extra(conf, extra, why, why_cap) < 0)) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;

@@ -12,9 +12,12 @@
 #define VP_TOPIC_EVENTS_DEFAULT "vetpms.events"
 #define VP_TOPIC_DLQ_DEFAULT    "vetpms.events.dlq"
 
+/* Every client's reconnect.backoff.max.ms (librdkafka's default: 10000). */
+#define VP_KAFKA_RECONNECT_BACKOFF_MAX_MS "1000"
+
 /* A conf with bootstrap.servers, client.id, socket.nagle.disable=true (Debian's
  * librdkafka 2.0.2 against Kafka 3.9 otherwise waits on Nagle for small
- * requests) and the `extra` properties: "a=b,c=d" (VETPMS_KAFKA_PROPS; a list
+ * requests), reconnect.backoff.max.ms and the `extra` properties: "a=b,c=d" (VETPMS_KAFKA_PROPS; a list
  * value keeps its commas, "debug=eos,broker"), for
  * tuning without a rebuild. NULL with why filled on a bad property. */
 rd_kafka_conf_t *vp_kafka_conf_new(const char *brokers, const char *client_id, const char *extra,

@@ -227,14 +227,19 @@ static long tenant_record(const VcKeyLines *k)
 	return -1;
 }
 
-int vc_keys_rewrap(VcKeyLines *k, const VpKey *from, const VpKey *to, char *why,
+int vc_keys_rewrap(VcKeyLines *k, const VpMasterKeys *masters, const VpKey *to, char *why,
 		   size_t why_cap)
 {
 	long t = tenant_record(k);
 	if (t < 0)
 		return 0;
-	char *value = vp_keyrec_rewrap(from, to, k->name[t], k->value[t], vp_time_now_us(), why,
-				       why_cap);
+	cJSON *v = cJSON_Parse(k->value[t]);
+	const VpKey *from = vp_master_key_of(masters->current, masters->previous, k->name[t],
+					     vp_json_str(v, "kek_id"), "vetctl", why, why_cap);
+	cJSON_Delete(v);
+	char *value = from ? vp_keyrec_rewrap(from, to, k->name[t], k->value[t], vp_time_now_us(),
+					      why, why_cap)
+			   : NULL;
 	if (!value)
 		return -1;
 	free(k->value[t]);

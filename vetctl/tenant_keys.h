@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "vp_crypto.h"
+#include "vp_keyring.h"
 
 /* Key records by name (the value that counts, vp_keyrec_newer.h), in
  * topic / file order. */
@@ -43,8 +44,11 @@ int vc_keys_read(const char *brokers, const char *props, const char *topic,
  * (tombstones dropped). 0, or -1 with why. */
 int vc_keys_collect(const char *brokers, const char *props, const char *topic,
 		    const char *tenant, VcKeyLines *k, char *why, size_t why_cap);
-/* The tenant record rewrapped from `from` to `to` in place (none: nothing). */
-int vc_keys_rewrap(VcKeyLines *k, const VpKey *from, const VpKey *to, char *why,
+/* The tenant record rewrapped to `to` in place (none: nothing), from the
+ * master key its kek_id names: masters->current, or masters->previous when
+ * given (vp_master_key_of, the keyring's choice). 0, or -1 with why (a
+ * record under neither: naming its kek_id and the ids held). */
+int vc_keys_rewrap(VcKeyLines *k, const VpMasterKeys *masters, const VpKey *to, char *why,
 		   size_t why_cap);
 /* The key lines to out; digest gets their BLAKE2b (32 bytes). */
 int vc_keys_write(const VcKeyLines *k, FILE *out, unsigned char digest[32]);

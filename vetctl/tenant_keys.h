@@ -32,9 +32,17 @@ int vc_keys_append(VcKeyLines *k, const char *name, size_t name_len, const char 
 int vc_keys_remember(VcKeyLines *k, const char *name, size_t name_len, const char *value,
 		     size_t value_len);
 
-/* The keys topic read to its end (vp_kafka_read_to_end) by a consumer named
- * client_id: the record that counts of each name wanted() says yes to, into
- * k (tombstones as NULL values). 0, or -1 with why. */
+/* The keys topic read to its end (vp_kafka_read_to_end, read_committed) by a
+ * consumer named client_id: every record handed to take (value NULL: a
+ * tombstone), in each partition's order. take returns 0, or -1 to stop (out
+ * of memory). 0, or -1 with why. */
+typedef int (*VcKeyTake)(void *arg, const char *name, size_t name_len, const char *value,
+			 size_t value_len);
+int vc_keys_scan(const char *brokers, const char *props, const char *topic,
+		 const char *client_id, VcKeyTake take, void *arg, char *why, size_t why_cap);
+
+/* The same read: the record that counts of each name wanted() says yes to,
+ * into k (tombstones as NULL values). 0, or -1 with why. */
 typedef bool (*VcKeyWanted)(const char *name, size_t len, const void *arg);
 int vc_keys_read(const char *brokers, const char *props, const char *topic,
 		 const char *client_id, VcKeyWanted wanted, const void *arg, VcKeyLines *k,

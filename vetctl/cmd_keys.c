@@ -356,11 +356,13 @@ int vc_cmd_keys(int argc, char **argv)
 		VP_CF_STR("kafka-props", "VETPMS_KAFKA_PROPS", &o.kafka_props, "",
 			  "extra librdkafka properties a=b,c=d"),
 		VP_CF_STR("master-key-file", "VETPMS_MASTER_KEY_FILE", &o.master_key_file, "",
-			  "the current master key's file; else the environment's VETPMS_MASTER_KEY"),
+			  "the current master key's file; else the environment's VETPMS_MASTER_KEY "
+			  "(status: optional, its id is shown)"),
 		VP_CF_STR("master-key-previous-file", "VETPMS_MASTER_KEY_PREVIOUS_FILE",
 			  &o.master_key_previous_file, "",
 			  "rotate-master: the master key being replaced, as the daemons hold it "
-			  "during the rotation (else VETPMS_MASTER_KEY_PREVIOUS)"),
+			  "during the rotation (else VETPMS_MASTER_KEY_PREVIOUS); status: its id "
+			  "is shown"),
 		VP_CF_STR("new-key-file", NULL, &o.new_key_file, "",
 			  "rotate-master, with the old key as current: the new master key's file "
 			  "(not with a previous key)"),

@@ -138,7 +138,8 @@ char *vc_status_json(VcKeysStatus *s, const char *topic, const char *current_id,
 		return NULL;
 	for (size_t i = 0; i < s->n; i++)
 		records += s->kek[i].records;
-	qsort(s->kek, s->n, sizeof(*s->kek), by_id);
+	if (s->n > 1) /* none: s->kek may be NULL, which qsort must not get */
+		qsort(s->kek, s->n, sizeof(*s->kek), by_id);
 	char *out = NULL;
 	cJSON *root = cJSON_CreateObject(), *keks = NULL;
 	if (root && cJSON_AddStringToObject(root, "topic", topic) &&

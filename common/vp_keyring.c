@@ -36,11 +36,9 @@ typedef struct Entry {
 
 struct VpKeyring {
 	const VpKey *master;
-	char master_id[VP_KEY_ID_CHARS + 1];
 	/* during a rotation: the key the master replaces; records under it are
 	 * read, nothing new is wrapped under it (NULL: none) */
 	const VpKey *previous;
-	char previous_id[VP_KEY_ID_CHARS + 1];
 	Entry **buckets;
 	size_t n_buckets, n_tenants, n_clients;
 	unsigned char hash_key[crypto_shorthash_KEYBYTES];
@@ -66,7 +64,6 @@ VpKeyring *vp_keyring_new(const VpKey *master, char *why, size_t why_cap)
 		return NULL;
 	}
 	kr->master = master;
-	vp_key_id(master, kr->master_id);
 	randombytes_buf(kr->hash_key, sizeof(kr->hash_key));
 	pthread_mutex_init(&kr->lock, NULL);
 	pthread_cond_init(&kr->arrived, NULL);
@@ -85,10 +82,6 @@ static void entry_free(Entry *e)
 void vp_keyring_accept_previous(VpKeyring *kr, const VpKey *previous)
 {
 	kr->previous = previous;
-	if (previous)
-		vp_key_id(previous, kr->previous_id);
-	else
-		kr->previous_id[0] = '\0';
 }
 
 VpKeyring *vp_keyring_free(VpKeyring *kr)
@@ -247,24 +240,28 @@ int vp_keyring_wrong_master(VpKeyring *kr, char *why, size_t why_cap)
 
 /* The master key (current or previous) the record's kek_id names, or NULL
  * with why naming every key held. */
-static const VpKey *kek_of(const VpKeyring *kr, const char *name, const char *kek_id, char *why,
-			   size_t why_cap)
+const VpKey *vp_master_key_of(const VpKey *current, const VpKey *previous, const char *name,
+			      const char *kek_id, const char *holder, char *why, size_t why_cap)
 {
-	if (kek_id && !strcmp(kek_id, kr->master_id))
-		return kr->master;
-	if (kek_id && kr->previous && !strcmp(kek_id, kr->previous_id))
-		return kr->previous;
-	if (kr->previous)
+	char current_id[VP_KEY_ID_CHARS + 1], previous_id[VP_KEY_ID_CHARS + 1] = "";
+	vp_key_id(current, current_id);
+	if (previous)
+		vp_key_id(previous, previous_id);
+	if (kek_id && !strcmp(kek_id, current_id))
+		return current;
+	if (kek_id && previous && !strcmp(kek_id, previous_id))
+		return previous;
+	if (previous)
 		snprintf(why, why_cap,
-			 "the key of %s is wrapped under master key %s, but this daemon holds "
-			 "master key %s and previous master key %s: wrong VETPMS_MASTER_KEY_FILE / "
+			 "the key of %s is wrapped under master key %s, but %s holds master key %s "
+			 "and previous master key %s: wrong VETPMS_MASTER_KEY_FILE / "
 			 "VETPMS_MASTER_KEY_PREVIOUS_FILE?",
-			 name, kek_id ? kek_id : "(none)", kr->master_id, kr->previous_id);
+			 name, kek_id ? kek_id : "(none)", holder, current_id, previous_id);
 	else
 		snprintf(why, why_cap,
-			 "the key of %s is wrapped under master key %s, but this daemon holds "
-			 "master key %s: wrong VETPMS_MASTER_KEY_FILE / VETPMS_MASTER_KEY?",
-			 name, kek_id ? kek_id : "(none)", kr->master_id);
+			 "the key of %s is wrapped under master key %s, but %s holds master key %s: "
+			 "wrong VETPMS_MASTER_KEY_FILE / VETPMS_MASTER_KEY?",
+			 name, kek_id ? kek_id : "(none)", holder, current_id);
 	return NULL;
 }
 
@@ -272,7 +269,9 @@ static int take_tenant_under(VpKeyring *kr, const char *name, const cJSON *v, ch
 			     size_t why_cap)
 {
 	const char *wrapped = vp_json_str(v, "wrapped");
-	const VpKey *kek = kek_of(kr, name, vp_json_str(v, "kek_id"), why, why_cap);
+	/* the key the record names, as vetctl tenant export decides */
+	const VpKey *kek = vp_master_key_of(kr->master, kr->previous, name,
+					    vp_json_str(v, "kek_id"), "this daemon", why, why_cap);
 	if (!kek)
 		return VP_KEYRING_WRONG_MASTER;
 	char inner[256];

@@ -120,6 +120,14 @@ int vp_master_keys_load(const VpMasterFiles *files, VpMasterKeys *out, char *why
 /* Both keys freed (wiped), out emptied. */
 void vp_master_keys_free(VpMasterKeys *keys);
 
+/* The master key a tenant key record names by its kek_id: current, or
+ * previous (NULL: none held) when it is that one. NULL with why naming the
+ * record (name), its kek_id and the ids holder ("this daemon", "vetctl")
+ * holds, when it is neither. The one decision of every holder of the keys:
+ * the keyring's and vetctl tenant export's (not "whichever opens"). */
+const VpKey *vp_master_key_of(const VpKey *current, const VpKey *previous, const char *name,
+			      const char *kek_id, const char *holder, char *why, size_t why_cap);
+
 /* A daemon's start: libsodium, the master key (files->current, else the
  * environment's VETPMS_MASTER_KEY; neither is an error saying how to give
  * one) and the optional previous one (vp_key_master_previous_load), then the

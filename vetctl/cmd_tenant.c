@@ -172,27 +172,10 @@ static int export_partition(Export *x)
 	return rc;
 }
 
-/* The tenant's key lines, before the events; 0, or -1 with x->why. */
-/* The tenant record rewrapped to the transport key from the master key, or
- * from the previous one (when given) if it is still under that: 0, or -1
- * with x->why naming what was tried. */
-static int rewrap_keys(Export *x, VcKeyLines *k, const VpMasterKeys *masters,
-		       const VpKey *transport)
-{
-	char first[240];
-	if (vc_keys_rewrap(k, masters->current, transport, first, sizeof(first)) == 0)
-		return 0;
-	if (!masters->previous) {
-		snprintf(x->why, sizeof(x->why), "%s", first);
-		return -1;
-	}
-	char second[240];
-	if (vc_keys_rewrap(k, masters->previous, transport, second, sizeof(second)) == 0)
-		return 0;
-	snprintf(x->why, sizeof(x->why), "%s; with the previous master key: %s", first, second);
-	return -1;
-}
-
+/* The tenant's key lines, before the events; 0, or -1 with x->why. The
+ * tenant record is rewrapped to the transport key from the master key its
+ * kek_id names (the current or the previous one, as the daemons choose:
+ * vc_keys_rewrap), never from whichever opens. */
 static int export_keys(Export *x)
 {
 	const ExportOptions *o = x->o;
@@ -218,7 +201,7 @@ static int export_keys(Export *x)
 	if (k.n > 0 &&
 	    (vp_master_keys_load(&files, &masters, x->why, sizeof(x->why)) < 0 ||
 	     !(transport = vp_key_master_load(o->key_file, NULL, x->why, sizeof(x->why))) ||
-	     rewrap_keys(x, &k, &masters, transport) < 0))
+	     vc_keys_rewrap(&k, &masters, transport, x->why, sizeof(x->why)) < 0))
 		goto done;
 	if (vc_keys_write(&k, stdout, digest) < 0) {
 		snprintf(x->why, sizeof(x->why), "cannot write the output");

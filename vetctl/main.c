@@ -19,7 +19,8 @@ static const char usage[] =
 	"  tenant export --tenant UUID > t.ndjson   a tenant's committed events and a BLAKE2b trailer\n"
 	"  tenant import --file t.ndjson --writer URL --token JWT   load it into another deployment\n"
 	"  keys new-master --out FILE   a new master key in a file only its owner reads\n"
-	"  keys rotate-master --new-key-file FILE   rewrap the tenant keys under a new master key\n"
+	"  keys rotate-master [--new-key-file FILE]   rewrap the tenant keys under the new master key\n"
+	"  keys status                  key records still under each master key (JSON)\n"
 	"  catalog       print the event catalog (types, aggregates, versions, data fields) as JSON\n"
 	"each command takes --help; options also come from VETPMS_* variables (see README)\n";
 

@@ -164,23 +164,19 @@ static void drop_tombstones(VcKeyLines *k)
 	k->n_slots = k->indexed = 0;
 }
 
-typedef struct Reading {
-	VcKeyWanted wanted;
-	const void *arg;
-	VcKeyLines *k;
-} Reading;
+typedef struct Scan {
+	VcKeyTake take;
+	void *arg;
+} Scan;
 
-static int take_wanted(void *arg, const rd_kafka_message_t *m)
+static int take_record(void *arg, const rd_kafka_message_t *m)
 {
-	Reading *r = arg;
-	if (!m->key || !r->wanted(m->key, m->key_len, r->arg))
-		return 0;
-	return vc_keys_remember(r->k, m->key, m->key_len, m->payload, m->len);
+	const Scan *s = arg;
+	return m->key ? s->take(s->arg, m->key, m->key_len, m->payload, m->len) : 0;
 }
 
-int vc_keys_read(const char *brokers, const char *props, const char *topic,
-		 const char *client_id, VcKeyWanted wanted, const void *arg, VcKeyLines *k,
-		 char *why, size_t why_cap)
+int vc_keys_scan(const char *brokers, const char *props, const char *topic,
+		 const char *client_id, VcKeyTake take, void *arg, char *why, size_t why_cap)
 {
 	int partitions = 0;
 	rd_kafka_t *rk =
@@ -194,14 +190,37 @@ int vc_keys_read(const char *brokers, const char *props, const char *topic,
 	}
 	/* to each partition's end at the start: a tenant's clients may be
 	 * registering without pause, its partition's end moving (vp_kafka_end.h) */
-	Reading r = {wanted, arg, k};
-	int rc = vp_kafka_read_to_end(rk, topic, partitions, READ_TIMEOUT_MS, take_wanted, &r, why,
+	Scan s = {take, arg};
+	int rc = vp_kafka_read_to_end(rk, topic, partitions, READ_TIMEOUT_MS, take_record, &s, why,
 				      why_cap);
 	rd_kafka_consumer_close(rk);
 	rd_kafka_destroy(rk);
 	if (rc < 0)
 		snprintf(why, why_cap, "out of memory");
 	return rc == 0 ? 0 : -1;
+}
+
+typedef struct Reading {
+	VcKeyWanted wanted;
+	const void *arg;
+	VcKeyLines *k;
+} Reading;
+
+static int take_wanted(void *arg, const char *name, size_t name_len, const char *value,
+		       size_t value_len)
+{
+	Reading *r = arg;
+	if (!r->wanted(name, name_len, r->arg))
+		return 0;
+	return vc_keys_remember(r->k, name, name_len, value, value_len);
+}
+
+int vc_keys_read(const char *brokers, const char *props, const char *topic,
+		 const char *client_id, VcKeyWanted wanted, const void *arg, VcKeyLines *k,
+		 char *why, size_t why_cap)
+{
+	Reading r = {wanted, arg, k};
+	return vc_keys_scan(brokers, props, topic, client_id, take_wanted, &r, why, why_cap);
 }
 
 static bool of_tenant(const char *name, size_t len, const void *tenant)
@@ -227,14 +246,19 @@ static long tenant_record(const VcKeyLines *k)
 	return -1;
 }
 
-int vc_keys_rewrap(VcKeyLines *k, const VpKey *from, const VpKey *to, char *why,
+int vc_keys_rewrap(VcKeyLines *k, const VpMasterKeys *masters, const VpKey *to, char *why,
 		   size_t why_cap)
 {
 	long t = tenant_record(k);
 	if (t < 0)
 		return 0;
-	char *value = vp_keyrec_rewrap(from, to, k->name[t], k->value[t], vp_time_now_us(), why,
-				       why_cap);
+	cJSON *v = cJSON_Parse(k->value[t]);
+	const VpKey *from = vp_master_key_of(masters->current, masters->previous, k->name[t],
+					     vp_json_str(v, "kek_id"), "vetctl", why, why_cap);
+	cJSON_Delete(v);
+	char *value = from ? vp_keyrec_rewrap(from, to, k->name[t], k->value[t], vp_time_now_us(),
+					      why, why_cap)
+			   : NULL;
 	if (!value)
 		return -1;
 	free(k->value[t]);

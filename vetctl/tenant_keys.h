@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "vp_crypto.h"
+#include "vp_keyring.h"
 
 /* Key records by name (the value that counts, vp_keyrec_newer.h), in
  * topic / file order. */
@@ -31,9 +32,17 @@ int vc_keys_append(VcKeyLines *k, const char *name, size_t name_len, const char 
 int vc_keys_remember(VcKeyLines *k, const char *name, size_t name_len, const char *value,
 		     size_t value_len);
 
-/* The keys topic read to its end (vp_kafka_read_to_end) by a consumer named
- * client_id: the record that counts of each name wanted() says yes to, into
- * k (tombstones as NULL values). 0, or -1 with why. */
+/* The keys topic read to its end (vp_kafka_read_to_end, read_committed) by a
+ * consumer named client_id: every record handed to take (value NULL: a
+ * tombstone), in each partition's order. take returns 0, or -1 to stop (out
+ * of memory). 0, or -1 with why. */
+typedef int (*VcKeyTake)(void *arg, const char *name, size_t name_len, const char *value,
+			 size_t value_len);
+int vc_keys_scan(const char *brokers, const char *props, const char *topic,
+		 const char *client_id, VcKeyTake take, void *arg, char *why, size_t why_cap);
+
+/* The same read: the record that counts of each name wanted() says yes to,
+ * into k (tombstones as NULL values). 0, or -1 with why. */
 typedef bool (*VcKeyWanted)(const char *name, size_t len, const void *arg);
 int vc_keys_read(const char *brokers, const char *props, const char *topic,
 		 const char *client_id, VcKeyWanted wanted, const void *arg, VcKeyLines *k,
@@ -43,8 +52,11 @@ int vc_keys_read(const char *brokers, const char *props, const char *topic,
  * (tombstones dropped). 0, or -1 with why. */
 int vc_keys_collect(const char *brokers, const char *props, const char *topic,
 		    const char *tenant, VcKeyLines *k, char *why, size_t why_cap);
-/* The tenant record rewrapped from `from` to `to` in place (none: nothing). */
-int vc_keys_rewrap(VcKeyLines *k, const VpKey *from, const VpKey *to, char *why,
+/* The tenant record rewrapped to `to` in place (none: nothing), from the
+ * master key its kek_id names: masters->current, or masters->previous when
+ * given (vp_master_key_of, the keyring's choice). 0, or -1 with why (a
+ * record under neither: naming its kek_id and the ids held). */
+int vc_keys_rewrap(VcKeyLines *k, const VpMasterKeys *masters, const VpKey *to, char *why,
 		   size_t why_cap);
 /* The key lines to out; digest gets their BLAKE2b (32 bytes). */
 int vc_keys_write(const VcKeyLines *k, FILE *out, unsigned char digest[32]);

@@ -194,7 +194,8 @@ def test_daemons_holding_the_previous_key_rotate_the_master_key_without_downtime
     export = ("tenant", "export", "--tenant", old_tenant, "--key-file", transport)
     env_b = dict(stack.env, VETPMS_MASTER_KEY_FILE=b_file)
     r = run_vetctl(stack, env_b, *export)
-    assert r.returncode == 1 and f"wrapped under key {a_id}" in r.stderr, r.stderr
+    assert r.returncode == 1 and (f"wrapped under master key {a_id}, but vetctl holds master "
+                                  f"key {b_id}:") in r.stderr, r.stderr
     r = run_vetctl(stack, dict(env_b, VETPMS_MASTER_KEY_PREVIOUS_FILE=a_file), *export)
     assert r.returncode == 0, r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]

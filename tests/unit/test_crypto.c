@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "vp_crypto.h"
+#include "write_file.h"
 
 static char why[512];
 
@@ -273,15 +274,6 @@ static void blind_indexes_match_equal_values_of_one_tenant_only(void **state)
 	vp_key_free(i1);
 	vp_key_free(t2);
 	vp_key_free(t1);
-}
-
-static void write_file(const char *path, const char *text, mode_t mode)
-{
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-	assert_int_equal(chmod(path, mode), 0);
 }
 
 static void the_master_key_comes_from_a_private_file_or_the_environment(void **state)

@@ -22,6 +22,7 @@
 #include "vp_json.h"
 #include "vp_keyring.h"
 #include "vp_sealed.h"
+#include "write_file.h"
 
 #define TENANT_A "0190a1b2-0000-7000-8000-00000000000a"
 #define TENANT_B "0190a1b2-0000-7000-8000-00000000000b"
@@ -229,15 +230,6 @@ static void the_rotated_record_counts_with_or_without_the_previous_key(void **st
 		}
 	free(rotated);
 	vp_key_records_release(under_a.rec, under_a.n);
-}
-
-static void write_file(const char *path, const char *text, mode_t mode)
-{
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-	assert_int_equal(chmod(path, mode), 0);
 }
 
 static void the_previous_key_loads_like_the_master_key_and_is_not_the_current(void **state)

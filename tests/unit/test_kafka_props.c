@@ -1,4 +1,5 @@
-/* VETPMS_KAFKA_PROPS ("a=b,c=d"): a list value (librdkafka's debug contexts)
+/* The defaults every Kafka client gets, and VETPMS_KAFKA_PROPS ("a=b,c=d"):
+ * a list value (librdkafka's debug contexts)
  * keeps its commas, and what is not name=value is refused with its text. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -46,6 +47,16 @@ static void a_list_value_keeps_its_commas(void **state)
 	expect_prop("linger.ms=7,debug=eos,broker,retry.backoff.ms=20", "retry.backoff.ms", "20");
 }
 
+/* Every client reconnects within a second of its broker's return (vp_kafka.h),
+ * unless ops say otherwise. */
+static void reconnect_backoff_is_capped_unless_set(void **state)
+{
+	(void)state;
+	expect_prop("", "reconnect.backoff.max.ms", VP_KAFKA_RECONNECT_BACKOFF_MAX_MS);
+	expect_prop("linger.ms=7", "reconnect.backoff.max.ms", "1000");
+	expect_prop("reconnect.backoff.max.ms=5000", "reconnect.backoff.max.ms", "5000");
+}
+
 static void not_name_value_is_refused(void **state)
 {
 	(void)state;
@@ -61,6 +72,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(plain_pairs),
 		cmocka_unit_test(a_list_value_keeps_its_commas),
+		cmocka_unit_test(reconnect_backoff_is_capped_unless_set),
 		cmocka_unit_test(not_name_value_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

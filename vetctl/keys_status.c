@@ -55,23 +55,33 @@ static char *kek_id_of(const char *value, size_t value_len, bool *oom)
 	return id;
 }
 
+/* A tenant record counted under the master key it names: in its records, or
+ * (newest) in its newest; one naming none is unnamed. 0, or -1 out of
+ * memory. */
+static int count_record(VcKeysStatus *s, const char *value, size_t value_len, bool newest)
+{
+	bool oom;
+	char *id = kek_id_of(value, value_len, &oom);
+	VcKekCount *c = id ? count_of(s, id) : NULL;
+	free(id);
+	if (oom || (id && !c))
+		return -1;
+	if (c && newest)
+		c->newest++;
+	else if (c)
+		c->records++;
+	else if (!newest)
+		s->unnamed++;
+	return 0;
+}
+
 int vc_status_take(VcKeysStatus *s, const char *name, size_t name_len, const char *value,
 		   size_t value_len)
 {
 	if (!is_tenant_name(name, name_len))
 		return 0;
-	if (value) {
-		bool oom;
-		char *id = kek_id_of(value, value_len, &oom);
-		VcKekCount *c = id ? count_of(s, id) : NULL;
-		free(id);
-		if (oom || (id && !c))
-			return -1;
-		if (c)
-			c->records++;
-		else
-			s->unnamed++;
-	}
+	if (value && count_record(s, value, value_len, false) < 0)
+		return -1;
 	return vc_keys_remember(&s->newest, name, name_len, value, value_len);
 }
 
@@ -84,14 +94,8 @@ static int count_newest(VcKeysStatus *s, size_t *tenants)
 		if (!value)
 			continue; /* a tombstone: the tenant has no key record */
 		(*tenants)++;
-		bool oom;
-		char *id = kek_id_of(value, strlen(value), &oom);
-		VcKekCount *c = id ? count_of(s, id) : NULL;
-		free(id);
-		if (oom || (id && !c))
+		if (count_record(s, value, strlen(value), true) < 0)
 			return -1;
-		if (c)
-			c->newest++;
 	}
 	return 0;
 }

@@ -107,6 +107,16 @@ rd_kafka_conf_t *vp_kafka_conf_new(const char *brokers, const char *client_id, c
 	return conf;
 }
 
+char *vp_kafka_props_join(const char *defaults, const char *extra)
+{
+	size_t cap = strlen(defaults) + 1 + (extra ? strlen(extra) : 0) + 1;
+	char *props = malloc(cap);
+	if (props)
+		snprintf(props, cap, "%s%s%s", defaults, extra && *extra ? "," : "",
+			 extra ? extra : "");
+	return props;
+}
+
 rd_kafka_conf_t *vp_kafka_consumer_conf_new(const char *brokers, const char *client_id,
 					    const char *group, const char *extra, char *why,
 					    size_t why_cap)

@@ -22,6 +22,10 @@
  * tuning without a rebuild. NULL with why filled on a bad property. */
 rd_kafka_conf_t *vp_kafka_conf_new(const char *brokers, const char *client_id, const char *extra,
 				   char *why, size_t why_cap);
+/* "defaults,extra" (malloc'd; NULL out of memory): properties of one client
+ * kind that VETPMS_KAFKA_PROPS (extra, may be empty) can still change, since
+ * a later name=value wins. */
+char *vp_kafka_props_join(const char *defaults, const char *extra);
 /* The options every reader of the event log shares: `group`, read_committed
  * (records of aborted transactions stay invisible) and no auto-commit (each
  * reader keeps its own positions). NULL with why filled. */

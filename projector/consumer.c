@@ -874,12 +874,26 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	rd_kafka_assign(rk, NULL);
 }
 
+/* The group member's session, before VETPMS_KAFKA_PROPS (ops may change it).
+ * After a Kafka outage longer than the session, the member rejoins under a
+ * new id and the restarted coordinator holds the join until the member it
+ * reloaded with the group expires: with librdkafka's 45 s, projection stood
+ * still 31-32 s after a 50 s outage (bench/kafka_restart.py; docs/decisions.md).
+ * Heartbeats come from librdkafka's own thread, so a long batch does not
+ * end the session; max.poll.interval.ms bounds the loop. */
+#define PJ_SESSION_PROPS "session.timeout.ms=10000,heartbeat.interval.ms=1000"
+
 static rd_kafka_t *consumer_new(Projector *p, char *why, size_t why_cap)
 {
 	const PjConfig *cfg = p->cfg;
+	char *props = vp_kafka_props_join(PJ_SESSION_PROPS, cfg->kafka_props);
+	if (!props) {
+		snprintf(why, why_cap, "out of memory");
+		return NULL;
+	}
 	rd_kafka_conf_t *conf = vp_kafka_consumer_conf_new(cfg->brokers, "vetpms-projector",
-							   cfg->group, cfg->kafka_props, why,
-							   why_cap);
+							   cfg->group, props, why, why_cap);
+	free(props);
 	if (!conf)
 		return NULL;
 	if (vp_kafka_conf_set(conf, "enable.auto.offset.store", "false", why, why_cap) < 0 ||

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -57,6 +58,22 @@ static void reconnect_backoff_is_capped_unless_set(void **state)
 	expect_prop("reconnect.backoff.max.ms=5000", "reconnect.backoff.max.ms", "5000");
 }
 
+/* A client kind's defaults go first: VETPMS_KAFKA_PROPS still wins. */
+static void joined_defaults_yield_to_extra(void **state)
+{
+	(void)state;
+	const char *defaults = "session.timeout.ms=10000,heartbeat.interval.ms=1000";
+	char *alone = vp_kafka_props_join(defaults, "");
+	char *both = vp_kafka_props_join(defaults, "session.timeout.ms=6000,debug=cgrp,broker");
+	assert_string_equal(alone, defaults);
+	expect_prop(alone, "session.timeout.ms", "10000");
+	expect_prop(both, "session.timeout.ms", "6000");
+	expect_prop(both, "heartbeat.interval.ms", "1000");
+	expect_prop(both, "debug", "broker,cgrp");
+	free(alone);
+	free(both);
+}
+
 static void not_name_value_is_refused(void **state)
 {
 	(void)state;
@@ -73,6 +90,7 @@ int main(void)
 		cmocka_unit_test(plain_pairs),
 		cmocka_unit_test(a_list_value_keeps_its_commas),
 		cmocka_unit_test(reconnect_backoff_is_capped_unless_set),
+		cmocka_unit_test(joined_defaults_yield_to_extra),
 		cmocka_unit_test(not_name_value_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -69,9 +69,18 @@ def transactions(records):
 
 
 @pytest.fixture(scope="module")
-def sealed_clinic(stack, tmp_path_factory):
+def source_writer(stack):
+    """The source stack's writer, for both clinics (one start: its rebuild
+    reads the whole log)."""
     writer = stack.start_daemon("cmd-writer", port=free_port())
     writer.wait_ready(90)
+    yield writer
+    writer.terminate()
+
+
+@pytest.fixture(scope="module")
+def sealed_clinic(stack, source_writer, tmp_path_factory):
+    writer = source_writer
     r = requests.post(f"{writer.url}/v1/tenants", json={"name": "Many Keys Vets",
                                                         "timezone": "UTC", "currency": "EUR"},
                       headers={"Authorization": "Bearer " + stack.token("platform-admin")})
@@ -88,7 +97,6 @@ def sealed_clinic(stack, tmp_path_factory):
     path = str(tmp / "tenant.ndjson")
     with open(path, "w") as f:
         f.write(export(stack, tenant, "--key-file", key_file).stdout)
-    writer.terminate()
     yield tenant, clients, erased, key_file, path
 
 
@@ -108,10 +116,9 @@ def target():
 
 
 @pytest.fixture(scope="module")
-def small_clinic(stack, tmp_path_factory):
+def small_clinic(stack, source_writer, tmp_path_factory):
     """A sealed tenant of SMALL clients exported with a transport key."""
-    writer = stack.start_daemon("cmd-writer", port=free_port())
-    writer.wait_ready(90)
+    writer = source_writer
     r = requests.post(f"{writer.url}/v1/tenants", json={"name": "Aborted Import Vets",
                                                         "timezone": "UTC", "currency": "EUR"},
                       headers={"Authorization": "Bearer " + stack.token("platform-admin")})
@@ -123,7 +130,6 @@ def small_clinic(stack, tmp_path_factory):
     path = str(tmp / "tenant.ndjson")
     with open(path, "w") as f:
         f.write(export(stack, tenant, "--key-file", key_file).stdout)
-    writer.terminate()
     yield tenant, clients, key_file, path
 
 

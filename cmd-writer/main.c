@@ -67,7 +67,9 @@ static const VpConfigItem config_items[] = {
 	VP_CF_STR("fault-commit", "VETPMS_WRITER_FAULT_COMMIT", &cfg.fault_commit, "",
 		  "tests only: abort-once (the first transaction waits past its timeout before "
 		  "its commit, so the broker aborts it) or lose-answer-once (the first commit's "
-		  "answer is taken as lost): either way the outcome is read from the log"),
+		  "answer is taken as lost): either way the outcome is read from the log; "
+		  "abort-once-alone: abort-once with one command in that transaction (what "
+		  "was decided behind it stays queued)"),
 	VP_CF_STR("fault-poison-type", "VETPMS_WRITER_FAULT_POISON_TYPE", &cfg.fault_poison_type, "",
 		  "tests only: events of this type get a member the catalog refuses, to prove the "
 		  "pre-append check answers 500 and appends nothing"),

@@ -59,7 +59,8 @@ typedef struct WrConfig {
 	/* Tests only: a decided event of this type gets a data member the catalog
 	 * refuses ("" = never), the writer bug the pre-append check is there for. */
 	char *fault_poison_type;
-	char *fault_commit;      /* tests only: "abort-once", "lose-answer-once" or "" */
+	char *fault_commit;      /* tests only: "abort-once", "abort-once-alone",
+				    "lose-answer-once" or "" */
 	/* --quarantine as given, and parsed (docs/operations.md, "A rebuild
 	 * stopped at a record"). */
 	char *quarantine_text;

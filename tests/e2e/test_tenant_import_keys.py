@@ -9,7 +9,11 @@ The import into a second stack (its own master key) is killed mid-way with
 two batches in flight, then resumed: every key record lands once, in several
 transactions; every client's name reads back in clear from the target's read
 model with no dead letter (each key arrived no later than its client's
-events); the erased client stays erased."""
+events); the erased client stays erased.
+
+A small sealed clinic's import whose first batch (the tenant's key) aborts
+after the next batch was accepted on that key: the next batch is failed,
+not appended, and vetctl starts again at 0; every record lands once."""
 
 import json
 import os
@@ -20,11 +24,12 @@ import requests
 
 import kafka_log
 from readmodel import query
-from stack import free_port, running_stack, wait_for
+from stack import free_port, key_id, master_key_bytes, running_stack, wait_for
 from test_privacy import KEYS_TOPIC
 from test_tenant_export import export, import_file, new_key_file, start_import
 
 CLIENTS = int(os.environ.get("VETPMS_IMPORT_KEYS_CLIENTS", "3000"))
+SMALL = 80  # the clients of the aborted import's tenant
 
 
 def register_clients(stack, url, tenant, n):
@@ -68,9 +73,18 @@ def transactions(records):
 
 
 @pytest.fixture(scope="module")
-def sealed_clinic(stack, tmp_path_factory):
+def source_writer(stack):
+    """The source stack's writer, for both clinics (one start: its rebuild
+    reads the whole log)."""
     writer = stack.start_daemon("cmd-writer", port=free_port())
     writer.wait_ready(90)
+    yield writer
+    writer.terminate()
+
+
+@pytest.fixture(scope="module")
+def sealed_clinic(stack, source_writer, tmp_path_factory):
+    writer = source_writer
     r = requests.post(f"{writer.url}/v1/tenants", json={"name": "Many Keys Vets",
                                                         "timezone": "UTC", "currency": "EUR"},
                       headers={"Authorization": "Bearer " + stack.token("platform-admin")})
@@ -87,8 +101,40 @@ def sealed_clinic(stack, tmp_path_factory):
     path = str(tmp / "tenant.ndjson")
     with open(path, "w") as f:
         f.write(export(stack, tenant, "--key-file", key_file).stdout)
-    writer.terminate()
     yield tenant, clients, erased, key_file, path
+
+
+@pytest.fixture(scope="module")
+def target():
+    """The second stack, its own master key, with a projector; each test
+    starts (and stops) its own writer there. Its broker aborts a timed-out
+    transaction within 500 ms (the abort test's fault waits 1.5 s past the
+    timeout; the default check runs every 10 s)."""
+    broker = {"VETPMS_KAFKA_EXTRA_CONFIG":
+              "transaction.abort.timed.out.transaction.cleanup.interval.ms=500"}
+    with running_stack(env=broker) as tstack:
+        tprojector = tstack.start_daemon("projector", port=free_port())
+        tprojector.wait_ready(90)
+        yield tstack, tprojector
+        tprojector.terminate()
+
+
+@pytest.fixture(scope="module")
+def small_clinic(stack, source_writer, tmp_path_factory):
+    """A sealed tenant of SMALL clients exported with a transport key."""
+    writer = source_writer
+    r = requests.post(f"{writer.url}/v1/tenants", json={"name": "Aborted Import Vets",
+                                                        "timezone": "UTC", "currency": "EUR"},
+                      headers={"Authorization": "Bearer " + stack.token("platform-admin")})
+    assert r.status_code == 201, r.text
+    tenant = r.json()["id"]
+    clients = register_clients(stack, writer.url, tenant, SMALL)
+    tmp = tmp_path_factory.mktemp("import-abort")
+    key_file = new_key_file(stack, tmp / "transport.key")
+    path = str(tmp / "tenant.ndjson")
+    with open(path, "w") as f:
+        f.write(export(stack, tenant, "--key-file", key_file).stdout)
+    yield tenant, clients, key_file, path
 
 
 def position(tstack, twriter, tenant, digest):
@@ -99,7 +145,8 @@ def position(tstack, twriter, tenant, digest):
     return r.json()["next"] if r.status_code == 200 else -1
 
 
-def test_key_records_over_one_request_ride_with_their_clients_batches(stack, sealed_clinic):
+def test_key_records_over_one_request_ride_with_their_clients_batches(stack, sealed_clinic,
+                                                                     target):
     tenant, clients, erased, key_file, path = sealed_clinic
     lines = open(path).read().splitlines()
     keylines = [ln for ln in lines if ln.startswith('{"keyrec":')]
@@ -109,55 +156,117 @@ def test_key_records_over_one_request_ride_with_their_clients_batches(stack, sea
     # more than one request carries (1 MiB): the records must be spread
     assert sum(len(json.dumps(json.loads(ln)["keyrec"])) for ln in keylines) > 1024 * 1024
 
-    with running_stack() as tstack:
-        tprojector = tstack.start_daemon("projector", port=free_port())
-        twriter = tstack.start_daemon("cmd-writer", port=free_port())
-        for d in (tprojector, twriter):
-            d.wait_ready(90)
-        # small batches, two in flight (one may overtake the other, the one
-        # bringing the tenant's key among them); killed a third of the way
-        first = start_import(tstack, twriter, path, "--batch", "50", "--in-flight", "2",
-                             "--key-file", key_file)
-        wait_for(lambda: position(tstack, twriter, tenant, digest) >= len(events) // 3
-                 or first.poll() is not None, timeout=120, what="a third of the import")
-        first.kill()
-        _, err = first.communicate()
-        landed = position(tstack, twriter, tenant, digest)
-        assert 0 < landed < len(events), (landed, err)
-        # the rest in batches of the default size, cut by bytes: events and keys
-        code, err = import_file(tstack, twriter, path, "--key-file", key_file)
-        assert code == 0, err
-        assert f"resuming at event {landed}" in err, err
-        assert position(tstack, twriter, tenant, digest) == len(events)
+    tstack, tprojector = target
+    twriter = tstack.start_daemon("cmd-writer", port=free_port())
+    twriter.wait_ready(90)
+    # small batches, two in flight (one may overtake the other, the one
+    # bringing the tenant's key among them); killed a third of the way
+    first = start_import(tstack, twriter, path, "--batch", "50", "--in-flight", "2",
+                         "--key-file", key_file)
+    wait_for(lambda: position(tstack, twriter, tenant, digest) >= len(events) // 3
+             or first.poll() is not None, timeout=120, what="a third of the import")
+    first.kill()
+    _, err = first.communicate()
+    landed = position(tstack, twriter, tenant, digest)
+    assert 0 < landed < len(events), (landed, err)
+    # the rest in batches of the default size, cut by bytes: events and keys
+    code, err = import_file(tstack, twriter, path, "--key-file", key_file)
+    assert code == 0, err
+    assert f"resuming at event {landed}" in err, err
+    assert position(tstack, twriter, tenant, digest) == len(events)
 
-        # every record once, in many transactions (the batches')
-        records = keys_with_offsets(tstack.brokers, tenant)
-        names = [name for _, _, name in records]
-        assert sorted(names) == sorted(json.loads(ln)["keyrec"]["name"] for ln in keylines)
-        assert transactions(records) >= 10, transactions(records)
-        # the resumed run's records came in more than one transaction too:
-        # those of clients whose first event is at or after where it resumed
-        late = {e["aggregate_id"] for e in map(json.loads, events[landed:])
-                if e["type"] == "ClientRegistered"}
-        resumed = [r for r in records if r[2].split(":")[-1] in late]
-        assert len(resumed) == len(late) > 0
-        assert transactions(resumed) >= 2, transactions(resumed)
+    # every record once, in many transactions (the batches')
+    records = keys_with_offsets(tstack.brokers, tenant)
+    names = [name for _, _, name in records]
+    assert sorted(names) == sorted(json.loads(ln)["keyrec"]["name"] for ln in keylines)
+    assert transactions(records) >= 10, transactions(records)
+    # the resumed run's records came in more than one transaction too:
+    # those of clients whose first event is at or after where it resumed
+    late = {e["aggregate_id"] for e in map(json.loads, events[landed:])
+            if e["type"] == "ClientRegistered"}
+    resumed = [r for r in records if r[2].split(":")[-1] in late]
+    assert len(resumed) == len(late) > 0
+    assert transactions(resumed) >= 2, transactions(resumed)
 
-        # every client opened on the target, none dead-lettered
-        wait_for(lambda: query(tstack, "SELECT count(*) FROM read.clients WHERE tenant_id = %s",
-                               (tenant,))[0][0] == CLIENTS, timeout=180,
-                 what="the target projector to apply the import",
-                 explain=lambda: tprojector.log_tail(10))
-        assert not query(tstack, "SELECT error FROM read.dead_letters WHERE tenant_id = %s",
-                         (tenant,))
-        rows = dict(query(tstack, "SELECT id::text, coalesce(first_name, '') || ' ' || "
-                                  "coalesce(last_name, '') FROM read.clients "
-                                  "WHERE tenant_id = %s", (tenant,)))
-        for i, cid in enumerate(clients):
-            if cid != erased:
-                assert rows[cid] == f"Keyed{i} Owner{i}", (cid, rows[cid])
-        # the erased client stays erased: its marker, not a key, landed
-        assert rows[erased].startswith("erased") and "Keyed" not in rows[erased] \
-            and "Owner" not in rows[erased], rows[erased]
-        twriter.terminate()
-        tprojector.terminate()
+    # every client opened on the target, none dead-lettered
+    wait_for(lambda: query(tstack, "SELECT count(*) FROM read.clients WHERE tenant_id = %s",
+                           (tenant,))[0][0] == CLIENTS, timeout=180,
+             what="the target projector to apply the import",
+             explain=lambda: tprojector.log_tail(10))
+    assert not query(tstack, "SELECT error FROM read.dead_letters WHERE tenant_id = %s",
+                     (tenant,))
+    rows = dict(query(tstack, "SELECT id::text, coalesce(first_name, '') || ' ' || "
+                              "coalesce(last_name, '') FROM read.clients "
+                              "WHERE tenant_id = %s", (tenant,)))
+    for i, cid in enumerate(clients):
+        if cid != erased:
+            assert rows[cid] == f"Keyed{i} Owner{i}", (cid, rows[cid])
+    # the erased client stays erased: its marker, not a key, landed
+    assert rows[erased].startswith("erased") and "Keyed" not in rows[erased] \
+        and "Owner" not in rows[erased], rows[erased]
+    twriter.terminate()
+
+
+def test_a_batch_decided_on_the_key_of_an_aborted_batch_fails_and_the_import_lands_once(
+        stack, small_clinic, target):
+    """Batch 0 (the tenant's key) is decided, its key taken into the write
+    model's keyring, and batch 1 (client keys that need it) is decided on
+    that model while batch 0's transaction is still open; then batch 0's
+    transaction aborts (VETPMS_WRITER_FAULT_COMMIT=abort-once-alone: batch
+    0 alone in the writer's first transaction, delivered, then past its
+    timeout; plain abort-once let group commit put both batches in that
+    transaction, which aborts them together). The writer rebuilds its model
+    from the log, which forgets the tenant's key, and fails batch 1 as stale
+    instead of appending client keys without their tenant key. vetctl, told 503 for
+    both, asks where the import stands (event 0) and sends it again: every
+    event and key record lands once, every name opens on the target."""
+    tenant, clients, key_file, path = small_clinic
+    lines = open(path).read().splitlines()
+    keylines = [ln for ln in lines if ln.startswith('{"keyrec":')]
+    events = lines[len(keylines):-1]
+    digest = json.loads(lines[-1])["trailer"]["blake2b"]
+    assert len(keylines) == SMALL + 1 and len(events) == SMALL + 1
+    tstack, tprojector = target
+    twriter = tstack.start_daemon("cmd-writer", port=free_port(), env={
+        "VETPMS_KAFKA_PROPS": "transaction.timeout.ms=2000",
+        "VETPMS_WRITER_FAULT_COMMIT": "abort-once-alone"})
+    twriter.wait_ready(90)
+    code, err = import_file(tstack, twriter, path, "--batch", "10", "--in-flight", "2",
+                            "--key-file", key_file)
+    assert code == 0, err
+    log = "\n".join(twriter.log_lines())
+    # the path was taken: the first transaction (batch 0) aborted, a batch
+    # decided meanwhile was failed as stale, and vetctl started again at 0
+    assert '"event":"fault_commit"' in log and "was aborted" in log, twriter.log_tail()
+    assert '"msg":"10 event(s) decided on a model since rebuilt' in log, twriter.log_tail()
+    assert err.count("did not take a batch (status 503)") == 2, err
+    assert "going on from event 0," in err, err
+    assert position(tstack, twriter, tenant, digest) == len(events)
+
+    # every key record once: the tenant's (rewrapped under the target's
+    # master key) and each client's, so none without its tenant's
+    keys = [(r.key.decode(), json.loads(r.value))
+            for r in kafka_log.read_records(tstack.brokers, KEYS_TOPIC, timeout=60)
+            if tenant in r.key.decode()]
+    assert sorted(name for name, _ in keys) == \
+        sorted(json.loads(ln)["keyrec"]["name"] for ln in keylines)
+    assert [v["kek_id"] for name, v in keys if name == "tenant:" + tenant] == \
+        [key_id(master_key_bytes(tstack.master_key_file))]
+    # every event once, in the file's order, each after the tenant's key
+    imported = [r for r in kafka_log.read_records(tstack.brokers, timeout=60)
+                if r.headers.get("import") == digest.encode()]
+    assert [r.value.decode() for r in imported] == events
+    assert [int(r.headers["import-index"]) for r in imported] == list(range(len(events)))
+
+    # every client opened on the target, none dead-lettered
+    wait_for(lambda: query(tstack, "SELECT count(*) FROM read.clients WHERE tenant_id = %s",
+                           (tenant,))[0][0] == SMALL, timeout=60,
+             what="the target projector to apply the import",
+             explain=lambda: tprojector.log_tail(10))
+    assert not query(tstack, "SELECT error FROM read.dead_letters WHERE tenant_id = %s",
+                     (tenant,))
+    rows = dict(query(tstack, "SELECT id::text, coalesce(first_name, '') || ' ' || "
+                              "coalesce(last_name, '') FROM read.clients "
+                              "WHERE tenant_id = %s", (tenant,)))
+    assert [rows[cid] for cid in clients] == [f"Keyed{i} Owner{i}" for i in range(SMALL)]
+    assert twriter.terminate() == 0

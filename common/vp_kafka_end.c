@@ -108,8 +108,9 @@ void vp_kafka_end_query(VpKafkaEnd *e, rd_kafka_t *rk, const char *topic, int ti
 {
 	for (int p = 0; p < e->partitions; p++) {
 		int64_t low = 0, high = 0;
-		if (!e->read[p] && rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high, timeout_ms) ==
-		    RD_KAFKA_RESP_ERR_NO_ERROR)
+		if (!e->read[p] &&
+		    rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high, timeout_ms) ==
+			    RD_KAFKA_RESP_ERR_NO_ERROR)
 			vp_kafka_end_set(e, p, low, high);
 	}
 }
@@ -152,8 +153,8 @@ rd_kafka_message_t *vp_kafka_end_poll(VpKafkaEnd *e, rd_kafka_t *rk, const char 
 	return m;
 }
 
-rd_kafka_resp_err_t vp_kafka_assign_known(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *parts,
-					  int timeout_ms)
+rd_kafka_resp_err_t vp_kafka_assign_known(rd_kafka_t *rk,
+					  const rd_kafka_topic_partition_list_t *parts, int timeout_ms)
 {
 	/* The topic's handle made and its metadata asked for first: a consumer
 	 * assigned a topic it has no metadata of yet finds no leader for some

@@ -42,7 +42,8 @@ bool vp_kafka_end_partition_read(const VpKafkaEnd *e, int partition);
 /* Partitions not read yet. */
 int vp_kafka_end_left(const VpKafkaEnd *e);
 
-/* With a consumer rk assigned to every partition of topic: */
+/* With a consumer rk of topic (the ends are best taken before its
+ * assignment, the others after it): */
 /* Takes each partition's end now (a broker round trip each, up to
  * timeout_ms), best before the assignment (a query sent while a fetch is in
  * flight waits behind it); a partition whose query fails keeps no end, one
@@ -51,8 +52,8 @@ void vp_kafka_end_query(VpKafkaEnd *e, rd_kafka_t *rk, const char *topic, int ti
 /* rd_kafka_assign(rk, parts) (all of one topic) once rk has the topic's
  * metadata (asked for up to timeout_ms), so no offset query waits for a
  * leader; rd_kafka_assign's error. */
-rd_kafka_resp_err_t vp_kafka_assign_known(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *parts,
-					  int timeout_ms);
+rd_kafka_resp_err_t vp_kafka_assign_known(rd_kafka_t *rk,
+					  const rd_kafka_topic_partition_list_t *parts, int timeout_ms);
 /* A polled message (or end of partition event) of topic counted. */
 void vp_kafka_end_polled(VpKafkaEnd *e, const rd_kafka_message_t *m);
 /* The consumer's positions of the partitions not read yet counted (local,

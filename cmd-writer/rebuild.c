@@ -14,13 +14,17 @@
 #include "vp_catalog.h"
 #include "vp_event.h"
 #include "vp_kafka.h"
+#include "vp_kafka_end.h"
 #include "vp_log.h"
 #include "vp_time.h"
 #include "writer.h"
 
-#define REBUILD_POLL_MS 500
+/* A batch call waits this long for REBUILD_BATCH records: the last short
+ * batch of a read (and an empty partition's end event) waits for no more */
+#define REBUILD_POLL_MS 20
 #define REBUILD_BATCH 1000
-#define REBUILD_MAX_IDLE_POLLS 120 /* a minute without progress: give up, retry */
+#define REBUILD_MAX_IDLE_US (60 * VP_US_PER_SEC) /* without progress: give up, retry */
+#define REBUILD_END_QUERY_MS 5000
 #define REBUILD_MAX_LOGGED_UNREADABLE 100 /* a topic of garbage must not flood the log */
 
 bool wr_owns_partition(const WrConfig *cfg, int partition)
@@ -134,21 +138,93 @@ static void take_record(const WrConfig *cfg, WrState *state, const rd_kafka_mess
 			     m->partition, (long long)m->offset, why);
 }
 
+/* The owned partitions assigned from the beginning, each one's end taken
+ * first (vp_kafka_end.h; partitions of other writers count as read): empty
+ * ones are read at once, the others when their end is reached, marker or
+ * not. No writer adds to them meanwhile (init_transactions fenced the
+ * others), so that end is the end of the log. The number owned, or -1. */
+static int assign_owned(const WrConfig *cfg, rd_kafka_t *rk, int partition_cnt, VpKafkaEnd *end,
+			char *why, size_t why_cap)
+{
+	int owned = 0;
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partition_cnt);
+	for (int p = 0; p < partition_cnt; p++) {
+		if (!wr_owns_partition(cfg, p)) {
+			vp_kafka_end_skip(end, p);
+			continue;
+		}
+		rd_kafka_topic_partition_list_add(parts, cfg->topic, p)->offset =
+			RD_KAFKA_OFFSET_BEGINNING;
+		owned++;
+	}
+	/* before the assignment: a query sent while a fetch is in flight waits
+	 * behind it on the broker's connection */
+	vp_kafka_end_query(end, rk, cfg->topic, REBUILD_END_QUERY_MS);
+	rd_kafka_resp_err_t err = vp_kafka_assign_known(rk, parts, REBUILD_END_QUERY_MS);
+	rd_kafka_topic_partition_list_destroy(parts);
+	if (err) {
+		snprintf(why, why_cap, "cannot assign the owned partitions: %s",
+			 rd_kafka_err2str(err));
+		return -1;
+	}
+	return owned;
+}
+
+/* Reads what assign_owned assigned until every partition is read: 0, or -1
+ * with why after a minute without progress or when stopping. */
+static int read_owned(const WrConfig *cfg, rd_kafka_t *rk, rd_kafka_queue_t *queue,
+		      VpKafkaEnd *end, int owned, const atomic_bool *stopping, WrState *state,
+		      int64_t started_us, RebuildRefusals *refusals, long long *records,
+		      char *why, size_t why_cap)
+{
+	rd_kafka_message_t *batch[REBUILD_BATCH];
+	int64_t progress_us = vp_time_mono_us();
+	while (vp_kafka_end_left(end) > 0 && !atomic_load(stopping) &&
+	       vp_time_mono_us() - progress_us < REBUILD_MAX_IDLE_US) {
+		/* a batch per call: one queue lock and wake-up per REBUILD_BATCH
+		 * records instead of per record */
+		ssize_t n = rd_kafka_consume_batch_queue(queue, REBUILD_POLL_MS, batch, REBUILD_BATCH);
+		for (ssize_t i = 0; i < n; i++) {
+			rd_kafka_message_t *m = batch[i];
+			vp_kafka_end_polled(end, m);
+			if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+				vp_log_warn(NULL, "rebuild_consume", "%s", rd_kafka_message_errstr(m));
+			else if (!m->err) {
+				take_record(cfg, state, m, started_us, refusals);
+				(*records)++;
+			}
+			rd_kafka_message_destroy(m);
+		}
+		if (n > 0)
+			progress_us = vp_time_mono_us();
+		/* past trailing commit markers, which are never delivered */
+		vp_kafka_end_positions(end, rk, cfg->topic);
+	}
+	if (vp_kafka_end_left(end) > 0) {
+		snprintf(why, why_cap, "owned partitions not read to the end (%d of %d)",
+			 owned - vp_kafka_end_left(end), owned);
+		return -1;
+	}
+	return 0;
+}
+
 int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stopping,
 	       WrState *state, long long *quarantined, char *why, size_t why_cap)
 {
-	int rc = WR_REBUILD_FAILED, owned = 0, at_end = 0, idle = 0;
+	int rc = WR_REBUILD_FAILED;
 	long long records = 0;
 	RebuildRefusals refusals = {0};
-	rd_kafka_message_t *batch[REBUILD_BATCH];
 	rd_kafka_queue_t *queue = NULL;
 	int64_t started_us = vp_time_now_us();
-	rd_kafka_t *rk = vp_kafka_log_reader_new(cfg->brokers, "vetpms-cmd-writer-rebuild",
-						"vetpms-writer-rebuild", cfg->kafka_props, false, why,
-						why_cap);
-	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partition_cnt);
-	if (!rk || !parts)
+	rd_kafka_t *rk = vp_kafka_once_reader_new(cfg->brokers, "vetpms-cmd-writer-rebuild",
+						 "vetpms-writer-rebuild", cfg->kafka_props, why,
+						 why_cap);
+	VpKafkaEnd *end = vp_kafka_end_new(partition_cnt);
+	if (!rk || !end) {
+		if (!end)
+			snprintf(why, why_cap, "out of memory");
 		goto done;
+	}
 	wr_state_init(state);
 	if (cfg->idempotency_window_s > 0)
 		state->idem_window_us = cfg->idempotency_window_s * VP_US_PER_SEC;
@@ -157,49 +233,17 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 	if (rc != WR_REBUILD_OK)
 		goto done;
 	rc = WR_REBUILD_FAILED;
-	for (int p = 0; p < partition_cnt; p++) {
-		if (!wr_owns_partition(cfg, p))
-			continue;
-		rd_kafka_topic_partition_list_add(parts, cfg->topic, p)->offset =
-			RD_KAFKA_OFFSET_BEGINNING;
-		owned++;
-	}
-	if (rd_kafka_assign(rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		snprintf(why, why_cap, "cannot assign the owned partitions");
+	int owned = assign_owned(cfg, rk, partition_cnt, end, why, why_cap);
+	if (owned < 0)
 		goto done;
-	}
 	queue = rd_kafka_queue_get_consumer(rk);
 	if (!queue) {
 		snprintf(why, why_cap, "no consumer queue");
 		goto done;
 	}
-	while (at_end < owned && idle < REBUILD_MAX_IDLE_POLLS && !atomic_load(stopping)) {
-		/* a batch per call: one queue lock and wake-up per REBUILD_BATCH
-		 * records instead of per record */
-		ssize_t n = rd_kafka_consume_batch_queue(queue, REBUILD_POLL_MS, batch, REBUILD_BATCH);
-		if (n <= 0) {
-			idle++;
-			continue;
-		}
-		idle = 0;
-		for (ssize_t i = 0; i < n; i++) {
-			rd_kafka_message_t *m = batch[i];
-			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-				at_end++;
-			else if (m->err)
-				vp_log_warn(NULL, "rebuild_consume", "%s", rd_kafka_message_errstr(m));
-			else {
-				take_record(cfg, state, m, started_us, &refusals);
-				records++;
-			}
-			rd_kafka_message_destroy(m);
-		}
-	}
-	if (at_end < owned) {
-		snprintf(why, why_cap, "owned partitions not read to the end (%d of %d)", at_end,
-			 owned);
+	if (read_owned(cfg, rk, queue, end, owned, stopping, state, started_us, &refusals,
+		       &records, why, why_cap) < 0)
 		goto done;
-	}
 	*quarantined = refusals.quarantined;
 	if (refusals.unreadable) {
 		snprintf(why, why_cap, "%s (%lld unreadable record(s), each logged as rebuild_unreadable)",
@@ -214,10 +258,9 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 		    records, owned, refusals.quarantined, state->idem_keys);
 	rc = WR_REBUILD_OK;
 done:
+	vp_kafka_end_free(end);
 	if (queue)
 		rd_kafka_queue_destroy(queue);
-	if (parts)
-		rd_kafka_topic_partition_list_destroy(parts);
 	if (rk) {
 		rd_kafka_consumer_close(rk);
 		rd_kafka_destroy(rk);

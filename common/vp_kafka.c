@@ -133,11 +133,11 @@ rd_kafka_conf_t *vp_kafka_consumer_conf_new(const char *brokers, const char *cli
 	return conf;
 }
 
-rd_kafka_t *vp_kafka_log_reader_new(const char *brokers, const char *client_id, const char *group,
-				    const char *extra, bool quiet, char *why, size_t why_cap)
+static rd_kafka_t *reader_new(const char *brokers, const char *client_id, const char *group,
+			      const char *props, bool quiet, char *why, size_t why_cap)
 {
 	rd_kafka_conf_t *conf =
-		vp_kafka_consumer_conf_new(brokers, client_id, group, extra, why, why_cap);
+		vp_kafka_consumer_conf_new(brokers, client_id, group, props, why, why_cap);
 	if (!conf)
 		return NULL;
 	if (vp_kafka_conf_set(conf, "enable.partition.eof", "true", why, why_cap) < 0 ||
@@ -148,6 +148,32 @@ rd_kafka_t *vp_kafka_log_reader_new(const char *brokers, const char *client_id, 
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, why_cap);
 	if (!rk)
 		rd_kafka_conf_destroy(conf);
+	return rk;
+}
+
+rd_kafka_t *vp_kafka_log_reader_new(const char *brokers, const char *client_id, const char *group,
+				    const char *extra, bool quiet, char *why, size_t why_cap)
+{
+	return reader_new(brokers, client_id, group, extra, quiet, why, why_cap);
+}
+
+rd_kafka_t *vp_kafka_once_reader_new(const char *brokers, const char *client_id,
+				     const char *group, const char *extra, char *why,
+				     size_t why_cap)
+{
+	/* The broker holds a fetch that finds nothing for fetch.wait.max.ms
+	 * (500 by default) and answers the requests queued behind it on the
+	 * same connection only then: a read's end of partition events, and the
+	 * watermark queries made while a fetch was in flight, waited ~0.5 s
+	 * each (docs/testing.md, "Daemon start-up waits"). A reader that stops
+	 * at the end polls the broker this often only until it gets there. */
+	char *props = vp_kafka_props_join("fetch.wait.max.ms=" VP_KAFKA_ONCE_FETCH_WAIT_MS, extra);
+	if (!props) {
+		snprintf(why, why_cap, "out of memory");
+		return NULL;
+	}
+	rd_kafka_t *rk = reader_new(brokers, client_id, group, props, false, why, why_cap);
+	free(props);
 	return rk;
 }
 

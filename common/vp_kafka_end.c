@@ -67,6 +67,12 @@ void vp_kafka_end_set(VpKafkaEnd *e, int partition, int64_t low, int64_t high)
 		mark_read(e, partition);
 }
 
+void vp_kafka_end_skip(VpKafkaEnd *e, int partition)
+{
+	if (in_range(e, partition))
+		mark_read(e, partition);
+}
+
 void vp_kafka_end_eof(VpKafkaEnd *e, int partition)
 {
 	if (in_range(e, partition))
@@ -102,8 +108,9 @@ void vp_kafka_end_query(VpKafkaEnd *e, rd_kafka_t *rk, const char *topic, int ti
 {
 	for (int p = 0; p < e->partitions; p++) {
 		int64_t low = 0, high = 0;
-		if (rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high, timeout_ms) ==
-		    RD_KAFKA_RESP_ERR_NO_ERROR)
+		if (!e->read[p] &&
+		    rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high, timeout_ms) ==
+			    RD_KAFKA_RESP_ERR_NO_ERROR)
 			vp_kafka_end_set(e, p, low, high);
 	}
 }
@@ -146,6 +153,25 @@ rd_kafka_message_t *vp_kafka_end_poll(VpKafkaEnd *e, rd_kafka_t *rk, const char 
 	return m;
 }
 
+rd_kafka_resp_err_t vp_kafka_assign_known(rd_kafka_t *rk,
+					  const rd_kafka_topic_partition_list_t *parts, int timeout_ms)
+{
+	/* The topic's handle made and its metadata asked for first: a consumer
+	 * assigned a topic it has no metadata of yet finds no leader for some
+	 * partitions and retries their offset queries only after ~0.5 s ("no
+	 * current leader for partition: (re)starting offset query timer"). On
+	 * failure the assignment still goes ahead: librdkafka asks by itself. */
+	rd_kafka_topic_t *rkt =
+		parts->cnt > 0 ? rd_kafka_topic_new(rk, parts->elems[0].topic, NULL) : NULL;
+	const struct rd_kafka_metadata *md = NULL;
+	if (rkt && rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_resp_err_t err = rd_kafka_assign(rk, parts);
+	if (rkt) /* the assigned partitions hold the topic from here */
+		rd_kafka_topic_destroy(rkt);
+	return err;
+}
+
 /* rk assigned every partition of topic from the beginning; 0 or -1 with why. */
 static int assign_all(rd_kafka_t *rk, const char *topic, int partitions, char *why,
 		      size_t why_cap)
@@ -153,7 +179,7 @@ static int assign_all(rd_kafka_t *rk, const char *topic, int partitions, char *w
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partitions);
 	for (int p = 0; p < partitions; p++)
 		rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-	rd_kafka_resp_err_t err = rd_kafka_assign(rk, parts);
+	rd_kafka_resp_err_t err = vp_kafka_assign_known(rk, parts, END_QUERY_MS);
 	rd_kafka_topic_partition_list_destroy(parts);
 	if (err)
 		snprintf(why, why_cap, "%s: %s", topic, rd_kafka_err2str(err));
@@ -164,14 +190,18 @@ int vp_kafka_read_to_end(rd_kafka_t *rk, const char *topic, int partitions, int 
 			 VpKafkaTake take, void *arg, char *why, size_t why_cap)
 {
 	int64_t deadline = vp_time_mono_us() + (int64_t)timeout_ms * 1000;
-	if (assign_all(rk, topic, partitions, why, why_cap) < 0)
-		return VP_KAFKA_READ_UNFINISHED;
 	VpKafkaEnd *end = vp_kafka_end_new(partitions);
 	if (!end) {
 		snprintf(why, why_cap, "out of memory");
 		return VP_KAFKA_READ_UNFINISHED;
 	}
+	/* the ends before the assignment: a watermark query sent while a fetch
+	 * is in flight waits behind it on the broker's connection */
 	vp_kafka_end_query(end, rk, topic, END_QUERY_MS);
+	if (assign_all(rk, topic, partitions, why, why_cap) < 0) {
+		vp_kafka_end_free(end);
+		return VP_KAFKA_READ_UNFINISHED;
+	}
 	int rc = 0;
 	while (rc == 0 && vp_kafka_end_left(end) > 0) {
 		if (vp_time_mono_us() > deadline) {

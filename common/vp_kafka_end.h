@@ -33,6 +33,8 @@ void vp_kafka_end_free(VpKafkaEnd *e);
  * range is ignored. A partition whose end is unknown counts as read on its
  * end of partition event only. */
 void vp_kafka_end_set(VpKafkaEnd *e, int partition, int64_t low, int64_t high);
+/* A partition the read leaves out (another writer's) counts as read. */
+void vp_kafka_end_skip(VpKafkaEnd *e, int partition);
 void vp_kafka_end_eof(VpKafkaEnd *e, int partition);
 void vp_kafka_end_message(VpKafkaEnd *e, int partition, int64_t offset);
 void vp_kafka_end_position(VpKafkaEnd *e, int partition, int64_t position);
@@ -40,10 +42,18 @@ bool vp_kafka_end_partition_read(const VpKafkaEnd *e, int partition);
 /* Partitions not read yet. */
 int vp_kafka_end_left(const VpKafkaEnd *e);
 
-/* With a consumer rk assigned to every partition of topic: */
+/* With a consumer rk of topic (the ends are best taken before its
+ * assignment, the others after it): */
 /* Takes each partition's end now (a broker round trip each, up to
- * timeout_ms); a partition whose query fails keeps no end. */
+ * timeout_ms), best before the assignment (a query sent while a fetch is in
+ * flight waits behind it); a partition whose query fails keeps no end, one
+ * read already (skipped) is not asked. */
 void vp_kafka_end_query(VpKafkaEnd *e, rd_kafka_t *rk, const char *topic, int timeout_ms);
+/* rd_kafka_assign(rk, parts) (all of one topic) once rk has the topic's
+ * metadata (asked for up to timeout_ms), so no offset query waits for a
+ * leader; rd_kafka_assign's error. */
+rd_kafka_resp_err_t vp_kafka_assign_known(rd_kafka_t *rk,
+					  const rd_kafka_topic_partition_list_t *parts, int timeout_ms);
 /* A polled message (or end of partition event) of topic counted. */
 void vp_kafka_end_polled(VpKafkaEnd *e, const rd_kafka_message_t *m);
 /* The consumer's positions of the partitions not read yet counted (local,

@@ -381,12 +381,16 @@ int vp_keyring_take(VpKeyring *kr, const char *name, size_t name_len, const char
 	return rc;
 }
 
-/* A consumer for the keys topic (assigned by the read), or NULL. */
+/* A consumer for the keys topic (assigned by the read), or NULL: one that
+ * stops at the end (once) asks the broker to answer a fetch that finds
+ * nothing at once; a follower keeps the long fetch wait (vp_kafka.h). */
 static rd_kafka_t *reader_new(const char *brokers, const char *props, const char *topic,
-			      int *partitions, char *why, size_t why_cap)
+			      bool once, int *partitions, char *why, size_t why_cap)
 {
-	rd_kafka_t *rk = vp_kafka_log_reader_new(brokers, "vetpms-keys", "vetpms-keys-reader", props,
-						 false, why, why_cap);
+	rd_kafka_t *rk = once ? vp_kafka_once_reader_new(brokers, "vetpms-keys",
+							 "vetpms-keys-reader", props, why, why_cap)
+			      : vp_kafka_log_reader_new(brokers, "vetpms-keys", "vetpms-keys-reader",
+							props, false, why, why_cap);
 	if (!rk)
 		return NULL;
 	if (vp_kafka_probe(rk, topic, 5000, partitions) < 0 || *partitions <= 0) {
@@ -431,7 +435,7 @@ int vp_keyring_read(VpKeyring *kr, const char *brokers, const char *kafka_props,
 		    const char *topic, int timeout_ms, char *why, size_t why_cap)
 {
 	int partitions = 0;
-	rd_kafka_t *rk = reader_new(brokers, kafka_props, topic, &partitions, why, why_cap);
+	rd_kafka_t *rk = reader_new(brokers, kafka_props, topic, true, &partitions, why, why_cap);
 	if (!rk)
 		return VP_KEYRING_FAILED;
 	int rc = consume_to_end(kr, rk, topic, partitions, timeout_ms, why, why_cap);
@@ -464,16 +468,72 @@ static void *follow_main(void *arg)
 	return NULL;
 }
 
+/* Where the follower starts: each partition of the one-shot read's
+ * assignment after the last record it delivered (its position, commit
+ * markers passed), or from the beginning where it delivered none (a
+ * partition empty when the read began: what came since is the follower's). */
+static rd_kafka_topic_partition_list_t *positions_reached(rd_kafka_t *once)
+{
+	rd_kafka_topic_partition_list_t *assigned = NULL, *from = NULL;
+	if (rd_kafka_assignment(once, &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return NULL;
+	if (rd_kafka_position(once, assigned) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		/* a list of its own: the assignment's elements hold references
+		 * into `once`, whose rd_kafka_destroy waits for them */
+		from = rd_kafka_topic_partition_list_new(assigned->cnt);
+		for (int i = 0; i < assigned->cnt; i++) {
+			const rd_kafka_topic_partition_t *a = &assigned->elems[i];
+			rd_kafka_topic_partition_list_add(from, a->topic, a->partition)->offset =
+				a->err || a->offset < 0 ? RD_KAFKA_OFFSET_BEGINNING : a->offset;
+		}
+	}
+	rd_kafka_topic_partition_list_destroy(assigned);
+	return from;
+}
+
+/* The start-up read by a one-shot reader (a short fetch wait: the read ends
+ * without waiting on the broker for empty fetches); status, and into *from
+ * where the follower goes on. */
+static int read_once(VpKeyring *kr, const char *brokers, const char *kafka_props,
+		     const char *topic, rd_kafka_topic_partition_list_t **from, char *why,
+		     size_t why_cap)
+{
+	int partitions = 0;
+	rd_kafka_t *once = reader_new(brokers, kafka_props, topic, true, &partitions, why, why_cap);
+	if (!once)
+		return VP_KEYRING_FAILED;
+	int rc = consume_to_end(kr, once, topic, partitions, 60000, why, why_cap);
+	if (rc == VP_KEYRING_OK) {
+		*from = positions_reached(once);
+		if (!*from) {
+			snprintf(why, why_cap, "no positions after reading %s", topic);
+			rc = VP_KEYRING_FAILED;
+		}
+	}
+	rd_kafka_consumer_close(once);
+	rd_kafka_destroy(once);
+	return rc;
+}
+
 int vp_keyring_follow(VpKeyring *kr, const char *brokers, const char *kafka_props,
 		      const char *topic, char *why, size_t why_cap)
 {
-	int partitions = 0;
-	kr->rk = reader_new(brokers, kafka_props, topic, &partitions, why, why_cap);
-	if (!kr->rk)
-		return VP_KEYRING_FAILED;
-	int rc = consume_to_end(kr, kr->rk, topic, partitions, 60000, why, why_cap);
+	rd_kafka_topic_partition_list_t *from = NULL;
+	int rc = read_once(kr, brokers, kafka_props, topic, &from, why, why_cap);
 	if (rc != VP_KEYRING_OK)
 		return rc;
+	/* the follower keeps librdkafka's long fetch wait: idle, it asks the
+	 * broker twice a second, not every few ms */
+	kr->rk = vp_kafka_log_reader_new(brokers, "vetpms-keys", "vetpms-keys-reader", kafka_props,
+					 false, why, why_cap);
+	rd_kafka_resp_err_t err =
+		kr->rk ? vp_kafka_assign_known(kr->rk, from, 5000) : RD_KAFKA_RESP_ERR__FAIL;
+	rd_kafka_topic_partition_list_destroy(from);
+	if (err) {
+		if (kr->rk)
+			snprintf(why, why_cap, "%s: %s", topic, rd_kafka_err2str(err));
+		return VP_KEYRING_FAILED;
+	}
 	if (pthread_create(&kr->thread, NULL, follow_main, kr) != 0) {
 		snprintf(why, why_cap, "cannot start the keys follower");
 		return VP_KEYRING_FAILED;

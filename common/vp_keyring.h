@@ -54,9 +54,11 @@ int vp_keyring_wrong_master(VpKeyring *kr, char *why, size_t why_cap);
 int vp_keyring_read(VpKeyring *kr, const char *brokers, const char *kafka_props,
 		    const char *topic, int timeout_ms, char *why, size_t why_cap);
 
-/* Follows topic from where vp_keyring_read left it... (projector): a
- * consumer of its own reads new records on a thread of its own, so a key
- * committed with an event is found by vp_keyring_client_key(wait_ms > 0). */
+/* Reads topic to its end as vp_keyring_read does (a one-shot reader), then
+ * follows it from there (projector, query-reader): a consumer of its own,
+ * with librdkafka's long fetch wait, reads new records on a thread of its
+ * own, so a key committed with an event is found by
+ * vp_keyring_client_key(wait_ms > 0). */
 int vp_keyring_follow(VpKeyring *kr, const char *brokers, const char *kafka_props,
 		      const char *topic, char *why, size_t why_cap);
 

@@ -102,6 +102,48 @@ static void each_partition_counts_once(void **state)
 	vp_kafka_end_free(e);
 }
 
+/* The writer's rebuild reads only the partitions it owns: the others count
+ * as read from the start, and an owned one is still read only at its end. */
+static void a_skipped_partition_is_read_and_no_other(void **state)
+{
+	(void)state;
+	VpKafkaEnd *e = vp_kafka_end_new(3);
+	vp_kafka_end_skip(e, 1);
+	vp_kafka_end_skip(e, 1);
+	vp_kafka_end_skip(e, 3);
+	assert_true(vp_kafka_end_partition_read(e, 1));
+	assert_int_equal(vp_kafka_end_left(e), 2);
+	vp_kafka_end_set(e, 0, 0, 0);
+	vp_kafka_end_set(e, 2, 5, 12);
+	assert_int_equal(vp_kafka_end_left(e), 1);
+	vp_kafka_end_position(e, 2, 11);
+	assert_false(vp_kafka_end_partition_read(e, 2));
+	vp_kafka_end_position(e, 2, 12);
+	assert_int_equal(vp_kafka_end_left(e), 0);
+	vp_kafka_end_free(e);
+}
+
+/* A tail of commit markers: the last data record comes before end - 1 and
+ * is not enough; the position past the markers is. With the end unknown
+ * (its query failed) neither a record nor a position is: only the end of
+ * partition event. */
+static void markers_after_the_last_record_wait_for_the_position(void **state)
+{
+	(void)state;
+	VpKafkaEnd *e = vp_kafka_end_new(2);
+	vp_kafka_end_set(e, 0, 0, 4); /* record 0, marker 1, record 2, marker 3 */
+	vp_kafka_end_message(e, 0, 2);
+	assert_false(vp_kafka_end_partition_read(e, 0));
+	vp_kafka_end_position(e, 0, 4);
+	assert_true(vp_kafka_end_partition_read(e, 0));
+	vp_kafka_end_message(e, 1, 2);
+	vp_kafka_end_position(e, 1, 4);
+	assert_false(vp_kafka_end_partition_read(e, 1));
+	vp_kafka_end_eof(e, 1);
+	assert_int_equal(vp_kafka_end_left(e), 0);
+	vp_kafka_end_free(e);
+}
+
 static void no_tracker_without_partitions(void **state)
 {
 	(void)state;
@@ -118,6 +160,8 @@ int main(void)
 		cmocka_unit_test(a_position_at_the_end_reads_it),
 		cmocka_unit_test(without_an_end_only_eof_reads_it),
 		cmocka_unit_test(each_partition_counts_once),
+		cmocka_unit_test(a_skipped_partition_is_read_and_no_other),
+		cmocka_unit_test(markers_after_the_last_record_wait_for_the_position),
 		cmocka_unit_test(no_tracker_without_partitions),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

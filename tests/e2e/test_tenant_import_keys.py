@@ -82,25 +82,34 @@ def source_writer(stack):
     writer.terminate()
 
 
+def new_tenant(stack, writer, name):
+    r = requests.post(f"{writer.url}/v1/tenants", json={"name": name, "timezone": "UTC",
+                                                        "currency": "EUR"},
+                      headers={"Authorization": "Bearer " + stack.token("platform-admin")})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def exported(stack, tenant, tmp):
+    """The tenant exported with a new transport key: (key file, export path)."""
+    key_file = new_key_file(stack, tmp / "transport.key")
+    path = str(tmp / "tenant.ndjson")
+    with open(path, "w") as f:
+        f.write(export(stack, tenant, "--key-file", key_file).stdout)
+    return key_file, path
+
+
 @pytest.fixture(scope="module")
 def sealed_clinic(stack, source_writer, tmp_path_factory):
     writer = source_writer
-    r = requests.post(f"{writer.url}/v1/tenants", json={"name": "Many Keys Vets",
-                                                        "timezone": "UTC", "currency": "EUR"},
-                      headers={"Authorization": "Bearer " + stack.token("platform-admin")})
-    assert r.status_code == 201, r.text
-    tenant = r.json()["id"]
+    tenant = new_tenant(stack, writer, "Many Keys Vets")
     clients = register_clients(stack, writer.url, tenant, CLIENTS)
     erased = clients[CLIENTS // 2]
     r = requests.post(f"{writer.url}/v1/clients/{erased}/erase", json={"reason": "GDPR"},
                       headers={"Authorization": "Bearer " + stack.token("admin",
                                                                         tenant=tenant)})
     assert r.status_code in (200, 201), r.text
-    tmp = tmp_path_factory.mktemp("import-keys")
-    key_file = new_key_file(stack, tmp / "transport.key")
-    path = str(tmp / "tenant.ndjson")
-    with open(path, "w") as f:
-        f.write(export(stack, tenant, "--key-file", key_file).stdout)
+    key_file, path = exported(stack, tenant, tmp_path_factory.mktemp("import-keys"))
     yield tenant, clients, erased, key_file, path
 
 
@@ -122,18 +131,9 @@ def target():
 @pytest.fixture(scope="module")
 def small_clinic(stack, source_writer, tmp_path_factory):
     """A sealed tenant of SMALL clients exported with a transport key."""
-    writer = source_writer
-    r = requests.post(f"{writer.url}/v1/tenants", json={"name": "Aborted Import Vets",
-                                                        "timezone": "UTC", "currency": "EUR"},
-                      headers={"Authorization": "Bearer " + stack.token("platform-admin")})
-    assert r.status_code == 201, r.text
-    tenant = r.json()["id"]
-    clients = register_clients(stack, writer.url, tenant, SMALL)
-    tmp = tmp_path_factory.mktemp("import-abort")
-    key_file = new_key_file(stack, tmp / "transport.key")
-    path = str(tmp / "tenant.ndjson")
-    with open(path, "w") as f:
-        f.write(export(stack, tenant, "--key-file", key_file).stdout)
+    tenant = new_tenant(stack, source_writer, "Aborted Import Vets")
+    clients = register_clients(stack, source_writer.url, tenant, SMALL)
+    key_file, path = exported(stack, tenant, tmp_path_factory.mktemp("import-abort"))
     yield tenant, clients, key_file, path
 
 

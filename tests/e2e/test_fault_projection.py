@@ -19,7 +19,7 @@ import requests
 
 from kafka_log import events
 from load import command_ids, keyed_post
-from stack import free_port, running_stack, tally, wait_for
+from stack import KAFKA_KILLED, free_port, running_stack, tally, wait_for
 from readmodel import query, run_rebuild, table_digests
 from test_reader_outage import postgres_pids
 
@@ -142,7 +142,7 @@ def projector_killed(stack, daemons, rng):
 def test_faults_under_load_lose_nothing_and_the_read_model_equals_a_rebuild():
     rng = random.Random(SEED)
     print(f"\nfaults: VETPMS_FAULT_SEED={SEED}")
-    with running_stack() as stack:
+    with running_stack(env=KAFKA_KILLED) as stack:
         daemons = {"projector": stack.start_daemon("projector", port=free_port(),
                                                    env=PROJECTOR_ENV)}
         daemons["projector"].wait_ready(90)

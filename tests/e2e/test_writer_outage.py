@@ -18,7 +18,7 @@ import requests
 
 from kafka_log import events
 from load import command_ids, keyed_post
-from stack import free_port, running_stack, tally, wait_for
+from stack import KAFKA_KILLED, free_port, running_stack, tally, wait_for
 
 CLIENTS = 4          # concurrent posting threads
 DEADLINE_S = 2.5     # a command refused because Kafka is down: answered within this
@@ -42,7 +42,7 @@ def pid_gone(pid):
 
 @pytest.fixture(scope="module")
 def stack():
-    with running_stack() as s:
+    with running_stack(env=KAFKA_KILLED) as s:
         yield s
 
 

@@ -9,7 +9,7 @@ again, so they run stack.KAFKA_KILLED's 3 s broker session instead of the 9 s
 default. A dead node is fenced, and its partitions and the transaction
 coordinator move, after 3 s instead of 9; a restarted node registers without
 waiting out its previous incarnation's 9 s (the two nodes restarted together
-answered in about 8.6 s instead of 17.9 s; docs/testing.md, "stop 16").
+answered in 5.4-8.6 s instead of 17.7-17.9 s; docs/testing.md, "stop 16").
 
     with replicated_kafka() as kc:
         kc.brokers            # "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3"

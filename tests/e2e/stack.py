@@ -32,7 +32,7 @@ BIN_DIR = os.environ.get("VETPMS_BIN_DIR", os.path.join(ROOT, "bin"))
 # incarnation's registration, and registers only once that session has
 # expired: broker.session.timeout.ms, 9 s by default, then its doubling
 # retry, ~13 s in all. With 3 s (heartbeats every 0.5 s, six to a session)
-# `kafka.sh start` took 6.7-8.3 s instead of 16.0-20.4 s (docs/testing.md,
+# `kafka.sh start` took 5.3-8.3 s instead of 16.0-20.4 s (docs/testing.md,
 # "stop 16"). Until the broker registers, its client listener is closed: the
 # daemons see the same outage, only shorter. Only these stacks: a session
 # this short could fence a live broker on a machine stalled for 3 s, and

@@ -26,6 +26,31 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SANITIZER_MARK = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:")
 BIN_DIR = os.environ.get("VETPMS_BIN_DIR", os.path.join(ROOT, "bin"))
 
+# The broker of a stack whose tests SIGKILL it and start it again
+# (running_stack(env=KAFKA_KILLED), and the nodes of replicated_kafka.py).
+# A killed KRaft node comes back with its controller holding its previous
+# incarnation's registration, and registers only once that session has
+# expired: broker.session.timeout.ms, 9 s by default, then its doubling
+# retry, ~13 s in all. With 3 s (heartbeats every 0.5 s, six to a session)
+# `kafka.sh start` took 5.3-8.3 s instead of 16.0-20.4 s (docs/testing.md,
+# "stop 16"). Until the broker registers, its client listener is closed: the
+# daemons see the same outage, only shorter. Only these stacks: a session
+# this short could fence a live broker on a machine stalled for 3 s, and
+# production keeps the default.
+KAFKA_KILLED = {"VETPMS_KAFKA_EXTRA_CONFIG":
+                "broker.session.timeout.ms=3000\nbroker.heartbeat.interval.ms=500"}
+
+# A consumer-group member that a test SIGKILLs stays in its group until its
+# session expires, and the next member gets no partitions until then:
+# librdkafka's default session is 45 s. Such members get 3 s (heartbeats
+# every 0.5 s): in test_projector.py the next one applied its first event
+# 2.8-3.0 s after the kill instead of 5.9-6.0 s with 6 s (docs/testing.md,
+# "stop 16").
+KILLED_MEMBER_PROPS = "session.timeout.ms=3000,heartbeat.interval.ms=500"
+# ... which every test broker allows (group.min.session.timeout.ms, 6 s by
+# default). Allowing changes nothing for the members that keep the default.
+GROUP_MIN_SESSION = "group.min.session.timeout.ms=1000"
+
 
 def free_port():
     with socket.socket() as s:
@@ -161,11 +186,17 @@ class Stack:
             f.write(self.master_key + "\n")
         self.env["VETPMS_MASTER_KEY_FILE"] = self.master_key_file
         self.env.pop("VETPMS_MASTER_KEY", None)
+        self.add_kafka_config(GROUP_MIN_SESSION)
         self.brokers = self.env["VETPMS_KAFKA_BROKERS"]
         self.daemons = []
         self.kafka_ready_seconds = None
 
     # --- infrastructure -------------------------------------------------
+    def add_kafka_config(self, lines):
+        """Broker settings (server.properties lines) after those set already."""
+        had = self.env.get("VETPMS_KAFKA_EXTRA_CONFIG")
+        self.env["VETPMS_KAFKA_EXTRA_CONFIG"] = f"{had}\n{lines}" if had else lines
+
     def script(self, *args, check=True):
         r = subprocess.run([os.path.join(ROOT, "scripts", args[0]), *args[1:]],
                            env=self.env, cwd=ROOT, text=True, capture_output=True)
@@ -317,7 +348,10 @@ def running_stack(env=None):
     VETPMS_KAFKA_EXTRA_CONFIG), stopped on the way out; fails when a daemon's
     log holds a sanitizer report."""
     s = Stack()
-    s.env.update(env or {})
+    env = dict(env or {})
+    if "VETPMS_KAFKA_EXTRA_CONFIG" in env:
+        s.add_kafka_config(env.pop("VETPMS_KAFKA_EXTRA_CONFIG"))
+    s.env.update(env)
     atexit.register(s.stop)  # also on KeyboardInterrupt
     try:
         s.start()

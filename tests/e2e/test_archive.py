@@ -27,7 +27,7 @@ import requests
 
 import events as ev
 from readmodel import query, run_rebuild, table_digests
-from stack import BIN_DIR, free_port, running_stack, wait_for
+from stack import BIN_DIR, KILLED_MEMBER_PROPS, free_port, running_stack, wait_for
 from produced import ProducedTenant
 
 LIVE = ["appointments", "medical_records", "vitals", "diagnoses", "treatments",
@@ -56,7 +56,7 @@ def start_projector(stack, **env):
     # a short session: the partitions of a projector killed with -9 go to the
     # next one within seconds (as test_projector.py does)
     env = {"VETPMS_PROJECTOR_ARCHIVE_INTERVAL_S": "0", "VETPMS_PROJECTOR_MV_REFRESH_MS": "200",
-           "VETPMS_KAFKA_PROPS": "session.timeout.ms=6000,heartbeat.interval.ms=500", **env}
+           "VETPMS_KAFKA_PROPS": KILLED_MEMBER_PROPS, **env}
     p = stack.start_daemon("projector", port=free_port(), env=env)
     p.wait_ready(90)
     return p

@@ -19,7 +19,7 @@ import requests
 
 from kafka_log import events
 from load import command_ids, keyed_post
-from stack import free_port, running_stack, tally, wait_for
+from stack import KAFKA_KILLED, KILLED_MEMBER_PROPS, free_port, running_stack, tally, wait_for
 from readmodel import query, run_rebuild, table_digests
 from test_reader_outage import postgres_pids
 
@@ -30,10 +30,10 @@ WRITE_ANSWER_S = 90      # a batch inside its commit when Kafka died waits for K
 FAULT_S = 3              # how long each outage lasts (> READ_DEADLINE_MS: reads meet it)
 TAKEN = 20               # commands taken before the first fault and after each recovery
 PROJECTOR_KILLS = 3
-# the projectors are killed: a session timeout of 6 s (the broker's least;
-# librdkafka's default is 45 s) so that the one started next, in the same
-# consumer group, does not wait 45 s for each killed member to be expelled
-PROJECTOR_ENV = {"VETPMS_KAFKA_PROPS": "session.timeout.ms=6000,heartbeat.interval.ms=500"}
+# the projectors are killed: a short session (stack.KILLED_MEMBER_PROPS) so
+# that the one started next, in the same consumer group, does not wait
+# librdkafka's 45 s for each killed member to be expelled
+PROJECTOR_ENV = {"VETPMS_KAFKA_PROPS": KILLED_MEMBER_PROPS}
 SEED = int(os.environ.get("VETPMS_FAULT_SEED", str(random.randrange(1 << 30))))
 
 
@@ -142,7 +142,7 @@ def projector_killed(stack, daemons, rng):
 def test_faults_under_load_lose_nothing_and_the_read_model_equals_a_rebuild():
     rng = random.Random(SEED)
     print(f"\nfaults: VETPMS_FAULT_SEED={SEED}")
-    with running_stack() as stack:
+    with running_stack(env=KAFKA_KILLED) as stack:
         daemons = {"projector": stack.start_daemon("projector", port=free_port(),
                                                    env=PROJECTOR_ENV)}
         daemons["projector"].wait_ready(90)

@@ -65,8 +65,8 @@ class Site:
         self.admin = {"Authorization": "Bearer " + stack.token("platform-admin")}
         self.writer = self.projector = self.reader = None
 
-    def start(self, name, env=None, args=()):
-        d = self.stack.start_daemon(name, port=free_port(), env=env, args=args)
+    @staticmethod
+    def ready(d):
         try:
             d.wait_ready(120)
         except requests.ConnectionError:  # it answered /healthz, then exited
@@ -75,11 +75,22 @@ class Site:
         return d
 
     def restart(self, name, env=None, args=()):
-        attr = {"cmd-writer": "writer", "projector": "projector", "query-reader": "reader"}[name]
-        old = getattr(self, attr)
-        if old is not None:
-            assert old.terminate() == 0, old.log_tail()
-        setattr(self, attr, self.start(name, env, args))
+        self.restart_all((name,), env, args)
+
+    def restart_all(self, names, env=None, args=()):
+        """Each one stopped, then all started at once and each waited for:
+        where no daemon must keep serving meanwhile (a start is seconds,
+        mostly waiting on Kafka and PostgreSQL, not on the CPU)."""
+        attrs = [{"cmd-writer": "writer", "projector": "projector",
+                  "query-reader": "reader"}[name] for name in names]
+        for attr in attrs:
+            old = getattr(self, attr)
+            if old is not None:
+                assert old.terminate() == 0, old.log_tail()
+        started = [self.stack.start_daemon(name, port=free_port(), env=env, args=args)
+                   for name in names]
+        for attr, d in zip(attrs, started):
+            setattr(self, attr, self.ready(d))
 
     def auth(self, tenant):
         return {"Authorization": "Bearer " + self.stack.token(["admin", "vet"], tenant=tenant)}
@@ -138,8 +149,7 @@ def same(got, body):
 def test_daemons_holding_the_previous_key_rotate_the_master_key_without_downtime(stack):
     site = Site(stack)
     a_file = stack.master_key_file
-    for name in ("projector", "query-reader", "cmd-writer"):
-        site.restart(name)  # under A, the stack's own key
+    site.restart_all(("projector", "query-reader", "cmd-writer"))  # under A, the stack's own key
     a_id = key_id_of_file(a_file)
     old_tenant = site.new_tenant("Rotation Vets (before)")
     clients = {}  # id: (tenant, body that must read back)
@@ -155,8 +165,9 @@ def test_daemons_holding_the_previous_key_rotate_the_master_key_without_downtime
     b_file = key_file(stack, "b.key")
     b_id = key_id_of_file(b_file)
     b_only = {"VETPMS_MASTER_KEY_FILE": b_file}
-    for name in ("projector", "query-reader", "cmd-writer"):
-        d = stack.start_daemon(name, port=free_port(), env=b_only)
+    refusing = [stack.start_daemon(name, port=free_port(), env=b_only)
+                for name in ("projector", "query-reader", "cmd-writer")]
+    for d in refusing:
         exits_saying(d, HOLDS_B_ONLY.format(a=a_id, b=b_id))
 
     # (b) each daemon restarted in turn with current B, previous A, each way
@@ -213,8 +224,7 @@ def test_daemons_holding_the_previous_key_rotate_the_master_key_without_downtime
 
     # (d) every daemon restarted with B alone: they start and every client,
     # of the old tenant and of the new, reads back; new writes still work
-    for name in ("cmd-writer", "projector", "query-reader"):
-        site.restart(name, env=b_only)
+    site.restart_all(("cmd-writer", "projector", "query-reader"), env=b_only)
     for cid, (tenant, body) in clients.items():
         assert same(site.read(tenant, cid), body)
     for tenant, tag in ((old_tenant, "Ad"), (new_tenant, "Bc")):

@@ -19,7 +19,7 @@ from psycopg import sql
 
 import events as ev
 import kafka_partition
-from stack import free_port, wait_for
+from stack import KILLED_MEMBER_PROPS, free_port, wait_for
 from readmodel import query
 
 
@@ -358,7 +358,7 @@ def test_exactly_once_across_kill_9(stack, capsys, connections):
     env = {"VETPMS_TOPIC": topic, "VETPMS_READ_SCHEMA": schema,
            "VETPMS_PROJECTOR_GROUP": f"e2e-eo-{connections}",
            "VETPMS_PROJECTOR_CONNECTIONS": str(connections),
-           "VETPMS_KAFKA_PROPS": "session.timeout.ms=6000,heartbeat.interval.ms=500"}
+           "VETPMS_KAFKA_PROPS": KILLED_MEMBER_PROPS}
     first = stack.start_daemon("projector", port=free_port(), env=env)
     wait_for(lambda: sum(stored_offsets(stack, schema, topic).values()) > 1500, timeout=60,
              interval=0.02, what="rows appearing")

@@ -14,12 +14,11 @@ import pytest
 import events as ev
 import test_property_commands as prop
 from readmodel import query, run_rebuild, table_digests
-from stack import free_port, running_stack, wait_for
+from stack import KILLED_MEMBER_PROPS, free_port, running_stack, wait_for
 
 # Commands per command type of the random history (the property test's own
 # default is 40); VETPMS_PROPERTY_SEED replays a history as there.
 EXAMPLES = int(os.environ.get("VETPMS_BULK_EXAMPLES", "10"))
-KILLED_MEMBER_PROPS = "session.timeout.ms=6000,heartbeat.interval.ms=500"
 
 
 @pytest.fixture(scope="module")
@@ -127,9 +126,9 @@ def test_a_bulk_rebuild_equals_live_projection_row_by_row_with_every_index(stack
 
 def test_a_rebuild_killed_during_its_fill_finishes_equal_when_started_again(stack, history):
     # one event per transaction: a fill slow enough to be caught in the middle;
-    # a session timeout of 6 s (the broker's least; librdkafka's default is
-    # 45 s) so that the rebuild started again, in the same consumer group,
-    # does not wait 45 s for the killed member to be expelled
+    # a short session (stack.KILLED_MEMBER_PROPS) so that the rebuild started
+    # again, in the same consumer group, does not wait librdkafka's 45 s for
+    # the killed member to be expelled
     slow = stack.start_daemon("projector", port=free_port(), args=["rebuild"],
                               env={"VETPMS_PROJECTOR_BATCH": "1",
                                    "VETPMS_KAFKA_PROPS": KILLED_MEMBER_PROPS})

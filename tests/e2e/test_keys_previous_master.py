@@ -71,7 +71,7 @@ class Site:
             d.wait_ready(120)
         except requests.ConnectionError:  # it answered /healthz, then exited
             d.proc.wait(timeout=30)
-            raise AssertionError(f"{name} exited {d.proc.returncode}:\n{d.log_tail()}")
+            raise AssertionError(f"{d.name} exited {d.proc.returncode}:\n{d.log_tail()}")
         return d
 
     def restart(self, name, env=None, args=()):

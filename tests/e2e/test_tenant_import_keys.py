@@ -137,6 +137,20 @@ def small_clinic(stack, source_writer, tmp_path_factory):
     yield tenant, clients, key_file, path
 
 
+def projected_names(tstack, tprojector, tenant, n, timeout):
+    """Once the target's projector has the tenant's n clients, with no dead
+    letter: {client id: "first last"} as the read model holds them."""
+    wait_for(lambda: query(tstack, "SELECT count(*) FROM read.clients WHERE tenant_id = %s",
+                           (tenant,))[0][0] == n, timeout=timeout,
+             what="the target projector to apply the import",
+             explain=lambda: tprojector.log_tail(10))
+    assert not query(tstack, "SELECT error FROM read.dead_letters WHERE tenant_id = %s",
+                     (tenant,))
+    return dict(query(tstack, "SELECT id::text, coalesce(first_name, '') || ' ' || "
+                              "coalesce(last_name, '') FROM read.clients "
+                              "WHERE tenant_id = %s", (tenant,)))
+
+
 def position(tstack, twriter, tenant, digest):
     """Where the target writer says the import of the file stands."""
     r = requests.post(f"{twriter.url}/v1/ops/tenants/{tenant}/import",
@@ -189,15 +203,7 @@ def test_key_records_over_one_request_ride_with_their_clients_batches(stack, sea
     assert transactions(resumed) >= 2, transactions(resumed)
 
     # every client opened on the target, none dead-lettered
-    wait_for(lambda: query(tstack, "SELECT count(*) FROM read.clients WHERE tenant_id = %s",
-                           (tenant,))[0][0] == CLIENTS, timeout=180,
-             what="the target projector to apply the import",
-             explain=lambda: tprojector.log_tail(10))
-    assert not query(tstack, "SELECT error FROM read.dead_letters WHERE tenant_id = %s",
-                     (tenant,))
-    rows = dict(query(tstack, "SELECT id::text, coalesce(first_name, '') || ' ' || "
-                              "coalesce(last_name, '') FROM read.clients "
-                              "WHERE tenant_id = %s", (tenant,)))
+    rows = projected_names(tstack, tprojector, tenant, CLIENTS, 180)
     for i, cid in enumerate(clients):
         if cid != erased:
             assert rows[cid] == f"Keyed{i} Owner{i}", (cid, rows[cid])
@@ -259,14 +265,6 @@ def test_a_batch_decided_on_the_key_of_an_aborted_batch_fails_and_the_import_lan
     assert [int(r.headers["import-index"]) for r in imported] == list(range(len(events)))
 
     # every client opened on the target, none dead-lettered
-    wait_for(lambda: query(tstack, "SELECT count(*) FROM read.clients WHERE tenant_id = %s",
-                           (tenant,))[0][0] == SMALL, timeout=60,
-             what="the target projector to apply the import",
-             explain=lambda: tprojector.log_tail(10))
-    assert not query(tstack, "SELECT error FROM read.dead_letters WHERE tenant_id = %s",
-                     (tenant,))
-    rows = dict(query(tstack, "SELECT id::text, coalesce(first_name, '') || ' ' || "
-                              "coalesce(last_name, '') FROM read.clients "
-                              "WHERE tenant_id = %s", (tenant,)))
+    rows = projected_names(tstack, tprojector, tenant, SMALL, 60)
     assert [rows[cid] for cid in clients] == [f"Keyed{i} Owner{i}" for i in range(SMALL)]
     assert twriter.terminate() == 0

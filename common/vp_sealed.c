@@ -54,6 +54,27 @@ const char *const *vp_sealed_fields_of(const char *type)
 	return !strcmp(type, VP_EV_CLIENT_CONTACT_UPDATED) ? contact : vp_personal_fields;
 }
 
+cJSON *vp_sealed_erased_value(const char *field)
+{
+	return !strcmp(field, "first_name")  ? cJSON_CreateString("erased")
+	       : !strcmp(field, "last_name") ? cJSON_CreateString("client")
+					     : cJSON_CreateNull();
+}
+
+int vp_sealed_erase_plain(cJSON *data, const char *type)
+{
+	for (const char *const *f = vp_sealed_fields_of(type); *f; f++) {
+		if (!cJSON_GetObjectItemCaseSensitive(data, *f))
+			continue;
+		cJSON *value = vp_sealed_erased_value(*f);
+		if (!value || !cJSON_ReplaceItemInObjectCaseSensitive(data, *f, value)) {
+			cJSON_Delete(value);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static bool is_field_of(const char *type, const char *name)
 {
 	for (const char *const *f = vp_sealed_fields_of(type); *f; f++)

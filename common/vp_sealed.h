@@ -79,6 +79,17 @@ cJSON *vp_sealed_open(const cJSON *sealed, int v, const VpSealedOf *of, const Vp
 /* The personal fields an event of this type may carry, NULL-terminated. */
 const char *const *vp_sealed_fields_of(const char *type);
 
+/* What a personal field of an erased client reads as (EraseClient,
+ * docs/privacy.md): first_name "erased", last_name "client", any other null.
+ * A new item, or NULL (out of memory). */
+cJSON *vp_sealed_erased_value(const char *field);
+
+/* The personal members plain (v1) data holds replaced by an erased client's
+ * (absent ones stay absent: "unchanged" in ClientContactUpdated v1): what
+ * an erased client's v1 event is exported as (vetctl tenant export). 0, or
+ * -1 (out of memory; data may be half done). */
+int vp_sealed_erase_plain(cJSON *data, const char *type);
+
 /* Key records. */
 #define VP_KEYREC_TENANT "tenant"
 #define VP_KEYREC_CLIENT "client"

@@ -64,7 +64,12 @@ const PjApplyRow pj_directory_rows[] = {
 	 * every read table at once, in the event's transaction: the client row
 	 * reads "erased client", the copies of its name in patients and
 	 * appointments (and through the rollup trigger the appointment
-	 * dashboard) follow. Clinical and financial rows stay, linked by id. */
+	 * dashboard) follow, and so do the client's plain-text (v1) events in
+	 * event_log (GET /v1/events, the stream and the history folds read
+	 * them): their personal members read as the erased client's, as
+	 * vp_sealed_erase_plain writes them into an export (the five names are
+	 * vp_personal_fields'). Sealed events there stay sealed: their key is
+	 * gone. Clinical and financial rows stay, linked by id. */
 	{.type = VP_EV_CLIENT_ERASED,
 	 .stmt = "client_erased",
 	 .sql = "WITH c AS (UPDATE clients SET first_name = 'erased', last_name = 'client', "
@@ -74,7 +79,15 @@ const PjApplyRow pj_directory_rows[] = {
 		"p AS (UPDATE patients SET client_first_name = 'erased', client_last_name = 'client' "
 		"WHERE tenant_id = $1::uuid AND client_id = $2::uuid), "
 		"a AS (UPDATE appointments SET client_first_name = 'erased', "
-		"client_last_name = 'client' WHERE tenant_id = $1::uuid AND client_id = $2::uuid) "
+		"client_last_name = 'client' WHERE tenant_id = $1::uuid AND client_id = $2::uuid), "
+		"l AS (UPDATE event_log SET envelope = jsonb_set(envelope, '{data}', "
+		"(envelope->'data') || (SELECT coalesce(jsonb_object_agg(k, CASE k "
+		"WHEN 'first_name' THEN '\"erased\"'::jsonb WHEN 'last_name' THEN "
+		"'\"client\"'::jsonb ELSE 'null'::jsonb END), '{}'::jsonb) "
+		"FROM jsonb_object_keys(envelope->'data') k WHERE k IN ('first_name', "
+		"'last_name', 'email', 'phone', 'address'))) "
+		"WHERE tenant_id = $1::uuid AND aggregate_id = $2::uuid AND aggregate = 'client' "
+		"AND v = 1 AND type IN ('ClientRegistered', 'ClientContactUpdated')) "
 		"SELECT id FROM c",
 	 .params = {PJ_TENANT, PJ_AGGREGATE, PJ_SEQ, PJ_AT},
 	 .not_applied = "client not found in the read model"},

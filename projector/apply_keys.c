@@ -76,9 +76,7 @@ static cJSON *erased_shape(const VpEvent *ev)
 		    !cJSON_GetObjectItemCaseSensitive(
 			    cJSON_GetObjectItemCaseSensitive(ev->data, "sealed"), name))
 			continue; /* v2 names its members: absent stays absent */
-		cJSON *value = !strcmp(name, "first_name")  ? cJSON_CreateString("erased")
-			       : !strcmp(name, "last_name") ? cJSON_CreateString("client")
-							    : cJSON_CreateNull();
+		cJSON *value = vp_sealed_erased_value(name);
 		if (!out || !value || !cJSON_AddItemToObject(out, name, value)) {
 			cJSON_Delete(value);
 			cJSON_Delete(out);

@@ -21,7 +21,13 @@
  * may still be under the previous master key: given it
  * (VETPMS_MASTER_KEY_PREVIOUS_FILE / VETPMS_MASTER_KEY_PREVIOUS, as the
  * daemons take it), export unwraps with whichever of the two the record
- * names. */
+ * names.
+ *
+ * An erased client's plain-text (v1) events, written before sealing began,
+ * are exported as the erased client's (vp_sealed_erase_plain): the keys
+ * topic's erasure markers say which clients, read whether or not the keys go
+ * into the file. Sealed events are exported as they are: their key is gone.
+ * The log itself still holds those v1 fields (docs/privacy.md). */
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -36,6 +42,8 @@
 #include "vp_event.h"
 #include "vp_kafka.h"
 #include "vp_kafka_end.h"
+#include "vp_keyrec_newer.h"
+#include "vp_sealed.h"
 #include "vp_uuid.h"
 
 typedef struct ExportOptions {
@@ -58,6 +66,9 @@ typedef struct Export {
 	long long count;
 	size_t n_keys;
 	char keys_hex[65];
+	/* the erased clients' ids, sorted (erased_clients) */
+	char (*erased)[VP_UUID_STR_LEN + 1];
+	size_t n_erased;
 	crypto_generichash_state hash;
 	VcProgress progress;
 	char why[512];
@@ -81,6 +92,46 @@ static const char usage[] =
 	"  every committed event of the tenant in log order, one envelope per line, then\n"
 	"  {\"trailer\":{\"count\":N,\"blake2b\":\"<hex>\"}} (docs/operations.md)\n";
 
+static int id_order(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* The ids of the clients whose record in k is an erasure marker, sorted
+ * into x->erased. 0, or -1 (out of memory). */
+static int erased_clients(Export *x, const VcKeyLines *k)
+{
+	char prefix[64];
+	size_t n_prefix = (size_t)snprintf(prefix, sizeof(prefix), VP_KEYREC_CLIENT ":%s:",
+					   x->o->tenant);
+	for (size_t i = 0; i < k->n; i++) {
+		VpKeyrecRank rank = vp_keyrec_rank(k->value[i], strlen(k->value[i]));
+		if (rank.state != VP_KEYREC_MARKER || strncmp(k->name[i], prefix, n_prefix) != 0 ||
+		    strlen(k->name[i] + n_prefix) != VP_UUID_STR_LEN)
+			continue;
+		if (!x->erased && !(x->erased = calloc(k->n, sizeof(*x->erased))))
+			return -1;
+		memcpy(x->erased[x->n_erased++], k->name[i] + n_prefix, VP_UUID_STR_LEN + 1);
+	}
+	if (x->n_erased > 1)
+		qsort(x->erased, x->n_erased, sizeof(*x->erased), id_order);
+	return 0;
+}
+
+/* Whether ev is a plain-text (v1) event of an erased client. */
+static bool erased_plain(const Export *x, const VpEvent *ev)
+{
+	return ev->v == 1 && vp_sealed_type(ev->type) && x->n_erased > 0 &&
+	       bsearch(ev->aggregate_id, x->erased, x->n_erased, sizeof(*x->erased), id_order);
+}
+
+/* ev (an erased client's v1 event) encoded with its personal members as the
+ * erased client's: malloc'd text, or NULL (out of memory). */
+static char *erased_text(VpEvent *ev)
+{
+	return vp_sealed_erase_plain(ev->data, ev->type) == 0 ? vp_event_encode(ev) : NULL;
+}
+
 /* One record of the partition: written and hashed when it is the tenant's;
  * 0, or -1 with x->why. */
 static int export_record(Export *x, const rd_kafka_message_t *m)
@@ -97,16 +148,25 @@ static int export_record(Export *x, const rd_kafka_message_t *m)
 		return -1;
 	}
 	bool ours = !strcmp(ev.tenant_id, tenant);
+	bool scrub = ours && erased_plain(x, &ev);
+	char *erased = scrub ? erased_text(&ev) : NULL;
+	bool lost = scrub && !erased;
 	vp_event_release(&ev);
-	if (!ours || memchr(m->payload, '\n', m->len)) {
+	if (!ours || lost || memchr(m->payload, '\n', m->len)) {
 		snprintf(x->why, sizeof(x->why), "partition %d offset %lld: %s", m->partition,
-			 (long long)m->offset, ours ? "the envelope holds a newline"
-						    : "keyed by the tenant but of another tenant");
+			 (long long)m->offset,
+			 lost   ? "out of memory"
+			 : ours ? "the envelope holds a newline"
+				: "keyed by the tenant but of another tenant");
 		return -1;
 	}
-	crypto_generichash_update(&x->hash, m->payload, m->len);
+	const void *line = erased ? erased : m->payload;
+	size_t len = erased ? strlen(erased) : m->len;
+	crypto_generichash_update(&x->hash, line, len);
 	crypto_generichash_update(&x->hash, (const unsigned char *)"\n", 1);
-	if (fwrite(m->payload, 1, m->len, stdout) != m->len || putchar('\n') == EOF) {
+	bool written = fwrite(line, 1, len, stdout) == len && putchar('\n') != EOF;
+	free(erased);
+	if (!written) {
 		snprintf(x->why, sizeof(x->why), "cannot write the output");
 		return -1;
 	}
@@ -185,11 +245,19 @@ static int export_keys(Export *x)
 	VpKey *transport = NULL;
 	unsigned char digest[32];
 	int rc = -1;
-	if (o->without_keys)
-		return 0;
+	/* read also without keys: the erasure markers say which v1 events to
+	 * export as the erased client's */
 	if (vc_keys_collect(o->brokers, o->kafka_props, o->keys_topic, o->tenant, &k, x->why,
 			    sizeof(x->why)) < 0)
 		goto done;
+	if (erased_clients(x, &k) < 0) {
+		snprintf(x->why, sizeof(x->why), "out of memory");
+		goto done;
+	}
+	if (o->without_keys) {
+		rc = 0;
+		goto done;
+	}
 	if (k.n > 0 && !*o->key_file) {
 		snprintf(x->why, sizeof(x->why), "tenant %s has %zu key record(s): its client "
 			 "events are sealed and open nowhere else without its keys; give "
@@ -307,6 +375,7 @@ static int cmd_export(int argc, char **argv)
 		rd_kafka_consumer_close(x.rk);
 		rd_kafka_destroy(x.rk);
 	}
+	free(x.erased);
 	vp_config_free(items, n);
 	return rc;
 }

@@ -317,6 +317,69 @@ def test_erasure_leaves_no_personal_field_in_log_read_model_export_or_dead_lette
     assert client_id in places["client search"]
 
 
+
+# A client registered before sealing began: its events are v1, in clear.
+OLD = {"first_name": "Wilhelmina", "last_name": "Oldplainson", "email": None, "phone": None,
+       "address": None}
+OLD_CONTACT = {"email": "w.oldplain@legacy-clinic.example", "phone": "+33 1 98 76 54 32",
+               "address": "7 Rue Ancienne, Vieuxbourg"}
+OLD_PLAIN = ["Wilhelmina", "Oldplainson", "legacy-clinic", "98 76 54 32", "Rue Ancienne",
+             "Vieuxbourg"]
+
+
+def test_erasing_a_client_registered_in_clear_scrubs_all_but_the_log(clinic):
+    """docs/privacy.md: an erased client's v1 events read as the erased
+    client's in event_log (GET /v1/events), after a rebuild and in the
+    export; only the events topic keeps their fields (a log is not edited)."""
+    client = str(uuid.uuid4())
+    p = events.EventProducer(clinic.stack.brokers, transactional_id="e2e-privacy-v1-erase")
+    p.begin()
+    p.send(events.envelope("ClientRegistered", clinic.tenant, "client", client, 1, OLD))
+    p.send(events.envelope("ClientContactUpdated", clinic.tenant, "client", client, 2,
+                           OLD_CONTACT))
+    p.commit()
+    p.flush()
+    p.close()
+    wait_for(lambda: readmodel.query(clinic.stack, "SELECT 1 FROM read.clients WHERE id = %s "
+                                                   "AND email IS NOT NULL", (client,)),
+             timeout=60, what="the v1 client's contact")
+    # the writer's model learns of events it did not write at its rebuild
+    assert clinic.writer.terminate() == 0
+    clinic.writer = clinic.stack.start_daemon("cmd-writer", port=free_port())
+    clinic.writer.wait_ready(90)
+    _, token = clinic.post(f"/v1/clients/{client}/erase", {"reason": "GDPR request 118"})
+    got = clinic.get("/v1/clients/" + client, token)
+    assert [got[f] for f in ("first_name", "last_name", "email", "phone", "address")] \
+        == ["erased", "client", None, None, None]
+    audit = clinic.get("/v1/events", aggregate_id=client)["data"]
+    assert [(e["type"], e["v"]) for e in audit] == [("ClientRegistered", 1),
+                                                    ("ClientContactUpdated", 1),
+                                                    ("ClientErased", 1)], audit
+    assert audit[1]["data"] == {"email": None, "phone": None, "address": None}, audit
+
+    readmodel.run_rebuild(clinic.stack)
+    transport = os.path.join(clinic.stack.dir, "transport-v1.key")
+    clinic.stack.vetctl("keys", "new-master", "--out", transport)
+    exported = clinic.stack.vetctl("tenant", "export", "--tenant", clinic.tenant,
+                                   "--key-file", transport).stdout
+    bare = clinic.stack.vetctl("tenant", "export", "--tenant", clinic.tenant,
+                               "--without-keys").stdout
+    lines = [json.loads(x) for x in exported.splitlines()]
+    assert [e["data"] for e in lines if e.get("aggregate_id") == client][:2] == \
+        [{"first_name": "erased", "last_name": "client", "email": None, "phone": None,
+          "address": None}, {"email": None, "phone": None, "address": None}]
+    places = {"read model (every schema, dead letters included)": read_model_text(clinic.stack),
+              "tenant export": exported, "tenant export without keys": bare,
+              "audit trail after the rebuild": json.dumps(clinic.get("/v1/events",
+                                                                     aggregate_id=client)),
+              "client now": json.dumps(clinic.get("/v1/clients/" + client))}
+    for where, text in places.items():
+        assert client in text, where
+        for value in OLD_PLAIN:
+            assert value.lower() not in text.lower(), f"{value!r} survives in the {where}"
+    # what erasure cannot remove: the v1 events' fields in the log itself
+    assert OLD["last_name"].encode() in raw_log(clinic.stack.brokers)
+
 def master_file(stack, name, text):
     path = os.path.join(stack.dir, name)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

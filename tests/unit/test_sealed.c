@@ -484,6 +484,37 @@ static void the_newest_tenant_record_counts_in_either_order(void **state)
 	vp_key_free(index);
 }
 
+static void data_equals(const char *type, const char *before, const char *after)
+{
+	cJSON *data = cJSON_Parse(before), *want = cJSON_Parse(after);
+	assert_non_null(data);
+	assert_int_equal(vp_sealed_erase_plain(data, type), 0);
+	char *got = cJSON_PrintUnformatted(data), *expected = cJSON_PrintUnformatted(want);
+	assert_string_equal(got, expected);
+	free(got);
+	free(expected);
+	cJSON_Delete(data);
+	cJSON_Delete(want);
+}
+
+/* vetctl tenant export writes an erased client's v1 events so: the members
+ * given read as the erased client's, in their place; absent ones stay
+ * absent (an update's "unchanged"); a registration's names too. */
+static void an_erased_clients_plain_data_keeps_its_members_and_no_value(void **state)
+{
+	(void)state;
+	data_equals("ClientRegistered",
+		    "{\"first_name\":\"Ada\",\"last_name\":\"Q\",\"email\":\"a@b.c\","
+		    "\"phone\":null,\"address\":\"1 Lane\"}",
+		    "{\"first_name\":\"erased\",\"last_name\":\"client\",\"email\":null,"
+		    "\"phone\":null,\"address\":null}");
+	data_equals("ClientContactUpdated", "{\"phone\":\"+44 1\"}", "{\"phone\":null}");
+	data_equals("ClientContactUpdated", "{}", "{}");
+	/* a member that is no personal field of the type is left alone */
+	data_equals("ClientContactUpdated", "{\"first_name\":\"Ada\",\"email\":\"a@b.c\"}",
+		    "{\"first_name\":\"Ada\",\"email\":null}");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -496,6 +527,7 @@ int main(void)
 		cmocka_unit_test(a_keyring_reads_the_records_another_made_and_honours_erasure),
 		cmocka_unit_test(a_tenant_key_rewraps_to_another_kek_as_the_same_key),
 		cmocka_unit_test(the_newest_tenant_record_counts_in_either_order),
+		cmocka_unit_test(an_erased_clients_plain_data_keeps_its_members_and_no_value),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -102,6 +102,11 @@ $(BUILD)/tests/test_rd_%: tests/unit/test_rd_%.c $(READER_MODULES) $(APPLY_LIB) 
 	$(CC) $(CFLAGS) -Iquery-reader $(LDFLAGS) -o $@ $< $(READER_MODULES) $(APPLY_LIB) \
 	  $(COMMON_LIB) $(LIBS) -lcmocka
 
+# Projector unit tests (test_pj_*) link the apply library (apply_*.c).
+$(BUILD)/tests/test_pj_%: tests/unit/test_pj_%.c $(APPLY_LIB) $(COMMON_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Iprojector $(LDFLAGS) -o $@ $< $(APPLY_LIB) $(COMMON_LIB) $(LIBS) -lcmocka
+
 # vetctl unit tests (test_vc_*) link its key-record modules (no main).
 VETCTL_KEYS_MODULES = $(BUILD)/vetctl/tenant_keys.o $(BUILD)/vetctl/import_plan.o $(BUILD)/vetctl/keys_status.o
 $(BUILD)/tests/test_vc_%: tests/unit/test_vc_%.c $(VETCTL_KEYS_MODULES) $(COMMON_LIB)

@@ -612,6 +612,17 @@ int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *clie
 	return status;
 }
 
+bool vp_keyring_erased(VpKeyring *kr, const char *tenant_id, const char *client_id)
+{
+	char name[128];
+	vp_keyrec_name(tenant_id, client_id, name, sizeof(name));
+	pthread_mutex_lock(&kr->lock);
+	const Entry *e = find(kr, name);
+	bool erased = e && e->erased;
+	pthread_mutex_unlock(&kr->lock);
+	return erased;
+}
+
 int vp_keyring_index_key(VpKeyring *kr, const char *tenant_id, VpKey *out, char *why,
 			 size_t why_cap)
 {

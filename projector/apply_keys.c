@@ -3,7 +3,8 @@
  * personal fields sealed under the client's data key; here they are opened
  * with the keyring (common/vp_keyring.h) into the v1 shape the directory rows
  * read, plus the blind indexes: the upcast of v2 to what the handlers know.
- * v1 events are read as they are. A field that does not open (tampered,
+ * v1 events are read as they are (an erased client's as the erased
+ * client's: open_plain). A field that does not open (tampered,
  * another key, moved) or a client without a key is refused: a dead letter
  * holding the sealed envelope only, never a row of garbage.
  *
@@ -97,10 +98,28 @@ static void replace_members(cJSON *data, cJSON *opened)
 	cJSON_Delete(opened);
 }
 
+/* A plain-text (v1) event of a client erased since (a rebuild, a dead
+ * letter redriven after the erasure): read as the erased client's, as the
+ * ClientErased statement left event_log, so that its fields never reach a
+ * row again. Before the marker arrives (the live projector) the event applies
+ * as it is, and ClientErased scrubs the rows after it. */
+static PjApplyResult open_plain(const VpEvent *ev, char *why, size_t why_cap)
+{
+	if (!keyring || !vp_keyring_erased(keyring, ev->tenant_id, ev->aggregate_id))
+		return PJ_APPLIED;
+	if (vp_sealed_erase_plain(ev->data, ev->type) < 0) {
+		snprintf(why, why_cap, "out of memory");
+		return PJ_FAILED;
+	}
+	return PJ_APPLIED;
+}
+
 PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap)
 {
-	if (ev->v < VP_SEALED_V_FIRST || !vp_sealed_type(ev->type))
+	if (!vp_sealed_type(ev->type))
 		return PJ_APPLIED;
+	if (ev->v < VP_SEALED_V_FIRST)
+		return open_plain(ev, why, why_cap);
 	if (!keyring) {
 		snprintf(why, why_cap, "%s v%d is sealed and this process holds no keys", ev->type,
 			 ev->v);

@@ -258,7 +258,9 @@ static int export_keys(Export *x)
 		rc = 0;
 		goto done;
 	}
-	if (k.n > 0 && !*o->key_file) {
+	/* erasure markers only: no key to carry, no transport key needed */
+	bool keyless = vc_keys_markers_only(&k);
+	if (!keyless && !*o->key_file) {
 		snprintf(x->why, sizeof(x->why), "tenant %s has %zu key record(s): its client "
 			 "events are sealed and open nowhere else without its keys; give "
 			 "--key-file F (a transport key: vetctl keys new-master --out F) to carry "
@@ -266,7 +268,7 @@ static int export_keys(Export *x)
 			 "after an import", o->tenant, k.n);
 		goto done;
 	}
-	if (k.n > 0 &&
+	if (!keyless &&
 	    (vp_master_keys_load(&files, &masters, x->why, sizeof(x->why)) < 0 ||
 	     !(transport = vp_key_master_load(o->key_file, NULL, x->why, sizeof(x->why))) ||
 	     vc_keys_rewrap(&k, &masters, transport, x->why, sizeof(x->why)) < 0))

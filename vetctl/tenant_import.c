@@ -137,23 +137,26 @@ static int check_keys(Import *im, crypto_generichash_state *keys_hash)
 			 "request carries", at_zero);
 		return -1;
 	}
-	if (!*im->o->key_file) {
+	bool keyless = vc_keys_markers_only(&im->keys);
+	if (!keyless && !*im->o->key_file) {
 		snprintf(im->why, sizeof(im->why), "the file carries %lld key record(s) of the "
 			 "tenant: give --key-file, the transport key of the export",
 			 im->key_lines);
 		return -1;
 	}
-	VpKey *transport = vp_key_master_load(im->o->key_file, NULL, why, sizeof(why));
-	int rc = transport ? vc_keys_check(&im->keys, im->tenant, transport, why, sizeof(why))
-			   : -1;
+	VpKey *transport =
+		keyless ? NULL : vp_key_master_load(im->o->key_file, NULL, why, sizeof(why));
+	int rc = keyless || transport
+			 ? vc_keys_check(&im->keys, im->tenant, transport, why, sizeof(why))
+			 : -1;
 	vp_key_free(transport);
 	if (rc < 0) {
 		snprintf(im->why, sizeof(im->why), "--key-file %s: %s: wrong transport key?",
 			 im->o->key_file, why);
 		return -1;
 	}
-	if (im->o->dry_run)
-		return 0;
+	if (im->o->dry_run || keyless)
+		return 0; /* markers only: no transport key is sent */
 	im->transport = vc_transport_text(im->o->key_file, im->why, sizeof(im->why));
 	return im->transport ? 0 : -1;
 }
@@ -292,7 +295,7 @@ static void body_end(Import *im, long long from, size_t lo, size_t hi)
 			vp_buf_append(&im->body, "}", 1);
 		}
 		vp_buf_append(&im->body, "]", 1);
-		if (from == 0)
+		if (from == 0 && im->transport)
 			vp_buf_printf(&im->body, ",\"transport_key\":\"%s\"", im->transport);
 	}
 	vp_buf_append(&im->body, "}", 1);

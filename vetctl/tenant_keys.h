@@ -61,9 +61,16 @@ int vc_keys_rewrap(VcKeyLines *k, const VpMasterKeys *masters, const VpKey *to, 
 /* The key lines to out; digest gets their BLAKE2b (32 bytes). */
 int vc_keys_write(const VcKeyLines *k, FILE *out, unsigned char digest[32]);
 
+/* Whether every record is an erasure marker (none: true): a tenant whose
+ * erased clients were all registered in clear (v1), before its first sealed
+ * client made its tenant key. No key travels, so no transport key is needed
+ * on either side. */
+bool vc_keys_markers_only(const VcKeyLines *k);
+
 /* Import: the file's key lines are parsed by vc_plan_parse_line (import_plan.h). */
 /* Every record of the tenant, the tenant's key among them and wrapped under
- * transport. 0, or -1 with why. */
+ * transport; or erasure markers only (vc_keys_markers_only; transport may be
+ * NULL). 0, or -1 with why. */
 int vc_keys_check(const VcKeyLines *k, const char *tenant, const VpKey *transport, char *why,
 		  size_t why_cap);
 

@@ -1,7 +1,8 @@
 /* Unit tests of vetctl/tenant_keys.c's store of key records by name
  * (vc_keys_remember, behind `vetctl keys rotate-master` and `tenant export`):
  * it keeps the record that counts (vp_keyrec_newer.h), the keyring's rule,
- * whatever order the keys topic's partitions were read in. */
+ * whatever order the keys topic's partitions were read in; and what a file
+ * of erasure markers alone needs at import (no transport key). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -113,6 +114,25 @@ static void many_names_each_keep_one_entry(void **state)
 	vc_keys_release(&k);
 }
 
+/* A file of erasure markers only carries no key: vc_keys_check takes it
+ * without a transport key; a client key without its tenant's is refused. */
+static void markers_alone_need_no_transport_key(void **state)
+{
+	(void)state;
+	char why[256];
+	const char *tenant = "0190a1b2-0000-7000-8000-000000000001";
+	VcKeyLines k = {0};
+	assert_true(vc_keys_markers_only(&k));
+	remember(&k, C, ERASED);
+	assert_true(vc_keys_markers_only(&k));
+	assert_int_equal(vc_keys_check(&k, tenant, NULL, why, sizeof(why)), 0);
+	remember(&k, C "3", KEY); /* another client, with a key */
+	assert_false(vc_keys_markers_only(&k));
+	assert_int_equal(vc_keys_check(&k, tenant, NULL, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "not the tenant's key"));
+	vc_keys_release(&k);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -121,6 +141,7 @@ int main(void)
 	    cmocka_unit_test(a_tombstone_is_kept_and_a_record_after_it_counts),
 	    cmocka_unit_test(names_are_kept_apart_in_first_read_order),
 	    cmocka_unit_test(many_names_each_keep_one_entry),
+	    cmocka_unit_test(markers_alone_need_no_transport_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

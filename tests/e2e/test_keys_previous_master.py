@@ -20,6 +20,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 import requests
@@ -114,10 +115,20 @@ class Site:
         assert r.status_code == 200, r.text
         return r.headers["X-Consistency-Token"]
 
-    def read(self, tenant, client, token=None):
+    def read(self, tenant, client, token=None, timeout=60):
+        """The client as read at or after token. A 504 (the reader's 2 s wait
+        for the token ran out) is asked again: a projector just restarted may
+        not hold its partitions yet when /readyz says ready (PostgreSQL and
+        Kafka reachable), and on a loaded machine its group join took longer
+        than the reader waits (CI, 2026-12-01). What is checked is that the
+        command is projected and opens, not how soon."""
         params = {"consistent_with": token} if token else {}
-        r = requests.get(self.reader.url + "/v1/clients/" + client, params=params,
-                         headers=self.auth(tenant), timeout=30)
+        deadline = time.monotonic() + timeout
+        while True:
+            r = requests.get(self.reader.url + "/v1/clients/" + client, params=params,
+                             headers=self.auth(tenant), timeout=30)
+            if r.status_code != 504 or time.monotonic() > deadline:
+                break
         assert r.status_code == 200, r.text
         return r.json()
 

@@ -362,15 +362,24 @@ def running_stack(env=None):
     assert not reports, "sanitizer reports in daemon logs:\n" + "\n".join(reports)
 
 
-def wait_for(predicate, timeout=30, interval=0.05, what="condition", explain=None):
-    """predicate's first truthy value; on timeout fails with explain()'s text
-    (e.g. a daemon's log tail) so a slow run can be told from a broken one."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+def wait_until(predicate, timeout, interval=0.05):
+    """predicate()'s first truthy value, or None after timeout (no raise: for
+    a scenario that goes on and asserts on what it recorded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
+    return None
+
+
+def wait_for(predicate, timeout=30, interval=0.05, what="condition", explain=None):
+    """predicate's first truthy value; on timeout fails with explain()'s text
+    (e.g. a daemon's log tail) so a slow run can be told from a broken one."""
+    value = wait_until(predicate, timeout, interval)
+    if value:
+        return value
     detail = f"\n{explain()}" if explain else ""
     raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
 

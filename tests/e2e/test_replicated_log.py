@@ -18,6 +18,7 @@ What the clients saw in each phase is printed in the session summary
 (replicated_kafka.REPORT)."""
 
 import collections
+import functools
 import json
 import threading
 import time
@@ -32,6 +33,7 @@ import kafka_partition
 from kafka_log import read_all
 from replicated_kafka import NODES, REPORT, replicated_kafka
 from stack import free_port
+from stack import wait_until as wait_until_every
 
 TOPIC = "vetpms.events"
 PARTITIONS = 6
@@ -217,16 +219,8 @@ def contract_breaches(rs):
     return bad
 
 
-def wait_until(predicate, timeout, interval=0.1):
-    """predicate()'s first truthy value, or None after timeout (no raise: the
-    scenario goes on and the tests assert on what was recorded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = predicate()
-        if v:
-            return v
-        time.sleep(interval)
-    return None
+# stack.wait_until, every 0.1 s unless a call says otherwise
+wait_until = functools.partial(wait_until_every, interval=0.1)
 
 
 def isr_full(kc):

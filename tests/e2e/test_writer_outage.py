@@ -20,7 +20,7 @@ import requests
 
 from kafka_log import events
 from load import command_ids, keyed_post
-from stack import KAFKA_KILLED, free_port, running_stack, tally, wait_for
+from stack import KAFKA_KILLED, free_port, running_stack, tally, wait_for, wait_until
 
 CLIENTS = 4          # concurrent posting threads
 DEADLINE_S = 2.5     # a command refused because Kafka is down: answered within this
@@ -53,18 +53,6 @@ def stack():
 # no tenant and never fence each other.
 BUSY = {"VETPMS_WRITER_INSTANCES": "2", "VETPMS_WRITER_INSTANCE": "0"}
 IDLE = {"VETPMS_WRITER_INSTANCES": "2", "VETPMS_WRITER_INSTANCE": "1"}
-
-
-def wait_until(predicate, timeout, interval=0.05):
-    """predicate()'s first truthy value, or None after timeout: the outage
-    goes on, and the test of that writer fails on what was recorded."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
 
 
 @pytest.fixture(scope="module")

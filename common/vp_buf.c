@@ -17,6 +17,27 @@ void vp_buf_init(VpBuf *b, size_t limit)
 	b->cap = 0;
 	b->limit = limit < SIZE_MAX ? limit : SIZE_MAX - 1; /* limit + 1 must not wrap */
 	b->oom = false;
+	b->fixed = NULL;
+}
+
+void vp_buf_init_on(VpBuf *b, char *storage, size_t storage_cap, size_t limit)
+{
+	vp_buf_init(b, limit);
+	if (storage && storage_cap > 0) {
+		b->data = b->fixed = storage;
+		b->cap = storage_cap < b->limit + 1 ? storage_cap : b->limit + 1;
+		storage[0] = '\0';
+	}
+}
+
+/* Moves the text out of the caller's storage into an allocation of cap
+ * bytes; the storage stays the caller's. */
+static char *leave_fixed(VpBuf *b, size_t cap)
+{
+	char *moved = malloc(cap);
+	if (moved)
+		memcpy(moved, b->data, b->len + 1);
+	return moved;
 }
 
 /* Makes room for `extra` more content bytes plus the NUL. */
@@ -40,7 +61,7 @@ static int reserve(VpBuf *b, size_t extra)
 		new_cap = new_cap > SIZE_MAX / 2 ? need : new_cap * 2;
 	if (new_cap > b->limit + 1)
 		new_cap = b->limit + 1;
-	grown = realloc(b->data, new_cap);
+	grown = b->data && b->data == b->fixed ? leave_fixed(b, new_cap) : realloc(b->data, new_cap);
 	if (!grown) {
 		b->oom = true;
 		return -1;
@@ -110,14 +131,17 @@ char *vp_buf_take(VpBuf *b)
 		goto done;
 	if (!b->data && reserve(b, 0) < 0)
 		goto done;
-	text = b->data;
-	b->data[b->len] = '\0';
-	b->data = NULL;
+	text = b->data == b->fixed ? leave_fixed(b, b->len + 1) : b->data;
+	if (text)
+		text[b->len] = '\0';
+	if (b->data != b->fixed)
+		b->data = NULL;
 done:
 	b->len = 0;
 	b->cap = 0;
-	free(b->data);
-	b->data = NULL;
+	if (b->data != b->fixed)
+		free(b->data);
+	b->data = b->fixed = NULL;
 	b->oom = false;
 	return text;
 }
@@ -126,6 +150,7 @@ void vp_buf_free(VpBuf *b)
 {
 	if (!b)
 		return;
-	free(b->data);
+	if (b->data != b->fixed)
+		free(b->data);
 	vp_buf_init(b, b->limit);
 }

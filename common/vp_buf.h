@@ -8,15 +8,22 @@
 #include <stddef.h>
 
 typedef struct VpBuf {
-	char *data;   /* NUL-terminated once anything was appended; NULL before */
+	char *data;   /* NUL-terminated once anything was appended; NULL before
+		       * (the caller's storage from the start with vp_buf_init_on) */
 	size_t len;   /* bytes held, NUL not counted */
 	size_t cap;   /* bytes allocated */
 	size_t limit; /* most bytes len may reach */
 	bool oom;     /* an append failed: over the limit or out of memory */
+	char *fixed;  /* the caller's storage (vp_buf_init_on), never freed; or NULL */
 } VpBuf;
 
 /* `limit` is the most content bytes the buffer may hold (the NUL is extra). */
 void vp_buf_init(VpBuf *b, size_t limit);
+
+/* The same, holding its text in the caller's storage (storage_cap bytes,
+ * often on the stack, outliving the buffer's use) until it outgrows it: a
+ * short text then costs no allocation. take copies the text out of it. */
+void vp_buf_init_on(VpBuf *b, char *storage, size_t storage_cap, size_t limit);
 
 /* 0, or -1 (b->oom set, content unchanged) when it would pass the limit, memory
  * runs out or an earlier append failed. */

@@ -24,6 +24,8 @@
 
 #define VP_KEY_BYTES 32
 #define VP_KEY_ID_CHARS 16 /* hex of the first 8 bytes of a key's fingerprint */
+/* a wrapped key's base64url text: nonce, key and tag, 72 bytes */
+#define VP_WRAPPED_CHARS 96
 
 typedef struct VpKey VpKey;
 

@@ -680,8 +680,8 @@ static char *client_key_locked(VpKeyring *kr, const Entry *tenant, const char *n
 			       char *why, size_t why_cap)
 {
 	VpBuf wrapped;
-	char *value = NULL;
-	vp_buf_init(&wrapped, 4096);
+	char *value = NULL, room[VP_WRAPPED_CHARS + 1];
+	vp_buf_init_on(&wrapped, room, sizeof(room), 4096);
 	vp_key_fill_random(data);
 	vp_key_id(data, key_id);
 	if (vp_key_wrap(tenant->key, data, name, &wrapped, why, why_cap) == 0 &&

@@ -21,6 +21,21 @@ static const char *const index_members[] = {"email_bidx", "phone_bidx", NULL};
 
 #define FIELD_MAX 1024 /* a normalised value's bound: the catalog's limits are lower */
 #define SEALED_TEXT_MAX (1u << 20) /* a sealed or wrapped value's text, bounded */
+/* A client's personal members as one text fit here (longer ones move to the
+ * heap): sealing a registration then allocates no buffer. */
+#define STACK_TEXT 512
+
+/* A string member under a constant name (a literal): the name is not
+ * copied, one allocation less per member of every sealed event. */
+static cJSON *add_string(cJSON *object, const char *const_name, const char *value)
+{
+	cJSON *item = cJSON_CreateString(value);
+	if (item && !cJSON_AddItemToObjectCS(object, const_name, item)) {
+		cJSON_Delete(item);
+		return NULL;
+	}
+	return item;
+}
 
 bool vp_sealed_type(const char *type)
 {
@@ -114,7 +129,7 @@ static int add_index(cJSON *data, const VpKey *index_key, const char *field, con
 		return cJSON_AddNullToObject(data, member) ? 0 : -1;
 	size_t n = vp_sealed_normalise(field, value, norm, sizeof(norm));
 	vp_blind_index(index_key, field, norm, n, hex);
-	return cJSON_AddStringToObject(data, member, hex) ? 0 : -1;
+	return add_string(data, member, hex) ? 0 : -1;
 }
 
 /* The personal members of plain present, as one JSON object's text (a
@@ -145,27 +160,26 @@ static int fields_text(const cJSON *plain, VpBuf *out)
 static cJSON *seal_fields(const cJSON *plain, const VpSealedOf *of, const VpKey *key,
 			  char *why, size_t why_cap)
 {
-	char aad[192];
+	char aad[192], text_room[STACK_TEXT], nonce_room[64], sealed_room[STACK_TEXT * 4 / 3 + 32];
 	VpBuf text, nonce, sealed;
-	vp_buf_init(&text, SEALED_TEXT_MAX);
-	vp_buf_init(&nonce, SEALED_TEXT_MAX);
-	vp_buf_init(&sealed, SEALED_TEXT_MAX);
+	vp_buf_init_on(&text, text_room, sizeof(text_room), SEALED_TEXT_MAX);
+	vp_buf_init_on(&nonce, nonce_room, sizeof(nonce_room), SEALED_TEXT_MAX);
+	vp_buf_init_on(&sealed, sealed_room, sizeof(sealed_room), SEALED_TEXT_MAX);
 	aad_for(of, of->type, aad, sizeof(aad));
 	cJSON *out = NULL;
 	if (fields_text(plain, &text) < 0)
 		snprintf(why, why_cap, "out of memory");
 	else if (vp_field_seal(key, text.data, text.len, aad, &nonce, &sealed, why, why_cap) == 0) {
 		out = cJSON_CreateObject();
-		if (out && (!cJSON_AddStringToObject(out, "n", vp_buf_str(&nonce)) ||
-			    !cJSON_AddStringToObject(out, "c", vp_buf_str(&sealed)))) {
+		if (out && (!add_string(out, "n", vp_buf_str(&nonce)) ||
+			    !add_string(out, "c", vp_buf_str(&sealed)))) {
 			cJSON_Delete(out);
 			out = NULL;
 		}
 		if (!out)
 			snprintf(why, why_cap, "out of memory");
 	}
-	if (text.data)
-		sodium_memzero(text.data, text.len); /* the plaintext goes no further */
+	sodium_memzero(text.data, text.cap); /* the plaintext goes no further */
 	vp_buf_free(&text);
 	vp_buf_free(&nonce);
 	vp_buf_free(&sealed);
@@ -186,8 +200,8 @@ cJSON *vp_sealed_seal(const cJSON *plain, const VpSealedOf *of, const VpKey *dat
 		cJSON_Delete(data);
 		return NULL;
 	}
-	if (!data || !cJSON_AddStringToObject(data, "key_id", key_id) ||
-	    !cJSON_AddItemToObject(data, "sealed", fields)) {
+	if (!data || !add_string(data, "key_id", key_id) ||
+	    !cJSON_AddItemToObjectCS(data, "sealed", fields)) {
 		cJSON_Delete(fields);
 		goto oom;
 	}
@@ -384,9 +398,9 @@ char *vp_keyrec_text(const char *name, const char *kek_id, const char *key_id,
 char *vp_keyrec_value(const VpKey *kek, const VpKey *key, const char *name, int64_t now_us,
 		      char *why, size_t why_cap)
 {
-	char kek_id[VP_KEY_ID_CHARS + 1], key_id[VP_KEY_ID_CHARS + 1];
+	char kek_id[VP_KEY_ID_CHARS + 1], key_id[VP_KEY_ID_CHARS + 1], room[VP_WRAPPED_CHARS + 1];
 	VpBuf wrapped;
-	vp_buf_init(&wrapped, SEALED_TEXT_MAX);
+	vp_buf_init_on(&wrapped, room, sizeof(room), SEALED_TEXT_MAX);
 	if (vp_key_wrap(kek, key, name, &wrapped, why, why_cap) < 0) {
 		vp_buf_free(&wrapped);
 		return NULL;

@@ -149,6 +149,54 @@ static void test_zero_limit_and_free_null(void **state)
 	vp_buf_free(&b);
 }
 
+/* A buffer on the caller's storage: no allocation while the text fits, the
+ * text moved to the heap whole when it outgrows it, the storage never freed
+ * (ASan would catch a free of the stack array) and take giving a copy. */
+static void test_caller_storage_used_first_then_left(void **state)
+{
+	VpBuf b;
+	char room[8], *text;
+	(void)state;
+	vp_buf_init_on(&b, room, sizeof(room), 100);
+	assert_string_equal(vp_buf_str(&b), "");
+	assert_int_equal(vp_buf_puts(&b, "abcdefg"), 0); /* 7 + NUL: fits exactly */
+	assert_ptr_equal(b.data, room);
+	assert_int_equal(vp_buf_puts(&b, "h"), 0); /* outgrows it */
+	assert_ptr_not_equal(b.data, room);
+	assert_string_equal(vp_buf_str(&b), "abcdefgh");
+	assert_string_equal(room, "abcdefg"); /* the storage is left as it was */
+	vp_buf_free(&b);
+
+	vp_buf_init_on(&b, room, sizeof(room), 100);
+	assert_int_equal(vp_buf_puts(&b, "short"), 0);
+	text = vp_buf_take(&b);
+	assert_ptr_not_equal(text, room);
+	assert_string_equal(text, "short");
+	free(text);
+	assert_null(b.data);
+	assert_int_equal(vp_buf_puts(&b, "reused on the heap"), 0);
+	assert_string_equal(vp_buf_str(&b), "reused on the heap");
+	vp_buf_free(&b);
+}
+
+/* The limit still holds on the caller's storage, even one larger than it. */
+static void test_caller_storage_keeps_the_limit(void **state)
+{
+	VpBuf b;
+	char room[64];
+	(void)state;
+	vp_buf_init_on(&b, room, sizeof(room), 4);
+	assert_int_equal(vp_buf_puts(&b, "abcd"), 0);
+	assert_int_equal(vp_buf_puts(&b, "e"), -1);
+	assert_true(b.oom);
+	assert_string_equal(vp_buf_str(&b), "abcd");
+	vp_buf_reset(&b);
+	assert_ptr_equal(b.data, room);
+	assert_int_equal(vp_buf_printf(&b, "%d", 42), 0);
+	assert_string_equal(vp_buf_str(&b), "42");
+	vp_buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -161,6 +209,8 @@ int main(void)
 	    cmocka_unit_test(test_reset_clears_oom_and_keeps_memory),
 	    cmocka_unit_test(test_take_hands_over_text),
 	    cmocka_unit_test(test_zero_limit_and_free_null),
+	    cmocka_unit_test(test_caller_storage_used_first_then_left),
+	    cmocka_unit_test(test_caller_storage_keeps_the_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,6 +63,27 @@ def proc_cpu(pid, with_children=False):
     return ticks / TICK
 
 
+def thread_cpu(pid):
+    """utime + stime of pid's threads in seconds, by kind: "loop" (the main
+    thread: a daemon's event loop), "librdkafka" (its rdk:* threads), "other"."""
+    out = {"loop": 0.0, "librdkafka": 0.0, "other": 0.0}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a thread that ended
+        kind = "loop" if tid == str(pid) else "librdkafka" if comm.startswith("rdk:") else "other"
+        out[kind] += (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
 def children_of(ppid):
     out = []
     for d in os.listdir("/proc"):
@@ -1668,6 +1689,9 @@ class Bench:
 
     # --- sealing personal fields, same run (issue 18, docs/privacy.md) ---------------
     SEAL_ROUNDS = 2  # sealed and plain alternated, so drift falls on both sides
+    # The Kafka row's runs, three a side: one pair of runs moved the ratio by
+    # up to 18 points between runs of the same binaries (docs/bench.md)
+    SEAL_KAFKA_ORDER = ("sealed", "plain", "plain", "sealed", "sealed", "plain")
 
     def seal_topic(self, topic, keys_topic):
         env = dict(self.stack.env, VETPMS_TOPIC=topic, VETPMS_DLQ_TOPIC=topic + ".dlq",
@@ -1681,13 +1705,17 @@ class Bench:
     def seal_load(self, side, daemon, env, used, runs):
         """One wrk run of register_client.lua at daemon, its CPU (writer and
         Kafka) added to used[side] and the run to runs[side]."""
-        cpu = Cpu(self, [daemon, "kafka"]).start()
+        pid = self.daemons[daemon].proc.pid
+        cpu, threads = Cpu(self, [daemon, "kafka"]).start(), thread_cpu(pid)
         r = self.wrk(self.daemons[daemon].url, "register_client.lua", env)
-        c = cpu.stop()
-        u = used.setdefault(side, {"writer": 0.0, "kafka": 0.0, "wrk": 0.0})
+        c, threads_after = cpu.stop(), thread_cpu(pid)
+        u = used.setdefault(side, {"writer": 0.0, "kafka": 0.0, "wrk": 0.0,
+                                   "threads": dict.fromkeys(threads, 0.0)})
         u["writer"] += c[daemon]
         u["kafka"] += c["kafka"]
         u["wrk"] += r["cpu"]
+        for kind, t in threads_after.items():
+            u["threads"][kind] += t - threads[kind]
         runs.setdefault(side, []).append(r)
 
     @staticmethod
@@ -1708,6 +1736,11 @@ class Bench:
         cpu["loadgen(wrk, sealed)"] = used["sealed"]["wrk"] / max(1, s["ok"]) * 1000
         extra_cpu = cpu["writer(sealed)"] / cpu["writer(plain)"] - 1 if cpu["writer(plain)"] \
             else None
+        # where the writer's CPU goes, µs per command: its loop thread (HTTP,
+        # deciding, sealing), librdkafka's threads, the rest (the appender)
+        threads = {kind: "/".join(f"{used[k]['threads'][kind] / max(1, x['ok']) * 1e6:.1f}"
+                                  for k, x in (("sealed", s), ("plain", p)))
+                   for kind in used["sealed"]["threads"]}
         self.row("seal", what, round(s["rate"]), round(p["rate"]), "commands/s", s["p50_ms"],
                  s["p99_ms"], {k: round(v, 4) for k, v in cpu.items()},
                  "the same RegisterClient unsealed (v1), same run",
@@ -1715,13 +1748,16 @@ class Bench:
                  f"({extra_cpu * 100:+.1f} %; goal <= +10 %); rate ratio "
                  f"{s['rate'] / p['rate']:.3f} (goal >= 0.9); plain p50/p99 "
                  f"{p['p50_ms']:.2f}/{p['p99_ms']:.2f} ms; 201s sealed {s['ok']}, plain {p['ok']}"
-                 f" over {self.SEAL_ROUNDS} alternated run(s) of "
-                 f"{self.seconds}s each; non-2xx sealed {s['errors']}, plain {p['errors']}"
+                 f" over {len(runs['sealed'])} alternated run(s) a side of "
+                 f"{self.seconds}s each; writer threads, µs per command sealed/plain: "
+                 + ", ".join(f"{kind} {v}" for kind, v in threads.items()) +
+                 f"; non-2xx sealed {s['errors']}, plain {p['errors']}"
                  f"{'; first: ' + (s['first_error'] or p['first_error'])[:200] if s['first_error'] or p['first_error'] else ''}"
                  f"{'; ' + extra if extra else ''}")
         self.facts.setdefault("seal", {})[what] = {
             "sealed_rate": s["rate"], "plain_rate": p["rate"], "cpu_s_per_1k": cpu,
-            "writer_cpu_extra": extra_cpu}
+            "writer_cpu_extra": extra_cpu,
+            "writer_threads_s": {k: used[k]["threads"] for k in ("sealed", "plain")}}
 
     def scenario_seal(self):
         """Issue 18's bench: RegisterClient through the writer sealing its
@@ -1761,7 +1797,7 @@ class Bench:
         """One writer at a time (both would take the transactional.id
         vetpms-writer-0), each side on a fresh bench.* topic with its own
         tenant. The broker is warmed on both sides' paths first, then the
-        sides alternate (sealed, plain, plain, sealed): Kafka is a JVM whose
+        sides alternate (SEAL_KAFKA_ORDER): Kafka is a JVM whose
         JIT compiles the transactional path in its first tens of seconds, and
         the side measured first on a cold broker paid for it (three pairs
         back to back, sealed first: rate ratio 0.42, 0.71, 0.89; Kafka
@@ -1780,7 +1816,7 @@ class Bench:
             partitions[side] = int(t["position"].split(":")[0])
             self.wrk(w.url, "register_client.lua", tokens[side], seconds=2 * self.seconds)
             self.drop("seal-kafka")
-        for side in ("sealed", "plain", "plain", "sealed"):
+        for side in self.SEAL_KAFKA_ORDER:
             w = self.seal_kafka_writer(side, keys)
             self.wrk(w.url, "register_client.lua", tokens[side], seconds=2)  # warm up
             commits0 = self.metric(w, "vetpms_writer_commits_total")

@@ -22,7 +22,6 @@ import random
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 

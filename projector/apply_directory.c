@@ -69,7 +69,10 @@ const PjApplyRow pj_directory_rows[] = {
 	 * them): their personal members read as the erased client's, as
 	 * vp_sealed_erase_plain writes them into an export (the five names are
 	 * vp_personal_fields'). Sealed events there stay sealed: their key is
-	 * gone. Clinical and financial rows stay, linked by id. */
+	 * gone. The client's dead-lettered client events lose their payload
+	 * and are discarded, saying why: a redrive after the erasure is
+	 * refused anyway (log order), and a v1 one holds the fields in clear.
+	 * Clinical and financial rows stay, linked by id. */
 	{.type = VP_EV_CLIENT_ERASED,
 	 .stmt = "client_erased",
 	 .sql = "WITH c AS (UPDATE clients SET first_name = 'erased', last_name = 'client', "
@@ -87,7 +90,14 @@ const PjApplyRow pj_directory_rows[] = {
 		"FROM jsonb_object_keys(envelope->'data') k WHERE k IN ('first_name', "
 		"'last_name', 'email', 'phone', 'address'))) "
 		"WHERE tenant_id = $1::uuid AND aggregate_id = $2::uuid AND aggregate = 'client' "
-		"AND v = 1 AND type IN ('ClientRegistered', 'ClientContactUpdated')) "
+		"AND v = 1 AND type IN ('ClientRegistered', 'ClientContactUpdated')), "
+		"d AS (UPDATE dead_letters SET payload = NULL, status = CASE WHEN status IN "
+		"('dead', 'redrive') THEN 'discarded' ELSE status END, resolved_by = "
+		"coalesce(resolved_by, 'projector'), resolved_at = coalesce(resolved_at, "
+		"$4::timestamptz), reason = coalesce(reason, 'the client was erased "
+		"(ClientErased): its personal fields were removed from this dead letter') "
+		"WHERE tenant_id = $1::uuid AND aggregate_id = $2::uuid::text AND type IN "
+		"('ClientRegistered', 'ClientContactUpdated') AND payload IS NOT NULL) "
 		"SELECT id FROM c",
 	 .params = {PJ_TENANT, PJ_AGGREGATE, PJ_SEQ, PJ_AT},
 	 .not_applied = "client not found in the read model"},

@@ -116,7 +116,8 @@ static int cmd_list(PGconn *conn, const DlOptions *o, char *why, size_t why_cap)
 	return rows < 0 ? -1 : 0;
 }
 
-/* The envelope as JSON when the payload is JSON, else its bytes in base64. */
+/* The envelope as JSON when the payload is JSON, else its bytes in base64;
+ * null when its client's erasure removed it. */
 static int add_payload(PGconn *conn, const DlOptions *o, cJSON *row, char *why, size_t why_cap)
 {
 	const char *params[] = {"", "", o->at};
@@ -129,8 +130,11 @@ static int add_payload(PGconn *conn, const DlOptions *o, cJSON *row, char *why, 
 	}
 	const char *bytes = PQgetvalue(res, 0, 0);
 	size_t len = (size_t)PQgetlength(res, 0, 0);
-	cJSON *envelope = cJSON_ParseWithLength(bytes, len);
-	if (envelope) {
+	cJSON *envelope = PQgetisnull(res, 0, 0) ? NULL : cJSON_ParseWithLength(bytes, len);
+	if (PQgetisnull(res, 0, 0)) {
+		/* removed by its client's erasure (the row's reason says so) */
+		cJSON_AddNullToObject(row, "envelope");
+	} else if (envelope) {
 		cJSON_AddItemToObject(row, "envelope", envelope);
 	} else {
 		size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);

@@ -263,6 +263,10 @@ def read_model_text(stack):
     for schema, table in tables:
         out += [r for (r,) in readmodel.query(
             stack, f'SELECT to_jsonb(x)::text FROM "{schema}"."{table}" x')]
+        if table == "dead_letters":  # to_jsonb shows a bytea in hex: its text too
+            out += [r for (r,) in readmodel.query(
+                stack, f'SELECT encode(payload, \'escape\') FROM "{schema}".dead_letters '
+                       'WHERE payload IS NOT NULL')]
     return "\n".join(out)
 
 
@@ -413,6 +417,75 @@ def test_erasing_a_client_registered_in_clear_scrubs_all_but_the_log(clinic):
         assert client in log
         for value in OLD_PLAIN:
             assert value.lower() not in log.lower(), f"{value!r} is in the new log"
+
+# A v1 contact update the catalog refuses (a member it does not know): a dead
+# letter holding personal fields in clear.
+DEAD_CONTACT = {"email": "w.deadletter@legacy-clinic.example", "phone": "+33 1 11 22 33 44",
+                "address": "9 Impasse Oubliee, Vieuxbourg", "fax": True}
+DEAD_PLAIN = ["Wilhelmina", "Oldplainson", "w.deadletter", "11 22 33 44", "Impasse Oubliee"]
+
+
+def test_erasure_discards_the_clients_dead_letters_without_their_payload():
+    """docs/privacy.md: the erased client's dead-lettered client events lose
+    their payload in dead_letters and are discarded, saying why, also after a
+    rebuild; the dead-letter topic keeps its copy (a log is not edited). A
+    stack of its own: the writer cannot read the refused record, so no writer
+    of the module's stack could start again once it is in the log."""
+    with running_stack() as stack:
+        writer = stack.start_daemon("cmd-writer", port=free_port())
+        projector = stack.start_daemon("projector", port=free_port())
+        for d in (writer, projector):
+            d.wait_ready(90)
+        tenant = stack.provision(writer, "Dead Letter Vets", "Europe/Paris", "EUR")
+        client = str(uuid.uuid4())
+        p = events.EventProducer(stack.brokers, transactional_id="e2e-privacy-dead-letter")
+        p.begin()
+        p.send(events.envelope("ClientRegistered", tenant, "client", client, 1, OLD))
+        p.commit()
+        wait_for(lambda: readmodel.query(stack, "SELECT 1 FROM read.clients WHERE id = %s",
+                                         (client,)), timeout=60, what="the v1 client")
+        assert writer.terminate() == 0  # its model learns of the client at its rebuild
+        writer = stack.start_daemon("cmd-writer", port=free_port())
+        writer.wait_ready(90)
+        p.begin()
+        p.send(events.envelope("ClientContactUpdated", tenant, "client", client, 2,
+                               DEAD_CONTACT))
+        p.commit()
+        p.flush()
+        p.close()
+        row = ("SELECT status, payload IS NULL, reason, resolved_by FROM read.dead_letters "
+               "WHERE aggregate_id = %s")
+        wait_for(lambda: readmodel.query(stack, row, (client,)), timeout=60,
+                 what="the dead letter")
+        assert readmodel.query(stack, row, (client,)) == [("dead", False, None, None)]
+        before = read_model_text(stack)
+        for value in DEAD_PLAIN:  # the grep below is not vacuous
+            assert value.lower() in before.lower(), value
+        auth = {"Authorization": "Bearer " + stack.token("admin", tenant=tenant)}
+        r = requests.post(f"{writer.url}/v1/clients/{client}/erase", headers=auth,
+                          json={"reason": "GDPR request 119"}, timeout=30)
+        assert r.status_code == 200, r.text
+        wait_for(lambda: readmodel.query(stack, row, (client,))[0][0] == "discarded",
+                 timeout=60, what="the dead letter discarded")
+        [(status, removed, reason, by)] = readmodel.query(stack, row, (client,))
+        assert removed and by == "projector" and "erased" in reason, (removed, by, reason)
+        dsn = ("--dsn", stack.dsn("projector"))
+        dead = [json.loads(x) for x in stack.vetctl("deadletters", "list", "--tenant", tenant,
+                                                   "--status", "all", *dsn).stdout.splitlines()]
+        assert [d["status"] for d in dead] == ["discarded"], dead
+        shown = json.loads(stack.vetctl("deadletters", "show", "--at", dead[0]["at"],
+                                        *dsn).stdout)
+        assert shown["envelope"] is None, shown
+        # a whole-log rebuild dead-letters the event again, and scrubs it again
+        readmodel.run_rebuild(stack)
+        assert readmodel.query(stack, row, (client,))[0][:2] == ("discarded", True)
+        after = read_model_text(stack)
+        assert client in after
+        for value in DEAD_PLAIN:
+            assert value.lower() not in after.lower(), f"{value!r} survives in the read model"
+        # what erasure cannot remove: the dead-letter topic's copy
+        assert DEAD_CONTACT["phone"].encode() in raw_log(stack.brokers, "vetpms.events.dlq")
+
 
 def master_file(stack, name, text):
     path = os.path.join(stack.dir, name)

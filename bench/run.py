@@ -49,10 +49,11 @@ def log(msg):
 
 
 # --- CPU accounting ----------------------------------------------------------
-def proc_cpu(pid, with_children=False):
-    """utime + stime (and reaped children's) of pid in seconds; 0 if gone."""
+def stat_cpu(path, with_children=False):
+    """utime + stime (and reaped children's) in seconds from a /proc stat
+    file (a process's or a thread's); 0 if gone."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
+        with open(path) as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
@@ -60,6 +61,11 @@ def proc_cpu(pid, with_children=False):
     if with_children:
         ticks += int(fields[13]) + int(fields[14])
     return ticks / TICK
+
+
+def proc_cpu(pid, with_children=False):
+    """utime + stime (and reaped children's) of pid in seconds; 0 if gone."""
+    return stat_cpu(f"/proc/{pid}/stat", with_children)
 
 
 def thread_cpu(pid):
@@ -74,12 +80,10 @@ def thread_cpu(pid):
         try:
             with open(f"/proc/{pid}/task/{tid}/comm") as f:
                 comm = f.read().strip()
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue  # a thread that ended
         kind = "loop" if tid == str(pid) else "librdkafka" if comm.startswith("rdk:") else "other"
-        out[kind] += (int(fields[11]) + int(fields[12])) / TICK
+        out[kind] += stat_cpu(f"/proc/{pid}/task/{tid}/stat")
     return out
 
 

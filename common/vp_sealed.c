@@ -179,7 +179,11 @@ static cJSON *seal_fields(const cJSON *plain, const VpSealedOf *of, const VpKey 
 		if (!out)
 			snprintf(why, why_cap, "out of memory");
 	}
-	sodium_memzero(text.data, text.cap); /* the plaintext goes no further */
+	/* the plaintext goes no further: a text that outgrew the stack left
+	 * its first part there */
+	if (text.data != text_room)
+		sodium_memzero(text.data, text.cap);
+	sodium_memzero(text_room, sizeof(text_room));
 	vp_buf_free(&text);
 	vp_buf_free(&nonce);
 	vp_buf_free(&sealed);

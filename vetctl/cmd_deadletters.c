@@ -130,8 +130,9 @@ static int add_payload(PGconn *conn, const DlOptions *o, cJSON *row, char *why, 
 	}
 	const char *bytes = PQgetvalue(res, 0, 0);
 	size_t len = (size_t)PQgetlength(res, 0, 0);
-	cJSON *envelope = PQgetisnull(res, 0, 0) ? NULL : cJSON_ParseWithLength(bytes, len);
-	if (PQgetisnull(res, 0, 0)) {
+	bool removed = PQgetisnull(res, 0, 0);
+	cJSON *envelope = removed ? NULL : cJSON_ParseWithLength(bytes, len);
+	if (removed) {
 		/* removed by its client's erasure (the row's reason says so) */
 		cJSON_AddNullToObject(row, "envelope");
 	} else if (envelope) {

@@ -21,7 +21,7 @@ from kafka_log import events
 from load import command_ids, keyed_post
 from stack import KAFKA_KILLED, KILLED_MEMBER_PROPS, free_port, running_stack, tally, wait_for
 from readmodel import query, run_rebuild, table_digests
-from test_reader_outage import postgres_pids
+from test_reader_outage import freeze_postgres, thaw_postgres
 
 WRITERS = 3              # posting threads
 READ_DEADLINE_MS = 1500  # the reader's PostgreSQL deadline
@@ -112,14 +112,11 @@ def pg_stopped(stack):
 
 
 def pg_frozen(stack):
-    pids = postgres_pids(stack)
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+    pids = freeze_postgres(stack)
     try:
         time.sleep(FAULT_S)
     finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+        thaw_postgres(pids)
 
 
 def kafka_killed(stack):

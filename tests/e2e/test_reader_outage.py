@@ -17,13 +17,28 @@ DEADLINE_MS = 1500
 ANSWERED_S = DEADLINE_MS / 1000 + 1.0  # the sweep runs every 250 ms; load on the box
 
 
-def postgres_pids(stack):
-    """The postmaster and every backend of the stack's cluster."""
+def freeze_postgres(stack):
+    """SIGSTOP the postmaster, then every child it has: stopped first, it
+    forks no backend after the list is taken (a backend forked between the
+    list and the stop, say for a reader connection still coming back after
+    the restart, would answer queries through the freeze). The pids, for
+    thaw_postgres."""
     with open(os.path.join(stack.dir, "pg", "data", "postmaster.pid")) as f:
         master = int(f.readline())
+    os.kill(master, signal.SIGSTOP)
     children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True,
                               text=True).stdout.split()
+    for pid in children:
+        os.kill(int(pid), signal.SIGSTOP)
     return [master] + [int(p) for p in children]
+
+
+def thaw_postgres(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
 
 
 def timed_get(reader, token):
@@ -68,14 +83,11 @@ def test_reader_answers_503_within_its_deadline_and_recovers():
                  what="reader serving again after PostgreSQL restarted")
 
         # frozen: the TCP connections stay open, nothing answers
-        pids = postgres_pids(stack)
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+        pids = freeze_postgres(stack)
         try:
             assert_unavailable_in_time(reader, token)
         finally:
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
+            thaw_postgres(pids)
         wait_for(lambda: timed_get(reader, token)[0].status_code == 200, timeout=60,
                  what="reader serving again after PostgreSQL thawed")
         wait_for(lambda: reader.get("/readyz").status_code == 200, timeout=30,

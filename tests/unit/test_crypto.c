@@ -156,6 +156,25 @@ static void sealed_fields_open_with_their_key_and_place_only(void **state)
 	assert_int_equal(vp_field_open(data, vp_buf_str(&nonce), text, aad, &plain, why,
 				       sizeof(why)), -1);
 	text[1] = base[1];
+	/* a character that is not base64url anywhere: in any place of a group
+	 * of four (decoded a group at a time) or of the last, shorter one */
+	for (size_t i = 0; i < n; i++) {
+		for (const char *bad = "+/=.~ "; *bad; bad++) {
+			text[i] = *bad;
+			assert_int_equal(vp_field_open(data, vp_buf_str(&nonce), text, aad,
+						       &plain, why, sizeof(why)),
+					 -1);
+		}
+		text[i] = base[i];
+	}
+	/* cut anywhere: refused (no lone character, the tag does not match) */
+	for (size_t len = 0; len < n; len++) {
+		snprintf(text, sizeof(text), "%.*s", (int)len, base);
+		assert_int_equal(vp_field_open(data, vp_buf_str(&nonce), text, aad, &plain, why,
+					       sizeof(why)),
+				 -1);
+	}
+	snprintf(text, sizeof(text), "%s", base);
 	/* 21 + 16 bytes: 50 characters, the last one holding 2 bits and 4 zero
 	 * bits (so one of A, Q, g, w); the next letter (B, R, h, x) decodes to
 	 * the same bytes but sets one of the 4: still refused */

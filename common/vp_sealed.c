@@ -37,9 +37,14 @@ static cJSON *add_string(cJSON *object, const char *const_name, const char *valu
 	return item;
 }
 
+const char *const vp_sealed_types[] = {VP_EV_CLIENT_REGISTERED, VP_EV_CLIENT_CONTACT_UPDATED, NULL};
+
 bool vp_sealed_type(const char *type)
 {
-	return !strcmp(type, VP_EV_CLIENT_REGISTERED) || !strcmp(type, VP_EV_CLIENT_CONTACT_UPDATED);
+	for (const char *const *t = vp_sealed_types; *t; t++)
+		if (!strcmp(type, *t))
+			return true;
+	return false;
 }
 
 size_t vp_sealed_normalise(const char *field, const char *value, char *out, size_t cap)

@@ -50,7 +50,9 @@ typedef struct VpSealedOf {
 	const char *client_id;
 } VpSealedOf;
 
-/* Whether events of this type carry personal fields (sealed from v2). */
+/* The types of the events carrying personal fields (sealed from v2),
+ * NULL-terminated, and whether type is one of them. */
+extern const char *const vp_sealed_types[];
 bool vp_sealed_type(const char *type);
 
 /* The form a field's blind index is taken of: email trimmed and lower-cased

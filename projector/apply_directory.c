@@ -1,10 +1,65 @@
 /* Read models of the practice's directory: tenants, staff and clients. One
  * prepared statement per event type; version = the aggregate's seq. An update
  * of a row that is not there is a violated invariant (dead letter). */
+#include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "apply_runner.h"
 #include "vp_catalog.h"
+#include "vp_sealed.h"
+
+/* The two texts ClientErased's statement takes from vp_sealed.c, made once:
+ * the personal members of an erased client as one JSON object
+ * (vp_sealed_erased_value of every vp_personal_fields: the read tables and
+ * the v1 envelopes then read as an export of the client does), and the
+ * types of the events carrying them as a text[] literal. Empty when out of
+ * memory at the first erasure: the statement then fails, not half-erases. */
+static char erased_json[512];
+static char sealed_types[128];
+static pthread_once_t erased_once = PTHREAD_ONCE_INIT;
+
+static void make_erased_texts(void)
+{
+	cJSON *shape = cJSON_CreateObject();
+	for (const char *const *f = vp_personal_fields; shape && *f; f++) {
+		cJSON *value = vp_sealed_erased_value(*f);
+		if (!value || !cJSON_AddItemToObject(shape, *f, value)) {
+			cJSON_Delete(value);
+			cJSON_Delete(shape);
+			shape = NULL;
+		}
+	}
+	if (!shape || !cJSON_PrintPreallocated(shape, erased_json, sizeof(erased_json), false))
+		erased_json[0] = '\0';
+	cJSON_Delete(shape);
+	size_t n = (size_t)snprintf(sealed_types, sizeof(sealed_types), "{");
+	for (const char *const *t = vp_sealed_types; *t && n < sizeof(sealed_types); t++)
+		n += (size_t)snprintf(sealed_types + n, sizeof(sealed_types) - n, "%s%s",
+				      t == vp_sealed_types ? "" : ",", *t);
+	if (n + 2 > sizeof(sealed_types))
+		sealed_types[0] = '\0';
+	else
+		memcpy(sealed_types + n, "}", 2);
+}
+
+static PjApplyResult client_erased(PGconn *conn, const PjApplyRow *row, const VpEvent *ev,
+				   char *why, size_t why_cap)
+{
+	PjEnvText env;
+	pthread_once(&erased_once, make_erased_texts);
+	if (!erased_json[0] || !sealed_types[0]) {
+		snprintf(why, why_cap, "out of memory making the erased client's fields");
+		return PJ_FAILED;
+	}
+	pj_env_text(ev, &env);
+	const char *values[] = {ev->tenant_id, ev->aggregate_id, env.seq, env.at, erased_json,
+				sealed_types};
+	return pj_apply_rows(pj_apply_exec(conn, row->stmt, 6, values, why, why_cap), why,
+			     why_cap, row->not_applied);
+}
 
 const PjApplyRow pj_directory_rows[] = {
 	{.type = VP_EV_TENANT_PROVISIONED,
@@ -62,44 +117,46 @@ const PjApplyRow pj_directory_rows[] = {
 	 .not_applied = "client not found in the read model"},
 	/* EraseClient (docs/privacy.md): the client's personal fields leave
 	 * every read table at once, in the event's transaction: the client row
-	 * reads "erased client", the copies of its name in patients and
+	 * reads as an erased client, the copies of its name in patients and
 	 * appointments (and through the rollup trigger the appointment
 	 * dashboard) follow, and so do the client's plain-text (v1) events in
 	 * event_log (GET /v1/events, the stream and the history folds read
 	 * them): their personal members read as the erased client's, as
-	 * vp_sealed_erase_plain writes them into an export (the five names are
-	 * vp_personal_fields'). Sealed events there stay sealed: their key is
-	 * gone. The client's dead-lettered client events lose their payload
-	 * and are discarded, saying why: a redrive after the erasure is
-	 * refused anyway (log order), and a v1 one holds the fields in clear.
-	 * Clinical and financial rows stay, linked by id. */
+	 * vp_sealed_erase_plain writes them into an export. What an erased
+	 * client reads as ($5) and which events carry personal fields ($6) come
+	 * from vp_sealed.c (client_erased below), never spelled here. Sealed
+	 * events there stay sealed: their key is gone. The client's
+	 * dead-lettered client events lose their payload and are discarded,
+	 * saying why: a redrive after the erasure is refused anyway (log order),
+	 * and a v1 one holds the fields in clear. Clinical and financial rows
+	 * stay, linked by id. */
 	{.type = VP_EV_CLIENT_ERASED,
 	 .stmt = "client_erased",
-	 .sql = "WITH c AS (UPDATE clients SET first_name = 'erased', last_name = 'client', "
-		"email = NULL, phone = NULL, address = NULL, email_bidx = NULL, phone_bidx = NULL, "
-		"active = false, version = $3::integer, updated_at = $4::timestamptz "
-		"WHERE tenant_id = $1::uuid AND id = $2::uuid RETURNING id), "
-		"p AS (UPDATE patients SET client_first_name = 'erased', client_last_name = 'client' "
+	 .sql = "WITH c AS (UPDATE clients SET first_name = $5::jsonb->>'first_name', "
+		"last_name = $5::jsonb->>'last_name', email = $5::jsonb->>'email', "
+		"phone = $5::jsonb->>'phone', address = $5::jsonb->>'address', email_bidx = NULL, "
+		"phone_bidx = NULL, active = false, version = $3::integer, updated_at = "
+		"$4::timestamptz WHERE tenant_id = $1::uuid AND id = $2::uuid RETURNING id), "
+		"p AS (UPDATE patients SET client_first_name = $5::jsonb->>'first_name', "
+		"client_last_name = $5::jsonb->>'last_name' "
 		"WHERE tenant_id = $1::uuid AND client_id = $2::uuid), "
-		"a AS (UPDATE appointments SET client_first_name = 'erased', "
-		"client_last_name = 'client' WHERE tenant_id = $1::uuid AND client_id = $2::uuid), "
+		"a AS (UPDATE appointments SET client_first_name = $5::jsonb->>'first_name', "
+		"client_last_name = $5::jsonb->>'last_name' "
+		"WHERE tenant_id = $1::uuid AND client_id = $2::uuid), "
 		"l AS (UPDATE event_log SET envelope = jsonb_set(envelope, '{data}', "
-		"(envelope->'data') || (SELECT coalesce(jsonb_object_agg(k, CASE k "
-		"WHEN 'first_name' THEN '\"erased\"'::jsonb WHEN 'last_name' THEN "
-		"'\"client\"'::jsonb ELSE 'null'::jsonb END), '{}'::jsonb) "
-		"FROM jsonb_object_keys(envelope->'data') k WHERE k IN ('first_name', "
-		"'last_name', 'email', 'phone', 'address'))) "
+		"(envelope->'data') || (SELECT coalesce(jsonb_object_agg(e.key, e.value), "
+		"'{}'::jsonb) FROM jsonb_each($5::jsonb) e WHERE envelope->'data' ? e.key)) "
 		"WHERE tenant_id = $1::uuid AND aggregate_id = $2::uuid AND aggregate = 'client' "
-		"AND v = 1 AND type IN ('ClientRegistered', 'ClientContactUpdated')), "
+		"AND v = 1 AND type = ANY($6::text[])), "
 		"d AS (UPDATE dead_letters SET payload = NULL, status = CASE WHEN status IN "
 		"('dead', 'redrive') THEN 'discarded' ELSE status END, resolved_by = "
 		"coalesce(resolved_by, 'projector'), resolved_at = coalesce(resolved_at, "
 		"$4::timestamptz), reason = coalesce(reason, 'the client was erased "
 		"(ClientErased): its personal fields were removed from this dead letter') "
-		"WHERE tenant_id = $1::uuid AND aggregate_id = $2::uuid::text AND type IN "
-		"('ClientRegistered', 'ClientContactUpdated') AND payload IS NOT NULL) "
+		"WHERE tenant_id = $1::uuid AND aggregate_id = $2::uuid::text AND "
+		"type = ANY($6::text[]) AND payload IS NOT NULL) "
 		"SELECT id FROM c",
-	 .params = {PJ_TENANT, PJ_AGGREGATE, PJ_SEQ, PJ_AT},
-	 .not_applied = "client not found in the read model"},
+	 .not_applied = "client not found in the read model",
+	 .apply = client_erased},
 	{.type = NULL},
 };

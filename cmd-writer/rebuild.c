@@ -217,8 +217,8 @@ int wr_rebuild(const WrConfig *cfg, int partition_cnt, const atomic_bool *stoppi
 	rd_kafka_queue_t *queue = NULL;
 	int64_t started_us = vp_time_now_us();
 	rd_kafka_t *rk = vp_kafka_once_reader_new(cfg->brokers, "vetpms-cmd-writer-rebuild",
-						 "vetpms-writer-rebuild", cfg->kafka_props, why,
-						 why_cap);
+						 "vetpms-writer-rebuild", cfg->kafka_props, false,
+						 why, why_cap);
 	VpKafkaEnd *end = vp_kafka_end_new(partition_cnt);
 	if (!rk || !end) {
 		if (!end)

@@ -158,7 +158,7 @@ rd_kafka_t *vp_kafka_log_reader_new(const char *brokers, const char *client_id, 
 }
 
 rd_kafka_t *vp_kafka_once_reader_new(const char *brokers, const char *client_id,
-				     const char *group, const char *extra, char *why,
+				     const char *group, const char *extra, bool quiet, char *why,
 				     size_t why_cap)
 {
 	/* The broker holds a fetch that finds nothing for fetch.wait.max.ms
@@ -172,7 +172,7 @@ rd_kafka_t *vp_kafka_once_reader_new(const char *brokers, const char *client_id,
 		snprintf(why, why_cap, "out of memory");
 		return NULL;
 	}
-	rd_kafka_t *rk = reader_new(brokers, client_id, group, props, false, why, why_cap);
+	rd_kafka_t *rk = reader_new(brokers, client_id, group, props, quiet, why, why_cap);
 	free(props);
 	return rk;
 }

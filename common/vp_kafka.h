@@ -38,12 +38,13 @@ rd_kafka_conf_t *vp_kafka_consumer_conf_new(const char *brokers, const char *cli
 rd_kafka_t *vp_kafka_log_reader_new(const char *brokers, const char *client_id, const char *group,
 				    const char *extra, bool quiet, char *why, size_t why_cap);
 /* The same for a one-shot read, one that reads to an end and stops (a
- * rebuild, a start-up read): fetch.wait.max.ms is VP_KAFKA_ONCE_FETCH_WAIT_MS
- * (unless extra says otherwise). Never for a reader that tails a topic: it
- * would ask the broker every few ms while the topic is idle. */
+ * rebuild, a start-up read, vetctl's export and keys reads):
+ * fetch.wait.max.ms is VP_KAFKA_ONCE_FETCH_WAIT_MS (unless extra says
+ * otherwise). Never for a reader that tails a topic: it would ask the broker
+ * every few ms while the topic is idle. */
 #define VP_KAFKA_ONCE_FETCH_WAIT_MS "10"
 rd_kafka_t *vp_kafka_once_reader_new(const char *brokers, const char *client_id,
-				     const char *group, const char *extra, char *why,
+				     const char *group, const char *extra, bool quiet, char *why,
 				     size_t why_cap);
 int vp_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *why,
 		      size_t why_cap);

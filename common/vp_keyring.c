@@ -388,7 +388,8 @@ static rd_kafka_t *reader_new(const char *brokers, const char *props, const char
 			      bool once, int *partitions, char *why, size_t why_cap)
 {
 	rd_kafka_t *rk = once ? vp_kafka_once_reader_new(brokers, "vetpms-keys",
-							 "vetpms-keys-reader", props, why, why_cap)
+							 "vetpms-keys-reader", props, false, why,
+							 why_cap)
 			      : vp_kafka_log_reader_new(brokers, "vetpms-keys", "vetpms-keys-reader",
 							props, false, why, why_cap);
 	if (!rk)

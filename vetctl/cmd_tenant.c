@@ -368,8 +368,8 @@ static int cmd_export(int argc, char **argv)
 	vp_uuid_format(&tenant, o.tenant); /* the key's spelling: canonical lower case */
 	signal(SIGINT, on_interrupt);
 	signal(SIGTERM, on_interrupt);
-	x.rk = vp_kafka_log_reader_new(o.brokers, "vetctl", "vetctl-export", o.kafka_props, true,
-				       x.why, sizeof(x.why));
+	x.rk = vp_kafka_once_reader_new(o.brokers, "vetctl", "vetctl-export", o.kafka_props, true,
+					x.why, sizeof(x.why));
 	rc = x.rk && export_tenant(&x) == 0 ? 0 : 1;
 	if (rc)
 		fprintf(stderr, "vetctl: tenant export: %s\n", x.why);

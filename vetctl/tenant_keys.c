@@ -180,7 +180,7 @@ int vc_keys_scan(const char *brokers, const char *props, const char *topic,
 {
 	int partitions = 0;
 	rd_kafka_t *rk =
-		vp_kafka_log_reader_new(brokers, client_id, client_id, props, true, why, why_cap);
+		vp_kafka_once_reader_new(brokers, client_id, client_id, props, true, why, why_cap);
 	if (!rk)
 		return -1;
 	if (vp_kafka_probe(rk, topic, 10000, &partitions) < 0 || partitions <= 0) {

@@ -2,55 +2,63 @@
  * prepared statement per event type; version = the aggregate's seq. An update
  * of a row that is not there is a violated invariant (dead letter). */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "apply_runner.h"
+#include "vp_buf.h"
 #include "vp_catalog.h"
+#include "vp_json.h"
 #include "vp_sealed.h"
 
-/* The two texts ClientErased's statement takes from vp_sealed.c, made once:
- * the personal members of an erased client as one JSON object
+/* The two texts ClientErased's statement takes from vp_sealed.c: the
+ * personal members of an erased client as one JSON object
  * (vp_sealed_erased_value of every vp_personal_fields: the read tables and
  * the v1 envelopes then read as an export of the client does), and the
- * types of the events carrying them as a text[] literal. Empty when out of
- * memory at the first erasure: the statement then fails, not half-erases. */
+ * types of the events carrying them as a text[] literal. Made at the first
+ * erasure, each in storage of its own (the buffers never allocate); when
+ * that fails (out of memory for a value) the erasure fails and the next one
+ * tries again, rather than half-erasing. */
 static char erased_json[512];
 static char sealed_types[128];
-static pthread_once_t erased_once = PTHREAD_ONCE_INIT;
+static bool erased_made;
+static pthread_mutex_t erased_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void make_erased_texts(void)
+static int make_erased_texts(void)
 {
-	cJSON *shape = cJSON_CreateObject();
-	for (const char *const *f = vp_personal_fields; shape && *f; f++) {
+	VpBuf json, types;
+	vp_buf_init_on(&json, erased_json, sizeof(erased_json), sizeof(erased_json) - 1);
+	vp_buf_init_on(&types, sealed_types, sizeof(sealed_types), sizeof(sealed_types) - 1);
+	vp_buf_puts(&json, "{");
+	for (const char *const *f = vp_personal_fields; *f; f++) {
 		cJSON *value = vp_sealed_erased_value(*f);
-		if (!value || !cJSON_AddItemToObject(shape, *f, value)) {
-			cJSON_Delete(value);
-			cJSON_Delete(shape);
-			shape = NULL;
-		}
+		vp_buf_puts(&json, f == vp_personal_fields ? "" : ",");
+		vp_json_write_string(&json, *f);
+		vp_buf_puts(&json, ":");
+		vp_json_write(&json, value); /* NULL (out of memory) sets oom */
+		cJSON_Delete(value);
 	}
-	if (!shape || !cJSON_PrintPreallocated(shape, erased_json, sizeof(erased_json), false))
-		erased_json[0] = '\0';
-	cJSON_Delete(shape);
-	size_t n = (size_t)snprintf(sealed_types, sizeof(sealed_types), "{");
-	for (const char *const *t = vp_sealed_types; *t && n < sizeof(sealed_types); t++)
-		n += (size_t)snprintf(sealed_types + n, sizeof(sealed_types) - n, "%s%s",
-				      t == vp_sealed_types ? "" : ",", *t);
-	if (n + 2 > sizeof(sealed_types))
-		sealed_types[0] = '\0';
-	else
-		memcpy(sealed_types + n, "}", 2);
+	vp_buf_puts(&json, "}");
+	vp_buf_puts(&types, "{");
+	for (const char *const *t = vp_sealed_types; *t; t++) {
+		vp_buf_puts(&types, t == vp_sealed_types ? "" : ",");
+		vp_buf_puts(&types, *t);
+	}
+	vp_buf_puts(&types, "}");
+	return json.oom || types.oom ? -1 : 0;
 }
 
 static PjApplyResult client_erased(PGconn *conn, const PjApplyRow *row, const VpEvent *ev,
 				   char *why, size_t why_cap)
 {
 	PjEnvText env;
-	pthread_once(&erased_once, make_erased_texts);
-	if (!erased_json[0] || !sealed_types[0]) {
+	pthread_mutex_lock(&erased_lock);
+	if (!erased_made)
+		erased_made = make_erased_texts() == 0;
+	bool made = erased_made; /* the texts are not written again once made */
+	pthread_mutex_unlock(&erased_lock);
+	if (!made) {
 		snprintf(why, why_cap, "out of memory making the erased client's fields");
 		return PJ_FAILED;
 	}

@@ -51,7 +51,34 @@ static void test_clear_leaves_no_error(void **state)
 	assert_int_equal(err.n_details, 0);
 	assert_false(err.details_truncated);
 	assert_string_equal(err.message, "");
+	assert_int_equal(err.retry_after_s, 0);
 	vp_error_clear(NULL);
+}
+
+/* clear leaves the old details' text in place (it is never read): a cleared
+ * error reused for another command shows only what was added after */
+static void test_clear_then_reuse_shows_only_new_details(void **state)
+{
+	VpError err;
+	cJSON *root;
+	(void)state;
+	vp_error_clear(&err);
+	vp_error_add_detail(&err, "email", "old %d", 1);
+	vp_error_add_detail(&err, "phone", "old %d", 2);
+	vp_error_set(&err, 409, VP_ERR_VALIDATION, "old");
+	vp_error_clear(&err);
+	assert_false(vp_error_finish_validation(&err));
+	vp_error_add_detail(&err, "name", "new");
+	assert_true(vp_error_finish_validation(&err));
+	char *text = vp_error_body_json(&err, "req-1", T_2026_11_22_103000 * 1000000LL);
+	cJSON *error = parse_error_body(text, &root);
+	const cJSON *details = cJSON_GetObjectItemCaseSensitive(error, "details");
+	assert_int_equal(cJSON_GetArraySize(details), 1);
+	assert_string_equal(str_of(cJSON_GetArrayItem(details, 0), "field"), "name");
+	assert_string_equal(str_of(cJSON_GetArrayItem(details, 0), "issue"), "new");
+	assert_string_equal(str_of(error, "message"), "Invalid input data");
+	cJSON_Delete(root);
+	free(text);
 }
 
 static void test_set_formats_and_returns_minus_one(void **state)
@@ -240,6 +267,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_clear_leaves_no_error),
+	    cmocka_unit_test(test_clear_then_reuse_shows_only_new_details),
 	    cmocka_unit_test(test_set_formats_and_returns_minus_one),
 	    cmocka_unit_test(test_message_truncates_on_character_boundary),
 	    cmocka_unit_test(test_details_cap_marks_truncated),

@@ -13,7 +13,9 @@ events); the erased client stays erased.
 
 A small sealed clinic's import whose first batch (the tenant's key) aborts
 after the next batch was accepted on that key: the next batch is failed,
-not appended, and vetctl starts again at 0; every record lands once."""
+not appended, and vetctl starts again at 0; every record lands once. One
+whose first commit's answer is lost: read back committed, the import goes on
+and every record lands once."""
 
 import json
 import os
@@ -265,6 +267,51 @@ def test_a_batch_decided_on_the_key_of_an_aborted_batch_fails_and_the_import_lan
     assert [int(r.headers["import-index"]) for r in imported] == list(range(len(events)))
 
     # every client opened on the target, none dead-lettered
+    rows = projected_names(tstack, tprojector, tenant, SMALL, 60)
+    assert [rows[cid] for cid in clients] == [f"Keyed{i} Owner{i}" for i in range(SMALL)]
+    assert twriter.terminate() == 0
+
+
+def test_an_import_batch_whose_commit_answer_was_lost_is_read_back_and_lands_once(
+        stack, source_writer, target, tmp_path_factory):
+    """VETPMS_WRITER_FAULT_COMMIT=lose-answer-once on the import's first
+    transaction (the tenant's key record, rewrapped, with the first clients'
+    keys and events): the commit succeeds but its answer is taken as lost;
+    the writer reads the transaction's record back committed and keeps its
+    model, the tenant's key in its keyring, so the batches decided on that
+    key go on. vetctl sees every batch taken: every key record and event
+    lands once, every name opens on the target."""
+    tenant = new_tenant(stack, source_writer, "Lost Answer Import Vets")
+    clients = register_clients(stack, source_writer.url, tenant, SMALL)
+    key_file, path = exported(stack, tenant, tmp_path_factory.mktemp("import-lost"))
+    lines = open(path).read().splitlines()
+    keylines = [ln for ln in lines if ln.startswith('{"keyrec":')]
+    events = lines[len(keylines):-1]
+    digest = json.loads(lines[-1])["trailer"]["blake2b"]
+    assert len(keylines) == SMALL + 1 and len(events) == SMALL + 1
+    tstack, tprojector = target
+    twriter = tstack.start_daemon("cmd-writer", port=free_port(), env={
+        "VETPMS_WRITER_FAULT_COMMIT": "lose-answer-once"})
+    twriter.wait_ready(90)
+    code, err = import_file(tstack, twriter, path, "--batch", "10", "--in-flight", "2",
+                            "--key-file", key_file)
+    assert code == 0, err
+    outcome = [ln for ln in twriter.log_lines() if '"event":"commit_outcome' in ln]
+    assert any("read back committed" in ln for ln in outcome), twriter.log_tail()
+    assert "did not take a batch" not in err, err  # nothing was sent twice
+    assert position(tstack, twriter, tenant, digest) == len(events)
+
+    keys = [(r.key.decode(), json.loads(r.value))
+            for r in kafka_log.read_records(tstack.brokers, KEYS_TOPIC, timeout=60)
+            if tenant in r.key.decode()]
+    assert sorted(name for name, _ in keys) == \
+        sorted(json.loads(ln)["keyrec"]["name"] for ln in keylines)
+    assert [v["kek_id"] for name, v in keys if name == "tenant:" + tenant] == \
+        [key_id(master_key_bytes(tstack.master_key_file))]
+    imported = [r for r in kafka_log.read_records(tstack.brokers, timeout=60)
+                if r.headers.get("import") == digest.encode()]
+    assert [r.value.decode() for r in imported] == events
+
     rows = projected_names(tstack, tprojector, tenant, SMALL, 60)
     assert [rows[cid] for cid in clients] == [f"Keyed{i} Owner{i}" for i in range(SMALL)]
     assert twriter.terminate() == 0

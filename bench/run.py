@@ -20,6 +20,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -85,6 +86,21 @@ def thread_cpu(pid):
         kind = "loop" if tid == str(pid) else "librdkafka" if comm.startswith("rdk:") else "other"
         out[kind] += stat_cpu(f"/proc/{pid}/task/{tid}/stat")
     return out
+
+
+def callgrind_inclusive(path):
+    """Inclusive instructions by function name (the largest of a name's
+    entries) of a callgrind dump, and "total" (its totals line)."""
+    with open(path) as f:
+        costs = {"total": next(int(ln.split()[1]) for ln in f if ln.startswith("totals:"))}
+    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", path],
+                         check=True, capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+) .*?[^\s:]+:(\w+)(?:'\d+)? \[", line)
+        if m:
+            n = int(m.group(1).replace(",", ""))
+            costs[m.group(2)] = max(n, costs.get(m.group(2), 0))
+    return costs
 
 
 def children_of(ppid):
@@ -1772,6 +1788,7 @@ class Bench:
         transaction). Then the projection: N sealed client events against the
         same N plain, each projected from offset 0."""
         self.seal_writer_dry()
+        self.seal_writer_instructions()
         self.seal_writer_kafka()
         self.seal_projection()
 
@@ -1795,6 +1812,69 @@ class Bench:
             self.drop(f"seal-dry-{side}")
         self.seal_row("RegisterClient sealed vs plain, writer --dry-run", runs, used,
                       f"writer RSS after sealed {rss['sealed']} MB, plain {rss['plain']} MB")
+
+    # the --dry-run writer under callgrind: bodies posted to warm it, then counted
+    SEAL_CG_WARM, SEAL_CG_COUNTED = 300, 2000
+    # inclusive instructions of these, sealed minus plain, say where the extra goes
+    SEAL_CG_PARTS = (("wr_keys_seal", "sealing (keys.c)"),
+                     ("vp_field_seal", "members' AEAD + base64"),
+                     ("vp_key_wrap", "data key wrapped"),
+                     ("vp_key_id", "key id"),
+                     ("add_index", "2 blind indexes"),
+                     ("vp_catalog_check_encoded", "check of the encoded event (larger)"),
+                     ("vp_event_encode_into", "encoding (larger)"))
+
+    def seal_writer_instructions(self):
+        """Instructions per RegisterClient of the --dry-run writer, sealed
+        against plain, counted by callgrind over the same bodies: a count that
+        does not drift (the CPU-second rows swing 10-20 points between runs of
+        one binary on this machine), and the functions the extra goes to.
+        Skipped when valgrind is not installed (scripts/install-deps.sh
+        installs it)."""
+        if not shutil.which("valgrind") or not shutil.which("callgrind_annotate"):
+            log("seal: no valgrind: the instruction count row is skipped")
+            return
+        self.writer()  # the clinic both writers rebuild from
+        for key in ("writer", "projector", "reader"):
+            self.drop(key)
+        n = self.SEAL_CG_WARM + (200 if self.quick else self.SEAL_CG_COUNTED)
+        bodies = [{"first_name": "Ada", "last_name": f"Lovelace {i}",
+                   "email": f"ada{i}@cg.example", "phone": f"+44 20 7946 {i % 10000:04d}",
+                   "address": f"{i % 300 + 1} High Street, London"} for i in range(n)]
+        token, count = self.facts["token"], {}
+        for side in ("sealed", "plain"):
+            out = os.path.join(self.stack.dir, f"callgrind.{side}.out")
+            d = self.stack.start_daemon(
+                "cmd-writer", port=free_port(), args=["--dry-run"],
+                env={"VETPMS_WRITER_UNSEALED_FOR_BENCH": "1"} if side == "plain" else {},
+                prefix=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"])
+            self.daemons["seal-cg"] = d
+            d.wait_ready(300)
+            self.post_lines(d, "/v1/clients", bodies[:self.SEAL_CG_WARM], token, "cg_warm", 2)
+            subprocess.run(["callgrind_control", "-z", str(d.proc.pid)], check=True,
+                           capture_output=True)
+            r = self.post_lines(d, "/v1/clients", bodies[self.SEAL_CG_WARM:], token,
+                                "cg_counted", 2)
+            subprocess.run(["callgrind_control", "-d", side, str(d.proc.pid)], check=True,
+                           capture_output=True)
+            self.drop("seal-cg")
+            ok = r["status"].get("201", 0)
+            if ok != n - self.SEAL_CG_WARM:
+                raise RuntimeError(f"seal callgrind {side}: {r}")
+            count[side] = {k: v / ok for k, v in callgrind_inclusive(out + ".1").items()}
+        s, p = count["sealed"], count["plain"]
+        extra = s["total"] - p["total"]
+        parts = {name: s.get(fn, 0) - p.get(fn, 0) for fn, name in self.SEAL_CG_PARTS}
+        self.facts.setdefault("seal", {})["instructions"] = {
+            "sealed": s["total"], "plain": p["total"], "extra": extra, "parts": parts}
+        self.row("seal", "RegisterClient sealed vs plain, writer --dry-run, instructions "
+                 "(callgrind)", round(s["total"]), round(p["total"]), "instructions/command",
+                 None, None, {}, "the same RegisterClient unsealed (v1), same bodies",
+                 f"instructions per command sealed/plain {s['total'] / p['total']:.3f} "
+                 f"({extra / p['total'] * 100:+.1f} %; goal <= +10 %); extra {extra:,.0f} of "
+                 f"which " + ", ".join(f"{name} {v:+,.0f}" for name, v in parts.items()) +
+                 f"; {n - self.SEAL_CG_WARM} RegisterClient counted a side after "
+                 f"{self.SEAL_CG_WARM} not counted, 2 connections, all threads")
 
     def seal_writer_kafka(self):
         """One writer at a time (both would take the transactional.id

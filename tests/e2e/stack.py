@@ -292,7 +292,8 @@ class Stack:
         return f"host={self.dir}/pg port={self.ports['pg']} dbname=vetpms user=postgres"
 
     # --- daemons --------------------------------------------------------
-    def start_daemon(self, name, port=None, args=(), env=None):
+    def start_daemon(self, name, port=None, args=(), env=None, prefix=()):
+        """prefix: a command the daemon runs under (the bench's callgrind)."""
         key = {"cmd-writer": "writer", "query-reader": "reader", "projector": "projector"}[name]
         port = port or self.ports[key]
         e = dict(self.env)
@@ -309,7 +310,7 @@ class Stack:
         e.update(env or {})
         log_path = os.path.join(self.dir, f"{name}-{port}-{len(self.daemons)}.log")
         log = open(log_path, "ab")
-        proc = subprocess.Popen([os.path.join(BIN_DIR, name), *args], env=e, cwd=ROOT,
+        proc = subprocess.Popen([*prefix, os.path.join(BIN_DIR, name), *args], env=e, cwd=ROOT,
                                 stdout=log, stderr=subprocess.STDOUT)
         log.close()
         d = Daemon(name, proc, port, log_path)

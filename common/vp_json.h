@@ -67,6 +67,12 @@ cJSON *vp_json_fields_describe(const VpJsonField *fields, size_t n);
  * or > U+10FFFF) at s, 0 if there is none. */
 size_t vp_utf8_seq_len(const unsigned char *s, size_t n);
 
+/* True when the 8 bytes at p hold no '"', no '\\' and no control byte
+ * (< 0x20, NUL included): inside a JSON string, a run of them is copied or
+ * skipped whole. Most of a sealed event's text is such runs (base64url and
+ * hex), which the parser and the writer had walked one byte at a time. */
+bool vp_json_plain8(const char *p);
+
 /* Well-formed UTF-8 (RFC 3629: no overlongs, surrogates or > U+10FFFF). NUL bytes
  * are valid UTF-8; callers that refuse them check separately. */
 bool vp_json_utf8_valid(const char *s, size_t len);

@@ -55,16 +55,18 @@ static int write_escape(VpBuf *out, unsigned char c)
 
 int vp_json_write_string(VpBuf *out, const char *s)
 {
-	const unsigned char *p = (const unsigned char *)(s ? s : "");
+	const char *p = s ? s : "", *end = p + strlen(p);
 	if (vp_buf_append(out, "\"", 1) < 0)
 		return -1;
-	while (*p) {
-		const unsigned char *run = p;
-		while (*p && !needs_escape(*p))
+	while (p < end) {
+		const char *run = p;
+		while (end - p >= 8 && vp_json_plain8(p))
+			p += 8;
+		while (p < end && !needs_escape((unsigned char)*p))
 			p++;
-		if (p > run && vp_buf_append(out, (const char *)run, (size_t)(p - run)) < 0)
+		if (p > run && vp_buf_append(out, run, (size_t)(p - run)) < 0)
 			return -1;
-		if (*p && write_escape(out, *p++) < 0)
+		if (p < end && write_escape(out, (unsigned char)*p++) < 0)
 			return -1;
 	}
 	return vp_buf_append(out, "\"", 1);

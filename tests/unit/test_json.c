@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -155,6 +156,55 @@ static void test_parse_refuses_nul_and_control_characters(void **state)
 	assert_string_equal(vp_json_str(out, "a"), "\\u0000");
 	assert_string_equal(vp_json_str(out, "b"), "\xc3\xa9\"");
 	cJSON_Delete(out);
+}
+
+/* The screen skips plain runs of a string (and of the text between strings)
+ * eight bytes at a time: a bad byte is found, at its offset, wherever it
+ * falls in or after such a word, and escapes there still count. */
+static void test_parse_screens_every_place_of_a_long_string(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < 32; k++) {
+		char text[64], want[64];
+		VpError err;
+		cJSON *out = NULL;
+		/* {"a":"<32 x's with a control byte at k>"} */
+		memcpy(text, "{\"a\":\"", 6);
+		memset(text + 6, 'x', 32);
+		memcpy(text + 38, "\"}", 3);
+		text[6 + k] = '\x1f';
+		snprintf(want, sizeof(want), "control character in string at byte %zu", 6 + k);
+		assert_parse_fails(text, 40, want);
+		text[6 + k] = '\0';
+		snprintf(want, sizeof(want), "NUL byte at byte %zu", 6 + k);
+		assert_parse_fails(text, 40, want);
+		/* a quote there ends the string early: invalid JSON, not a screen error */
+		text[6 + k] = '"';
+		vp_error_clear(&err);
+		assert_int_equal(vp_json_parse(text, 40, &out, &err), -1);
+		assert_non_null(strstr(err.details[0].issue, "invalid JSON"));
+		if (k + 6 <= 32) { /* \u0000 at k */
+			memcpy(text + 6 + k, "\\u0000", 6);
+			snprintf(want, sizeof(want), "\\u0000 in string at byte %zu", 6 + k);
+			assert_parse_fails(text, 40, want);
+			memset(text + 6 + k, 'x', 6);
+		}
+		/* an escaped quote at k: the string goes on, the value keeps it */
+		memset(text + 6, 'x', 32);
+		if (k < 31) {
+			text[6 + k] = '\\';
+			text[7 + k] = '"';
+			vp_error_clear(&err);
+			assert_int_equal(vp_json_parse(text, 40, &out, &err), 0);
+			assert_int_equal(strlen(vp_json_str(out, "a")), 31);
+			assert_int_equal(vp_json_str(out, "a")[k], '"');
+			cJSON_Delete(out);
+		}
+	}
+	/* a NUL between members, past a long plain run outside strings */
+	char text[] = "{\"a\":1,          \"b\":2}";
+	text[8] = '\0';
+	assert_parse_fails(text, sizeof(text) - 1, "NUL byte at byte 8");
 }
 
 static void test_utf8_valid(void **state)
@@ -452,6 +502,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_refuses_malformed),
 	    cmocka_unit_test(test_parse_refuses_invalid_utf8),
 	    cmocka_unit_test(test_parse_refuses_nul_and_control_characters),
+	    cmocka_unit_test(test_parse_screens_every_place_of_a_long_string),
 	    cmocka_unit_test(test_utf8_valid),
 	    cmocka_unit_test(test_check_accepts_valid_body),
 	    cmocka_unit_test(test_required_and_null),

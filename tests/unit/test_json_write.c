@@ -52,6 +52,29 @@ static void strings_escape_as_cjson_does(void **state)
 	assert_text_prints_like_cjson("\"a\\u0001b\\u001f\"");
 }
 
+/* Every special byte at every place of a long plain run: the writer copies
+ * such runs eight bytes at a time, and what comes before, in and after a
+ * word must still print as cJSON prints it. */
+static void specials_at_every_place_print_as_cjson_does(void **state)
+{
+	static const char specials[] = {'"', '\\', '\n', '\x01', '\x1f', '\x7f', '/'};
+	(void)state;
+	for (size_t k = 0; k < 40; k++)
+		for (size_t i = 0; i < sizeof(specials); i++) {
+			char text[48];
+			memset(text, 'a', 40);
+			text[k] = specials[i];
+			text[40] = '\0';
+			cJSON *j = cJSON_CreateString(text);
+			assert_non_null(j);
+			assert_prints_like_cjson(j);
+			cJSON_Delete(j);
+		}
+	cJSON *j = cJSON_CreateString("abcdefgh\xc3\xa9ijklmnop\"qrstuvw");
+	assert_prints_like_cjson(j);
+	cJSON_Delete(j);
+}
+
 static void numbers_print_as_cjson_does(void **state)
 {
 	static const double samples[] = {
@@ -102,6 +125,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(strings_escape_as_cjson_does),
+		cmocka_unit_test(specials_at_every_place_print_as_cjson_does),
 		cmocka_unit_test(numbers_print_as_cjson_does),
 		cmocka_unit_test(nested_values_print_as_cjson_does),
 		cmocka_unit_test(a_full_buffer_fails_and_stays_failed),

@@ -161,13 +161,38 @@ def position(tstack, twriter, tenant, digest):
     return r.json()["next"] if r.status_code == 200 else -1
 
 
+def file_parts(path):
+    """An export file's key record lines, event lines and digest."""
+    lines = open(path).read().splitlines()
+    keylines = [ln for ln in lines if ln.startswith('{"keyrec":')]
+    return keylines, lines[len(keylines):-1], json.loads(lines[-1])["trailer"]["blake2b"]
+
+
+def assert_small_import_landed_once(target, tenant, clients, keylines, events, digest):
+    """Every key record of the file once on the target: the tenant's
+    (rewrapped under the target's master key) and each client's, so none
+    without its tenant's; every event once, in the file's order; every one of
+    the SMALL clients opened by the target's projector, none dead-lettered."""
+    tstack, tprojector = target
+    keys = [(r.key.decode(), json.loads(r.value))
+            for r in kafka_log.read_records(tstack.brokers, KEYS_TOPIC, timeout=60)
+            if tenant in r.key.decode()]
+    assert sorted(name for name, _ in keys) == \
+        sorted(json.loads(ln)["keyrec"]["name"] for ln in keylines)
+    assert [v["kek_id"] for name, v in keys if name == "tenant:" + tenant] == \
+        [key_id(master_key_bytes(tstack.master_key_file))]
+    imported = [r for r in kafka_log.read_records(tstack.brokers, timeout=60)
+                if r.headers.get("import") == digest.encode()]
+    assert [r.value.decode() for r in imported] == events
+    assert [int(r.headers["import-index"]) for r in imported] == list(range(len(events)))
+    rows = projected_names(tstack, tprojector, tenant, SMALL, 60)
+    assert [rows[cid] for cid in clients] == [f"Keyed{i} Owner{i}" for i in range(SMALL)]
+
+
 def test_key_records_over_one_request_ride_with_their_clients_batches(stack, sealed_clinic,
                                                                      target):
     tenant, clients, erased, key_file, path = sealed_clinic
-    lines = open(path).read().splitlines()
-    keylines = [ln for ln in lines if ln.startswith('{"keyrec":')]
-    events = lines[len(keylines):-1]
-    digest = json.loads(lines[-1])["trailer"]["blake2b"]
+    keylines, events, digest = file_parts(path)
     assert len(keylines) == CLIENTS + 1  # the tenant's, each client's (one marker)
     # more than one request carries (1 MiB): the records must be spread
     assert sum(len(json.dumps(json.loads(ln)["keyrec"])) for ln in keylines) > 1024 * 1024
@@ -229,12 +254,9 @@ def test_a_batch_decided_on_the_key_of_an_aborted_batch_fails_and_the_import_lan
     both, asks where the import stands (event 0) and sends it again: every
     event and key record lands once, every name opens on the target."""
     tenant, clients, key_file, path = small_clinic
-    lines = open(path).read().splitlines()
-    keylines = [ln for ln in lines if ln.startswith('{"keyrec":')]
-    events = lines[len(keylines):-1]
-    digest = json.loads(lines[-1])["trailer"]["blake2b"]
+    keylines, events, digest = file_parts(path)
     assert len(keylines) == SMALL + 1 and len(events) == SMALL + 1
-    tstack, tprojector = target
+    tstack = target[0]
     twriter = tstack.start_daemon("cmd-writer", port=free_port(), env={
         "VETPMS_KAFKA_PROPS": "transaction.timeout.ms=2000",
         "VETPMS_WRITER_FAULT_COMMIT": "abort-once-alone"})
@@ -251,24 +273,7 @@ def test_a_batch_decided_on_the_key_of_an_aborted_batch_fails_and_the_import_lan
     assert "going on from event 0," in err, err
     assert position(tstack, twriter, tenant, digest) == len(events)
 
-    # every key record once: the tenant's (rewrapped under the target's
-    # master key) and each client's, so none without its tenant's
-    keys = [(r.key.decode(), json.loads(r.value))
-            for r in kafka_log.read_records(tstack.brokers, KEYS_TOPIC, timeout=60)
-            if tenant in r.key.decode()]
-    assert sorted(name for name, _ in keys) == \
-        sorted(json.loads(ln)["keyrec"]["name"] for ln in keylines)
-    assert [v["kek_id"] for name, v in keys if name == "tenant:" + tenant] == \
-        [key_id(master_key_bytes(tstack.master_key_file))]
-    # every event once, in the file's order, each after the tenant's key
-    imported = [r for r in kafka_log.read_records(tstack.brokers, timeout=60)
-                if r.headers.get("import") == digest.encode()]
-    assert [r.value.decode() for r in imported] == events
-    assert [int(r.headers["import-index"]) for r in imported] == list(range(len(events)))
-
-    # every client opened on the target, none dead-lettered
-    rows = projected_names(tstack, tprojector, tenant, SMALL, 60)
-    assert [rows[cid] for cid in clients] == [f"Keyed{i} Owner{i}" for i in range(SMALL)]
+    assert_small_import_landed_once(target, tenant, clients, keylines, events, digest)
     assert twriter.terminate() == 0
 
 
@@ -284,12 +289,9 @@ def test_an_import_batch_whose_commit_answer_was_lost_is_read_back_and_lands_onc
     tenant = new_tenant(stack, source_writer, "Lost Answer Import Vets")
     clients = register_clients(stack, source_writer.url, tenant, SMALL)
     key_file, path = exported(stack, tenant, tmp_path_factory.mktemp("import-lost"))
-    lines = open(path).read().splitlines()
-    keylines = [ln for ln in lines if ln.startswith('{"keyrec":')]
-    events = lines[len(keylines):-1]
-    digest = json.loads(lines[-1])["trailer"]["blake2b"]
+    keylines, events, digest = file_parts(path)
     assert len(keylines) == SMALL + 1 and len(events) == SMALL + 1
-    tstack, tprojector = target
+    tstack = target[0]
     twriter = tstack.start_daemon("cmd-writer", port=free_port(), env={
         "VETPMS_WRITER_FAULT_COMMIT": "lose-answer-once"})
     twriter.wait_ready(90)
@@ -301,17 +303,5 @@ def test_an_import_batch_whose_commit_answer_was_lost_is_read_back_and_lands_onc
     assert "did not take a batch" not in err, err  # nothing was sent twice
     assert position(tstack, twriter, tenant, digest) == len(events)
 
-    keys = [(r.key.decode(), json.loads(r.value))
-            for r in kafka_log.read_records(tstack.brokers, KEYS_TOPIC, timeout=60)
-            if tenant in r.key.decode()]
-    assert sorted(name for name, _ in keys) == \
-        sorted(json.loads(ln)["keyrec"]["name"] for ln in keylines)
-    assert [v["kek_id"] for name, v in keys if name == "tenant:" + tenant] == \
-        [key_id(master_key_bytes(tstack.master_key_file))]
-    imported = [r for r in kafka_log.read_records(tstack.brokers, timeout=60)
-                if r.headers.get("import") == digest.encode()]
-    assert [r.value.decode() for r in imported] == events
-
-    rows = projected_names(tstack, tprojector, tenant, SMALL, 60)
-    assert [rows[cid] for cid in clients] == [f"Keyed{i} Owner{i}" for i in range(SMALL)]
+    assert_small_import_landed_once(target, tenant, clients, keylines, events, digest)
     assert twriter.terminate() == 0

@@ -18,6 +18,7 @@
 #define TAG_BYTES crypto_aead_xchacha20poly1305_ietf_ABYTES
 #define WRAPPED_BYTES (NONCE_BYTES + VP_KEY_BYTES + TAG_BYTES)
 _Static_assert(VP_WRAPPED_CHARS == (WRAPPED_BYTES * 4 + 2) / 3, "a wrapped key's text length");
+_Static_assert(VP_WRAPPED_BYTES == WRAPPED_BYTES, "a wrapped key's length");
 #define MASTER_FILE_MAX 256
 #define SEALED_MAX (1024 * 1024) /* a personal field is short; a bound for decoding */
 
@@ -359,15 +360,30 @@ int vp_key_wrap(const VpKey *kek, const VpKey *key, const char *context, VpBuf *
 	return append_b64(out, wrapped, NONCE_BYTES + (size_t)sealed_len, why, why_cap);
 }
 
+int vp_key_wrapped_decode(const char *wrapped_text, unsigned char out[VP_WRAPPED_BYTES])
+{
+	unsigned char wrapped[WRAPPED_BYTES + 1]; /* one more: a longer text does not fit */
+	if (!wrapped_text || decode_b64(wrapped_text, wrapped, sizeof(wrapped)) != WRAPPED_BYTES)
+		return -1;
+	memcpy(out, wrapped, WRAPPED_BYTES);
+	return 0;
+}
+
 int vp_key_unwrap_into(const VpKey *kek, const char *wrapped_text, const char *context, VpKey *key,
 		       char *why, size_t why_cap)
 {
-	unsigned char wrapped[WRAPPED_BYTES + 1];
-	unsigned long long len = 0;
-	if (decode_b64(wrapped_text, wrapped, sizeof(wrapped)) != WRAPPED_BYTES) {
+	unsigned char wrapped[WRAPPED_BYTES];
+	if (vp_key_wrapped_decode(wrapped_text, wrapped) < 0) {
 		snprintf(why, why_cap, "not a wrapped key");
 		return -1;
 	}
+	return vp_key_unwrap_bytes_into(kek, wrapped, context, key, why, why_cap);
+}
+
+int vp_key_unwrap_bytes_into(const VpKey *kek, const unsigned char wrapped[VP_WRAPPED_BYTES],
+			     const char *context, VpKey *key, char *why, size_t why_cap)
+{
+	unsigned long long len = 0;
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(
 		    key->bytes, &len, NULL, wrapped + NONCE_BYTES, WRAPPED_BYTES - NONCE_BYTES,
 		    (const unsigned char *)context, strlen(context), wrapped, kek->bytes) != 0 ||

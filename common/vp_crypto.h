@@ -26,6 +26,7 @@
 #define VP_KEY_ID_CHARS 16 /* hex of the first 8 bytes of a key's fingerprint */
 /* a wrapped key's base64url text: nonce, key and tag, 72 bytes */
 #define VP_WRAPPED_CHARS 96
+#define VP_WRAPPED_BYTES 72 /* nonce, key, tag: what VP_WRAPPED_CHARS decode to */
 
 typedef struct VpKey VpKey;
 
@@ -46,6 +47,12 @@ void vp_key_copy(VpKey *dst, const VpKey *src);
 void vp_key_wipe(VpKey *key);
 int vp_key_unwrap_into(const VpKey *kek, const char *wrapped, const char *context, VpKey *out,
 		       char *why, size_t why_cap);
+/* The same in two steps, for a keyring that keeps wrapped keys as bytes (a
+ * third smaller than their text, decoded once): the text's bytes (0, or -1
+ * when it is not a wrapped key's text), then those bytes unwrapped. */
+int vp_key_wrapped_decode(const char *wrapped, unsigned char out[VP_WRAPPED_BYTES]);
+int vp_key_unwrap_bytes_into(const VpKey *kek, const unsigned char wrapped[VP_WRAPPED_BYTES],
+			     const char *context, VpKey *out, char *why, size_t why_cap);
 
 /* A short public name of the key (hex, VP_KEY_ID_CHARS + 1 bytes): equal keys,
  * equal ids; it does not reveal the key. "Wrapped under master key X, this

@@ -21,17 +21,39 @@
 
 #define POLL_MS 200
 
+/* What a client's entry holds of its wrapped key (kept as bytes: a client
+ * entry is most of a keyring, one per client in each daemon). */
+typedef enum Wrapped {
+	WRAPPED_NONE, /* no key record taken (or erased) */
+	WRAPPED_OK,
+	WRAPPED_BAD, /* a record whose text is not a wrapped key: refused at use,
+		      * like a key that does not open, not when read */
+} Wrapped;
+
+/* A tenant's entry (name "tenant:...") or a client's ("client:..."): the
+ * names' prefixes keep the two kinds apart, and `tenant` says which of the
+ * union's members is live. A client's entry is one allocation of 208
+ * bytes of heap (name included); with a malloc'd text of the wrapped key
+ * and the tenant's members beside it, it was 304 in two. */
 typedef struct Entry {
 	struct Entry *next;
 	uint64_t hash; /* of name: compared before the name, and kept for growing */
-	VpKey *key;    /* a tenant's key, unwrapped */
-	VpKey *index;  /* its blind-index key */
 	char key_id[VP_KEY_ID_CHARS + 1]; /* the key's id (a hash): kept, not redone per use */
-	char *wrapped; /* a client's data key, wrapped under its tenant's key */
-	bool erased;   /* the client's key was destroyed */
-	char *wrong;   /* a tenant's latest record is under another master key: why */
-	int64_t created_us; /* a tenant record's created_at: the newest one counts */
-	char name[];   /* in the entry's own allocation: one cache line less per look */
+	bool tenant;
+	/* a client's (here, in the padding before the union) */
+	bool erased;              /* its key was destroyed */
+	unsigned char wrapped_as; /* Wrapped */
+	union {
+		struct {
+			VpKey *key;   /* the tenant's key, unwrapped */
+			VpKey *index; /* its blind-index key */
+			char *wrong;  /* its latest record is under another master key: why */
+			int64_t created_us; /* its record's created_at: the newest one counts */
+		};
+		/* the client's data key, wrapped under its tenant's key */
+		unsigned char wrapped[VP_WRAPPED_BYTES];
+	};
+	char name[]; /* in the entry's own allocation: one cache line less per look */
 } Entry;
 
 struct VpKeyring {
@@ -72,10 +94,12 @@ VpKeyring *vp_keyring_new(const VpKey *master, char *why, size_t why_cap)
 
 static void entry_free(Entry *e)
 {
-	vp_key_free(e->key);
-	vp_key_free(e->index);
-	free(e->wrapped);
-	free(e->wrong);
+	if (e->tenant) {
+		vp_key_free(e->key);
+		vp_key_free(e->index);
+		free(e->wrong);
+	} else
+		sodium_memzero(e->wrapped, sizeof(e->wrapped));
 	free(e);
 }
 
@@ -158,14 +182,15 @@ static Entry *find_or_add(VpKeyring *kr, const char *name, bool tenant)
 {
 	uint64_t hash = hash_of(kr, name);
 	Entry *e = find_hashed(kr, name, hash);
-	if (e)
-		return e;
+	if (e) /* one name, one kind: the prefixes see to it (take_locked) */
+		return e->tenant == tenant ? e : NULL;
 	size_t len = strlen(name);
 	e = calloc(1, sizeof(*e) + len + 1);
 	if (!e)
 		return NULL;
 	memcpy(e->name, name, len + 1);
 	e->hash = hash;
+	e->tenant = tenant;
 	size_t b = hash & (kr->n_buckets - 1);
 	e->next = kr->buckets[b];
 	kr->buckets[b] = e;
@@ -184,7 +209,7 @@ static void remove_entry(VpKeyring *kr, const char *name)
 		if ((*p)->hash == hash && !strcmp((*p)->name, name)) {
 			Entry *e = *p;
 			*p = e->next;
-			if (e->key)
+			if (e->tenant)
 				kr->n_tenants--;
 			else
 				kr->n_clients--;
@@ -205,7 +230,7 @@ static int take_tenant(VpKeyring *kr, const char *name, const cJSON *v, char *wh
 {
 	VpKeyrecRank next = vp_keyrec_rank_json(v), had = {VP_KEYREC_NOTHING, false, INT64_MIN};
 	Entry *held = find(kr, name);
-	if (held && (held->key || held->wrong))
+	if (held && held->tenant && (held->key || held->wrong))
 		had = (VpKeyrecRank){VP_KEYREC_KEY, true, held->created_us};
 	/* The newest record of a tenant counts, whatever the read order: before
 	 * vp_keyrec_partition a tenant's records were placed by name, and a keys
@@ -230,7 +255,7 @@ int vp_keyring_wrong_master(VpKeyring *kr, char *why, size_t why_cap)
 	pthread_mutex_lock(&kr->lock);
 	for (size_t i = 0; i < kr->n_buckets && rc == VP_KEYRING_OK; i++)
 		for (Entry *e = kr->buckets[i]; e && rc == VP_KEYRING_OK; e = e->next)
-			if (e->wrong) {
+			if (e->tenant && e->wrong) {
 				snprintf(why, why_cap, "%s", e->wrong);
 				rc = VP_KEYRING_WRONG_MASTER;
 			}
@@ -297,9 +322,7 @@ static int set_client(VpKeyring *kr, const char *name, const char *wrapped, cons
 		      bool erased, char *why, size_t why_cap)
 {
 	Entry *e = find_or_add(kr, name, false);
-	char *copy = erased ? NULL : strdup(wrapped);
-	if (!e || (!erased && !copy)) {
-		free(copy);
+	if (!e) {
 		snprintf(why, why_cap, "out of memory");
 		return VP_KEYRING_FAILED;
 	}
@@ -308,19 +331,17 @@ static int set_client(VpKeyring *kr, const char *name, const char *wrapped, cons
 	 * read order: on a keys topic written before vp_keyrec_partition the
 	 * client's key may sit on its name's partition and the marker on the
 	 * tenant's) */
-	VpKeyrecRank had = {e->erased    ? VP_KEYREC_MARKER
-			    : e->wrapped ? VP_KEYREC_KEY
-					 : VP_KEYREC_NOTHING,
+	VpKeyrecRank had = {e->erased			? VP_KEYREC_MARKER
+			    : e->wrapped_as != WRAPPED_NONE ? VP_KEYREC_KEY
+							    : VP_KEYREC_NOTHING,
 			    false, INT64_MIN};
 	VpKeyrecRank next = {erased ? VP_KEYREC_MARKER : VP_KEYREC_KEY, false, INT64_MIN};
-	if (!vp_keyrec_supersedes(&had, &next)) {
-		free(copy);
+	if (!vp_keyrec_supersedes(&had, &next))
 		return VP_KEYRING_OK;
-	}
-	if (e->wrapped)
-		sodium_memzero(e->wrapped, strlen(e->wrapped));
-	free(e->wrapped);
-	e->wrapped = copy;
+	sodium_memzero(e->wrapped, sizeof(e->wrapped));
+	e->wrapped_as = erased				     ? WRAPPED_NONE
+			: vp_key_wrapped_decode(wrapped, e->wrapped) == 0 ? WRAPPED_OK
+									  : WRAPPED_BAD;
 	e->erased = erased;
 	snprintf(e->key_id, sizeof(e->key_id), "%s", key_id && !erased ? key_id : "");
 	return VP_KEYRING_OK;
@@ -565,12 +586,13 @@ static int client_entry(VpKeyring *kr, const char *name, const char *tenant_name
 		Entry *e = find(kr, name);
 		if (e && e->erased)
 			return VP_KEYRING_ERASED;
-		Entry *t = e && e->wrapped ? find(kr, tenant_name) : NULL;
+		bool wrapped = e && e->wrapped_as != WRAPPED_NONE;
+		Entry *t = wrapped ? find(kr, tenant_name) : NULL;
 		*client = e;
 		*tenant = t;
 		if (t && t->key)
 			return VP_KEYRING_OK;
-		if (e && e->wrapped && (!kr->following || wait_ms <= 0))
+		if (wrapped && (!kr->following || wait_ms <= 0))
 			return VP_KEYRING_OK; /* the caller says which key is missing */
 		if (!kr->following || wait_ms <= 0)
 			return VP_KEYRING_NONE;
@@ -596,7 +618,11 @@ int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *clie
 			 client_id);
 		status = VP_KEYRING_FAILED;
 	} else if (status == VP_KEYRING_OK) {
-		if (vp_key_unwrap_into(t->key, client->wrapped, name, key, why, why_cap) < 0)
+		if (client->wrapped_as != WRAPPED_OK) {
+			snprintf(why, why_cap, "not a wrapped key"); /* as vp_key_unwrap_into says */
+			status = VP_KEYRING_FAILED;
+		} else if (vp_key_unwrap_bytes_into(t->key, client->wrapped, name, key, why,
+						    why_cap) < 0)
 			status = VP_KEYRING_FAILED;
 		else if (key_id)
 			memcpy(key_id, client->key_id, VP_KEY_ID_CHARS + 1);

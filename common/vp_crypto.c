@@ -348,16 +348,27 @@ static long decode_b64(const char *text, unsigned char *bin, size_t cap)
 	return (long)n;
 }
 
+void vp_key_wrap_bytes(const VpKey *kek, const VpKey *key, const char *context,
+		       unsigned char out[VP_WRAPPED_BYTES])
+{
+	random_fill(out, NONCE_BYTES);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(out + NONCE_BYTES, NULL, key->bytes,
+						   sizeof(key->bytes), (const unsigned char *)context,
+						   strlen(context), NULL, out, kek->bytes);
+}
+
+int vp_key_wrapped_text(const unsigned char wrapped[VP_WRAPPED_BYTES], VpBuf *out, char *why,
+			size_t why_cap)
+{
+	return append_b64(out, wrapped, WRAPPED_BYTES, why, why_cap);
+}
+
 int vp_key_wrap(const VpKey *kek, const VpKey *key, const char *context, VpBuf *out, char *why,
 		size_t why_cap)
 {
 	unsigned char wrapped[WRAPPED_BYTES];
-	unsigned long long sealed_len = 0;
-	random_fill(wrapped, NONCE_BYTES);
-	crypto_aead_xchacha20poly1305_ietf_encrypt(
-		wrapped + NONCE_BYTES, &sealed_len, key->bytes, sizeof(key->bytes),
-		(const unsigned char *)context, strlen(context), NULL, wrapped, kek->bytes);
-	return append_b64(out, wrapped, NONCE_BYTES + (size_t)sealed_len, why, why_cap);
+	vp_key_wrap_bytes(kek, key, context, wrapped);
+	return vp_key_wrapped_text(wrapped, out, why, why_cap);
 }
 
 int vp_key_wrapped_decode(const char *wrapped_text, unsigned char out[VP_WRAPPED_BYTES])

@@ -76,6 +76,12 @@ int vp_key_master_previous_load(const char *path, const char *env_text, const Vp
  * context or a changed text fails with why. */
 int vp_key_wrap(const VpKey *kek, const VpKey *key, const char *context, VpBuf *out, char *why,
 		size_t why_cap);
+/* The same in two steps, for a keyring that keeps the bytes and a record
+ * that carries the text: the wrapped bytes, then their base64url text. */
+void vp_key_wrap_bytes(const VpKey *kek, const VpKey *key, const char *context,
+		       unsigned char out[VP_WRAPPED_BYTES]);
+int vp_key_wrapped_text(const unsigned char wrapped[VP_WRAPPED_BYTES], VpBuf *out, char *why,
+			size_t why_cap);
 VpKey *vp_key_unwrap(const VpKey *kek, const char *wrapped, const char *context, char *why,
 		     size_t why_cap);
 

@@ -21,14 +21,16 @@
 
 #define POLL_MS 200
 
-/* What a client's entry holds of its wrapped key (kept as bytes: a client
- * entry is most of a keyring, one per client in each daemon). */
-typedef enum Wrapped {
-	WRAPPED_NONE, /* no key record taken (or erased) */
-	WRAPPED_OK,
-	WRAPPED_BAD, /* a record whose text is not a wrapped key: refused at use,
-		      * like a key that does not open, not when read */
-} Wrapped;
+/* What a client's entry holds: its latest key record's kind (the wrapped
+ * key itself as bytes: a client entry is most of a keyring, one per client
+ * in each daemon). */
+typedef enum ClientKey {
+	CLIENT_NOTHING, /* no record taken yet */
+	CLIENT_KEY,     /* wrapped[] holds its wrapped key */
+	CLIENT_KEY_BAD, /* a record whose text is not a wrapped key: refused at
+			 * use, like a key that does not open, not when read */
+	CLIENT_ERASED,  /* its erasure marker: the key was destroyed */
+} ClientKey;
 
 /* A tenant's entry (name "tenant:...") or a client's ("client:..."): the
  * names' prefixes keep the two kinds apart, and `tenant` says which of the
@@ -40,9 +42,7 @@ typedef struct Entry {
 	uint64_t hash; /* of name: compared before the name, and kept for growing */
 	char key_id[VP_KEY_ID_CHARS + 1]; /* the key's id (a hash): kept, not redone per use */
 	bool tenant;
-	/* a client's (here, in the padding before the union) */
-	bool erased;              /* its key was destroyed */
-	unsigned char wrapped_as; /* Wrapped */
+	unsigned char client_key; /* a client's ClientKey (in the padding before the union) */
 	union {
 		struct {
 			VpKey *key;   /* the tenant's key, unwrapped */
@@ -317,9 +317,18 @@ static int take_tenant_under(VpKeyring *kr, const char *name, const cJSON *v, ch
 	return VP_KEYRING_OK;
 }
 
-/* A client's wrapped key and its id (or its erasure) under name. */
-static int set_client(VpKeyring *kr, const char *name, const char *wrapped, const char *key_id,
-		      bool erased, char *why, size_t why_cap)
+static VpKeyrecState rank_of(ClientKey kind)
+{
+	return kind == CLIENT_ERASED ? VP_KEYREC_MARKER
+	       : kind == CLIENT_NOTHING ? VP_KEYREC_NOTHING
+					: VP_KEYREC_KEY;
+}
+
+/* A client's record under name: its kind, the wrapped key (CLIENT_KEY) and
+ * the key's id. */
+static int set_client(VpKeyring *kr, const char *name, ClientKey kind,
+		      const unsigned char wrapped[VP_WRAPPED_BYTES], const char *key_id, char *why,
+		      size_t why_cap)
 {
 	Entry *e = find_or_add(kr, name, false);
 	if (!e) {
@@ -331,31 +340,32 @@ static int set_client(VpKeyring *kr, const char *name, const char *wrapped, cons
 	 * read order: on a keys topic written before vp_keyrec_partition the
 	 * client's key may sit on its name's partition and the marker on the
 	 * tenant's) */
-	VpKeyrecRank had = {e->erased			? VP_KEYREC_MARKER
-			    : e->wrapped_as != WRAPPED_NONE ? VP_KEYREC_KEY
-							    : VP_KEYREC_NOTHING,
-			    false, INT64_MIN};
-	VpKeyrecRank next = {erased ? VP_KEYREC_MARKER : VP_KEYREC_KEY, false, INT64_MIN};
+	VpKeyrecRank had = {rank_of(e->client_key), false, INT64_MIN};
+	VpKeyrecRank next = {rank_of(kind), false, INT64_MIN};
 	if (!vp_keyrec_supersedes(&had, &next))
 		return VP_KEYRING_OK;
 	sodium_memzero(e->wrapped, sizeof(e->wrapped));
-	e->wrapped_as = erased				     ? WRAPPED_NONE
-			: vp_key_wrapped_decode(wrapped, e->wrapped) == 0 ? WRAPPED_OK
-									  : WRAPPED_BAD;
-	e->erased = erased;
-	snprintf(e->key_id, sizeof(e->key_id), "%s", key_id && !erased ? key_id : "");
+	if (kind == CLIENT_KEY)
+		memcpy(e->wrapped, wrapped, sizeof(e->wrapped));
+	e->client_key = (unsigned char)kind;
+	snprintf(e->key_id, sizeof(e->key_id), "%s",
+		 key_id && kind != CLIENT_ERASED ? key_id : "");
 	return VP_KEYRING_OK;
 }
 
 static int take_client(VpKeyring *kr, const char *name, const cJSON *v, bool erased, char *why,
 		       size_t why_cap)
 {
-	const char *wrapped = vp_json_str(v, "wrapped");
-	if (!erased && !wrapped) {
+	const char *text = vp_json_str(v, "wrapped");
+	unsigned char wrapped[VP_WRAPPED_BYTES];
+	if (!erased && !text) {
 		snprintf(why, why_cap, "%s: no wrapped key", name);
 		return VP_KEYRING_FAILED;
 	}
-	return set_client(kr, name, wrapped, vp_json_str(v, "key_id"), erased, why, why_cap);
+	ClientKey kind = erased					  ? CLIENT_ERASED
+			 : vp_key_wrapped_decode(text, wrapped) == 0 ? CLIENT_KEY
+								     : CLIENT_KEY_BAD;
+	return set_client(kr, name, kind, wrapped, vp_json_str(v, "key_id"), why, why_cap);
 }
 
 static int take_locked(VpKeyring *kr, const char *name, const char *value, size_t value_len,
@@ -584,9 +594,9 @@ static int client_entry(VpKeyring *kr, const char *name, const char *tenant_name
 	}
 	for (;;) {
 		Entry *e = find(kr, name);
-		if (e && e->erased)
+		if (e && e->client_key == CLIENT_ERASED)
 			return VP_KEYRING_ERASED;
-		bool wrapped = e && e->wrapped_as != WRAPPED_NONE;
+		bool wrapped = e && e->client_key != CLIENT_NOTHING;
 		Entry *t = wrapped ? find(kr, tenant_name) : NULL;
 		*client = e;
 		*tenant = t;
@@ -618,7 +628,7 @@ int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *clie
 			 client_id);
 		status = VP_KEYRING_FAILED;
 	} else if (status == VP_KEYRING_OK) {
-		if (client->wrapped_as != WRAPPED_OK) {
+		if (client->client_key != CLIENT_KEY) {
 			snprintf(why, why_cap, "not a wrapped key"); /* as vp_key_unwrap_into says */
 			status = VP_KEYRING_FAILED;
 		} else if (vp_key_unwrap_bytes_into(t->key, client->wrapped, name, key, why,
@@ -645,7 +655,7 @@ bool vp_keyring_erased(VpKeyring *kr, const char *tenant_id, const char *client_
 	vp_keyrec_name(tenant_id, client_id, name, sizeof(name));
 	pthread_mutex_lock(&kr->lock);
 	const Entry *e = find(kr, name);
-	bool erased = e && e->erased;
+	bool erased = e && e->client_key == CLIENT_ERASED;
 	pthread_mutex_unlock(&kr->lock);
 	return erased;
 }
@@ -706,19 +716,22 @@ static char *client_key_locked(VpKeyring *kr, const Entry *tenant, const char *n
 			       int64_t now_us, VpKey *data, char key_id[VP_KEY_ID_CHARS + 1],
 			       char *why, size_t why_cap)
 {
-	VpBuf wrapped;
+	VpBuf text;
+	unsigned char wrapped[VP_WRAPPED_BYTES];
 	char *value = NULL, room[VP_WRAPPED_CHARS + 1];
-	vp_buf_init_on(&wrapped, room, sizeof(room), 4096);
+	vp_buf_init_on(&text, room, sizeof(room), 4096);
 	vp_key_fill_random(data);
 	vp_key_id(data, key_id);
-	if (vp_key_wrap(tenant->key, data, name, &wrapped, why, why_cap) == 0 &&
-	    set_client(kr, name, vp_buf_str(&wrapped), key_id, false, why, why_cap) ==
-		    VP_KEYRING_OK &&
-	    !(value = vp_keyrec_text(name, tenant->key_id, key_id, vp_buf_str(&wrapped), now_us))) {
+	/* the bytes into the keyring, their text into the record: not the text
+	 * decoded again */
+	vp_key_wrap_bytes(tenant->key, data, name, wrapped);
+	if (vp_key_wrapped_text(wrapped, &text, why, why_cap) == 0 &&
+	    set_client(kr, name, CLIENT_KEY, wrapped, key_id, why, why_cap) == VP_KEYRING_OK &&
+	    !(value = vp_keyrec_text(name, tenant->key_id, key_id, vp_buf_str(&text), now_us))) {
 		snprintf(why, why_cap, "out of memory");
 		remove_entry(kr, name);
 	}
-	vp_buf_free(&wrapped);
+	vp_buf_free(&text);
 	if (!value)
 		vp_key_wipe(data);
 	return value;

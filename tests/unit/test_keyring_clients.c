@@ -17,6 +17,8 @@
 #include "vp_keyring.h"
 #include "vp_sealed.h"
 
+#include "keyring_records.h"
+
 #define TENANT "0190a1b2-0000-7000-8000-00000000000a"
 #define CLIENT "0190a1b2-0000-7000-8000-0000000000a1"
 #define OTHER "0190a1b2-0000-7000-8000-0000000000a2"
@@ -48,33 +50,6 @@ static int take(VpKeyring *kr, const char *name, const char *value)
 			       sizeof(why));
 }
 
-/* The records a writer holding key makes for a new client (tenant's, then
- * client's), and the data key's id. */
-typedef struct Made {
-	VpKeyRecord rec[2];
-	int n;
-	char id[VP_KEY_ID_CHARS + 1];
-} Made;
-
-static void made_in(VpKeyring *writer, const char *client, Made *m, int n)
-{
-	VpKey *data = vp_key_random(why, sizeof(why));
-	memset(m, 0, sizeof(*m));
-	assert_int_equal(vp_keyring_new_client(writer, TENANT, client, 1000000, data, m->id,
-					       m->rec, &m->n, why, sizeof(why)),
-			 0);
-	assert_int_equal(m->n, n);
-	vp_key_free(data);
-}
-
-static void made(const VpKey *key, const char *client, Made *m)
-{
-	VpKeyring *writer = vp_keyring_new(key, why, sizeof(why));
-	assert_non_null(writer);
-	made_in(writer, client, m, 2);
-	vp_keyring_free(writer);
-}
-
 static int client_key(VpKeyring *kr, const char *client, char id[VP_KEY_ID_CHARS + 1])
 {
 	VpKey *key = vp_key_random(why, sizeof(why));
@@ -87,7 +62,7 @@ static void a_client_key_read_from_its_record_opens_with_its_id(void **state)
 {
 	(void)state;
 	Made m;
-	made(master, CLIENT, &m);
+	made_under(master, TENANT, CLIENT, &m);
 	VpKeyring *kr = vp_keyring_new(master, why, sizeof(why));
 	assert_int_equal(take(kr, m.rec[0].name, m.rec[0].value), VP_KEYRING_OK);
 	assert_int_equal(take(kr, m.rec[1].name, m.rec[1].value), VP_KEYRING_OK);
@@ -107,7 +82,7 @@ static void a_record_that_is_not_a_wrapped_key_is_refused_at_use_only(void **sta
 {
 	(void)state;
 	Made m;
-	made(master, CLIENT, &m);
+	made_under(master, TENANT, CLIENT, &m);
 	VpKeyring *kr = vp_keyring_new(master, why, sizeof(why));
 	assert_int_equal(take(kr, m.rec[0].name, m.rec[0].value), VP_KEYRING_OK);
 	static const char *const bad[] = {"abc", "!!!!", ""};
@@ -141,7 +116,7 @@ static void a_changed_wrapped_key_does_not_open(void **state)
 {
 	(void)state;
 	Made m;
-	made(master, CLIENT, &m);
+	made_under(master, TENANT, CLIENT, &m);
 	char *changed = strdup(m.rec[1].value);
 	char *w = strstr(changed, "\"wrapped\":\"");
 	assert_non_null(w);
@@ -165,8 +140,8 @@ static void an_erased_client_stays_erased_in_either_order(void **state)
 	(void)state;
 	Made m, o; /* one tenant key: o's records are its client's alone */
 	VpKeyring *writer = vp_keyring_new(master, why, sizeof(why));
-	made_in(writer, CLIENT, &m, 2);
-	made_in(writer, OTHER, &o, 1);
+	made_in(writer, TENANT, CLIENT, &m, 2);
+	made_in(writer, TENANT, OTHER, &o, 1);
 	vp_keyring_free(writer);
 	char *marker = vp_keyrec_erased_value(2000000);
 	for (int order = 0; order < 2; order++) {
@@ -196,8 +171,8 @@ static void tombstones_count_the_kind_they_remove(void **state)
 {
 	(void)state;
 	Made m, theirs;
-	made(master, CLIENT, &m);
-	made(other_master, OTHER, &theirs); /* same tenant id, another master key */
+	made_under(master, TENANT, CLIENT, &m);
+	made_under(other_master, TENANT, OTHER, &theirs); /* same tenant id, another master key */
 	VpKeyring *kr = vp_keyring_new(master, why, sizeof(why));
 	assert_int_equal(take(kr, theirs.rec[0].name, theirs.rec[0].value), VP_KEYRING_OK);
 	assert_int_equal(vp_keyring_wrong_master(kr, why, sizeof(why)), VP_KEYRING_WRONG_MASTER);

@@ -22,6 +22,7 @@
 #include "vp_json.h"
 #include "vp_keyring.h"
 #include "vp_sealed.h"
+#include "keyring_records.h"
 #include "write_file.h"
 
 #define TENANT_A "0190a1b2-0000-7000-8000-00000000000a"
@@ -57,29 +58,6 @@ static int teardown(void **state)
 static int take(VpKeyring *kr, const char *name, const char *value)
 {
 	return vp_keyring_take(kr, name, strlen(name), value, strlen(value), why, sizeof(why));
-}
-
-/* The key records (tenant's, then client's) a writer holding master makes
- * for a new client of tenant, as the keys topic would carry them; the data
- * key's id into id. */
-typedef struct Made {
-	VpKeyRecord rec[2];
-	int n;
-	char id[VP_KEY_ID_CHARS + 1];
-} Made;
-
-static void made_under(const VpKey *master, const char *tenant, const char *client, Made *m)
-{
-	VpKeyring *writer = vp_keyring_new(master, why, sizeof(why));
-	VpKey *data = vp_key_random(why, sizeof(why));
-	assert_non_null(writer);
-	memset(m, 0, sizeof(*m));
-	assert_int_equal(vp_keyring_new_client(writer, tenant, client, 1000000, data, m->id,
-					       m->rec, &m->n, why, sizeof(why)),
-			 0);
-	assert_int_equal(m->n, 2);
-	vp_key_free(data);
-	vp_keyring_free(writer);
 }
 
 /* The kek_id of a tenant record's value. */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "apply_runner.h"
+#include "projector.h"
 #include "vp_buf.h"
 #include "vp_catalog.h"
 #include "vp_json.h"
@@ -136,7 +137,9 @@ const PjApplyRow pj_directory_rows[] = {
 	 * events there stay sealed: their key is gone. The client's
 	 * dead-lettered client events lose their payload and are discarded,
 	 * saying why: a redrive after the erasure is refused anyway (log order),
-	 * and a v1 one holds the fields in clear. Clinical and financial rows
+	 * and a v1 one holds the fields in clear; so do the tenant's records
+	 * that did not decode and name the client's id (a torn client event
+	 * may hold its fields). Clinical and financial rows
 	 * stay, linked by id. */
 	{.type = VP_EV_CLIENT_ERASED,
 	 .stmt = "client_erased",
@@ -159,10 +162,10 @@ const PjApplyRow pj_directory_rows[] = {
 		"d AS (UPDATE dead_letters SET payload = NULL, status = CASE WHEN status IN "
 		"('dead', 'redrive') THEN 'discarded' ELSE status END, resolved_by = "
 		"coalesce(resolved_by, 'projector'), resolved_at = coalesce(resolved_at, "
-		"$4::timestamptz), reason = coalesce(reason, 'the client was erased "
-		"(ClientErased): its personal fields were removed from this dead letter') "
-		"WHERE tenant_id = $1::uuid AND aggregate_id = $2::uuid::text AND "
-		"type = ANY($6::text[]) AND payload IS NOT NULL) "
+		"$4::timestamptz), reason = coalesce(reason, '" PJ_ERASED_DEAD_LETTER "') "
+		"WHERE tenant_id = $1::uuid AND payload IS NOT NULL AND ((aggregate_id = "
+		"$2::uuid::text AND type = ANY($6::text[])) OR (type IS NULL AND "
+		"position(convert_to($2::uuid::text, 'UTF8') IN payload) > 0))) "
 		"SELECT id FROM c",
 	 .not_applied = "client not found in the read model",
 	 .apply = client_erased},

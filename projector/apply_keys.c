@@ -114,6 +114,11 @@ static PjApplyResult open_plain(const VpEvent *ev, char *why, size_t why_cap)
 	return PJ_APPLIED;
 }
 
+bool pj_keys_client_erased(const char *tenant_id, const char *client_id)
+{
+	return keyring && vp_keyring_erased(keyring, tenant_id, client_id);
+}
+
 PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap)
 {
 	if (!vp_sealed_type(ev->type))

@@ -9,7 +9,10 @@
 #include <string.h>
 
 #include "projector.h"
+#include "vp_catalog.h"
 #include "vp_kafka.h"
+#include "vp_sealed.h"
+#include "vp_uuid.h"
 
 struct PjDeadLetters {
 	rd_kafka_t *producer;
@@ -18,11 +21,35 @@ struct PjDeadLetters {
 	char last_error[256];
 };
 
+/* A dead letter of a client erased before it (an event appended after the
+ * ClientErased by another producer, an ops replay of old events; in a
+ * rebuild too) is recorded discarded, without its payload, here and on the
+ * DLQ topic: the client's personal fields must not come back through the
+ * dead letters (docs/privacy.md). "Of the client": a client event ($8, its
+ * client's id when the type carries personal fields), or an envelope that
+ * did not decode whose bytes name an erased client of the record key's
+ * tenant. event_log says who is erased: ClientErased is in it from the
+ * statement that applied it, in this batch too, whatever the keyring has
+ * read by now; and the keyring's erasure markers ($9) say it before
+ * ClientErased is replayed (a rebuild reads the keys first), so a rebuild
+ * does not write the client's dead letters to the DLQ topic again. The
+ * answer is whether it was. */
 static const PjStatement deadletter_statements[] = {
 	{"dead_letter_insert",
-	 "INSERT INTO dead_letters (partition, \"offset\", tenant_id, error, payload, type, "
-	 "aggregate_id) VALUES ($1::integer, $2::bigint, $3::uuid, $4, $5::bytea, $6, $7) "
-	 "ON CONFLICT DO NOTHING"},
+	 "WITH e AS (SELECT CASE WHEN $9::boolean THEN true WHEN $8::uuid IS NOT NULL THEN "
+	 "EXISTS (SELECT 1 FROM event_log l WHERE l.tenant_id = $3::uuid AND l.aggregate_id = "
+	 "$8::uuid AND l.type = '" VP_EV_CLIENT_ERASED "') "
+	 "WHEN $6::text IS NULL THEN EXISTS (SELECT 1 FROM event_log l "
+	 "WHERE l.tenant_id = $3::uuid AND l.type = '" VP_EV_CLIENT_ERASED "' AND "
+	 "position(convert_to(l.aggregate_id::text, 'UTF8') IN $5::bytea) > 0) ELSE false END "
+	 "AS erased), "
+	 "i AS (INSERT INTO dead_letters (partition, \"offset\", tenant_id, error, payload, type, "
+	 "aggregate_id, status, resolved_by, resolved_at, reason) SELECT $1::integer, $2::bigint, "
+	 "$3::uuid, $4, CASE WHEN erased THEN NULL ELSE $5::bytea END, $6, $7, CASE WHEN erased "
+	 "THEN 'discarded' ELSE 'dead' END, CASE WHEN erased THEN 'projector' END, CASE WHEN "
+	 "erased THEN now() END, CASE WHEN erased THEN '" PJ_ERASED_DEAD_LETTER "' END FROM e "
+	 "ON CONFLICT DO NOTHING) "
+	 "SELECT erased FROM e"},
 	{NULL, NULL},
 };
 
@@ -88,19 +115,33 @@ int pj_deadletter_prepare(PGconn *conn, char *why, size_t why_cap)
 	return ok ? 0 : -1;
 }
 
+/* The client a dead letter is of when its type carries personal fields and
+ * its aggregate id is a UUID (else NULL: $8::uuid must not fail the batch). */
+static const char *client_of(const PjDeadLetterOf *of)
+{
+	VpUuid id;
+	if (!of->type || !of->aggregate_id || !vp_sealed_type(of->type) ||
+	    vp_uuid_parse(of->aggregate_id, strlen(of->aggregate_id), &id) < 0)
+		return NULL;
+	return of->aggregate_id;
+}
+
 int pj_deadletter_record(PjDeadLetters *dl, PGconn *conn, const rd_kafka_message_t *msg,
 			 const PjDeadLetterOf *of, const char *error, char *why, size_t why_cap)
 {
 	char partition_text[16], offset_text[24];
 	snprintf(partition_text, sizeof(partition_text), "%d", (int)msg->partition);
 	snprintf(offset_text, sizeof(offset_text), "%lld", (long long)msg->offset);
+	const char *client = client_of(of);
+	bool marked = client && of->tenant_id && pj_keys_client_erased(of->tenant_id, client);
 	const char *params[] = {partition_text, offset_text, of->tenant_id, error,
 				msg->payload ? (const char *)msg->payload : "", of->type,
-				of->aggregate_id};
-	const int lengths[] = {0, 0, 0, 0, (int)msg->len, 0, 0};
-	const int formats[] = {0, 0, 0, 0, 1, 0, 0}; /* the payload as binary bytea */
-	PGresult *res = PQexecPrepared(conn, "dead_letter_insert", 7, params, lengths, formats, 0);
-	int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+				of->aggregate_id, client, marked ? "true" : "false"};
+	const int lengths[] = {0, 0, 0, 0, (int)msg->len, 0, 0, 0, 0};
+	const int formats[] = {0, 0, 0, 0, 1, 0, 0, 0, 0}; /* the payload as binary bytea */
+	PGresult *res = PQexecPrepared(conn, "dead_letter_insert", 9, params, lengths, formats, 0);
+	int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+	bool erased = ok && PQgetvalue(res, 0, 0)[0] == 't';
 	if (!ok) {
 		snprintf(why, why_cap, "dead letter: %s",
 			 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
@@ -116,8 +157,8 @@ int pj_deadletter_record(PjDeadLetters *dl, PGconn *conn, const rd_kafka_message
 			dl->producer, RD_KAFKA_V_TOPIC(dl->topic),
 			RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 			RD_KAFKA_V_KEY(msg->key, msg->key_len),
-			RD_KAFKA_V_VALUE(msg->payload, msg->len),
-			RD_KAFKA_V_HEADER("error", error, -1),
+			RD_KAFKA_V_VALUE(erased ? NULL : msg->payload, erased ? 0 : msg->len),
+			RD_KAFKA_V_HEADER("error", erased ? PJ_ERASED_DEAD_LETTER : error, -1),
 			RD_KAFKA_V_HEADER("source-partition", partition_text, -1),
 			RD_KAFKA_V_HEADER("source-offset", offset_text, -1), RD_KAFKA_V_END);
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)

@@ -80,6 +80,8 @@ PjApplyResult pj_apply_model(PGconn *conn, const VpEvent *ev, char *why, size_t 
  * are refused). PJ_APPLIED (opened, or nothing sealed) or PJ_REJECTED. */
 void pj_keys_use(VpKeyring *kr, int wait_ms);
 PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap);
+/* Whether the keyring holds the client's erasure marker (false without one). */
+bool pj_keys_client_erased(const char *tenant_id, const char *client_id);
 
 /* offsets.c: read.projection_offsets. */
 #define PJ_NO_OFFSET (-1) /* no row: start from the beginning */
@@ -106,8 +108,15 @@ typedef struct PjDeadLetterOf {
 	const char *type;
 	const char *aggregate_id;
 } PjDeadLetterOf;
+/* A dead letter of a client erased before it is recorded discarded, with
+ * no payload in the row nor in the DLQ record (deadletter.c). */
 int pj_deadletter_record(PjDeadLetters *dl, PGconn *conn, const rd_kafka_message_t *msg,
 			 const PjDeadLetterOf *of, const char *error, char *why, size_t why_cap);
+/* The reason of a dead letter whose payload erasure removed: ClientErased's
+ * statement (apply_directory.c) and dead letters recorded after it. */
+#define PJ_ERASED_DEAD_LETTER                                                                  \
+	"the client was erased (ClientErased): its personal fields were removed from this "    \
+	"dead letter"
 /* Waits for every DLQ record produced so far; -1 when one failed. */
 int pj_deadletter_flush(PjDeadLetters *dl, int timeout_ms, char *why, size_t why_cap);
 

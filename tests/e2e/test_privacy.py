@@ -487,6 +487,104 @@ def test_erasure_discards_the_clients_dead_letters_without_their_payload():
         assert DEAD_CONTACT["phone"].encode() in raw_log(stack.brokers, "vetpms.events.dlq")
 
 
+TORN = {"first_name": "Theodora", "last_name": "Tornpage", "email": "t.tornpage@torn-clinic.example",
+        "phone": "+33 4 55 66 77 88", "address": "3 Quai Dechire, Lambeaux"}
+KEPT = {"first_name": "Kasimir", "last_name": "Keptsafe", "email": "k.keptsafe@torn-clinic.example",
+        "phone": "+33 4 99 88 77 66", "address": "5 Rue Gardee, Lambeaux"}
+
+
+def torn(client, email):
+    """A client event cut short: no JSON, so a dead letter with no type or
+    aggregate, its bytes naming the client and holding a personal field."""
+    return ('{"type": "ClientContactUpdated", "aggregate_id": "%s", "data": {"email": "%s"'
+            % (client, email)).encode()
+
+
+def test_dead_letters_naming_an_erased_client_keep_no_payload():
+    """docs/privacy.md: no dead letter keeps an erased client's fields. A
+    record of the tenant that did not decode and names the client's id loses
+    its payload when ClientErased is applied after it, and is recorded
+    without one after it; the client's own client event appended after the
+    erasure (another producer, an ops replay) is recorded discarded with no
+    payload, in dead_letters and on the DLQ topic; a whole-log rebuild does
+    the same. Another client's dead letters keep theirs. A stack of its own:
+    the writer cannot read the undecodable records."""
+    with running_stack() as stack:
+        writer = stack.start_daemon("cmd-writer", port=free_port())
+        projector = stack.start_daemon("projector", port=free_port())
+        for d in (writer, projector):
+            d.wait_ready(90)
+        tenant = stack.provision(writer, "Torn Letter Vets", "Europe/Paris", "EUR")
+        auth = {"Authorization": "Bearer " + stack.token("admin", tenant=tenant)}
+        ids = {}
+        for name, body in (("erased", TORN), ("kept", KEPT)):
+            r = requests.post(f"{writer.url}/v1/clients", json=body, headers=auth, timeout=30)
+            assert r.status_code == 201, r.text
+            ids[name] = r.json()["id"]
+        for client in ids.values():
+            wait_for(lambda c=client: readmodel.query(
+                stack, "SELECT 1 FROM read.clients WHERE id = %s", (c,)), timeout=60,
+                what="the client projected")
+        key = tenant.encode()
+        p = events.EventProducer(stack.brokers, transactional_id="e2e-privacy-torn-letters")
+        p.begin()
+        p.send(raw=torn(ids["erased"], "torn.before@torn-clinic.example"), key=key)
+        p.send(raw=torn(ids["kept"], "torn.kept@torn-clinic.example"), key=key)
+        p.commit()
+        rows = ("SELECT \"offset\", status, payload IS NULL, reason, type FROM read.dead_letters "
+                "ORDER BY \"offset\"")
+        wait_for(lambda: len(readmodel.query(stack, rows)) == 2, timeout=60,
+                 what="two dead letters")
+        assert [r[1:3] for r in readmodel.query(stack, rows)] == [("dead", False)] * 2
+        r = requests.post(f"{writer.url}/v1/clients/{ids['erased']}/erase", headers=auth,
+                          json={"reason": "GDPR request 207"}, timeout=30)
+        assert r.status_code == 200, r.text
+        wait_for(lambda: readmodel.query(stack, rows)[0][1] == "discarded", timeout=60,
+                 what="the torn record naming the client scrubbed by ClientErased")
+        late = {"email": "t.late@torn-clinic.example", "phone": "+33 4 12 12 12 12",
+                "fax": True}  # fax: no member of the event, so a dead letter
+        p.begin()
+        p.send(events.envelope("ClientContactUpdated", tenant, "client", ids["erased"], 3, late))
+        p.send(raw=torn(ids["erased"], "torn.after@torn-clinic.example"), key=key)
+        p.send(events.envelope("ClientContactUpdated", tenant, "client", ids["kept"], 2,
+                               dict(late, email="k.late@torn-clinic.example",
+                                    phone="+33 4 34 34 34 34")))
+        p.commit()
+        p.flush()
+        p.close()
+        wait_for(lambda: len(readmodel.query(stack, rows)) == 5, timeout=60,
+                 what="five dead letters")
+
+        def check(when):
+            got = readmodel.query(stack, rows)
+            erased = [r for r in got if r[1] == "discarded"]
+            assert [r[1:3] for r in got] == [("discarded", True), ("dead", False),
+                                             ("discarded", True), ("discarded", True),
+                                             ("dead", False)], (when, got)
+            assert all("erased" in r[3] for r in erased), (when, got)
+            assert [r[4] for r in got] == [None, None, "ClientContactUpdated", None,
+                                           "ClientContactUpdated"], (when, got)
+            text = read_model_text(stack).lower()
+            for value in ("torn.kept@", "k.late@"):  # the grep below is not vacuous
+                assert value in text, (when, value)
+            for value in ("torn.before@", "torn.after@", "t.late@", "12 12 12 12"):
+                assert value not in text, f"{when}: {value!r} survives in the read model"
+
+        check("live")
+        dlq = raw_log(stack.brokers, "vetpms.events.dlq")
+        assert b"torn.kept@" in dlq and b"k.late@" in dlq
+        # the DLQ topic keeps what was dead-lettered before the erasure (a log
+        # is not edited); what came after never reaches it
+        assert b"torn.before@" in dlq
+        for value in (b"torn.after@", b"t.late@", b"12 12 12 12"):
+            assert value not in dlq, value
+        readmodel.run_rebuild(stack)
+        check("after a rebuild")
+        dlq = raw_log(stack.brokers, "vetpms.events.dlq")
+        for value in (b"torn.after@", b"t.late@", b"12 12 12 12"):
+            assert value not in dlq, f"the rebuild wrote {value!r} to the DLQ topic"
+
+
 def master_file(stack, name, text):
     path = os.path.join(stack.dir, name)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -385,7 +385,7 @@ int vp_key_unwrap_into(const VpKey *kek, const char *wrapped_text, const char *c
 {
 	unsigned char wrapped[WRAPPED_BYTES];
 	if (vp_key_wrapped_decode(wrapped_text, wrapped) < 0) {
-		snprintf(why, why_cap, "not a wrapped key");
+		snprintf(why, why_cap, VP_NOT_A_WRAPPED_KEY);
 		return -1;
 	}
 	return vp_key_unwrap_bytes_into(kek, wrapped, context, key, why, why_cap);

@@ -47,6 +47,9 @@ void vp_key_copy(VpKey *dst, const VpKey *src);
 void vp_key_wipe(VpKey *key);
 int vp_key_unwrap_into(const VpKey *kek, const char *wrapped, const char *context, VpKey *out,
 		       char *why, size_t why_cap);
+/* What vp_key_unwrap_into (and a keyring refusing a record's text) says of
+ * text that is no wrapped key. */
+#define VP_NOT_A_WRAPPED_KEY "not a wrapped key"
 /* The same in two steps, for a keyring that keeps wrapped keys as bytes (a
  * third smaller than their text, decoded once): the text's bytes (0, or -1
  * when it is not a wrapped key's text), then those bytes unwrapped. */

@@ -629,7 +629,7 @@ int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *clie
 		status = VP_KEYRING_FAILED;
 	} else if (status == VP_KEYRING_OK) {
 		if (client->client_key != CLIENT_KEY) {
-			snprintf(why, why_cap, "not a wrapped key"); /* as vp_key_unwrap_into says */
+			snprintf(why, why_cap, VP_NOT_A_WRAPPED_KEY);
 			status = VP_KEYRING_FAILED;
 		} else if (vp_key_unwrap_bytes_into(t->key, client->wrapped, name, key, why,
 						    why_cap) < 0)

@@ -10,6 +10,7 @@ events still project; a daemon given the wrong master key, or none, refuses
 to start and says why; an aborted transaction leaves neither the event nor
 the key."""
 
+import contextlib
 import json
 import os
 import re
@@ -420,6 +421,19 @@ def test_erasing_a_client_registered_in_clear_scrubs_all_but_the_log(clinic):
 
 # A v1 contact update the catalog refuses (a member it does not know): a dead
 # letter holding personal fields in clear.
+@contextlib.contextmanager
+def clinic_of_its_own(name):
+    """A stack of its own, its writer and projector running, and a tenant:
+    for the tests whose records no writer of the module's stack could read
+    at its start-up."""
+    with running_stack() as stack:
+        writer = stack.start_daemon("cmd-writer", port=free_port())
+        projector = stack.start_daemon("projector", port=free_port())
+        for d in (writer, projector):
+            d.wait_ready(90)
+        yield stack, writer, stack.provision(writer, name, "Europe/Paris", "EUR")
+
+
 DEAD_CONTACT = {"email": "w.deadletter@legacy-clinic.example", "phone": "+33 1 11 22 33 44",
                 "address": "9 Impasse Oubliee, Vieuxbourg", "fax": True}
 DEAD_PLAIN = ["Wilhelmina", "Oldplainson", "w.deadletter", "11 22 33 44", "Impasse Oubliee"]
@@ -431,12 +445,7 @@ def test_erasure_discards_the_clients_dead_letters_without_their_payload():
     rebuild; the dead-letter topic keeps its copy (a log is not edited). A
     stack of its own: the writer cannot read the refused record, so no writer
     of the module's stack could start again once it is in the log."""
-    with running_stack() as stack:
-        writer = stack.start_daemon("cmd-writer", port=free_port())
-        projector = stack.start_daemon("projector", port=free_port())
-        for d in (writer, projector):
-            d.wait_ready(90)
-        tenant = stack.provision(writer, "Dead Letter Vets", "Europe/Paris", "EUR")
+    with clinic_of_its_own("Dead Letter Vets") as (stack, writer, tenant):
         client = str(uuid.uuid4())
         p = events.EventProducer(stack.brokers, transactional_id="e2e-privacy-dead-letter")
         p.begin()
@@ -511,12 +520,7 @@ def test_dead_letters_naming_an_erased_client_keep_no_payload():
     payload, in dead_letters and on the DLQ topic; a whole-log rebuild does
     the same. Another client's dead letters keep theirs. A stack of its own:
     the writer cannot read the undecodable records."""
-    with running_stack() as stack:
-        writer = stack.start_daemon("cmd-writer", port=free_port())
-        projector = stack.start_daemon("projector", port=free_port())
-        for d in (writer, projector):
-            d.wait_ready(90)
-        tenant = stack.provision(writer, "Torn Letter Vets", "Europe/Paris", "EUR")
+    with clinic_of_its_own("Torn Letter Vets") as (stack, writer, tenant):
         auth = {"Authorization": "Bearer " + stack.token("admin", tenant=tenant)}
         ids = {}
         for name, body in (("erased", TORN), ("kept", KEPT)):

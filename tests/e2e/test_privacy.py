@@ -15,6 +15,7 @@ import json
 import os
 import re
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
@@ -276,8 +277,19 @@ def test_erasure_leaves_no_personal_field_in_log_read_model_export_or_dead_lette
     client_id, _ = ada
     pet, token = clinic.post("/v1/patients", {"client_id": client_id, "name": "Rexo",
                                               "species": "canine", "sex": "male"})
+    # an appointment: its row and the dashboard's hold the client's name too
+    vet, _ = clinic.post("/v1/staff", {"name": "Dr Privacy", "role": "veterinarian"})
+    start = (datetime.now(timezone.utc) + timedelta(days=1)).replace(minute=0, second=0,
+                                                                     microsecond=0)
+    booked, token = clinic.post("/v1/appointments", {
+        "patient_id": pet["id"], "vet_id": vet["id"], "type": "consultation",
+        "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "end": (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")})
     before_erasure = clinic.get("/v1/patients/" + pet["id"], token)
     assert ADA["last_name"] in json.dumps(before_erasure)
+    dashboard = ("SELECT client_name FROM read.appointment_dashboard WHERE appointment_id = %s")
+    assert readmodel.query(clinic.stack, dashboard, (booked["id"],)) == [
+        (f"{ADA['first_name']} {ADA['last_name']}",)]
     at = before_erasure["updated_at"]
     url = f"{clinic.writer.url}/v1/clients/{client_id}/erase"
     r = requests.post(url, json={}, headers=clinic.auth, timeout=30)
@@ -318,6 +330,7 @@ def test_erasure_leaves_no_personal_field_in_log_read_model_export_or_dead_lette
         for value in PLAIN:
             assert value.lower() not in text.lower(), f"{value!r} survives in the {where}"
     assert "Rexo" in places["read model (every schema, dead letters included)"]
+    assert readmodel.query(clinic.stack, dashboard, (booked["id"],)) == [("erased client",)]
     assert "erased" in places["patient as of before the erasure"]
     assert client_id in places["client search"]
 

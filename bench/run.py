@@ -1818,7 +1818,7 @@ class Bench:
     # inclusive instructions of these, sealed minus plain, say where the extra goes
     SEAL_CG_PARTS = (("wr_keys_seal", "sealing (keys.c)"),
                      ("vp_field_seal", "members' AEAD + base64"),
-                     ("vp_key_wrap", "data key wrapped"),
+                     ("vp_key_wrap_bytes", "data key wrapped"),
                      ("vp_key_id", "key id"),
                      ("add_index", "2 blind indexes"),
                      ("vp_catalog_check_encoded", "check of the encoded event (larger)"),

@@ -138,27 +138,37 @@ static int add_index(cJSON *data, const VpKey *index_key, const char *field, con
 }
 
 /* The personal members of plain present, as one JSON object's text (a
- * member that is not a string is null, as v1 wrote it). */
+ * member that is not a string is null, as v1 wrote it). A member's name is
+ * an identifier of vp_personal_fields, so it goes in with its quotes, colon
+ * and comma in one append, not through the escaping string writer (a tenth
+ * of the sealing's own work). */
 static int fields_text(const cJSON *plain, VpBuf *out)
 {
-	bool first = true;
-	int rc = vp_buf_puts(out, "{");
+	char lead[40] = "{";
+	size_t n_lead = 1;
+	int rc = 0;
 	for (size_t i = 0; vp_personal_fields[i] && rc == 0; i++) {
 		const cJSON *item = cJSON_GetObjectItemCaseSensitive(plain, vp_personal_fields[i]);
 		if (!item)
 			continue; /* absent stays absent: "unchanged" in ContactUpdated */
-		if (!first)
-			rc = vp_buf_puts(out, ",");
-		first = false;
-		if (rc == 0)
-			rc = vp_json_write_string(out, vp_personal_fields[i]);
-		if (rc == 0)
-			rc = vp_buf_puts(out, ":");
+		size_t len = strlen(vp_personal_fields[i]);
+		if (len + 4 > sizeof(lead))
+			return -1; /* no field's name is that long */
+		lead[n_lead++] = '"';
+		memcpy(lead + n_lead, vp_personal_fields[i], len);
+		n_lead += len;
+		lead[n_lead++] = '"';
+		lead[n_lead++] = ':';
+		rc = vp_buf_append(out, lead, n_lead);
 		if (rc == 0)
 			rc = cJSON_IsString(item) ? vp_json_write_string(out, item->valuestring)
-						  : vp_buf_puts(out, "null");
+						  : vp_buf_append(out, "null", 4);
+		lead[0] = ',';
+		n_lead = 1;
 	}
-	return rc == 0 ? vp_buf_puts(out, "}") : rc;
+	if (rc == 0) /* lead is still "{" when no member was present */
+		rc = lead[0] == '{' ? vp_buf_append(out, "{}", 2) : vp_buf_append(out, "}", 1);
+	return rc;
 }
 
 /* {"n": nonce, "c": ciphertext} of plain's personal members, or NULL. */

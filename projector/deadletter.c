@@ -28,7 +28,7 @@ struct PjDeadLetters {
  * dead letters (docs/privacy.md). "Of the client": a client event ($8, its
  * client's id when the type carries personal fields), or an envelope that
  * did not decode whose bytes name an erased client of the record key's
- * tenant. event_log says who is erased: ClientErased is in it from the
+ * tenant ($10, the ids it names). event_log says who is erased: ClientErased is in it from the
  * statement that applied it, in this batch too, whatever the keyring has
  * read by now; and the keyring's erasure markers ($9) say it before
  * ClientErased is replayed (a rebuild reads the keys first), so a rebuild
@@ -39,10 +39,9 @@ static const PjStatement deadletter_statements[] = {
 	 "WITH e AS (SELECT CASE WHEN $9::boolean THEN true WHEN $8::uuid IS NOT NULL THEN "
 	 "EXISTS (SELECT 1 FROM event_log l WHERE l.tenant_id = $3::uuid AND l.aggregate_id = "
 	 "$8::uuid AND l.type = '" VP_EV_CLIENT_ERASED "') "
-	 "WHEN $6::text IS NULL THEN EXISTS (SELECT 1 FROM event_log l "
-	 "WHERE l.tenant_id = $3::uuid AND l.type = '" VP_EV_CLIENT_ERASED "' AND "
-	 "position(convert_to(l.aggregate_id::text, 'UTF8') IN $5::bytea) > 0) ELSE false END "
-	 "AS erased), "
+	 "WHEN $6::text IS NULL THEN EXISTS (SELECT 1 FROM event_log l WHERE l.tenant_id = "
+	 "$3::uuid AND l.aggregate_id = ANY($10::uuid[]) AND l.type = '" VP_EV_CLIENT_ERASED "') "
+	 "ELSE false END AS erased), "
 	 "i AS (INSERT INTO dead_letters (partition, \"offset\", tenant_id, error, payload, type, "
 	 "aggregate_id, status, resolved_by, resolved_at, reason) SELECT $1::integer, $2::bigint, "
 	 "$3::uuid, $4, CASE WHEN erased THEN NULL ELSE $5::bytea END, $6, $7, CASE WHEN erased "
@@ -126,20 +125,50 @@ static const char *client_of(const PjDeadLetterOf *of)
 	return of->aggregate_id;
 }
 
+/* The UUIDs a payload that did not decode names, in either case, as a
+ * PostgreSQL array literal of their canonical text (at most MAX_NAMED), or
+ * NULL when it names none: a torn client event may hold an erased client's
+ * fields. Looked up by id through event_log's index, not by scanning the
+ * bytes once per erased client of the tenant (a flood of such records from
+ * a tenant with many erasures would have cost their product). */
+#define MAX_NAMED 32
+#define NAMED_CAP (2 + MAX_NAMED * (VP_UUID_STR_LEN + 1))
+static const char *uuids_named(const rd_kafka_message_t *msg, char out[NAMED_CAP])
+{
+	const char *p = msg->payload;
+	size_t n = 0, used = 1;
+	out[0] = '{';
+	for (size_t i = 0; p && i + VP_UUID_STR_LEN <= msg->len && n < MAX_NAMED; i++) {
+		VpUuid id;
+		if (p[i + 8] != '-' || vp_uuid_parse(p + i, VP_UUID_STR_LEN, &id) < 0)
+			continue;
+		if (n++ > 0)
+			out[used++] = ',';
+		vp_uuid_format(&id, out + used);
+		used += VP_UUID_STR_LEN;
+		i += VP_UUID_STR_LEN - 1;
+	}
+	out[used++] = '}';
+	out[used] = '\0';
+	return n > 0 ? out : NULL;
+}
+
 int pj_deadletter_record(PjDeadLetters *dl, PGconn *conn, const rd_kafka_message_t *msg,
 			 const PjDeadLetterOf *of, const char *error, char *why, size_t why_cap)
 {
 	char partition_text[16], offset_text[24];
 	snprintf(partition_text, sizeof(partition_text), "%d", (int)msg->partition);
 	snprintf(offset_text, sizeof(offset_text), "%lld", (long long)msg->offset);
+	char named[NAMED_CAP];
 	const char *client = client_of(of);
 	bool marked = client && of->tenant_id && pj_keys_client_erased(of->tenant_id, client);
 	const char *params[] = {partition_text, offset_text, of->tenant_id, error,
 				msg->payload ? (const char *)msg->payload : "", of->type,
-				of->aggregate_id, client, marked ? "true" : "false"};
-	const int lengths[] = {0, 0, 0, 0, (int)msg->len, 0, 0, 0, 0};
-	const int formats[] = {0, 0, 0, 0, 1, 0, 0, 0, 0}; /* the payload as binary bytea */
-	PGresult *res = PQexecPrepared(conn, "dead_letter_insert", 9, params, lengths, formats, 0);
+				of->aggregate_id, client, marked ? "true" : "false",
+				of->type || !of->tenant_id ? NULL : uuids_named(msg, named)};
+	const int lengths[] = {0, 0, 0, 0, (int)msg->len, 0, 0, 0, 0, 0};
+	const int formats[] = {0, 0, 0, 0, 1, 0, 0, 0, 0, 0}; /* the payload as binary bytea */
+	PGresult *res = PQexecPrepared(conn, "dead_letter_insert", 10, params, lengths, formats, 0);
 	int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
 	bool erased = ok && PQgetvalue(res, 0, 0)[0] == 't';
 	if (!ok) {

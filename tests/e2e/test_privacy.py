@@ -528,7 +528,7 @@ def test_dead_letters_naming_an_erased_client_keep_no_payload():
     """docs/privacy.md: no dead letter keeps an erased client's fields. A
     record of the tenant that did not decode and names the client's id loses
     its payload when ClientErased is applied after it, and is recorded
-    without one after it; the client's own client event appended after the
+    without one after it (the id in upper case too); the client's own client event appended after the
     erasure (another producer, an ops replay) is recorded discarded with no
     payload, in dead_letters and on the DLQ topic; a whole-log rebuild does
     the same. Another client's dead letters keep theirs. A stack of its own:
@@ -548,45 +548,48 @@ def test_dead_letters_naming_an_erased_client_keep_no_payload():
         p = events.EventProducer(stack.brokers, transactional_id="e2e-privacy-torn-letters")
         p.begin()
         p.send(raw=torn(ids["erased"], "torn.before@torn-clinic.example"), key=key)
+        p.send(raw=torn(ids["erased"].upper(), "torn.upperbefore@torn-clinic.example"), key=key)
         p.send(raw=torn(ids["kept"], "torn.kept@torn-clinic.example"), key=key)
         p.commit()
         rows = ("SELECT \"offset\", status, payload IS NULL, reason, type FROM read.dead_letters "
                 "ORDER BY \"offset\"")
-        wait_for(lambda: len(readmodel.query(stack, rows)) == 2, timeout=60,
-                 what="two dead letters")
-        assert [r[1:3] for r in readmodel.query(stack, rows)] == [("dead", False)] * 2
+        wait_for(lambda: len(readmodel.query(stack, rows)) == 3, timeout=60,
+                 what="three dead letters")
+        assert [r[1:3] for r in readmodel.query(stack, rows)] == [("dead", False)] * 3
         r = requests.post(f"{writer.url}/v1/clients/{ids['erased']}/erase", headers=auth,
                           json={"reason": "GDPR request 207"}, timeout=30)
         assert r.status_code == 200, r.text
-        wait_for(lambda: readmodel.query(stack, rows)[0][1] == "discarded", timeout=60,
-                 what="the torn record naming the client scrubbed by ClientErased")
+        wait_for(lambda: [r[1] for r in readmodel.query(stack, rows)] == [
+            "discarded", "discarded", "dead"], timeout=60,
+            what="the torn records naming the client scrubbed by ClientErased")
         late = {"email": "t.late@torn-clinic.example", "phone": "+33 4 12 12 12 12",
                 "fax": True}  # fax: no member of the event, so a dead letter
         p.begin()
         p.send(events.envelope("ClientContactUpdated", tenant, "client", ids["erased"], 3, late))
         p.send(raw=torn(ids["erased"], "torn.after@torn-clinic.example"), key=key)
+        p.send(raw=torn(ids["erased"].upper(), "torn.upper@torn-clinic.example"), key=key)
         p.send(events.envelope("ClientContactUpdated", tenant, "client", ids["kept"], 2,
                                dict(late, email="k.late@torn-clinic.example",
                                     phone="+33 4 34 34 34 34")))
         p.commit()
         p.flush()
         p.close()
-        wait_for(lambda: len(readmodel.query(stack, rows)) == 5, timeout=60,
-                 what="five dead letters")
+        wait_for(lambda: len(readmodel.query(stack, rows)) == 7, timeout=60,
+                 what="seven dead letters")
 
         def check(when):
             got = readmodel.query(stack, rows)
             erased = [r for r in got if r[1] == "discarded"]
-            assert [r[1:3] for r in got] == [("discarded", True), ("dead", False),
-                                             ("discarded", True), ("discarded", True),
-                                             ("dead", False)], (when, got)
+            assert [r[1:3] for r in got] == [("discarded", True)] * 2 + [("dead", False)] + [
+                ("discarded", True)] * 3 + [("dead", False)], (when, got)
             assert all("erased" in r[3] for r in erased), (when, got)
-            assert [r[4] for r in got] == [None, None, "ClientContactUpdated", None,
+            assert [r[4] for r in got] == [None, None, None, "ClientContactUpdated", None, None,
                                            "ClientContactUpdated"], (when, got)
             text = read_model_text(stack).lower()
             for value in ("torn.kept@", "k.late@"):  # the grep below is not vacuous
                 assert value in text, (when, value)
-            for value in ("torn.before@", "torn.after@", "t.late@", "12 12 12 12"):
+            for value in ("torn.before@", "torn.upperbefore@", "torn.after@", "torn.upper@",
+                          "t.late@", "12 12 12 12"):
                 assert value not in text, f"{when}: {value!r} survives in the read model"
 
         check("live")
@@ -595,12 +598,12 @@ def test_dead_letters_naming_an_erased_client_keep_no_payload():
         # the DLQ topic keeps what was dead-lettered before the erasure (a log
         # is not edited); what came after never reaches it
         assert b"torn.before@" in dlq
-        for value in (b"torn.after@", b"t.late@", b"12 12 12 12"):
+        for value in (b"torn.after@", b"torn.upper@", b"t.late@", b"12 12 12 12"):
             assert value not in dlq, value
         readmodel.run_rebuild(stack)
         check("after a rebuild")
         dlq = raw_log(stack.brokers, "vetpms.events.dlq")
-        for value in (b"torn.after@", b"t.late@", b"12 12 12 12"):
+        for value in (b"torn.after@", b"torn.upper@", b"t.late@", b"12 12 12 12"):
             assert value not in dlq, f"the rebuild wrote {value!r} to the DLQ topic"
 
 

@@ -122,6 +122,19 @@ int vp_uuid_parse(const char *s, size_t len, VpUuid *out)
 	return 0;
 }
 
+size_t vp_uuid_scan(const char *text, size_t len, VpUuid *out, size_t max)
+{
+	size_t n = 0;
+	for (size_t i = 0; text && n < max && i + VP_UUID_STR_LEN <= len; i++) {
+		/* the first hyphen's place first: most windows fail there */
+		if (text[i + 8] == '-' && vp_uuid_parse(text + i, VP_UUID_STR_LEN, &out[n]) == 0) {
+			n++;
+			i += VP_UUID_STR_LEN - 1;
+		}
+	}
+	return n;
+}
+
 bool vp_uuid_is_nil(const VpUuid *u)
 {
 	unsigned char acc = 0;

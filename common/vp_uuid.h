@@ -25,6 +25,12 @@ void vp_uuid_format(const VpUuid *u, char out[37]);
  * Reads at most len bytes; 0 on success, -1 (out untouched) otherwise. */
 int vp_uuid_parse(const char *s, size_t len, VpUuid *out);
 
+/* The UUIDs text (len bytes, any content, not NUL-terminated) holds in the
+ * canonical form, hex digits in either case, in order, at most max of them
+ * into out; how many. Ids are read left to right and do not overlap. For
+ * bytes that did not decode (a dead letter naming a client). */
+size_t vp_uuid_scan(const char *text, size_t len, VpUuid *out, size_t max);
+
 bool vp_uuid_is_nil(const VpUuid *u);
 
 /* <0, 0, >0 like memcmp: byte order, which is time order for v7 ids. */

@@ -125,28 +125,24 @@ static const char *client_of(const PjDeadLetterOf *of)
 	return of->aggregate_id;
 }
 
-/* The UUIDs a payload that did not decode names, in either case, as a
- * PostgreSQL array literal of their canonical text (at most MAX_NAMED), or
- * NULL when it names none: a torn client event may hold an erased client's
- * fields. Looked up by id through event_log's index, not by scanning the
- * bytes once per erased client of the tenant (a flood of such records from
- * a tenant with many erasures would have cost their product). */
+/* The UUIDs a payload that did not decode names (vp_uuid_scan: either case,
+ * at most MAX_NAMED), as a PostgreSQL array literal of their canonical
+ * text, or NULL when it names none: a torn client event may hold an erased
+ * client's fields. Looked up by id through event_log's index, not by
+ * scanning the bytes once per erased client of the tenant (a flood of such
+ * records from a tenant with many erasures would have cost their product). */
 #define MAX_NAMED 32
 #define NAMED_CAP (2 + MAX_NAMED * (VP_UUID_STR_LEN + 1))
 static const char *uuids_named(const rd_kafka_message_t *msg, char out[NAMED_CAP])
 {
-	const char *p = msg->payload;
-	size_t n = 0, used = 1;
+	VpUuid ids[MAX_NAMED];
+	size_t n = vp_uuid_scan(msg->payload, msg->len, ids, MAX_NAMED), used = 1;
 	out[0] = '{';
-	for (size_t i = 0; p && i + VP_UUID_STR_LEN <= msg->len && n < MAX_NAMED; i++) {
-		VpUuid id;
-		if (p[i + 8] != '-' || vp_uuid_parse(p + i, VP_UUID_STR_LEN, &id) < 0)
-			continue;
-		if (n++ > 0)
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
 			out[used++] = ',';
-		vp_uuid_format(&id, out + used);
+		vp_uuid_format(&ids[i], out + used);
 		used += VP_UUID_STR_LEN;
-		i += VP_UUID_STR_LEN - 1;
 	}
 	out[used++] = '}';
 	out[used] = '\0';

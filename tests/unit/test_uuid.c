@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdlib.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -228,6 +229,54 @@ static void cmp_orders_bytes_and_nil_is_all_zero(void **state)
 	assert_true(vp_uuid_cmp(&b, &a) > 0);
 }
 
+static void scan_finds_ids_in_either_case_in_order(void **state)
+{
+	static const char text[] = "{\"type\": \"ClientContactUpdated\", \"aggregate_id\": "
+				   "\"0192F3A4-B5C6-7D8E-9FA0-B1C2D3E4F5A6\", \"x\":\"0192f3a4-b5c6-"
+				   "7d8e-9fa0-b1c2d3e4f5a7\"";
+	VpUuid ids[4];
+	char first[37], second[37];
+
+	(void)state;
+	assert_int_equal(vp_uuid_scan(text, strlen(text), ids, 4), 2);
+	vp_uuid_format(&ids[0], first);
+	vp_uuid_format(&ids[1], second);
+	assert_string_equal(first, "0192f3a4-b5c6-7d8e-9fa0-b1c2d3e4f5a6");
+	assert_string_equal(second, "0192f3a4-b5c6-7d8e-9fa0-b1c2d3e4f5a7");
+	/* at most max, the first ones */
+	assert_int_equal(vp_uuid_scan(text, strlen(text), ids, 1), 1);
+	vp_uuid_format(&ids[0], first);
+	assert_string_equal(first, "0192f3a4-b5c6-7d8e-9fa0-b1c2d3e4f5a6");
+}
+
+static void scan_reads_no_byte_past_len_and_skips_what_is_no_id(void **state)
+{
+	static const char id[] = "0192f3a4-b5c6-7d8e-9fa0-b1c2d3e4f5a6";
+	VpUuid ids[4];
+
+	(void)state;
+	/* exactly the id, in a buffer of its own length (ASan sees a read past) */
+	char *exact = malloc(36);
+	assert_non_null(exact);
+	memcpy(exact, id, 36);
+	assert_int_equal(vp_uuid_scan(exact, 36, ids, 4), 1);
+	assert_int_equal(vp_uuid_scan(exact, 35, ids, 4), 0); /* cut by one */
+	free(exact);
+	assert_int_equal(vp_uuid_scan(NULL, 36, ids, 4), 0);
+	assert_int_equal(vp_uuid_scan(id, 36, ids, 0), 0);
+	static const char *const not_ids[] = {
+		"0192f3a4b5c6-7d8e-9fa0-b1c2d3e4f5a6x", /* a hyphen moved */
+		"0192f3a4-b5c6-7d8e-9fa0-b1c2d3e4f5ag", /* not hex */
+		"{0192f3a4-b5c6-7d8e-9fa0_b1c2d3e4f5a6}", "",
+	};
+	for (size_t i = 0; i < sizeof(not_ids) / sizeof(not_ids[0]); i++)
+		assert_int_equal(vp_uuid_scan(not_ids[i], strlen(not_ids[i]), ids, 4), 0);
+	/* two ids back to back are two; text around them does not matter */
+	char two[80];
+	snprintf(two, sizeof(two), "%s%s-", id, id);
+	assert_int_equal(vp_uuid_scan(two, strlen(two), ids, 4), 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -241,6 +290,8 @@ int main(void)
 		cmocka_unit_test(parse_accepts_any_version_and_nil),
 		cmocka_unit_test(parse_refuses_every_malformed_form),
 		cmocka_unit_test(cmp_orders_bytes_and_nil_is_all_zero),
+		cmocka_unit_test(scan_finds_ids_in_either_case_in_order),
+		cmocka_unit_test(scan_reads_no_byte_past_len_and_skips_what_is_no_id),
 	};
 
 	return cmocka_run_group_tests_name("vp_uuid", tests, setup_sodium, NULL);

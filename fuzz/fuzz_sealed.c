@@ -50,6 +50,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* Whether name is one of the personal fields type carries. */
+static bool field_of(const char *type, const char *name)
+{
+	for (const char *const *f = vp_sealed_fields_of(type); *f; f++)
+		if (!strcmp(*f, name))
+			return true;
+	return false;
+}
+
 /* What opened holds: the type's personal fields, each a string or null (a
  * v3 registration's names strings: v2 opened each field on its own, and the
  * catalog's check of the opened data asks for the names), and the blind
@@ -60,10 +69,8 @@ static void check_opened(const cJSON *opened, const cJSON *data, const char *typ
 	cJSON_ArrayForEach(item, opened)
 	{
 		bool bidx = !strcmp(item->string, "email_bidx") || !strcmp(item->string, "phone_bidx");
-		const char *const *f = vp_sealed_fields_of(type);
-		while (*f && strcmp(*f, item->string) != 0)
-			f++;
-		FUZZ_CHECK(bidx || (*f && (cJSON_IsString(item) || cJSON_IsNull(item))),
+		FUZZ_CHECK(bidx || (field_of(type, item->string) &&
+				    (cJSON_IsString(item) || cJSON_IsNull(item))),
 			   "opened %s holds %s", type, item->string);
 		FUZZ_CHECK(!bidx || cJSON_Compare(item,
 						  cJSON_GetObjectItemCaseSensitive(data,
@@ -125,14 +132,10 @@ static void check_tampered(cJSON *sealed, const VpSealedOf *of, const char *memb
  * registration's names as strings. What else seals does not open. */
 static bool sealable(const cJSON *plain, const char *type)
 {
-	const char *const *fields = vp_sealed_fields_of(type);
-	for (size_t i = 0; vp_personal_fields[i]; i++) {
-		bool of_type = false;
-		for (size_t j = 0; fields[j]; j++)
-			of_type = of_type || !strcmp(fields[j], vp_personal_fields[i]);
-		if (!of_type && cJSON_GetObjectItemCaseSensitive(plain, vp_personal_fields[i]))
+	for (size_t i = 0; vp_personal_fields[i]; i++)
+		if (!field_of(type, vp_personal_fields[i]) &&
+		    cJSON_GetObjectItemCaseSensitive(plain, vp_personal_fields[i]))
 			return false;
-	}
 	return strcmp(type, VP_EV_CLIENT_REGISTERED) != 0 ||
 	       (vp_json_str(plain, "first_name") && vp_json_str(plain, "last_name"));
 }

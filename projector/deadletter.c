@@ -28,12 +28,12 @@ struct PjDeadLetters {
  * dead letters (docs/privacy.md). "Of the client": a client event ($8, its
  * client's id when the type carries personal fields), or an envelope that
  * did not decode whose bytes name an erased client of the record key's
- * tenant ($10, the ids it names). event_log says who is erased: ClientErased is in it from the
- * statement that applied it, in this batch too, whatever the keyring has
- * read by now; and the keyring's erasure markers ($9) say it before
- * ClientErased is replayed (a rebuild reads the keys first), so a rebuild
- * does not write the client's dead letters to the DLQ topic again. The
- * answer is whether it was. */
+ * tenant ($10, the ids it names). event_log says who is erased:
+ * ClientErased is in it from the statement that applied it, in this batch
+ * too, whatever the keyring has read by now; and the keyring's erasure
+ * markers ($9) say it before ClientErased is replayed (a rebuild reads the
+ * keys first), so a rebuild does not write the client's dead letters to the
+ * DLQ topic again. The answer is whether it was. */
 static const PjStatement deadletter_statements[] = {
 	{"dead_letter_insert",
 	 "WITH e AS (SELECT CASE WHEN $9::boolean THEN true WHEN $8::uuid IS NOT NULL THEN "

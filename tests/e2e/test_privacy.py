@@ -528,10 +528,10 @@ def test_dead_letters_naming_an_erased_client_keep_no_payload():
     """docs/privacy.md: no dead letter keeps an erased client's fields. A
     record of the tenant that did not decode and names the client's id loses
     its payload when ClientErased is applied after it, and is recorded
-    without one after it (the id in upper case too); the client's own client event appended after the
-    erasure (another producer, an ops replay) is recorded discarded with no
-    payload, in dead_letters and on the DLQ topic; a whole-log rebuild does
-    the same. Another client's dead letters keep theirs. A stack of its own:
+    without one after it (the id in upper case too); the client's own
+    client event appended after the erasure (another producer, an ops
+    replay) is recorded discarded with no payload, in dead_letters and on
+    the DLQ topic; a whole-log rebuild does the same. Another client's dead letters keep theirs. A stack of its own:
     the writer cannot read the undecodable records."""
     with clinic_of_its_own("Torn Letter Vets") as (stack, writer, tenant):
         auth = {"Authorization": "Bearer " + stack.token("admin", tenant=tenant)}

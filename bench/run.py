@@ -1824,6 +1824,40 @@ class Bench:
                      ("vp_catalog_check_encoded", "check of the encoded event (larger)"),
                      ("vp_event_encode_into", "encoding (larger)"))
 
+    def callgrind_writer(self, side, args, env, bodies, token, conns):
+        """One writer under callgrind: bodies[:SEAL_CG_WARM] POSTed to
+        /v1/clients not counted, the rest counted over conns connections;
+        inclusive instructions by function per command, and commands per
+        commit (None in --dry-run)."""
+        out = os.path.join(self.stack.dir, f"callgrind.{side}.out")
+        d = self.stack.start_daemon(
+            "cmd-writer", port=free_port(), args=args, env=env,
+            prefix=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"])
+        self.daemons["seal-cg"] = d
+        d.wait_ready(300)
+        self.post_lines(d, "/v1/clients", bodies[:self.SEAL_CG_WARM], token, "cg_warm", conns)
+        subprocess.run(["callgrind_control", "-z", str(d.proc.pid)], check=True,
+                       capture_output=True)
+        commits = None if args else self.metric(d, "vetpms_writer_commits_total")
+        r = self.post_lines(d, "/v1/clients", bodies[self.SEAL_CG_WARM:], token, "cg_counted",
+                            conns)
+        if commits is not None:
+            commits = self.metric(d, "vetpms_writer_commits_total") - commits
+        subprocess.run(["callgrind_control", "-d", side, str(d.proc.pid)], check=True,
+                       capture_output=True)
+        self.drop("seal-cg")
+        ok = r["status"].get("201", 0)
+        if ok != len(bodies) - self.SEAL_CG_WARM:
+            raise RuntimeError(f"seal callgrind {side}: {r}")
+        per_txn = ok / commits if commits else None
+        return {k: v / ok for k, v in callgrind_inclusive(out + ".1").items()}, per_txn
+
+    def seal_cg_bodies(self, tag):
+        n = self.SEAL_CG_WARM + (200 if self.quick else self.SEAL_CG_COUNTED)
+        return [{"first_name": "Ada", "last_name": f"Lovelace {i}",
+                 "email": f"ada{i}.{tag}@cg.example", "phone": f"+44 20 7946 {i % 10000:04d}",
+                 "address": f"{i % 300 + 1} High Street, London"} for i in range(n)]
+
     def seal_writer_instructions(self):
         """Instructions per RegisterClient of the --dry-run writer, sealed
         against plain, counted by callgrind over the same bodies: a count that
@@ -1837,31 +1871,10 @@ class Bench:
         self.writer()  # the clinic both writers rebuild from
         for key in ("writer", "projector", "reader"):
             self.drop(key)
-        n = self.SEAL_CG_WARM + (200 if self.quick else self.SEAL_CG_COUNTED)
-        bodies = [{"first_name": "Ada", "last_name": f"Lovelace {i}",
-                   "email": f"ada{i}@cg.example", "phone": f"+44 20 7946 {i % 10000:04d}",
-                   "address": f"{i % 300 + 1} High Street, London"} for i in range(n)]
-        token, count = self.facts["token"], {}
+        bodies, token, count = self.seal_cg_bodies("dry"), self.facts["token"], {}
         for side in ("sealed", "plain"):
-            out = os.path.join(self.stack.dir, f"callgrind.{side}.out")
-            d = self.stack.start_daemon(
-                "cmd-writer", port=free_port(), args=["--dry-run"],
-                env={"VETPMS_WRITER_UNSEALED_FOR_BENCH": "1"} if side == "plain" else {},
-                prefix=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"])
-            self.daemons["seal-cg"] = d
-            d.wait_ready(300)
-            self.post_lines(d, "/v1/clients", bodies[:self.SEAL_CG_WARM], token, "cg_warm", 2)
-            subprocess.run(["callgrind_control", "-z", str(d.proc.pid)], check=True,
-                           capture_output=True)
-            r = self.post_lines(d, "/v1/clients", bodies[self.SEAL_CG_WARM:], token,
-                                "cg_counted", 2)
-            subprocess.run(["callgrind_control", "-d", side, str(d.proc.pid)], check=True,
-                           capture_output=True)
-            self.drop("seal-cg")
-            ok = r["status"].get("201", 0)
-            if ok != n - self.SEAL_CG_WARM:
-                raise RuntimeError(f"seal callgrind {side}: {r}")
-            count[side] = {k: v / ok for k, v in callgrind_inclusive(out + ".1").items()}
+            env = {"VETPMS_WRITER_UNSEALED_FOR_BENCH": "1"} if side == "plain" else {}
+            count[side], _ = self.callgrind_writer(side, ["--dry-run"], env, bodies, token, 2)
         s, p = count["sealed"], count["plain"]
         extra = s["total"] - p["total"]
         parts = {name: s.get(fn, 0) - p.get(fn, 0) for fn, name in self.SEAL_CG_PARTS}
@@ -1873,8 +1886,35 @@ class Bench:
                  f"instructions per command sealed/plain {s['total'] / p['total']:.3f} "
                  f"({extra / p['total'] * 100:+.1f} %; goal <= +10 %); extra {extra:,.0f} of "
                  f"which " + ", ".join(f"{name} {v:+,.0f}" for name, v in parts.items()) +
-                 f"; {n - self.SEAL_CG_WARM} RegisterClient counted a side after "
+                 f"; {len(bodies) - self.SEAL_CG_WARM} RegisterClient counted a side after "
                  f"{self.SEAL_CG_WARM} not counted, 2 connections, all threads")
+
+    def seal_writer_kafka_instructions(self, keys, tokens):
+        """The same count on the real path: the writer with Kafka (its own
+        bench.seal.* topic and tenant a side, as seal_writer_kafka), all
+        threads, librdkafka's included. Callgrind counts user-space
+        instructions only: the kernel's share of librdkafka's CPU (sockets,
+        wake-ups) is not in it."""
+        if not shutil.which("valgrind") or not shutil.which("callgrind_annotate"):
+            return
+        count, per_txn = {}, {}
+        for side in ("sealed", "plain"):
+            env = {"VETPMS_TOPIC": f"bench.seal.{side}", "VETPMS_KEYS_TOPIC": keys,
+                   "VETPMS_DLQ_TOPIC": f"bench.seal.{side}.dlq"}
+            if side == "plain":
+                env["VETPMS_WRITER_UNSEALED_FOR_BENCH"] = "1"
+            count[side], per_txn[side] = self.callgrind_writer(
+                side, [], env, self.seal_cg_bodies("kafka"), tokens[side]["BENCH_TOKEN"], 32)
+        s, p = count["sealed"]["total"], count["plain"]["total"]
+        self.facts.setdefault("seal", {})["instructions_kafka"] = {
+            "sealed": s, "plain": p, "per_txn": per_txn}
+        self.row("seal", "RegisterClient sealed vs plain, writer with Kafka, instructions "
+                 "(callgrind)", round(s), round(p), "instructions/command", None, None, {},
+                 "the same RegisterClient unsealed (v1), same bodies",
+                 f"instructions per command sealed/plain {s / p:.3f} ({(s - p) / p * 100:+.1f} "
+                 f"%; goal <= +10 %); user space only, all threads (librdkafka's included); "
+                 f"{per_txn['sealed']:.1f} sealed and {per_txn['plain']:.1f} plain commands "
+                 f"a transaction, 32 connections")
 
     def seal_writer_kafka(self):
         """One writer at a time (both would take the transactional.id
@@ -1911,6 +1951,7 @@ class Bench:
             self.drop("seal-kafka")
         per_txn = {side: f"{e} events in {c} txns ({e / max(1, c):.1f}/txn)"
                    for side, (e, c) in sizes.items()}
+        self.seal_writer_kafka_instructions(keys, tokens)
         self.seal_row("RegisterClient sealed vs plain, writer with Kafka", runs, used,
                       f"sealed {per_txn['sealed']} plus a key record per client in "
                       f"{keys}; plain {per_txn['plain']}; Kafka warmed "

@@ -128,15 +128,25 @@ char *rd_asof_sql(const char *sql, int as_of_param, bool *reads_now)
 /* Every base table of schema read, copied empty (with its defaults, checks,
  * generated columns and indexes) as a temp table of the same name, dropped
  * with the transaction. Row-level security is not copied: every row the fold
- * writes is the tenant's. Tables the reader may not read (dead_letters) are
- * left out: no handler writes them. */
+ * writes is the tenant's. A table the reader may not read (dead_letters) is
+ * shadowed by an empty temp table of its columns (pg_attribute is public):
+ * a handler that writes it (ClientErased scrubs the client's dead letters)
+ * then writes nothing, where it used to fail the fold with "permission
+ * denied" and every history of an erased client's patient with it. */
 static const char create_temp_tables[] =
-    "DO $$ DECLARE t name; BEGIN"
-    " FOR t IN SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-    "  WHERE n.nspname = 'read' AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
-    "   AND has_table_privilege(c.oid, 'SELECT') LOOP"
-    "  EXECUTE format('CREATE TEMP TABLE %I (LIKE read.%I INCLUDING ALL) ON COMMIT DROP',"
-    "   t, t);"
+    "DO $$ DECLARE t record; BEGIN"
+    " FOR t IN SELECT c.oid, c.relname, has_table_privilege(c.oid, 'SELECT') AS readable"
+    "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    "  WHERE n.nspname = 'read' AND c.relkind IN ('r', 'p') AND NOT c.relispartition LOOP"
+    "  IF t.readable THEN"
+    "   EXECUTE format('CREATE TEMP TABLE %I (LIKE read.%I INCLUDING ALL) ON COMMIT DROP',"
+    "    t.relname, t.relname);"
+    "  ELSE"
+    "   EXECUTE format('CREATE TEMP TABLE %I (%s) ON COMMIT DROP', t.relname,"
+    "    (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)),"
+    "      ', ' ORDER BY a.attnum) FROM pg_attribute a"
+    "     WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped));"
+    "  END IF;"
     " END LOOP; END $$";
 
 /* NULL: the tenant has no event; false: as_of is before its first one. */

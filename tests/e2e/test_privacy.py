@@ -316,22 +316,28 @@ def test_erasure_leaves_no_personal_field_in_log_read_model_export_or_dead_lette
     exported = clinic.stack.vetctl("tenant", "export", "--tenant", clinic.tenant,
                                    "--key-file", transport).stdout  # keys too
     history = clinic.get("/v1/patients/" + pet["id"], as_of=at)
+    # a history that folds the ClientErased (it scrubs the client's dead
+    # letters, a table the reader may not read: the fold failed, 503)
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    history_after = clinic.get("/v1/patients/" + pet["id"], as_of=now)
     places = {"events topic": raw_log(clinic.stack.brokers).decode(errors="replace"),
               "dead letter topic": raw_log(clinic.stack.brokers,
                                            "vetpms.events.dlq").decode(errors="replace"),
               "read model (every schema, dead letters included)": read_model_text(clinic.stack),
               "tenant export": exported,
               "patient as of before the erasure": json.dumps(history),
+              "patient as of after the erasure": json.dumps(history_after),
               "client now": json.dumps(clinic.get("/v1/clients/" + client_id)),
               "client search": json.dumps(clinic.get("/v1/clients", search="erased client"))}
     for where, text in places.items():
         # each place really holds this client (the grep below is not vacuous)
-        assert client_id in text or where == "patient as of before the erasure", where
+        assert client_id in text or where.startswith("patient as of"), where
         for value in PLAIN:
             assert value.lower() not in text.lower(), f"{value!r} survives in the {where}"
     assert "Rexo" in places["read model (every schema, dead letters included)"]
     assert readmodel.query(clinic.stack, dashboard, (booked["id"],)) == [("erased client",)]
     assert "erased" in places["patient as of before the erasure"]
+    assert history_after["name"] == "Rexo" and "erased" in places["patient as of after the erasure"]
     assert client_id in places["client search"]
 
 

@@ -138,9 +138,10 @@ const PjApplyRow pj_directory_rows[] = {
 	 * dead-lettered client events lose their payload and are discarded,
 	 * saying why: a redrive after the erasure is refused anyway (log order),
 	 * and a v1 one holds the fields in clear; so do the tenant's records
-	 * that did not decode and name the client's id, in lower or upper case
-	 * (a torn client event may hold its fields). Clinical and financial rows
-	 * stay, linked by id. */
+	 * that did not decode and name the client's id (named_ids, the ids
+	 * their bytes hold in any case, projector/deadletter.c: a torn client
+	 * event may hold its fields). Clinical and financial rows stay, linked
+	 * by id. */
 	{.type = VP_EV_CLIENT_ERASED,
 	 .stmt = "client_erased",
 	 .sql = "WITH c AS (UPDATE clients SET first_name = $5::jsonb->>'first_name', "
@@ -165,8 +166,7 @@ const PjApplyRow pj_directory_rows[] = {
 		"$4::timestamptz), reason = coalesce(reason, '" PJ_ERASED_DEAD_LETTER "') "
 		"WHERE tenant_id = $1::uuid AND payload IS NOT NULL AND ((aggregate_id = "
 		"$2::uuid::text AND type = ANY($6::text[])) OR (type IS NULL AND "
-		"(position(convert_to($2::uuid::text, 'UTF8') IN payload) > 0 OR "
-		"position(convert_to(upper($2::uuid::text), 'UTF8') IN payload) > 0)))) "
+		"named_ids @> ARRAY[$2::uuid]))) "
 		"SELECT id FROM c",
 	 .not_applied = "client not found in the read model",
 	 .apply = client_erased},

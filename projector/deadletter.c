@@ -28,12 +28,13 @@ struct PjDeadLetters {
  * dead letters (docs/privacy.md). "Of the client": a client event ($8, its
  * client's id when the type carries personal fields), or an envelope that
  * did not decode whose bytes name an erased client of the record key's
- * tenant ($10, the ids it names). event_log says who is erased:
+ * tenant ($10, the ids it names, kept in named_ids: a ClientErased
+ * applied later scrubs the rows naming its client). event_log says who is erased:
  * ClientErased is in it from the statement that applied it, in this batch
  * too, whatever the keyring has read by now; and the keyring's erasure
- * markers ($9) say it before ClientErased is replayed (a rebuild reads the
- * keys first), so a rebuild does not write the client's dead letters to the
- * DLQ topic again. The answer is whether it was. */
+ * markers ($9, of $8 or of an id in $10) say it before ClientErased is
+ * replayed (a rebuild reads the keys first), so a rebuild does not write the
+ * client's dead letters to the DLQ topic again. The answer is whether it was. */
 static const PjStatement deadletter_statements[] = {
 	{"dead_letter_insert",
 	 "WITH e AS (SELECT CASE WHEN $9::boolean THEN true WHEN $8::uuid IS NOT NULL THEN "
@@ -43,8 +44,9 @@ static const PjStatement deadletter_statements[] = {
 	 "$3::uuid AND l.aggregate_id = ANY($10::uuid[]) AND l.type = '" VP_EV_CLIENT_ERASED "') "
 	 "ELSE false END AS erased), "
 	 "i AS (INSERT INTO dead_letters (partition, \"offset\", tenant_id, error, payload, type, "
-	 "aggregate_id, status, resolved_by, resolved_at, reason) SELECT $1::integer, $2::bigint, "
-	 "$3::uuid, $4, CASE WHEN erased THEN NULL ELSE $5::bytea END, $6, $7, CASE WHEN erased "
+	 "aggregate_id, named_ids, status, resolved_by, resolved_at, reason) SELECT $1::integer, "
+	 "$2::bigint, $3::uuid, $4, CASE WHEN erased THEN NULL ELSE $5::bytea END, $6, $7, "
+	 "$10::uuid[], CASE WHEN erased "
 	 "THEN 'discarded' ELSE 'dead' END, CASE WHEN erased THEN 'projector' END, CASE WHEN "
 	 "erased THEN now() END, CASE WHEN erased THEN '" PJ_ERASED_DEAD_LETTER "' END FROM e "
 	 "ON CONFLICT DO NOTHING) "
@@ -130,10 +132,14 @@ static const char *client_of(const PjDeadLetterOf *of)
  * text, or NULL when it names none: a torn client event may hold an erased
  * client's fields. Looked up by id through event_log's index, not by
  * scanning the bytes once per erased client of the tenant (a flood of such
- * records from a tenant with many erasures would have cost their product). */
+ * records from a tenant with many erasures would have cost their product),
+ * and in the keyring: *marked when one is a client of tenant_id with an
+ * erasure marker, so a rebuild, which reads the markers before it replays
+ * the ClientErased, makes no new copy of the record on the DLQ topic. */
 #define MAX_NAMED 32
 #define NAMED_CAP (2 + MAX_NAMED * (VP_UUID_STR_LEN + 1))
-static const char *uuids_named(const rd_kafka_message_t *msg, char out[NAMED_CAP])
+static const char *uuids_named(const rd_kafka_message_t *msg, const char *tenant_id,
+			       char out[NAMED_CAP], bool *marked)
 {
 	VpUuid ids[MAX_NAMED];
 	size_t n = vp_uuid_scan(msg->payload, msg->len, ids, MAX_NAMED), used = 1;
@@ -141,7 +147,8 @@ static const char *uuids_named(const rd_kafka_message_t *msg, char out[NAMED_CAP
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0)
 			out[used++] = ',';
-		vp_uuid_format(&ids[i], out + used);
+		vp_uuid_format(&ids[i], out + used); /* NUL-terminated until the next append */
+		*marked = *marked || pj_keys_client_erased(tenant_id, out + used);
 		used += VP_UUID_STR_LEN;
 	}
 	out[used++] = '}';
@@ -155,13 +162,15 @@ int pj_deadletter_record(PjDeadLetters *dl, PGconn *conn, const rd_kafka_message
 	char partition_text[16], offset_text[24];
 	snprintf(partition_text, sizeof(partition_text), "%d", (int)msg->partition);
 	snprintf(offset_text, sizeof(offset_text), "%lld", (long long)msg->offset);
-	char named[NAMED_CAP];
+	char named_text[NAMED_CAP];
 	const char *client = client_of(of);
 	bool marked = client && of->tenant_id && pj_keys_client_erased(of->tenant_id, client);
+	const char *named = of->type || !of->tenant_id
+				? NULL
+				: uuids_named(msg, of->tenant_id, named_text, &marked);
 	const char *params[] = {partition_text, offset_text, of->tenant_id, error,
 				msg->payload ? (const char *)msg->payload : "", of->type,
-				of->aggregate_id, client, marked ? "true" : "false",
-				of->type || !of->tenant_id ? NULL : uuids_named(msg, named)};
+				of->aggregate_id, client, marked ? "true" : "false", named};
 	const int lengths[] = {0, 0, 0, 0, (int)msg->len, 0, 0, 0, 0, 0};
 	const int formats[] = {0, 0, 0, 0, 1, 0, 0, 0, 0, 0}; /* the payload as binary bytea */
 	PGresult *res = PQexecPrepared(conn, "dead_letter_insert", 10, params, lengths, formats, 0);

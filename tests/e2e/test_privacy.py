@@ -17,6 +17,7 @@ import re
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import psycopg
 import pytest
 import requests
 
@@ -530,15 +531,24 @@ def torn(client, email):
             % (client, email)).encode()
 
 
+def mixed_case(client):
+    """The id in neither lower nor upper case: every other character upper."""
+    mixed = "".join(c.upper() if i % 2 else c for i, c in enumerate(client))
+    assert mixed not in (client.lower(), client.upper()), client
+    return mixed
+
+
 def test_dead_letters_naming_an_erased_client_keep_no_payload():
     """docs/privacy.md: no dead letter keeps an erased client's fields. A
     record of the tenant that did not decode and names the client's id loses
     its payload when ClientErased is applied after it, and is recorded
-    without one after it (the id in upper case too); the client's own
+    without one after it (the id in upper or mixed case too); the client's own
     client event appended after the erasure (another producer, an ops
     replay) is recorded discarded with no payload, in dead_letters and on
-    the DLQ topic; a whole-log rebuild does the same. Another client's dead letters keep theirs. A stack of its own:
-    the writer cannot read the undecodable records."""
+    the DLQ topic; a whole-log rebuild does the same, and copies none of
+    the client's records to the DLQ topic again. Another client's dead
+    letters keep theirs. A stack of its own: the writer cannot read the
+    undecodable records."""
     with clinic_of_its_own("Torn Letter Vets") as (stack, writer, tenant):
         auth = {"Authorization": "Bearer " + stack.token("admin", tenant=tenant)}
         ids = {}
@@ -555,18 +565,20 @@ def test_dead_letters_naming_an_erased_client_keep_no_payload():
         p.begin()
         p.send(raw=torn(ids["erased"], "torn.before@torn-clinic.example"), key=key)
         p.send(raw=torn(ids["erased"].upper(), "torn.upperbefore@torn-clinic.example"), key=key)
+        p.send(raw=torn(mixed_case(ids["erased"]), "torn.mixedbefore@torn-clinic.example"),
+               key=key)
         p.send(raw=torn(ids["kept"], "torn.kept@torn-clinic.example"), key=key)
         p.commit()
         rows = ("SELECT \"offset\", status, payload IS NULL, reason, type FROM read.dead_letters "
                 "ORDER BY \"offset\"")
-        wait_for(lambda: len(readmodel.query(stack, rows)) == 3, timeout=60,
-                 what="three dead letters")
-        assert [r[1:3] for r in readmodel.query(stack, rows)] == [("dead", False)] * 3
+        wait_for(lambda: len(readmodel.query(stack, rows)) == 4, timeout=60,
+                 what="four dead letters")
+        assert [r[1:3] for r in readmodel.query(stack, rows)] == [("dead", False)] * 4
         r = requests.post(f"{writer.url}/v1/clients/{ids['erased']}/erase", headers=auth,
                           json={"reason": "GDPR request 207"}, timeout=30)
         assert r.status_code == 200, r.text
         wait_for(lambda: [r[1] for r in readmodel.query(stack, rows)] == [
-            "discarded", "discarded", "dead"], timeout=60,
+            "discarded", "discarded", "discarded", "dead"], timeout=60,
             what="the torn records naming the client scrubbed by ClientErased")
         late = {"email": "t.late@torn-clinic.example", "phone": "+33 4 12 12 12 12",
                 "fax": True}  # fax: no member of the event, so a dead letter
@@ -574,28 +586,29 @@ def test_dead_letters_naming_an_erased_client_keep_no_payload():
         p.send(events.envelope("ClientContactUpdated", tenant, "client", ids["erased"], 3, late))
         p.send(raw=torn(ids["erased"], "torn.after@torn-clinic.example"), key=key)
         p.send(raw=torn(ids["erased"].upper(), "torn.upper@torn-clinic.example"), key=key)
+        p.send(raw=torn(mixed_case(ids["erased"]), "torn.mixed@torn-clinic.example"), key=key)
         p.send(events.envelope("ClientContactUpdated", tenant, "client", ids["kept"], 2,
                                dict(late, email="k.late@torn-clinic.example",
                                     phone="+33 4 34 34 34 34")))
         p.commit()
         p.flush()
         p.close()
-        wait_for(lambda: len(readmodel.query(stack, rows)) == 7, timeout=60,
-                 what="seven dead letters")
+        wait_for(lambda: len(readmodel.query(stack, rows)) == 9, timeout=60,
+                 what="nine dead letters")
 
         def check(when):
             got = readmodel.query(stack, rows)
             erased = [r for r in got if r[1] == "discarded"]
-            assert [r[1:3] for r in got] == [("discarded", True)] * 2 + [("dead", False)] + [
-                ("discarded", True)] * 3 + [("dead", False)], (when, got)
+            assert [r[1:3] for r in got] == [("discarded", True)] * 3 + [("dead", False)] + [
+                ("discarded", True)] * 4 + [("dead", False)], (when, got)
             assert all("erased" in r[3] for r in erased), (when, got)
-            assert [r[4] for r in got] == [None, None, None, "ClientContactUpdated", None, None,
-                                           "ClientContactUpdated"], (when, got)
+            assert [r[4] for r in got] == [None] * 4 + ["ClientContactUpdated"] + [None] * 3 + [
+                "ClientContactUpdated"], (when, got)
             text = read_model_text(stack).lower()
             for value in ("torn.kept@", "k.late@"):  # the grep below is not vacuous
                 assert value in text, (when, value)
-            for value in ("torn.before@", "torn.upperbefore@", "torn.after@", "torn.upper@",
-                          "t.late@", "12 12 12 12"):
+            for value in ("torn.before@", "torn.upperbefore@", "torn.mixedbefore@",
+                          "torn.after@", "torn.upper@", "torn.mixed@", "t.late@", "12 12 12 12"):
                 assert value not in text, f"{when}: {value!r} survives in the read model"
 
         check("live")
@@ -604,13 +617,65 @@ def test_dead_letters_naming_an_erased_client_keep_no_payload():
         # the DLQ topic keeps what was dead-lettered before the erasure (a log
         # is not edited); what came after never reaches it
         assert b"torn.before@" in dlq
-        for value in (b"torn.after@", b"torn.upper@", b"t.late@", b"12 12 12 12"):
+        for value in (b"torn.after@", b"torn.upper@", b"torn.mixed@", b"t.late@",
+                      b"12 12 12 12"):
             assert value not in dlq, value
         readmodel.run_rebuild(stack)
         check("after a rebuild")
         dlq = raw_log(stack.brokers, "vetpms.events.dlq")
-        for value in (b"torn.after@", b"torn.upper@", b"t.late@", b"12 12 12 12"):
+        for value in (b"torn.after@", b"torn.upper@", b"torn.mixed@", b"t.late@",
+                      b"12 12 12 12"):
             assert value not in dlq, f"the rebuild wrote {value!r} to the DLQ topic"
+        # the rebuild copies the other client's dead letters again, and not
+        # the erased client's from before the erasure (its keyring read the
+        # erasure marker first)
+        assert dlq.count(b"torn.kept@") == 2 and dlq.count(b"k.late@") == 2, dlq
+        for value in (b"torn.before@", b"torn.upperbefore@", b"torn.mixedbefore@"):
+            assert dlq.count(value) == 1, f"the rebuild copied {value!r} to the DLQ topic again"
+
+
+MIGRATIONS = os.path.join(os.path.dirname(__file__), "..", "..", "schema", "migrations")
+
+
+def test_the_named_ids_of_dead_letters_recorded_before_015_are_filled_in(clinic):
+    """Migration 015 fills named_ids of the dead letters recorded before it
+    by the projector's rule (vp_uuid_scan): the UUIDs an undecodable payload
+    holds, in any case, canonical, in order, the first 32; none for a dead
+    letter that decoded or has no tenant. Applied as the projector applies
+    migrations (search_path on a schema of its own), after 001-014."""
+    files = sorted(f for f in os.listdir(MIGRATIONS) if re.match(r"\d{3}_.*\.sql$", f))
+    assert files[14].startswith("015_"), files
+    ids = [str(uuid.uuid4()) for _ in range(34)]
+    payloads = [  # (payload, type, tenant) -> the named_ids expected
+        (torn(mixed_case(ids[0]), "a@b.example").replace(b"a@b", "\u00e9\u00e0".encode())
+         + b"\xab" + ids[1].upper().encode(), None, clinic.tenant, ids[:2]),
+        (b"\xfe\xff" + "".join(ids[:33]).encode(), None, clinic.tenant, ids[:32]),
+        (ids[33].encode(), "ClientContactUpdated", clinic.tenant, None),
+        (ids[33].encode(), None, None, None),
+        (b"no id here \\ 0123abcd-", None, clinic.tenant, None),
+    ]
+    with psycopg.connect(clinic.stack.superuser_dsn(), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS mig015 CASCADE")
+        conn.execute("CREATE SCHEMA mig015")
+
+        def migrate(name):
+            with open(os.path.join(MIGRATIONS, name)) as f, conn.transaction():
+                conn.execute("SELECT set_config('search_path', 'mig015, public', true)")
+                conn.execute(f.read())
+
+        try:
+            for name in files[:14]:
+                migrate(name)
+            for i, (payload, type_, tenant, _) in enumerate(payloads):
+                conn.execute("INSERT INTO mig015.dead_letters (partition, \"offset\", tenant_id, "
+                             "error, payload, type) VALUES (0, %s, %s, 'test', %s, %s)",
+                             (i, tenant, payload, type_))
+            migrate(files[14])
+            got = conn.execute("SELECT named_ids FROM mig015.dead_letters "
+                               "ORDER BY \"offset\"").fetchall()
+        finally:
+            conn.execute("DROP SCHEMA mig015 CASCADE")
+    assert [r[0] and [str(u) for u in r[0]] for r in got] == [p[3] for p in payloads]
 
 
 def master_file(stack, name, text):

@@ -125,27 +125,60 @@ bad:
 	return -1;
 }
 
-/* SHA-256 over method, path and the canonical body: the same command sent
- * twice with one key hashes the same; any other body does not. The body is
- * printed as cJSON_PrintUnformatted prints it (vp_json_write): the hashes in
- * the log's headers were made from that text. */
-static void request_hash(WrApi *api, const VpHttpRequest *r, const cJSON *body, char out[65])
+/* The request's hash: over method, path and the canonical body, so the same
+ * command sent twice with one key hashes the same and any other body does
+ * not. The body is printed as cJSON_PrintUnformatted prints it
+ * (vp_json_write). It is a MAC under a key derived from the master key
+ * (key NULL: a plain SHA-256, what the writer wrote before stop 22, and
+ * what it still makes without a master key loaded, as in unit tests): it
+ * goes into the log's command-hash header, and a plain hash of a
+ * RegisterClient's body let anyone holding the log test a guess of a
+ * client's details, the client's erasure notwithstanding. */
+static void command_hash(WrApi *api, const VpHttpRequest *r, const cJSON *body,
+			 const VpKey *key, char out[65])
 {
-	unsigned char digest[crypto_hash_sha256_BYTES];
-	crypto_hash_sha256_state st;
 	char method[8];
 	VpBuf *canonical = &api->scratch;
 	vp_buf_reset(canonical);
 	vp_json_write(canonical, body);
 	snprintf(method, sizeof(method), "%d ", (int)r->method);
+	const void *parts[] = {method, r->path, canonical->data};
+	const size_t lens[] = {strlen(method), strlen(r->path) + 1,
+			       canonical->oom ? 0 : canonical->len};
+	if (key) {
+		vp_key_mac_hex(key, parts, lens, 3, out);
+		return;
+	}
+	unsigned char digest[crypto_hash_sha256_BYTES];
+	crypto_hash_sha256_state st;
 	crypto_hash_sha256_init(&st);
-	crypto_hash_sha256_update(&st, (const unsigned char *)method, strlen(method));
-	crypto_hash_sha256_update(&st, (const unsigned char *)r->path, strlen(r->path) + 1);
-	if (!canonical->oom)
-		crypto_hash_sha256_update(&st, (const unsigned char *)canonical->data,
-					  canonical->len);
+	for (int i = 0; i < 3; i++)
+		crypto_hash_sha256_update(&st, parts[i], lens[i]);
 	crypto_hash_sha256_final(&st, digest);
 	sodium_bin2hex(out, 65, digest, sizeof(digest));
+}
+
+static void request_hash(WrApi *api, const VpHttpRequest *r, const cJSON *body, char out[65])
+{
+	command_hash(api, r, body, wr_keys_command(false), out);
+}
+
+/* Whether a key's recorded hash is this request's under a key the writer
+ * held before: the previous master key's during a rotation, or the plain
+ * SHA-256 of events appended before stop 22 (a retry across the upgrade or
+ * the rotation is the same command, not a reused key). */
+static bool hashed_before(WrApi *api, const VpHttpRequest *r, const cJSON *body,
+			  const char *recorded)
+{
+	char older[65];
+	const VpKey *previous = wr_keys_command(true);
+	if (previous) {
+		command_hash(api, r, body, previous, older);
+		if (!strcmp(older, recorded))
+			return true;
+	}
+	command_hash(api, r, body, NULL, older);
+	return !strcmp(older, recorded);
 }
 
 /* {"events":[...],"id":...,"version":N,"position":...}, the members in the
@@ -192,13 +225,14 @@ static void reply_result(WrApi *api, VpHttpRequest *r, int status, const char *a
 
 /* 0: go on; 1: answered from the idempotency store; -1: err set. */
 static int check_idempotency(WrApi *api, const WrTenant *t, VpHttpRequest *r,
-			     const WrCommand *cmd, const char *key, const char *hash, VpError *err)
+			     const cJSON *body, const WrCommand *cmd, const char *key,
+			     const char *hash, VpError *err)
 {
 	const WrIdem *k = t ? wr_idem_get(&t->idem, key) : NULL;
 	char location[128] = "";
 	if (!k)
 		return 0;
-	if (strcmp(k->request_hash, hash) != 0)
+	if (strcmp(k->request_hash, hash) != 0 && !hashed_before(api, r, body, k->request_hash))
 		return vp_error_set(err, 409, "IDEMPOTENCY_KEY_REUSED",
 				    "this Idempotency-Key was used for another command");
 	if (k->pending)
@@ -627,7 +661,7 @@ static int handle_command(WrApi *api, VpHttpRequest *r, const WrCommand *cmd, Vp
 	if (tenant)
 		wr_state_idem_expire(api->state, tenant, d.now_us);
 	if (client_key) {
-		rc = check_idempotency(api, d.tenant, r, cmd, key, hash, err);
+		rc = check_idempotency(api, d.tenant, r, body, cmd, key, hash, err);
 		if (rc != 0)
 			goto done;
 		rc = -1;

@@ -25,6 +25,10 @@ static VpMasterKeys masters;
 /* The loop thread's locked scratch keys (one allocation each, wiped after
  * every command): a sodium_malloc per command cost more than the sealing. */
 static VpKey *data_scratch, *index_scratch;
+/* The command MAC keys of the current and the previous master key (NULL:
+ * none), derived at start: the request hash of the idempotency store and
+ * the log's command-hash header (http_api.c). */
+static VpKey *command_keys[2];
 
 int wr_keys_init(const WrConfig *cfg, char *why, size_t why_cap)
 {
@@ -35,7 +39,16 @@ int wr_keys_init(const WrConfig *cfg, char *why, size_t why_cap)
 		return -1;
 	data_scratch = vp_key_random(why, why_cap);
 	index_scratch = data_scratch ? vp_key_random(why, why_cap) : NULL;
-	return index_scratch ? 0 : -1;
+	command_keys[0] = index_scratch ? vp_key_derive_command(masters.current, why, why_cap)
+					: NULL;
+	if (command_keys[0] && masters.previous)
+		command_keys[1] = vp_key_derive_command(masters.previous, why, why_cap);
+	return command_keys[0] && (!masters.previous || command_keys[1]) ? 0 : -1;
+}
+
+const VpKey *wr_keys_command(bool previous)
+{
+	return command_keys[previous ? 1 : 0];
 }
 
 const VpKey *wr_keys_master(void)
@@ -48,6 +61,8 @@ void wr_keys_release(void)
 	vp_master_keys_free(&masters);
 	data_scratch = vp_key_free(data_scratch);
 	index_scratch = vp_key_free(index_scratch);
+	command_keys[0] = vp_key_free(command_keys[0]);
+	command_keys[1] = vp_key_free(command_keys[1]);
 }
 
 int wr_keys_read(const WrConfig *cfg, WrState *state, char *why, size_t why_cap)

@@ -186,6 +186,10 @@ int wr_keys_seal(WrState *state, VpEvent *ev, WrAppend *item, char *why, size_t 
 /* The master key loaded at start (NULL before): an import rewraps the
  * tenant key it brings under it (import.c). */
 const VpKey *wr_keys_master(void);
+/* The key of the command MACs derived from the current master key, or from
+ * the previous one during a rotation (NULL before wr_keys_init, or no
+ * previous key). */
+const VpKey *wr_keys_command(bool previous);
 
 /* quarantine.c: "P:O[,P:O...]" (no spaces, no duplicates; "" is none) into q.
  * 0, or -1 with why naming the bad item and q empty. */

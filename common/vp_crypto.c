@@ -416,13 +416,37 @@ VpKey *vp_key_unwrap(const VpKey *kek, const char *wrapped_text, const char *con
 	return key;
 }
 
+/* Subkey 1 of `from` in the KDF context (8 characters, one per use). */
+static VpKey *derive(const VpKey *from, const char context[crypto_kdf_CONTEXTBYTES + 1],
+		     char *why, size_t why_cap)
+{
+	VpKey *key = key_alloc(why, why_cap);
+	if (key)
+		crypto_kdf_derive_from_key(key->bytes, sizeof(key->bytes), 1, context, from->bytes);
+	return key;
+}
+
 VpKey *vp_key_derive_index(const VpKey *tenant_key, char *why, size_t why_cap)
 {
-	VpKey *index = key_alloc(why, why_cap);
-	if (index)
-		crypto_kdf_derive_from_key(index->bytes, sizeof(index->bytes), 1, "vpblindx",
-					   tenant_key->bytes);
-	return index;
+	return derive(tenant_key, "vpblindx", why, why_cap);
+}
+
+VpKey *vp_key_derive_command(const VpKey *master, char *why, size_t why_cap)
+{
+	return derive(master, "vpcmdmac", why, why_cap);
+}
+
+void vp_key_mac_hex(const VpKey *key, const void *const parts[], const size_t lens[], int n,
+		    char out[65])
+{
+	unsigned char digest[32];
+	crypto_generichash_state state;
+	crypto_generichash_init(&state, key->bytes, sizeof(key->bytes), sizeof(digest));
+	for (int i = 0; i < n; i++)
+		crypto_generichash_update(&state, parts[i], lens[i]);
+	crypto_generichash_final(&state, digest, sizeof(digest));
+	sodium_memzero(&state, sizeof(state));
+	public_hex(out, digest, sizeof(digest));
 }
 
 int vp_field_seal(const VpKey *data_key, const char *plain, size_t plain_len, const char *aad,

@@ -92,6 +92,14 @@ VpKey *vp_key_unwrap(const VpKey *kek, const char *wrapped, const char *context,
  * give the tenant key). */
 VpKey *vp_key_derive_index(const VpKey *tenant_key, char *why, size_t why_cap);
 
+/* The key of the writer's command MACs (the `command-hash` header), derived
+ * from a master key: a plain hash of a command's body let anyone holding the
+ * log test a guess of a client's details, also after the client's erasure. */
+VpKey *vp_key_derive_command(const VpKey *master, char *why, size_t why_cap);
+/* Keyed BLAKE2b-256 of the n parts in order, as lower-case hex + NUL. */
+void vp_key_mac_hex(const VpKey *key, const void *const parts[], const size_t lens[], int n,
+		    char out[65]);
+
 /* One field's value sealed under a data key: *nonce_out and *sealed_out get
  * base64url text. The associated data binds it to what it belongs to. */
 int vp_field_seal(const VpKey *data_key, const char *plain, size_t plain_len, const char *aad,

@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import time
+import uuid
 
 import pytest
 import requests
@@ -170,6 +171,17 @@ def test_daemons_holding_the_previous_key_rotate_the_master_key_without_downtime
         assert same(site.read(old_tenant, cid, token), body)
         clients[cid] = (old_tenant, body)
     assert tenant_keks(stack.brokers, old_tenant) == [a_id]
+    # a command with an Idempotency-Key: its command-hash is a MAC under A's
+    # command key (docs/decisions.md § The command hash in the log is a MAC)
+    keyed = dict(site.auth(old_tenant), **{"Idempotency-Key": f"rotation-{uuid.uuid4()}"})
+    retried = dict(person("Ar"), email="rotia.ar@example-retry.org")  # not counted below
+
+    def register_keyed(body):
+        return requests.post(site.writer.url + "/v1/clients", json=body, headers=keyed,
+                             timeout=30)
+
+    first = register_keyed(retried)
+    assert first.status_code == 201, first.text
 
     # (a) the new key; a daemon given it alone before the rotation refuses to
     # start, naming both ids (today's behaviour, kept)
@@ -190,6 +202,11 @@ def test_daemons_holding_the_previous_key_rotate_the_master_key_without_downtime
     site.restart("query-reader", env=dict(b_only, VETPMS_MASTER_KEY_PREVIOUS=a_text))
     for d in (site.writer, site.projector, site.reader):
         assert a_text not in "\n".join(d.log_lines())  # never logged
+    # the writer under B matches the retry under A's command key (previous)
+    again = register_keyed(retried)
+    assert again.headers.get("Idempotent-Replayed") == "true", again.text
+    assert again.json()["id"] == first.json()["id"]
+    assert register_keyed(dict(retried, phone=None)).status_code == 409
     # every client of before still reads back; an old client's update is
     # sealed under its tenant's key (record under A) and opened again
     for cid, (tenant, body) in clients.items():

@@ -11,6 +11,7 @@ to start and says why; an aborted transaction leaves neither the event nor
 the key."""
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -713,6 +714,73 @@ def test_a_wrong_or_missing_master_key_stops_the_daemons_at_start(clinic):
     d = clinic.stack.start_daemon("cmd-writer", port=free_port(),
                                   env={"VETPMS_MASTER_KEY_FILE": loose})
     exits_saying(d, "readable by its owner only")
+
+
+def plain_command_hash(path, body):
+    """The command-hash header as the writer made it before stop 22: a plain
+    SHA-256 of "2 " (POST), the path and its NUL, and the body as cJSON
+    prints it."""
+    text = json.dumps(body, separators=(",", ":"))
+    return hashlib.sha256(b"2 " + path.encode() + b"\0" + text.encode()).hexdigest()
+
+
+def restart_writer(clinic):
+    clinic.writer.terminate()  # its exit code: it may have been fenced
+    clinic.writer = clinic.stack.start_daemon("cmd-writer", port=free_port())
+    clinic.writer.wait_ready(90)
+
+
+def test_the_command_hash_in_the_log_is_keyed_and_a_plain_one_still_replays(clinic):
+    """docs/privacy.md: the log's command-hash header was a plain SHA-256 of
+    the request, so anyone holding the log could test a guess of a client's
+    details (also after its erasure). It is a MAC under a key derived from
+    the master key now; a retry keeps replaying (a changed body is a reused
+    key), also for a command recorded with a plain hash before the change,
+    read back by a restarted writer."""
+    restart_writer(clinic)  # the test before started writers of its own: 503s here
+    body = {"first_name": "Hashim", "last_name": "Keyedsum", "email": "h.keyed@mac.example",
+            "phone": "+33 6 98 76 54 32", "address": "4 Rue du Condensat"}
+    key = f"mac-{uuid.uuid4()}"
+    headers = dict(clinic.auth, **{"Idempotency-Key": key})
+    first = requests.post(f"{clinic.writer.url}/v1/clients", json=body, headers=headers,
+                          timeout=30)
+    assert first.status_code == 201, first.text
+    client = first.json()["id"]
+    [record] = [r for r in kafka_log.read_all(clinic.stack.brokers)
+                if r[3] and client.encode() in r[3] and b"ClientRegistered" in r[3]]
+    logged = record[2]["command-hash"].decode()
+    assert re.fullmatch("[0-9a-f]{64}", logged) and logged != plain_command_hash(
+        "/v1/clients", body), logged
+    again = requests.post(f"{clinic.writer.url}/v1/clients", json=body, headers=headers,
+                          timeout=30)
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json()["id"] == client
+    changed = requests.post(f"{clinic.writer.url}/v1/clients", json=dict(body, phone=None),
+                            headers=headers, timeout=30)
+    assert changed.status_code == 409, changed.text
+
+    # a command the writer recorded with the plain hash, then a restart
+    old_key, old_client = f"mac-old-{uuid.uuid4()}", str(uuid.uuid4())
+    old_body = dict(body, email="h.old@mac.example")
+    old = events.envelope("ClientRegistered", clinic.tenant, "client", old_client, 1, old_body)
+    old["command_id"] = old_key
+    p = events.EventProducer(clinic.stack.brokers)
+    p.send(old, headers=[("type", "ClientRegistered"), ("v", "1"),
+                         ("command-hash", plain_command_hash("/v1/clients", old_body))])
+    p.flush()
+    p.close()
+    restart_writer(clinic)
+    old_headers = dict(clinic.auth, **{"Idempotency-Key": old_key})
+    replayed = requests.post(f"{clinic.writer.url}/v1/clients", json=old_body,
+                             headers=old_headers, timeout=30)
+    assert replayed.status_code == 201, replayed.text
+    assert replayed.headers.get("Idempotent-Replayed") == "true", replayed.text
+    assert replayed.json()["id"] == old_client
+    reused = requests.post(f"{clinic.writer.url}/v1/clients", json=dict(old_body, phone=None),
+                           headers=old_headers, timeout=30)
+    assert reused.status_code == 409, reused.text
+    again = requests.post(f"{clinic.writer.url}/v1/clients", json=body, headers=headers,
+                          timeout=30)
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json()["id"] == client
 
 
 def test_an_aborted_registration_leaves_neither_the_event_nor_the_key(clinic):

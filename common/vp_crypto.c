@@ -517,13 +517,8 @@ int vp_field_open(const VpKey *data_key, const char *nonce_text, const char *sea
 void vp_blind_index(const VpKey *index_key, const char *field, const char *value,
 		    size_t value_len, char out[65])
 {
-	unsigned char digest[32];
-	crypto_generichash_state state;
-	crypto_generichash_init(&state, index_key->bytes, sizeof(index_key->bytes), sizeof(digest));
 	/* the NUL keeps ("ab", "c") and ("a", "bc") apart */
-	crypto_generichash_update(&state, (const unsigned char *)field, strlen(field) + 1);
-	crypto_generichash_update(&state, (const unsigned char *)value, value_len);
-	crypto_generichash_final(&state, digest, sizeof(digest));
-	sodium_memzero(&state, sizeof(state));
-	public_hex(out, digest, sizeof(digest));
+	const void *parts[] = {field, value};
+	const size_t lens[] = {strlen(field) + 1, value_len};
+	vp_key_mac_hex(index_key, parts, lens, 2, out);
 }

@@ -1904,12 +1904,9 @@ class Bench:
             return
         count, per_txn = {}, {}
         for side in ("sealed", "plain"):
-            env = {"VETPMS_TOPIC": f"bench.seal.{side}", "VETPMS_KEYS_TOPIC": keys,
-                   "VETPMS_DLQ_TOPIC": f"bench.seal.{side}.dlq"}
-            if side == "plain":
-                env["VETPMS_WRITER_UNSEALED_FOR_BENCH"] = "1"
             count[side], per_txn[side] = self.callgrind_writer(
-                side, [], env, self.seal_cg_bodies("kafka"), tokens[side]["BENCH_TOKEN"], 32)
+                side, [], self.seal_kafka_env(side, keys), self.seal_cg_bodies("kafka"),
+                tokens[side]["BENCH_TOKEN"], 32)
         s, p = count["sealed"]["total"], count["plain"]["total"]
         self.facts.setdefault("seal", {})["instructions_kafka"] = {
             "sealed": s, "plain": p, "per_txn": per_txn}
@@ -2018,13 +2015,18 @@ class Bench:
                  f"ceiling p50/p99 per txn sealed {rs['p50_ms']:.1f}/{rs['p99_ms']:.1f} ms, "
                  f"plain {rp['p50_ms']:.1f}/{rp['p99_ms']:.1f} ms")
 
-    def seal_kafka_writer(self, side, keys):
+    @staticmethod
+    def seal_kafka_env(side, keys):
+        """A writer's settings for one side of the seal rows with Kafka."""
         topic = f"bench.seal.{side}"
-        extra = {"VETPMS_TOPIC": topic, "VETPMS_DLQ_TOPIC": topic + ".dlq",
-                 "VETPMS_KEYS_TOPIC": keys}
+        env = {"VETPMS_TOPIC": topic, "VETPMS_DLQ_TOPIC": topic + ".dlq",
+               "VETPMS_KEYS_TOPIC": keys}
         if side == "plain":
-            extra["VETPMS_WRITER_UNSEALED_FOR_BENCH"] = "1"
-        return self.daemon("seal-kafka", "cmd-writer", env=extra)
+            env["VETPMS_WRITER_UNSEALED_FOR_BENCH"] = "1"
+        return env
+
+    def seal_kafka_writer(self, side, keys):
+        return self.daemon("seal-kafka", "cmd-writer", env=self.seal_kafka_env(side, keys))
 
     def seal_projection(self):
         """gen_events MODE clients and sealed-clients: the same events (same

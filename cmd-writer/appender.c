@@ -746,9 +746,27 @@ static void commit_loop(WrAppender *a)
 	}
 }
 
-/* init_transactions (retried while retriable), then the first rebuild. */
+/* A writer given the wrong master key stops before init_transactions: taking
+ * the transactional id would fence the running writer of its instance, and
+ * a misconfigured restart would take the service down with it. 0, or -1
+ * with a->fatal set. */
+static int master_key_checked(WrAppender *a)
+{
+	char why[512];
+	if (!wr_keys_master_is_wrong(a->cfg, why, sizeof(why)))
+		return 0;
+	vp_log_error(NULL, "keys", "cannot start: %s", why);
+	set_not_ready(a, why);
+	atomic_store(&a->fatal, true);
+	return -1;
+}
+
+/* The master key checked, init_transactions (retried while retriable), then
+ * the first rebuild. */
 static int prepare(WrAppender *a)
 {
+	if (master_key_checked(a) < 0)
+		return -1;
 	if (!a->cfg->dry_run && init_transactions_until_done(a) < 0)
 		return -1;
 	while (!atomic_load(&a->stopping)) {

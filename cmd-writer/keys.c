@@ -82,6 +82,18 @@ int wr_keys_read(const WrConfig *cfg, WrState *state, char *why, size_t why_cap)
 	return rc == VP_KEYRING_WRONG_MASTER ? WR_REBUILD_FATAL : WR_REBUILD_FAILED;
 }
 
+bool wr_keys_master_is_wrong(const WrConfig *cfg, char *why, size_t why_cap)
+{
+	VpKeyring *kr = masters.current ? vp_keyring_new(masters.current, why, why_cap) : NULL;
+	if (!kr)
+		return false;
+	vp_keyring_accept_previous(kr, masters.previous);
+	int rc = vp_keyring_read(kr, cfg->brokers, cfg->kafka_props, cfg->keys_topic,
+				 KEYS_READ_TIMEOUT_MS, why, why_cap);
+	vp_keyring_free(kr);
+	return rc == VP_KEYRING_WRONG_MASTER;
+}
+
 /* The client's data key into key: the one in the keyring, or a new one (a
  * new client, or one registered before sealing began) whose records go with
  * item. 0 or -1. */

@@ -649,8 +649,30 @@ int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *clie
 	return status;
 }
 
+/* A client entry of client_id under any tenant ("client:<tenant>:<id>")
+ * with an erasure marker. Under kr->lock. */
+static bool erased_in_any_tenant(const VpKeyring *kr, const char *client_id)
+{
+	size_t id_len = strlen(client_id);
+	for (size_t i = 0; i < kr->n_buckets; i++)
+		for (const Entry *e = kr->buckets[i]; e; e = e->next) {
+			size_t len = strlen(e->name);
+			if (!e->tenant && e->client_key == CLIENT_ERASED && len > id_len &&
+			    e->name[len - id_len - 1] == ':' &&
+			    !strcmp(e->name + len - id_len, client_id))
+				return true;
+		}
+	return false;
+}
+
 bool vp_keyring_erased(VpKeyring *kr, const char *tenant_id, const char *client_id)
 {
+	if (!tenant_id) {
+		pthread_mutex_lock(&kr->lock);
+		bool erased = erased_in_any_tenant(kr, client_id);
+		pthread_mutex_unlock(&kr->lock);
+		return erased;
+	}
 	char name[128];
 	vp_keyrec_name(tenant_id, client_id, name, sizeof(name));
 	pthread_mutex_lock(&kr->lock);

@@ -140,7 +140,8 @@ const PjApplyRow pj_directory_rows[] = {
 	 * and a v1 one holds the fields in clear; so do the tenant's records
 	 * that did not decode and name the client's id (named_ids, the ids
 	 * their bytes hold in any case, projector/deadletter.c: a torn client
-	 * event may hold its fields). Clinical and financial rows stay, linked
+	 * event may hold its fields), and those of no tenant (a record key
+	 * naming none) that name it: a random id names one client only. Clinical and financial rows stay, linked
 	 * by id. */
 	{.type = VP_EV_CLIENT_ERASED,
 	 .stmt = "client_erased",
@@ -164,9 +165,9 @@ const PjApplyRow pj_directory_rows[] = {
 		"('dead', 'redrive') THEN 'discarded' ELSE status END, resolved_by = "
 		"coalesce(resolved_by, 'projector'), resolved_at = coalesce(resolved_at, "
 		"$4::timestamptz), reason = coalesce(reason, '" PJ_ERASED_DEAD_LETTER "') "
-		"WHERE tenant_id = $1::uuid AND payload IS NOT NULL AND ((aggregate_id = "
-		"$2::uuid::text AND type = ANY($6::text[])) OR (type IS NULL AND "
-		"named_ids @> ARRAY[$2::uuid]))) "
+		"WHERE payload IS NOT NULL AND ((tenant_id = $1::uuid AND aggregate_id = "
+		"$2::uuid::text AND type = ANY($6::text[])) OR ((tenant_id = $1::uuid OR "
+		"tenant_id IS NULL) AND type IS NULL AND named_ids @> ARRAY[$2::uuid]))) "
 		"SELECT id FROM c",
 	 .not_applied = "client not found in the read model",
 	 .apply = client_erased},

@@ -40,8 +40,9 @@ static const PjStatement deadletter_statements[] = {
 	 "WITH e AS (SELECT CASE WHEN $9::boolean THEN true WHEN $8::uuid IS NOT NULL THEN "
 	 "EXISTS (SELECT 1 FROM event_log l WHERE l.tenant_id = $3::uuid AND l.aggregate_id = "
 	 "$8::uuid AND l.type = '" VP_EV_CLIENT_ERASED "') "
-	 "WHEN $6::text IS NULL THEN EXISTS (SELECT 1 FROM event_log l WHERE l.tenant_id = "
-	 "$3::uuid AND l.aggregate_id = ANY($10::uuid[]) AND l.type = '" VP_EV_CLIENT_ERASED "') "
+	 "WHEN $6::text IS NULL THEN EXISTS (SELECT 1 FROM event_log l WHERE ($3::uuid IS NULL "
+	 "OR l.tenant_id = $3::uuid) AND l.aggregate_id = ANY($10::uuid[]) AND l.type = '"
+	 VP_EV_CLIENT_ERASED "') "
 	 "ELSE false END AS erased), "
 	 "i AS (INSERT INTO dead_letters (partition, \"offset\", tenant_id, error, payload, type, "
 	 "aggregate_id, named_ids, status, resolved_by, resolved_at, reason) SELECT $1::integer, "
@@ -133,8 +134,8 @@ static const char *client_of(const PjDeadLetterOf *of)
  * client's fields. Looked up by id through event_log's index, not by
  * scanning the bytes once per erased client of the tenant (a flood of such
  * records from a tenant with many erasures would have cost their product),
- * and in the keyring: *marked when one is a client of tenant_id with an
- * erasure marker, so a rebuild, which reads the markers before it replays
+ * and in the keyring: *marked when one is a client of tenant_id (NULL, a
+ * record naming no tenant: of any tenant) with an erasure marker, so a rebuild, which reads the markers before it replays
  * the ClientErased, makes no new copy of the record on the DLQ topic. */
 #define MAX_NAMED 32
 #define NAMED_CAP (2 + MAX_NAMED * (VP_UUID_STR_LEN + 1))
@@ -165,9 +166,7 @@ int pj_deadletter_record(PjDeadLetters *dl, PGconn *conn, const rd_kafka_message
 	char named_text[NAMED_CAP];
 	const char *client = client_of(of);
 	bool marked = client && of->tenant_id && pj_keys_client_erased(of->tenant_id, client);
-	const char *named = of->type || !of->tenant_id
-				? NULL
-				: uuids_named(msg, of->tenant_id, named_text, &marked);
+	const char *named = of->type ? NULL : uuids_named(msg, of->tenant_id, named_text, &marked);
 	const char *params[] = {partition_text, offset_text, of->tenant_id, error,
 				msg->payload ? (const char *)msg->payload : "", of->type,
 				of->aggregate_id, client, marked ? "true" : "false", named};

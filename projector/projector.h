@@ -80,7 +80,8 @@ PjApplyResult pj_apply_model(PGconn *conn, const VpEvent *ev, char *why, size_t 
  * are refused). PJ_APPLIED (opened, or nothing sealed) or PJ_REJECTED. */
 void pj_keys_use(VpKeyring *kr, int wait_ms);
 PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap);
-/* Whether the keyring holds the client's erasure marker (false without one). */
+/* Whether the keyring holds the client's erasure marker (false without one;
+ * tenant_id NULL: under any tenant). */
 bool pj_keys_client_erased(const char *tenant_id, const char *client_id);
 
 /* offsets.c: read.projection_offsets. */

@@ -548,9 +548,10 @@ def test_dead_letters_naming_an_erased_client_keep_no_payload():
     client event appended after the erasure (another producer, an ops
     replay) is recorded discarded with no payload, in dead_letters and on
     the DLQ topic; a whole-log rebuild does the same, and copies none of
-    the client's records to the DLQ topic again. Another client's dead
-    letters keep theirs. A stack of its own: the writer cannot read the
-    undecodable records."""
+    the client's records to the DLQ topic again. Records whose key names no
+    tenant go the same way (until stop 23 they kept their payload: no
+    named_ids). Another client's dead letters keep theirs. A stack of its
+    own: the writer cannot read the undecodable records."""
     with clinic_of_its_own("Torn Letter Vets") as (stack, writer, tenant):
         auth = {"Authorization": "Bearer " + stack.token("admin", tenant=tenant)}
         ids = {}
@@ -570,12 +571,21 @@ def test_dead_letters_naming_an_erased_client_keep_no_payload():
         p.send(raw=torn(mixed_case(ids["erased"]), "torn.mixedbefore@torn-clinic.example"),
                key=key)
         p.send(raw=torn(ids["kept"], "torn.kept@torn-clinic.example"), key=key)
+        p.send(raw=torn(ids["erased"], "torn.nokeybefore@torn-clinic.example"), key=None)
+        p.send(raw=torn(ids["kept"], "torn.nokeykept@torn-clinic.example"), key=b"no-tenant")
         p.commit()
         rows = ("SELECT \"offset\", status, payload IS NULL, reason, type FROM read.dead_letters "
-                "ORDER BY \"offset\"")
-        wait_for(lambda: len(readmodel.query(stack, rows)) == 4, timeout=60,
-                 what="four dead letters")
+                "WHERE tenant_id IS NOT NULL ORDER BY \"offset\"")
+        # no tenant: on whichever partition; told apart by what they hold
+        tenantless = ("SELECT status, payload IS NULL, substring(encode(payload, 'escape') "
+                      "from 'torn[.][a-z]+@') FROM read.dead_letters WHERE tenant_id IS NULL "
+                      "ORDER BY 3 NULLS LAST")
+        wait_for(lambda: len(readmodel.query(stack, rows)) == 4 and
+                 len(readmodel.query(stack, tenantless)) == 2, timeout=60,
+                 what="six dead letters")
         assert [r[1:3] for r in readmodel.query(stack, rows)] == [("dead", False)] * 4
+        assert readmodel.query(stack, tenantless) == [
+            ("dead", False, "torn.nokeybefore@"), ("dead", False, "torn.nokeykept@")]
         r = requests.post(f"{writer.url}/v1/clients/{ids['erased']}/erase", headers=auth,
                           json={"reason": "GDPR request 207"}, timeout=30)
         assert r.status_code == 200, r.text
@@ -589,14 +599,17 @@ def test_dead_letters_naming_an_erased_client_keep_no_payload():
         p.send(raw=torn(ids["erased"], "torn.after@torn-clinic.example"), key=key)
         p.send(raw=torn(ids["erased"].upper(), "torn.upper@torn-clinic.example"), key=key)
         p.send(raw=torn(mixed_case(ids["erased"]), "torn.mixed@torn-clinic.example"), key=key)
+        p.send(raw=torn(mixed_case(ids["erased"]), "torn.nokeyafter@torn-clinic.example"),
+               key=b"no-tenant")
         p.send(events.envelope("ClientContactUpdated", tenant, "client", ids["kept"], 2,
                                dict(late, email="k.late@torn-clinic.example",
                                     phone="+33 4 34 34 34 34")))
         p.commit()
         p.flush()
         p.close()
-        wait_for(lambda: len(readmodel.query(stack, rows)) == 9, timeout=60,
-                 what="nine dead letters")
+        wait_for(lambda: len(readmodel.query(stack, rows)) == 9 and
+                 len(readmodel.query(stack, tenantless)) == 3, timeout=60,
+                 what="twelve dead letters")
 
         def check(when):
             got = readmodel.query(stack, rows)
@@ -606,10 +619,14 @@ def test_dead_letters_naming_an_erased_client_keep_no_payload():
             assert all("erased" in r[3] for r in erased), (when, got)
             assert [r[4] for r in got] == [None] * 4 + ["ClientContactUpdated"] + [None] * 3 + [
                 "ClientContactUpdated"], (when, got)
+            assert readmodel.query(stack, tenantless) == [
+                ("dead", False, "torn.nokeykept@"), ("discarded", True, None),
+                ("discarded", True, None)], when
             text = read_model_text(stack).lower()
-            for value in ("torn.kept@", "k.late@"):  # the grep below is not vacuous
+            for value in ("torn.kept@", "k.late@", "torn.nokeykept@"):  # not vacuous
                 assert value in text, (when, value)
             for value in ("torn.before@", "torn.upperbefore@", "torn.mixedbefore@",
+                          "torn.nokeybefore@", "torn.nokeyafter@",
                           "torn.after@", "torn.upper@", "torn.mixed@", "t.late@", "12 12 12 12"):
                 assert value not in text, f"{when}: {value!r} survives in the read model"
 
@@ -618,21 +635,23 @@ def test_dead_letters_naming_an_erased_client_keep_no_payload():
         assert b"torn.kept@" in dlq and b"k.late@" in dlq
         # the DLQ topic keeps what was dead-lettered before the erasure (a log
         # is not edited); what came after never reaches it
-        assert b"torn.before@" in dlq
+        assert b"torn.before@" in dlq and b"torn.nokeybefore@" in dlq
         for value in (b"torn.after@", b"torn.upper@", b"torn.mixed@", b"t.late@",
-                      b"12 12 12 12"):
+                      b"12 12 12 12", b"torn.nokeyafter@"):
             assert value not in dlq, value
         readmodel.run_rebuild(stack)
         check("after a rebuild")
         dlq = raw_log(stack.brokers, "vetpms.events.dlq")
         for value in (b"torn.after@", b"torn.upper@", b"torn.mixed@", b"t.late@",
-                      b"12 12 12 12"):
+                      b"12 12 12 12", b"torn.nokeyafter@"):
             assert value not in dlq, f"the rebuild wrote {value!r} to the DLQ topic"
         # the rebuild copies the other client's dead letters again, and not
         # the erased client's from before the erasure (its keyring read the
         # erasure marker first)
         assert dlq.count(b"torn.kept@") == 2 and dlq.count(b"k.late@") == 2, dlq
-        for value in (b"torn.before@", b"torn.upperbefore@", b"torn.mixedbefore@"):
+        assert dlq.count(b"torn.nokeykept@") == 2, dlq
+        for value in (b"torn.before@", b"torn.upperbefore@", b"torn.mixedbefore@",
+                      b"torn.nokeybefore@"):
             assert dlq.count(value) == 1, f"the rebuild copied {value!r} to the DLQ topic again"
 
 
@@ -640,20 +659,21 @@ MIGRATIONS = os.path.join(os.path.dirname(__file__), "..", "..", "schema", "migr
 
 
 def test_the_named_ids_of_dead_letters_recorded_before_015_are_filled_in(clinic):
-    """Migration 015 fills named_ids of the dead letters recorded before it
-    by the projector's rule (vp_uuid_scan): the UUIDs an undecodable payload
-    holds, in any case, canonical, in order, the first 32; none for a dead
-    letter that decoded or has no tenant. Applied as the projector applies
-    migrations (search_path on a schema of its own), after 001-014."""
+    """Migrations 015 and 016 fill named_ids of the dead letters recorded
+    before them by the projector's rule (vp_uuid_scan): the UUIDs an
+    undecodable payload holds, in any case, canonical, in order, the first
+    32, with a tenant (015) or without one (016); none for a dead letter
+    that decoded. Applied as the projector applies migrations (search_path
+    on a schema of its own), after 001-014."""
     files = sorted(f for f in os.listdir(MIGRATIONS) if re.match(r"\d{3}_.*\.sql$", f))
-    assert files[14].startswith("015_"), files
+    assert files[14].startswith("015_") and files[15].startswith("016_"), files
     ids = [str(uuid.uuid4()) for _ in range(34)]
     payloads = [  # (payload, type, tenant) -> the named_ids expected
         (torn(mixed_case(ids[0]), "a@b.example").replace(b"a@b", "\u00e9\u00e0".encode())
          + b"\xab" + ids[1].upper().encode(), None, clinic.tenant, ids[:2]),
         (b"\xfe\xff" + "".join(ids[:33]).encode(), None, clinic.tenant, ids[:32]),
         (ids[33].encode(), "ClientContactUpdated", clinic.tenant, None),
-        (ids[33].encode(), None, None, None),
+        (ids[33].upper().encode(), None, None, ids[33:]),
         (b"no id here \\ 0123abcd-", None, clinic.tenant, None),
     ]
     with psycopg.connect(clinic.stack.superuser_dsn(), autocommit=True) as conn:
@@ -673,6 +693,7 @@ def test_the_named_ids_of_dead_letters_recorded_before_015_are_filled_in(clinic)
                              "error, payload, type) VALUES (0, %s, %s, 'test', %s, %s)",
                              (i, tenant, payload, type_))
             migrate(files[14])
+            migrate(files[15])
             got = conn.execute("SELECT named_ids FROM mig015.dead_letters "
                                "ORDER BY \"offset\"").fetchall()
         finally:

@@ -2,7 +2,8 @@
  * wrapped key is kept as bytes, decoded when its record is taken; a record
  * whose text is not a wrapped key is taken and refused at use, for that
  * client only ("not a wrapped key"), as when entries kept the text; the
- * erasure marker is final in either order; a tombstone counts the entry it
+ * erasure marker is final in either order (and found under any tenant for a
+ * record naming none); a tombstone counts the entry it
  * removes as the kind it was (a tenant under another master key too). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -155,6 +156,11 @@ static void an_erased_client_stays_erased_in_either_order(void **state)
 		char id[VP_KEY_ID_CHARS + 1];
 		assert_int_equal(client_key(kr, CLIENT, id), VP_KEYRING_ERASED);
 		assert_true(vp_keyring_erased(kr, TENANT, CLIENT));
+		/* a record naming no tenant asks under any tenant (deadletter.c) */
+		assert_true(vp_keyring_erased(kr, NULL, CLIENT));
+		assert_false(vp_keyring_erased(kr, NULL, OTHER));
+		assert_false(vp_keyring_erased(kr, NULL, CLIENT + 1)); /* a suffix of the id */
+		assert_false(vp_keyring_erased(kr, NULL, TENANT));
 		assert_int_equal(client_key(kr, OTHER, id), VP_KEYRING_OK);
 		assert_string_equal(id, o.id);
 		vp_keyring_free(kr);

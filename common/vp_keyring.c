@@ -602,6 +602,8 @@ static int client_entry(VpKeyring *kr, const char *name, const char *tenant_name
 		*tenant = t;
 		if (t && t->key)
 			return VP_KEYRING_OK;
+		if (t && t->wrong)
+			return VP_KEYRING_WRONG_MASTER; /* no key will come under ours */
 		if (wrapped && (!kr->following || wait_ms <= 0))
 			return VP_KEYRING_OK; /* the caller says which key is missing */
 		if (!kr->following || wait_ms <= 0)
@@ -641,6 +643,8 @@ int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *clie
 			 client_id, tenant_id);
 	else if (status == VP_KEYRING_ERASED)
 		snprintf(why, why_cap, "client %s was erased: its key is destroyed", client_id);
+	else if (status == VP_KEYRING_WRONG_MASTER)
+		snprintf(why, why_cap, "%s", t->wrong);
 	if (status == VP_KEYRING_NONE && kr->broken) {
 		status = kr->broken;
 		snprintf(why, why_cap, "%s", kr->broken_why);

@@ -65,7 +65,9 @@ int vp_keyring_follow(VpKeyring *kr, const char *brokers, const char *kafka_prop
 /* The client's data key into out (a locked key the caller reuses and wipes,
  * vp_crypto.h) and, unless NULL, the id its record gives into key_id ("" for
  * a record without one): VP_KEYRING_OK, or NONE (after waiting up to wait_ms
- * for it to arrive), ERASED or FAILED (why). */
+ * for it to arrive), ERASED, WRONG_MASTER (the tenant's only key record is
+ * under another master key: no wait, why naming both key ids) or FAILED
+ * (why). */
 int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *client_id,
 			  int wait_ms, VpKey *out, char key_id[VP_KEY_ID_CHARS + 1], char *why,
 			  size_t why_cap);

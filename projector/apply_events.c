@@ -170,22 +170,24 @@ static void test_reject_load(void)
 	test_reject_type = type && *type ? type : NULL;
 }
 
-static int check_event(const VpEvent *ev, char *why, size_t why_cap)
+/* PJ_APPLIED, PJ_REJECTED, or PJ_FAILED when the event cannot be opened
+ * for want of the right master key (not the event's fault, apply_keys.c). */
+static PjApplyResult check_event(const VpEvent *ev, char *why, size_t why_cap)
 {
 	pthread_once(&test_reject_once, test_reject_load);
 	if (test_reject_type && !strcmp(ev->type, test_reject_type)) {
 		snprintf(why, why_cap, "%s: refused by VETPMS_PROJECTOR_TEST_REJECT_TYPE", ev->type);
-		return -1;
+		return PJ_REJECTED;
 	}
 	if (vp_catalog_check(ev, why, why_cap) < 0)
-		return -1;
+		return PJ_REJECTED;
 	/* checked sealed, then opened for the rows (apply_keys.c) */
-	return pj_keys_open(ev, why, why_cap) == PJ_APPLIED ? 0 : -1;
+	return pj_keys_open(ev, why, why_cap);
 }
 
 PjApplyResult pj_apply_check(const VpEvent *ev, char *why, size_t why_cap)
 {
-	return check_event(ev, why, why_cap) < 0 ? PJ_REJECTED : PJ_APPLIED;
+	return check_event(ev, why, why_cap);
 }
 
 PjApplyResult pj_apply_model(PGconn *conn, const VpEvent *ev, char *why, size_t why_cap)
@@ -197,8 +199,9 @@ PjApplyResult pj_apply_model(PGconn *conn, const VpEvent *ev, char *why, size_t 
 PjApplyResult pj_apply_event(PGconn *conn, const VpEvent *ev, const char *raw, size_t raw_len,
 			     int32_t partition, int64_t offset, char *why, size_t why_cap)
 {
-	if (check_event(ev, why, why_cap) < 0)
-		return PJ_REJECTED;
+	PjApplyResult checked = check_event(ev, why, why_cap);
+	if (checked != PJ_APPLIED)
+		return checked;
 	PjApplyResult result = log_event(conn, ev, raw, raw_len, partition, offset, why, why_cap);
 	const PjApplyRow *row = row_find(ev->type);
 	if (result != PJ_APPLIED || !row)

@@ -114,6 +114,11 @@ static PjApplyResult open_plain(const VpEvent *ev, char *why, size_t why_cap)
 	return PJ_APPLIED;
 }
 
+bool pj_keys_wrong_master(char *why, size_t why_cap)
+{
+	return keyring && vp_keyring_wrong_master(keyring, why, why_cap) == VP_KEYRING_WRONG_MASTER;
+}
+
 bool pj_keys_client_erased(const char *tenant_id, const char *client_id)
 {
 	return keyring && vp_keyring_erased(keyring, tenant_id, client_id);
@@ -150,6 +155,13 @@ PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap)
 		}
 		replace_members(ev->data, erased);
 		return PJ_APPLIED;
+	}
+	if (status == VP_KEYRING_WRONG_MASTER) {
+		/* not the event's fault: this process holds the wrong master key
+		 * (pj_keys_wrong_master); a dead letter per client event would
+		 * hide that and need a redrive of each once the key is fixed */
+		snprintf(why, why_cap, "%s: %s", ev->type, inner);
+		return PJ_FAILED;
 	}
 	if (status != VP_KEYRING_OK) {
 		/* none or unreadable: never a row without its fields */

@@ -1042,9 +1042,14 @@ int pj_consumer_run(const PjConfig *cfg, volatile sig_atomic_t *stop, const PjSt
 			continue;
 		}
 		collect(p, stop);
-		if (flush_batch(p) < 0)
+		if (flush_batch(p) < 0) {
+			if (pj_keys_wrong_master(why, sizeof(why))) {
+				vp_log_error(NULL, "keys", "cannot go on: %s", why);
+				rc = -1;
+				goto done;
+			}
 			usleep(200000);
-		else if (swapped_in(p)) {
+		} else if (swapped_in(p)) {
 			rc = 1;
 			goto done;
 		} else {

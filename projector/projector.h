@@ -80,6 +80,11 @@ PjApplyResult pj_apply_model(PGconn *conn, const VpEvent *ev, char *why, size_t 
  * are refused). PJ_APPLIED (opened, or nothing sealed) or PJ_REJECTED. */
 void pj_keys_use(VpKeyring *kr, int wait_ms);
 PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap);
+/* Whether a tenant's newest key record is under a master key this process
+ * does not hold (why names both): the projector stops, as it does at
+ * start, rather than dead-letter the tenant's client events one by one (a
+ * keys topic with no tenant key at start gave nothing to check then). */
+bool pj_keys_wrong_master(char *why, size_t why_cap);
 /* Whether the keyring holds the client's erasure marker (false without one;
  * tenant_id NULL: under any tenant). */
 bool pj_keys_client_erased(const char *tenant_id, const char *client_id);

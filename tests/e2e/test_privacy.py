@@ -747,6 +747,34 @@ def test_a_wrong_or_missing_master_key_stops_the_daemons_at_start(clinic):
     exits_saying(d, "readable by its owner only")
 
 
+def test_a_tenant_key_under_another_master_key_stops_a_running_projector():
+    """A keys topic with no tenant key gives a daemon's master key nothing
+    to be checked against at start (docs/privacy.md, "Start-up refusal"):
+    here a writer holding another master key than the projector's registers
+    the deployment's first client. The projector stops saying which key
+    ids differ, as it would at start, instead of dead-lettering every
+    client event of the tenant ("no key for tenant ...", the stop 22
+    projector) to be redriven one by one once the keys are mended; it
+    applies nothing of the client."""
+    with running_stack() as stack:
+        projector = stack.start_daemon("projector", port=free_port())
+        other = master_file(stack, "other.key", new_master_key())
+        writer = stack.start_daemon("cmd-writer", port=free_port(),
+                                    env={"VETPMS_MASTER_KEY_FILE": other})
+        for d in (writer, projector):
+            d.wait_ready(90)
+        tenant = stack.provision(writer, "Two Keys Vets", "Europe/Paris", "EUR")
+        auth = {"Authorization": "Bearer " + stack.token("admin", tenant=tenant)}
+        r = requests.post(f"{writer.url}/v1/clients", json={"first_name": "Mismatched",
+                          "last_name": "Masters"}, headers=auth, timeout=30)
+        assert r.status_code == 201, r.text
+        exits_saying(projector, HOLDS)
+        assert not any("dead_letter" in line for line in projector.log_lines())
+        assert readmodel.query(stack, "SELECT count(*) FROM read.dead_letters") == [(0,)]
+        assert readmodel.query(stack, "SELECT count(*) FROM read.clients") == [(0,)]
+        writer.terminate()
+
+
 def plain_command_hash(path, body):
     """The command-hash header as the writer made it before stop 22: a plain
     SHA-256 of "2 " (POST), the path and its NUL, and the body as cJSON

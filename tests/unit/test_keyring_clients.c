@@ -196,6 +196,33 @@ static void tombstones_count_the_kind_they_remove(void **state)
 	vp_key_records_release(theirs.rec, theirs.n);
 }
 
+/* A client whose tenant's only key record is under another master key is
+ * WRONG_MASTER at once, naming both key ids, even to a follower that
+ * would wait for a missing key (the projector stops on it, apply_keys.c);
+ * a tenant that had a key before keeps opening its clients. */
+static void a_tenant_key_only_under_another_master_is_wrong_master(void **state)
+{
+	(void)state;
+	Made theirs, m;
+	made_under(other_master, TENANT, CLIENT, &theirs);
+	VpKeyring *kr = vp_keyring_new(master, why, sizeof(why));
+	assert_int_equal(take(kr, theirs.rec[0].name, theirs.rec[0].value), VP_KEYRING_OK);
+	assert_int_equal(take(kr, theirs.rec[1].name, theirs.rec[1].value), VP_KEYRING_OK);
+	char id[VP_KEY_ID_CHARS + 1];
+	assert_int_equal(client_key(kr, CLIENT, id), VP_KEYRING_WRONG_MASTER);
+	assert_non_null(strstr(why, "but this daemon holds master key"));
+	vp_keyring_free(kr);
+	made_under(master, TENANT, OTHER, &m);
+	kr = vp_keyring_new(master, why, sizeof(why));
+	assert_int_equal(take(kr, m.rec[0].name, m.rec[0].value), VP_KEYRING_OK);
+	assert_int_equal(take(kr, m.rec[1].name, m.rec[1].value), VP_KEYRING_OK);
+	assert_int_equal(take(kr, theirs.rec[0].name, theirs.rec[0].value), VP_KEYRING_OK);
+	assert_int_equal(client_key(kr, OTHER, id), VP_KEYRING_OK);
+	vp_keyring_free(kr);
+	vp_key_records_release(theirs.rec, theirs.n);
+	vp_key_records_release(m.rec, m.n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -204,6 +231,7 @@ int main(void)
 	    cmocka_unit_test(a_changed_wrapped_key_does_not_open),
 	    cmocka_unit_test(an_erased_client_stays_erased_in_either_order),
 	    cmocka_unit_test(tombstones_count_the_kind_they_remove),
+	    cmocka_unit_test(a_tenant_key_only_under_another_master_is_wrong_master),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

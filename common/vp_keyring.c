@@ -18,6 +18,7 @@
 #include "vp_keyring.h"
 #include "vp_sealed.h"
 #include "vp_time.h"
+#include "vp_uuid.h"
 
 #define POLL_MS 200
 
@@ -653,19 +654,21 @@ int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *clie
 	return status;
 }
 
-/* A client entry of client_id under any tenant ("client:<tenant>:<id>")
- * with an erasure marker. Under kr->lock. */
+/* A client entry of client_id under any tenant with an erasure marker: a
+ * name of vp_keyrec_name's shape, "client:<tenant id>:<client_id>" (a
+ * record named otherwise, junk in the topic, names no client). Under
+ * kr->lock. */
 static bool erased_in_any_tenant(const VpKeyring *kr, const char *client_id)
 {
-	size_t id_len = strlen(client_id);
+	static const char prefix[] = VP_KEYREC_CLIENT ":";
+	size_t id_len = strlen(client_id), head = sizeof(prefix) - 1 + VP_UUID_STR_LEN;
 	for (size_t i = 0; i < kr->n_buckets; i++)
-		for (const Entry *e = kr->buckets[i]; e; e = e->next) {
-			size_t len = strlen(e->name);
-			if (!e->tenant && e->client_key == CLIENT_ERASED && len > id_len &&
-			    e->name[len - id_len - 1] == ':' &&
-			    !strcmp(e->name + len - id_len, client_id))
+		for (const Entry *e = kr->buckets[i]; e; e = e->next)
+			if (!e->tenant && e->client_key == CLIENT_ERASED &&
+			    !strncmp(e->name, prefix, sizeof(prefix) - 1) &&
+			    strlen(e->name) == head + 1 + id_len && e->name[head] == ':' &&
+			    !strcmp(e->name + head + 1, client_id))
 				return true;
-		}
 	return false;
 }
 

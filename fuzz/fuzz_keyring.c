@@ -8,8 +8,9 @@
  * under a fixed master key) are taken first, so the fuzzed ones land on a
  * keyring that holds keys. Then, for that tenant and client: taking a
  * record refused gives a reason; vp_keyring_wrong_master is OK or names
- * the keys; the client's key is OK, NONE, ERASED or FAILED with a reason,
- * and ERASED whenever vp_keyring_erased says so; a key handed out is the
+ * the keys; the client's key is OK, NONE, ERASED, or FAILED or WRONG_MASTER
+ * with a reason, and ERASED whenever vp_keyring_erased says so (which
+ * "under any tenant" says too); a key handed out is the
  * client's real one (it opens what was sealed under it: bytes cannot wrap
  * another key under a tenant key they do not know); the tenant's
  * blind-index key, when there is one, is the real one. */
@@ -94,11 +95,16 @@ static void check_client(VpKeyring *kr)
 	int status = vp_keyring_client_key(kr, TENANT, CLIENT, 0, scratch, key_id, why,
 					   sizeof(why));
 	FUZZ_CHECK(status == VP_KEYRING_OK || status == VP_KEYRING_NONE ||
-			   status == VP_KEYRING_ERASED || status == VP_KEYRING_FAILED,
+			   status == VP_KEYRING_ERASED || status == VP_KEYRING_FAILED ||
+			   status == VP_KEYRING_WRONG_MASTER,
 		   "client key status %d", status);
-	FUZZ_CHECK(status != VP_KEYRING_FAILED || why[0] != '\0', "failed without a reason");
+	FUZZ_CHECK((status != VP_KEYRING_FAILED && status != VP_KEYRING_WRONG_MASTER) ||
+			   why[0] != '\0',
+		   "failed without a reason");
 	FUZZ_CHECK(!vp_keyring_erased(kr, TENANT, CLIENT) || status == VP_KEYRING_ERASED,
 		   "erased, yet the key's status is %d", status);
+	FUZZ_CHECK(!vp_keyring_erased(kr, TENANT, CLIENT) || vp_keyring_erased(kr, NULL, CLIENT),
+		   "erased under the tenant, not under any tenant");
 	if (status == VP_KEYRING_OK) {
 		cJSON *opened = vp_sealed_open(
 			sealed, VP_SEALED_V, &(VpSealedOf){VP_EV_CLIENT_REGISTERED, TENANT, CLIENT},

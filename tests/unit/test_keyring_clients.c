@@ -161,6 +161,13 @@ static void an_erased_client_stays_erased_in_either_order(void **state)
 		assert_false(vp_keyring_erased(kr, NULL, OTHER));
 		assert_false(vp_keyring_erased(kr, NULL, CLIENT + 1)); /* a suffix of the id */
 		assert_false(vp_keyring_erased(kr, NULL, TENANT));
+		/* a record of another name's shape names no client */
+		char junk[160];
+		snprintf(junk, sizeof(junk), "x%s", m.rec[1].name);
+		assert_int_equal(take(kr, junk, marker), VP_KEYRING_OK);
+		snprintf(junk, sizeof(junk), "client:%s:%s", TENANT + 1, OTHER);
+		assert_int_equal(take(kr, junk, marker), VP_KEYRING_OK);
+		assert_false(vp_keyring_erased(kr, NULL, OTHER));
 		assert_int_equal(client_key(kr, OTHER, id), VP_KEYRING_OK);
 		assert_string_equal(id, o.id);
 		vp_keyring_free(kr);

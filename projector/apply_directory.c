@@ -141,8 +141,8 @@ const PjApplyRow pj_directory_rows[] = {
 	 * that did not decode and name the client's id (named_ids, the ids
 	 * their bytes hold in any case, projector/deadletter.c: a torn client
 	 * event may hold its fields), and those of no tenant (a record key
-	 * naming none) that name it: a random id names one client only. Clinical and financial rows stay, linked
-	 * by id. */
+	 * naming none) that name it: a random id names one client only.
+	 * Clinical and financial rows stay, linked by id. */
 	{.type = VP_EV_CLIENT_ERASED,
 	 .stmt = "client_erased",
 	 .sql = "WITH c AS (UPDATE clients SET first_name = $5::jsonb->>'first_name', "

@@ -11,6 +11,7 @@
 #include <librdkafka/rdkafka.h>
 #include <sodium.h>
 
+#include "vp_idset.h"
 #include "vp_json.h"
 #include "vp_kafka.h"
 #include "vp_kafka_end.h"
@@ -64,6 +65,9 @@ struct VpKeyring {
 	const VpKey *previous;
 	Entry **buckets;
 	size_t n_buckets, n_tenants, n_clients;
+	/* the client ids of the erasure markers held, whatever the tenant
+	 * (vp_keyring_erased without one): one per marker entry */
+	VpIdSet *erased;
 	unsigned char hash_key[crypto_shorthash_KEYBYTES];
 	pthread_mutex_t lock;
 	pthread_cond_t arrived; /* a record was taken by the follower */
@@ -79,9 +83,15 @@ struct VpKeyring {
 VpKeyring *vp_keyring_new(const VpKey *master, char *why, size_t why_cap)
 {
 	VpKeyring *kr = calloc(1, sizeof(*kr));
-	if (kr)
+	if (kr) {
 		kr->buckets = calloc(kr->n_buckets = 1024, sizeof(*kr->buckets));
-	if (!kr || !kr->buckets) {
+		kr->erased = vp_idset_new();
+	}
+	if (!kr || !kr->buckets || !kr->erased) {
+		if (kr) {
+			free(kr->buckets);
+			vp_idset_free(kr->erased);
+		}
 		free(kr);
 		snprintf(why, why_cap, "out of memory");
 		return NULL;
@@ -127,6 +137,7 @@ VpKeyring *vp_keyring_free(VpKeyring *kr)
 			entry_free(e);
 		}
 	free(kr->buckets);
+	vp_idset_free(kr->erased);
 	pthread_mutex_destroy(&kr->lock);
 	pthread_cond_destroy(&kr->arrived);
 	free(kr);
@@ -203,6 +214,19 @@ static Entry *find_or_add(VpKeyring *kr, const char *name, bool tenant)
 	return e;
 }
 
+/* The client id of a client record's name, "client:<tenant id>:<client
+ * id>" (vp_keyrec_name), or NULL for a name of another shape (junk in the
+ * topic names no client). */
+static const char *client_id_of(const char *name)
+{
+	static const char prefix[] = VP_KEYREC_CLIENT ":";
+	size_t head = sizeof(prefix) - 1 + VP_UUID_STR_LEN;
+	if (strncmp(name, prefix, sizeof(prefix) - 1) != 0 || strlen(name) <= head + 1 ||
+	    name[head] != ':')
+		return NULL;
+	return name + head + 1;
+}
+
 static void remove_entry(VpKeyring *kr, const char *name)
 {
 	uint64_t hash = hash_of(kr, name);
@@ -214,6 +238,9 @@ static void remove_entry(VpKeyring *kr, const char *name)
 				kr->n_tenants--;
 			else
 				kr->n_clients--;
+			const char *client = client_id_of(e->name);
+			if (!e->tenant && e->client_key == CLIENT_ERASED && client)
+				vp_idset_remove(kr->erased, client);
 			entry_free(e);
 			return;
 		}
@@ -345,6 +372,12 @@ static int set_client(VpKeyring *kr, const char *name, ClientKey kind,
 	VpKeyrecRank next = {rank_of(kind), false, INT64_MIN};
 	if (!vp_keyrec_supersedes(&had, &next))
 		return VP_KEYRING_OK;
+	const char *client = client_id_of(name);
+	if (kind == CLIENT_ERASED && e->client_key != CLIENT_ERASED && client &&
+	    vp_idset_add(kr->erased, client) < 0) {
+		snprintf(why, why_cap, "out of memory");
+		return VP_KEYRING_FAILED;
+	}
 	sodium_memzero(e->wrapped, sizeof(e->wrapped));
 	if (kind == CLIENT_KEY)
 		memcpy(e->wrapped, wrapped, sizeof(e->wrapped));
@@ -654,29 +687,11 @@ int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *clie
 	return status;
 }
 
-/* A client entry of client_id under any tenant with an erasure marker: a
- * name of vp_keyrec_name's shape, "client:<tenant id>:<client_id>" (a
- * record named otherwise, junk in the topic, names no client). Under
- * kr->lock. */
-static bool erased_in_any_tenant(const VpKeyring *kr, const char *client_id)
-{
-	static const char prefix[] = VP_KEYREC_CLIENT ":";
-	size_t id_len = strlen(client_id), head = sizeof(prefix) - 1 + VP_UUID_STR_LEN;
-	for (size_t i = 0; i < kr->n_buckets; i++)
-		for (const Entry *e = kr->buckets[i]; e; e = e->next)
-			if (!e->tenant && e->client_key == CLIENT_ERASED &&
-			    !strncmp(e->name, prefix, sizeof(prefix) - 1) &&
-			    strlen(e->name) == head + 1 + id_len && e->name[head] == ':' &&
-			    !strcmp(e->name + head + 1, client_id))
-				return true;
-	return false;
-}
-
 bool vp_keyring_erased(VpKeyring *kr, const char *tenant_id, const char *client_id)
 {
 	if (!tenant_id) {
 		pthread_mutex_lock(&kr->lock);
-		bool erased = erased_in_any_tenant(kr, client_id);
+		bool erased = vp_idset_has(kr->erased, client_id);
 		pthread_mutex_unlock(&kr->lock);
 		return erased;
 	}

@@ -72,8 +72,8 @@ int vp_keyring_client_key(VpKeyring *kr, const char *tenant_id, const char *clie
 			  int wait_ms, VpKey *out, char key_id[VP_KEY_ID_CHARS + 1], char *why,
 			  size_t why_cap);
 /* Whether the client's latest key record is an erasure marker (no wait);
- * tenant_id NULL: under any tenant (a scan of every entry: for the rare
- * record that names no tenant, projector/deadletter.c). */
+ * tenant_id NULL: under any tenant (for a record that names no tenant,
+ * projector/deadletter.c). */
 bool vp_keyring_erased(VpKeyring *kr, const char *tenant_id, const char *client_id);
 /* The tenant's blind-index key into out (NULL: only whether the tenant has
  * a key); 0, or -1 (no tenant key). */

@@ -168,6 +168,14 @@ static void an_erased_client_stays_erased_in_either_order(void **state)
 		snprintf(junk, sizeof(junk), "client:%s:%s", TENANT + 1, OTHER);
 		assert_int_equal(take(kr, junk, marker), VP_KEYRING_OK);
 		assert_false(vp_keyring_erased(kr, NULL, OTHER));
+		/* a second tenant's marker for the id, then a tombstone of each */
+		snprintf(junk, sizeof(junk), "client:%s:%s", OTHER, CLIENT);
+		assert_int_equal(take(kr, junk, marker), VP_KEYRING_OK);
+		assert_int_equal(take(kr, junk, marker), VP_KEYRING_OK); /* a copy */
+		assert_int_equal(take(kr, m.rec[1].name, NULL), VP_KEYRING_OK);
+		assert_true(vp_keyring_erased(kr, NULL, CLIENT));
+		assert_int_equal(take(kr, junk, NULL), VP_KEYRING_OK);
+		assert_false(vp_keyring_erased(kr, NULL, CLIENT));
 		assert_int_equal(client_key(kr, OTHER, id), VP_KEYRING_OK);
 		assert_string_equal(id, o.id);
 		vp_keyring_free(kr);

@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include "vp_idset.h"
+#include "vp_table_hash.h"
 
 #define FIRST_BUCKETS 16
 
@@ -52,11 +53,7 @@ VpIdSet *vp_idset_free(VpIdSet *s)
 
 static uint64_t hash_of(const VpIdSet *s, const char *id)
 {
-	unsigned char h[crypto_shorthash_BYTES];
-	uint64_t v = 0;
-	crypto_shorthash(h, (const unsigned char *)id, strlen(id), s->key);
-	memcpy(&v, h, sizeof(v));
-	return v;
+	return vp_table_hash(s->key, id);
 }
 
 /* The link that points at id's item (or the bucket's last, NULL, link). */

@@ -18,6 +18,7 @@
 #include "vp_keyrec_newer.h"
 #include "vp_keyring.h"
 #include "vp_sealed.h"
+#include "vp_table_hash.h"
 #include "vp_time.h"
 #include "vp_uuid.h"
 
@@ -146,11 +147,7 @@ VpKeyring *vp_keyring_free(VpKeyring *kr)
 
 static uint64_t hash_of(const VpKeyring *kr, const char *name)
 {
-	unsigned char h[crypto_shorthash_BYTES];
-	uint64_t v = 0;
-	crypto_shorthash(h, (const unsigned char *)name, strlen(name), kr->hash_key);
-	memcpy(&v, h, sizeof(v));
-	return v;
+	return vp_table_hash(kr->hash_key, name);
 }
 
 static Entry *find_hashed(const VpKeyring *kr, const char *name, uint64_t hash)

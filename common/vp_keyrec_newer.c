@@ -13,7 +13,8 @@ VpKeyrecRank vp_keyrec_rank_json(const cJSON *v)
 		return r;
 	const char *kind = vp_json_str(v, "kind"), *at = vp_json_str(v, "created_at");
 	r.state = kind && !strcmp(kind, VP_KEYREC_ERASED) ? VP_KEYREC_MARKER : VP_KEYREC_KEY;
-	r.dated = kind && !strcmp(kind, VP_KEYREC_TENANT);
+	/* a tenant's record and the master record are rewritten by a rotation */
+	r.dated = kind && (!strcmp(kind, VP_KEYREC_TENANT) || !strcmp(kind, VP_KEYREC_MASTER));
 	if (r.dated && at)
 		vp_time_parse_rfc3339(at, strlen(at), &r.created_us); /* untouched if not */
 	return r;

@@ -17,7 +17,8 @@
  *  - an erasure marker is final: only a tombstone supersedes it, and it
  *    supersedes a client's key, whatever the read order (a key read after
  *    the marker must neither open fields nor be exported);
- *  - of two tenant records, the one with the newer created_at (a record
+ *  - of two tenant records (or two master records), the one with the newer
+ *    created_at (a record
  *    without a parsable one is older than any; equal: the later read, as
  *    within one partition);
  *  - otherwise (a client's key records) the later read. */
@@ -39,7 +40,7 @@ typedef enum VpKeyrecState {
 /* What of a record the rule looks at. */
 typedef struct VpKeyrecRank {
 	VpKeyrecState state;
-	bool dated;	    /* a tenant record: ordered by created_us */
+	bool dated;	    /* a tenant or master record: ordered by created_us */
 	int64_t created_us; /* its created_at, INT64_MIN when it has none that parses */
 } VpKeyrecRank;
 

@@ -79,6 +79,13 @@ struct VpKeyring {
 	atomic_bool stop;
 	int broken;         /* a record the follower could not take: its status */
 	char broken_why[256];
+	/* the master record (VP_KEYREC_MASTER_NAME), the newest taken */
+	bool master_seen;
+	int64_t master_created_us;
+	char *master_wrong; /* it names a master key not held: why (NULL: held) */
+	/* the first master record taken named a key not held: a daemon started
+	 * before any was written, with another key than the writer's */
+	bool master_refused;
 };
 
 VpKeyring *vp_keyring_new(const VpKey *master, char *why, size_t why_cap)
@@ -139,6 +146,7 @@ VpKeyring *vp_keyring_free(VpKeyring *kr)
 		}
 	free(kr->buckets);
 	vp_idset_free(kr->erased);
+	free(kr->master_wrong);
 	pthread_mutex_destroy(&kr->lock);
 	pthread_cond_destroy(&kr->arrived);
 	free(kr);
@@ -284,8 +292,50 @@ int vp_keyring_wrong_master(VpKeyring *kr, char *why, size_t why_cap)
 				snprintf(why, why_cap, "%s", e->wrong);
 				rc = VP_KEYRING_WRONG_MASTER;
 			}
+	if (rc == VP_KEYRING_OK && kr->master_wrong) {
+		snprintf(why, why_cap, "%s", kr->master_wrong);
+		rc = VP_KEYRING_WRONG_MASTER;
+	}
 	pthread_mutex_unlock(&kr->lock);
 	return rc;
+}
+
+bool vp_keyring_has_master(VpKeyring *kr)
+{
+	pthread_mutex_lock(&kr->lock);
+	bool seen = kr->master_seen;
+	pthread_mutex_unlock(&kr->lock);
+	return seen;
+}
+
+bool vp_keyring_master_refused(VpKeyring *kr, char *why, size_t why_cap)
+{
+	pthread_mutex_lock(&kr->lock);
+	bool refused = kr->master_refused && kr->master_wrong;
+	if (refused)
+		snprintf(why, why_cap, "%s", kr->master_wrong);
+	pthread_mutex_unlock(&kr->lock);
+	return refused;
+}
+
+/* "but <holder> holds master key Y[ and previous master key Z]: wrong ...?"
+ * into out: how every refusal names the keys held. */
+static void keys_held(const VpKey *current, const VpKey *previous, const char *holder,
+		      char *out, size_t cap)
+{
+	char current_id[VP_KEY_ID_CHARS + 1], previous_id[VP_KEY_ID_CHARS + 1];
+	vp_key_id(current, current_id);
+	if (previous) {
+		vp_key_id(previous, previous_id);
+		snprintf(out, cap,
+			 "but %s holds master key %s and previous master key %s: wrong "
+			 "VETPMS_MASTER_KEY_FILE / VETPMS_MASTER_KEY_PREVIOUS_FILE?",
+			 holder, current_id, previous_id);
+	} else
+		snprintf(out, cap,
+			 "but %s holds master key %s: wrong VETPMS_MASTER_KEY_FILE / "
+			 "VETPMS_MASTER_KEY?",
+			 holder, current_id);
 }
 
 /* The master key (current or previous) the record's kek_id names, or NULL
@@ -293,26 +343,50 @@ int vp_keyring_wrong_master(VpKeyring *kr, char *why, size_t why_cap)
 const VpKey *vp_master_key_of(const VpKey *current, const VpKey *previous, const char *name,
 			      const char *kek_id, const char *holder, char *why, size_t why_cap)
 {
-	char current_id[VP_KEY_ID_CHARS + 1], previous_id[VP_KEY_ID_CHARS + 1] = "";
-	vp_key_id(current, current_id);
-	if (previous)
-		vp_key_id(previous, previous_id);
-	if (kek_id && !strcmp(kek_id, current_id))
+	char id[VP_KEY_ID_CHARS + 1], held[384];
+	vp_key_id(current, id);
+	if (kek_id && !strcmp(kek_id, id))
 		return current;
-	if (kek_id && previous && !strcmp(kek_id, previous_id))
-		return previous;
 	if (previous)
-		snprintf(why, why_cap,
-			 "the key of %s is wrapped under master key %s, but %s holds master key %s "
-			 "and previous master key %s: wrong VETPMS_MASTER_KEY_FILE / "
-			 "VETPMS_MASTER_KEY_PREVIOUS_FILE?",
-			 name, kek_id ? kek_id : "(none)", holder, current_id, previous_id);
-	else
-		snprintf(why, why_cap,
-			 "the key of %s is wrapped under master key %s, but %s holds master key %s: "
-			 "wrong VETPMS_MASTER_KEY_FILE / VETPMS_MASTER_KEY?",
-			 name, kek_id ? kek_id : "(none)", holder, current_id);
+		vp_key_id(previous, id);
+	if (kek_id && previous && !strcmp(kek_id, id))
+		return previous;
+	keys_held(current, previous, holder, held, sizeof(held));
+	snprintf(why, why_cap, "the key of %s is wrapped under master key %s, %s", name,
+		 kek_id ? kek_id : "(none)", held);
 	return NULL;
+}
+
+/* The master record: the newest counts (vp_keyrec_newer.h); one naming a
+ * key not held is held against the keyring (vp_keyring_wrong_master), and
+ * when it is the first one taken, against a running daemon too
+ * (vp_keyring_master_refused). */
+static int take_master(VpKeyring *kr, const cJSON *v)
+{
+	VpKeyrecRank next = vp_keyrec_rank_json(v);
+	VpKeyrecRank had = {kr->master_seen ? VP_KEYREC_KEY : VP_KEYREC_NOTHING, true,
+			    kr->master_created_us};
+	if (!vp_keyrec_supersedes(&had, &next))
+		return VP_KEYRING_OK;
+	char ignored[384], held[384];
+	const char *kek = vp_json_str(v, "kek_id");
+	free(kr->master_wrong);
+	kr->master_wrong = NULL;
+	if (!vp_master_key_of(kr->master, kr->previous, VP_KEYREC_MASTER_NAME, kek, "",
+			      ignored, sizeof(ignored))) {
+		keys_held(kr->master, kr->previous, "this daemon", held, sizeof(held));
+		if (asprintf(&kr->master_wrong,
+			     "the keys topic's master record says the deployment's keys are "
+			     "wrapped under master key %s, %s",
+			     kek ? kek : "(none)", held) < 0)
+			kr->master_wrong = NULL;
+		kr->master_refused = kr->master_refused || !kr->master_seen;
+		if (!kr->master_wrong)
+			return VP_KEYRING_FAILED;
+	}
+	kr->master_seen = true;
+	kr->master_created_us = next.created_us;
+	return VP_KEYRING_OK;
 }
 
 static int take_tenant_under(VpKeyring *kr, const char *name, const cJSON *v, char *why,
@@ -403,6 +477,11 @@ static int take_locked(VpKeyring *kr, const char *name, const char *value, size_
 		       char *why, size_t why_cap)
 {
 	if (!value) { /* a tombstone supersedes any record (vp_keyrec_newer.h) */
+		if (!strcmp(name, VP_KEYREC_MASTER_NAME)) {
+			kr->master_seen = false;
+			free(kr->master_wrong);
+			kr->master_wrong = NULL;
+		}
 		remove_entry(kr, name);
 		return VP_KEYRING_OK;
 	}
@@ -413,6 +492,10 @@ static int take_locked(VpKeyring *kr, const char *name, const char *value, size_
 	if (!kind) {
 		snprintf(why, why_cap, "%s: not a key record", name);
 		rc = VP_KEYRING_FAILED;
+	} else if (!strcmp(kind, VP_KEYREC_MASTER) && !strcmp(name, VP_KEYREC_MASTER_NAME)) {
+		rc = take_master(kr, v);
+		if (rc != VP_KEYRING_OK)
+			snprintf(why, why_cap, "%s: out of memory", name);
 	} else if (!strcmp(kind, VP_KEYREC_TENANT) && tenant_name)
 		rc = take_tenant(kr, name, v, why, why_cap);
 	else if (!strcmp(kind, VP_KEYREC_CLIENT) && !tenant_name)

@@ -46,8 +46,18 @@ VpKeyring *vp_keyring_free(VpKeyring *kr);
 int vp_keyring_take(VpKeyring *kr, const char *name, size_t name_len, const char *value,
 		    size_t value_len, char *why, size_t why_cap);
 /* After records were taken: VP_KEYRING_WRONG_MASTER (why naming both key
- * ids) when a tenant's newest record is under another master key, else OK. */
+ * ids) when a tenant's newest record, or the newest master record
+ * (VP_KEYREC_MASTER_NAME), names another master key, else OK. */
 int vp_keyring_wrong_master(VpKeyring *kr, char *why, size_t why_cap);
+/* Whether a master record was taken (the writer records one when the topic
+ * has none). */
+bool vp_keyring_has_master(VpKeyring *kr);
+/* Whether the first master record this keyring took (following the topic)
+ * names a key it does not hold, and still counts (why): the daemon started
+ * before the deployment's first writer recorded its key, holding another
+ * one, and must stop. A later record under another key (a rotation) is not
+ * this: the tenant keys the daemon unwrapped still serve it. */
+bool vp_keyring_master_refused(VpKeyring *kr, char *why, size_t why_cap);
 
 /* Reads every partition of topic from the beginning to its end
  * (read_committed) into kr, within timeout_ms. */

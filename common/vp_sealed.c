@@ -414,6 +414,19 @@ char *vp_keyrec_text(const char *name, const char *kek_id, const char *key_id,
 	return text;
 }
 
+char *vp_keyrec_master_value(const char *kek_id, int64_t now_us)
+{
+	char at[40];
+	vp_time_format_rfc3339_us(now_us, at, sizeof(at));
+	const char *parts[] = {"{\"kind\":\"" VP_KEYREC_MASTER "\",\"kek_id\":\"", kek_id,
+			       "\",\"created_at\":\"", at, "\"}"};
+	size_t cap = strlen(kek_id) + sizeof(at) + 64;
+	char *text = malloc(cap);
+	if (text)
+		join(parts, sizeof(parts) / sizeof(parts[0]), text, cap);
+	return text;
+}
+
 char *vp_keyrec_value(const VpKey *kek, const VpKey *key, const char *name, int64_t now_us,
 		      char *why, size_t why_cap)
 {

@@ -96,6 +96,13 @@ int vp_sealed_erase_plain(cJSON *data, const char *type);
 #define VP_KEYREC_TENANT "tenant"
 #define VP_KEYREC_CLIENT "client"
 #define VP_KEYREC_ERASED "erased"
+/* The keys topic's master record: which master key the deployment's keys
+ * are wrapped under (docs/privacy.md, "Start-up refusal"). Written by the
+ * deployment's first writer and by `vetctl keys rotate-master`; it names no
+ * tenant, so it lives on partition 0. */
+#define VP_KEYREC_MASTER "master"
+#define VP_KEYREC_MASTER_NAME "master"
+#define VP_KEYREC_MASTER_PARTITION 0
 /* "tenant:<t>" or "client:<t>:<c>" (client_id NULL for the tenant's). */
 void vp_keyrec_name(const char *tenant_id, const char *client_id, char *out, size_t cap);
 /* The record's value: {"kind", "kek_id" (the wrapping key's id), "key_id"
@@ -106,5 +113,9 @@ char *vp_keyrec_value(const VpKey *kek, const VpKey *key, const char *name, int6
  * vp_key_wrap), for callers that hold the ids already. */
 char *vp_keyrec_text(const char *name, const char *kek_id, const char *key_id,
 		     const char *wrapped, int64_t now_us);
+/* The master record's value: {"kind": "master", "kek_id" (the master key's
+ * id, vp_key_id), "created_at"}; malloc'd text or NULL. The id alone says
+ * which key: it is a hash of the key, made by no one without it. */
+char *vp_keyrec_master_value(const char *kek_id, int64_t now_us);
 
 #endif

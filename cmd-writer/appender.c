@@ -52,6 +52,7 @@
 #include "vp_keyrec_partition.h"
 #include "vp_log.h"
 #include "vp_metrics.h"
+#include "vp_sealed.h"
 #include "vp_time.h"
 #include "writer.h"
 
@@ -750,10 +751,10 @@ static void commit_loop(WrAppender *a)
  * the transactional id would fence the running writer of its instance, and
  * a misconfigured restart would take the service down with it. 0, or -1
  * with a->fatal set. */
-static int master_key_checked(WrAppender *a)
+static int master_key_checked(WrAppender *a, bool *recorded)
 {
 	char why[512];
-	if (!wr_keys_master_is_wrong(a->cfg, why, sizeof(why)))
+	if (!wr_keys_master_is_wrong(a->cfg, recorded, why, sizeof(why)))
 		return 0;
 	vp_log_error(NULL, "keys", "cannot start: %s", why);
 	set_not_ready(a, why);
@@ -761,11 +762,48 @@ static int master_key_checked(WrAppender *a)
 	return -1;
 }
 
-/* The master key checked, init_transactions (retried while retriable), then
- * the first rebuild. */
+/* The deployment's first writer records the id of its master key in the
+ * keys topic (VP_KEYREC_MASTER_NAME): a daemon started later with another
+ * key is then refused at start even before the first tenant key exists,
+ * and one that started before is stopped by it (docs/privacy.md, "Start-up
+ * refusal"). A transaction of its own: if it fails, the next start records
+ * it, and a failure that broke the producer is met by the first commit. */
+static void record_master_key(WrAppender *a)
+{
+	char *value = wr_keys_master_record();
+	rd_kafka_error_t *error = value ? rd_kafka_begin_transaction(a->producer)
+					: rd_kafka_error_new(RD_KAFKA_RESP_ERR__NOENT,
+							     "no master key loaded");
+	if (!error) {
+		rd_kafka_resp_err_t err = rd_kafka_producev(
+			a->producer, RD_KAFKA_V_RKT(a->keys_topic),
+			RD_KAFKA_V_PARTITION(VP_KEYREC_MASTER_PARTITION),
+			RD_KAFKA_V_KEY(VP_KEYREC_MASTER_NAME, strlen(VP_KEYREC_MASTER_NAME)),
+			RD_KAFKA_V_VALUE(value, strlen(value)), RD_KAFKA_V_OPAQUE(NULL),
+			RD_KAFKA_V_END);
+		error = err ? rd_kafka_error_new(err, "%s", rd_kafka_err2str(err))
+			    : rd_kafka_commit_transaction(a->producer, COMMIT_WAIT_MS);
+		if (error && rd_kafka_error_txn_requires_abort(error)) {
+			rd_kafka_error_t *aborted = abort_until_done(a);
+			if (aborted)
+				rd_kafka_error_destroy(aborted);
+		}
+	}
+	if (error) {
+		vp_log_warn(NULL, "master_record", "not recorded (the next start tries again): %s",
+			    rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+	} else
+		vp_log_info(NULL, "master_record", "the keys topic names this writer's master key");
+	free(value);
+}
+
+/* The master key checked, init_transactions (retried while retriable), the
+ * master key recorded if no writer did yet, then the first rebuild. */
 static int prepare(WrAppender *a)
 {
-	if (master_key_checked(a) < 0)
+	bool recorded = true;
+	if (master_key_checked(a, &recorded) < 0)
 		return -1;
 	if (!a->cfg->dry_run && init_transactions_until_done(a) < 0)
 		return -1;
@@ -781,6 +819,8 @@ static int prepare(WrAppender *a)
 		set_not_ready(a, "events or keys topic not found");
 		sleep(1);
 	}
+	if (!recorded && !a->cfg->dry_run && !atomic_load(&a->stopping))
+		record_master_key(a);
 	return rebuild_until_done(a, "rebuilding the write model");
 }
 

@@ -82,16 +82,27 @@ int wr_keys_read(const WrConfig *cfg, WrState *state, char *why, size_t why_cap)
 	return rc == VP_KEYRING_WRONG_MASTER ? WR_REBUILD_FATAL : WR_REBUILD_FAILED;
 }
 
-bool wr_keys_master_is_wrong(const WrConfig *cfg, char *why, size_t why_cap)
+bool wr_keys_master_is_wrong(const WrConfig *cfg, bool *recorded, char *why, size_t why_cap)
 {
+	*recorded = true;
 	VpKeyring *kr = masters.current ? vp_keyring_new(masters.current, why, why_cap) : NULL;
 	if (!kr)
 		return false;
 	vp_keyring_accept_previous(kr, masters.previous);
 	int rc = vp_keyring_read(kr, cfg->brokers, cfg->kafka_props, cfg->keys_topic,
 				 KEYS_READ_TIMEOUT_MS, why, why_cap);
+	*recorded = rc != VP_KEYRING_OK || vp_keyring_has_master(kr);
 	vp_keyring_free(kr);
 	return rc == VP_KEYRING_WRONG_MASTER;
+}
+
+char *wr_keys_master_record(void)
+{
+	char id[VP_KEY_ID_CHARS + 1];
+	if (!masters.current)
+		return NULL;
+	vp_key_id(masters.current, id);
+	return vp_keyrec_master_value(id, vp_time_now_us());
 }
 
 /* The client's data key into key: the one in the keyring, or a new one (a

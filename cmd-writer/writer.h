@@ -182,12 +182,17 @@ int wr_outcome_landed(const WrConfig *cfg, const WrAppend *batch, int timeout_ms
 int wr_keys_init(const WrConfig *cfg, char *why, size_t why_cap);
 void wr_keys_release(void);
 int wr_keys_read(const WrConfig *cfg, WrState *state, char *why, size_t why_cap);
-/* Whether the master key opens the tenant keys committed so far, read into a
- * keyring of its own before the writer takes its transactional id: true
- * only when some tenant key is under another master key (why says which);
- * an unreachable or empty keys topic proves nothing (false), and the first
- * rebuild checks again. */
-bool wr_keys_master_is_wrong(const WrConfig *cfg, char *why, size_t why_cap);
+/* Whether the master key opens the tenant keys committed so far and is the
+ * one the keys topic's master record names, read into a keyring of its own
+ * before the writer takes its transactional id: true only when some tenant
+ * key or the master record is under another master key (why says which);
+ * an unreachable keys topic proves nothing (false), and the first rebuild
+ * checks again. *recorded: whether the read found a master record (true
+ * when the read failed: nothing is to be recorded on a guess). */
+bool wr_keys_master_is_wrong(const WrConfig *cfg, bool *recorded, char *why, size_t why_cap);
+/* The master record's value for this writer's master key (malloc'd, or
+ * NULL): what a deployment's first writer records (appender.c). */
+char *wr_keys_master_record(void);
 int wr_keys_seal(WrState *state, VpEvent *ev, WrAppend *item, char *why, size_t why_cap);
 /* The master key loaded at start (NULL before): an import rewraps the
  * tenant key it brings under it (import.c). */

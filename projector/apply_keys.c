@@ -119,6 +119,11 @@ bool pj_keys_wrong_master(char *why, size_t why_cap)
 	return keyring && vp_keyring_wrong_master(keyring, why, why_cap) == VP_KEYRING_WRONG_MASTER;
 }
 
+bool pj_keys_master_refused(char *why, size_t why_cap)
+{
+	return keyring && vp_keyring_master_refused(keyring, why, why_cap);
+}
+
 bool pj_keys_client_erased(const char *tenant_id, const char *client_id)
 {
 	return keyring && vp_keyring_erased(keyring, tenant_id, client_id);

@@ -1028,6 +1028,11 @@ int pj_consumer_run(const PjConfig *cfg, volatile sig_atomic_t *stop, const PjSt
 		int64_t now = vp_time_mono_us();
 		if (now >= next_probe) {
 			status->set_kafka_ok(vp_kafka_probe(p->consumer, NULL, 2000, NULL) == 0);
+			if (pj_keys_master_refused(why, sizeof(why))) {
+				vp_log_error(NULL, "keys", "cannot go on: %s", why);
+				rc = -1;
+				goto done;
+			}
 			if (p->conn && !vp_pg_ping(p->conn))
 				lose_pg(p);
 			else

@@ -85,6 +85,10 @@ PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap);
  * start, rather than dead-letter the tenant's client events one by one (a
  * keys topic with no tenant key at start gave nothing to check then). */
 bool pj_keys_wrong_master(char *why, size_t why_cap);
+/* Whether the keys topic's first master record this projector read names a
+ * master key it does not hold (it started before the deployment's first
+ * writer, with another key): why, and the projector stops. */
+bool pj_keys_master_refused(char *why, size_t why_cap);
 /* Whether the keyring holds the client's erasure marker (false without one;
  * tenant_id NULL: under any tenant). */
 bool pj_keys_client_erased(const char *tenant_id, const char *client_id);

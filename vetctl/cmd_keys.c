@@ -15,7 +15,9 @@
  * form, from the current key to --new-key-file's. Both at once is refused:
  * which key is old would be a guess. A tenant key already under the new key
  * is left (a rotation run twice, or resumed, changes nothing more); one under
- * neither key stops the rotation before anything is written. */
+ * neither key stops the rotation before anything is written. The keys
+ * topic's master record (which key the daemons must hold) is rewritten to
+ * name the new key in the same transaction, or recorded if there is none. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -79,15 +81,22 @@ static int new_master(const KeysOptions *o)
 	return rc;
 }
 
+static bool is_master_name(const char *name, size_t len)
+{
+	return len == strlen(VP_KEYREC_MASTER_NAME) && !memcmp(name, VP_KEYREC_MASTER_NAME, len);
+}
+
+/* A tenant key record, or the master record: what a rotation rewrites. */
 static bool tenant_record(const char *name, size_t len, const void *arg)
 {
 	(void)arg;
-	return len > strlen(VP_KEYREC_TENANT ":") &&
-	       !memcmp(name, VP_KEYREC_TENANT ":", strlen(VP_KEYREC_TENANT ":"));
+	return (len > strlen(VP_KEYREC_TENANT ":") &&
+		!memcmp(name, VP_KEYREC_TENANT ":", strlen(VP_KEYREC_TENANT ":"))) ||
+	       is_master_name(name, len);
 }
 
 /* Reads the keys topic to its end; the latest record of each tenant key
- * name into t, in topic order. */
+ * name (and of the master record) into t, in topic order. */
 static int read_tenant_records(const KeysOptions *o, VcKeyLines *t)
 {
 	char why[512];
@@ -138,9 +147,36 @@ static char *rewrap(const char *name, const char *value, const Rotation *r, bool
 	return out;
 }
 
-/* Produces the rewrapped records in one transaction: all or none. */
+/* The master record naming r->to (docs/privacy.md, "Start-up refusal"):
+ * NULL when the one at m already does; a new one when there is none (m < 0)
+ * or it names r->from; *failed with the reason printed when it names neither
+ * (nothing is written then, as for a tenant key). */
+static char *master_rewritten(const VcKeyLines *t, long m, const Rotation *r, bool *failed)
+{
+	cJSON *v = m >= 0 && t->value[m] ? cJSON_Parse(t->value[m]) : NULL;
+	const char *kek = vp_json_str(v, "kek_id");
+	char *out = NULL;
+	if (m >= 0 && kek && !strcmp(kek, r->to_id)) {
+		cJSON_Delete(v);
+		return NULL;
+	}
+	if (m >= 0 && t->value[m] && (!kek || strcmp(kek, r->from_id) != 0)) {
+		fprintf(stderr, "vetctl: the master record names master key %s, neither the %s %s "
+				"nor the %s %s\n",
+			kek ? kek : "(none)", r->from_label, r->from_id, r->to_label, r->to_id);
+		*failed = true;
+	} else if (!(out = vp_keyrec_master_value(r->to_id, vp_time_now_us()))) {
+		fprintf(stderr, "vetctl: out of memory\n");
+		*failed = true;
+	}
+	cJSON_Delete(v);
+	return out;
+}
+
+/* Produces the rewrapped records (and master, unless NULL, on its own
+ * partition) in one transaction: all or none. */
 static int produce_all(const KeysOptions *o, const Rotation *r, VcKeyLines *t, char **rewrapped,
-		       size_t n)
+		       size_t n, char *master)
 {
 	char why[512];
 	rd_kafka_conf_t *conf = vp_kafka_conf_new(o->brokers, "vetctl-keys", o->kafka_props, why,
@@ -163,6 +199,15 @@ static int produce_all(const KeysOptions *o, const Rotation *r, VcKeyLines *t, c
 					   o->keys_topic);
 	if (!error)
 		error = rd_kafka_begin_transaction(rk);
+	if (!error && master) {
+		rd_kafka_resp_err_t err = rd_kafka_producev(
+			rk, RD_KAFKA_V_TOPIC(o->keys_topic),
+			RD_KAFKA_V_PARTITION(VP_KEYREC_MASTER_PARTITION),
+			RD_KAFKA_V_KEY(VP_KEYREC_MASTER_NAME, strlen(VP_KEYREC_MASTER_NAME)),
+			RD_KAFKA_V_VALUE(master, strlen(master)), RD_KAFKA_V_END);
+		if (err)
+			error = rd_kafka_error_new(err, "%s", rd_kafka_err2str(err));
+	}
 	for (size_t i = 0; !error && i < t->n; i++) {
 		if (!rewrapped[i])
 			continue;
@@ -190,8 +235,9 @@ static int produce_all(const KeysOptions *o, const Rotation *r, VcKeyLines *t, c
 		rd_kafka_error_destroy(error);
 		rc = -1;
 	} else
-		fprintf(stderr, "rewrapped %zu tenant key(s) under the %s master key %s\n", n,
-			r->to_label, r->to_id);
+		fprintf(stderr, "rewrapped %zu tenant key(s) under the %s master key %s%s\n", n,
+			r->to_label, r->to_id,
+			master ? "; the keys topic's master record names it" : "");
 	rd_kafka_destroy(rk);
 	return rc;
 }
@@ -263,7 +309,7 @@ static int rotate_master(const KeysOptions *o)
 {
 	Rotation r = {0};
 	VcKeyLines t = {0};
-	char **rewrapped = NULL;
+	char **rewrapped = NULL, *master = NULL;
 	size_t n = 0;
 	bool failed = false;
 	int rc = rotation_keys(o, &r);
@@ -272,25 +318,33 @@ static int rotate_master(const KeysOptions *o)
 	rc = 1;
 	if (read_tenant_records(o, &t) < 0)
 		goto done;
+	long m = -1; /* the master record's index */
+	for (size_t i = 0; i < t.n; i++)
+		if (is_master_name(t.name[i], strlen(t.name[i])))
+			m = (long)i;
 	rewrapped = calloc(t.n + 1, sizeof(*rewrapped));
 	for (size_t i = 0; rewrapped && i < t.n && !failed; i++) {
+		if ((long)i == m)
+			continue;
 		rewrapped[i] = rewrap(t.name[i], t.value[i], &r, &failed);
 		n += rewrapped[i] != NULL;
 	}
+	master = rewrapped && !failed ? master_rewritten(&t, m, &r, &failed) : NULL;
 	if (!rewrapped || failed)
 		goto done;
-	if (n == 0) {
+	if (n == 0 && !master) {
 		fprintf(stderr, "every tenant key (%zu) is already under the %s master key %s\n",
-			t.n, r.to_label, r.to_id);
+			t.n - (m >= 0), r.to_label, r.to_id);
 		rc = 0;
 	} else
-		rc = produce_all(o, &r, &t, rewrapped, n) < 0 ? 1 : 0;
+		rc = produce_all(o, &r, &t, rewrapped, n, master) < 0 ? 1 : 0;
 	if (rc == 0)
 		after_rotation(&r);
 done:
 	for (size_t i = 0; rewrapped && i < t.n; i++)
 		free(rewrapped[i]);
 	free(rewrapped);
+	free(master);
 	vc_keys_release(&t);
 	rotation_release(&r);
 	return rc;

@@ -747,31 +747,97 @@ def test_a_wrong_or_missing_master_key_stops_the_daemons_at_start(clinic):
     exits_saying(d, "readable by its owner only")
 
 
-def test_a_tenant_key_under_another_master_key_stops_a_running_projector():
-    """A keys topic with no tenant key gives a daemon's master key nothing
-    to be checked against at start (docs/privacy.md, "Start-up refusal"):
-    here a writer holding another master key than the projector's registers
-    the deployment's first client. The projector stops saying which key
-    ids differ, as it would at start, instead of dead-lettering every
-    client event of the tenant ("no key for tenant ...", the stop 22
-    projector) to be redriven one by one once the keys are mended; it
-    applies nothing of the client."""
+MASTER_RECORD = ("master record says the deployment's keys are wrapped under master key "
+                 "[0-9a-f]{16}, but this daemon holds master key [0-9a-f]{16}")
+
+
+def key_id(stack, env=None):
+    """The id of the master key a daemon with env would hold (vetctl keys
+    status names the keys held)."""
+    e = dict(stack.env, **(env or {}))
+    r = subprocess.run([os.path.join(stack.env["VETPMS_BIN_DIR"], "vetctl"), "keys", "status"],
+                       env=e, text=True, capture_output=True, timeout=120, check=True)
+    return json.loads(r.stdout)["held"]["current"]
+
+
+def test_the_first_writer_records_its_master_key_and_another_key_is_refused_before_any_tenant():
+    """docs/privacy.md, "Start-up refusal": a keys topic with no tenant key
+    gave a daemon's master key nothing to be checked against, so a daemon
+    with another key started, and a writer then wrapped the first tenant
+    keys under its key. The deployment's first writer now records its master
+    key's id in the keys topic (the master record), and any daemon holding
+    another key is refused at start although no tenant key exists yet; a
+    restarted writer does not record it again; `vetctl keys rotate-master`
+    rewrites it, also with no tenant key to rewrap."""
+    with running_stack() as stack:
+        writer = stack.start_daemon("cmd-writer", port=free_port())
+        writer.wait_ready(90)
+        records = read_keys(stack.brokers)
+        assert [k for (k, _v) in records] == ["master"], records
+        record = json.loads(records[0][1])
+        assert record["kind"] == "master" and record["kek_id"] == key_id(stack), record
+        tenant = stack.provision(writer, "Keyless Vets", "Europe/Paris", "EUR")
+        other = master_file(stack, "other.key", new_master_key())
+        for name in ("projector", "query-reader", "cmd-writer"):
+            d = stack.start_daemon(name, port=free_port(), env={"VETPMS_MASTER_KEY_FILE": other})
+            exits_saying(d, MASTER_RECORD)
+        assert [k for (k, _v) in read_keys(stack.brokers)] == ["master"]  # no tenant key
+        # the refused writer did not fence the running one, which commits;
+        # restarted, it finds the record and writes none
+        auth = {"Authorization": "Bearer " + stack.token("admin", tenant=tenant)}
+        r = requests.post(f"{writer.url}/v1/staff", json={"name": "Una Fenced", "role": "nurse"}, headers=auth, timeout=30)
+        assert r.status_code == 201, r.text
+        assert writer.terminate() == 0
+        writer = stack.start_daemon("cmd-writer", port=free_port())
+        writer.wait_ready(90)
+        assert [k for (k, _v) in read_keys(stack.brokers)] == ["master"]
+        # a rotation with no tenant key rewrites the record: the new key
+        # alone starts a daemon, the old one no longer does
+        new = os.path.join(stack.dir, "next.key")
+        stack.vetctl("keys", "new-master", "--out", new)
+        r = stack.vetctl("keys", "rotate-master", "--new-key-file", new)
+        assert "rewrapped 0 tenant key(s)" in r.stderr, r.stderr
+        assert "the keys topic's master record names it" in r.stderr, r.stderr
+        newest = [json.loads(v) for (k, v) in read_keys(stack.brokers) if k == "master"][-1]
+        assert newest["kek_id"] == key_id(stack, {"VETPMS_MASTER_KEY_FILE": new})
+        projector = stack.start_daemon("projector", port=free_port(),
+                                       env={"VETPMS_MASTER_KEY_FILE": new})
+        projector.wait_ready(90)
+        exits_saying(stack.start_daemon("query-reader", port=free_port()), MASTER_RECORD)
+        # a record under neither key: nothing is rewritten
+        r = stack.vetctl("keys", "rotate-master", "--new-key-file", other, check=False)
+        assert r.returncode == 1 and "the master record names master key" in r.stderr, r.stderr
+        assert [k for (k, _v) in read_keys(stack.brokers)] == ["master", "master"]
+        writer.terminate()
+
+
+def test_a_master_key_recorded_under_another_key_stops_a_running_projector():
+    """A projector started before the deployment's first writer had nothing
+    to check its master key against (docs/privacy.md, "Start-up refusal").
+    When that writer, holding another key, records its key in the keys
+    topic, the projector stops saying which key ids differ, as it would at
+    start, before any client is sealed under the writer's key; it applies
+    nothing of the tenant's clients (until stop 23 it dead-lettered every
+    client event of the tenant, "no key for tenant ...")."""
     with running_stack() as stack:
         projector = stack.start_daemon("projector", port=free_port())
+        projector.wait_ready(90)
         other = master_file(stack, "other.key", new_master_key())
         writer = stack.start_daemon("cmd-writer", port=free_port(),
                                     env={"VETPMS_MASTER_KEY_FILE": other})
-        for d in (writer, projector):
-            d.wait_ready(90)
+        writer.wait_ready(90)
+        exits_saying(projector, MASTER_RECORD)
+        assert any("cannot go on" in line for line in projector.log_lines())
         tenant = stack.provision(writer, "Two Keys Vets", "Europe/Paris", "EUR")
         auth = {"Authorization": "Bearer " + stack.token("admin", tenant=tenant)}
         r = requests.post(f"{writer.url}/v1/clients", json={"first_name": "Mismatched",
                           "last_name": "Masters"}, headers=auth, timeout=30)
         assert r.status_code == 201, r.text
-        exits_saying(projector, HOLDS)
         assert not any("dead_letter" in line for line in projector.log_lines())
         assert readmodel.query(stack, "SELECT count(*) FROM read.dead_letters") == [(0,)]
         assert readmodel.query(stack, "SELECT count(*) FROM read.clients") == [(0,)]
+        # restarted, it is refused at start (by the tenant key first now)
+        exits_saying(stack.start_daemon("projector", port=free_port()), HOLDS)
         writer.terminate()
 
 

@@ -307,6 +307,21 @@ static void on_worker_ended(evutil_socket_t fd, short events, void *arg)
 	event_base_loopexit(event_get_base(w->ended), NULL);
 }
 
+/* Main thread only: the keys topic's first master record names another master
+ * key than this reader's (docs/privacy.md, "Start-up refusal"): exit 1, as at
+ * start. Checked once a second. */
+static void on_keys_check(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	char why[512];
+	if (!vp_keyring_master_refused(keyring, why, sizeof(why)))
+		return;
+	vp_log_error(NULL, "keys", "cannot go on: %s", why);
+	worker_failed = true;
+	event_base_loopexit(arg, NULL);
+}
+
 static void on_main_signal(evutil_socket_t sig, short events, void *arg)
 {
 	(void)events;
@@ -367,6 +382,7 @@ int main(int argc, char **argv)
 	struct event_base *main_base = NULL;
 	struct event *sig_term = NULL;
 	struct event *sig_int = NULL;
+	struct event *keys_check = NULL; /* on_keys_check */
 	int listen_fd = -1;
 	int n_workers = 0;
 	char why[512];
@@ -450,9 +466,11 @@ int main(int argc, char **argv)
 	}
 	sig_term = evsignal_new(main_base, SIGTERM, on_main_signal, main_base);
 	sig_int = evsignal_new(main_base, SIGINT, on_main_signal, main_base);
-	if (!sig_term || !sig_int || evsignal_add(sig_term, NULL) < 0 ||
-	    evsignal_add(sig_int, NULL) < 0) {
-		vp_log_error(NULL, "startup", "cannot install signal handlers");
+	keys_check = event_new(main_base, -1, EV_PERSIST, on_keys_check, main_base);
+	struct timeval every_second = {1, 0};
+	if (!sig_term || !sig_int || !keys_check || evsignal_add(sig_term, NULL) < 0 ||
+	    evsignal_add(sig_int, NULL) < 0 || event_add(keys_check, &every_second) < 0) {
+		vp_log_error(NULL, "startup", "cannot install signal handlers or timers");
 		goto done;
 	}
 	if (start_workers(workers, n_workers) < 0) {
@@ -476,6 +494,8 @@ done:
 		event_free(sig_term);
 	if (sig_int)
 		event_free(sig_int);
+	if (keys_check)
+		event_free(keys_check);
 	if (main_base)
 		event_base_free(main_base);
 	pj_keys_use(NULL, 0);

@@ -811,23 +811,26 @@ def test_the_first_writer_records_its_master_key_and_another_key_is_refused_befo
         writer.terminate()
 
 
-def test_a_master_key_recorded_under_another_key_stops_a_running_projector():
-    """A projector started before the deployment's first writer had nothing
-    to check its master key against (docs/privacy.md, "Start-up refusal").
-    When that writer, holding another key, records its key in the keys
-    topic, the projector stops saying which key ids differ, as it would at
-    start, before any client is sealed under the writer's key; it applies
-    nothing of the tenant's clients (until stop 23 it dead-lettered every
-    client event of the tenant, "no key for tenant ...")."""
+def test_a_master_key_recorded_under_another_key_stops_a_running_projector_and_reader():
+    """A projector or reader started before the deployment's first writer
+    had nothing to check its master key against (docs/privacy.md, "Start-up
+    refusal"). When that writer, holding another key, records its key in the
+    keys topic, both stop saying which key ids differ, as they would at
+    start, before any client is sealed under the writer's key; the projector
+    applies nothing of the tenant's clients (until stop 23 it dead-lettered
+    every client event of the tenant, "no key for tenant ...")."""
     with running_stack() as stack:
         projector = stack.start_daemon("projector", port=free_port())
-        projector.wait_ready(90)
+        reader = stack.start_daemon("query-reader", port=free_port())
+        for d in (projector, reader):
+            d.wait_ready(90)
         other = master_file(stack, "other.key", new_master_key())
         writer = stack.start_daemon("cmd-writer", port=free_port(),
                                     env={"VETPMS_MASTER_KEY_FILE": other})
         writer.wait_ready(90)
-        exits_saying(projector, MASTER_RECORD)
-        assert any("cannot go on" in line for line in projector.log_lines())
+        for d in (projector, reader):
+            exits_saying(d, MASTER_RECORD)
+            assert any("cannot go on" in line for line in d.log_lines())
         tenant = stack.provision(writer, "Two Keys Vets", "Europe/Paris", "EUR")
         auth = {"Authorization": "Bearer " + stack.token("admin", tenant=tenant)}
         r = requests.post(f"{writer.url}/v1/clients", json={"first_name": "Mismatched",

@@ -8,7 +8,8 @@
  * under a fixed master key) are taken first, so the fuzzed ones land on a
  * keyring that holds keys. Then, for that tenant and client: taking a
  * record refused gives a reason; vp_keyring_wrong_master is OK or names
- * the keys; the client's key is OK, NONE, ERASED, or FAILED or WRONG_MASTER
+ * the keys (and is whenever the master record stops a running daemon,
+ * vp_keyring_master_refused); the client's key is OK, NONE, ERASED, or FAILED or WRONG_MASTER
  * with a reason, and ERASED whenever vp_keyring_erased says so (which
  * "under any tenant" says too); a key handed out is the
  * client's real one (it opens what was sealed under it: bytes cannot wrap
@@ -131,6 +132,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int wrong = vp_keyring_wrong_master(kr, why, sizeof(why));
 	FUZZ_CHECK(wrong == VP_KEYRING_OK || (wrong == VP_KEYRING_WRONG_MASTER && why[0]),
 		   "wrong master %d without a reason", wrong);
+	/* a running daemon is stopped only by what stops one at start */
+	why[0] = '\0';
+	bool refused = vp_keyring_master_refused(kr, why, sizeof(why));
+	FUZZ_CHECK(!refused || (wrong == VP_KEYRING_WRONG_MASTER && why[0]),
+		   "refused by the master record (%s) but not wrong at start (%d)", why, wrong);
 	check_client(kr);
 	if (vp_keyring_index_key(kr, TENANT, scratch, why, sizeof(why)) == 0) {
 		char got[65];

@@ -300,6 +300,20 @@ int vp_keyring_wrong_master(VpKeyring *kr, char *why, size_t why_cap)
 	return rc;
 }
 
+bool vp_keyring_keyless_tenant(VpKeyring *kr, char *why, size_t why_cap)
+{
+	bool found = false;
+	pthread_mutex_lock(&kr->lock);
+	for (size_t i = 0; i < kr->n_buckets && !found; i++)
+		for (Entry *e = kr->buckets[i]; e && !found; e = e->next)
+			if (e->tenant && e->wrong && !e->key) {
+				snprintf(why, why_cap, "%s", e->wrong);
+				found = true;
+			}
+	pthread_mutex_unlock(&kr->lock);
+	return found;
+}
+
 bool vp_keyring_has_master(VpKeyring *kr)
 {
 	pthread_mutex_lock(&kr->lock);

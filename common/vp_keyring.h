@@ -49,6 +49,13 @@ int vp_keyring_take(VpKeyring *kr, const char *name, size_t name_len, const char
  * ids) when a tenant's newest record, or the newest master record
  * (VP_KEYREC_MASTER_NAME), names another master key, else OK. */
 int vp_keyring_wrong_master(VpKeyring *kr, char *why, size_t why_cap);
+/* Whether some tenant's key records are all under a master key not held
+ * (why names the ids): what stops a running daemon (its clients cannot be
+ * opened). Unlike vp_keyring_wrong_master, a tenant whose key was
+ * unwrapped from an earlier record before a newer one under another key
+ * arrived (a rotation seen while running) does not count: its key still
+ * serves until the next start. */
+bool vp_keyring_keyless_tenant(VpKeyring *kr, char *why, size_t why_cap);
 /* Whether a master record was taken (the writer records one when the topic
  * has none). */
 bool vp_keyring_has_master(VpKeyring *kr);

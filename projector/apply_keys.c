@@ -116,7 +116,7 @@ static PjApplyResult open_plain(const VpEvent *ev, char *why, size_t why_cap)
 
 bool pj_keys_wrong_master(char *why, size_t why_cap)
 {
-	return keyring && vp_keyring_wrong_master(keyring, why, why_cap) == VP_KEYRING_WRONG_MASTER;
+	return keyring && vp_keyring_keyless_tenant(keyring, why, why_cap);
 }
 
 bool pj_keys_master_refused(char *why, size_t why_cap)

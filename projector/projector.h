@@ -80,10 +80,13 @@ PjApplyResult pj_apply_model(PGconn *conn, const VpEvent *ev, char *why, size_t 
  * are refused). PJ_APPLIED (opened, or nothing sealed) or PJ_REJECTED. */
 void pj_keys_use(VpKeyring *kr, int wait_ms);
 PjApplyResult pj_keys_open(const VpEvent *ev, char *why, size_t why_cap);
-/* Whether a tenant's newest key record is under a master key this process
- * does not hold (why names both): the projector stops, as it does at
- * start, rather than dead-letter the tenant's client events one by one (a
- * keys topic with no tenant key at start gave nothing to check then). */
+/* Whether a tenant's key records are all under a master key this process
+ * does not hold (why names both), asked after a failed batch: the
+ * projector stops, as it does at start, rather than dead-letter the
+ * tenant's client events one by one (a keys topic with no tenant key at
+ * start gave nothing to check then). A tenant whose key it unwrapped before
+ * a rotation's newer record arrived is not one: a failed batch (PostgreSQL
+ * away) during a rotation does not stop it. */
 bool pj_keys_wrong_master(char *why, size_t why_cap);
 /* Whether the keys topic's first master record this projector read names a
  * master key it does not hold (it started before the deployment's first

@@ -210,6 +210,38 @@ static void the_rotated_record_counts_with_or_without_the_previous_key(void **st
 	vp_key_records_release(under_a.rec, under_a.n);
 }
 
+/* A daemon holding A alone that took the tenant's record under A, then the
+ * rotation's under B while running: wrong at its next start, but the key it
+ * unwrapped still opens the tenant's clients, so a running projector is not
+ * stopped by it after a failed batch (vp_keyring_keyless_tenant); a tenant
+ * whose only record is under B is what stops it. */
+static void a_rotation_seen_while_running_leaves_the_unwrapped_key_serving(void **state)
+{
+	(void)state;
+	Made under_a, under_b;
+	made_under(master_a, TENANT_A, CLIENT_A, &under_a);
+	made_under(master_b, TENANT_B, CLIENT_B, &under_b);
+	char *rotated = vp_keyrec_rewrap(master_a, master_b, under_a.rec[0].name,
+					 under_a.rec[0].value, 2000000, why, sizeof(why));
+	assert_non_null(rotated);
+	VpKeyring *kr = vp_keyring_new(master_a, why, sizeof(why));
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(take(kr, under_a.rec[i].name, under_a.rec[i].value), VP_KEYRING_OK);
+	assert_int_equal(take(kr, under_a.rec[0].name, rotated), VP_KEYRING_OK);
+	assert_int_equal(vp_keyring_wrong_master(kr, why, sizeof(why)), VP_KEYRING_WRONG_MASTER);
+	assert_false(vp_keyring_keyless_tenant(kr, why, sizeof(why)));
+	opens(kr, TENANT_A, CLIENT_A, &under_a);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(take(kr, under_b.rec[i].name, under_b.rec[i].value), VP_KEYRING_OK);
+	why[0] = '\0';
+	assert_true(vp_keyring_keyless_tenant(kr, why, sizeof(why)));
+	assert_non_null(strstr(why, "tenant:" TENANT_B));
+	vp_keyring_free(kr);
+	free(rotated);
+	vp_key_records_release(under_a.rec, under_a.n);
+	vp_key_records_release(under_b.rec, under_b.n);
+}
+
 static void the_previous_key_loads_like_the_master_key_and_is_not_the_current(void **state)
 {
 	(void)state;
@@ -280,6 +312,7 @@ int main(void)
 		cmocka_unit_test(a_keyring_with_the_previous_key_reads_both_and_wraps_under_the_current),
 		cmocka_unit_test(a_record_under_neither_key_is_refused_naming_every_key_held),
 		cmocka_unit_test(the_rotated_record_counts_with_or_without_the_previous_key),
+		cmocka_unit_test(a_rotation_seen_while_running_leaves_the_unwrapped_key_serving),
 		cmocka_unit_test(the_previous_key_loads_like_the_master_key_and_is_not_the_current),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

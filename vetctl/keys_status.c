@@ -14,6 +14,7 @@
 
 #include "keys_status.h"
 #include "vp_json.h"
+#include "vp_keyrec_newer.h"
 #include "vp_sealed.h"
 
 static bool is_tenant_name(const char *name, size_t len)
@@ -75,9 +76,26 @@ static int count_record(VcKeysStatus *s, const char *value, size_t value_len, bo
 	return 0;
 }
 
+/* The master record, kept when it supersedes the one held (the newest by
+ * created_at, vp_keyrec_newer.h; a tombstone drops it). 0, or -1 out of
+ * memory. */
+static int take_master(VcKeysStatus *s, const char *value, size_t value_len)
+{
+	VpKeyrecRank held = vp_keyrec_rank(s->master, s->master ? strlen(s->master) : 0);
+	VpKeyrecRank next = vp_keyrec_rank(value, value_len);
+	if (!vp_keyrec_supersedes(&held, &next))
+		return 0;
+	free(s->master);
+	s->master = value ? strndup(value, value_len) : NULL;
+	return value && !s->master ? -1 : 0;
+}
+
 int vc_status_take(VcKeysStatus *s, const char *name, size_t name_len, const char *value,
 		   size_t value_len)
 {
+	if (name_len == strlen(VP_KEYREC_MASTER_NAME) &&
+	    !memcmp(name, VP_KEYREC_MASTER_NAME, name_len))
+		return take_master(s, value, value_len);
 	if (!is_tenant_name(name, name_len))
 		return 0;
 	if (value && count_record(s, value, value_len, false) < 0)
@@ -156,6 +174,12 @@ char *vc_status_json(VcKeysStatus *s, const char *topic, const char *current_id,
 		for (size_t i = 0; ok && i < s->n; i++)
 			ok = cJSON_AddItemToObject(keks, s->kek[i].id,
 						   kek_json(&s->kek[i], current_id, previous_id));
+		bool oom = false;
+		char *master = s->master ? kek_id_of(s->master, strlen(s->master), &oom) : NULL;
+		ok = ok && !oom &&
+		     cJSON_AddItemToObject(root, "master", master ? cJSON_CreateString(master)
+								  : cJSON_CreateNull());
+		free(master);
 		out = ok ? cJSON_PrintUnformatted(root) : NULL;
 	}
 	cJSON_Delete(root);
@@ -168,5 +192,6 @@ void vc_status_release(VcKeysStatus *s)
 		free(s->kek[i].id);
 	free(s->kek);
 	vc_keys_release(&s->newest);
+	free(s->master);
 	memset(s, 0, sizeof(*s));
 }

@@ -751,13 +751,13 @@ MASTER_RECORD = ("master record says the deployment's keys are wrapped under mas
                  "[0-9a-f]{16}, but this daemon holds master key [0-9a-f]{16}")
 
 
-def key_id(stack, env=None):
-    """The id of the master key a daemon with env would hold (vetctl keys
-    status names the keys held)."""
+def keys_status(stack, env=None):
+    """vetctl keys status as a daemon with env would hold the keys: the ids
+    held, and the one the master record names."""
     e = dict(stack.env, **(env or {}))
     r = subprocess.run([os.path.join(stack.env["VETPMS_BIN_DIR"], "vetctl"), "keys", "status"],
                        env=e, text=True, capture_output=True, timeout=120, check=True)
-    return json.loads(r.stdout)["held"]["current"]
+    return json.loads(r.stdout)
 
 
 def test_the_first_writer_records_its_master_key_and_another_key_is_refused_before_any_tenant():
@@ -775,7 +775,9 @@ def test_the_first_writer_records_its_master_key_and_another_key_is_refused_befo
         records = read_keys(stack.brokers)
         assert [k for (k, _v) in records] == ["master"], records
         record = json.loads(records[0][1])
-        assert record["kind"] == "master" and record["kek_id"] == key_id(stack), record
+        status = keys_status(stack)
+        assert record["kind"] == "master" and record["kek_id"] == status["held"]["current"]
+        assert status["master"] == record["kek_id"], status
         tenant = stack.provision(writer, "Keyless Vets", "Europe/Paris", "EUR")
         other = master_file(stack, "other.key", new_master_key())
         for name in ("projector", "query-reader", "cmd-writer"):
@@ -799,7 +801,8 @@ def test_the_first_writer_records_its_master_key_and_another_key_is_refused_befo
         assert "rewrapped 0 tenant key(s)" in r.stderr, r.stderr
         assert "the keys topic's master record names it" in r.stderr, r.stderr
         newest = [json.loads(v) for (k, v) in read_keys(stack.brokers) if k == "master"][-1]
-        assert newest["kek_id"] == key_id(stack, {"VETPMS_MASTER_KEY_FILE": new})
+        status = keys_status(stack, {"VETPMS_MASTER_KEY_FILE": new})
+        assert newest["kek_id"] == status["held"]["current"] == status["master"], status
         projector = stack.start_daemon("projector", port=free_port(),
                                        env={"VETPMS_MASTER_KEY_FILE": new})
         projector.wait_ready(90)

@@ -53,14 +53,14 @@ static void superseded_records_count_until_compaction(void **state)
 		  "\"held\":{\"current\":\"bbbbbbbbbbbbbbbb\",\"previous\":\"aaaaaaaaaaaaaaaa\"},"
 		  "\"master_keys\":{"
 		  "\"aaaaaaaaaaaaaaaa\":{\"records\":2,\"newest\":0,\"held\":\"previous\"},"
-		  "\"bbbbbbbbbbbbbbbb\":{\"records\":2,\"newest\":2,\"held\":\"current\"}}}");
+		  "\"bbbbbbbbbbbbbbbb\":{\"records\":2,\"newest\":2,\"held\":\"current\"}},\"master\":null}");
 	/* asked again: the same (newest is counted afresh) */
 	status_is(&s, "bbbbbbbbbbbbbbbb", "aaaaaaaaaaaaaaaa",
 		  "{\"topic\":\"vetpms.keys\",\"tenants\":2,\"records\":4,\"unnamed\":0,"
 		  "\"held\":{\"current\":\"bbbbbbbbbbbbbbbb\",\"previous\":\"aaaaaaaaaaaaaaaa\"},"
 		  "\"master_keys\":{"
 		  "\"aaaaaaaaaaaaaaaa\":{\"records\":2,\"newest\":0,\"held\":\"previous\"},"
-		  "\"bbbbbbbbbbbbbbbb\":{\"records\":2,\"newest\":2,\"held\":\"current\"}}}");
+		  "\"bbbbbbbbbbbbbbbb\":{\"records\":2,\"newest\":2,\"held\":\"current\"}},\"master\":null}");
 	vc_status_release(&s);
 }
 
@@ -74,7 +74,7 @@ static void keys_held_are_listed_with_nothing_under_them(void **state)
 		  "\"held\":{\"current\":\"bbbbbbbbbbbbbbbb\",\"previous\":null},"
 		  "\"master_keys\":{"
 		  "\"bbbbbbbbbbbbbbbb\":{\"records\":0,\"newest\":0,\"held\":\"current\"},"
-		  "\"cccccccccccccccc\":{\"records\":1,\"newest\":1,\"held\":null}}}");
+		  "\"cccccccccccccccc\":{\"records\":1,\"newest\":1,\"held\":null}},\"master\":null}");
 	vc_status_release(&s);
 }
 
@@ -84,7 +84,7 @@ static void no_keys_held_and_an_empty_topic(void **state)
 	VcKeysStatus s = {0};
 	status_is(&s, NULL, NULL,
 		  "{\"topic\":\"vetpms.keys\",\"tenants\":0,\"records\":0,\"unnamed\":0,"
-		  "\"held\":{\"current\":null,\"previous\":null},\"master_keys\":{}}");
+		  "\"held\":{\"current\":null,\"previous\":null},\"master_keys\":{},\"master\":null}");
 	vc_status_release(&s);
 }
 
@@ -99,14 +99,43 @@ static void a_record_naming_no_master_key_is_unnamed_and_a_tombstone_ends_a_tena
 	status_is(&s, NULL, NULL,
 		  "{\"topic\":\"vetpms.keys\",\"tenants\":1,\"records\":3,\"unnamed\":2,"
 		  "\"held\":{\"current\":null,\"previous\":null},\"master_keys\":{"
-		  "\"aaaaaaaaaaaaaaaa\":{\"records\":1,\"newest\":0,\"held\":null}}}");
+		  "\"aaaaaaaaaaaaaaaa\":{\"records\":1,\"newest\":0,\"held\":null}},\"master\":null}");
 	vc_status_release(&s);
+}
+
+#define MASTER(kek, at) "{\"kind\":\"master\",\"kek_id\":\"" kek "\",\"created_at\":\"" at "\"}"
+
+/* The master record: the newest by created_at in either read order, kept
+ * apart from the tenant counts; a tombstone drops it. */
+static void the_master_record_names_the_newest_key_and_counts_as_no_tenant(void **state)
+{
+	(void)state;
+	const char *order[2][2] = {{MASTER("aaaaaaaaaaaaaaaa", OLD_AT),
+				    MASTER("bbbbbbbbbbbbbbbb", NEW_AT)},
+				   {MASTER("bbbbbbbbbbbbbbbb", NEW_AT),
+				    MASTER("aaaaaaaaaaaaaaaa", OLD_AT)}};
+	for (int i = 0; i < 2; i++) {
+		VcKeysStatus s = {0};
+		take(&s, "master", order[i][0]);
+		take(&s, "master", order[i][1]);
+		status_is(&s, NULL, NULL,
+			  "{\"topic\":\"vetpms.keys\",\"tenants\":0,\"records\":0,\"unnamed\":0,"
+			  "\"held\":{\"current\":null,\"previous\":null},\"master_keys\":{},"
+			  "\"master\":\"bbbbbbbbbbbbbbbb\"}");
+		take(&s, "master", NULL);
+		status_is(&s, NULL, NULL,
+			  "{\"topic\":\"vetpms.keys\",\"tenants\":0,\"records\":0,\"unnamed\":0,"
+			  "\"held\":{\"current\":null,\"previous\":null},\"master_keys\":{},"
+			  "\"master\":null}");
+		vc_status_release(&s);
+	}
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(superseded_records_count_until_compaction),
+	    cmocka_unit_test(the_master_record_names_the_newest_key_and_counts_as_no_tenant),
 	    cmocka_unit_test(keys_held_are_listed_with_nothing_under_them),
 	    cmocka_unit_test(no_keys_held_and_an_empty_topic),
 	    cmocka_unit_test(a_record_naming_no_master_key_is_unnamed_and_a_tombstone_ends_a_tenant),

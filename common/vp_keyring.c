@@ -282,34 +282,36 @@ static int take_tenant(VpKeyring *kr, const char *name, const cJSON *v, char *wh
 	return VP_KEYRING_OK;
 }
 
+/* A tenant whose newest record is under a master key not held (keyless:
+ * and whose key was not unwrapped from an earlier record) into why; the
+ * lock held. */
+static bool wrong_tenant_locked(const VpKeyring *kr, bool keyless, char *why, size_t why_cap)
+{
+	for (size_t i = 0; i < kr->n_buckets; i++)
+		for (const Entry *e = kr->buckets[i]; e; e = e->next)
+			if (e->tenant && e->wrong && !(keyless && e->key)) {
+				snprintf(why, why_cap, "%s", e->wrong);
+				return true;
+			}
+	return false;
+}
+
 int vp_keyring_wrong_master(VpKeyring *kr, char *why, size_t why_cap)
 {
-	int rc = VP_KEYRING_OK;
 	pthread_mutex_lock(&kr->lock);
-	for (size_t i = 0; i < kr->n_buckets && rc == VP_KEYRING_OK; i++)
-		for (Entry *e = kr->buckets[i]; e && rc == VP_KEYRING_OK; e = e->next)
-			if (e->tenant && e->wrong) {
-				snprintf(why, why_cap, "%s", e->wrong);
-				rc = VP_KEYRING_WRONG_MASTER;
-			}
-	if (rc == VP_KEYRING_OK && kr->master_wrong) {
+	bool wrong = wrong_tenant_locked(kr, false, why, why_cap);
+	if (!wrong && kr->master_wrong) {
 		snprintf(why, why_cap, "%s", kr->master_wrong);
-		rc = VP_KEYRING_WRONG_MASTER;
+		wrong = true;
 	}
 	pthread_mutex_unlock(&kr->lock);
-	return rc;
+	return wrong ? VP_KEYRING_WRONG_MASTER : VP_KEYRING_OK;
 }
 
 bool vp_keyring_keyless_tenant(VpKeyring *kr, char *why, size_t why_cap)
 {
-	bool found = false;
 	pthread_mutex_lock(&kr->lock);
-	for (size_t i = 0; i < kr->n_buckets && !found; i++)
-		for (Entry *e = kr->buckets[i]; e && !found; e = e->next)
-			if (e->tenant && e->wrong && !e->key) {
-				snprintf(why, why_cap, "%s", e->wrong);
-				found = true;
-			}
+	bool found = wrong_tenant_locked(kr, true, why, why_cap);
 	pthread_mutex_unlock(&kr->lock);
 	return found;
 }

@@ -938,6 +938,35 @@ def test_an_aborted_registration_leaves_neither_the_event_nor_the_key(clinic):
     assert writer.terminate() == 0
 
 
+def a_failed_batch_during_the_rotation_leaves_the_projector_running(clinic, new):
+    """The module's projector holds the old key alone (the older procedure:
+    restarted after rotate-master), so the tenant's newest record is under
+    a key it does not hold, and the key it unwrapped before still serves.
+    A batch that fails then (here its PostgreSQL session is ended while it
+    waits on a lock) must not stop the projector: up to stop 24 the check
+    after a failed batch counted any tenant whose newest record is under
+    another key (exit 1, "cannot go on"); now only a tenant with no key it
+    can open (vp_keyring_keyless_tenant)."""
+    stack = clinic.stack
+    clinic.writer.terminate()  # an earlier test may have stopped it
+    clinic.writer = stack.start_daemon("cmd-writer", port=free_port(), env={
+        "VETPMS_MASTER_KEY_FILE": new, "VETPMS_MASTER_KEY_PREVIOUS_FILE": stack.master_key_file})
+    clinic.writer.wait_ready(90)
+    with psycopg.connect(stack.superuser_dsn()) as locker:
+        locker.execute("LOCK TABLE read.clients IN ACCESS EXCLUSIVE MODE")
+        body, token = clinic.post("/v1/clients", {"first_name": "Rotating", "last_name": "Blip"})
+        waiting = "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' " \
+                  "AND usename = 'vetpms_projector'"
+        wait_for(lambda: readmodel.query(stack, waiting), 30, what="the projector waiting on the lock")
+        for (pid,) in readmodel.query(stack, waiting):
+            readmodel.query(stack, "SELECT pg_terminate_backend(%s)", (pid,))
+        locker.rollback()
+    got = clinic.get("/v1/clients/" + body["id"], token)
+    assert got["last_name"] == "Blip"
+    assert clinic.projector.proc.poll() is None, "\n".join(clinic.projector.log_lines()[-20:])
+    assert not any("cannot go on" in line for line in clinic.projector.log_lines())
+
+
 def test_rotating_the_master_key_rewraps_tenant_keys_without_touching_events(clinic):
     stack = clinic.stack
     new = os.path.join(stack.dir, "next.key")
@@ -956,6 +985,7 @@ def test_rotating_the_master_key_rewraps_tenant_keys_without_touching_events(cli
     assert new_rec["key_id"] == old_rec["key_id"] and new_rec["kek_id"] != old_rec["kek_id"]
     r = stack.vetctl("keys", "rotate-master", "--new-key-file", new)
     assert "already under the new master key" in r.stderr, r.stderr
+    a_failed_batch_during_the_rotation_leaves_the_projector_running(clinic, new)
     # the old key now stops a daemon at start; with the new one a whole-log
     # rebuild opens every sealed field again: the same read model, row for row
     # (the clients the abort test registered after the erasure included)

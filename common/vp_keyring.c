@@ -373,10 +373,23 @@ const VpKey *vp_master_key_of(const VpKey *current, const VpKey *previous, const
 	return NULL;
 }
 
+/* Whether some tenant's key was unwrapped; the lock held. */
+static bool holds_tenant_key(const VpKeyring *kr)
+{
+	for (size_t i = 0; i < kr->n_buckets; i++)
+		for (const Entry *e = kr->buckets[i]; e; e = e->next)
+			if (e->tenant && e->key)
+				return true;
+	return false;
+}
+
 /* The master record: the newest counts (vp_keyrec_newer.h); one naming a
  * key not held is held against the keyring (vp_keyring_wrong_master), and
- * when it is the first one taken, against a running daemon too
- * (vp_keyring_master_refused). */
+ * when it is the first one taken by a keyring that holds no tenant key yet,
+ * against a running daemon too (vp_keyring_master_refused). A keyring that
+ * holds tenant keys is watching a rotation (a writer holding the new key and
+ * the previous one recorded the new key in a topic of before the record):
+ * the tenant keys it unwrapped still serve it, as in vp_keyring_keyless_tenant. */
 static int take_master(VpKeyring *kr, const cJSON *v)
 {
 	VpKeyrecRank next = vp_keyrec_rank_json(v);
@@ -396,7 +409,7 @@ static int take_master(VpKeyring *kr, const cJSON *v)
 			     "wrapped under master key %s, %s",
 			     kek ? kek : "(none)", held) < 0)
 			kr->master_wrong = NULL;
-		kr->master_refused = kr->master_refused || !kr->master_seen;
+		kr->master_refused = kr->master_refused || (!kr->master_seen && !holds_tenant_key(kr));
 		if (!kr->master_wrong)
 			return VP_KEYRING_FAILED;
 	}

@@ -60,10 +60,12 @@ bool vp_keyring_keyless_tenant(VpKeyring *kr, char *why, size_t why_cap);
  * has none). */
 bool vp_keyring_has_master(VpKeyring *kr);
 /* Whether the first master record this keyring took (following the topic)
- * names a key it does not hold, and still counts (why): the daemon started
- * before the deployment's first writer recorded its key, holding another
- * one, and must stop. A later record under another key (a rotation) is not
- * this: the tenant keys the daemon unwrapped still serve it. */
+ * names a key it does not hold, and still counts (why), while the keyring
+ * held no tenant key: the daemon started before the deployment's first
+ * writer recorded its key, holding another one, and must stop. A later
+ * record under another key, or a first one arriving when tenant keys were
+ * unwrapped (a rotation: the writer holds the new key and the previous one),
+ * is not this: the tenant keys the daemon unwrapped still serve it. */
 bool vp_keyring_master_refused(VpKeyring *kr, char *why, size_t why_cap);
 
 /* Reads every partition of topic from the beginning to its end

@@ -242,6 +242,38 @@ static void a_rotation_seen_while_running_leaves_the_unwrapped_key_serving(void 
 	vp_key_records_release(under_b.rec, under_b.n);
 }
 
+/* A topic of before the master record, rotated: a daemon holding A took
+ * the tenant's key under A, then a writer holding B and previous A records
+ * B as the first master record. That is the rotation, not a daemon started
+ * on an empty topic with another key: the running daemon is not refused
+ * (its next start is); a keyring with no tenant key is. */
+static void a_first_master_record_under_another_key_refuses_only_a_keyless_keyring(void **state)
+{
+	(void)state;
+	Made under_a;
+	made_under(master_a, TENANT_A, CLIENT_A, &under_a);
+	char b_id[VP_KEY_ID_CHARS + 1];
+	vp_key_id(master_b, b_id);
+	char *record = vp_keyrec_master_value(b_id, 3000000);
+	assert_non_null(record);
+	VpKeyring *with_tenant = vp_keyring_new(master_a, why, sizeof(why));
+	VpKeyring *keyless = vp_keyring_new(master_a, why, sizeof(why));
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(take(with_tenant, under_a.rec[i].name, under_a.rec[i].value),
+				 VP_KEYRING_OK);
+	assert_int_equal(take(with_tenant, VP_KEYREC_MASTER_NAME, record), VP_KEYRING_OK);
+	assert_int_equal(take(keyless, VP_KEYREC_MASTER_NAME, record), VP_KEYRING_OK);
+	assert_false(vp_keyring_master_refused(with_tenant, why, sizeof(why)));
+	assert_int_equal(vp_keyring_wrong_master(with_tenant, why, sizeof(why)),
+			 VP_KEYRING_WRONG_MASTER);
+	opens(with_tenant, TENANT_A, CLIENT_A, &under_a);
+	assert_true(vp_keyring_master_refused(keyless, why, sizeof(why)));
+	vp_keyring_free(with_tenant);
+	vp_keyring_free(keyless);
+	free(record);
+	vp_key_records_release(under_a.rec, under_a.n);
+}
+
 static void the_previous_key_loads_like_the_master_key_and_is_not_the_current(void **state)
 {
 	(void)state;
@@ -313,6 +345,7 @@ int main(void)
 		cmocka_unit_test(a_record_under_neither_key_is_refused_naming_every_key_held),
 		cmocka_unit_test(the_rotated_record_counts_with_or_without_the_previous_key),
 		cmocka_unit_test(a_rotation_seen_while_running_leaves_the_unwrapped_key_serving),
+		cmocka_unit_test(a_first_master_record_under_another_key_refuses_only_a_keyless_keyring),
 		cmocka_unit_test(the_previous_key_loads_like_the_master_key_and_is_not_the_current),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -961,8 +961,13 @@ def a_failed_batch_during_the_rotation_leaves_the_projector_running(clinic, new)
         for (pid,) in readmodel.query(stack, waiting):
             readmodel.query(stack, "SELECT pg_terminate_backend(%s)", (pid,))
         locker.rollback()
-    got = clinic.get("/v1/clients/" + body["id"], token)
-    assert got["last_name"] == "Blip"
+    # the retried batch applies it (polled: the reader's consistency wait is
+    # 2 s, and a loaded machine may take longer to reconnect)
+    wait_for(lambda: readmodel.query(stack, "SELECT last_name FROM read.clients WHERE id = %s",
+                                     (body["id"],)) == [("Blip",)], 60,
+             what="the client applied after the failed batch",
+             explain=lambda: "\n".join(clinic.projector.log_lines()[-20:]))
+    assert clinic.get("/v1/clients/" + body["id"], token)["last_name"] == "Blip"
     assert clinic.projector.proc.poll() is None, "\n".join(clinic.projector.log_lines()[-20:])
     assert not any("cannot go on" in line for line in clinic.projector.log_lines())
 

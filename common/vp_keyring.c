@@ -506,7 +506,7 @@ static int take_locked(VpKeyring *kr, const char *name, const char *value, size_
 		       char *why, size_t why_cap)
 {
 	if (!value) { /* a tombstone supersedes any record (vp_keyrec_newer.h) */
-		if (!strcmp(name, VP_KEYREC_MASTER_NAME)) {
+		if (vp_keyrec_is_master(name, strlen(name))) {
 			kr->master_seen = false;
 			free(kr->master_wrong);
 			kr->master_wrong = NULL;
@@ -521,7 +521,7 @@ static int take_locked(VpKeyring *kr, const char *name, const char *value, size_
 	if (!kind) {
 		snprintf(why, why_cap, "%s: not a key record", name);
 		rc = VP_KEYRING_FAILED;
-	} else if (!strcmp(kind, VP_KEYREC_MASTER) && !strcmp(name, VP_KEYREC_MASTER_NAME)) {
+	} else if (!strcmp(kind, VP_KEYREC_MASTER) && vp_keyrec_is_master(name, strlen(name))) {
 		rc = take_master(kr, v);
 		if (rc != VP_KEYRING_OK)
 			snprintf(why, why_cap, "%s: out of memory", name);

@@ -427,6 +427,11 @@ char *vp_keyrec_master_value(const char *kek_id, int64_t now_us)
 	return text;
 }
 
+bool vp_keyrec_is_master(const char *name, size_t len)
+{
+	return len == strlen(VP_KEYREC_MASTER_NAME) && !memcmp(name, VP_KEYREC_MASTER_NAME, len);
+}
+
 char *vp_keyrec_value(const VpKey *kek, const VpKey *key, const char *name, int64_t now_us,
 		      char *why, size_t why_cap)
 {

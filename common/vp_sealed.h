@@ -117,5 +117,8 @@ char *vp_keyrec_text(const char *name, const char *kek_id, const char *key_id,
  * id, vp_key_id), "created_at"}; malloc'd text or NULL. The id alone says
  * which key: it is a hash of the key, made by no one without it. */
 char *vp_keyrec_master_value(const char *kek_id, int64_t now_us);
+/* Whether a record key (len bytes, not NUL-terminated) is the master
+ * record's: the one test of every reader of the keys topic. */
+bool vp_keyrec_is_master(const char *name, size_t len);
 
 #endif

@@ -81,18 +81,13 @@ static int new_master(const KeysOptions *o)
 	return rc;
 }
 
-static bool is_master_name(const char *name, size_t len)
-{
-	return len == strlen(VP_KEYREC_MASTER_NAME) && !memcmp(name, VP_KEYREC_MASTER_NAME, len);
-}
-
 /* A tenant key record, or the master record: what a rotation rewrites. */
 static bool tenant_record(const char *name, size_t len, const void *arg)
 {
 	(void)arg;
 	return (len > strlen(VP_KEYREC_TENANT ":") &&
 		!memcmp(name, VP_KEYREC_TENANT ":", strlen(VP_KEYREC_TENANT ":"))) ||
-	       is_master_name(name, len);
+	       vp_keyrec_is_master(name, len);
 }
 
 /* Reads the keys topic to its end; the latest record of each tenant key
@@ -320,7 +315,7 @@ static int rotate_master(const KeysOptions *o)
 		goto done;
 	long m = -1; /* the master record's index */
 	for (size_t i = 0; i < t.n; i++)
-		if (is_master_name(t.name[i], strlen(t.name[i])))
+		if (vp_keyrec_is_master(t.name[i], strlen(t.name[i])))
 			m = (long)i;
 	rewrapped = calloc(t.n + 1, sizeof(*rewrapped));
 	for (size_t i = 0; rewrapped && i < t.n && !failed; i++) {

@@ -93,8 +93,7 @@ static int take_master(VcKeysStatus *s, const char *value, size_t value_len)
 int vc_status_take(VcKeysStatus *s, const char *name, size_t name_len, const char *value,
 		   size_t value_len)
 {
-	if (name_len == strlen(VP_KEYREC_MASTER_NAME) &&
-	    !memcmp(name, VP_KEYREC_MASTER_NAME, name_len))
+	if (vp_keyrec_is_master(name, name_len))
 		return take_master(s, value, value_len);
 	if (!is_tenant_name(name, name_len))
 		return 0;
